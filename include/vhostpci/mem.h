@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Guest memory: the region table of a peer VM and safe address translation.
+ *
+ * This is the ONLY place in vhost-pci where an address chosen by a peer
+ * becomes a local pointer. Every other module asks this one, with the exact
+ * length it is going to touch and the access it needs.
+ *
+ * A region is a piece of the peer's RAM: [gpa, gpa + size) in guest-physical
+ * space, also known at [uaddr, uaddr + size) in the frontend *process*
+ * (vhost-user's userspace_addr, used for ring addresses sent by stock QEMU),
+ * backed by fd at fd_offset. Regions never overlap in either space.
+ *
+ * Threading: a table is built (add/remove) by one thread; translation
+ * functions only read it and may run concurrently with each other, but not
+ * with add/remove.
+ */
+#ifndef VHOSTPCI_MEM_H
+#define VHOSTPCI_MEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Most regions one table holds (vhost-user SET_MEM_TABLE carries at most 8). */
+#define VP_MEM_MAX_REGIONS 32
+
+/* Access bits: what a region allows and what a translation asks for. */
+#define VP_MEM_READ  1u
+#define VP_MEM_WRITE 2u
+#define VP_MEM_RW    (VP_MEM_READ | VP_MEM_WRITE)
+
+/* A region as described by a peer (or by ourselves for local memory). */
+struct vp_mem_region_desc {
+	uint64_t gpa;        /* guest-physical start */
+	uint64_t size;       /* bytes, > 0 */
+	uint64_t uaddr;      /* frontend-process virtual start; 0 = unknown */
+	uint64_t fd_offset;  /* offset of gpa in fd (vhost-user mmap_offset) */
+	int fd;              /* not owned by the table: the caller closes it */
+	uint32_t prot;       /* VP_MEM_READ, optionally | VP_MEM_WRITE */
+};
+
+/* What vp_mem_get() reports about a mapped region. */
+struct vp_mem_region_info {
+	uint64_t gpa, size, uaddr, fd_offset;
+	uint32_t prot;
+	void *host;          /* local address of gpa */
+	bool mapped_by_table; /* true: mmap()ed by vp_mem_add_region() */
+};
+
+struct vp_mem;
+
+/* An empty table. NULL on allocation failure. */
+VP_API struct vp_mem *vp_mem_new(void);
+
+/* Unmap every region the table mapped, then free it. NULL is fine. */
+VP_API void vp_mem_free(struct vp_mem *mem);
+
+/*
+ * Map a region from a peer's fd and add it. The mapping is shared and gets
+ * PROT_READ, plus PROT_WRITE only if desc->prot has VP_MEM_WRITE, so a
+ * read-only region cannot be written even by a bug. fd_offset need not be
+ * page aligned. The fd is not kept: the caller may close it afterwards.
+ *
+ * Returns the region's index, or:
+ *  -EINVAL  size 0, prot without VP_MEM_READ or with unknown bits, gpa/uaddr
+ *           range wraps around 2^64, fd < 0
+ *  -EEXIST  overlaps an existing region in guest-physical or uaddr space
+ *  -ENOSPC  the table already holds VP_MEM_MAX_REGIONS regions
+ *  -EBADF   fd is not usable (fstat failed)
+ *  -ENXIO   [fd_offset, fd_offset + size) does not fit in the fd's size
+ *  or the errno of a failed mmap().
+ */
+VP_API int vp_mem_add_region(struct vp_mem *mem,
+			     const struct vp_mem_region_desc *desc);
+
+/*
+ * Add memory that is already mapped locally at host (our own RAM, a test
+ * buffer, a shared window). Nothing is mapped or unmapped. desc->fd and
+ * desc->fd_offset are ignored. Same checks and errors as vp_mem_add_region()
+ * except the fd ones.
+ */
+VP_API int vp_mem_add_local(struct vp_mem *mem,
+			    const struct vp_mem_region_desc *desc, void *host);
+
+/* Remove (and unmap) the region that starts at gpa with exactly that size.
+ * -ENOENT if there is none. */
+VP_API int vp_mem_remove(struct vp_mem *mem, uint64_t gpa, uint64_t size);
+
+/* Remove every region. */
+VP_API void vp_mem_clear(struct vp_mem *mem);
+
+VP_API unsigned vp_mem_count(const struct vp_mem *mem);
+
+/* Describe region idx (0 <= idx < vp_mem_count()); -ENOENT past the end. */
+VP_API int vp_mem_get(const struct vp_mem *mem, unsigned idx,
+		      struct vp_mem_region_info *info);
+
+/*
+ * Translate [gpa, gpa + len) to a local pointer. Succeeds only if the whole
+ * range lies in ONE region that allows every bit of access. len 0 is treated
+ * as len 1 (the address itself must be mapped). Overflow-safe.
+ * Returns NULL if not (use vp_mem_gpa_iov() for ranges that may span
+ * regions, or vp_mem_check_gpa() for the reason).
+ */
+VP_API void *vp_mem_gpa_ptr(const struct vp_mem *mem, uint64_t gpa,
+			    uint64_t len, uint32_t access);
+
+/* The same for frontend-process virtual addresses (vhost-user ring addresses). */
+VP_API void *vp_mem_uva_ptr(const struct vp_mem *mem, uint64_t uaddr,
+			    uint64_t len, uint32_t access);
+
+/* Why vp_mem_gpa_ptr() would fail: 0 if it succeeds, -EOVERFLOW if the range
+ * wraps, -EFAULT if not inside one region, -EACCES if the region lacks the
+ * access asked for. */
+VP_API int vp_mem_check_gpa(const struct vp_mem *mem, uint64_t gpa,
+			    uint64_t len, uint32_t access);
+
+/* Convert a frontend-process virtual range to guest-physical: the whole range
+ * must lie in one region. 0, -EOVERFLOW or -EFAULT. */
+VP_API int vp_mem_uva_to_gpa(const struct vp_mem *mem, uint64_t uaddr,
+			     uint64_t len, uint64_t *gpa);
+
+/*
+ * Translate [gpa, gpa + len) to iovecs, one per region it crosses: a buffer
+ * spanning two adjacent regions comes back as two pieces, and no piece ever
+ * reaches past its region's end. len 0 yields 0 pieces.
+ * Returns the number of iovecs written (<= iov_max), or -EOVERFLOW (wraps),
+ * -EFAULT (some byte not mapped), -EACCES (some byte lacks access),
+ * -ENOBUFS (needs more than iov_max pieces).
+ */
+VP_API int vp_mem_gpa_iov(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
+			  uint32_t access, struct iovec *iov, unsigned iov_max);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* libvhostpci: everything in one include. */
+#ifndef VHOSTPCI_VHOSTPCI_H
+#define VHOSTPCI_VHOSTPCI_H
+
+#include "common.h"
+#include "log.h"
+#include "mem.h"
+#include "vring.h"
+#include "proto.h"
+
+#endif

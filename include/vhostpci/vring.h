@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Split virtqueues (VIRTIO 1.x, little-endian layout), driven from both sides.
+ *
+ *  - Device side (struct vp_vq_dev): the "exotic ring". The ring and the
+ *    buffers live in a PEER's memory, reached only through a struct vp_mem
+ *    region table. We pop descriptor chains the peer made available and push
+ *    used entries back. Every descriptor is copied locally before it is
+ *    checked; any violation marks the queue broken (with a logged reason) and
+ *    every later call returns -EIO. Nothing the peer writes can make us touch
+ *    memory outside its region table.
+ *
+ *  - Driver side (struct vp_vq_drv): the "local ring", allocated by us in our
+ *    own memory (which the peer device also maps). We add buffers, decide
+ *    whether to kick, and collect used entries, validating each used id and
+ *    length against our own shadow state: ring memory the peer can write is
+ *    never trusted on read-back.
+ *
+ * Memory ordering follows the virtio spec with C11/GNU atomics: acquire loads
+ * of the peer's index, release stores of ours, and a full fence before every
+ * event-index / flags check that decides a notification.
+ *
+ * Threading: one queue object, one thread. The two sides of one ring run in
+ * different threads or processes by design.
+ */
+#ifndef VHOSTPCI_VRING_H
+#define VHOSTPCI_VRING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <linux/virtio_ring.h>
+
+#include "common.h"
+#include "mem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest split ring the spec allows. */
+#define VP_VQ_MAX_SIZE 32768u
+
+/* Bytes each part of a split ring of num entries occupies (with the event-idx
+ * words included, whether or not EVENT_IDX is negotiated). */
+#define VP_VQ_DESC_BYTES(num)  ((uint64_t)(num) * 16u)
+#define VP_VQ_AVAIL_BYTES(num) (6u + (uint64_t)(num) * 2u)
+#define VP_VQ_USED_BYTES(num)  (6u + (uint64_t)(num) * 8u)
+
+/* ------------------------------------------------------------------------ */
+/* Device side: the peer's ring, walked by us.                              */
+
+/* Which address space the ring addresses below are in. Buffer addresses in
+ * descriptors are always guest-physical. */
+enum vp_addr_space {
+	VP_ADDR_GPA = 0,   /* guest-physical (native vhost-pci, our own frontends) */
+	VP_ADDR_UVA = 1,   /* frontend-process virtual (stock vhost-user) */
+};
+
+struct vp_vq_dev_config {
+	uint16_t num;              /* ring size: power of two, 1..32768 (0 = 32768 is rejected) */
+	uint64_t desc, avail, used; /* ring addresses, in ring_space */
+	enum vp_addr_space ring_space;
+	uint16_t last_avail_idx;   /* where to resume (vhost-user SET_VRING_BASE) */
+	uint16_t last_used_idx;    /* normally == last_avail_idx on (re)start */
+	bool event_idx;            /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;             /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	const char *name;          /* for log messages, e.g. "dev3.rx"; may be NULL */
+};
+
+/* One descriptor chain popped from the avail ring. Its buffers are iov[0 ..
+ * n_out) readable (driver -> device) followed by iov[n_out .. n_out + n_in)
+ * writable (device -> driver). A descriptor that crosses a region boundary
+ * gives more than one iovec. */
+struct vp_chain {
+	uint16_t head;     /* id to push back in the used ring */
+	uint16_t n_out;    /* readable iovecs */
+	uint16_t n_in;     /* writable iovecs */
+	uint32_t len_out;  /* total readable bytes */
+	uint32_t len_in;   /* total writable bytes */
+	struct iovec *iov; /* points into the caller's iovec array */
+};
+
+/* What the device hands back: the chain's head and bytes written. */
+struct vp_used {
+	uint32_t id;
+	uint32_t len;
+};
+
+struct vp_vq_dev;
+
+/*
+ * Attach to a peer's ring. mem must outlive the queue.
+ * -EINVAL  num not a power of two or > 32768 (or 0), misaligned ring address
+ *          (desc 16, avail 2, used 4 bytes)
+ * -EFAULT  a ring part is not entirely inside one region
+ * -EACCES  the used ring is not in a writable region
+ * -ENOMEM
+ */
+VP_API int vp_vq_dev_new(struct vp_vq_dev **out, const struct vp_mem *mem,
+			 const struct vp_vq_dev_config *cfg);
+VP_API void vp_vq_dev_free(struct vp_vq_dev *vq);
+
+/*
+ * Pop up to max_chains available chains, filling iov[] (capacity iov_max)
+ * front to back. A chain that does not fit in the iovecs left is not
+ * consumed: the burst stops before it. If not even the first chain fits,
+ * -ENOBUFS is returned and nothing is consumed (give a bigger array).
+ *
+ * Returns the number of chains popped (0 = ring empty), or -EIO if the queue
+ * is (or has just become) broken. Chains are checked in full: head and next
+ * < num, chain length <= num (no loops), indirect only if negotiated, no
+ * nested indirect, indirect table length a multiple of 16 and <= num * 16, no
+ * readable descriptor after a writable one, every buffer inside the region
+ * table with the right access, avail index never more than num ahead.
+ */
+VP_API int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
+			       unsigned max_chains, struct iovec *iov,
+			       unsigned iov_max);
+
+/*
+ * Publish n used entries (in the order given) and advance used->idx once.
+ * ids must be heads previously popped; id >= num gives -EINVAL without
+ * writing anything. -EIO if broken.
+ */
+VP_API int vp_vq_dev_push_burst(struct vp_vq_dev *vq, const struct vp_used *used,
+				unsigned n);
+
+/*
+ * After pushing: must the driver be signalled (its "call")? Honours
+ * VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX. Each true answer
+ * covers everything pushed so far. Always false when broken.
+ */
+VP_API bool vp_vq_dev_need_signal(struct vp_vq_dev *vq);
+
+/* Ask the driver not to kick us (we are polling). */
+VP_API void vp_vq_dev_disable_notify(struct vp_vq_dev *vq);
+
+/*
+ * Ask the driver to kick us on new buffers. Returns true if buffers are
+ * already available (the caller must poll again instead of sleeping: this
+ * closes the race with a driver that added buffers before it saw the
+ * request).
+ */
+VP_API bool vp_vq_dev_enable_notify(struct vp_vq_dev *vq);
+
+/* Chains available but not yet popped (0 if broken). */
+VP_API unsigned vp_vq_dev_avail_pending(struct vp_vq_dev *vq);
+
+VP_API bool vp_vq_dev_broken(const struct vp_vq_dev *vq);
+/* Why the queue broke ("" if it did not). */
+VP_API const char *vp_vq_dev_broken_reason(const struct vp_vq_dev *vq);
+
+/* Next avail index to pop (vhost-user GET_VRING_BASE answer). */
+VP_API uint16_t vp_vq_dev_last_avail(const struct vp_vq_dev *vq);
+VP_API uint16_t vp_vq_dev_num(const struct vp_vq_dev *vq);
+
+/* ------------------------------------------------------------------------ */
+/* Driver side: our own ring.                                               */
+
+/* A buffer in guest-physical space. */
+struct vp_buf {
+	uint64_t addr;
+	uint32_t len;
+};
+
+struct vp_vq_drv_config {
+	uint16_t num;               /* power of two, 1..32768 */
+	void *desc, *avail, *used;  /* local pointers to the ring parts; the
+				     * device sees them at the GPAs we tell it */
+	bool event_idx;
+	/*
+	 * Indirect descriptors: if indirect_max > 1, a chain of 2..indirect_max
+	 * buffers is written as one indirect table. Table i (one per ring slot)
+	 * lives at indirect_area + i * indirect_max * 16 locally and at
+	 * indirect_gpa + i * indirect_max * 16 for the device; the area must
+	 * hold num * indirect_max descriptors. Leave 0/NULL for none.
+	 */
+	void *indirect_area;
+	uint64_t indirect_gpa;
+	uint16_t indirect_max;
+	const char *name;
+};
+
+struct vp_vq_drv;
+
+/* Initialise the ring memory (zeroed avail and used rings, free list) and the
+ * shadow state. -EINVAL on bad num / NULL pointers / misalignment, -ENOMEM. */
+VP_API int vp_vq_drv_new(struct vp_vq_drv **out, const struct vp_vq_drv_config *cfg);
+VP_API void vp_vq_drv_free(struct vp_vq_drv *vq);
+
+/*
+ * Stage one chain: nout readable buffers then nin writable ones. token is
+ * returned by vp_vq_drv_get_used() (must not be NULL). Staged chains become
+ * visible to the device only at vp_vq_drv_publish().
+ * -EINVAL (nout + nin == 0, token NULL), -ENOSPC (not enough free
+ * descriptors), -EIO (broken).
+ */
+VP_API int vp_vq_drv_add(struct vp_vq_drv *vq, const struct vp_buf *out,
+			 unsigned nout, const struct vp_buf *in, unsigned nin,
+			 void *token);
+
+/* Stage n one-buffer chains (RX posting, small TX). Returns how many were
+ * staged (may be < n when the ring fills), or -EIO. */
+VP_API int vp_vq_drv_add_burst(struct vp_vq_drv *vq, const struct vp_buf *bufs,
+			       unsigned n, bool device_writable, void *const *tokens);
+
+/* Make all staged chains visible (one release store of avail->idx) and say
+ * whether the device must be kicked (VRING_USED_F_NO_NOTIFY, or avail_event
+ * with EVENT_IDX). */
+VP_API bool vp_vq_drv_publish(struct vp_vq_drv *vq);
+
+/*
+ * Collect up to max used chains: tokens[i] and lens[i] (bytes the device
+ * wrote). Returns the count, or -EIO if the device returned an id that is out
+ * of range or not outstanding, or a length larger than the chain's writable
+ * bytes (the queue is then broken).
+ */
+VP_API int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens,
+			      uint32_t *lens, unsigned max);
+
+/* Ask for / stop interrupts (the device's "call"). enable returns true if
+ * used entries are already pending (poll again instead of sleeping). */
+VP_API bool vp_vq_drv_enable_cb(struct vp_vq_drv *vq);
+VP_API void vp_vq_drv_disable_cb(struct vp_vq_drv *vq);
+
+VP_API unsigned vp_vq_drv_num_free(const struct vp_vq_drv *vq);
+VP_API bool vp_vq_drv_broken(const struct vp_vq_drv *vq);
+VP_API const char *vp_vq_drv_broken_reason(const struct vp_vq_drv *vq);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Run every vhost-pci test from a clean build (the README's second command).
+#
+#   1. gcc build, -Werror: unit tests and the two-process ring harness
+#   2. clang build, -Werror: unit tests
+#   3. ASan+UBSan build: unit tests and the ring harness again
+#   4. libFuzzer targets (clang), each for FUZZ_SECONDS (default 30) from the
+#      committed seed corpus
+#
+# Ends with one line "N passed, N failed, N skipped"; exits non-zero if any
+# test failed. Environment: FUZZ_SECONDS, BUILD_ROOT (default ./build-test).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+B=${BUILD_ROOT:-$root/build-test}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+pass=0 fail=0 skip=0
+failed_names=()
+
+scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+rm -rf "$B"
+mkdir -p "$B"
+
+say() { printf '\n=== %s\n' "$*"; }
+ok() { pass=$((pass + 1)); echo "PASS $1"; }
+ko() { fail=$((fail + 1)); failed_names+=("$1"); echo "FAIL $1"; }
+
+# Build one configuration; counts as a test of its own (warnings are errors).
+build() { # name cc [meson options...]
+	local name=$1 cc=$2; shift 2
+	if CC=$cc meson setup "$B/$name" -Dwerror=true "$@" >"$B/$name.setup.log" 2>&1 &&
+	   ninja -C "$B/$name" >"$B/$name.build.log" 2>&1; then
+		ok "build-$name"
+	else
+		cat "$B/$name.setup.log" "$B/$name.build.log" 2>/dev/null | tail -40
+		ko "build-$name"
+		return 1
+	fi
+}
+
+# Run one meson test suite and add its per-test results to the tally.
+suite() { # build-name suite [meson test options...]
+	local name=$1 s=$2; shift 2
+	meson test -C "$B/$name" --suite "$s" --print-errorlogs "$@" \
+		>"$B/$name.$s.log" 2>&1
+	grep -E '^ *[0-9]+/[0-9]+ ' "$B/$name.$s.log" | sed "s/^/  [$name] /"
+	local counts
+	counts=$(python3 - "$B/$name/meson-logs/testlog.json" "$name" <<'PY'
+import json, sys
+p = f = s = 0
+names = []
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    r = t.get("result")
+    if r in ("OK", "EXPECTEDFAIL"):
+        p += 1
+    elif r == "SKIP":
+        s += 1
+    else:
+        f += 1
+        names.append(sys.argv[2] + ":" + t.get("name", "?"))
+print(p, f, s, " ".join(names))
+PY
+)
+	# testlog.json is rewritten per meson test run, so it holds this suite only.
+	read -r p f s names <<<"$counts"
+	pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+	[ -n "${names:-}" ] && failed_names+=($names)
+	[ "$f" -eq 0 ] || tail -60 "$B/$name.$s.log"
+}
+
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+
+say "gcc build (-Werror), unit tests and ring harness"
+if build gcc gcc; then
+	suite gcc unit
+	suite gcc harness --num-processes 1
+fi
+
+say "clang build (-Werror), unit tests"
+if build clang clang; then
+	suite clang unit
+fi
+
+say "ASan+UBSan build, unit tests and ring harness"
+if build asan gcc -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug; then
+	suite asan unit
+	suite asan harness --num-processes 1 --timeout-multiplier 4
+fi
+
+say "libFuzzer targets, ${FUZZ_SECONDS}s each"
+if build fuzz clang -Dfuzz=true; then
+	for t in proto vring; do
+		work=$B/fuzz/corpus-$t
+		mkdir -p "$work"
+		# New inputs go to the scratch dir; the committed seeds are read only.
+		if "$B/fuzz/tests/fuzz/fuzz-$t" -max_total_time="$FUZZ_SECONDS" \
+			-print_final_stats=1 -artifact_prefix="$B/fuzz/crash-$t-" \
+			"$work" "$root/tests/fuzz/corpus/$t" >"$B/fuzz-$t.log" 2>&1; then
+			ok "fuzz-$t ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$B/fuzz-$t.log" | grep -o '[0-9]*$') execs)"
+		else
+			tail -40 "$B/fuzz-$t.log"
+			ko "fuzz-$t"
+		fi
+	done
+fi
+
+echo
+[ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * A minimal test harness: TEST(name) { ... } cases, CHECK* assertions that
+ * record a failure and go on, and a main() that runs every case and prints
+ * TAP-like lines and a summary. A case passes only if all its checks pass.
+ *
+ * Usage: define TESTUTIL_MAIN in exactly one .c file before including it.
+ */
+#ifndef VP_TESTUTIL_H
+#define VP_TESTUTIL_H
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tu_case {
+	const char *name;
+	void (*fn)(void);
+};
+
+#define TU_MAX_CASES 512
+extern struct tu_case tu_cases[TU_MAX_CASES];
+extern unsigned tu_ncases;
+extern unsigned tu_failed_checks;
+
+#define TEST(name)                                                        \
+	static void test_##name(void);                                    \
+	__attribute__((constructor)) static void tu_reg_##name(void)      \
+	{                                                                 \
+		if (tu_ncases < TU_MAX_CASES)                             \
+			tu_cases[tu_ncases++] = (struct tu_case){ #name, test_##name }; \
+	}                                                                 \
+	static void test_##name(void)
+
+#define CHECK(cond)                                                       \
+	do {                                                              \
+		if (!(cond)) {                                            \
+			tu_failed_checks++;                               \
+			fprintf(stderr, "  %s:%d: CHECK failed: %s\n",    \
+				__FILE__, __LINE__, #cond);               \
+		}                                                         \
+	} while (0)
+
+#define CHECK_EQ(a, b)                                                    \
+	do {                                                              \
+		long long tu_a = (long long)(a), tu_b = (long long)(b);   \
+		if (tu_a != tu_b) {                                       \
+			tu_failed_checks++;                               \
+			fprintf(stderr, "  %s:%d: CHECK_EQ failed: %s == %s (%lld != %lld)\n", \
+				__FILE__, __LINE__, #a, #b, tu_a, tu_b);  \
+		}                                                         \
+	} while (0)
+
+/* Abort the current case (not the program) when a precondition fails. */
+#define REQUIRE(cond)                                                     \
+	do {                                                              \
+		if (!(cond)) {                                            \
+			tu_failed_checks++;                               \
+			fprintf(stderr, "  %s:%d: REQUIRE failed: %s\n",  \
+				__FILE__, __LINE__, #cond);               \
+			return;                                           \
+		}                                                         \
+	} while (0)
+
+/* Number of open fds of this process: compare before/after to catch leaks. */
+static inline int tu_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the DIR's own fd */
+}
+
+#ifdef TESTUTIL_MAIN
+struct tu_case tu_cases[TU_MAX_CASES];
+unsigned tu_ncases;
+unsigned tu_failed_checks;
+
+int main(int argc, char **argv)
+{
+	unsigned pass = 0, fail = 0;
+
+	for (unsigned i = 0; i < tu_ncases; i++) {
+		unsigned before = tu_failed_checks;
+
+		if (argc > 1 && !strstr(tu_cases[i].name, argv[1]))
+			continue;
+		tu_cases[i].fn();
+		if (tu_failed_checks == before) {
+			pass++;
+			printf("ok %u - %s\n", pass + fail, tu_cases[i].name);
+		} else {
+			fail++;
+			printf("not ok %u - %s\n", pass + fail, tu_cases[i].name);
+		}
+		fflush(stdout);
+	}
+	printf("# %u cases: %u passed, %u failed\n", pass + fail, pass, fail);
+	return fail ? 1 : 0;
+}
+#endif
+#endif
