@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run every vhost-pci test from a clean build (the README's second command).
 #
-#   1. gcc build, -Werror: unit tests and the two-process ring harness
-#   2. clang build, -Werror: unit tests
-#   3. ASan+UBSan build: unit tests and the ring harness again
+#   1. gcc build, -Werror: unit, functional and daemon tests, then the
+#      two-process ring harness
+#   2. clang build, -Werror: unit, functional and daemon tests
+#   3. ASan+UBSan build: all of 1 again
 #   4. libFuzzer targets (clang), each for FUZZ_SECONDS (default 30) from the
 #      committed seed corpus
 #
@@ -38,10 +39,12 @@ build() { # name cc [meson options...]
 	fi
 }
 
-# Run one meson test suite and add its per-test results to the tally.
-suite() { # build-name suite [meson test options...]
-	local name=$1 s=$2; shift 2
-	meson test -C "$B/$name" --suite "$s" --print-errorlogs "$@" \
+# Run meson tests and add their per-test results to the tally.
+# SEL is a suite name, or "rest" for every suite but the (serial) harness.
+suite() { # build-name SEL [meson test options...]
+	local name=$1 s=$2 sel; shift 2
+	if [ "$s" = rest ]; then sel=(--no-suite harness); else sel=(--suite "$s"); fi
+	meson test -C "$B/$name" "${sel[@]}" --print-errorlogs "$@" \
 		>"$B/$name.$s.log" 2>&1
 	grep -E '^ *[0-9]+/[0-9]+ ' "$B/$name.$s.log" | sed "s/^/  [$name] /"
 	local counts
@@ -72,20 +75,20 @@ PY
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 
-say "gcc build (-Werror), unit tests and ring harness"
+say "gcc build (-Werror): unit, functional, daemon tests and ring harness"
 if build gcc gcc; then
-	suite gcc unit
+	suite gcc rest
 	suite gcc harness --num-processes 1
 fi
 
-say "clang build (-Werror), unit tests"
+say "clang build (-Werror): unit, functional and daemon tests"
 if build clang clang; then
-	suite clang unit
+	suite clang rest
 fi
 
-say "ASan+UBSan build, unit tests and ring harness"
+say "ASan+UBSan build: everything of the gcc run again"
 if build asan gcc -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug; then
-	suite asan unit
+	suite asan rest --timeout-multiplier 3
 	suite asan harness --num-processes 1 --timeout-multiplier 4
 fi
 

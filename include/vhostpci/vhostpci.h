@@ -8,5 +8,8 @@
 #include "mem.h"
 #include "vring.h"
 #include "proto.h"
+#include "sock.h"
+#include "server.h"
+#include "client.h"
 
 #endif

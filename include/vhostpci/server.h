@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The vhost-pci server: accepts frontends on a Unix socket and turns each
+ * into a vhost-pci device (the seed's "device creation").
+ *
+ * Frontends speak one of two dialects, told apart by their first message:
+ *  - stock vhost-user (QEMU -netdev vhost-user, DPDK virtio-user): the
+ *    device is derived from SET_MEM_TABLE, SET_VRING_* and SET_FEATURES;
+ *  - native vhost-pci (our client, see client.h): after HELLO the server
+ *    asks GET_UUID, GET_MEMORY_INFO, GET_DEVICE_INFO, GET_FEATURE_BITS,
+ *    answers with SET_FEATURE_BITS and START.
+ *
+ * The caller owns the event loop: vp_server_fd() is an epoll fd that becomes
+ * readable when the server has work; vp_server_dispatch() does that work
+ * without blocking and reports device events through the callback, on the
+ * caller's thread. No threads, no locks.
+ *
+ * A misbehaving frontend breaks its own connection only (logged reason,
+ * every fd it sent closed); other devices keep working.
+ */
+#ifndef VHOSTPCI_SERVER_H
+#define VHOSTPCI_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common.h"
+#include "mem.h"
+#include "proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VP_SERVER_DEFAULT_CONNECTIONS 32   /* the seed's connections=32 */
+#define VP_SERVER_MAX_CONNECTIONS 1024
+#define VP_DEV_MAX_RINGS 2                 /* one virtio-net queue pair */
+#define VP_VIRTIO_ID_NET 1
+
+enum vp_dialect {
+	VP_DIALECT_UNKNOWN = 0,   /* nothing received yet */
+	VP_DIALECT_VHOST_USER,
+	VP_DIALECT_NATIVE,
+};
+
+enum vp_dev_state {
+	VP_DEV_CONNECTED = 0,  /* handshake under way */
+	VP_DEV_READY,          /* memory, rings, eventfds known; rings started */
+	VP_DEV_STOPPED,        /* frontend stopped its rings (reset, shutdown) */
+};
+
+/* One region of the frontend's memory. fd stays owned by the server; a
+ * backend that needs it dup()s it or receives a copy over a socket. */
+struct vp_dev_region {
+	uint64_t gpa, size, uaddr, fd_offset;
+	uint32_t prot;
+	int fd;
+};
+
+/*
+ * One ring of the frontend device, as the backend sees it (seed, Fig. 4):
+ * kick_fd is written by the frontend when it adds buffers, so it wakes the
+ * backend (the backend's "call"); call_fd is what the backend writes to
+ * interrupt the frontend (the backend's "kick"). -1 = none (polling).
+ */
+struct vp_dev_ring {
+	uint16_t num;
+	uint16_t last_avail_idx;
+	uint64_t desc, avail, used;              /* guest-physical */
+	uint64_t desc_uva, avail_uva, used_uva;  /* as sent by a vhost-user frontend */
+	bool addr_set, enabled, started;
+	int kick_fd;
+	int call_fd;
+};
+
+/* A vhost-pci device: read-only for the caller, valid until the
+ * VP_EV_DEVICE_REMOVED event for it returns. */
+struct vp_device {
+	uint64_t id;                 /* unique in this process */
+	uint32_t type;               /* virtio device id, VP_VIRTIO_ID_NET */
+	uint8_t uuid[16];            /* of the frontend VM */
+	enum vp_dialect dialect;
+	enum vp_dev_state state;
+	const char *server_id;
+	pid_t peer_pid;
+	uid_t peer_uid;
+	uint64_t device_features;    /* offered to / by the frontend device */
+	uint64_t driver_features;    /* acked by the frontend driver */
+	uint64_t protocol_features;  /* vhost-user protocol features in use */
+	unsigned nregions;
+	struct vp_dev_region regions[VP_PCI_MAX_REGIONS];
+	const struct vp_mem *mem;    /* the regions, mapped in this process */
+	unsigned nrings;
+	struct vp_dev_ring rings[VP_DEV_MAX_RINGS];
+	uint16_t config_len;
+	uint8_t config[VP_PCI_CONFIG_MAX];
+	unsigned generation;         /* +1 each time the device becomes READY */
+};
+
+/* The seed's registry: struct vhost_pci_info { struct vhost_pci_dev dev[MAX]; } */
+struct vp_pci_dev {
+	uint32_t device_type;
+	uint64_t device_id;
+	const struct vp_device *dev;
+};
+
+struct vp_pci_info {
+	unsigned count;
+	struct vp_pci_dev dev[VP_SERVER_MAX_CONNECTIONS];
+};
+
+enum vp_event {
+	VP_EV_DEVICE_NEW,      /* a frontend connected */
+	VP_EV_DEVICE_READY,    /* rings started: a backend may attach */
+	VP_EV_DEVICE_CHANGED,  /* while READY: eventfds or enable state replaced */
+	VP_EV_DEVICE_STOPPED,  /* rings stopped: a backend must let go of them */
+	VP_EV_DEVICE_REMOVED,  /* frontend gone: last chance to look at dev */
+};
+
+struct vp_server;
+typedef void (*vp_event_fn)(struct vp_server *srv, enum vp_event ev,
+			    const struct vp_device *dev, void *opaque);
+
+struct vp_server_config {
+	const char *path;          /* Unix socket path (required) */
+	const char *id;            /* name for logs and vhost-pci-ctl; default: path */
+	unsigned max_connections;  /* 0: VP_SERVER_DEFAULT_CONNECTIONS */
+	mode_t mode;               /* socket file mode; 0: 0600 */
+	bool check_uid;            /* only accept peers with SO_PEERCRED uid == allowed_uid */
+	uid_t allowed_uid;
+	bool have_uuid;            /* UUID given to stock vhost-user frontends */
+	uint8_t uuid[16];          /* (otherwise one is generated and logged) */
+	uint64_t features;         /* virtio features offered to vhost-user
+				    * frontends; 0: VP_SERVER_DEFAULT_FEATURES */
+	vp_event_fn on_event;
+	void *opaque;
+};
+
+/* VERSION_1, vhost-user PROTOCOL_FEATURES, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC */
+#define VP_SERVER_DEFAULT_FEATURES \
+	((1ull << 32) | (1ull << 30) | (1ull << 15) | (1ull << 29) | (1ull << 28))
+
+/*
+ * Create the listening socket. A stale socket file (nobody listening) is
+ * replaced; a live one gives -EADDRINUSE. -EINVAL for a bad config,
+ * -ENAMETOOLONG for a path too long for sockaddr_un.
+ */
+VP_API int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg);
+
+/* Tell native peers we are going (ERROR message), drop every connection
+ * (REMOVED events are delivered), close the socket and unlink its file. */
+VP_API void vp_server_free(struct vp_server *srv);
+
+/* An epoll fd: readable when vp_server_dispatch() has work. */
+VP_API int vp_server_fd(const struct vp_server *srv);
+
+/* Do all pending work without blocking. Returns 0 or a negative errno for a
+ * failure of the server itself (not of a peer). */
+VP_API int vp_server_dispatch(struct vp_server *srv);
+
+VP_API const char *vp_server_id(const struct vp_server *srv);
+VP_API const char *vp_server_path(const struct vp_server *srv);
+VP_API unsigned vp_server_connections(const struct vp_server *srv);
+VP_API unsigned vp_server_max_connections(const struct vp_server *srv);
+
+/* Fill the registry with every connected frontend's device. */
+VP_API void vp_server_info(const struct vp_server *srv, struct vp_pci_info *info);
+
+/* The device with this id, or NULL. */
+VP_API const struct vp_device *vp_server_find(const struct vp_server *srv, uint64_t id);
+
+/* Drop one frontend (as if it misbehaved), with a reason for the log. */
+VP_API int vp_server_drop(struct vp_server *srv, uint64_t id, const char *reason);
+
+/* A live look at one ring of a device through its mapped memory. */
+struct vp_ring_status {
+	uint16_t avail_idx;      /* what the frontend driver published */
+	uint16_t used_idx;
+	uint16_t avail_flags, used_flags;
+	unsigned ndesc;          /* descriptors below (heads of the newest avail entries) */
+	struct {
+		uint16_t head;
+		uint64_t addr;
+		uint32_t len;
+		uint16_t flags;
+		bool in_memory;  /* addr..addr+len lies in the region table */
+	} desc[8];
+};
+VP_API int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
+				 struct vp_ring_status *st);
+
+/* Names for logs and JSON. */
+VP_API const char *vp_dialect_name(enum vp_dialect d);
+VP_API const char *vp_dev_state_name(enum vp_dev_state s);
+VP_API const char *vp_event_name(enum vp_event ev);
+/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" into buf (>= 37 bytes). */
+VP_API void vp_uuid_format(const uint8_t uuid[16], char *buf);
+/* Parse that form; 0 or -EINVAL. */
+VP_API int vp_uuid_parse(const char *s, uint8_t uuid[16]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

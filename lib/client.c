@@ -1,0 +1,575 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Frontend side of the vhost-pci protocol (native) and of vhost-user.
+ *
+ * Security model: the server is a peer like any other. Its messages pass the
+ * codec, then must be the one expected in the current state; features it
+ * sets must be a subset of what we offered. A violation fails the client
+ * with a reason; nothing is trusted beyond that.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vhostpci/client.h"
+#include "vhostpci/log.h"
+#include "vhostpci/sock.h"
+
+struct vp_client {
+	int sock;
+	struct vp_rx rx;
+	struct vp_frontend_info info;
+	enum vp_client_state state;
+	bool hello_acked;
+	uint64_t dev_id;
+	uint64_t features;
+	char error[VP_PCI_REASON_MAX + 16];
+};
+
+static int connect_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Receive one whole message within the deadline (socket is non-blocking). */
+static int recv_until(int sock, struct vp_rx *rx, struct vp_msg *m, int64_t deadline)
+{
+	for (;;) {
+		int r = vp_sock_recv(sock, rx, m);
+		int64_t left = deadline - now_ms();
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+
+		if (r != 0)
+			return r < 0 ? r : 0;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static bool check_info(const struct vp_frontend_info *info)
+{
+	if (info->nregions < 1 || info->nregions > VP_PCI_MAX_REGIONS ||
+	    info->nrings < 1 || info->nrings > VP_PCI_MAX_RINGS ||
+	    info->config_len > VP_PCI_CONFIG_MAX)
+		return false;
+	return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* native dialect */
+
+static void client_fail(struct vp_client *c, bool tell, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void client_fail(struct vp_client *c, bool tell, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->state == VP_CLIENT_FAILED)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->error, sizeof(c->error), fmt, ap);
+	va_end(ap);
+	vp_log(VP_LOG_WARN, "client: %s", c->error);
+	if (tell) {
+		struct vp_msg m;
+
+		vp_msg_init(&m, VP_PCI_ERROR, 0);
+		m.p.error.code = -EPROTO;
+		snprintf(m.p.error.reason, sizeof(m.p.error.reason), "%.*s",
+			 (int)sizeof(m.p.error.reason) - 1, c->error);
+		vp_sock_send(c->sock, &m);
+	}
+	c->state = VP_CLIENT_FAILED;
+}
+
+static int send_hello(struct vp_client *c)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, VP_PCI_HELLO, 0);
+	m.p.hello.magic = VP_PCI_MAGIC;
+	m.p.hello.major = VP_PCI_VERSION_MAJOR;
+	m.p.hello.minor = VP_PCI_VERSION_MINOR;
+	c->hello_acked = false;
+	c->state = VP_CLIENT_HANDSHAKE;
+	return vp_sock_send(c->sock, &m);
+}
+
+int vp_client_connect(struct vp_client **out, const char *path,
+		      const struct vp_frontend_info *info)
+{
+	struct vp_client *c;
+	int fd, e;
+
+	*out = NULL;
+	if (!path || !info || !check_info(info))
+		return -EINVAL;
+	fd = connect_unix(path);
+	if (fd < 0)
+		return fd;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->sock = fd;
+	c->info = *info;
+	vp_rx_init(&c->rx);
+	e = send_hello(c);
+	if (e < 0) {
+		close(fd);
+		free(c);
+		return e;
+	}
+	*out = c;
+	return 0;
+}
+
+void vp_client_free(struct vp_client *c)
+{
+	if (!c)
+		return;
+	vp_rx_reset(&c->rx);
+	close(c->sock);
+	free(c);
+}
+
+int vp_client_fd(const struct vp_client *c)
+{
+	return c->sock;
+}
+
+enum vp_client_state vp_client_state(const struct vp_client *c)
+{
+	return c->state;
+}
+
+const char *vp_client_error(const struct vp_client *c)
+{
+	return c->error;
+}
+
+uint64_t vp_client_device_id(const struct vp_client *c)
+{
+	return c->dev_id;
+}
+
+uint64_t vp_client_features(const struct vp_client *c)
+{
+	return c->features;
+}
+
+static void reply_meminfo(struct vp_client *c, struct vp_msg *r)
+{
+	const struct vp_frontend_info *in = &c->info;
+
+	r->p.meminfo.nregions = in->nregions;
+	for (unsigned i = 0; i < in->nregions; i++) {
+		const struct vp_dev_region *g = &in->regions[i];
+
+		r->p.meminfo.regions[i] = (struct vp_pci_region){
+			.gpa = g->gpa, .size = g->size, .uaddr = g->uaddr,
+			.mmap_offset = g->fd_offset, .prot = g->prot,
+		};
+		r->fds[r->nfds++] = g->fd;
+	}
+}
+
+static void reply_devinfo(struct vp_client *c, struct vp_msg *r)
+{
+	const struct vp_frontend_info *in = &c->info;
+	struct vp_pci_devinfo *d = &r->p.devinfo;
+
+	d->device_type = in->device_type;
+	d->nrings = (uint16_t)in->nrings;
+	d->config_len = in->config_len;
+	memcpy(d->config, in->config, in->config_len);
+	for (unsigned i = 0; i < in->nrings; i++) {
+		const struct vp_frontend_ring *g = &in->rings[i];
+		struct vp_pci_ring *w = &d->rings[i];
+
+		*w = (struct vp_pci_ring){
+			.index = i, .size = g->num, .last_avail_idx = g->last_avail_idx,
+			.desc = g->desc, .avail = g->avail, .used = g->used,
+			.flags = g->enabled ? VP_PCI_RING_ENABLED : 0,
+		};
+		if (g->kick_fd >= 0) {
+			w->flags |= VP_PCI_RING_KICKFD;
+			r->fds[r->nfds++] = g->kick_fd;
+		}
+		if (g->call_fd >= 0) {
+			w->flags |= VP_PCI_RING_CALLFD;
+			r->fds[r->nfds++] = g->call_fd;
+		}
+	}
+}
+
+static void client_handle(struct vp_client *c, const struct vp_msg *m)
+{
+	bool reply = m->flags & VP_MSG_REPLY;
+	struct vp_msg r;
+
+	if (m->request == VP_PCI_ERROR) {
+		snprintf(c->error, sizeof(c->error), "server: %s", m->p.error.reason);
+		vp_log(VP_LOG_WARN, "client: server reports error %d: %s", m->p.error.code,
+		       m->p.error.reason);
+		c->state = VP_CLIENT_FAILED;
+		return;
+	}
+	if (m->request == VP_PCI_HELLO && reply && !c->hello_acked &&
+	    c->state == VP_CLIENT_HANDSHAKE) {
+		c->hello_acked = true;
+		return;
+	}
+	if (reply || !c->hello_acked || c->state != VP_CLIENT_HANDSHAKE) {
+		client_fail(c, true, "unexpected %s%s from the server", vp_msg_name(m->request),
+			    reply ? " reply" : "");
+		return;
+	}
+	vp_msg_init(&r, m->request, VP_MSG_REPLY);
+	switch (m->request) {
+	case VP_PCI_GET_UUID:
+		memcpy(r.p.uuid, c->info.uuid, 16);
+		break;
+	case VP_PCI_GET_MEMORY_INFO:
+		reply_meminfo(c, &r);
+		break;
+	case VP_PCI_GET_DEVICE_INFO:
+		reply_devinfo(c, &r);
+		break;
+	case VP_PCI_GET_FEATURE_BITS:
+		r.p.features.device_features = c->info.device_features;
+		r.p.features.driver_features = c->info.driver_features;
+		break;
+	case VP_PCI_SET_FEATURE_BITS:
+		if (m->p.u64 & ~c->info.driver_features) {
+			r.p.u64 = EINVAL;
+			vp_log(VP_LOG_WARN, "client: server set features 0x%llx we did not ask for",
+			       (unsigned long long)m->p.u64);
+		} else {
+			c->features = m->p.u64;
+			r.p.u64 = 0;
+		}
+		break;
+	case VP_PCI_START:
+		c->dev_id = m->p.u64;
+		c->state = VP_CLIENT_STARTED;
+		vp_log(VP_LOG_INFO, "client: device %llu started",
+		       (unsigned long long)c->dev_id);
+		return;
+	default:
+		client_fail(c, true, "unexpected %s from the server", vp_msg_name(m->request));
+		return;
+	}
+	if (vp_sock_send(c->sock, &r) < 0)
+		client_fail(c, false, "sending %s reply failed", vp_msg_name(m->request));
+}
+
+int vp_client_dispatch(struct vp_client *c)
+{
+	struct vp_msg m;
+
+	while (c->state != VP_CLIENT_FAILED) {
+		/* vp_sock_recv never blocks; sends stay blocking (small replies). */
+		int r = vp_sock_recv(c->sock, &c->rx, &m);
+
+		if (r == 0)
+			return 0;
+		if (r < 0) {
+			client_fail(c, false, "connection to the server failed: %s", strerror(-r));
+			break;
+		}
+		client_handle(c, &m);
+		vp_msg_close_fds(&m);
+	}
+	return -ECONNABORTED;
+}
+
+int vp_client_wait(struct vp_client *c, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+
+	while (c->state == VP_CLIENT_HANDSHAKE) {
+		struct pollfd p = { .fd = c->sock, .events = POLLIN };
+		int64_t left = deadline - now_ms();
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			return -errno;
+		vp_client_dispatch(c);
+	}
+	return c->state == VP_CLIENT_STARTED ? 0 : -ECONNABORTED;
+}
+
+int vp_client_stop(struct vp_client *c, uint32_t reason)
+{
+	struct vp_msg m;
+	int r;
+
+	if (c->state != VP_CLIENT_STARTED)
+		return -EINVAL;
+	vp_msg_init(&m, VP_PCI_STOP, 0);
+	m.p.u64 = reason;
+	r = vp_sock_send(c->sock, &m);
+	if (r == 0)
+		c->state = VP_CLIENT_STOPPED;
+	return r;
+}
+
+int vp_client_restart(struct vp_client *c, const struct vp_frontend_info *info)
+{
+	if (c->state != VP_CLIENT_STOPPED || !info || !check_info(info))
+		return -EINVAL;
+	c->info = *info;
+	return send_hello(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* stock vhost-user frontend */
+
+struct vu {
+	int sock;
+	struct vp_rx rx;
+	int timeout_ms;
+	bool ack;  /* REPLY_ACK negotiated */
+};
+
+/* Send a request; wait for its reply (or ack) when one is due. */
+static int vu_call(struct vu *v, struct vp_msg *m, struct vp_msg *reply)
+{
+	const struct vp_msg_spec *sp = vp_msg_spec(m->request);
+	bool want_reply = sp && sp->has_reply;
+	struct vp_msg r;
+	int e;
+
+	if (!want_reply && v->ack)
+		m->flags |= VP_MSG_NEED_REPLY;
+	e = vp_sock_send(v->sock, m);
+	if (e < 0)
+		return e;
+	if (!want_reply && !v->ack)
+		return 0;
+	e = recv_until(v->sock, &v->rx, &r, now_ms() + v->timeout_ms);
+	if (e < 0)
+		return e;
+	if (!(r.flags & VP_MSG_REPLY) || r.request != m->request) {
+		vp_log(VP_LOG_WARN, "vhost-user: expected a reply to %s, got %s",
+		       vp_msg_name(m->request), vp_msg_name(r.request));
+		vp_msg_close_fds(&r);
+		return -EPROTO;
+	}
+	vp_msg_close_fds(&r); /* no reply we use carries fds */
+	if (!want_reply)
+		return r.p.u64 ? -EIO : 0;
+	if (reply)
+		*reply = r;
+	return 0;
+}
+
+static int vu_simple(struct vu *v, uint32_t req, uint64_t val)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req, 0);
+	m.p.u64 = val;
+	return vu_call(v, &m, NULL);
+}
+
+static int vu_ring_state(struct vu *v, uint32_t req, uint32_t idx, uint32_t num)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req, 0);
+	m.p.state.index = idx;
+	m.p.state.num = num;
+	return vu_call(v, &m, NULL);
+}
+
+static int vu_ring_fd(struct vu *v, uint32_t req, uint32_t idx, int fd)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req, 0);
+	m.p.u64 = idx | (fd < 0 ? VP_VU_VRING_NOFD : 0);
+	if (fd >= 0) {
+		m.fds[0] = fd;
+		m.nfds = 1;
+	}
+	return vu_call(v, &m, NULL);
+}
+
+/* Our process address of a guest-physical range, via the region table. */
+static int gpa_to_uva(const struct vp_frontend_info *in, uint64_t gpa, uint64_t *uva)
+{
+	for (unsigned i = 0; i < in->nregions; i++) {
+		const struct vp_dev_region *g = &in->regions[i];
+
+		if (gpa >= g->gpa && gpa - g->gpa < g->size) {
+			*uva = g->uaddr + (gpa - g->gpa);
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *negotiated)
+{
+	struct vp_msg m, r;
+	uint64_t offered, feat;
+	int e;
+
+	vp_msg_init(&m, VP_VU_GET_FEATURES, 0);
+	e = vu_call(v, &m, &r);
+	if (e < 0)
+		return e;
+	offered = r.p.u64;
+	feat = in->driver_features & offered;
+	if (!(feat & (1ull << 32))) {
+		vp_log(VP_LOG_WARN, "vhost-user: backend does not offer VIRTIO_F_VERSION_1");
+		return -ENOTSUP;
+	}
+	e = vu_simple(v, VP_VU_SET_OWNER, 0);
+	if (e < 0)
+		return e;
+	if (offered & (1ull << VP_VU_F_PROTOCOL_FEATURES)) {
+		feat |= 1ull << VP_VU_F_PROTOCOL_FEATURES;
+		vp_msg_init(&m, VP_VU_GET_PROTOCOL_FEATURES, 0);
+		e = vu_call(v, &m, &r);
+		if (e < 0)
+			return e;
+		uint64_t pf = r.p.u64 & (1ull << VP_VU_PROTOCOL_F_REPLY_ACK);
+
+		e = vu_simple(v, VP_VU_SET_PROTOCOL_FEATURES, pf);
+		if (e < 0)
+			return e;
+		v->ack = pf != 0;
+	}
+	e = vu_simple(v, VP_VU_SET_FEATURES, feat);
+	if (e < 0)
+		return e;
+
+	vp_msg_init(&m, VP_VU_SET_MEM_TABLE, 0);
+	m.p.mem.nregions = in->nregions;
+	for (unsigned i = 0; i < in->nregions; i++) {
+		const struct vp_dev_region *g = &in->regions[i];
+
+		m.p.mem.regions[i] = (struct vp_mem_region_wire){
+			.gpa = g->gpa, .size = g->size, .uaddr = g->uaddr,
+			.mmap_offset = g->fd_offset,
+		};
+		m.fds[i] = g->fd;
+	}
+	m.nfds = in->nregions;
+	e = vu_call(v, &m, NULL);
+	if (e < 0)
+		return e;
+
+	for (unsigned i = 0; i < in->nrings; i++) {
+		const struct vp_frontend_ring *g = &in->rings[i];
+
+		vp_msg_init(&m, VP_VU_SET_VRING_ADDR, 0);
+		m.p.addr.index = i;
+		if (gpa_to_uva(in, g->desc, &m.p.addr.desc) < 0 ||
+		    gpa_to_uva(in, g->avail, &m.p.addr.avail) < 0 ||
+		    gpa_to_uva(in, g->used, &m.p.addr.used) < 0)
+			return -EFAULT;
+		if ((e = vu_ring_state(v, VP_VU_SET_VRING_NUM, i, g->num)) < 0 ||
+		    (e = vu_ring_state(v, VP_VU_SET_VRING_BASE, i, g->last_avail_idx)) < 0 ||
+		    (e = vu_call(v, &m, NULL)) < 0 ||
+		    (e = vu_ring_fd(v, VP_VU_SET_VRING_KICK, i, g->kick_fd)) < 0 ||
+		    (e = vu_ring_fd(v, VP_VU_SET_VRING_CALL, i, g->call_fd)) < 0)
+			return e;
+	}
+	if (feat & (1ull << VP_VU_F_PROTOCOL_FEATURES)) {
+		for (unsigned i = 0; i < in->nrings; i++) {
+			e = vu_ring_state(v, VP_VU_SET_VRING_ENABLE, i, in->rings[i].enabled);
+			if (e < 0)
+				return e;
+		}
+	}
+	/* Without acks, a GET is the barrier that proves all of it was taken. */
+	if (!v->ack) {
+		vp_msg_init(&m, VP_VU_GET_FEATURES, 0);
+		e = vu_call(v, &m, &r);
+		if (e < 0)
+			return e;
+	}
+	*negotiated = feat;
+	return 0;
+}
+
+int vp_vu_frontend_start(const char *path, const struct vp_frontend_info *info,
+			 uint64_t *negotiated, int timeout_ms)
+{
+	struct vu v = { .timeout_ms = timeout_ms > 0 ? timeout_ms : 5000 };
+	uint64_t feat = 0;
+	int e;
+
+	if (!path || !info || !check_info(info) || info->nrings > 8)
+		return -EINVAL;
+	v.sock = connect_unix(path);
+	if (v.sock < 0)
+		return v.sock;
+	vp_rx_init(&v.rx);
+	e = vu_setup(&v, info, &feat);
+	vp_rx_reset(&v.rx);
+	if (e < 0) {
+		vp_log(VP_LOG_WARN, "vhost-user: setting up %s failed: %s", path, strerror(-e));
+		close(v.sock);
+		return e;
+	}
+	if (negotiated)
+		*negotiated = feat;
+	return v.sock;
+}
+
+int vp_vu_frontend_stop(int sock, unsigned nrings, uint16_t *last_avail, int timeout_ms)
+{
+	struct vu v = { .sock = sock, .timeout_ms = timeout_ms > 0 ? timeout_ms : 5000 };
+	int e = 0;
+
+	vp_rx_init(&v.rx);
+	for (unsigned i = 0; i < nrings && e == 0; i++) {
+		struct vp_msg m, r;
+
+		vp_msg_init(&m, VP_VU_GET_VRING_BASE, 0);
+		m.p.state.index = i;
+		e = vu_call(&v, &m, &r);
+		if (e == 0 && last_avail)
+			last_avail[i] = (uint16_t)r.p.state.num;
+	}
+	vp_rx_reset(&v.rx);
+	return e;
+}

@@ -1,0 +1,1241 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The vhost-pci server: one listening socket, up to max_connections
+ * frontends, one vhost-pci device per frontend.
+ *
+ * Security model: a frontend is untrusted. Everything it sends goes through
+ * the codec (sizes, fd counts) and then through the checks here (state, ring
+ * indexes, ring sizes, ring addresses inside its memory, feature subsets).
+ * Any violation drops that connection only, with a logged reason, after
+ * telling a native peer why (ERROR). Fds are owned by exactly one place at a
+ * time: the message until taken, then the device until replaced or dropped.
+ * The daemon maps the frontend's memory to check ring addresses and to let
+ * tools look at the rings; it never touches packet buffers.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vhostpci/log.h"
+#include "vhostpci/server.h"
+#include "vhostpci/sock.h"
+#include "vhostpci/vring.h"
+
+/* vhost-user protocol features we offer: acks for NEED_REPLY requests. */
+#define VU_PROTOCOL_OFFERED (1ull << VP_VU_PROTOCOL_F_REPLY_ACK)
+#define VIRTIO_F_VERSION_1_BIT 32
+
+/* Native handshake: what the server waits for next. */
+enum nstate {
+	N_IDLE,        /* HELLO expected */
+	N_WAIT_UUID,
+	N_WAIT_MEM,
+	N_WAIT_DEV,
+	N_WAIT_FEAT,
+	N_WAIT_SETFEAT,
+	N_RUNNING,     /* START sent */
+};
+
+struct conn {
+	struct vp_server *srv;
+	struct conn *next;
+	int sock;
+	bool dead;
+	struct vp_rx rx;
+	struct vp_device dev;
+	struct vp_mem *mem;
+	char name[48];
+	/* vhost-user */
+	bool features_set;
+	/* native */
+	enum nstate nstate;
+};
+
+struct vp_server {
+	char *path;
+	char *id;
+	unsigned max_conns;
+	mode_t mode;
+	bool check_uid;
+	uid_t allowed_uid;
+	bool have_uuid;
+	uint8_t uuid[16];
+	uint64_t features;
+	vp_event_fn cb;
+	void *opaque;
+	int lsock;
+	int epfd;
+	struct conn *conns;
+	unsigned nconns;
+};
+
+static uint64_t next_device_id = 1;
+
+/* ------------------------------------------------------------------------ */
+/* names */
+
+const char *vp_dialect_name(enum vp_dialect d)
+{
+	switch (d) {
+	case VP_DIALECT_VHOST_USER: return "vhost-user";
+	case VP_DIALECT_NATIVE: return "vhost-pci";
+	default: return "unknown";
+	}
+}
+
+const char *vp_dev_state_name(enum vp_dev_state s)
+{
+	switch (s) {
+	case VP_DEV_CONNECTED: return "connected";
+	case VP_DEV_READY: return "ready";
+	case VP_DEV_STOPPED: return "stopped";
+	default: return "?";
+	}
+}
+
+const char *vp_event_name(enum vp_event ev)
+{
+	static const char *const n[] = { "new", "ready", "changed", "stopped", "removed" };
+
+	return (unsigned)ev < sizeof(n) / sizeof(n[0]) ? n[ev] : "?";
+}
+
+void vp_uuid_format(const uint8_t u[16], char *buf)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = buf;
+
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[u[i] >> 4];
+		*p++ = hex[u[i] & 15];
+	}
+	*p = 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int vp_uuid_parse(const char *s, uint8_t u[16])
+{
+	int n = 0;
+
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash) {
+			if (s[i] != '-')
+				return -EINVAL;
+			continue;
+		}
+		int hi = hexval(s[i]), lo = hi < 0 ? -1 : hexval(s[i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		u[n++] = (uint8_t)(hi << 4 | lo);
+		i++;
+	}
+	return s[36] == 0 ? 0 : -EINVAL;
+}
+
+static void uuid_generate(uint8_t u[16])
+{
+	if (getrandom(u, 16, 0) != 16) {
+		/* Not security relevant: an identifier. Fall back to time and pid. */
+		uint64_t a = (uint64_t)time(NULL), b = (uint64_t)getpid() ^ next_device_id;
+
+		memcpy(u, &a, 8);
+		memcpy(u + 8, &b, 8);
+	}
+	u[6] = (u[6] & 0x0f) | 0x40; /* version 4 */
+	u[8] = (u[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+}
+
+/* ------------------------------------------------------------------------ */
+/* device state */
+
+static void emit(struct conn *c, enum vp_event ev)
+{
+	if (c->srv->cb)
+		c->srv->cb(c->srv, ev, &c->dev, c->srv->opaque);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void drop_memory(struct conn *c)
+{
+	for (unsigned i = 0; i < c->dev.nregions; i++)
+		close_fd(&c->dev.regions[i].fd);
+	c->dev.nregions = 0;
+	vp_mem_free(c->mem);
+	c->mem = NULL;
+	c->dev.mem = NULL;
+}
+
+static void reset_ring(struct vp_dev_ring *r)
+{
+	close_fd(&r->kick_fd);
+	close_fd(&r->call_fd);
+	memset(r, 0, sizeof(*r));
+	r->kick_fd = r->call_fd = -1;
+}
+
+/* READY when memory, features and every ring are in place and running. */
+static void update_ready(struct conn *c)
+{
+	bool ready = c->mem && c->features_set && c->dev.nrings > 0;
+
+	for (unsigned i = 0; ready && i < c->dev.nrings; i++) {
+		const struct vp_dev_ring *r = &c->dev.rings[i];
+
+		ready = r->addr_set && r->started && r->enabled;
+	}
+	if (ready && c->dev.state != VP_DEV_READY) {
+		c->dev.state = VP_DEV_READY;
+		c->dev.generation++;
+		vp_log(VP_LOG_INFO, "%s: device %llu ready (generation %u)", c->name,
+		       (unsigned long long)c->dev.id, c->dev.generation);
+		emit(c, VP_EV_DEVICE_READY);
+	} else if (!ready && c->dev.state == VP_DEV_READY) {
+		c->dev.state = VP_DEV_STOPPED;
+		vp_log(VP_LOG_INFO, "%s: device %llu stopped", c->name,
+		       (unsigned long long)c->dev.id);
+		emit(c, VP_EV_DEVICE_STOPPED);
+	}
+}
+
+static int send_msg(struct conn *c, struct vp_msg *m)
+{
+	int r = vp_sock_send(c->sock, m);
+
+	if (r < 0 && !c->dead) {
+		vp_log(VP_LOG_WARN, "%s: sending %s failed: %s", c->name,
+		       vp_msg_name(m->request), strerror(-r));
+		c->dead = true;
+	}
+	return r;
+}
+
+/* Drop the connection with a reason; a native peer is told why first. */
+static void fail(struct conn *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void fail(struct conn *c, int code, const char *fmt, ...)
+{
+	char reason[VP_PCI_REASON_MAX];
+	va_list ap;
+
+	if (c->dead)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	vp_log(VP_LOG_WARN, "%s: dropping frontend: %s", c->name, reason);
+	if (c->dev.dialect == VP_DIALECT_NATIVE) {
+		struct vp_msg m;
+
+		vp_msg_init(&m, VP_PCI_ERROR, 0);
+		m.p.error.code = code < 0 ? code : -EPROTO;
+		memcpy(m.p.error.reason, reason, sizeof(reason));
+		vp_sock_send(c->sock, &m);
+	}
+	c->dead = true;
+}
+
+static bool ring_index_ok(struct conn *c, uint32_t idx, const char *what)
+{
+	if (idx < VP_DEV_MAX_RINGS)
+		return true;
+	fail(c, -EINVAL, "%s for ring %u: only %u rings", what, idx, VP_DEV_MAX_RINGS);
+	return false;
+}
+
+/* Check that a started ring lies in memory with the access the backend needs. */
+static int check_ring_gpa(struct conn *c, unsigned idx)
+{
+	struct vp_dev_ring *r = &c->dev.rings[idx];
+	int e;
+
+	if (r->desc % 16 || r->avail % 2 || r->used % 4) {
+		fail(c, -EINVAL, "ring %u: misaligned addresses", idx);
+		return -EINVAL;
+	}
+	e = vp_mem_check_gpa(c->mem, r->desc, VP_VQ_DESC_BYTES(r->num), VP_MEM_READ);
+	if (!e)
+		e = vp_mem_check_gpa(c->mem, r->avail, VP_VQ_AVAIL_BYTES(r->num), VP_MEM_READ);
+	if (!e)
+		e = vp_mem_check_gpa(c->mem, r->used, VP_VQ_USED_BYTES(r->num), VP_MEM_RW);
+	if (e)
+		fail(c, e, "ring %u (size %u) lies outside the frontend's memory: %s",
+		     idx, r->num, strerror(-e));
+	return e;
+}
+
+/* vhost-user: frontend-process addresses to guest-physical. */
+static int translate_ring_uva(struct conn *c, unsigned idx)
+{
+	struct vp_dev_ring *r = &c->dev.rings[idx];
+	int e;
+
+	e = vp_mem_uva_to_gpa(c->mem, r->desc_uva, VP_VQ_DESC_BYTES(r->num), &r->desc);
+	if (!e)
+		e = vp_mem_uva_to_gpa(c->mem, r->avail_uva, VP_VQ_AVAIL_BYTES(r->num), &r->avail);
+	if (!e)
+		e = vp_mem_uva_to_gpa(c->mem, r->used_uva, VP_VQ_USED_BYTES(r->num), &r->used);
+	if (e) {
+		fail(c, e, "ring %u addresses (desc 0x%llx avail 0x%llx used 0x%llx) "
+		     "outside the frontend's memory", idx,
+		     (unsigned long long)r->desc_uva, (unsigned long long)r->avail_uva,
+		     (unsigned long long)r->used_uva);
+		return e;
+	}
+	return check_ring_gpa(c, idx);
+}
+
+/* Map a new region table; the old one is replaced only if all of it maps. */
+static int set_memory(struct conn *c, const struct vp_dev_region *regs, unsigned n)
+{
+	struct vp_mem *mem = vp_mem_new();
+	int e = 0;
+
+	if (!mem) {
+		fail(c, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n && !e; i++) {
+		struct vp_mem_region_desc d = {
+			.gpa = regs[i].gpa, .size = regs[i].size, .uaddr = regs[i].uaddr,
+			.fd_offset = regs[i].fd_offset, .fd = regs[i].fd, .prot = regs[i].prot,
+		};
+
+		e = vp_mem_add_region(mem, &d);
+		if (e < 0)
+			fail(c, e, "memory region %u (gpa 0x%llx size 0x%llx) rejected: %s",
+			     i, (unsigned long long)d.gpa, (unsigned long long)d.size,
+			     strerror(-e));
+	}
+	if (e < 0) {
+		vp_mem_free(mem);
+		for (unsigned i = 0; i < n; i++)
+			close(regs[i].fd);
+		return e;
+	}
+	drop_memory(c);
+	c->mem = mem;
+	c->dev.mem = mem;
+	memcpy(c->dev.regions, regs, n * sizeof(*regs));
+	c->dev.nregions = n;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* stock vhost-user dialect */
+
+static void vu_reply_u64(struct conn *c, const struct vp_msg *req, uint64_t v)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req->request, VP_MSG_REPLY);
+	m.p.u64 = v;
+	send_msg(c, &m);
+}
+
+static bool vu_proto(struct conn *c, unsigned bit)
+{
+	return c->dev.protocol_features & (1ull << bit);
+}
+
+static bool vu_ring_idle(struct conn *c, uint32_t idx, const char *what)
+{
+	if (!ring_index_ok(c, idx, what))
+		return false;
+	if (c->dev.rings[idx].started) {
+		fail(c, -EBUSY, "%s for ring %u while it is started", what, idx);
+		return false;
+	}
+	return true;
+}
+
+static void vu_set_vring_fd(struct conn *c, struct vp_msg *m)
+{
+	uint32_t idx = (uint32_t)(m->p.u64 & VP_VU_VRING_IDX_MASK);
+	int fd = m->nfds ? m->fds[0] : -1;
+	struct vp_dev_ring *r;
+
+	m->nfds = 0; /* ours now */
+	if (!ring_index_ok(c, idx, vp_msg_name(m->request))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	r = &c->dev.rings[idx];
+	switch (m->request) {
+	case VP_VU_SET_VRING_KICK:
+		/* Receiving the kick fd starts the ring (vhost-user spec). */
+		close_fd(&r->kick_fd);
+		r->kick_fd = fd;
+		if (!r->addr_set || !r->num) {
+			fail(c, -EINVAL, "SET_VRING_KICK for ring %u before its size/addresses", idx);
+			return;
+		}
+		r->started = true;
+		if (!(c->dev.driver_features & (1ull << VP_VU_F_PROTOCOL_FEATURES)))
+			r->enabled = true;
+		break;
+	case VP_VU_SET_VRING_CALL:
+		close_fd(&r->call_fd);
+		r->call_fd = fd;
+		if (c->dev.state == VP_DEV_READY)
+			emit(c, VP_EV_DEVICE_CHANGED);
+		break;
+	default: /* SET_VRING_ERR: we never report errors through it */
+		if (fd >= 0)
+			close(fd);
+		break;
+	}
+}
+
+/* The ring stops; report where the frontend should resume. The backend
+ * publishes used entries in order, so used->idx is its last_avail_idx. */
+static uint16_t vu_stop_ring(struct conn *c, uint32_t idx)
+{
+	struct vp_dev_ring *r = &c->dev.rings[idx];
+
+	if (r->started && c->mem && r->addr_set) {
+		const uint16_t *used_idx = vp_mem_gpa_ptr(c->mem, r->used + 2, 2, VP_MEM_READ);
+
+		if (used_idx)
+			r->last_avail_idx = __atomic_load_n(used_idx, __ATOMIC_ACQUIRE);
+	}
+	r->started = false;
+	/* With PROTOCOL_FEATURES a ring (re)starts disabled until SET_VRING_ENABLE. */
+	if (c->dev.driver_features & (1ull << VP_VU_F_PROTOCOL_FEATURES))
+		r->enabled = false;
+	close_fd(&r->kick_fd);
+	return r->last_avail_idx;
+}
+
+static void vu_handle(struct conn *c, struct vp_msg *m)
+{
+	struct vp_dev_ring *r;
+	uint32_t idx;
+	bool ack = true;
+
+	if (m->flags & VP_MSG_REPLY) {
+		fail(c, -EPROTO, "unexpected reply %s from a vhost-user frontend",
+		     vp_msg_name(m->request));
+		return;
+	}
+	switch (m->request) {
+	case VP_VU_GET_FEATURES:
+		vu_reply_u64(c, m, c->srv->features);
+		return;
+	case VP_VU_SET_FEATURES:
+		if (m->p.u64 & ~c->srv->features) {
+			fail(c, -ENOTSUP, "frontend acked features 0x%llx not offered (0x%llx)",
+			     (unsigned long long)m->p.u64,
+			     (unsigned long long)c->srv->features);
+			return;
+		}
+		c->dev.device_features = c->srv->features;
+		c->dev.driver_features = m->p.u64;
+		c->features_set = true;
+		break;
+	case VP_VU_GET_PROTOCOL_FEATURES:
+		vu_reply_u64(c, m, VU_PROTOCOL_OFFERED);
+		return;
+	case VP_VU_SET_PROTOCOL_FEATURES:
+		if (m->p.u64 & ~VU_PROTOCOL_OFFERED) {
+			fail(c, -ENOTSUP, "protocol features 0x%llx not offered",
+			     (unsigned long long)m->p.u64);
+			return;
+		}
+		c->dev.protocol_features = m->p.u64;
+		break;
+	case VP_VU_SET_OWNER:
+		break;
+	case VP_VU_RESET_OWNER:
+	case VP_VU_RESET_DEVICE:
+		for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+			reset_ring(&c->dev.rings[i]);
+		c->features_set = false;
+		update_ready(c);
+		break;
+	case VP_VU_GET_QUEUE_NUM:
+		vu_reply_u64(c, m, VP_DEV_MAX_RINGS / 2);
+		return;
+	case VP_VU_SET_MEM_TABLE: {
+		struct vp_dev_region regs[VP_VU_MAX_REGIONS];
+		unsigned n = m->p.mem.nregions;
+
+		for (unsigned i = 0; i < n; i++) {
+			const struct vp_mem_region_wire *w = &m->p.mem.regions[i];
+
+			regs[i] = (struct vp_dev_region){ w->gpa, w->size, w->uaddr,
+				w->mmap_offset, VP_MEM_RW, m->fds[i] };
+		}
+		m->nfds = 0; /* set_memory owns them now */
+		bool was_ready = c->dev.state == VP_DEV_READY;
+
+		if (was_ready) {
+			/* Memory moves under the backend: it must let go first. */
+			c->dev.state = VP_DEV_STOPPED;
+			emit(c, VP_EV_DEVICE_STOPPED);
+		}
+		if (set_memory(c, regs, n) < 0)
+			return;
+		for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+			if (c->dev.rings[i].addr_set && translate_ring_uva(c, i) < 0)
+				return;
+		update_ready(c);
+		break;
+	}
+	case VP_VU_SET_LOG_BASE:
+	case VP_VU_SET_LOG_FD:
+	case VP_VU_SET_BACKEND_REQ_FD:
+		/* Not offered; a frontend may still send them. Nothing to keep. */
+		vp_msg_close_fds(m);
+		break;
+	case VP_VU_SET_VRING_NUM:
+		idx = m->p.state.index;
+		if (!vu_ring_idle(c, idx, "SET_VRING_NUM"))
+			return;
+		if (!m->p.state.num || m->p.state.num > VP_VQ_MAX_SIZE ||
+		    (m->p.state.num & (m->p.state.num - 1))) {
+			fail(c, -EINVAL, "ring %u size %u is not a power of two in 1..32768",
+			     idx, m->p.state.num);
+			return;
+		}
+		c->dev.rings[idx].num = (uint16_t)m->p.state.num;
+		c->dev.rings[idx].addr_set = false;
+		break;
+	case VP_VU_SET_VRING_BASE:
+		idx = m->p.state.index;
+		if (!vu_ring_idle(c, idx, "SET_VRING_BASE"))
+			return;
+		if (m->p.state.num > 0xffff) {
+			fail(c, -EINVAL, "ring %u base %u out of range", idx, m->p.state.num);
+			return;
+		}
+		c->dev.rings[idx].last_avail_idx = (uint16_t)m->p.state.num;
+		break;
+	case VP_VU_SET_VRING_ADDR:
+		idx = m->p.addr.index;
+		if (!ring_index_ok(c, idx, "SET_VRING_ADDR"))
+			return;
+		r = &c->dev.rings[idx];
+		if (!r->num || !c->mem) {
+			fail(c, -EINVAL, "SET_VRING_ADDR for ring %u before %s", idx,
+			     r->num ? "SET_MEM_TABLE" : "SET_VRING_NUM");
+			return;
+		}
+		r->desc_uva = m->p.addr.desc;
+		r->avail_uva = m->p.addr.avail;
+		r->used_uva = m->p.addr.used;
+		if (translate_ring_uva(c, idx) < 0)
+			return;
+		r->addr_set = true;
+		if (c->dev.state == VP_DEV_READY)
+			emit(c, VP_EV_DEVICE_CHANGED);
+		break;
+	case VP_VU_GET_VRING_BASE: {
+		struct vp_msg rep;
+
+		idx = m->p.state.index;
+		if (!ring_index_ok(c, idx, "GET_VRING_BASE"))
+			return;
+		vp_msg_init(&rep, m->request, VP_MSG_REPLY);
+		rep.p.state.index = idx;
+		rep.p.state.num = vu_stop_ring(c, idx);
+		update_ready(c);
+		send_msg(c, &rep);
+		return;
+	}
+	case VP_VU_SET_VRING_KICK:
+	case VP_VU_SET_VRING_CALL:
+	case VP_VU_SET_VRING_ERR:
+		vu_set_vring_fd(c, m);
+		if (c->dead)
+			return;
+		update_ready(c);
+		break;
+	case VP_VU_SET_VRING_ENABLE:
+		idx = m->p.state.index;
+		if (!ring_index_ok(c, idx, "SET_VRING_ENABLE"))
+			return;
+		if (m->p.state.num > 1) {
+			fail(c, -EINVAL, "SET_VRING_ENABLE %u for ring %u", m->p.state.num, idx);
+			return;
+		}
+		c->dev.rings[idx].enabled = m->p.state.num;
+		update_ready(c);
+		break;
+	case VP_VU_SEND_RARP:
+	case VP_VU_NET_SET_MTU:
+		break;
+	default:
+		fail(c, -EOPNOTSUPP, "%s is not supported on a vhost-user connection",
+		     vp_msg_name(m->request));
+		return;
+	}
+	if (ack && (m->flags & VP_MSG_NEED_REPLY) && vu_proto(c, VP_VU_PROTOCOL_F_REPLY_ACK))
+		vu_reply_u64(c, m, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* native vhost-pci dialect (server side) */
+
+static void n_request(struct conn *c, uint32_t req, enum nstate next)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req, 0);
+	if (send_msg(c, &m) == 0)
+		c->nstate = next;
+}
+
+static const char *nstate_name(enum nstate s)
+{
+	static const char *const n[] = { "idle", "wait-uuid", "wait-memory-info",
+		"wait-device-info", "wait-feature-bits", "wait-set-feature-ack", "running" };
+
+	return (unsigned)s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
+}
+
+static void n_got_devinfo(struct conn *c, struct vp_msg *m)
+{
+	const struct vp_pci_devinfo *d = &m->p.devinfo;
+	unsigned f = 0;
+
+	if (d->device_type != VP_VIRTIO_ID_NET) {
+		fail(c, -EOPNOTSUPP, "virtio device type %u is not supported (only net, 1)",
+		     d->device_type);
+		return;
+	}
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		reset_ring(&c->dev.rings[i]);
+	c->dev.type = d->device_type;
+	c->dev.nrings = 0;
+	for (unsigned i = 0; i < d->nrings; i++) {
+		const struct vp_pci_ring *w = &d->rings[i];
+		struct vp_dev_ring *r;
+
+		if (w->index >= VP_DEV_MAX_RINGS) {
+			fail(c, -EINVAL, "ring index %u: only %u rings", w->index, VP_DEV_MAX_RINGS);
+			break;
+		}
+		r = &c->dev.rings[w->index];
+		r->num = w->size;
+		r->last_avail_idx = w->last_avail_idx;
+		r->desc = w->desc;
+		r->avail = w->avail;
+		r->used = w->used;
+		r->addr_set = true;
+		r->enabled = w->flags & VP_PCI_RING_ENABLED;
+		/* The codec checked that the fd count matches the flags. */
+		if (w->flags & VP_PCI_RING_KICKFD)
+			r->kick_fd = m->fds[f++];
+		if (w->flags & VP_PCI_RING_CALLFD)
+			r->call_fd = m->fds[f++];
+		if (w->index + 1 > c->dev.nrings)
+			c->dev.nrings = w->index + 1;
+	}
+	/* Fds not yet given to a ring (after a failure) are closed here. */
+	for (unsigned i = f; i < m->nfds; i++)
+		close(m->fds[i]);
+	m->nfds = 0;
+	if (c->dead)
+		return;
+	if (c->dev.nrings != VP_DEV_MAX_RINGS) {
+		fail(c, -EINVAL, "a net device needs rings 0 and 1, got %u rings", d->nrings);
+		return;
+	}
+	for (unsigned i = 0; i < c->dev.nrings; i++)
+		if (check_ring_gpa(c, i) < 0)
+			return;
+	c->dev.config_len = d->config_len;
+	memcpy(c->dev.config, d->config, d->config_len);
+	n_request(c, VP_PCI_GET_FEATURE_BITS, N_WAIT_FEAT);
+}
+
+/* STOP, in any state after HELLO: tear the device down to CONNECTED. */
+static void n_stop(struct conn *c, const struct vp_msg *m)
+{
+	bool shutdown = m->p.u64 == VP_PCI_STOP_SHUTDOWN;
+
+	vp_log(VP_LOG_INFO, "%s: frontend stops its device (%s)", c->name,
+	       shutdown ? "shutdown" : "reset");
+	for (unsigned i = 0; i < c->dev.nrings; i++)
+		c->dev.rings[i].started = false;
+	update_ready(c);
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		reset_ring(&c->dev.rings[i]);
+	drop_memory(c);
+	c->features_set = false;
+	c->nstate = N_IDLE;
+	if (shutdown) {
+		c->dead = true;
+		return;
+	}
+	if (m->flags & VP_MSG_NEED_REPLY) {
+		struct vp_msg ack;
+
+		vp_msg_init(&ack, VP_PCI_STOP, VP_MSG_REPLY);
+		send_msg(c, &ack);
+	}
+}
+
+static void n_handle(struct conn *c, struct vp_msg *m)
+{
+	bool reply = m->flags & VP_MSG_REPLY;
+	enum nstate expect_state;
+	uint32_t expect_req;
+	struct vp_msg out;
+
+	if (m->request == VP_PCI_ERROR) {
+		vp_log(VP_LOG_WARN, "%s: frontend reports error %d: %s", c->name,
+		       m->p.error.code, m->p.error.reason);
+		c->dead = true;
+		return;
+	}
+	if (m->request == VP_PCI_STOP && !reply && c->nstate != N_IDLE) {
+		n_stop(c, m);
+		return;
+	}
+	switch (c->nstate) {
+	case N_IDLE:
+		expect_req = VP_PCI_HELLO;
+		break;
+	case N_WAIT_UUID:
+		expect_req = VP_PCI_GET_UUID;
+		break;
+	case N_WAIT_MEM:
+		expect_req = VP_PCI_GET_MEMORY_INFO;
+		break;
+	case N_WAIT_DEV:
+		expect_req = VP_PCI_GET_DEVICE_INFO;
+		break;
+	case N_WAIT_FEAT:
+		expect_req = VP_PCI_GET_FEATURE_BITS;
+		break;
+	case N_WAIT_SETFEAT:
+		expect_req = VP_PCI_SET_FEATURE_BITS;
+		break;
+	default:
+		expect_req = VP_PCI_STOP;
+		break;
+	}
+	expect_state = c->nstate;
+	if (m->request != expect_req || reply != (expect_state != N_IDLE && expect_state != N_RUNNING)) {
+		fail(c, -EPROTO, "unexpected %s%s in state %s", vp_msg_name(m->request),
+		     reply ? " reply" : "", nstate_name(c->nstate));
+		return;
+	}
+
+	switch (c->nstate) {
+	case N_IDLE:
+		vp_msg_init(&out, VP_PCI_HELLO, VP_MSG_REPLY);
+		out.p.hello.magic = VP_PCI_MAGIC;
+		out.p.hello.major = VP_PCI_VERSION_MAJOR;
+		out.p.hello.minor = VP_PCI_VERSION_MINOR;
+		if (send_msg(c, &out) == 0)
+			n_request(c, VP_PCI_GET_UUID, N_WAIT_UUID);
+		break;
+	case N_WAIT_UUID:
+		memcpy(c->dev.uuid, m->p.uuid, 16);
+		n_request(c, VP_PCI_GET_MEMORY_INFO, N_WAIT_MEM);
+		break;
+	case N_WAIT_MEM: {
+		struct vp_dev_region regs[VP_PCI_MAX_REGIONS];
+		unsigned n = m->p.meminfo.nregions;
+
+		for (unsigned i = 0; i < n; i++) {
+			const struct vp_pci_region *w = &m->p.meminfo.regions[i];
+
+			regs[i] = (struct vp_dev_region){ w->gpa, w->size, w->uaddr,
+				w->mmap_offset, w->prot, m->fds[i] };
+		}
+		m->nfds = 0;
+		if (set_memory(c, regs, n) == 0)
+			n_request(c, VP_PCI_GET_DEVICE_INFO, N_WAIT_DEV);
+		break;
+	}
+	case N_WAIT_DEV:
+		n_got_devinfo(c, m);
+		break;
+	case N_WAIT_FEAT: {
+		uint64_t want = m->p.features.driver_features;
+
+		if (want & ~c->srv->features) {
+			fail(c, -ENOTSUP, "frontend driver uses features 0x%llx this backend "
+			     "does not support (supported 0x%llx)",
+			     (unsigned long long)(want & ~c->srv->features),
+			     (unsigned long long)c->srv->features);
+			break;
+		}
+		if (!(want & (1ull << VIRTIO_F_VERSION_1_BIT))) {
+			fail(c, -ENOTSUP, "frontend did not negotiate VIRTIO_F_VERSION_1");
+			break;
+		}
+		c->dev.device_features = m->p.features.device_features;
+		c->dev.driver_features = want;
+		vp_msg_init(&out, VP_PCI_SET_FEATURE_BITS, 0);
+		out.p.u64 = want;
+		if (send_msg(c, &out) == 0)
+			c->nstate = N_WAIT_SETFEAT;
+		break;
+	}
+	case N_WAIT_SETFEAT:
+		if (m->p.u64) {
+			fail(c, -(int)(m->p.u64 & 0xffff), "frontend refused the feature bits (%llu)",
+			     (unsigned long long)m->p.u64);
+			break;
+		}
+		vp_msg_init(&out, VP_PCI_START, 0);
+		out.p.u64 = c->dev.id;
+		if (send_msg(c, &out) < 0)
+			break;
+		c->nstate = N_RUNNING;
+		c->features_set = true;
+		for (unsigned i = 0; i < c->dev.nrings; i++)
+			c->dev.rings[i].started = true;
+		update_ready(c);
+		break;
+	case N_RUNNING: /* STOP is handled before the switch */
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* connections */
+
+static void conn_handle(struct conn *c, struct vp_msg *m)
+{
+	if (c->dev.dialect == VP_DIALECT_UNKNOWN) {
+		if (m->request == VP_PCI_HELLO && !(m->flags & VP_MSG_REPLY)) {
+			c->dev.dialect = VP_DIALECT_NATIVE;
+		} else if (m->request < VP_PCI_BASE) {
+			c->dev.dialect = VP_DIALECT_VHOST_USER;
+			c->dev.type = VP_VIRTIO_ID_NET;
+			c->dev.nrings = VP_DEV_MAX_RINGS;
+			if (c->srv->have_uuid) {
+				memcpy(c->dev.uuid, c->srv->uuid, 16);
+			} else {
+				char s[40];
+
+				uuid_generate(c->dev.uuid);
+				vp_uuid_format(c->dev.uuid, s);
+				vp_log(VP_LOG_INFO, "%s: vhost-user frontend given uuid %s",
+				       c->name, s);
+			}
+		} else {
+			fail(c, -EPROTO, "first message %s is neither vhost-user nor HELLO",
+			     vp_msg_name(m->request));
+			return;
+		}
+		vp_log(VP_LOG_INFO, "%s: %s frontend", c->name, vp_dialect_name(c->dev.dialect));
+	}
+	vp_log(VP_LOG_DEBUG, "%s: %s%s", c->name, vp_msg_name(m->request),
+	       m->flags & VP_MSG_REPLY ? " (reply)" : "");
+	if (c->dev.dialect == VP_DIALECT_NATIVE)
+		n_handle(c, m);
+	else
+		vu_handle(c, m);
+}
+
+static void conn_readable(struct conn *c)
+{
+	struct vp_msg m;
+	int r;
+
+	while (!c->dead) {
+		r = vp_sock_recv(c->sock, &c->rx, &m);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			if (r == -ECONNRESET)
+				vp_log(VP_LOG_INFO, "%s: frontend disconnected", c->name);
+			else
+				fail(c, r, "bad message: %s", strerror(-r));
+			c->dead = true;
+			return;
+		}
+		conn_handle(c, &m);
+		vp_msg_close_fds(&m); /* whatever a handler did not take */
+	}
+}
+
+static void conn_destroy(struct conn *c)
+{
+	struct vp_server *s = c->srv;
+
+	if (c->dev.state == VP_DEV_READY) {
+		c->dev.state = VP_DEV_STOPPED;
+		emit(c, VP_EV_DEVICE_STOPPED);
+	}
+	emit(c, VP_EV_DEVICE_REMOVED);
+	vp_log(VP_LOG_INFO, "%s: device %llu removed", c->name, (unsigned long long)c->dev.id);
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->sock, NULL);
+	close(c->sock);
+	vp_rx_reset(&c->rx);
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		reset_ring(&c->dev.rings[i]);
+	drop_memory(c);
+	for (struct conn **p = &s->conns; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	s->nconns--;
+	free(c);
+}
+
+static void accept_one(struct vp_server *s, int fd)
+{
+	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t len = sizeof(cred);
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct conn *c;
+
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	if (s->nconns >= s->max_conns) {
+		vp_log(VP_LOG_WARN, "%s: refusing pid %d: connection limit %u reached",
+		       s->id, (int)cred.pid, s->max_conns);
+		close(fd);
+		return;
+	}
+	if (s->check_uid && cred.uid != s->allowed_uid) {
+		vp_log(VP_LOG_WARN, "%s: refusing pid %d: uid %u is not the allowed uid %u",
+		       s->id, (int)cred.pid, (unsigned)cred.uid, (unsigned)s->allowed_uid);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->srv = s;
+	c->sock = fd;
+	vp_rx_init(&c->rx);
+	c->dev.id = __atomic_fetch_add(&next_device_id, 1, __ATOMIC_RELAXED);
+	c->dev.server_id = s->id;
+	c->dev.peer_pid = cred.pid;
+	c->dev.peer_uid = cred.uid;
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		c->dev.rings[i].kick_fd = c->dev.rings[i].call_fd = -1;
+	snprintf(c->name, sizeof(c->name), "%s#%llu", s->id, (unsigned long long)c->dev.id);
+	ev.data.ptr = c;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->next = s->conns;
+	s->conns = c;
+	s->nconns++;
+	vp_log(VP_LOG_INFO, "%s: frontend connected (pid %d uid %u)", c->name,
+	       (int)cred.pid, (unsigned)cred.uid);
+	emit(c, VP_EV_DEVICE_NEW);
+}
+
+static void accept_all(struct vp_server *s)
+{
+	for (;;) {
+		int fd = accept4(s->lsock, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				vp_log(VP_LOG_WARN, "%s: accept: %s", s->id, strerror(errno));
+			if (errno != EINTR)
+				return;
+			continue;
+		}
+		accept_one(s, fd);
+	}
+}
+
+static void reap(struct vp_server *s)
+{
+	struct conn *c = s->conns, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (c->dead)
+			conn_destroy(c);
+	}
+}
+
+int vp_server_dispatch(struct vp_server *s)
+{
+	struct epoll_event evs[64];
+	int n;
+
+	for (;;) {
+		n = epoll_wait(s->epfd, evs, 64, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			struct conn *c = evs[i].data.ptr;
+
+			if (!c) {
+				accept_all(s);
+				continue;
+			}
+			if (c->dead)
+				continue;
+			conn_readable(c);
+			if (evs[i].events & (EPOLLHUP | EPOLLERR) && !c->dead) {
+				vp_log(VP_LOG_INFO, "%s: frontend hung up", c->name);
+				c->dead = true;
+			}
+		}
+		/* Destroy only after the batch: later events may name a conn. */
+		reap(s);
+		if (n < 64)
+			return 0;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* the listening socket */
+
+static int listen_on(struct vp_server *s)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, e;
+
+	if (strlen(s->path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, s->path);
+	if (lstat(s->path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			vp_log(VP_LOG_ERR, "%s: %s exists and is not a socket", s->id, s->path);
+			return -EEXIST;
+		}
+		/* A socket file nobody listens on is left from a crash: replace it. */
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		e = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+		close(fd);
+		if (e == 0) {
+			vp_log(VP_LOG_ERR, "%s: %s is in use by another server", s->id, s->path);
+			return -EADDRINUSE;
+		}
+		unlink(s->path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Nobody can connect before listen(), so chmod after bind is race-free. */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(s->path, s->mode) < 0 || listen(fd, 64) < 0) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	s->lsock = fd;
+	return 0;
+}
+
+int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct vp_server *s;
+	int e;
+
+	*out = NULL;
+	if (!cfg || !cfg->path || !cfg->path[0] ||
+	    cfg->max_connections > VP_SERVER_MAX_CONNECTIONS)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->lsock = s->epfd = -1;
+	s->path = strdup(cfg->path);
+	s->id = strdup(cfg->id && cfg->id[0] ? cfg->id : cfg->path);
+	s->max_conns = cfg->max_connections ? cfg->max_connections : VP_SERVER_DEFAULT_CONNECTIONS;
+	s->mode = cfg->mode ? cfg->mode : 0600;
+	s->check_uid = cfg->check_uid;
+	s->allowed_uid = cfg->allowed_uid;
+	s->have_uuid = cfg->have_uuid;
+	memcpy(s->uuid, cfg->uuid, 16);
+	s->features = cfg->features ? cfg->features : VP_SERVER_DEFAULT_FEATURES;
+	s->cb = cfg->on_event;
+	s->opaque = cfg->opaque;
+	if (!s->path || !s->id) {
+		e = -ENOMEM;
+		goto err;
+	}
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->epfd < 0) {
+		e = -errno;
+		goto err;
+	}
+	e = listen_on(s);
+	if (e < 0)
+		goto err;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lsock, &ev) < 0) {
+		e = -errno;
+		unlink(s->path);
+		goto err;
+	}
+	vp_log(VP_LOG_INFO, "%s: listening on %s (max %u connections)", s->id, s->path,
+	       s->max_conns);
+	*out = s;
+	return 0;
+err:
+	if (s->lsock >= 0)
+		close(s->lsock);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	free(s->path);
+	free(s->id);
+	free(s);
+	return e;
+}
+
+void vp_server_free(struct vp_server *s)
+{
+	if (!s)
+		return;
+	for (struct conn *c = s->conns; c; c = c->next) {
+		if (c->dev.dialect == VP_DIALECT_NATIVE && !c->dead)
+			fail(c, -ESHUTDOWN, "server %s shutting down", s->id);
+		c->dead = true;
+	}
+	reap(s);
+	close(s->lsock);
+	close(s->epfd);
+	unlink(s->path);
+	free(s->path);
+	free(s->id);
+	free(s);
+}
+
+int vp_server_fd(const struct vp_server *s)
+{
+	return s->epfd;
+}
+
+const char *vp_server_id(const struct vp_server *s)
+{
+	return s->id;
+}
+
+const char *vp_server_path(const struct vp_server *s)
+{
+	return s->path;
+}
+
+unsigned vp_server_connections(const struct vp_server *s)
+{
+	return s->nconns;
+}
+
+unsigned vp_server_max_connections(const struct vp_server *s)
+{
+	return s->max_conns;
+}
+
+void vp_server_info(const struct vp_server *s, struct vp_pci_info *info)
+{
+	info->count = 0;
+	for (const struct conn *c = s->conns; c; c = c->next) {
+		if (c->dead || info->count >= VP_SERVER_MAX_CONNECTIONS)
+			continue;
+		info->dev[info->count++] = (struct vp_pci_dev){
+			.device_type = c->dev.type, .device_id = c->dev.id, .dev = &c->dev,
+		};
+	}
+}
+
+const struct vp_device *vp_server_find(const struct vp_server *s, uint64_t id)
+{
+	for (const struct conn *c = s->conns; c; c = c->next)
+		if (c->dev.id == id && !c->dead)
+			return &c->dev;
+	return NULL;
+}
+
+int vp_server_drop(struct vp_server *s, uint64_t id, const char *reason)
+{
+	for (struct conn *c = s->conns; c; c = c->next) {
+		if (c->dev.id == id && !c->dead) {
+			fail(c, -ECONNABORTED, "%s", reason ? reason : "dropped by request");
+			reap(s);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
+			  struct vp_ring_status *st)
+{
+	const struct vp_dev_ring *r;
+	const struct vring_avail *avail;
+	const struct vring_used *used;
+	const struct vring_desc *desc;
+
+	memset(st, 0, sizeof(*st));
+	if (ring >= dev->nrings)
+		return -ENOENT;
+	r = &dev->rings[ring];
+	if (!dev->mem || !r->addr_set || !r->num)
+		return -ENODATA;
+	desc = vp_mem_gpa_ptr(dev->mem, r->desc, VP_VQ_DESC_BYTES(r->num), VP_MEM_READ);
+	avail = vp_mem_gpa_ptr(dev->mem, r->avail, VP_VQ_AVAIL_BYTES(r->num), VP_MEM_READ);
+	used = vp_mem_gpa_ptr(dev->mem, r->used, VP_VQ_USED_BYTES(r->num), VP_MEM_READ);
+	if (!desc || !avail || !used)
+		return -EFAULT;
+	st->avail_idx = __atomic_load_n(&avail->idx, __ATOMIC_ACQUIRE);
+	st->avail_flags = __atomic_load_n(&avail->flags, __ATOMIC_RELAXED);
+	st->used_idx = __atomic_load_n(&used->idx, __ATOMIC_RELAXED);
+	st->used_flags = __atomic_load_n(&used->flags, __ATOMIC_RELAXED);
+	/* The newest avail entries, up to 8: values read once, then checked. */
+	unsigned n = st->avail_idx < r->num ? st->avail_idx : r->num;
+
+	for (unsigned i = 0; i < 8 && i < n; i++) {
+		uint16_t slot = (uint16_t)(st->avail_idx - 1 - i) & (r->num - 1);
+		uint16_t head = __atomic_load_n(&avail->ring[slot], __ATOMIC_RELAXED);
+
+		if (head >= r->num)
+			continue;
+		st->desc[st->ndesc].head = head;
+		st->desc[st->ndesc].addr = __atomic_load_n(&desc[head].addr, __ATOMIC_RELAXED);
+		st->desc[st->ndesc].len = __atomic_load_n(&desc[head].len, __ATOMIC_RELAXED);
+		st->desc[st->ndesc].flags = __atomic_load_n(&desc[head].flags, __ATOMIC_RELAXED);
+		st->desc[st->ndesc].in_memory = vp_mem_check_gpa(dev->mem,
+			st->desc[st->ndesc].addr, st->desc[st->ndesc].len, VP_MEM_READ) == 0;
+		st->ndesc++;
+	}
+	return 0;
+}
