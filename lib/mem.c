@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Guest memory: region table and address translation.
+ *
+ * Security model
+ *  - Untrusted: every field of a region description (it comes from the
+ *    peer's memory table), the fd behind it, and every address and length
+ *    asked for later (they come from descriptors in peer-writable memory).
+ *  - Trusted: the table itself. It lives in our memory and only our control
+ *    thread changes it, after checking each region in full.
+ *  - Promise: a pointer handed out covers all of [addr, addr + len) inside
+ *    ONE mapping we made (or the caller gave us) that allows the access
+ *    asked for. No check ever computes an end address that could wrap.
+ *  - Read-only regions are mapped without PROT_WRITE: even a bug of ours
+ *    cannot write them.
+ *  - Not covered here: the bytes behind a pointer keep changing under us
+ *    (callers copy before they check), and a peer that shrinks its file
+ *    after we mapped it turns our next access into SIGBUS. Peers should
+ *    send memfds sealed with F_SEAL_SHRINK.
+ *  - Translation failures are not logged here: the caller knows which
+ *    queue and descriptor was bad and logs that. Rejected regions are.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vhostpci/log.h"
+#include "vhostpci/mem.h"
+
+/* Hot: read by every translation, so small and contiguous. */
+struct mem_reg {
+	uint64_t gpa;
+	uint64_t size;		/* > 0, gpa + size never wraps */
+	uint64_t uaddr;		/* 0: unknown, never matches */
+	uint8_t *host;		/* local address of gpa */
+	uint32_t prot;
+};
+
+/* Cold: only add, remove and get look at this. */
+struct mem_map {
+	uint64_t fd_offset;
+	void *base;		/* what mmap() returned; NULL for local memory */
+	size_t len;
+};
+
+struct vp_mem {
+	unsigned n;
+	struct mem_reg reg[VP_MEM_MAX_REGIONS];
+	struct mem_map map[VP_MEM_MAX_REGIONS];
+};
+
+/* Does [start, start + len) pass 2^64? len 0 counts as 1. */
+static inline bool range_wraps(uint64_t start, uint64_t len)
+{
+	return len > 1 && len - 1 > UINT64_MAX - start;
+}
+
+/* Both ranges non-empty and not wrapping: compare last bytes, not ends. */
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a <= b + (blen - 1) && b <= a + (alen - 1);
+}
+
+/*
+ * The region holding gpa, with *off = gpa - region start. At most one
+ * region matches since they never overlap. gpa below a region's start
+ * makes off wrap to a value >= size, because start + size never wraps:
+ * one unsigned compare does both bounds.
+ */
+static inline const struct mem_reg *find_gpa(const struct vp_mem *mem,
+					     uint64_t gpa, uint64_t *off)
+{
+	for (const struct mem_reg *r = mem->reg; r < mem->reg + mem->n; r++) {
+		*off = gpa - r->gpa;
+		if (*off < r->size)
+			return r;
+	}
+	return NULL;
+}
+
+static inline const struct mem_reg *find_uva(const struct vp_mem *mem,
+					     uint64_t uaddr, uint64_t *off)
+{
+	for (const struct mem_reg *r = mem->reg; r < mem->reg + mem->n; r++) {
+		*off = uaddr - r->uaddr;
+		if (r->uaddr && *off < r->size)
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * 0 if [off, off + len) fits in r (off < r->size already). len 0 passes
+ * as len 1 would, since size - off >= 1. A wrapping range never fits.
+ */
+static inline int fits(const struct mem_reg *r, uint64_t off, uint64_t len,
+		       uint32_t access)
+{
+	if (len > r->size - off)
+		return -EFAULT;
+	if (access & ~r->prot)
+		return -EACCES;
+	return 0;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int reject(const struct vp_mem_region_desc *d, int err,
+		  const char *fmt, ...)
+{
+	char why[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	vp_log(VP_LOG_WARN, "mem: region gpa 0x%" PRIx64 " size 0x%" PRIx64
+	       " uaddr 0x%" PRIx64 " rejected: %s", d->gpa, d->size, d->uaddr,
+	       why);
+	return err;
+}
+
+/* The checks shared by peer and local regions. */
+static int check_desc(const struct vp_mem *mem,
+		      const struct vp_mem_region_desc *d)
+{
+	if (d->size == 0)
+		return reject(d, -EINVAL, "size 0");
+	if (!(d->prot & VP_MEM_READ) || (d->prot & ~VP_MEM_RW))
+		return reject(d, -EINVAL, "bad prot 0x%x", d->prot);
+	if (range_wraps(d->gpa, d->size))
+		return reject(d, -EINVAL, "gpa range wraps");
+	if (d->uaddr && range_wraps(d->uaddr, d->size))
+		return reject(d, -EINVAL, "uaddr range wraps");
+	if (mem->n >= VP_MEM_MAX_REGIONS)
+		return reject(d, -ENOSPC, "table full (%u regions)", mem->n);
+	for (unsigned i = 0; i < mem->n; i++) {
+		const struct mem_reg *r = &mem->reg[i];
+
+		if (ranges_overlap(d->gpa, d->size, r->gpa, r->size))
+			return reject(d, -EEXIST,
+				      "overlaps region %u in gpa space", i);
+		if (d->uaddr && r->uaddr &&
+		    ranges_overlap(d->uaddr, d->size, r->uaddr, r->size))
+			return reject(d, -EEXIST,
+				      "overlaps region %u in uaddr space", i);
+	}
+	return 0;
+}
+
+static int insert(struct vp_mem *mem, const struct vp_mem_region_desc *d,
+		  void *host, void *base, size_t len)
+{
+	unsigned i = mem->n;
+
+	mem->reg[i] = (struct mem_reg){
+		.gpa = d->gpa, .size = d->size, .uaddr = d->uaddr,
+		.host = host, .prot = d->prot,
+	};
+	mem->map[i] = (struct mem_map){
+		.fd_offset = base ? d->fd_offset : 0, .base = base, .len = len,
+	};
+	mem->n++;
+	return (int)i;
+}
+
+/*
+ * mmap offsets must be page aligned; hugetlbfs needs its huge page size,
+ * which it reports as st_blksize.
+ */
+static uint64_t map_align(const struct stat *st)
+{
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t bs = (uint64_t)st->st_blksize;
+
+	if (bs > pg && bs <= (1ull << 30) && !(bs & (bs - 1)))
+		return bs;
+	return pg;
+}
+
+struct vp_mem *vp_mem_new(void)
+{
+	return calloc(1, sizeof(struct vp_mem));
+}
+
+void vp_mem_free(struct vp_mem *mem)
+{
+	if (!mem)
+		return;
+	vp_mem_clear(mem);
+	free(mem);
+}
+
+int vp_mem_add_region(struct vp_mem *mem, const struct vp_mem_region_desc *d)
+{
+	uint64_t align, delta, fsize;
+	struct stat st;
+	size_t len;
+	void *base;
+	int err;
+
+	if (!mem || !d)
+		return -EINVAL;
+	if (d->fd < 0)
+		return reject(d, -EINVAL, "fd %d", d->fd);
+	err = check_desc(mem, d);
+	if (err)
+		return err;
+	if (fstat(d->fd, &st) < 0)
+		return reject(d, -EBADF, "fstat of fd %d failed (errno %d)",
+			      d->fd, errno);
+	fsize = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+	/* Compare against what is left after the offset: no end computed. */
+	if (d->fd_offset > fsize || d->size > fsize - d->fd_offset)
+		return reject(d, -ENXIO, "offset 0x%" PRIx64
+			      " + size beyond fd size 0x%" PRIx64,
+			      d->fd_offset, fsize);
+	align = map_align(&st);
+	delta = d->fd_offset & (align - 1);
+	/* delta + size <= fsize <= INT64_MAX here; this guards 32-bit size_t. */
+	if (delta + d->size > SIZE_MAX - (align - 1))
+		return reject(d, -ENOMEM, "too large to map");
+	len = (size_t)((delta + d->size + align - 1) & ~(align - 1));
+	base = mmap(NULL, len, (d->prot & VP_MEM_WRITE) ?
+		    PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, d->fd,
+		    (off_t)(d->fd_offset - delta));
+	if (base == MAP_FAILED) {
+		err = -errno;
+		return reject(d, err, "mmap failed (errno %d)", -err);
+	}
+	return insert(mem, d, (uint8_t *)base + delta, base, len);
+}
+
+int vp_mem_add_local(struct vp_mem *mem, const struct vp_mem_region_desc *d,
+		     void *host)
+{
+	int err;
+
+	if (!mem || !d)
+		return -EINVAL;
+	if (!host)
+		return reject(d, -EINVAL, "host address NULL");
+	err = check_desc(mem, d);
+	if (err)
+		return err;
+	if (d->size - 1 > UINTPTR_MAX - (uintptr_t)host)
+		return reject(d, -EINVAL, "host range wraps");
+	return insert(mem, d, host, NULL, 0);
+}
+
+static void drop(struct vp_mem *mem, unsigned i)
+{
+	if (mem->map[i].base)
+		munmap(mem->map[i].base, mem->map[i].len);
+	/* Keep the others in order so indexes stay meaningful to callers. */
+	memmove(&mem->reg[i], &mem->reg[i + 1],
+		(mem->n - i - 1) * sizeof(mem->reg[0]));
+	memmove(&mem->map[i], &mem->map[i + 1],
+		(mem->n - i - 1) * sizeof(mem->map[0]));
+	mem->n--;
+}
+
+int vp_mem_remove(struct vp_mem *mem, uint64_t gpa, uint64_t size)
+{
+	if (!mem)
+		return -EINVAL;
+	for (unsigned i = 0; i < mem->n; i++) {
+		if (mem->reg[i].gpa == gpa && mem->reg[i].size == size) {
+			drop(mem, i);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+void vp_mem_clear(struct vp_mem *mem)
+{
+	if (!mem)
+		return;
+	while (mem->n)
+		drop(mem, mem->n - 1);
+}
+
+unsigned vp_mem_count(const struct vp_mem *mem)
+{
+	return mem ? mem->n : 0;
+}
+
+int vp_mem_get(const struct vp_mem *mem, unsigned idx,
+	       struct vp_mem_region_info *info)
+{
+	const struct mem_reg *r;
+
+	if (!mem || !info)
+		return -EINVAL;
+	if (idx >= mem->n)
+		return -ENOENT;
+	r = &mem->reg[idx];
+	*info = (struct vp_mem_region_info){
+		.gpa = r->gpa, .size = r->size, .uaddr = r->uaddr,
+		.fd_offset = mem->map[idx].fd_offset, .prot = r->prot,
+		.host = r->host, .mapped_by_table = mem->map[idx].base != NULL,
+	};
+	return 0;
+}
+
+void *vp_mem_gpa_ptr(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
+		     uint32_t access)
+{
+	const struct mem_reg *r;
+	uint64_t off;
+
+	if (!mem || !(r = find_gpa(mem, gpa, &off)) ||
+	    fits(r, off, len, access))
+		return NULL;
+	return r->host + off;
+}
+
+void *vp_mem_uva_ptr(const struct vp_mem *mem, uint64_t uaddr, uint64_t len,
+		     uint32_t access)
+{
+	const struct mem_reg *r;
+	uint64_t off;
+
+	if (!mem || !(r = find_uva(mem, uaddr, &off)) ||
+	    fits(r, off, len, access))
+		return NULL;
+	return r->host + off;
+}
+
+int vp_mem_check_gpa(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
+		     uint32_t access)
+{
+	const struct mem_reg *r;
+	uint64_t off;
+
+	if (!mem)
+		return -EINVAL;
+	if (range_wraps(gpa, len))
+		return -EOVERFLOW;
+	r = find_gpa(mem, gpa, &off);
+	return r ? fits(r, off, len, access) : -EFAULT;
+}
+
+int vp_mem_uva_to_gpa(const struct vp_mem *mem, uint64_t uaddr, uint64_t len,
+		      uint64_t *gpa)
+{
+	const struct mem_reg *r;
+	uint64_t off;
+
+	if (!mem || !gpa)
+		return -EINVAL;
+	if (range_wraps(uaddr, len))
+		return -EOVERFLOW;
+	r = find_uva(mem, uaddr, &off);
+	if (!r || fits(r, off, len, 0))
+		return -EFAULT;
+	*gpa = r->gpa + off;
+	return 0;
+}
+
+/*
+ * Pieces walk upwards through distinct regions, so there are at most
+ * VP_MEM_MAX_REGIONS of them. Running out of iovecs does not stop the walk:
+ * a bad byte further on still reports -EFAULT/-EACCES, so -ENOBUFS means
+ * "valid, give a bigger array" and never hides a peer's bad address.
+ */
+int vp_mem_gpa_iov(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
+		   uint32_t access, struct iovec *iov, unsigned iov_max)
+{
+	const struct mem_reg *r;
+	uint64_t off, piece;
+	unsigned n = 0;
+
+	if (!mem || (!iov && iov_max))
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	if (range_wraps(gpa, len))
+		return -EOVERFLOW;
+	while (len) {
+		r = find_gpa(mem, gpa, &off);
+		if (!r)
+			return -EFAULT;
+		if (access & ~r->prot)
+			return -EACCES;
+		piece = r->size - off < len ? r->size - off : len;
+		if (n < iov_max)
+			iov[n] = (struct iovec){ r->host + off, (size_t)piece };
+		n++;
+		gpa += piece;	/* may reach 2^64 only as len reaches 0 */
+		len -= piece;
+	}
+	return n > iov_max ? -ENOBUFS : (int)n;
+}
