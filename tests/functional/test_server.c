@@ -769,21 +769,24 @@ TEST(vhost_user_client_killed_and_reconnect)
 	eventfds(efd);
 	make_info(&in, &ram, efd, F_VERSION_1 | F_MRG_RXBUF | F_PROTOCOL);
 	for (int round = 0; round < 2; round++) {
+		int go[2];
+
+		REQUIRE(pipe(go) == 0);
 		pid_t pid = fork();
 
 		if (pid == 0) {
 			uint64_t neg = 0;
 			int sock = vp_vu_frontend_start(vp_server_path(s), &in, &neg, 3000);
+			char b;
 
 			if (sock < 0)
 				_exit(3);
-			if (round == 1) {
-				uint16_t last[2];
+			/* Stay READY until the parent has looked (round 0: killed here). */
+			if (read(go[0], &b, 1) != 1)
+				_exit(5);
+			uint16_t last[2];
 
-				_exit(vp_vu_frontend_stop(sock, 2, last, 3000) == 0 ? 0 : 4);
-			}
-			pause();
-			_exit(0);
+			_exit(vp_vu_frontend_stop(sock, 2, last, 3000) == 0 ? 0 : 4);
 		}
 		REQUIRE(pid > 0);
 		void *arg1[2] = { s, (void *)1 };
@@ -798,6 +801,10 @@ TEST(vhost_user_client_killed_and_reconnect)
 		CHECK_EQ(d->rings[0].desc, 0x1000);
 		if (round == 0)
 			kill(pid, SIGKILL);
+		else
+			CHECK_EQ(write(go[1], "g", 1), 1);
+		close(go[0]);
+		close(go[1]);
 		int st = 0;
 		int64_t end = now_ms() + 5000;
 
