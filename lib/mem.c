@@ -21,6 +21,7 @@
  *    queue and descriptor was bad and logs that. Rejected regions are.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,6 +33,24 @@
 
 #include "vhostpci/log.h"
 #include "vhostpci/mem.h"
+
+/*
+ * A memfd the peer can still shrink lets it turn our next access into
+ * SIGBUS. QEMU seals its memfd RAM; say so when a peer did not, once per
+ * process (plain files and hugetlbfs cannot be sealed: nothing to say).
+ */
+static void warn_unsealed(const struct vp_mem_region_desc *d)
+{
+	static bool warned;
+	int seals = fcntl(d->fd, F_GET_SEALS);
+
+	if (seals < 0 || (seals & F_SEAL_SHRINK) || warned)
+		return;
+	warned = true;
+	vp_log(VP_LOG_INFO, "mem: region gpa 0x%" PRIx64 ": memfd not sealed against "
+	       "shrinking (F_SEAL_SHRINK); a peer that truncates it can crash this process",
+	       d->gpa);
+}
 
 /* Hot: read by every translation, so small and contiguous. */
 struct mem_reg {
@@ -220,6 +239,7 @@ int vp_mem_add_region(struct vp_mem *mem, const struct vp_mem_region_desc *d)
 		return reject(d, -ENXIO, "offset 0x%" PRIx64
 			      " + size beyond fd size 0x%" PRIx64,
 			      d->fd_offset, fsize);
+	warn_unsealed(d);
 	align = map_align(&st);
 	delta = d->fd_offset & (align - 1);
 	/* delta + size <= fsize <= INT64_MAX here; this guards 32-bit size_t. */
