@@ -127,6 +127,16 @@ VP_API int vp_vq_dev_push_burst(struct vp_vq_dev *vq, const struct vp_used *used
 				unsigned n);
 
 /*
+ * Give back the last n chains popped and not yet pushed, newest first: the
+ * next pop walks them again (and checks them again, since the driver may
+ * have rewritten them meanwhile). For a caller that popped more than it
+ * could use, e.g. a receive buffer burst that fell short of one packet.
+ * -EINVAL if n exceeds the chains in flight (popped minus pushed), -EIO if
+ * broken.
+ */
+VP_API int vp_vq_dev_unpop(struct vp_vq_dev *vq, unsigned n);
+
+/*
  * After pushing: must the driver be signalled (its "call")? Honours
  * VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX. Each true answer
  * covers everything pushed so far. Always false when broken.
@@ -218,6 +228,10 @@ VP_API bool vp_vq_drv_publish(struct vp_vq_drv *vq);
  */
 VP_API int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens,
 			      uint32_t *lens, unsigned max);
+
+/* Used entries the device published that get_used() has not collected yet
+ * (a peek for busy-polling; 0 if broken). Not validated: get_used() is. */
+VP_API unsigned vp_vq_drv_used_pending(const struct vp_vq_drv *vq);
 
 /* Ask for / stop interrupts (the device's "call"). enable returns true if
  * used entries are already pending (poll again instead of sleeping). */

@@ -1,0 +1,918 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Split virtqueues: the device side walks a peer's ring, the driver side
+ * drives our own.
+ *
+ * Security model
+ *  - Untrusted: every byte of a peer's ring (descriptors, avail ring and
+ *    index, event words) and of our own ring once the peer can map it
+ *    (used entries, used index, avail_event, used flags). All of it may
+ *    change between any two of our reads.
+ *  - Copy before check: each descriptor is loaded once, field by field,
+ *    into a local; each avail slot and used entry is loaded once. Only the
+ *    local copy is checked and used.
+ *  - Guest addresses become pointers only through struct vp_mem: the ring
+ *    parts once at attach time, each buffer and indirect table per use, with
+ *    the exact length and access needed.
+ *  - A violation breaks that queue only: a reason is kept and logged, and
+ *    every later call returns -EIO. Nothing here asserts or exits.
+ *  - Driver side state (free list, tokens, posted lengths) lives in our own
+ *    malloc'd memory, never in the ring, so a device cannot forge it.
+ *  - Not covered: a device that withholds used entries, or a driver that
+ *    stops posting; both only starve their own queue.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vhostpci/log.h"
+#include "vhostpci/vring.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define VQ_NAME_MAX   32
+#define VQ_REASON_MAX 192
+#define DESC_SIZE     16u
+
+/*
+ * Shared ring memory is read and written only through these, so each access
+ * happens exactly once (no re-read after a check) and races with the peer
+ * are defined behaviour.
+ */
+#define LOAD_RELAXED(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define LOAD_ACQUIRE(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define STORE_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+/* Unaligned views, for indirect tables a driver placed at odd addresses. */
+typedef uint64_t __attribute__((aligned(1))) u64_una;
+typedef uint32_t __attribute__((aligned(1))) u32_una;
+typedef uint16_t __attribute__((aligned(1))) u16_una;
+
+static inline bool is_pow2(unsigned x)
+{
+	return x && !(x & (x - 1));
+}
+
+static void set_name(char *dst, const char *name)
+{
+	snprintf(dst, VQ_NAME_MAX, "%s", name ? name : "vq");
+}
+
+/* Keep the first reason only: later ones are usually consequences. */
+__attribute__((format(printf, 4, 0)))
+static void set_broken(bool *broken, char *reason, const char *name,
+		       const char *fmt, va_list ap)
+{
+	if (*broken)
+		return;
+	vsnprintf(reason, VQ_REASON_MAX, fmt, ap);
+	*broken = true;
+	vp_log(VP_LOG_WARN, "vring %s: broken: %s", name, reason);
+}
+
+/*
+ * Copy one descriptor out of shared memory: each field loaded exactly once.
+ * The ring table is always 16-byte aligned (checked at attach); an indirect
+ * table may be anywhere, so it falls back to volatile unaligned loads.
+ */
+static inline void desc_fetch(struct vring_desc *d, const unsigned char *p)
+{
+	if (likely(((uintptr_t)p & 7) == 0)) {
+		const struct vring_desc *s = (const void *)p;
+
+		d->addr = le64toh(LOAD_RELAXED(&s->addr));
+		d->len = le32toh(LOAD_RELAXED(&s->len));
+		d->flags = le16toh(LOAD_RELAXED(&s->flags));
+		d->next = le16toh(LOAD_RELAXED(&s->next));
+	} else {
+		d->addr = le64toh(*(const volatile u64_una *)(p + 0));
+		d->len = le32toh(*(const volatile u32_una *)(p + 8));
+		d->flags = le16toh(*(const volatile u16_una *)(p + 12));
+		d->next = le16toh(*(const volatile u16_una *)(p + 14));
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Device side                                                              */
+
+struct vp_vq_dev {
+	/* Hot: what pop/push/need_signal touch, first cache line. */
+	struct vring vr;		/* local views of the peer's ring parts */
+	const struct vp_mem *mem;
+	uint16_t mask;			/* num - 1 */
+	uint16_t last_avail;		/* next avail slot to pop */
+	uint16_t shadow_avail;		/* avail->idx as last read and checked */
+	uint16_t used_idx;		/* next used slot to fill */
+	uint16_t signalled_used;	/* used_idx at the last signal decision */
+	uint16_t used_flags;		/* what we last wrote to used->flags */
+	bool signalled_valid;
+	bool event_idx;
+	bool indirect;
+	bool broken;
+	/* Cold. */
+	char name[VQ_NAME_MAX];
+	char reason[VQ_REASON_MAX];
+};
+
+/* Mark the queue broken; returns -EIO so callers can `return dev_fail()`. */
+__attribute__((cold, noinline, format(printf, 2, 3)))
+static int dev_fail(struct vp_vq_dev *vq, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_broken(&vq->broken, vq->reason, vq->name, fmt, ap);
+	va_end(ap);
+	return -EIO;
+}
+
+/*
+ * Re-read avail->idx. The acquire pairs with the driver's release store of
+ * avail->idx (or its write barrier before it): slots and descriptors it
+ * published are visible once we see the index.
+ */
+static inline int dev_refresh_avail(struct vp_vq_dev *vq)
+{
+	uint16_t idx = le16toh(LOAD_ACQUIRE(&vq->vr.avail->idx));
+	uint16_t pending = (uint16_t)(idx - vq->last_avail);
+
+	if (unlikely(pending > vq->vr.num))
+		return dev_fail(vq, "avail idx %u is %u ahead of last_avail %u (num %u)",
+				idx, pending, vq->last_avail, vq->vr.num);
+	vq->shadow_avail = idx;
+	return pending;
+}
+
+/*
+ * Map one ring part. Errors are told apart for the caller: -EFAULT (not in
+ * one region), -EACCES (region lacks the access).
+ */
+static int map_ring_part(const struct vp_mem *mem, enum vp_addr_space space,
+			 uint64_t addr, uint64_t len, uint32_t access,
+			 void **out)
+{
+	uint64_t gpa = addr;
+	int err;
+
+	*out = space == VP_ADDR_UVA ? vp_mem_uva_ptr(mem, addr, len, access)
+				    : vp_mem_gpa_ptr(mem, addr, len, access);
+	if (*out)
+		return 0;
+	if (space == VP_ADDR_UVA && vp_mem_uva_to_gpa(mem, addr, len, &gpa))
+		return -EFAULT;
+	err = vp_mem_check_gpa(mem, gpa, len, access);
+	return err == -EACCES ? -EACCES : -EFAULT;
+}
+
+int vp_vq_dev_new(struct vp_vq_dev **out, const struct vp_mem *mem,
+		  const struct vp_vq_dev_config *cfg)
+{
+	const char *name = cfg && cfg->name ? cfg->name : "vq";
+	void *desc, *avail, *used;
+	struct vp_vq_dev *vq;
+	unsigned num;
+	int err;
+
+	if (!out || !mem || !cfg)
+		return -EINVAL;
+	*out = NULL;
+	num = cfg->num;
+	if (!is_pow2(num) || num > VP_VQ_MAX_SIZE) {
+		vp_log(VP_LOG_WARN, "vring %s: bad ring size %u", name, num);
+		return -EINVAL;
+	}
+	if (cfg->ring_space != VP_ADDR_GPA && cfg->ring_space != VP_ADDR_UVA)
+		return -EINVAL;
+	if ((cfg->desc & (VRING_DESC_ALIGN_SIZE - 1)) ||
+	    (cfg->avail & (VRING_AVAIL_ALIGN_SIZE - 1)) ||
+	    (cfg->used & (VRING_USED_ALIGN_SIZE - 1))) {
+		vp_log(VP_LOG_WARN, "vring %s: misaligned ring desc 0x%" PRIx64
+		       " avail 0x%" PRIx64 " used 0x%" PRIx64, name,
+		       cfg->desc, cfg->avail, cfg->used);
+		return -EINVAL;
+	}
+	err = map_ring_part(mem, cfg->ring_space, cfg->desc,
+			    VP_VQ_DESC_BYTES(num), VP_MEM_READ, &desc);
+	if (!err)
+		err = map_ring_part(mem, cfg->ring_space, cfg->avail,
+				    VP_VQ_AVAIL_BYTES(num), VP_MEM_READ, &avail);
+	if (!err)
+		err = map_ring_part(mem, cfg->ring_space, cfg->used,
+				    VP_VQ_USED_BYTES(num), VP_MEM_RW, &used);
+	if (err) {
+		vp_log(VP_LOG_WARN, "vring %s: ring desc 0x%" PRIx64 " avail 0x%"
+		       PRIx64 " used 0x%" PRIx64 " num %u: %s", name, cfg->desc,
+		       cfg->avail, cfg->used, num,
+		       err == -EACCES ? "used ring not writable"
+				      : "not inside one region");
+		return err;
+	}
+	/* A region's host address need not share the gpa's alignment. */
+	if (((uintptr_t)desc & (VRING_DESC_ALIGN_SIZE - 1)) ||
+	    ((uintptr_t)avail & (VRING_AVAIL_ALIGN_SIZE - 1)) ||
+	    ((uintptr_t)used & (VRING_USED_ALIGN_SIZE - 1))) {
+		vp_log(VP_LOG_WARN, "vring %s: ring misaligned in local memory", name);
+		return -EINVAL;
+	}
+
+	vq = aligned_alloc(64, (sizeof(*vq) + 63) & ~(size_t)63);
+	if (!vq)
+		return -ENOMEM;
+	memset(vq, 0, sizeof(*vq));
+	vq->vr.num = num;
+	vq->vr.desc = desc;
+	vq->vr.avail = avail;
+	vq->vr.used = used;
+	vq->mem = mem;
+	vq->mask = (uint16_t)(num - 1);
+	vq->last_avail = cfg->last_avail_idx;
+	vq->shadow_avail = cfg->last_avail_idx;
+	vq->used_idx = cfg->last_used_idx;
+	vq->signalled_used = cfg->last_used_idx;
+	vq->event_idx = cfg->event_idx;
+	vq->indirect = cfg->indirect;
+	set_name(vq->name, cfg->name);
+	*out = vq;
+	return 0;
+}
+
+void vp_vq_dev_free(struct vp_vq_dev *vq)
+{
+	free(vq);
+}
+
+/*
+ * What the walker reads from the queue, copied into locals once per burst:
+ * stores through the caller's chain and iovec arrays could alias *vq, which
+ * would otherwise make the compiler reload these for every descriptor.
+ */
+struct walk_ctx {
+	const unsigned char *desc;
+	const struct vp_mem *mem;
+	unsigned num;
+	bool indirect;
+};
+
+/*
+ * The one descriptor walker, for direct and indirect chains alike: an
+ * indirect descriptor only switches the table being walked. Fills iov[0 ..
+ * iov_max) and ch. Returns 0, -ENOBUFS (does not fit; nothing consumed) or
+ * -EIO (queue now broken).
+ */
+static inline __attribute__((always_inline)) int
+dev_walk(struct vp_vq_dev *vq, const struct walk_ctx *w, uint16_t head,
+	 struct vp_chain *ch, struct iovec *iov, unsigned iov_max)
+{
+	const unsigned char *tbl = w->desc;
+	unsigned tsize = w->num;	/* entries in tbl */
+	unsigned left = tsize;		/* visits left in tbl before it must be a loop */
+	unsigned i = head, n = 0, nout = 0;
+	uint64_t len_out = 0, len_in = 0;
+	bool indirect = false, writable = false;
+	struct vring_desc d;
+	uint32_t access;
+	int r;
+
+	/* n_out and n_in are 16 bits wide. */
+	if (unlikely(iov_max > UINT16_MAX))
+		iov_max = UINT16_MAX;
+	for (;;) {
+		if (unlikely(left-- == 0))
+			return dev_fail(vq, "chain at head %u longer than %u descriptors%s (loop?)",
+					head, tsize, indirect ? " in indirect table" : "");
+		desc_fetch(&d, tbl + (size_t)i * DESC_SIZE);
+
+		if (unlikely(d.flags & VRING_DESC_F_INDIRECT)) {
+			if (!w->indirect)
+				return dev_fail(vq, "desc %u: INDIRECT not negotiated", i);
+			if (indirect)
+				return dev_fail(vq, "nested indirect in table entry %u (head %u)",
+						i, head);
+			if (d.flags & VRING_DESC_F_NEXT)
+				return dev_fail(vq, "desc %u: INDIRECT together with NEXT", i);
+			if (d.len == 0 || d.len % DESC_SIZE ||
+			    d.len > w->num * DESC_SIZE)
+				return dev_fail(vq, "desc %u: indirect len %u not a non-zero multiple of 16 <= %u",
+						i, d.len, w->num * DESC_SIZE);
+			tbl = vp_mem_gpa_ptr(w->mem, d.addr, d.len, VP_MEM_READ);
+			if (!tbl)
+				return dev_fail(vq, "desc %u: indirect table 0x%" PRIx64
+						" len %u not in readable memory",
+						i, (uint64_t)d.addr, d.len);
+			tsize = left = d.len / DESC_SIZE;
+			indirect = true;
+			i = 0;
+			continue;
+		}
+
+		if (d.flags & VRING_DESC_F_WRITE) {
+			writable = true;
+			access = VP_MEM_WRITE;
+		} else {
+			if (unlikely(writable))
+				return dev_fail(vq, "%s %u: readable after writable (head %u)",
+						indirect ? "indirect entry" : "desc", i, head);
+			access = VP_MEM_READ;
+		}
+		if (likely(d.len)) {
+			if (unlikely(d.addr + d.len - 1 < d.addr))
+				return dev_fail(vq, "%s %u: addr 0x%" PRIx64 " + len %u wraps",
+						indirect ? "indirect entry" : "desc", i,
+						(uint64_t)d.addr, d.len);
+			r = vp_mem_gpa_iov(w->mem, d.addr, d.len, access,
+					   iov + n, iov_max - n);
+			if (unlikely(r < 0)) {
+				if (r == -ENOBUFS)
+					return -ENOBUFS;
+				return dev_fail(vq, "%s %u: buffer 0x%" PRIx64 " len %u %s",
+						indirect ? "indirect entry" : "desc", i,
+						(uint64_t)d.addr, d.len,
+						r == -EACCES ? (access == VP_MEM_WRITE ?
+						"not writable (read-only region)" : "not readable")
+						: r == -EOVERFLOW ? "wraps"
+						: "outside guest memory");
+			}
+			n += (unsigned)r;
+			if (writable) {
+				len_in += d.len;
+			} else {
+				len_out += d.len;
+				nout = n;
+			}
+		}
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			break;
+		if (unlikely(d.next >= tsize))
+			return dev_fail(vq, "%s %u: next %u >= %u (head %u)",
+					indirect ? "indirect entry" : "desc", i,
+					d.next, tsize, head);
+		i = d.next;
+	}
+	/* Sums of <= 2 * 32768 32-bit lengths cannot wrap 64 bits. */
+	if (unlikely(len_out + len_in > UINT32_MAX))
+		return dev_fail(vq, "chain at head %u: total length %" PRIu64
+				" overflows 32 bits", head, len_out + len_in);
+	ch->head = head;
+	ch->n_out = (uint16_t)nout;
+	ch->n_in = (uint16_t)(n - nout);
+	ch->len_out = (uint32_t)len_out;
+	ch->len_in = (uint32_t)len_in;
+	ch->iov = iov;
+	return 0;
+}
+
+int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
+			unsigned max_chains, struct iovec *iov, unsigned iov_max)
+{
+	const uint16_t *ring = vq->vr.avail->ring;
+	const struct walk_ctx w = {
+		.desc = (const unsigned char *)vq->vr.desc, .mem = vq->mem,
+		.num = vq->vr.num, .indirect = vq->indirect,
+	};
+	const uint16_t mask = vq->mask;
+	uint16_t last = vq->last_avail;
+	unsigned pending, done, iov_used = 0;
+	int r;
+
+	if (unlikely(vq->broken))
+		return -EIO;
+	pending = (uint16_t)(vq->shadow_avail - last);
+	if (pending < max_chains) {
+		r = dev_refresh_avail(vq);
+		if (unlikely(r < 0))
+			return r;
+		pending = (unsigned)r;
+	}
+	if (max_chains > pending)
+		max_chains = pending;
+	for (done = 0; done < max_chains; done++) {
+		/* One load of the slot: the head we check is the head we walk. */
+		uint16_t head = le16toh(LOAD_RELAXED(&ring[last & mask]));
+		struct vp_chain *ch = &chains[done];
+
+		if (unlikely(head >= w.num))
+			return dev_fail(vq, "avail slot %u: head %u >= num %u",
+					last, head, w.num);
+		r = dev_walk(vq, &w, head, ch, iov + iov_used, iov_max - iov_used);
+		if (unlikely(r < 0)) {
+			if (r == -ENOBUFS && done)
+				break;
+			return r;
+		}
+		iov_used += ch->n_out + ch->n_in;
+		last++;
+	}
+	vq->last_avail = last;
+	return (int)done;
+}
+
+int vp_vq_dev_push_burst(struct vp_vq_dev *vq, const struct vp_used *used,
+			 unsigned n)
+{
+	vring_used_elem_t *ring = vq->vr.used->ring;
+	uint16_t idx = vq->used_idx;
+
+	if (unlikely(vq->broken))
+		return -EIO;
+	if (unlikely(n && !used))
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		if (unlikely(used[i].id >= vq->vr.num))
+			return -EINVAL;
+	if (!n)
+		return 0;
+	for (unsigned i = 0; i < n; i++, idx++) {
+		vring_used_elem_t *e = &ring[idx & vq->mask];
+
+		STORE_RELAXED(&e->id, htole32(used[i].id));
+		STORE_RELAXED(&e->len, htole32(used[i].len));
+	}
+	/*
+	 * Entries before index: pairs with the driver's acquire load of
+	 * used->idx (its read barrier after reading the index).
+	 */
+	STORE_RELEASE(&vq->vr.used->idx, htole16(idx));
+	vq->used_idx = idx;
+	return 0;
+}
+
+int vp_vq_dev_unpop(struct vp_vq_dev *vq, unsigned n)
+{
+	if (unlikely(vq->broken))
+		return -EIO;
+	/*
+	 * Every popped chain gets exactly one used entry: the difference is
+	 * what is in flight, and nothing older than that may be re-popped.
+	 */
+	if (n > (uint16_t)(vq->last_avail - vq->used_idx))
+		return -EINVAL;
+	vq->last_avail = (uint16_t)(vq->last_avail - n);
+	return 0;
+}
+
+bool vp_vq_dev_need_signal(struct vp_vq_dev *vq)
+{
+	uint16_t old = vq->signalled_used, new = vq->used_idx;
+	bool valid = vq->signalled_valid;
+
+	/* Nothing pushed since the last answer: that answer covered it. */
+	if (unlikely(vq->broken) || old == new)
+		return false;
+	vq->signalled_used = new;
+	vq->signalled_valid = true;
+	/*
+	 * Our used->idx store before reading used_event / flags: pairs with
+	 * the driver's full fence between writing used_event (or clearing
+	 * NO_INTERRUPT) and re-reading used->idx, so one of us sees the other.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (vq->event_idx) {
+		uint16_t ev = le16toh(LOAD_RELAXED(&vring_used_event(&vq->vr)));
+
+		/* First answer since attach: we cannot know what it waited for. */
+		return !valid || vring_need_event(ev, new, old);
+	}
+	return !(le16toh(LOAD_RELAXED(&vq->vr.avail->flags)) &
+		 VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+void vp_vq_dev_disable_notify(struct vp_vq_dev *vq)
+{
+	if (vq->broken)
+		return;
+	/*
+	 * With EVENT_IDX the flags word must stay 0; avail_event is simply not
+	 * moved any more, so the driver kicks at most once more.
+	 */
+	if (vq->event_idx || (vq->used_flags & VRING_USED_F_NO_NOTIFY))
+		return;
+	vq->used_flags |= VRING_USED_F_NO_NOTIFY;
+	STORE_RELAXED(&vq->vr.used->flags, htole16(vq->used_flags));
+}
+
+bool vp_vq_dev_enable_notify(struct vp_vq_dev *vq)
+{
+	uint16_t idx;
+
+	if (vq->broken)
+		return false;
+	if (vq->event_idx) {
+		STORE_RELAXED(&vring_avail_event(&vq->vr), htole16(vq->last_avail));
+	} else {
+		vq->used_flags &= (uint16_t)~VRING_USED_F_NO_NOTIFY;
+		STORE_RELAXED(&vq->vr.used->flags, htole16(vq->used_flags));
+	}
+	/*
+	 * Request before re-reading avail->idx: pairs with the driver's full
+	 * fence between its avail->idx store and reading avail_event / flags,
+	 * so either it sees our request and kicks, or we see its buffers here.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Acquire: pairs with the driver's release store of avail->idx. */
+	idx = le16toh(LOAD_ACQUIRE(&vq->vr.avail->idx));
+	return idx != vq->last_avail;
+}
+
+unsigned vp_vq_dev_avail_pending(struct vp_vq_dev *vq)
+{
+	int r;
+
+	if (vq->broken)
+		return 0;
+	r = dev_refresh_avail(vq);
+	return r < 0 ? 0 : (unsigned)r;
+}
+
+bool vp_vq_dev_broken(const struct vp_vq_dev *vq)
+{
+	return vq->broken;
+}
+
+const char *vp_vq_dev_broken_reason(const struct vp_vq_dev *vq)
+{
+	return vq->reason;
+}
+
+uint16_t vp_vq_dev_last_avail(const struct vp_vq_dev *vq)
+{
+	return vq->last_avail;
+}
+
+uint16_t vp_vq_dev_num(const struct vp_vq_dev *vq)
+{
+	return (uint16_t)vq->vr.num;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driver side                                                              */
+
+/* Per descriptor index; the token fields are meaningful for heads only. */
+struct drv_slot {
+	void *token;		/* NULL: not outstanding */
+	uint32_t len_in;	/* writable bytes posted in this chain */
+	uint16_t ndesc;		/* ring descriptors the chain holds */
+	uint16_t next;		/* free list link, or next in the chain */
+};
+
+struct vp_vq_drv {
+	/* Hot. */
+	struct vring vr;
+	struct drv_slot *slot;		/* num entries, our memory only */
+	uint16_t mask;
+	uint16_t free_head;
+	uint16_t num_free;
+	uint16_t avail_idx;		/* next avail slot to stage */
+	uint16_t published;		/* avail->idx at the last publish */
+	uint16_t last_used;		/* next used slot to collect */
+	uint16_t avail_flags;		/* what we last wrote to avail->flags */
+	uint16_t ind_max;		/* 0: no indirect tables */
+	bool event_idx;
+	bool broken;
+	unsigned char *ind_area;
+	uint64_t ind_gpa;
+	/* Cold. */
+	char name[VQ_NAME_MAX];
+	char reason[VQ_REASON_MAX];
+	struct drv_slot slots[];
+};
+
+__attribute__((cold, noinline, format(printf, 2, 3)))
+static int drv_fail(struct vp_vq_drv *vq, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_broken(&vq->broken, vq->reason, vq->name, fmt, ap);
+	va_end(ap);
+	return -EIO;
+}
+
+int vp_vq_drv_new(struct vp_vq_drv **out, const struct vp_vq_drv_config *cfg)
+{
+	struct vp_vq_drv *vq;
+	unsigned num;
+	size_t sz;
+
+	if (!out || !cfg)
+		return -EINVAL;
+	*out = NULL;
+	num = cfg->num;
+	if (!is_pow2(num) || num > VP_VQ_MAX_SIZE ||
+	    !cfg->desc || !cfg->avail || !cfg->used)
+		return -EINVAL;
+	if (((uintptr_t)cfg->desc & (VRING_DESC_ALIGN_SIZE - 1)) ||
+	    ((uintptr_t)cfg->avail & (VRING_AVAIL_ALIGN_SIZE - 1)) ||
+	    ((uintptr_t)cfg->used & (VRING_USED_ALIGN_SIZE - 1)))
+		return -EINVAL;
+	/* Tables never exceed num entries: add() caps every chain at num. */
+	if (cfg->indirect_max > 1) {
+		if (!cfg->indirect_area ||
+		    ((uintptr_t)cfg->indirect_area & (VRING_DESC_ALIGN_SIZE - 1)) ||
+		    cfg->indirect_gpa > UINT64_MAX -
+		    (uint64_t)num * cfg->indirect_max * DESC_SIZE)
+			return -EINVAL;
+	}
+
+	sz = sizeof(*vq) + num * sizeof(struct drv_slot);
+	vq = aligned_alloc(64, (sz + 63) & ~(size_t)63);
+	if (!vq)
+		return -ENOMEM;
+	memset(vq, 0, sz);
+	vq->vr.num = num;
+	vq->vr.desc = cfg->desc;
+	vq->vr.avail = cfg->avail;
+	vq->vr.used = cfg->used;
+	vq->slot = vq->slots;
+	vq->mask = (uint16_t)(num - 1);
+	vq->num_free = (uint16_t)num;
+	vq->event_idx = cfg->event_idx;
+	if (cfg->indirect_max > 1) {
+		vq->ind_max = cfg->indirect_max;
+		vq->ind_area = cfg->indirect_area;
+		vq->ind_gpa = cfg->indirect_gpa;
+	}
+	for (unsigned i = 0; i < num; i++)
+		vq->slot[i].next = (uint16_t)(i + 1);	/* the last one is never followed */
+	set_name(vq->name, cfg->name);
+
+	memset(cfg->desc, 0, VP_VQ_DESC_BYTES(num));
+	memset(cfg->avail, 0, VP_VQ_AVAIL_BYTES(num));
+	memset(cfg->used, 0, VP_VQ_USED_BYTES(num));
+	*out = vq;
+	return 0;
+}
+
+void vp_vq_drv_free(struct vp_vq_drv *vq)
+{
+	free(vq);
+}
+
+/* Our own ring: plain stores, published later by the release in publish(). */
+static inline void desc_put(struct vring_desc *d, uint64_t addr, uint32_t len,
+			    uint16_t flags, uint16_t next)
+{
+	d->addr = htole64(addr);
+	d->len = htole32(len);
+	d->flags = htole16(flags);
+	d->next = htole16(next);
+}
+
+static inline void drv_stage(struct vp_vq_drv *vq, uint16_t head, void *token,
+			     uint32_t len_in, uint16_t ndesc)
+{
+	struct drv_slot *s = &vq->slot[head];
+
+	s->token = token;
+	s->len_in = len_in;
+	s->ndesc = ndesc;
+	vq->vr.avail->ring[vq->avail_idx & vq->mask] = htole16(head);
+	vq->avail_idx++;
+}
+
+int vp_vq_drv_add(struct vp_vq_drv *vq, const struct vp_buf *out,
+		  unsigned nout, const struct vp_buf *in, unsigned nin,
+		  void *token)
+{
+	uint64_t len_out = 0, len_in = 0;
+	uint16_t head, idx, need;
+	unsigned n;
+
+	if (unlikely(vq->broken))
+		return -EIO;
+	if (!token || (nout && !out) || (nin && !in))
+		return -EINVAL;
+	if (nout > VP_VQ_MAX_SIZE || nin > VP_VQ_MAX_SIZE)
+		return -ENOSPC;
+	n = nout + nin;
+	if (n == 0)
+		return -EINVAL;
+	if (n > vq->vr.num)
+		return -ENOSPC;	/* no chain may be longer than the ring */
+	for (unsigned k = 0; k < nout; k++)
+		len_out += out[k].len;
+	for (unsigned k = 0; k < nin; k++)
+		len_in += in[k].len;
+	/* The device breaks the queue on chains whose total exceeds 32 bits. */
+	if (len_out + len_in > UINT32_MAX)
+		return -EINVAL;
+
+	need = (n > 1 && n <= vq->ind_max) ? 1 : (uint16_t)n;
+	if (need > vq->num_free)
+		return -ENOSPC;
+	head = vq->free_head;
+	if (need == 1 && n > 1) {
+		size_t off = ((size_t)head * vq->ind_max) * DESC_SIZE;
+		struct vring_desc *t = (struct vring_desc *)(void *)(vq->ind_area + off);
+
+		for (unsigned k = 0; k < n; k++) {
+			const struct vp_buf *b = k < nout ? &out[k] : &in[k - nout];
+
+			desc_put(&t[k], b->addr, b->len,
+				 (uint16_t)((k < nout ? 0 : VRING_DESC_F_WRITE) |
+					    (k + 1 < n ? VRING_DESC_F_NEXT : 0)),
+				 (uint16_t)(k + 1 < n ? k + 1 : 0));
+		}
+		desc_put(&vq->vr.desc[head], vq->ind_gpa + off,
+			 (uint32_t)(n * DESC_SIZE), VRING_DESC_F_INDIRECT, 0);
+		idx = vq->slot[head].next;
+	} else {
+		idx = head;
+		for (unsigned k = 0; k < n; k++) {
+			const struct vp_buf *b = k < nout ? &out[k] : &in[k - nout];
+			uint16_t nx = vq->slot[idx].next;
+
+			desc_put(&vq->vr.desc[idx], b->addr, b->len,
+				 (uint16_t)((k < nout ? 0 : VRING_DESC_F_WRITE) |
+					    (k + 1 < n ? VRING_DESC_F_NEXT : 0)),
+				 k + 1 < n ? nx : 0);
+			idx = nx;
+		}
+	}
+	vq->free_head = idx;
+	vq->num_free = (uint16_t)(vq->num_free - need);
+	drv_stage(vq, head, token, (uint32_t)len_in, need);
+	return 0;
+}
+
+int vp_vq_drv_add_burst(struct vp_vq_drv *vq, const struct vp_buf *bufs,
+			unsigned n, bool device_writable, void *const *tokens)
+{
+	uint16_t flags = device_writable ? VRING_DESC_F_WRITE : 0;
+	uint16_t head = vq->free_head;
+	unsigned k;
+
+	if (unlikely(vq->broken))
+		return -EIO;
+	if (n && (!bufs || !tokens))
+		return -EINVAL;
+	for (k = 0; k < n; k++)
+		if (!tokens[k])
+			return -EINVAL;
+	if (n > vq->num_free)
+		n = vq->num_free;
+	for (k = 0; k < n; k++) {
+		uint16_t nx = vq->slot[head].next;
+
+		desc_put(&vq->vr.desc[head], bufs[k].addr, bufs[k].len, flags, 0);
+		drv_stage(vq, head, tokens[k], device_writable ? bufs[k].len : 0, 1);
+		head = nx;
+	}
+	vq->free_head = head;
+	vq->num_free = (uint16_t)(vq->num_free - n);
+	return (int)n;
+}
+
+bool vp_vq_drv_publish(struct vp_vq_drv *vq)
+{
+	uint16_t old = vq->published, new = vq->avail_idx;
+
+	if (unlikely(vq->broken) || old == new)
+		return false;
+	/*
+	 * Descriptors and slots before the index: pairs with the device's
+	 * acquire load of avail->idx.
+	 */
+	STORE_RELEASE(&vq->vr.avail->idx, htole16(new));
+	vq->published = new;
+	/*
+	 * Index before avail_event / flags: pairs with the device's full fence
+	 * between writing avail_event (clearing NO_NOTIFY) and re-reading
+	 * avail->idx in enable_notify.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (vq->event_idx)
+		return vring_need_event(le16toh(LOAD_RELAXED(&vring_avail_event(&vq->vr))),
+					new, old);
+	return !(le16toh(LOAD_RELAXED(&vq->vr.used->flags)) & VRING_USED_F_NO_NOTIFY);
+}
+
+int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
+		       unsigned max)
+{
+	const vring_used_elem_t *ring = vq->vr.used->ring;
+	uint16_t last = vq->last_used, idx, pending;
+	unsigned k;
+
+	if (unlikely(vq->broken))
+		return -EIO;
+	/*
+	 * Acquire: pairs with the device's release store of used->idx, so the
+	 * entries below it are visible.
+	 */
+	idx = le16toh(LOAD_ACQUIRE(&vq->vr.used->idx));
+	pending = (uint16_t)(idx - last);
+	if (unlikely(pending > vq->vr.num))
+		return drv_fail(vq, "used idx %u is %u ahead of last_used %u (num %u)",
+				idx, pending, last, vq->vr.num);
+	if (max > pending)
+		max = pending;
+	for (k = 0; k < max; k++, last++) {
+		const vring_used_elem_t *e = &ring[last & vq->mask];
+		uint32_t id = le32toh(LOAD_RELAXED(&e->id));
+		uint32_t len = le32toh(LOAD_RELAXED(&e->len));
+		struct drv_slot *s;
+		uint16_t tail;
+
+		if (unlikely(id >= vq->vr.num)) {
+			drv_fail(vq, "used slot %u: id %u >= num %u", last, id, vq->vr.num);
+			break;
+		}
+		s = &vq->slot[id];
+		if (unlikely(!s->token)) {
+			drv_fail(vq, "used slot %u: id %u not outstanding", last, id);
+			break;
+		}
+		if (unlikely(len > s->len_in)) {
+			drv_fail(vq, "used slot %u: id %u len %u > %u writable bytes posted",
+				 last, id, len, s->len_in);
+			break;
+		}
+		tokens[k] = s->token;
+		if (lens)
+			lens[k] = len;
+		s->token = NULL;
+		/* Our links still chain the descriptors: splice them back. */
+		tail = (uint16_t)id;
+		for (unsigned j = 1; j < s->ndesc; j++)
+			tail = vq->slot[tail].next;
+		vq->slot[tail].next = vq->free_head;
+		vq->free_head = (uint16_t)id;
+		vq->num_free = (uint16_t)(vq->num_free + s->ndesc);
+	}
+	vq->last_used = last;
+	/* Hand back what was good before a bad entry, so no token leaks. */
+	if (unlikely(vq->broken) && k == 0)
+		return -EIO;
+	return (int)k;
+}
+
+unsigned vp_vq_drv_used_pending(const struct vp_vq_drv *vq)
+{
+	if (vq->broken)
+		return 0;
+	/* Acquire: pairs with the device's release store of used->idx. */
+	return (uint16_t)(le16toh(LOAD_ACQUIRE(&vq->vr.used->idx)) - vq->last_used);
+}
+
+bool vp_vq_drv_enable_cb(struct vp_vq_drv *vq)
+{
+	uint16_t idx;
+
+	if (vq->broken)
+		return false;
+	if (vq->event_idx) {
+		STORE_RELAXED(&vring_used_event(&vq->vr), htole16(vq->last_used));
+	} else {
+		vq->avail_flags &= (uint16_t)~VRING_AVAIL_F_NO_INTERRUPT;
+		STORE_RELAXED(&vq->vr.avail->flags, htole16(vq->avail_flags));
+	}
+	/*
+	 * Request before re-reading used->idx: pairs with the device's full
+	 * fence between its used->idx store and reading used_event / flags.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Acquire: pairs with the device's release store of used->idx. */
+	idx = le16toh(LOAD_ACQUIRE(&vq->vr.used->idx));
+	return idx != vq->last_used;
+}
+
+void vp_vq_drv_disable_cb(struct vp_vq_drv *vq)
+{
+	if (vq->broken)
+		return;
+	if (vq->event_idx) {
+		/*
+		 * An index already passed: no interrupt until the used index
+		 * comes round again. A hint, as the spec allows.
+		 */
+		STORE_RELAXED(&vring_used_event(&vq->vr),
+			      htole16((uint16_t)(vq->last_used - 1)));
+		return;
+	}
+	if (vq->avail_flags & VRING_AVAIL_F_NO_INTERRUPT)
+		return;
+	vq->avail_flags |= VRING_AVAIL_F_NO_INTERRUPT;
+	STORE_RELAXED(&vq->vr.avail->flags, htole16(vq->avail_flags));
+}
+
+unsigned vp_vq_drv_num_free(const struct vp_vq_drv *vq)
+{
+	return vq->num_free;
+}
+
+bool vp_vq_drv_broken(const struct vp_vq_drv *vq)
+{
+	return vq->broken;
+}
+
+const char *vp_vq_drv_broken_reason(const struct vp_vq_drv *vq)
+{
+	return vq->reason;
+}
