@@ -418,3 +418,22 @@ int vp_mem_gpa_iov(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
 	}
 	return n > iov_max ? -ENOBUFS : (int)n;
 }
+
+int vp_mem_read_safe(const struct vp_mem *mem, uint64_t gpa, void *buf, size_t len)
+{
+	int err = vp_mem_check_gpa(mem, gpa, len, VP_MEM_READ);
+	void *src;
+
+	if (err)
+		return err;
+	if (!len)
+		return 0;
+	src = vp_mem_gpa_ptr(mem, gpa, len, VP_MEM_READ);
+	struct iovec local = { .iov_base = buf, .iov_len = len };
+	struct iovec remote = { .iov_base = src, .iov_len = len };
+
+	/* A truncated file faults here as EFAULT instead of SIGBUS. */
+	if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)len)
+		return -EFAULT;
+	return 0;
+}

@@ -424,10 +424,13 @@ static uint16_t vu_stop_ring(struct conn *c, uint32_t idx)
 	struct vp_dev_ring *r = &c->dev.rings[idx];
 
 	if (r->started && c->mem && r->addr_set) {
-		const uint16_t *used_idx = vp_mem_gpa_ptr(c->mem, r->used + 2, 2, VP_MEM_READ);
+		uint16_t used_idx;
 
-		if (used_idx)
-			r->last_avail_idx = __atomic_load_n(used_idx, __ATOMIC_ACQUIRE);
+		/* Fault-safe: the frontend may have truncated its memory. */
+		if (vp_mem_read_safe(c->mem, r->used + 2, &used_idx, 2) == 0)
+			r->last_avail_idx = used_idx;
+		else
+			vp_log(VP_LOG_WARN, "%s: ring %u: used index unreadable", c->name, idx);
 	}
 	r->started = false;
 	/* With PROTOCOL_FEATURES a ring (re)starts disabled until SET_VRING_ENABLE. */
@@ -1201,9 +1204,8 @@ int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
 			  struct vp_ring_status *st)
 {
 	const struct vp_dev_ring *r;
-	const struct vring_avail *avail;
-	const struct vring_used *used;
-	const struct vring_desc *desc;
+	uint16_t hdr[2];
+	int e;
 
 	memset(st, 0, sizeof(*st));
 	if (ring >= dev->nrings)
@@ -1211,30 +1213,38 @@ int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
 	r = &dev->rings[ring];
 	if (!dev->mem || !r->addr_set || !r->num)
 		return -ENODATA;
-	desc = vp_mem_gpa_ptr(dev->mem, r->desc, VP_VQ_DESC_BYTES(r->num), VP_MEM_READ);
-	avail = vp_mem_gpa_ptr(dev->mem, r->avail, VP_VQ_AVAIL_BYTES(r->num), VP_MEM_READ);
-	used = vp_mem_gpa_ptr(dev->mem, r->used, VP_VQ_USED_BYTES(r->num), VP_MEM_READ);
-	if (!desc || !avail || !used)
-		return -EFAULT;
-	st->avail_idx = __atomic_load_n(&avail->idx, __ATOMIC_ACQUIRE);
-	st->avail_flags = __atomic_load_n(&avail->flags, __ATOMIC_RELAXED);
-	st->used_idx = __atomic_load_n(&used->idx, __ATOMIC_RELAXED);
-	st->used_flags = __atomic_load_n(&used->flags, __ATOMIC_RELAXED);
-	/* The newest avail entries, up to 8: values read once, then checked. */
+	/*
+	 * Every read goes through vp_mem_read_safe(): this runs in the control
+	 * plane (the daemon) and must survive a frontend that truncated its RAM.
+	 */
+	e = vp_mem_read_safe(dev->mem, r->avail, hdr, 4);
+	if (e)
+		return e;
+	st->avail_flags = hdr[0];
+	st->avail_idx = hdr[1];
+	e = vp_mem_read_safe(dev->mem, r->used, hdr, 4);
+	if (e)
+		return e;
+	st->used_flags = hdr[0];
+	st->used_idx = hdr[1];
+	/* The newest avail entries, up to 8 (fewer before the ring first fills). */
 	unsigned n = st->avail_idx < r->num ? st->avail_idx : r->num;
 
 	for (unsigned i = 0; i < 8 && i < n; i++) {
 		uint16_t slot = (uint16_t)(st->avail_idx - 1 - i) & (r->num - 1);
-		uint16_t head = __atomic_load_n(&avail->ring[slot], __ATOMIC_RELAXED);
+		struct vring_desc d;
+		uint16_t head;
 
-		if (head >= r->num)
+		if (vp_mem_read_safe(dev->mem, r->avail + 4 + 2ull * slot, &head, 2) ||
+		    head >= r->num ||
+		    vp_mem_read_safe(dev->mem, r->desc + 16ull * head, &d, sizeof(d)))
 			continue;
 		st->desc[st->ndesc].head = head;
-		st->desc[st->ndesc].addr = __atomic_load_n(&desc[head].addr, __ATOMIC_RELAXED);
-		st->desc[st->ndesc].len = __atomic_load_n(&desc[head].len, __ATOMIC_RELAXED);
-		st->desc[st->ndesc].flags = __atomic_load_n(&desc[head].flags, __ATOMIC_RELAXED);
-		st->desc[st->ndesc].in_memory = vp_mem_check_gpa(dev->mem,
-			st->desc[st->ndesc].addr, st->desc[st->ndesc].len, VP_MEM_READ) == 0;
+		st->desc[st->ndesc].addr = d.addr;
+		st->desc[st->ndesc].len = d.len;
+		st->desc[st->ndesc].flags = d.flags;
+		st->desc[st->ndesc].in_memory =
+			vp_mem_check_gpa(dev->mem, d.addr, d.len, VP_MEM_READ) == 0;
 		st->ndesc++;
 	}
 	return 0;

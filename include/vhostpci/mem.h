@@ -19,6 +19,7 @@
 #define VHOSTPCI_MEM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -137,6 +138,17 @@ VP_API int vp_mem_uva_to_gpa(const struct vp_mem *mem, uint64_t uaddr,
  */
 VP_API int vp_mem_gpa_iov(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
 			  uint32_t access, struct iovec *iov, unsigned iov_max);
+
+/*
+ * Copy [gpa, gpa + len) out of a region without dying if the peer truncated
+ * its file under us: the copy goes through process_vm_readv() on ourselves,
+ * which reports such a fault as EFAULT where a plain load raises SIGBUS.
+ * One syscall per call: for the control plane (ring indexes at stop, status
+ * views), not for packets. 0, or -EFAULT/-EACCES/-EOVERFLOW as
+ * vp_mem_check_gpa(), or -EFAULT if the memory went away.
+ */
+VP_API int vp_mem_read_safe(const struct vp_mem *mem, uint64_t gpa, void *buf,
+			    size_t len);
 
 #ifdef __cplusplus
 }

@@ -357,7 +357,8 @@ static int send_req(int fd, uint32_t req, uint64_t u64, const int *fds, unsigned
 
 	vp_msg_init(&m, req, 0);
 	m.p.u64 = u64;
-	memcpy(m.fds, fds, nfds * sizeof(int));
+	if (nfds)
+		memcpy(m.fds, fds, nfds * sizeof(int));
 	m.nfds = nfds;
 	return vp_sock_send(fd, &m);
 }
@@ -465,7 +466,9 @@ TEST(vhost_user_driver_ok_reboot)
 	CHECK_EQ(count_ev(VP_EV_DEVICE_READY, d->id), 1);
 
 	/* Guest reboot: rings stopped with GET_VRING_BASE, then DRIVER_OK again. */
-	((uint16_t *)(ram.p + 0x3000))[1] = 42; /* used->idx of ring 0 */
+	uint16_t used_idx = 42;
+
+	memcpy(ram.p + 0x3002, &used_idx, 2); /* used->idx of ring 0 */
 	send_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
 	CHECK_EQ(read_reply(fd, s, &rep), 1);
 	CHECK_EQ(rep.p.state.index, 0);
@@ -536,6 +539,39 @@ static size_t raw_mem_table(uint8_t *b, uint64_t size)
 	memcpy(b + 12, &one, 4);
 	memcpy(b + 20 + 8, &size, 8);
 	return 52;
+}
+
+/* A frontend truncates its RAM under the server, then asks it to read. */
+TEST(truncated_memory_does_not_kill_the_server)
+{
+	struct vp_server *s = new_server("trunc", 0);
+	const struct vp_device *d;
+	struct vp_ring_status st;
+	struct vp_msg rep;
+	struct ram ram;
+	int efd[4], fd;
+
+	REQUIRE(s && ram_new(&ram));
+	eventfds(efd);
+	fd = connect_to(s);
+	REQUIRE(fd >= 0);
+	driver_ok(fd, &ram, efd);
+	pump(s, 50);
+	d = only_device(s);
+	REQUIRE(d && d->state == VP_DEV_READY);
+	CHECK_EQ(vp_device_ring_status(d, 0, &st), 0);
+	REQUIRE(ftruncate(ram.fd, 4096) == 0); /* the rings lived past 4 KiB */
+	CHECK_EQ(vp_device_ring_status(d, 0, &st), -EFAULT);
+	send_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK_EQ(read_reply(fd, s, &rep), 1);
+	CHECK_EQ(rep.p.state.num, 0); /* unreadable: the base it was given */
+	CHECK_EQ(d->state, VP_DEV_STOPPED);
+	close(fd);
+	pump(s, 30);
+	CHECK_EQ(vp_server_connections(s), 0);
+	close4(efd);
+	vp_server_free(s);
+	ram_free(&ram);
 }
 
 /* Wait for the server to close our end. */

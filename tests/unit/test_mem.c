@@ -623,3 +623,33 @@ TEST(null_args)
 	vp_mem_clear(NULL);
 	vp_mem_free(m);
 }
+
+/* A peer truncates its memfd under us: a plain load would be SIGBUS. */
+TEST(read_safe_survives_truncation)
+{
+	struct vp_mem *m = vp_mem_new();
+	int fd = memfd_create("shrink", MFD_CLOEXEC);
+	struct vp_mem_region_desc d = { .gpa = 0x10000, .size = 1 << 20, .fd = fd,
+					.prot = VP_MEM_RW };
+	uint8_t *p;
+	uint64_t v = 0;
+
+	REQUIRE(m && fd >= 0 && ftruncate(fd, 1 << 20) == 0);
+	REQUIRE(vp_mem_add_region(m, &d) >= 0);
+	p = vp_mem_gpa_ptr(m, 0x10000 + 0x8000, 8, VP_MEM_WRITE);
+	REQUIRE(p);
+	memcpy(p, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
+	CHECK_EQ(vp_mem_read_safe(m, 0x18000, &v, 8), 0);
+	CHECK_EQ(v, 0x8877665544332211ull);
+	CHECK_EQ(vp_mem_read_safe(m, 0x18000, &v, 0), 0);
+	/* outside the table, wrapping, across the end */
+	CHECK_EQ(vp_mem_read_safe(m, 0x0, &v, 8), -EFAULT);
+	CHECK_EQ(vp_mem_read_safe(m, UINT64_MAX - 2, &v, 8), -EOVERFLOW);
+	CHECK_EQ(vp_mem_read_safe(m, 0x10000 + (1 << 20) - 4, &v, 8), -EFAULT);
+	/* The first page stays, the rest of the file is gone. */
+	REQUIRE(ftruncate(fd, 4096) == 0);
+	CHECK_EQ(vp_mem_read_safe(m, 0x10000, &v, 8), 0);
+	CHECK_EQ(vp_mem_read_safe(m, 0x18000, &v, 8), -EFAULT);
+	vp_mem_free(m);
+	close(fd);
+}
