@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* vhost-pcid internals shared by the main loop and the control socket. */
+#ifndef VPD_DAEMON_H
+#define VPD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vhostpci/server.h"
+#include "spec.h"
+
+/* What an epoll event is about: every registration points at one of these. */
+enum vpd_watch_kind {
+	VPD_W_SERVER,
+	VPD_W_SIGNAL,
+	VPD_W_CONTROL,
+	VPD_W_CONTROL_CLIENT,
+};
+
+struct vpd_watch {
+	enum vpd_watch_kind kind;
+	void *obj;
+};
+
+struct vpd;
+
+struct vpd_server {
+	struct vpd *d;
+	struct vpd_spec spec;
+	struct vp_server *srv;
+	struct vpd_watch w;
+};
+
+/* A frontend that has not finished its handshake yet (see handshake_ms). */
+struct vpd_pending {
+	struct vpd_pending *next;
+	struct vpd_server *s;
+	uint64_t id;
+	int64_t deadline;
+};
+
+#define VPD_HANDSHAKE_TIMEOUT_S 10
+
+struct vpd {
+	int epfd;
+	struct vpd_server *servers;
+	unsigned nservers;
+	int handshake_ms;              /* 0: no limit */
+	struct vpd_pending *pending;
+};
+
+/* mkdir -p of the directory that will hold path (mode 0755). 0 or -errno. */
+int vpd_mkdir_parents(const char *path);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t vpd_now_ms(void);
+
+/* ---- control.c ---- */
+
+#define VPD_CTL_LINE_MAX 256      /* bytes of one command, without '\n' */
+#define VPD_CTL_MAX_CLIENTS 16
+#define VPD_CTL_TIMEOUT_MS 5000   /* a client gets this long per step */
+
+struct vpd_control;
+
+/* Create the control socket at path (replacing a stale one) and register it
+ * with d->epfd. Logs why on failure: -EADDRINUSE (a live daemon answers),
+ * -EEXIST (not a socket), or another -errno. */
+int vpd_control_open(struct vpd *d, const char *path, struct vpd_control **out);
+
+/* Drop every client, close the socket and remove its file (if still ours). */
+void vpd_control_close(struct vpd_control *c);
+
+/* An epoll event for the listening socket or one client. */
+void vpd_control_event(struct vpd_control *c, struct vpd_watch *w, uint32_t events);
+
+/* Milliseconds until the earliest client deadline, -1 if none. */
+int vpd_control_timeout(const struct vpd_control *c);
+
+/* Drop clients whose deadline passed. */
+void vpd_control_expire(struct vpd_control *c);
+
+#endif

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Server specs and the config file.
+ *
+ * Everything here comes from the command line or a config file, i.e. from
+ * the administrator, but it is still checked fully so that a typo gives a
+ * message naming the key (and file:line) instead of a daemon that half
+ * starts.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "vhostpci/server.h"
+#include "spec.h"
+
+#define VIRTIO_F_VERSION_1_BIT 32
+
+static int spec_err(char *err, size_t errlen, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int spec_err(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* Ids show up in tables, logs and JSON: keep them plain. */
+static bool id_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > VPD_ID_MAX)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._:+@-", *s))
+			return false;
+	return true;
+}
+
+static bool parse_uint(const char *s, int base, unsigned long long max,
+		       unsigned long long *out)
+{
+	char *end;
+
+	/* strtoull accepts leading blanks and '-': we do not. */
+	if (base == 16 ? !isxdigit((unsigned char)s[0]) : !isdigit((unsigned char)s[0]))
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, base);
+	return !errno && !*end && *out <= max;
+}
+
+static int parse_uid(const char *v, uid_t *uid)
+{
+	unsigned long long n;
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	if (parse_uint(v, 10, UINT_MAX - 1, &n)) {
+		*uid = (uid_t)n;
+		return 0;
+	}
+	if (getpwnam_r(v, &pw, buf, sizeof(buf), &res) || !res)
+		return -ENOENT;
+	*uid = res->pw_uid;
+	return 0;
+}
+
+static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned *seen,
+		   char *err, size_t errlen)
+{
+	static const char *const keys[] = {
+		"path", "id", "connections", "mode", "uid", "uuid", "features",
+	};
+	unsigned long long n;
+	unsigned k;
+
+	for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		if (!strcmp(key, keys[k]))
+			break;
+	if (k == sizeof(keys) / sizeof(keys[0]))
+		return spec_err(err, errlen, -EINVAL,
+				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, features)",
+				key);
+	if (*seen & (1u << k))
+		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
+	*seen |= 1u << k;
+	if (!*v)
+		return spec_err(err, errlen, -EINVAL, "key '%s' has an empty value", key);
+
+	switch (k) {
+	case 0:
+		if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return spec_err(err, errlen, -EINVAL,
+					"path '%s' is too long for a Unix socket (max %zu bytes)",
+					v, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		s->path = strdup(v);
+		return s->path ? 0 : -ENOMEM;
+	case 1:
+		if (!id_ok(v))
+			return spec_err(err, errlen, -EINVAL,
+					"id '%s' is invalid: use 1-%d of A-Z a-z 0-9 . _ : + @ -",
+					v, VPD_ID_MAX);
+		s->id = strdup(v);
+		return s->id ? 0 : -ENOMEM;
+	case 2:
+		if (!parse_uint(v, 10, VP_SERVER_MAX_CONNECTIONS, &n) || n == 0)
+			return spec_err(err, errlen, -EINVAL,
+					"connections '%s' is not a number in 1..%u", v,
+					VP_SERVER_MAX_CONNECTIONS);
+		s->connections = (unsigned)n;
+		return 0;
+	case 3:
+		/* 0 would mean "default" to the library: refuse it. */
+		if (!parse_uint(v, 8, 0777, &n) || n == 0)
+			return spec_err(err, errlen, -EINVAL,
+					"mode '%s' is not an octal file mode in 0001..0777", v);
+		s->mode = (mode_t)n;
+		return 0;
+	case 4:
+		if (parse_uid(v, &s->uid) < 0)
+			return spec_err(err, errlen, -EINVAL,
+					"uid '%s' is neither a number nor a known user", v);
+		s->have_uid = true;
+		return 0;
+	case 5:
+		if (vp_uuid_parse(v, s->uuid) < 0)
+			return spec_err(err, errlen, -EINVAL,
+					"uuid '%s' is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+					v);
+		s->have_uuid = true;
+		return 0;
+	default:
+		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
+		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
+		      parse_uint(v, 10, ULLONG_MAX, &n)))
+			return spec_err(err, errlen, -EINVAL,
+					"features '%s' is not a number (e.g. 0x140008000)", v);
+		if (!(n & (1ull << VIRTIO_F_VERSION_1_BIT)))
+			return spec_err(err, errlen, -EINVAL,
+					"features %s lack VERSION_1 (bit 32), which every frontend must negotiate",
+					v);
+		s->features = n;
+		return 0;
+	}
+}
+
+int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errlen)
+{
+	size_t len = strlen(text);
+	char *tok = malloc(len + 1);
+	unsigned seen = 0, item = 0;
+	const char *p = text;
+	int e = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (!tok)
+		return spec_err(err, errlen, -ENOMEM, "out of memory");
+	if (!len) {
+		e = spec_err(err, errlen, -EINVAL, "empty server spec (need at least path=...)");
+		goto out;
+	}
+	while (!e) {
+		size_t n = 0;
+		char *eq;
+
+		/* One item; ",," stands for a comma inside it, as in QEMU. */
+		while (*p) {
+			if (*p == ',' && p[1] == ',') {
+				tok[n++] = ',';
+				p += 2;
+			} else if (*p == ',') {
+				break;
+			} else {
+				tok[n++] = *p++;
+			}
+		}
+		tok[n] = 0;
+		if (!n) {
+			e = spec_err(err, errlen, -EINVAL, "empty item in server spec '%s'", text);
+			break;
+		}
+		eq = strchr(tok, '=');
+		if (eq) {
+			*eq = 0;
+			e = set_key(s, tok, eq + 1, &seen, err, errlen);
+		} else if (item == 0) {
+			e = set_key(s, "path", tok, &seen, err, errlen);
+		} else {
+			e = spec_err(err, errlen, -EINVAL, "'%s' is not key=value", tok);
+		}
+		item++;
+		if (!*p)
+			break;
+		p++; /* the separating comma */
+		if (!*p)
+			e = spec_err(err, errlen, -EINVAL, "server spec '%s' ends with a comma", text);
+	}
+	if (!e && !s->path)
+		e = spec_err(err, errlen, -EINVAL, "server spec '%s' has no path=", text);
+	if (!e && !s->id) {
+		const char *base = strrchr(s->path, '/');
+
+		base = base ? base + 1 : s->path;
+		if (!id_ok(base))
+			e = spec_err(err, errlen, -EINVAL,
+				     "cannot use '%s' (from the path) as server id: give id=", base);
+		else if (!(s->id = strdup(base)))
+			e = -ENOMEM;
+	}
+	if (!e) {
+		if (!s->connections)
+			s->connections = VP_SERVER_DEFAULT_CONNECTIONS;
+		if (!s->mode)
+			s->mode = 0600;
+	}
+	if (e == -ENOMEM)
+		spec_err(err, errlen, e, "out of memory");
+out:
+	free(tok);
+	if (e)
+		vpd_spec_free(s);
+	return e;
+}
+
+void vpd_spec_free(struct vpd_spec *s)
+{
+	free(s->path);
+	free(s->id);
+	memset(s, 0, sizeof(*s));
+}
+
+int vpd_spec_list_add(struct vpd_spec_list *l, struct vpd_spec *s, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < l->n; i++) {
+		if (!strcmp(l->v[i].id, s->id))
+			return spec_err(err, errlen, -EEXIST, "server id '%s' is used twice", s->id);
+		if (!strcmp(l->v[i].path, s->path))
+			return spec_err(err, errlen, -EEXIST, "socket path '%s' is used twice",
+					s->path);
+	}
+	if (l->n == l->cap) {
+		unsigned cap = l->cap ? l->cap * 2 : 4;
+		struct vpd_spec *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return spec_err(err, errlen, -ENOMEM, "out of memory");
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *s;
+	memset(s, 0, sizeof(*s));
+	return 0;
+}
+
+void vpd_spec_list_free(struct vpd_spec_list *l)
+{
+	for (unsigned i = 0; i < l->n; i++)
+		vpd_spec_free(&l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+int vpd_config_load(const char *file, struct vpd_spec_list *l, char *err, size_t errlen)
+{
+	FILE *f = fopen(file, "re");
+	char *line = NULL, msg[512];
+	size_t cap = 0;
+	unsigned lineno = 0;
+	ssize_t n;
+	int e = 0;
+
+	if (!f) {
+		e = -errno;
+		return spec_err(err, errlen, e, "cannot open config file %s: %s", file,
+				strerror(-e));
+	}
+	while (!e && (n = getline(&line, &cap, f)) >= 0) {
+		char *p = line, *end = line + n;
+		struct vpd_spec s;
+
+		lineno++;
+		while (end > p && isspace((unsigned char)end[-1]))
+			*--end = 0;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p || *p == '#')
+			continue;
+		if (strlen(p) != (size_t)(end - p)) {
+			e = spec_err(err, errlen, -EINVAL, "%s:%u: NUL byte in line", file, lineno);
+			break;
+		}
+		if (!strcmp(p, "server")) {
+			e = spec_err(err, errlen, -EINVAL, "%s:%u: 'server' needs a SPEC (path=...)",
+				     file, lineno);
+			break;
+		}
+		if (strncmp(p, "server", 6) || !isspace((unsigned char)p[6])) {
+			e = spec_err(err, errlen, -EINVAL, "%s:%u: expected 'server SPEC', got '%.40s'",
+				     file, lineno, p);
+			break;
+		}
+		p += 6;
+		while (isspace((unsigned char)*p))
+			p++;
+		e = vpd_spec_parse(p, &s, msg, sizeof(msg));
+		if (!e) {
+			e = vpd_spec_list_add(l, &s, msg, sizeof(msg));
+			vpd_spec_free(&s);
+		}
+		if (e)
+			spec_err(err, errlen, e, "%s:%u: %s", file, lineno, msg);
+	}
+	if (!e && ferror(f))
+		e = spec_err(err, errlen, -EIO, "%s: read error", file);
+	free(line);
+	fclose(f);
+	return e;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhost-pcid server specs: "path=/run/vhost-pci/net0.sock,id=net0,..." from
+ * --server and from "server SPEC" lines of a config file.
+ */
+#ifndef VPD_SPEC_H
+#define VPD_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define VPD_ID_MAX 64
+
+struct vpd_spec {
+	char *path;
+	char *id;
+	unsigned connections;
+	mode_t mode;
+	bool have_uid;
+	uid_t uid;
+	bool have_uuid;
+	uint8_t uuid[16];
+	uint64_t features;      /* 0: the library's default */
+};
+
+struct vpd_spec_list {
+	struct vpd_spec *v;
+	unsigned n, cap;
+};
+
+/*
+ * Parse one SPEC: comma-separated key=value, ",," is a literal comma, a
+ * first item without '=' is the path. Fills defaults (connections 32, mode
+ * 0600, id = basename of path). 0, or -EINVAL / -ENOMEM with a message in err.
+ */
+int vpd_spec_parse(const char *text, struct vpd_spec *out, char *err, size_t errlen);
+void vpd_spec_free(struct vpd_spec *s);
+
+/* Append (taking ownership of *s on success); -EEXIST for a duplicate id or
+ * path, with a message in err. */
+int vpd_spec_list_add(struct vpd_spec_list *l, struct vpd_spec *s, char *err, size_t errlen);
+void vpd_spec_list_free(struct vpd_spec_list *l);
+
+/*
+ * Read a config file: "server SPEC" lines, '#' comment lines, blank lines.
+ * Errors are "FILE:LINE: reason" in err. 0, -EINVAL, -ENOMEM or the errno
+ * of opening/reading the file.
+ */
+int vpd_config_load(const char *file, struct vpd_spec_list *l, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,1647 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Functional tests of vhost-pcid and vhost-pci-ctl: each case starts the
+ * daemon as a child process (two servers and a control socket in a fresh
+ * temp dir), drives frontends at it (native clients in this process, stock
+ * vhost-user frontends in forked children, raw sockets sending garbage) and
+ * checks what the control socket and vhost-pci-ctl report.
+ *
+ * Usage: test-daemon VHOST_PCID VHOST_PCI_CTL [CASE-FILTER]
+ *
+ * Every wait has a deadline; a daemon still running when a case ends is
+ * killed, so a failure never hangs the run.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/virtio_ring.h>
+
+#include "vhostpci/client.h"
+#include "vhostpci/log.h"
+#include "vhostpci/server.h"
+#include "daemon.h"
+#include "json.h"
+
+/* testutil's main() takes argv[1] as a filter; ours takes the binaries first. */
+int tu_main(int argc, char **argv);
+#define main tu_main
+#define TESTUTIL_MAIN
+#include "testutil.h"
+#undef main
+
+static const char *pcid_bin, *ctl_bin;
+
+#define WAIT_MS 5000
+#define UUID0 "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"   /* native frontend's */
+#define UUID1 "12345678-9abc-4def-8123-456789abcdef"   /* net1's, for vhost-user */
+
+#define F_CSUM (1ull << 0)
+#define F_MRG_RXBUF (1ull << 15)
+#define F_EVENT_IDX (1ull << 29)
+#define F_INDIRECT (1ull << 28)
+#define F_VERSION_1 (1ull << 32)
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* child processes */
+
+#define MAX_KIDS 16
+static pid_t kids[MAX_KIDS];
+
+static void kid_add(pid_t pid)
+{
+	for (int i = 0; i < MAX_KIDS; i++)
+		if (!kids[i]) {
+			kids[i] = pid;
+			return;
+		}
+}
+
+static void kid_del(pid_t pid)
+{
+	for (int i = 0; i < MAX_KIDS; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+}
+
+/* Whatever a failed case left running. */
+static void kill_kids(void)
+{
+	for (int i = 0; i < MAX_KIDS; i++) {
+		if (kids[i] > 0) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+			kids[i] = 0;
+		}
+	}
+}
+
+/* Wait for pid to end: its wait status, or -1 after timeout_ms (then it is
+ * killed and reaped). */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid) {
+			kid_del(pid);
+			return st;
+		}
+		if (r < 0 || now_ms() > deadline)
+			break;
+		sleep_ms(5);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	kid_del(pid);
+	return -1;
+}
+
+static bool exited_with(int st, int code)
+{
+	return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == code;
+}
+
+/* In a child: close every fd but 0-2 and those in keep[]. */
+static void close_fds_except(const int *keep, unsigned n)
+{
+	int maxfd = (int)sysconf(_SC_OPEN_MAX);
+
+	for (int fd = 3; fd < maxfd && fd < 4096; fd++) {
+		bool k = false;
+
+		for (unsigned i = 0; i < n; i++)
+			k |= keep[i] == fd;
+		if (!k)
+			close(fd);
+	}
+}
+
+/* fork + exec argv with stdout/stderr to the given fds (-1: /dev/null). */
+static pid_t spawn(char *const argv[], int out_fd, int err_fd)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		dup2(out_fd >= 0 ? out_fd : null, 1);
+		dup2(err_fd >= 0 ? err_fd : null, 2);
+		close_fds_except(NULL, 0);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (pid > 0)
+		kid_add(pid);
+	return pid;
+}
+
+struct prog {
+	int status;       /* exit code; -1 timeout; 128 + signal */
+	char out[65536];
+	char err[8192];
+};
+
+static void slurp(int fd, char *buf, size_t len)
+{
+	ssize_t n = pread(fd, buf, len - 1, 0);
+
+	buf[n > 0 ? n : 0] = 0;
+	close(fd);
+}
+
+/* Run a program to completion (bounded), capturing its output. */
+static void run_argv(struct prog *p, char *const argv[])
+{
+	char o[] = "/tmp/vpd-out-XXXXXX", e[] = "/tmp/vpd-err-XXXXXX";
+	int ofd = mkstemp(o), efd = mkstemp(e), st;
+	pid_t pid;
+
+	unlink(o);
+	unlink(e);
+	pid = spawn(argv, ofd, efd);
+	st = pid > 0 ? wait_exit(pid, 10000) : -1;
+	p->status = st < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	slurp(ofd, p->out, sizeof(p->out));
+	slurp(efd, p->err, sizeof(p->err));
+}
+
+/* run(p, prog, args..., NULL) */
+static void run(struct prog *p, const char *prog, ...)
+{
+	char *argv[32];
+	unsigned n = 0;
+	va_list ap;
+
+	argv[n++] = (char *)prog;
+	va_start(ap, prog);
+	while (n < 31 && (argv[n] = va_arg(ap, char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	run_argv(p, argv);
+	if (p->status != 0 && p->err[0] && getenv("VPD_TEST_VERBOSE"))
+		fprintf(stderr, "  (%s exit %d: %.300s)\n", prog, p->status, p->err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the daemon under test */
+
+struct daemon {
+	pid_t pid;
+	char dir[64];
+	char ctl[128], net0[128], net1[128], log[128], conf[128];
+};
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static bool daemon_init(struct daemon *d)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "/tmp/vpd-test-XXXXXX");
+	if (!mkdtemp(d->dir))
+		return false;
+	snprintf(d->ctl, sizeof(d->ctl), "%s/run/control.sock", d->dir);
+	snprintf(d->net0, sizeof(d->net0), "%s/net0.sock", d->dir);
+	snprintf(d->net1, sizeof(d->net1), "%s/sub/net1.sock", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
+	snprintf(d->conf, sizeof(d->conf), "%s/vhost-pcid.conf", d->dir);
+	return true;
+}
+
+/* Read one answer from fd until EOF (bounded), parsed; NULL on failure. */
+static struct jv *read_doc(int fd)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	size_t cap = 1 << 20, have = 0;
+	char *buf = malloc(cap), err[128];
+	struct jv *doc = NULL;
+
+	if (!buf)
+		return NULL;
+	while (have < cap - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			goto out;
+		n = recv(fd, buf + have, cap - 1 - have, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			break;
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			goto out;
+		if (n > 0)
+			have += (size_t)n;
+	}
+	buf[have] = 0;
+	if (jv_parse(buf, have, &doc, err, sizeof(err)) < 0)
+		fprintf(stderr, "  bad JSON from the daemon (%s): %.200s\n", err, buf);
+out:
+	free(buf);
+	return doc;
+}
+
+/* Answer of the control socket at path to raw bytes, parsed; NULL on failure. */
+static struct jv *ask_raw(const char *path, const void *data, size_t len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct jv *doc = NULL;
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    send(fd, data, len, MSG_NOSIGNAL) == (ssize_t)len)
+		doc = read_doc(fd);
+	close(fd);
+	return doc;
+}
+
+static struct jv *ask(const struct daemon *d, const char *cmd)
+{
+	char line[300];
+
+	snprintf(line, sizeof(line), "%s\n", cmd);
+	return ask_raw(d->ctl, line, strlen(line));
+}
+
+/* Still running? (Does not reap it: its exit status stays for wait_exit().) */
+static bool daemon_alive(const struct daemon *d)
+{
+	siginfo_t si = { 0 };
+
+	return d->pid > 0 &&
+	       waitid(P_PID, (id_t)d->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	       si.si_pid == 0;
+}
+
+/* Start vhost-pcid with argv (NULL-terminated, after the binary); wait until
+ * its control socket answers. False if it exits or never answers. */
+static bool daemon_spawn_argv(struct daemon *d, char *const *args)
+{
+	char *argv[40];
+	unsigned n = 0;
+	int64_t deadline = now_ms() + WAIT_MS;
+	int logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+	argv[n++] = (char *)pcid_bin;
+	for (; *args && n < 39; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	d->pid = spawn(argv, -1, logfd);
+	close(logfd);
+	if (d->pid < 0)
+		return false;
+	while (now_ms() < deadline) {
+		struct jv *doc;
+
+		if (!daemon_alive(d))
+			return false;
+		doc = ask(d, "servers");
+		if (doc) {
+			jv_free(doc);
+			return true;
+		}
+		sleep_ms(10);
+	}
+	return false;
+}
+
+/* The usual daemon: net0 (defaults) and net1 (uuid, connections=8). */
+static bool daemon_spawn(struct daemon *d)
+{
+	char s0[200], s1[200];
+	char *args[] = { "--server", s0, "--server", s1, "--control", d->ctl,
+			 "--log-level", "debug", NULL };
+
+	snprintf(s0, sizeof(s0), "path=%s,id=net0", d->net0);
+	snprintf(s1, sizeof(s1), "%s,id=net1,connections=8,uuid=" UUID1, d->net1);
+	return daemon_spawn_argv(d, args);
+}
+
+static bool daemon_start(struct daemon *d)
+{
+	return daemon_init(d) && daemon_spawn(d);
+}
+
+static bool log_has(const struct daemon *d, const char *what)
+{
+	char *buf = malloc(1 << 20);
+	int fd = open(d->log, O_RDONLY | O_CLOEXEC);
+	bool found = false;
+
+	if (buf && fd >= 0) {
+		ssize_t n = read(fd, buf, (1 << 20) - 1);
+
+		buf[n > 0 ? n : 0] = 0;
+		found = strstr(buf, what) != NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return found;
+}
+
+/* SIGTERM and reap: the wait status, -1 if it had to be killed. */
+static int daemon_stop(struct daemon *d)
+{
+	int st = -1;
+
+	if (d->pid > 0) {
+		kill(d->pid, SIGTERM);
+		st = wait_exit(d->pid, WAIT_MS);
+		d->pid = 0;
+	}
+	return st;
+}
+
+static void daemon_cleanup(struct daemon *d)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGKILL);
+		wait_exit(d->pid, WAIT_MS);
+		d->pid = 0;
+	}
+	if (getenv("VPD_TEST_KEEP")) {
+		fprintf(stderr, "  kept %s\n", d->dir);
+		return;
+	}
+	if (d->dir[0])
+		nftw(d->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	kill_kids();
+}
+
+/* Run one case body against a fresh daemon; always clean up. */
+#define WITH_DAEMON(body)                                                  \
+	do {                                                               \
+		struct daemon d_;                                          \
+		bool ok_ = daemon_start(&d_);                              \
+		CHECK(ok_);                                                \
+		if (ok_) {                                                 \
+			body(&d_);                                         \
+			CHECK(daemon_alive(&d_));                          \
+			CHECK(exited_with(daemon_stop(&d_), 0));           \
+		}                                                          \
+		daemon_cleanup(&d_);                                       \
+	} while (0)
+
+/* ------------------------------------------------------------------------ */
+/* control socket helpers */
+
+static const struct jv *find_dev(const struct jv *list, uint64_t id)
+{
+	const struct jv *devs = jv_get(list, "devices");
+
+	for (const struct jv *e = devs ? devs->child : NULL; e; e = e->next) {
+		uint64_t x;
+
+		if (jv_get_u64(e, "id", &x) && x == id)
+			return e;
+	}
+	return NULL;
+}
+
+static unsigned count_devs(const struct daemon *d)
+{
+	struct jv *doc = ask(d, "list");
+	const struct jv *devs = jv_get(doc, "devices");
+	unsigned n = devs ? (unsigned)devs->n : 9999;
+
+	jv_free(doc);
+	return n;
+}
+
+/* State of device id ("gone" if not listed, "?" if the daemon does not answer). */
+static void dev_state(const struct daemon *d, uint64_t id, char *buf, size_t len)
+{
+	struct jv *doc = ask(d, "list");
+	const struct jv *dev = find_dev(doc, id);
+
+	snprintf(buf, len, "%s", !doc ? "?" : !dev ? "gone" : jv_get_str(dev, "state") ?
+		 jv_get_str(dev, "state") : "?");
+	jv_free(doc);
+}
+
+static bool wait_state(const struct daemon *d, uint64_t id, const char *want)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	char st[32];
+
+	do {
+		dev_state(d, id, st, sizeof(st));
+		if (!strcmp(st, want))
+			return true;
+		sleep_ms(10);
+	} while (now_ms() < deadline);
+	fprintf(stderr, "  device %" PRIu64 ": state %s, wanted %s\n", id, st, want);
+	return false;
+}
+
+static bool has_str(const struct jv *arr, const char *s)
+{
+	for (const struct jv *e = arr && arr->type == JV_ARR ? arr->child : NULL; e; e = e->next)
+		if (e->type == JV_STR && !strcmp(e->str, s))
+			return true;
+	return false;
+}
+
+static bool str_is(const struct jv *v, const char *key, const char *want)
+{
+	const char *s = jv_get_str(v, key);
+
+	if (s && !strcmp(s, want))
+		return true;
+	fprintf(stderr, "  %s is '%s', wanted '%s'\n", key, s ? s : "(missing)", want);
+	return false;
+}
+
+static bool hex_is(const struct jv *v, const char *key, uint64_t want)
+{
+	uint64_t x;
+
+	return jv_get_hex(v, key, &x) && x == want;
+}
+
+static bool u64_is(const struct jv *v, const char *key, uint64_t want)
+{
+	uint64_t x;
+
+	return jv_get_u64(v, key, &x) && x == want;
+}
+
+static bool bool_is(const struct jv *v, const char *key, bool want)
+{
+	bool x;
+
+	return jv_get_bool(v, key, &x) && x == want;
+}
+
+static const struct jv *nth(const struct jv *arr, unsigned i)
+{
+	const struct jv *e = arr && arr->type == JV_ARR ? arr->child : NULL;
+
+	while (e && i--)
+		e = e->next;
+	return e;
+}
+
+static int daemon_fds(const struct daemon *d)
+{
+	char path[64];
+	struct stat st;
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)d->pid, fd);
+		n += lstat(path, &st) == 0;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* frontends */
+
+#define MEM_GPA 0x40000000ull
+#define MEM_SIZE (1u << 20)
+#define RING_NUM 256
+#define BUF_OFF 0x10000u
+#define BAD_ADDR 0xdead0000ull
+
+/* A virtio-net frontend: 1 MiB of "guest RAM" in a memfd, two rings in it. */
+struct frontend {
+	int memfd;
+	uint8_t *mem;
+	int kick[2], call[2];
+	struct vp_frontend_info info;
+	struct vp_client *client;
+};
+
+static uint64_t ring_off(unsigned ring)
+{
+	return (uint64_t)ring * 0x4000;
+}
+
+static bool fe_init(struct frontend *f, const char *uuid)
+{
+	memset(f, 0, sizeof(*f));
+	f->memfd = memfd_create("vpd-test-ram", MFD_CLOEXEC);
+	if (f->memfd < 0 || ftruncate(f->memfd, MEM_SIZE) < 0)
+		return false;
+	f->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
+	if (f->mem == MAP_FAILED)
+		return false;
+	vp_uuid_parse(uuid, f->info.uuid);
+	f->info.device_type = VP_VIRTIO_ID_NET;
+	f->info.device_features = F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX | F_INDIRECT | F_CSUM;
+	f->info.driver_features = F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX;
+	f->info.nregions = 1;
+	f->info.regions[0] = (struct vp_dev_region){
+		.gpa = MEM_GPA, .size = MEM_SIZE, .uaddr = (uint64_t)(uintptr_t)f->mem,
+		.fd_offset = 0, .prot = VP_MEM_RW, .fd = f->memfd,
+	};
+	f->info.nrings = 2;
+	for (unsigned i = 0; i < 2; i++) {
+		f->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		f->call[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (f->kick[i] < 0 || f->call[i] < 0)
+			return false;
+		f->info.rings[i] = (struct vp_frontend_ring){
+			.num = RING_NUM, .enabled = true,
+			.desc = MEM_GPA + ring_off(i),
+			.avail = MEM_GPA + ring_off(i) + 0x1000,
+			.used = MEM_GPA + ring_off(i) + 0x2000,
+			.kick_fd = f->kick[i], .call_fd = f->call[i],
+		};
+	}
+	f->info.config_len = 6;
+	memcpy(f->info.config, "\x52\x54\x00\x12\x34\x56", 6);
+	return true;
+}
+
+/* Make three buffers available on ring 0; the newest one points nowhere. */
+static void fe_post_buffers(struct frontend *f)
+{
+	struct vring_desc *desc = (void *)(f->mem + ring_off(0));
+	struct vring_avail *avail = (void *)(f->mem + ring_off(0) + 0x1000);
+
+	for (unsigned i = 0; i < 3; i++) {
+		desc[i].addr = i == 2 ? BAD_ADDR : MEM_GPA + BUF_OFF + i * 0x800;
+		desc[i].len = 1500;
+		desc[i].flags = VRING_DESC_F_WRITE;
+		avail->ring[i] = (uint16_t)i;
+	}
+	__atomic_store_n(&avail->idx, 3, __ATOMIC_RELEASE);
+}
+
+static void fe_free(struct frontend *f)
+{
+	vp_client_free(f->client);
+	f->client = NULL;
+	for (unsigned i = 0; i < 2; i++) {
+		if (f->kick[i] > 0)
+			close(f->kick[i]);
+		if (f->call[i] > 0)
+			close(f->call[i]);
+	}
+	if (f->mem && f->mem != MAP_FAILED)
+		munmap(f->mem, MEM_SIZE);
+	if (f->memfd > 0)
+		close(f->memfd);
+	memset(f, 0, sizeof(*f));
+}
+
+/* Connect a native frontend and wait for START: the device id, or 0. */
+static uint64_t fe_connect(struct frontend *f, const char *path)
+{
+	int e = vp_client_connect(&f->client, path, &f->info);
+
+	if (e < 0) {
+		fprintf(stderr, "  vp_client_connect(%s): %s\n", path, strerror(-e));
+		return 0;
+	}
+	e = vp_client_wait(f->client, WAIT_MS);
+	if (e < 0) {
+		fprintf(stderr, "  vp_client_wait: %s (%s)\n", strerror(-e),
+			vp_client_error(f->client));
+		return 0;
+	}
+	return vp_client_device_id(f->client);
+}
+
+/* Dispatch the client until it fails (the server dropped it) or timeout. */
+static bool fe_wait_failed(struct frontend *f)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	while (vp_client_state(f->client) != VP_CLIENT_FAILED && now_ms() < deadline) {
+		struct pollfd p = { .fd = vp_client_fd(f->client), .events = POLLIN };
+
+		poll(&p, 1, 50);
+		vp_client_dispatch(f->client);
+	}
+	return vp_client_state(f->client) == VP_CLIENT_FAILED;
+}
+
+/* A stock vhost-user frontend in a child process, as QEMU would set it up. */
+struct vu_child {
+	pid_t pid;
+	int release;      /* closing it lets the child exit */
+};
+
+static bool vu_start(struct vu_child *k, struct frontend *f, const char *path)
+{
+	int res[2], rel[2], e = -1;
+	struct pollfd p;
+
+	if (pipe2(res, O_CLOEXEC) < 0 || pipe2(rel, O_CLOEXEC) < 0)
+		return false;
+	k->pid = fork();
+	if (k->pid == 0) {
+		int keep[] = { res[1], rel[0], f->memfd, f->kick[0], f->kick[1],
+			       f->call[0], f->call[1] };
+		uint64_t neg = 0;
+		char c;
+		int s;
+
+		/* Hold no copy of the parent's other connections. */
+		close_fds_except(keep, sizeof(keep) / sizeof(keep[0]));
+		alarm(60); /* the parent may die; we must not outlive it by much */
+		s = vp_vu_frontend_start(path, &f->info, &neg, WAIT_MS);
+		if (write(res[1], &s, sizeof(s)) != sizeof(s))
+			_exit(1);
+		if (read(rel[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(res[1]);
+	close(rel[0]);
+	k->release = rel[1];
+	if (k->pid < 0) {
+		close(res[0]);
+		close(rel[1]);
+		return false;
+	}
+	kid_add(k->pid);
+	p = (struct pollfd){ .fd = res[0], .events = POLLIN };
+	if (poll(&p, 1, 2 * WAIT_MS) == 1 && read(res[0], &e, sizeof(e)) == sizeof(e) && e < 0)
+		fprintf(stderr, "  vp_vu_frontend_start: %s\n", strerror(-e));
+	close(res[0]);
+	return e >= 0;
+}
+
+static void vu_stop(struct vu_child *k)
+{
+	if (k->pid > 0) {
+		close(k->release);
+		CHECK(exited_with(wait_exit(k->pid, WAIT_MS), 0));
+		k->pid = 0;
+	}
+}
+
+/* The id of the newest device of this dialect, 0 if none. */
+static uint64_t newest_dev(const struct daemon *d, const char *dialect)
+{
+	struct jv *doc = ask(d, "list");
+	const struct jv *devs = jv_get(doc, "devices");
+	uint64_t best = 0;
+
+	for (const struct jv *e = devs ? devs->child : NULL; e; e = e->next) {
+		uint64_t id;
+		const char *dl = jv_get_str(e, "dialect");
+
+		if (dl && !strcmp(dl, dialect) && jv_get_u64(e, "id", &id) && id > best)
+			best = id;
+	}
+	jv_free(doc);
+	return best;
+}
+
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* True once the peer closed fd (EOF or reset) within timeout_ms. */
+static bool closed_by_peer(int fd, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	char buf[256];
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return false;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return false;
+	}
+}
+
+static bool is_socket(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static bool gone(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) < 0 && errno == ENOENT;
+}
+
+/* ======================================================================== */
+/* cases */
+
+TEST(command_line_help_and_errors)
+{
+	struct prog *p = calloc(1, sizeof(*p));
+	char bad[64];
+
+	REQUIRE(p);
+	run(p, pcid_bin, "--help", NULL);
+	CHECK_EQ(p->status, 0);
+	CHECK(strstr(p->out, "Usage: vhost-pcid") && strstr(p->out, "--server SPEC") &&
+	      strstr(p->out, "--control PATH") && strstr(p->out, "--log-level"));
+	run(p, pcid_bin, "--version", NULL);
+	CHECK(p->status == 0 && strstr(p->out, "vhost-pcid "));
+
+	run(p, pcid_bin, "--bogus", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "unknown option '--bogus'"));
+	run(p, pcid_bin, "-q", "--server", "/tmp/x.sock", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "unknown option '-q'"));
+	run(p, pcid_bin, NULL);
+	CHECK(p->status == 2 && strstr(p->err, "no server given"));
+	run(p, pcid_bin, "--server", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "needs an argument"));
+	run(p, pcid_bin, "--server", "id=x", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "no path"));
+	run(p, pcid_bin, "--server", "path=/tmp/x.sock,connections=0", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "connections"));
+	run(p, pcid_bin, "--server", "path=/tmp/x.sock", "--server", "path=/tmp/x.sock,id=y", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "used twice"));
+	run(p, pcid_bin, "--server", "path=/tmp/x.sock", "--log-level", "loud", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "unknown log level 'loud'"));
+	run(p, pcid_bin, "--server", "path=/tmp/x.sock", "extra", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "unexpected argument 'extra'"));
+	run(p, pcid_bin, "--config", "/nonexistent/vhost-pcid.conf", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "cannot open config file"));
+
+	run(p, ctl_bin, "--help", NULL);
+	CHECK(p->status == 0 && strstr(p->out, "Usage: vhost-pci-ctl") &&
+	      strstr(p->out, "show DEV"));
+	run(p, ctl_bin, NULL);
+	CHECK(p->status == 2 && strstr(p->err, "no command"));
+	run(p, ctl_bin, "frobnicate", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "unknown command 'frobnicate'"));
+	run(p, ctl_bin, "show", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "needs a device id"));
+	run(p, ctl_bin, "show", "abc", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "not a device id"));
+	run(p, ctl_bin, "list", "extra", NULL);
+	CHECK(p->status == 2 && strstr(p->err, "unexpected argument"));
+	run(p, ctl_bin, "--nope", "list", NULL);
+	CHECK(p->status == 2);
+	snprintf(bad, sizeof(bad), "/tmp/vpd-no-such-dir-%d/control.sock", (int)getpid());
+	run(p, ctl_bin, "--control", bad, "list", NULL);
+	CHECK(p->status == 1 && strstr(p->err, "is vhost-pcid running?"));
+	free(p);
+}
+
+static void native_body(struct daemon *d)
+{
+	struct frontend f;
+	struct prog *p = calloc(1, sizeof(*p));
+	struct jv *doc;
+	const struct jv *dev, *r0, *live, *reg;
+	uint64_t id;
+	char cmd[160], idstr[24];
+
+	REQUIRE(p);
+	REQUIRE(fe_init(&f, UUID0));
+	fe_post_buffers(&f);
+	id = fe_connect(&f, d->net0);
+	REQUIRE(id);
+	snprintf(idstr, sizeof(idstr), "%" PRIu64, id);
+
+	/* The device as "list" sees it. */
+	doc = ask(d, "list");
+	dev = find_dev(doc, id);
+	CHECK(dev != NULL);
+	if (dev) {
+		CHECK(str_is(dev, "server", "net0"));
+		CHECK(str_is(dev, "dialect", "vhost-pci"));
+		CHECK(str_is(dev, "state", "ready"));
+		CHECK(str_is(dev, "uuid", UUID0));
+		CHECK(str_is(dev, "type_name", "net"));
+		CHECK(u64_is(dev, "peer_pid", (uint64_t)getpid()));
+		CHECK(u64_is(dev, "peer_uid", getuid()));
+		CHECK(u64_is(dev, "generation", 1));
+		CHECK(!jv_get(nth(jv_get(dev, "rings"), 0), "live"));  /* only "show" looks */
+	}
+	jv_free(doc);
+
+	/* And in full. */
+	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
+	doc = ask(d, cmd);
+	dev = jv_get(doc, "device");
+	REQUIRE(dev);
+	CHECK(u64_is(dev, "id", id));
+	CHECK(str_is(dev, "state", "ready"));
+	CHECK(str_is(dev, "uuid", UUID0));
+	CHECK(str_is(dev, "mac", "52:54:00:12:34:56"));
+	CHECK(hex_is(dev, "driver_features", F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX));
+	CHECK(hex_is(dev, "device_features", f.info.device_features));
+	CHECK(hex_is(dev, "protocol_features", 0));
+	CHECK(has_str(jv_get(dev, "driver_feature_names"), "VERSION_1"));
+	CHECK(has_str(jv_get(dev, "driver_feature_names"), "MRG_RXBUF"));
+	CHECK(has_str(jv_get(dev, "driver_feature_names"), "EVENT_IDX"));
+	CHECK(!has_str(jv_get(dev, "driver_feature_names"), "CSUM"));
+	CHECK(has_str(jv_get(dev, "device_feature_names"), "CSUM"));
+	CHECK(has_str(jv_get(dev, "device_feature_names"), "INDIRECT_DESC"));
+	CHECK(jv_get(dev, "regions") && jv_get(dev, "regions")->n == 1);
+	reg = nth(jv_get(dev, "regions"), 0);
+	CHECK(hex_is(reg, "gpa", MEM_GPA));
+	CHECK(hex_is(reg, "size", MEM_SIZE));
+	CHECK(hex_is(reg, "uaddr", (uint64_t)(uintptr_t)f.mem));
+	CHECK(hex_is(reg, "offset", 0));
+	CHECK(str_is(reg, "prot", "rw"));
+	CHECK(bool_is(reg, "fd", true));
+	CHECK(jv_get(dev, "rings") && jv_get(dev, "rings")->n == 2);
+	for (unsigned i = 0; i < 2; i++) {
+		const struct jv *r = nth(jv_get(dev, "rings"), i);
+
+		CHECK(u64_is(r, "index", i));
+		CHECK(u64_is(r, "num", RING_NUM));
+		CHECK(hex_is(r, "desc", MEM_GPA + ring_off(i)));
+		CHECK(hex_is(r, "avail", MEM_GPA + ring_off(i) + 0x1000));
+		CHECK(hex_is(r, "used", MEM_GPA + ring_off(i) + 0x2000));
+		CHECK(u64_is(r, "last_avail_idx", 0));
+		CHECK(bool_is(r, "enabled", true) && bool_is(r, "started", true));
+		CHECK(bool_is(r, "kick_fd", true) && bool_is(r, "call_fd", true));
+	}
+	/* The live look at ring 0: what fe_post_buffers() published. */
+	r0 = nth(jv_get(dev, "rings"), 0);
+	live = jv_get(r0, "live");
+	CHECK(u64_is(live, "avail_idx", 3));
+	CHECK(u64_is(live, "used_idx", 0));
+	CHECK(u64_is(live, "in_flight", 3));
+	CHECK(jv_get(live, "descriptors") && jv_get(live, "descriptors")->n == 3);
+	{
+		const struct jv *d0 = nth(jv_get(live, "descriptors"), 0);   /* newest */
+		const struct jv *d1 = nth(jv_get(live, "descriptors"), 1);
+
+		CHECK(u64_is(d0, "head", 2) && hex_is(d0, "addr", BAD_ADDR));
+		CHECK(bool_is(d0, "in_memory", false));
+		CHECK(u64_is(d1, "head", 1) && hex_is(d1, "addr", MEM_GPA + BUF_OFF + 0x800));
+		CHECK(u64_is(d1, "len", 1500) && str_is(d1, "flag_names", "WRITE"));
+		CHECK(bool_is(d1, "in_memory", true));
+	}
+	CHECK(u64_is(jv_get(nth(jv_get(dev, "rings"), 1), "live"), "avail_idx", 0));
+	jv_free(doc);
+
+	/* vhost-pci-ctl: --json passes the same document through... */
+	run(p, ctl_bin, "--control", d->ctl, "--json", "show", idstr, NULL);
+	CHECK_EQ(p->status, 0);
+	if (getenv("VPD_TEST_VERBOSE"))
+		fprintf(stderr, "%s", p->out);
+	{
+		struct jv *j = NULL;
+		char err[128];
+
+		CHECK(jv_parse(p->out, strlen(p->out), &j, err, sizeof(err)) == 0);
+		CHECK(str_is(jv_get(j, "device"), "uuid", UUID0));
+		jv_free(j);
+	}
+	run(p, ctl_bin, "--control", d->ctl, "--json", "list", NULL);
+	CHECK(p->status == 0 && strstr(p->out, "\"devices\"") && strstr(p->out, UUID0));
+	/* ...and renders it for humans. */
+	run(p, ctl_bin, "--control", d->ctl, "list", NULL);
+	CHECK_EQ(p->status, 0);
+	if (getenv("VPD_TEST_VERBOSE"))
+		fprintf(stderr, "%s", p->out);
+	CHECK(strstr(p->out, "ID") && strstr(p->out, "SERVER") && strstr(p->out, "FEATURES"));
+	CHECK(strstr(p->out, UUID0) && strstr(p->out, "vhost-pci") && strstr(p->out, "ready"));
+	CHECK(strstr(p->out, "VERSION_1") && strstr(p->out, "net0"));
+	run(p, ctl_bin, "--control", d->ctl, "show", idstr, NULL);
+	CHECK_EQ(p->status, 0);
+	if (getenv("VPD_TEST_VERBOSE"))
+		fprintf(stderr, "%s", p->out);
+	CHECK(strstr(p->out, "uuid:       " UUID0));
+	CHECK(strstr(p->out, "state:      ready (generation 1)"));
+	CHECK(strstr(p->out, "gpa 0x40000000 size 0x100000 (1 MiB)"));
+	CHECK(strstr(p->out, "live: avail idx 3 (flags 0), used idx 0"));
+	CHECK(strstr(p->out, "(OUTSIDE the frontend's memory)"));
+	CHECK(strstr(p->out, "mac:        52:54:00:12:34:56"));
+	run(p, ctl_bin, "--control", d->ctl, "servers", NULL);
+	CHECK(p->status == 0 && strstr(p->out, "net0") && strstr(p->out, d->net1));
+	run(p, ctl_bin, "--control", d->ctl, "show", "999999", NULL);
+	CHECK(p->status == 1 && strstr(p->err, "no device 999999"));
+	run(p, ctl_bin, "--control", d->ctl, "--json", "show", "999999", NULL);
+	CHECK(p->status == 1 && strstr(p->out, "\"error\""));
+
+	/* The daemon logged the device's life with its ids. */
+	snprintf(cmd, sizeof(cmd), "device %" PRIu64 " ready: server net0, uuid " UUID0
+		 ", dialect vhost-pci", id);
+	CHECK(log_has(d, cmd));
+
+	/* STOP: the device stays, stopped. */
+	CHECK(vp_client_stop(f.client, VP_PCI_STOP_RESET) == 0);
+	CHECK(wait_state(d, id, "stopped"));
+	snprintf(cmd, sizeof(cmd), "device %" PRIu64 " stopped:", id);
+	CHECK(log_has(d, cmd));
+
+	/* Gone with its connection. */
+	vp_client_free(f.client);
+	f.client = NULL;
+	CHECK(wait_state(d, id, "gone"));
+	snprintf(cmd, sizeof(cmd), "device %" PRIu64 " removed:", id);
+	CHECK(log_has(d, cmd));
+	fe_free(&f);
+	free(p);
+}
+
+TEST(native_frontend_listed_stopped_removed)
+{
+	WITH_DAEMON(native_body);
+}
+
+static void vhost_user_body(struct daemon *d)
+{
+	struct frontend f;
+	struct vu_child k = { 0 };
+	struct jv *doc;
+	const struct jv *dev;
+	uint64_t id;
+	char cmd[64];
+
+	REQUIRE(fe_init(&f, UUID0));
+	REQUIRE(vu_start(&k, &f, d->net1));
+	id = newest_dev(d, "vhost-user");
+	CHECK(id != 0);
+	CHECK(wait_state(d, id, "ready"));
+	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
+	doc = ask(d, cmd);
+	dev = jv_get(doc, "device");
+	CHECK(dev != NULL);
+	if (dev) {
+		CHECK(str_is(dev, "dialect", "vhost-user"));
+		CHECK(str_is(dev, "server", "net1"));
+		CHECK(str_is(dev, "uuid", UUID1));       /* the server's uuid= */
+		CHECK(u64_is(dev, "peer_pid", (uint64_t)k.pid));
+		CHECK(has_str(jv_get(dev, "driver_feature_names"), "VERSION_1"));
+		CHECK(has_str(jv_get(dev, "driver_feature_names"), "PROTOCOL_FEATURES"));
+		CHECK(has_str(jv_get(dev, "protocol_feature_names"), "REPLY_ACK"));
+		CHECK(hex_is(nth(jv_get(dev, "regions"), 0), "gpa", MEM_GPA));
+		CHECK(hex_is(nth(jv_get(dev, "rings"), 1), "desc", MEM_GPA + ring_off(1)));
+		CHECK(hex_is(nth(jv_get(dev, "rings"), 1), "desc_uva",
+			     (uint64_t)(uintptr_t)f.mem + ring_off(1)));
+		CHECK(bool_is(nth(jv_get(dev, "rings"), 0), "kick_fd", true));
+	}
+	jv_free(doc);
+	vu_stop(&k);
+	CHECK(wait_state(d, id, "gone"));
+	fe_free(&f);
+}
+
+TEST(vhost_user_frontend_appears)
+{
+	WITH_DAEMON(vhost_user_body);
+}
+
+static void garbage_body(struct daemon *d)
+{
+	static const uint8_t hdr_only[5] = { 1, 0, 0, 0, 1 };
+	struct frontend a, b;
+	struct vu_child k = { 0 };
+	uint64_t ida, idb, junk[32];
+	int g, slow;
+
+	REQUIRE(fe_init(&a, UUID0) && fe_init(&b, UUID0));
+	ida = fe_connect(&a, d->net0);
+	REQUIRE(ida);
+	REQUIRE(vu_start(&k, &b, d->net1));
+	idb = newest_dev(d, "vhost-user");
+	REQUIRE(idb);
+
+	/* A frontend that stalls mid-header must not hold anyone up... */
+	slow = raw_connect(d->net0);
+	CHECK(slow >= 0);
+	CHECK(send(slow, hdr_only, sizeof(hdr_only), MSG_NOSIGNAL) == sizeof(hdr_only));
+
+	/* ...nor one that sends garbage: it alone is dropped. */
+	g = raw_connect(d->net1);
+	REQUIRE(g >= 0);
+	for (unsigned i = 0; i < 32; i++)
+		junk[i] = 0xdeadbeefcafef00dull * (i + 1);
+	CHECK(send(g, junk, sizeof(junk), MSG_NOSIGNAL) == sizeof(junk));
+	CHECK(closed_by_peer(g, WAIT_MS));
+	close(g);
+
+	CHECK(daemon_alive(d));
+	CHECK(wait_state(d, ida, "ready"));
+	CHECK(wait_state(d, idb, "ready"));
+	/* The native device still talks: STOP is processed. */
+	CHECK(vp_client_stop(a.client, VP_PCI_STOP_RESET) == 0);
+	CHECK(wait_state(d, ida, "stopped"));
+	CHECK(wait_state(d, idb, "ready"));
+	CHECK(log_has(d, "dropping frontend"));
+
+	close(slow);
+	vu_stop(&k);
+	fe_free(&a);
+	fe_free(&b);
+	CHECK(wait_state(d, idb, "gone"));
+	CHECK(wait_state(d, ida, "gone"));
+}
+
+TEST(garbage_frontend_dropped_others_keep_working)
+{
+	WITH_DAEMON(garbage_body);
+}
+
+static void drop_body(struct daemon *d)
+{
+	struct frontend f;
+	struct prog *p = calloc(1, sizeof(*p));
+	struct jv *doc;
+	char idstr[24], cmd[64];
+	uint64_t id;
+
+	REQUIRE(p);
+	REQUIRE(fe_init(&f, UUID0));
+	id = fe_connect(&f, d->net0);
+	REQUIRE(id);
+	snprintf(idstr, sizeof(idstr), "%" PRIu64, id);
+	run(p, ctl_bin, "--control", d->ctl, "drop", idstr, NULL);
+	CHECK_EQ(p->status, 0);
+	snprintf(cmd, sizeof(cmd), "dropped device %" PRIu64, id);
+	CHECK(strstr(p->out, cmd) != NULL);
+	/* It is gone at once, and the frontend was told why. */
+	CHECK(count_devs(d) == 0);
+	CHECK(fe_wait_failed(&f));
+	CHECK(strstr(vp_client_error(f.client), "dropped by vhost-pci-ctl") != NULL);
+	run(p, ctl_bin, "--control", d->ctl, "drop", idstr, NULL);
+	CHECK(p->status == 1 && strstr(p->err, "no device"));
+
+	/* Over the raw protocol too. */
+	fe_free(&f);
+	REQUIRE(fe_init(&f, UUID0));
+	id = fe_connect(&f, d->net1);
+	REQUIRE(id);
+	snprintf(cmd, sizeof(cmd), "drop %" PRIu64, id);
+	doc = ask(d, cmd);
+	CHECK(u64_is(doc, "dropped", id));
+	jv_free(doc);
+	CHECK(count_devs(d) == 0);
+	fe_free(&f);
+	free(p);
+}
+
+TEST(drop_device)
+{
+	WITH_DAEMON(drop_body);
+}
+
+static bool error_has(struct jv *doc, const char *part)
+{
+	const char *e = jv_get_str(doc, "error");
+	bool ok = e && strstr(e, part);
+
+	if (!ok)
+		fprintf(stderr, "  error '%s', wanted '%s'\n", e ? e : "(none)", part);
+	jv_free(doc);
+	return ok;
+}
+
+static void control_body(struct daemon *d)
+{
+	char line[400];
+	int silent[VPD_CTL_MAX_CLIENTS], lone;
+	int64_t t0;
+	struct jv *doc;
+
+	/* Errors are JSON documents naming the problem. */
+	CHECK(error_has(ask(d, "frobnicate"), "unknown command 'frobnicate'"));
+	CHECK(error_has(ask(d, ""), "empty command"));
+	CHECK(error_has(ask(d, "show"), "usage: show ID"));
+	CHECK(error_has(ask(d, "show x1"), "invalid device id 'x1'"));
+	CHECK(error_has(ask(d, "show 123456789012345678901234"), "invalid device id"));
+	CHECK(error_has(ask(d, "drop 77"), "no device 77"));
+	CHECK(error_has(ask(d, "list all"), "takes no argument"));
+	CHECK(error_has(ask(d, "a b c d e"), "too many arguments"));
+	/* Bytes that are not UTF-8 are echoed back as valid JSON. */
+	CHECK(error_has(ask(d, "\xff\xfe\x01"), "unknown command '\xef\xbf\xbd\xef\xbf\xbd\x01'"));
+	CHECK(error_has(ask_raw(d->ctl, "li\0st\n", 6), "NUL byte"));
+	/* A line of exactly 256 bytes is fine; 257 is not. */
+	memset(line, ' ', sizeof(line));
+	memcpy(line, "list", 4);
+	line[256] = '\n';
+	doc = ask_raw(d->ctl, line, 257);
+	CHECK(jv_get(doc, "devices") != NULL);
+	jv_free(doc);
+	line[256] = ' ';
+	line[257] = '\n';
+	CHECK(error_has(ask_raw(d->ctl, line, 258), "longer than 256 bytes"));
+	memset(line, 'a', sizeof(line));
+	CHECK(error_has(ask_raw(d->ctl, line, sizeof(line)), "longer than 256 bytes"));
+	/* No newline, but a shut-down write side, ends the line too. */
+	{
+		int fd = raw_connect(d->ctl);
+
+		CHECK(fd >= 0);
+		CHECK(send(fd, "servers", 7, MSG_NOSIGNAL) == 7);
+		shutdown(fd, SHUT_WR);
+		CHECK(closed_by_peer(fd, WAIT_MS));
+		close(fd);
+	}
+	/* CRLF is fine. */
+	doc = ask_raw(d->ctl, "servers\r\n", 9);
+	CHECK(jv_get(doc, "servers") && jv_get(doc, "servers")->n == 2);
+	jv_free(doc);
+
+	/* Clients that send nothing: served ones are not held up, extra ones
+	 * are turned away, and the silent ones are dropped after the timeout. */
+	t0 = now_ms();
+	for (int i = 0; i < VPD_CTL_MAX_CLIENTS; i++)
+		silent[i] = raw_connect(d->ctl);
+	sleep_ms(100);
+	lone = raw_connect(d->ctl);
+	CHECK(lone >= 0);
+	if (lone >= 0) {
+		/* Turned away at once, with a reason. */
+		CHECK(error_has(read_doc(lone), "too many control clients"));
+		close(lone);
+	}
+	for (int i = 1; i < VPD_CTL_MAX_CLIENTS; i++)
+		close(silent[i]);
+	/* Closed ones free their slots at once; the daemon answers quickly. */
+	sleep_ms(100);
+	doc = ask(d, "list");
+	CHECK(jv_get(doc, "devices") != NULL);
+	jv_free(doc);
+	CHECK(now_ms() - t0 < 3000);
+	CHECK(closed_by_peer(silent[0], 10000));
+	CHECK(now_ms() - t0 >= VPD_CTL_TIMEOUT_MS - 500);  /* not before its time */
+	close(silent[0]);
+	CHECK(log_has(d, "sent no command"));
+}
+
+TEST(control_socket_robustness)
+{
+	WITH_DAEMON(control_body);
+}
+
+TEST(sigterm_clean_exit_removes_sockets)
+{
+	struct daemon d;
+	struct frontend f;
+	uint64_t id;
+	int st;
+
+	REQUIRE(fe_init(&f, UUID0));
+	if (!daemon_start(&d)) {
+		CHECK(!"daemon started");
+		goto out;
+	}
+	CHECK(is_socket(d.net0) && is_socket(d.net1) && is_socket(d.ctl));
+	id = fe_connect(&f, d.net0);
+	CHECK(id != 0);
+	/* SIGHUP is only logged. */
+	kill(d.pid, SIGHUP);
+	sleep_ms(100);
+	CHECK(daemon_alive(&d));
+	CHECK(count_devs(&d) == 1);
+	CHECK(log_has(&d, "SIGHUP ignored"));
+
+	st = daemon_stop(&d);
+	CHECK(exited_with(st, 0));
+	CHECK(gone(d.net0) && gone(d.net1) && gone(d.ctl));
+	/* The native frontend was told, with a reason. */
+	if (f.client) {
+		CHECK(fe_wait_failed(&f));
+		CHECK(strstr(vp_client_error(f.client), "shutting down") != NULL);
+	}
+	CHECK(log_has(&d, "SIGTERM"));
+	CHECK(log_has(&d, "removed:"));
+	CHECK(log_has(&d, "stopped"));
+out:
+	fe_free(&f);
+	daemon_cleanup(&d);
+}
+
+TEST(sigint_clean_exit)
+{
+	struct daemon d;
+
+	if (daemon_start(&d)) {
+		kill(d.pid, SIGINT);
+		CHECK(exited_with(wait_exit(d.pid, WAIT_MS), 0));
+		d.pid = 0;
+		CHECK(gone(d.net0) && gone(d.ctl));
+	} else {
+		CHECK(!"daemon started");
+	}
+	daemon_cleanup(&d);
+}
+
+TEST(stale_sockets_replaced_after_sigkill)
+{
+	struct daemon d;
+	struct frontend f;
+
+	REQUIRE(fe_init(&f, UUID0));
+	if (!daemon_start(&d)) {
+		CHECK(!"daemon started");
+		goto out;
+	}
+	kill(d.pid, SIGKILL);
+	CHECK(wait_exit(d.pid, WAIT_MS) >= 0);
+	d.pid = 0;
+	/* Left behind, nobody listening. */
+	CHECK(is_socket(d.net0) && is_socket(d.net1) && is_socket(d.ctl));
+	CHECK(daemon_spawn(&d));
+	CHECK(log_has(&d, "replacing stale control socket"));
+	CHECK(fe_connect(&f, d.net0) != 0);
+	CHECK(count_devs(&d) == 1);
+	vp_client_free(f.client);
+	f.client = NULL;
+	CHECK(exited_with(daemon_stop(&d), 0));
+out:
+	fe_free(&f);
+	daemon_cleanup(&d);
+}
+
+TEST(regular_file_at_socket_path_refused)
+{
+	struct daemon d;
+	struct stat st;
+	char s0[200];
+	char *args[] = { "--server", s0, "--control", d.ctl, NULL };
+	int fd;
+
+	REQUIRE(daemon_init(&d));
+	snprintf(s0, sizeof(s0), "path=%s,id=net0", d.net0);
+	fd = open(d.net0, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	CHECK(fd >= 0 && write(fd, "precious", 8) == 8);
+	close(fd);
+	CHECK(!daemon_spawn_argv(&d, args));
+	if (d.pid > 0) {
+		CHECK(exited_with(wait_exit(d.pid, WAIT_MS), 1));
+		d.pid = 0;
+	}
+	CHECK(log_has(&d, "net0: cannot listen on"));
+	CHECK(log_has(&d, "is not a socket"));
+	/* Untouched, and nothing left behind. */
+	CHECK(lstat(d.net0, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 8);
+	CHECK(gone(d.ctl));
+	daemon_cleanup(&d);
+}
+
+TEST(second_daemon_refused)
+{
+	struct daemon d, d2;
+	char s0[200];
+	char *args[] = { "--server", s0, "--control", d.ctl, NULL };
+
+	if (!daemon_start(&d)) {
+		CHECK(!"daemon started");
+		daemon_cleanup(&d);
+		return;
+	}
+	/* Same control socket, another server path. */
+	REQUIRE(daemon_init(&d2));
+	snprintf(s0, sizeof(s0), "path=%s", d2.net0);
+	CHECK(!daemon_spawn_argv(&d2, args));
+	if (d2.pid > 0) {
+		CHECK(exited_with(wait_exit(d2.pid, WAIT_MS), 1));
+		d2.pid = 0;
+	}
+	CHECK(log_has(&d2, "already running"));
+	CHECK(gone(d2.net0));
+	/* The first one is unharmed. */
+	CHECK(is_socket(d.ctl) && count_devs(&d) == 0);
+	CHECK(exited_with(daemon_stop(&d), 0));
+	daemon_cleanup(&d2);
+	daemon_cleanup(&d);
+}
+
+TEST(same_socket_as_live_server_refused)
+{
+	struct daemon d, d2;
+	char s0[200];
+	char *args[] = { "--server", s0, "--control", d2.ctl, NULL };
+
+	if (!daemon_start(&d)) {
+		CHECK(!"daemon started");
+		daemon_cleanup(&d);
+		return;
+	}
+	REQUIRE(daemon_init(&d2));
+	snprintf(s0, sizeof(s0), "path=%s", d.net0);
+	CHECK(!daemon_spawn_argv(&d2, args));
+	if (d2.pid > 0) {
+		CHECK(exited_with(wait_exit(d2.pid, WAIT_MS), 1));
+		d2.pid = 0;
+	}
+	CHECK(log_has(&d2, "another server is listening there"));
+	CHECK(gone(d2.ctl));
+	CHECK(is_socket(d.net0));
+	CHECK(exited_with(daemon_stop(&d), 0));
+	daemon_cleanup(&d2);
+	daemon_cleanup(&d);
+}
+
+TEST(config_file_servers)
+{
+	struct daemon d;
+	struct prog *p = calloc(1, sizeof(*p));
+	char *args[] = { "--config", d.conf, "--control", d.ctl, NULL };
+	char text[600];
+	struct jv *doc;
+	const struct jv *s;
+	FILE *fp;
+
+	REQUIRE(p);
+	REQUIRE(daemon_init(&d));
+	fp = fopen(d.conf, "w");
+	REQUIRE(fp);
+	fprintf(fp, "# two servers\n\nserver path=%s,id=alpha,connections=4,mode=0660\n"
+		"   # indented comment\nserver %s\n", d.net0, d.net1);
+	fclose(fp);
+	CHECK(daemon_spawn_argv(&d, args));
+	doc = ask(&d, "servers");
+	s = jv_get(doc, "servers");
+	CHECK(s && s->n == 2);
+	CHECK(str_is(nth(s, 0), "id", "alpha") && u64_is(nth(s, 0), "max", 4));
+	CHECK(str_is(nth(s, 0), "mode", "0660"));
+	CHECK(str_is(nth(s, 1), "id", "net1.sock") && u64_is(nth(s, 1), "max", 32));
+	CHECK(str_is(nth(s, 1), "path", d.net1));
+	jv_free(doc);
+	{
+		struct stat st;
+
+		CHECK(lstat(d.net0, &st) == 0 && (st.st_mode & 0777) == 0660);
+	}
+	CHECK(exited_with(daemon_stop(&d), 0));
+
+	/* A bad line is named by file and line number; nothing starts. */
+	fp = fopen(d.conf, "w");
+	REQUIRE(fp);
+	fprintf(fp, "server path=%s\n\n# x\nserver path=%s,colour=blue\n", d.net0, d.net1);
+	fclose(fp);
+	run(p, pcid_bin, "--config", d.conf, "--control", d.ctl, NULL);
+	snprintf(text, sizeof(text), "%s:4: unknown key 'colour'", d.conf);
+	CHECK(p->status == 2 && strstr(p->err, text));
+	CHECK(gone(d.net0) && gone(d.ctl));
+	free(p);
+	daemon_cleanup(&d);
+}
+
+TEST(uid_restricts_frontends_and_log_level_filters)
+{
+	struct daemon d;
+	struct frontend f;
+	struct stat st;
+	char s0[200];
+	char *args[] = { "--server", s0, "--control", d.ctl, "--log-level", "warn", NULL };
+	int e;
+
+	if (geteuid() != 0) {
+		/* Giving the socket to another user needs root. */
+		printf("# skipped: not root\n");
+		return;
+	}
+	REQUIRE(fe_init(&f, UUID0));
+	REQUIRE(daemon_init(&d));
+	snprintf(s0, sizeof(s0), "path=%s,uid=54321,mode=0600", d.net0);
+	if (!daemon_spawn_argv(&d, args)) {
+		CHECK(!"daemon started");
+		goto out;
+	}
+	CHECK(lstat(d.net0, &st) == 0 && st.st_uid == 54321 && (st.st_mode & 0777) == 0600);
+	/* We are root, not uid 54321: refused at once (HELLO may even find the
+	 * socket closed already). */
+	e = vp_client_connect(&f.client, d.net0, &f.info);
+	CHECK(e == 0 || e == -EPIPE || e == -ECONNRESET);
+	if (e == 0)
+		CHECK(vp_client_wait(f.client, WAIT_MS) < 0);
+	CHECK(count_devs(&d) == 0);
+	CHECK(log_has(&d, "is not the allowed uid 54321"));
+	CHECK(!log_has(&d, " info: "));   /* --log-level warn */
+	CHECK(exited_with(daemon_stop(&d), 0));
+out:
+	fe_free(&f);
+	daemon_cleanup(&d);
+}
+
+TEST(handshake_timeout_frees_slots)
+{
+	static const uint8_t get_features[12] = { 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	struct daemon d;
+	struct frontend f;
+	char s0[200], s1[200];
+	char *args[] = { "--server", s0, "--server", s1, "--control", d.ctl,
+			 "--handshake-timeout", "1", NULL };
+	int idle[8], vu, half;
+	uint64_t vu_id;
+	int64_t t0;
+	char buf[64];
+
+	REQUIRE(fe_init(&f, UUID0));
+	REQUIRE(daemon_init(&d));
+	snprintf(s0, sizeof(s0), "path=%s,id=net0", d.net0);
+	snprintf(s1, sizeof(s1), "path=%s,id=net1,connections=8", d.net1);
+	if (!daemon_spawn_argv(&d, args)) {
+		CHECK(!"daemon started");
+		goto out;
+	}
+	/* Every slot of net1 taken by connectors that say nothing... */
+	for (int i = 0; i < 8; i++)
+		idle[i] = raw_connect(d.net1);
+	sleep_ms(100);
+	CHECK(count_devs(&d) == 8);
+	/* ...a stock vhost-user frontend that only asked for features (QEMU
+	 * before the guest driver loads) and one stuck in a header. */
+	vu = raw_connect(d.net0);
+	CHECK(vu >= 0 && send(vu, get_features, 12, MSG_NOSIGNAL) == 12);
+	half = raw_connect(d.net0);
+	CHECK(half >= 0 && send(half, get_features, 5, MSG_NOSIGNAL) == 5);
+	t0 = now_ms();
+	for (int i = 0; i < 8; i++)
+		CHECK(closed_by_peer(idle[i], 3000));
+	CHECK(closed_by_peer(half, 3000));
+	CHECK(now_ms() - t0 >= 500);
+	/* The vhost-user one got its answer and stays. */
+	CHECK(recv(vu, buf, sizeof(buf), MSG_DONTWAIT) == 20);
+	vu_id = newest_dev(&d, "vhost-user");
+	CHECK(vu_id != 0);
+	sleep_ms(1500);
+	CHECK(wait_state(&d, vu_id, "connected"));
+	CHECK(count_devs(&d) == 1);
+	CHECK(log_has(&d, "no complete message within 1000 ms, dropping it"));
+	/* The slots are free again. */
+	CHECK(fe_connect(&f, d.net1) != 0);
+	for (int i = 0; i < 8; i++)
+		if (idle[i] >= 0)
+			close(idle[i]);
+	close(half);
+	close(vu);
+	CHECK(exited_with(daemon_stop(&d), 0));
+out:
+	fe_free(&f);
+	daemon_cleanup(&d);
+}
+
+static void leak_body(struct daemon *d)
+{
+	int before = daemon_fds(d), after = -1;
+	struct frontend f, g;
+	struct vu_child k = { 0 };
+	int64_t deadline;
+
+	REQUIRE(before > 0);
+	REQUIRE(fe_init(&f, UUID0) && fe_init(&g, UUID0));
+	for (int round = 0; round < 3; round++) {
+		int junk = raw_connect(d->net0);
+		struct jv *doc;
+
+		CHECK(fe_connect(&f, d->net0) != 0);
+		CHECK(vu_start(&k, &g, d->net1));
+		doc = ask(d, "list");
+		jv_free(doc);
+		doc = ask(d, "show 1");
+		jv_free(doc);
+		if (junk >= 0) {
+			CHECK(send(junk, "\x01\x00\x00\x00\x01\x00\x00\x00\xff\xff\x00\x00", 12,
+				   MSG_NOSIGNAL) == 12);
+			CHECK(closed_by_peer(junk, WAIT_MS));
+			close(junk);
+		}
+		vp_client_free(f.client);
+		f.client = NULL;
+		vu_stop(&k);
+		deadline = now_ms() + WAIT_MS;
+		while (count_devs(d) != 0 && now_ms() < deadline)
+			sleep_ms(10);
+		CHECK(count_devs(d) == 0);
+	}
+	/* Control connections may take a moment to be closed. */
+	deadline = now_ms() + WAIT_MS;
+	while ((after = daemon_fds(d)) != before && now_ms() < deadline)
+		sleep_ms(10);
+	if (after != before)
+		fprintf(stderr, "  daemon fds: %d before, %d after\n", before, after);
+	CHECK_EQ(after, before);
+	fe_free(&f);
+	fe_free(&g);
+}
+
+TEST(no_fd_leaks_in_daemon)
+{
+	WITH_DAEMON(leak_body);
+}
+
+static void sigbus_body(struct daemon *d)
+{
+	struct frontend f;
+	struct jv *doc;
+	char cmd[64];
+	uint64_t id;
+
+	REQUIRE(fe_init(&f, UUID0));
+	fe_post_buffers(&f);
+	id = fe_connect(&f, d->net0);
+	REQUIRE(id);
+	/* A hostile frontend shrinks its RAM under the daemon's mapping. */
+	munmap(f.mem, MEM_SIZE);
+	f.mem = NULL;
+	CHECK(ftruncate(f.memfd, 0) == 0);
+	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
+	doc = ask(d, cmd);
+	CHECK(doc != NULL);
+	{
+		const struct jv *ring0 = nth(jv_get(jv_get(doc, "device"), "rings"), 0);
+		const struct jv *live = jv_get(ring0, "live");
+		const char *e = jv_get_str(live, "error");
+
+		CHECK(e && strstr(e, "no longer accessible"));
+	}
+	jv_free(doc);
+	CHECK(daemon_alive(d));
+	/* And it keeps serving. */
+	doc = ask(d, cmd);
+	CHECK(doc != NULL);
+	jv_free(doc);
+	fe_free(&f);
+	CHECK(wait_state(d, id, "gone"));
+}
+
+TEST(shrunk_frontend_memory_does_not_crash_show)
+{
+	WITH_DAEMON(sigbus_body);
+}
+
+int main(int argc, char **argv)
+{
+	char *args[8];
+	int n = 0, r;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s VHOST_PCID VHOST_PCI_CTL [CASE-FILTER]\n", argv[0]);
+		return 2;
+	}
+	pcid_bin = argv[1];
+	ctl_bin = argv[2];
+	if (access(pcid_bin, X_OK) || access(ctl_bin, X_OK)) {
+		fprintf(stderr, "%s: cannot run %s or %s\n", argv[0], pcid_bin, ctl_bin);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	/* Our own frontends' library messages would drown the TAP lines. */
+	vp_log_set_level(VP_LOG_ERR);
+	args[n++] = argv[0];
+	for (int i = 3; i < argc && n < 7; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+	r = tu_main(n, args);
+	kill_kids();
+	return r;
+}
