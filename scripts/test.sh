@@ -3,9 +3,11 @@
 #
 #   1. gcc build, -Werror: unit, functional and daemon tests, then the
 #      two-process ring harness
-#   2. clang build, -Werror: unit, functional and daemon tests
-#   3. ASan+UBSan build: all of 1 again
-#   4. libFuzzer targets (clang), each for FUZZ_SECONDS (default 30) from the
+#   2. real peers: a stock QEMU guest and DPDK testpmd against vhost-pcid
+#      (installs QEMU, a Debian guest kernel and DPDK from Debian's packages)
+#   3. clang build, -Werror: unit, functional and daemon tests
+#   4. ASan+UBSan build: all of 1 again
+#   5. libFuzzer targets (clang), each for FUZZ_SECONDS (default 30) from the
 #      committed seed corpus
 #
 # Ends with one line "N passed, N failed, N skipped"; exits non-zero if any
@@ -79,6 +81,21 @@ say "gcc build (-Werror): unit, functional, daemon tests and ring harness"
 if build gcc gcc; then
 	suite gcc rest
 	suite gcc harness --num-processes 1
+fi
+
+say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid"
+if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
+	for t in qemu-daemon dpdk-daemon; do
+		"$root/tests/peers/$t.sh" "$B/gcc/daemon/vhost-pcid" "$B/gcc/tools/vhost-pci-ctl" \
+			>"$B/$t.log" 2>&1
+		rc=$?
+		grep -E "^(device|$t|run-guest)" "$B/$t.log" | sed 's/^/  /'
+		case $rc in
+		0) ok "$t" ;;
+		77) skip=$((skip + 1)); echo "SKIP $t" ;;
+		*) tail -30 "$B/$t.log"; ko "$t" ;;
+		esac
+	done
 fi
 
 say "clang build (-Werror): unit, functional and daemon tests"
