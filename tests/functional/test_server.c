@@ -744,6 +744,44 @@ TEST(malformed_frontends_dropped_others_unaffected)
 	ram_free(&ram);
 }
 
+/* A native frontend says HELLO, gets asked for its UUID, and vanishes. */
+TEST(native_disconnect_mid_handshake)
+{
+	struct vp_server *s = new_server("midway", 0);
+	struct vp_msg m;
+	int fd, before;
+
+	REQUIRE(s);
+	before = tu_count_fds();
+	nev = 0;
+	for (int stage = 0; stage < 2; stage++) {
+		fd = connect_to(s);
+		REQUIRE(fd >= 0);
+		vp_msg_init(&m, VP_PCI_HELLO, 0);
+		m.p.hello.magic = VP_PCI_MAGIC;
+		m.p.hello.major = VP_PCI_VERSION_MAJOR;
+		CHECK_EQ(vp_sock_send(fd, &m), 0);
+		CHECK_EQ(read_reply(fd, s, &m), 1); /* HELLO reply */
+		CHECK_EQ(read_reply(fd, s, &m), 1);
+		CHECK_EQ(m.request, VP_PCI_GET_UUID);
+		if (stage == 1) {
+			/* answer the UUID, then vanish while memory info is asked */
+			vp_msg_init(&m, VP_PCI_GET_UUID, VP_MSG_REPLY);
+			CHECK_EQ(vp_sock_send(fd, &m), 0);
+			CHECK_EQ(read_reply(fd, s, &m), 1);
+			CHECK_EQ(m.request, VP_PCI_GET_MEMORY_INFO);
+		}
+		close(fd);
+		pump(s, 30);
+		CHECK_EQ(vp_server_connections(s), 0);
+	}
+	CHECK_EQ(count_ev(VP_EV_DEVICE_NEW, 0), 2);
+	CHECK_EQ(count_ev(VP_EV_DEVICE_REMOVED, 0), 2);
+	CHECK_EQ(count_ev(VP_EV_DEVICE_READY, 0), 0);
+	CHECK_EQ(tu_count_fds(), before);
+	vp_server_free(s);
+}
+
 TEST(connection_limit)
 {
 	struct vp_server *s = new_server("limit", 4);
