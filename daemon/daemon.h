@@ -15,6 +15,7 @@ enum vpd_watch_kind {
 	VPD_W_SIGNAL,
 	VPD_W_CONTROL,
 	VPD_W_CONTROL_CLIENT,
+	VPD_W_RELAY,
 };
 
 struct vpd_watch {
@@ -47,7 +48,21 @@ struct vpd {
 	unsigned nservers;
 	int handshake_ms;              /* 0: no limit */
 	struct vpd_pending *pending;
+	struct vpd_relay *relays;      /* devices announced to backends (relay.c) */
 };
+
+/* ---- relay.c: announcing devices to backend VMs (backend=PATH) ---- */
+
+struct vpd_relay;
+
+/* A device event of server s: announce, re-announce, stop or close. */
+void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_device *dev);
+/* The backend connection of r has input. */
+void vpd_relay_readable(struct vpd_relay *r);
+/* Free relays that ended during the last epoll batch. */
+void vpd_relay_reap(struct vpd *d);
+/* Shutdown: tell every backend, close everything. */
+void vpd_relay_free_all(struct vpd *d);
 
 /* mkdir -p of the directory that will hold path (mode 0755). 0 or -errno. */
 int vpd_mkdir_parents(const char *path);

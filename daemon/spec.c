@@ -82,7 +82,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		   char *err, size_t errlen)
 {
 	static const char *const keys[] = {
-		"path", "id", "connections", "mode", "uid", "uuid", "features",
+		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -92,7 +92,8 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 			break;
 	if (k == sizeof(keys) / sizeof(keys[0]))
 		return spec_err(err, errlen, -EINVAL,
-				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, features)",
+				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
+				"features, backend)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -142,6 +143,13 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 					v);
 		s->have_uuid = true;
 		return 0;
+	case 7:
+		if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return spec_err(err, errlen, -EINVAL,
+					"backend '%s' is too long for a Unix socket (max %zu bytes)",
+					v, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		s->backend = strdup(v);
+		return s->backend ? 0 : -ENOMEM;
 	default:
 		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
 		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
@@ -239,6 +247,7 @@ void vpd_spec_free(struct vpd_spec *s)
 {
 	free(s->path);
 	free(s->id);
+	free(s->backend);
 	memset(s, 0, sizeof(*s));
 }
 

@@ -23,6 +23,7 @@ struct vpd_spec {
 	bool have_uuid;
 	uint8_t uuid[16];
 	uint64_t features;      /* 0: the library's default */
+	char *backend;          /* backend VM socket to announce READY devices to, or NULL */
 };
 
 struct vpd_spec_list {

@@ -65,6 +65,9 @@ static const char usage_text[] =
 "                                            (default: a random one per connection)\n"
 "                           features=BITS    virtio features offered to vhost-user\n"
 "                                            frontends (default 0x170008000)\n"
+"                           backend=PATH     announce each READY device to the\n"
+"                                            backend VM listening on PATH (native\n"
+"                                            vhost-pci); it then drives the rings\n"
 "  -c, --config FILE      read 'server SPEC' lines from FILE ('#' comments);\n"
 "                         may be combined with --server\n"
 "  -C, --control PATH     control socket (default " DEFAULT_CONTROL ");\n"
@@ -278,6 +281,7 @@ static void on_event(struct vp_server *srv, enum vp_event ev, const struct vp_de
 	}
 	if (ev == VP_EV_DEVICE_READY || ev == VP_EV_DEVICE_REMOVED)
 		pending_del(s->d, dev->id);
+	vpd_relay_event(s, ev, dev);
 	vp_uuid_format(dev->uuid, uuid);
 	vp_log(VP_LOG_INFO, "device %" PRIu64 " %s: server %s, uuid %s, dialect %s, "
 	       "state %s, type %s, generation %u, features 0x%" PRIx64 ", %u regions, %u rings",
@@ -417,8 +421,12 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 			case VPD_W_CONTROL_CLIENT:
 				vpd_control_event(ctl, w, evs[i].events);
 				break;
+			case VPD_W_RELAY:
+				vpd_relay_readable(w->obj);
+				break;
 			}
 		}
+		vpd_relay_reap(d);
 		vpd_control_expire(ctl);
 		pending_expire(d);
 	}
@@ -586,6 +594,7 @@ int main(int argc, char **argv)
 	status = run(&d, ctl, sigfd);
 out:
 	stop_servers(&d);
+	vpd_relay_free_all(&d);
 	vpd_control_close(ctl);
 	for (unsigned i = 0; i < d.nservers; i++)
 		vpd_spec_free(&d.servers[i].spec);

@@ -1619,6 +1619,159 @@ TEST(shrunk_frontend_memory_does_not_crash_show)
 	WITH_DAEMON(sigbus_body);
 }
 
+/* ------------------------------------------------------------------------ */
+/* backend=PATH: READY devices are announced to a backend VM's own server */
+
+static struct {
+	unsigned n[5];                 /* events seen, by kind */
+	const struct vp_device *dev;   /* the backend's view of the device */
+} bk;
+
+static void bk_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
+		     void *opaque)
+{
+	(void)srv;
+	(void)opaque;
+	if ((unsigned)ev < 5)
+		bk.n[ev]++;
+	if (ev == VP_EV_DEVICE_READY)
+		bk.dev = dev;
+	if (ev == VP_EV_DEVICE_REMOVED && dev == bk.dev)
+		bk.dev = NULL;
+}
+
+/* Serve the backend (and the frontend, if any) until n events of kind ev. */
+static bool bk_pump(struct vp_server *b, struct frontend *f, enum vp_event ev, unsigned n)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	while (bk.n[ev] < n && now_ms() < deadline) {
+		struct pollfd p[2] = { { vp_server_fd(b), POLLIN, 0 },
+				       { f && f->client ? vp_client_fd(f->client) : -1, POLLIN, 0 } };
+
+		poll(p, 2, 20);
+		vp_server_dispatch(b);
+		if (f && f->client)
+			vp_client_dispatch(f->client);
+	}
+	return bk.n[ev] >= n;
+}
+
+static bool relayed_eventfd(int from, int to)
+{
+	uint64_t v = 9;
+
+	if (from < 0 || to < 0 || write(from, &v, 8) != 8)
+		return false;
+	v = 0;
+	for (int i = 0; i < 100 && read(to, &v, 8) != 8; i++)
+		sleep_ms(5);
+	return v == 9;
+}
+
+static void relay_body(struct daemon *d)
+{
+	struct vp_server_config bc = { 0 };
+	struct vp_server *b = NULL;
+	struct frontend f;
+	char bpath[160], spec[400];
+	uint8_t want_uuid[16];
+	uint64_t id;
+
+	memset(&bk, 0, sizeof(bk));
+	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
+	bc.path = bpath;
+	bc.on_event = bk_event;
+	REQUIRE(vp_server_new(&b, &bc) == 0);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s", d->net0, bpath);
+	char *args[] = { "--server", spec, "--control", d->ctl, "--log-level", "debug", NULL };
+
+	REQUIRE(daemon_spawn_argv(d, args));
+	REQUIRE(fe_init(&f, UUID0));
+	id = fe_connect(&f, d->net0);
+	REQUIRE(id);
+	CHECK(bk_pump(b, &f, VP_EV_DEVICE_READY, 1));
+	REQUIRE(bk.dev);
+
+	/* The backend sees the frontend's device as the frontend described it. */
+	vp_uuid_parse(UUID0, want_uuid);
+	CHECK(!memcmp(bk.dev->uuid, want_uuid, 16));
+	CHECK_EQ(bk.dev->dialect, VP_DIALECT_NATIVE);
+	CHECK_EQ(bk.dev->nregions, 1);
+	CHECK_EQ(bk.dev->regions[0].gpa, MEM_GPA);
+	CHECK_EQ(bk.dev->regions[0].size, MEM_SIZE);
+	CHECK_EQ(bk.dev->rings[1].desc, MEM_GPA + ring_off(1));
+	CHECK_EQ(bk.dev->rings[0].used, MEM_GPA + ring_off(0) + 0x2000);
+	CHECK_EQ(bk.dev->driver_features, f.info.driver_features);
+	CHECK_EQ(bk.dev->config_len, 6);
+	/* Same memory: what the frontend writes, the backend reads. */
+	f.mem[0x8000] = 0x5a;
+	const uint8_t *p = vp_mem_gpa_ptr(bk.dev->mem, MEM_GPA + 0x8000, 1, VP_MEM_READ);
+
+	CHECK(p && *p == 0x5a);
+	/* Fig. 4: frontend kick wakes the backend; backend writes frontend's call. */
+	CHECK(relayed_eventfd(f.kick[1], bk.dev->rings[1].kick_fd));
+	CHECK(relayed_eventfd(bk.dev->rings[0].call_fd, f.call[0]));
+
+	/* Frontend reset: the backend lets go, then gets the device again. */
+	CHECK_EQ(vp_client_stop(f.client, VP_PCI_STOP_RESET), 0);
+	CHECK(bk_pump(b, &f, VP_EV_DEVICE_STOPPED, 1));
+	CHECK(wait_state(d, id, "stopped"));
+	CHECK_EQ(vp_client_restart(f.client, &f.info), 0);
+	CHECK(bk_pump(b, &f, VP_EV_DEVICE_READY, 2));
+	CHECK(bk.dev && bk.dev->generation == 2);
+
+	/* Frontend gone: so is the backend's device. */
+	fe_free(&f);
+	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_REMOVED, 1));
+	CHECK(bk.dev == NULL);
+	CHECK(wait_state(d, id, "gone"));
+	vp_server_free(b);
+}
+
+TEST(backend_relay)
+{
+	struct daemon d_;
+
+	REQUIRE(daemon_init(&d_));
+	relay_body(&d_);
+	CHECK(daemon_alive(&d_));
+	CHECK(exited_with(daemon_stop(&d_), 0));
+	daemon_cleanup(&d_);
+}
+
+/* No backend listening: the frontend's device still works, the daemon says why. */
+static void relay_absent_body(struct daemon *d)
+{
+	struct frontend f;
+	char spec[400];
+	uint64_t id;
+
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s/nobody.sock", d->net0, d->dir);
+	char *args[] = { "--server", spec, "--control", d->ctl, NULL };
+
+	REQUIRE(daemon_spawn_argv(d, args));
+	REQUIRE(fe_init(&f, UUID0));
+	id = fe_connect(&f, d->net0);
+	CHECK(id != 0);
+	CHECK(wait_state(d, id, "ready"));
+	sleep_ms(50);
+	CHECK(log_has(d, "not reachable"));
+	fe_free(&f);
+	CHECK(wait_state(d, id, "gone"));
+}
+
+TEST(backend_relay_absent_backend)
+{
+	struct daemon d_;
+
+	REQUIRE(daemon_init(&d_));
+	relay_absent_body(&d_);
+	CHECK(daemon_alive(&d_));
+	CHECK(exited_with(daemon_stop(&d_), 0));
+	daemon_cleanup(&d_);
+}
+
 int main(int argc, char **argv)
 {
 	char *args[8];
