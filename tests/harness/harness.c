@@ -325,8 +325,10 @@ static int check_opts(const struct hx_opts *o)
 
 static int make_fds(struct hx *h)
 {
-	h->memfd = memfd_create("hx-guest-ram", MFD_CLOEXEC);
-	if (h->memfd < 0 || ftruncate(h->memfd, (off_t)h->lay.ram_size) < 0)
+	h->memfd = memfd_create("hx-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	/* Sealed like QEMU's RAM: the device side may trust the size it maps. */
+	if (h->memfd < 0 || ftruncate(h->memfd, (off_t)h->lay.ram_size) < 0 ||
+	    fcntl(h->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
 		return fail("guest RAM memfd: %s", strerror(errno));
 	for (unsigned q = 0; q < 2; q++) {
 		h->kick[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
