@@ -28,6 +28,7 @@
 
 #include "vhostpci/client.h"
 #include "vhostpci/log.h"
+#include "vhostpci/mem.h"
 #include "daemon.h"
 
 struct vpd_relay {
@@ -80,8 +81,18 @@ static int make_info(const struct vp_device *dev, struct vp_frontend_info *in)
 	for (unsigned i = 0; i < dev->nrings; i++) {
 		const struct vp_dev_ring *r = &dev->rings[i];
 
+		uint16_t resume = r->last_avail_idx;
+
+		/*
+		 * A running ring has moved on since SET_VRING_BASE: resume where the
+		 * backend got to (it completes in order, so used->idx), or a
+		 * re-attaching backend would replay old descriptors.
+		 */
+		if (r->started && dev->mem &&
+		    vp_mem_read_safe(dev->mem, r->used + 2, &resume, 2) < 0)
+			resume = r->last_avail_idx;
 		in->rings[i] = (struct vp_frontend_ring){
-			.num = r->num, .last_avail_idx = r->last_avail_idx,
+			.num = r->num, .last_avail_idx = resume,
 			.desc = r->desc, .avail = r->avail, .used = r->used,
 			.enabled = r->enabled,
 			.kick_fd = dup_or(r->kick_fd), .call_fd = dup_or(r->call_fd),

@@ -34,6 +34,7 @@
 #include "vhostpci/client.h"
 #include "vhostpci/log.h"
 #include "vhostpci/server.h"
+#include "vhostpci/sock.h"
 #include "daemon.h"
 #include "json.h"
 
@@ -1767,6 +1768,109 @@ TEST(backend_relay_absent_backend)
 
 	REQUIRE(daemon_init(&d_));
 	relay_absent_body(&d_);
+	CHECK(daemon_alive(&d_));
+	CHECK(exited_with(daemon_stop(&d_), 0));
+	daemon_cleanup(&d_);
+}
+
+/* A vhost-user frontend replaces its call eventfd while running (CHANGED):
+ * the backend gets the device again, resuming where the rings got to. */
+static int vu_raw_send(int fd, uint32_t req, uint64_t u64, int pass_fd)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req, 0);
+	m.p.u64 = u64;
+	if (pass_fd >= 0) {
+		m.fds[0] = pass_fd;
+		m.nfds = 1;
+	}
+	return vp_sock_send(fd, &m);
+}
+
+static int vu_raw_state(int fd, uint32_t req, uint32_t idx, uint32_t num)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req, 0);
+	m.p.state.index = idx;
+	m.p.state.num = num;
+	return vp_sock_send(fd, &m);
+}
+
+static void relay_changed_body(struct daemon *d)
+{
+	struct vp_server_config bc = { 0 };
+	struct vp_server *b = NULL;
+	struct frontend f;
+	struct vp_msg m;
+	char bpath[160], spec[400];
+	int fd, newcall;
+
+	memset(&bk, 0, sizeof(bk));
+	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
+	bc.path = bpath;
+	bc.on_event = bk_event;
+	REQUIRE(vp_server_new(&b, &bc) == 0);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s", d->net0, bpath);
+	char *args[] = { "--server", spec, "--control", d->ctl, "--log-level", "debug", NULL };
+
+	REQUIRE(daemon_spawn_argv(d, args));
+	REQUIRE(fe_init(&f, UUID0));
+	fd = raw_connect(d->net0);
+	REQUIRE(fd >= 0);
+	/* What QEMU sends at DRIVER_OK (no PROTOCOL_FEATURES: rings start enabled). */
+	vu_raw_send(fd, VP_VU_SET_FEATURES, F_VERSION_1 | F_MRG_RXBUF, -1);
+	vp_msg_init(&m, VP_VU_SET_MEM_TABLE, 0);
+	m.p.mem.nregions = 1;
+	m.p.mem.regions[0] = (struct vp_mem_region_wire){ MEM_GPA, MEM_SIZE,
+		(uint64_t)(uintptr_t)f.mem, 0 };
+	m.fds[0] = f.memfd;
+	m.nfds = 1;
+	vp_sock_send(fd, &m);
+	for (uint32_t i = 0; i < 2; i++) {
+		vu_raw_state(fd, VP_VU_SET_VRING_NUM, i, RING_NUM);
+		vu_raw_state(fd, VP_VU_SET_VRING_BASE, i, 0);
+		vp_msg_init(&m, VP_VU_SET_VRING_ADDR, 0);
+		m.p.addr.index = i;
+		m.p.addr.desc = (uint64_t)(uintptr_t)f.mem + ring_off(i);
+		m.p.addr.avail = m.p.addr.desc + 0x1000;
+		m.p.addr.used = m.p.addr.desc + 0x2000;
+		vp_sock_send(fd, &m);
+		vu_raw_send(fd, VP_VU_SET_VRING_KICK, i, f.kick[i]);
+		vu_raw_send(fd, VP_VU_SET_VRING_CALL, i, f.call[i]);
+	}
+	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_READY, 1));
+	REQUIRE(bk.dev);
+	CHECK_EQ(bk.dev->rings[1].last_avail_idx, 0);
+	CHECK_EQ(bk.dev->driver_features, F_VERSION_1 | F_MRG_RXBUF);
+
+	/* The backend has completed 7 chains on ring 1; then the call fd changes. */
+	uint16_t seven = 7;
+
+	memcpy(f.mem + ring_off(1) + 0x2002, &seven, 2);
+	newcall = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vu_raw_send(fd, VP_VU_SET_VRING_CALL, 1, newcall);
+	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_READY, 2));
+	CHECK_EQ(bk.n[VP_EV_DEVICE_STOPPED], 1);
+	REQUIRE(bk.dev);
+	CHECK_EQ(bk.dev->rings[1].last_avail_idx, 7);
+	CHECK_EQ(bk.dev->rings[0].last_avail_idx, 0);
+	CHECK(relayed_eventfd(bk.dev->rings[1].call_fd, newcall));
+
+	close(fd);
+	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_REMOVED, 1));
+	close(newcall);
+	fe_free(&f);
+	vp_server_free(b);
+}
+
+TEST(backend_relay_changed_resumes)
+{
+	struct daemon d_;
+
+	REQUIRE(daemon_init(&d_));
+	relay_changed_body(&d_);
 	CHECK(daemon_alive(&d_));
 	CHECK(exited_with(daemon_stop(&d_), 0));
 	daemon_cleanup(&d_);
