@@ -116,6 +116,7 @@ struct vp_vq_dev {
 	bool event_idx;
 	bool indirect;
 	bool broken;
+	unsigned hot_region;		/* region the last buffer was in: a hint */
 	/* Cold. */
 	char name[VQ_NAME_MAX];
 	char reason[VQ_REASON_MAX];
@@ -258,7 +259,46 @@ struct walk_ctx {
 	const struct vp_mem *mem;
 	unsigned num;
 	bool indirect;
+	/*
+	 * One region of mem, copied at the start of the burst: buffers inside
+	 * it are translated inline instead of through vp_mem_gpa_iov(). The
+	 * table cannot change during a call (mem.h: no add/remove concurrent
+	 * with translation), so the copy stays exact. hot_size 0: none.
+	 */
+	uint64_t hot_gpa, hot_size;
+	unsigned char *hot_host;
+	uint32_t hot_prot;
 };
+
+static void walk_hot_load(struct walk_ctx *w, unsigned idx)
+{
+	struct vp_mem_region_info ri;
+
+	if (vp_mem_get(w->mem, idx, &ri) == 0) {
+		w->hot_gpa = ri.gpa;
+		w->hot_size = ri.size;
+		w->hot_host = ri.host;
+		w->hot_prot = ri.prot;
+	} else {
+		w->hot_size = 0;
+	}
+}
+
+/* A buffer missed the hot region: make the region that has it hot. */
+__attribute__((noinline))
+static void walk_hot_find(struct vp_vq_dev *vq, struct walk_ctx *w, uint64_t gpa)
+{
+	unsigned n = vp_mem_count(w->mem);
+
+	for (unsigned i = 0; i < n; i++) {
+		walk_hot_load(w, i);
+		if (gpa - w->hot_gpa < w->hot_size) {
+			vq->hot_region = i;
+			return;
+		}
+	}
+	w->hot_size = 0;
+}
 
 /*
  * The one descriptor walker, for direct and indirect chains alike: an
@@ -267,7 +307,7 @@ struct walk_ctx {
  * -EIO (queue now broken).
  */
 static inline __attribute__((always_inline)) int
-dev_walk(struct vp_vq_dev *vq, const struct walk_ctx *w, uint16_t head,
+dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 	 struct vp_chain *ch, struct iovec *iov, unsigned iov_max)
 {
 	const unsigned char *tbl = w->desc;
@@ -322,6 +362,27 @@ dev_walk(struct vp_vq_dev *vq, const struct walk_ctx *w, uint16_t head,
 			access = VP_MEM_READ;
 		}
 		if (likely(d.len)) {
+			uint64_t off = d.addr - w->hot_gpa;
+
+			/*
+			 * Inside the hot region with the access needed: one
+			 * piece. off < size and len <= size - off mean no wrap.
+			 */
+			if (likely(off < w->hot_size && d.len <= w->hot_size - off &&
+				   !(access & ~w->hot_prot))) {
+				if (unlikely(n >= iov_max))
+					return -ENOBUFS;
+				iov[n].iov_base = w->hot_host + off;
+				iov[n].iov_len = d.len;
+				n++;
+				if (writable) {
+					len_in += d.len;
+				} else {
+					len_out += d.len;
+					nout = n;
+				}
+				goto next;
+			}
 			if (unlikely(d.addr + d.len - 1 < d.addr))
 				return dev_fail(vq, "%s %u: addr 0x%" PRIx64 " + len %u wraps",
 						indirect ? "indirect entry" : "desc", i,
@@ -346,7 +407,9 @@ dev_walk(struct vp_vq_dev *vq, const struct walk_ctx *w, uint16_t head,
 				len_out += d.len;
 				nout = n;
 			}
+			walk_hot_find(vq, w, d.addr);
 		}
+next:
 		if (!(d.flags & VRING_DESC_F_NEXT))
 			break;
 		if (unlikely(d.next >= tsize))
@@ -372,7 +435,7 @@ int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
 			unsigned max_chains, struct iovec *iov, unsigned iov_max)
 {
 	const uint16_t *ring = vq->vr.avail->ring;
-	const struct walk_ctx w = {
+	struct walk_ctx w = {
 		.desc = (const unsigned char *)vq->vr.desc, .mem = vq->mem,
 		.num = vq->vr.num, .indirect = vq->indirect,
 	};
@@ -392,14 +455,45 @@ int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
 	}
 	if (max_chains > pending)
 		max_chains = pending;
+	if (max_chains)
+		walk_hot_load(&w, vq->hot_region);
 	for (done = 0; done < max_chains; done++) {
 		/* One load of the slot: the head we check is the head we walk. */
 		uint16_t head = le16toh(LOAD_RELAXED(&ring[last & mask]));
 		struct vp_chain *ch = &chains[done];
 
+		struct vring_desc d;
+		uint64_t off;
+
 		if (unlikely(head >= w.num))
 			return dev_fail(vq, "avail slot %u: head %u >= num %u",
 					last, head, w.num);
+		/*
+		 * The common chain: one direct descriptor, non-empty, in the
+		 * hot region with the access it asks for. Anything else, or
+		 * no room, takes the full walk (which fetches its own copy).
+		 */
+		desc_fetch(&d, w.desc + (size_t)head * DESC_SIZE);
+		off = d.addr - w.hot_gpa;
+		if (likely(!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) &&
+			   d.len && off < w.hot_size && d.len <= w.hot_size - off &&
+			   iov_used < iov_max)) {
+			bool wr = d.flags & VRING_DESC_F_WRITE;
+
+			if (likely(!((wr ? VP_MEM_WRITE : VP_MEM_READ) & ~w.hot_prot))) {
+				iov[iov_used].iov_base = w.hot_host + off;
+				iov[iov_used].iov_len = d.len;
+				ch->head = head;
+				ch->n_out = !wr;
+				ch->n_in = wr;
+				ch->len_out = wr ? 0 : d.len;
+				ch->len_in = wr ? d.len : 0;
+				ch->iov = iov + iov_used;
+				iov_used++;
+				last++;
+				continue;
+			}
+		}
 		r = dev_walk(vq, &w, head, ch, iov + iov_used, iov_max - iov_used);
 		if (unlikely(r < 0)) {
 			if (r == -ENOBUFS && done)
@@ -654,14 +748,22 @@ void vp_vq_drv_free(struct vp_vq_drv *vq)
 	free(vq);
 }
 
-/* Our own ring: plain stores, published later by the release in publish(). */
+/*
+ * Our own ring: plain stores, published later by the release in publish().
+ * A descriptor that already holds these values (a buffer posted again in
+ * the slot it had) is not stored to: the store would take the line out of
+ * the device's cache for nothing, and it must fetch it back across cores.
+ */
 static inline void desc_put(struct vring_desc *d, uint64_t addr, uint32_t len,
 			    uint16_t flags, uint16_t next)
 {
-	d->addr = htole64(addr);
-	d->len = htole32(len);
-	d->flags = htole16(flags);
-	d->next = htole16(next);
+	struct vring_desc v = {
+		.addr = htole64(addr), .len = htole32(len),
+		.flags = htole16(flags), .next = htole16(next),
+	};
+
+	if (memcmp(d, &v, sizeof(v)))
+		memcpy(d, &v, sizeof(v));
 }
 
 static inline void drv_stage(struct vp_vq_drv *vq, uint16_t head, void *token,
@@ -672,7 +774,9 @@ static inline void drv_stage(struct vp_vq_drv *vq, uint16_t head, void *token,
 	s->token = token;
 	s->len_in = len_in;
 	s->ndesc = ndesc;
-	vq->vr.avail->ring[vq->avail_idx & vq->mask] = htole16(head);
+	/* Same reason as desc_put(): leave an unchanged slot alone. */
+	if (vq->vr.avail->ring[vq->avail_idx & vq->mask] != htole16(head))
+		vq->vr.avail->ring[vq->avail_idx & vq->mask] = htole16(head);
 	vq->avail_idx++;
 }
 
@@ -757,12 +861,29 @@ int vp_vq_drv_add_burst(struct vp_vq_drv *vq, const struct vp_buf *bufs,
 			return -EINVAL;
 	if (n > vq->num_free)
 		n = vq->num_free;
-	for (k = 0; k < n; k++) {
-		uint16_t nx = vq->slot[head].next;
+	{
+		/* Locals: stores to the rings would otherwise force reloads. */
+		struct drv_slot *slot = vq->slot;
+		struct vring_desc *desc = vq->vr.desc;
+		__virtio16 *ring = vq->vr.avail->ring;
+		uint16_t mask = vq->mask, aidx = vq->avail_idx;
 
-		desc_put(&vq->vr.desc[head], bufs[k].addr, bufs[k].len, flags, 0);
-		drv_stage(vq, head, tokens[k], device_writable ? bufs[k].len : 0, 1);
-		head = nx;
+		for (k = 0; k < n; k++) {
+			struct drv_slot *sl = &slot[head];
+			uint16_t nx = sl->next;
+			__virtio16 h = htole16(head);
+
+			desc_put(&desc[head], bufs[k].addr, bufs[k].len, flags, 0);
+			sl->token = tokens[k];
+			sl->len_in = device_writable ? bufs[k].len : 0;
+			sl->ndesc = 1;
+			/* As in drv_stage(): leave an unchanged slot alone. */
+			if (ring[aidx & mask] != h)
+				ring[aidx & mask] = h;
+			aidx++;
+			head = nx;
+		}
+		vq->avail_idx = aidx;
 	}
 	vq->free_head = head;
 	vq->num_free = (uint16_t)(vq->num_free - n);
@@ -798,6 +919,10 @@ int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 {
 	const vring_used_elem_t *ring = vq->vr.used->ring;
 	uint16_t last = vq->last_used, idx, pending;
+	/* Locals: stores through tokens[] would otherwise force reloads. */
+	struct drv_slot *slot = vq->slot;
+	uint16_t mask = vq->mask, free_head = vq->free_head, num_free = vq->num_free;
+	unsigned num = vq->vr.num;
 	unsigned k;
 
 	if (unlikely(vq->broken))
@@ -814,17 +939,17 @@ int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 	if (max > pending)
 		max = pending;
 	for (k = 0; k < max; k++, last++) {
-		const vring_used_elem_t *e = &ring[last & vq->mask];
+		const vring_used_elem_t *e = &ring[last & mask];
 		uint32_t id = le32toh(LOAD_RELAXED(&e->id));
 		uint32_t len = le32toh(LOAD_RELAXED(&e->len));
 		struct drv_slot *s;
 		uint16_t tail;
 
-		if (unlikely(id >= vq->vr.num)) {
-			drv_fail(vq, "used slot %u: id %u >= num %u", last, id, vq->vr.num);
+		if (unlikely(id >= num)) {
+			drv_fail(vq, "used slot %u: id %u >= num %u", last, id, num);
 			break;
 		}
-		s = &vq->slot[id];
+		s = &slot[id];
 		if (unlikely(!s->token)) {
 			drv_fail(vq, "used slot %u: id %u not outstanding", last, id);
 			break;
@@ -841,11 +966,13 @@ int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 		/* Our links still chain the descriptors: splice them back. */
 		tail = (uint16_t)id;
 		for (unsigned j = 1; j < s->ndesc; j++)
-			tail = vq->slot[tail].next;
-		vq->slot[tail].next = vq->free_head;
-		vq->free_head = (uint16_t)id;
-		vq->num_free = (uint16_t)(vq->num_free + s->ndesc);
+			tail = slot[tail].next;
+		slot[tail].next = free_head;
+		free_head = (uint16_t)id;
+		num_free = (uint16_t)(num_free + s->ndesc);
 	}
+	vq->free_head = free_head;
+	vq->num_free = num_free;
 	vq->last_used = last;
 	/* Hand back what was good before a bad entry, so no token leaks. */
 	if (unlikely(vq->broken) && k == 0)

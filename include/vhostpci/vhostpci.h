@@ -11,5 +11,6 @@
 #include "sock.h"
 #include "server.h"
 #include "client.h"
+#include "net.h"
 
 #endif

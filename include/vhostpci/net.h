@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Networking over vhost-pci (the seed's 2.0 design).
+ *
+ *  - vp_net_*: vhost-pci-net, the BACKEND driver. Attached to a vhost-pci
+ *    device, it drives the frontend's virtio-net rings from the device side:
+ *    the frontend's RX ring (ring 0, receiveq) is its TX ring and the
+ *    frontend's TX ring (ring 1, transmitq) is its RX ring. TX writes each
+ *    packet straight into the frontend's RX buffers behind a 12-byte
+ *    virtio_net_hdr_v1 (mergeable buffers when negotiated); RX copies each
+ *    frontend packet once into the caller's buffer. Nothing in between.
+ *
+ *  - vp_netfe_*: our own virtio-net FRONTEND driver for userspace VMs (a
+ *    process whose RAM is a memfd). It lays its rings and buffers out in that
+ *    RAM, and plays the part the guest's stock virtio_net driver plays.
+ *
+ * Both work in bursts and never allocate on the data path. Threading: one
+ * object, one thread. Notification follows the seed's Fig. 4: the frontend's
+ * kick eventfds wake the backend, the frontend's call eventfds are written by
+ * the backend; event-index suppression is honoured both ways.
+ */
+#ifndef VHOSTPCI_NET_H
+#define VHOSTPCI_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/virtio_net.h>
+
+#include "common.h"
+#include "server.h"
+#include "client.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* virtio-net queue numbers as the frontend sees them. */
+#define VP_NET_Q_RX 0  /* frontend receiveq: the backend transmits into it */
+#define VP_NET_Q_TX 1  /* frontend transmitq: the backend receives from it */
+
+#define VP_NET_HDR_LEN 12u  /* sizeof(struct virtio_net_hdr_v1): VERSION_1 always */
+#define VP_NET_MAX_BURST 256u
+#define VP_NET_MAX_PKT 65562u  /* 64 KiB GSO packet + Ethernet header room */
+
+/* virtio-net features the data path implements. Offload bits (CSUM,
+ * GUEST_CSUM) are carried in the header (struct vp_pkt.hdr) untouched;
+ * checksums are not computed. A frontend offers VP_NETFE_DEFAULT_FEATURES
+ * unless told otherwise (the server's default set, without offloads). */
+#define VP_NET_FEATURES                                                    \
+	((1ull << 32) /* VERSION_1 */ | (1ull << 15) /* MRG_RXBUF */ |    \
+	 (1ull << 29) /* EVENT_IDX */ | (1ull << 28) /* INDIRECT_DESC */ |  \
+	 (1ull << 0) /* CSUM */ | (1ull << 1) /* GUEST_CSUM */)
+#define VP_NETFE_DEFAULT_FEATURES                                          \
+	((1ull << 32) | (1ull << 15) | (1ull << 29) | (1ull << 28))
+
+/* A packet in local memory, with its offload metadata (the virtio-net
+ * header as the sender wrote it; num_buffers is the transport's business). */
+struct vp_pkt {
+	void *data;
+	uint32_t len;  /* TX: packet bytes. RX: in = capacity of data, out = length */
+	struct virtio_net_hdr_v1 hdr;
+};
+
+enum vp_net_mode {
+	VP_NET_POLL = 0,    /* never sleep: busy-poll */
+	VP_NET_IRQ,         /* sleep in poll() on the eventfds whenever idle */
+	VP_NET_ADAPTIVE,    /* poll while busy, sleep after ~50 us idle */
+};
+
+struct vp_net_stats {
+	uint64_t tx_packets, tx_bytes;   /* delivered into the peer's buffers */
+	uint64_t rx_packets, rx_bytes;   /* copied out of the peer's buffers */
+	uint64_t tx_drop_no_buf;         /* peer had no (or too few) RX buffers */
+	uint64_t tx_drop_too_big;        /* larger than VP_NET_MAX_PKT or the peer's buffers */
+	uint64_t rx_drop_too_big;        /* larger than the caller's buffer */
+	uint64_t rx_drop_bad;            /* chain shorter than the net header, or a
+					  * writable buffer on TX */
+	uint64_t signals;                /* eventfd writes to the peer */
+	uint64_t wakeups;                /* returns from a sleep with work */
+};
+
+/* tx_burst flags */
+#define VP_NET_TX_DROP 0x1u  /* drop (and count) what does not fit instead of
+			      * stopping at the first packet that does not */
+
+/* ---- backend: vhost-pci-net ---- */
+
+struct vp_net;
+
+/*
+ * Attach to a READY vhost-pci net device. Uses dev->mem, dev->rings[0..1]
+ * and dev->driver_features; duplicates the eventfds it needs, so dev may go
+ * away afterwards (but the memory mapping must stay: keep the device, or the
+ * vp_mem, alive while the backend is). -EINVAL if dev is not a READY net
+ * device with VERSION_1, or an error of vp_vq_dev_new().
+ */
+VP_API int vp_net_new(struct vp_net **out, const struct vp_device *dev,
+		      enum vp_net_mode mode);
+VP_API void vp_net_free(struct vp_net *n);
+
+/*
+ * Send up to n packets into the frontend's RX buffers. Returns how many were
+ * consumed (delivered, or dropped with VP_NET_TX_DROP), or -EIO if the
+ * frontend's ring is broken (the link is then down for good).
+ */
+VP_API int vp_net_tx_burst(struct vp_net *n, const struct vp_pkt *pkts,
+			   unsigned count, unsigned flags);
+
+/*
+ * Receive up to count packets the frontend transmitted, copying each into
+ * pkts[i].data (capacity pkts[i].len). Returns the number received, or -EIO.
+ */
+VP_API int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count);
+
+/*
+ * Wait (per the mode) until the frontend sent something (want_rx) or posted
+ * RX buffers (want_tx), or timeout_ms passed. Arms notifications with the
+ * race check, so no wake-up is lost. Returns > 0 if work may be there, 0 on
+ * timeout, or a negative errno. In VP_NET_POLL mode it returns at once.
+ */
+VP_API int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms);
+
+VP_API const struct vp_net_stats *vp_net_stats(const struct vp_net *n);
+/* The frontend broke a ring rule (reason logged); NULL reason if not. */
+VP_API const char *vp_net_broken(const struct vp_net *n);
+
+/* ---- frontend: our virtio-net driver for userspace VMs ---- */
+
+struct vp_netfe_config {
+	void *ram;            /* the VM's RAM, mapped here; guest-physical 0 */
+	uint64_t ram_size;
+	int ram_fd;           /* its memfd (sent to the server) */
+	uint64_t ram_offset;  /* where the driver may lay out rings and buffers */
+	uint16_t rx_num;      /* ring sizes; 0 = 256 */
+	uint16_t tx_num;
+	uint32_t rx_buf_size; /* bytes per RX buffer incl. header; 0 = 2048 */
+	uint64_t features;    /* offered and wanted; 0 = VP_NETFE_DEFAULT_FEATURES */
+	uint8_t mac[6];
+	uint8_t uuid[16];
+	enum vp_net_mode mode;
+};
+
+struct vp_netfe;
+
+/* Lay out rings and buffers in RAM and create the four eventfds.
+ * -ENOSPC if RAM is too small. */
+VP_API int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg);
+VP_API void vp_netfe_free(struct vp_netfe *fe);
+
+/* What to announce to a server (native) or a vhost-user backend. */
+VP_API void vp_netfe_info(const struct vp_netfe *fe, struct vp_frontend_info *info);
+
+/* The handshake is done: use the negotiated features, post RX buffers. */
+VP_API int vp_netfe_start(struct vp_netfe *fe, uint64_t features);
+
+/* Device reset (link down): forget ring state, recreate the eventfds and
+ * rings as a rebooted guest would. Announce again with vp_netfe_info(). */
+VP_API int vp_netfe_reset(struct vp_netfe *fe);
+
+VP_API int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts,
+			     unsigned count, unsigned flags);
+VP_API int vp_netfe_rx_burst(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count);
+VP_API int vp_netfe_wait(struct vp_netfe *fe, bool want_rx, bool want_tx, int timeout_ms);
+VP_API const struct vp_net_stats *vp_netfe_stats(const struct vp_netfe *fe);
+VP_API const char *vp_netfe_broken(const struct vp_netfe *fe);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

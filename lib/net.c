@@ -1,0 +1,659 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhost-pci-net: the backend side of the seed's 2.0 design. We are the
+ * device of the frontend's virtio-net rings: TX writes straight into the
+ * frontend's receive buffers (ring 0), RX copies the frontend's transmitted
+ * packets (ring 1) once into the caller's buffers.
+ *
+ * Security model
+ *  - Untrusted: the frontend's rings and buffers (all of its RAM). Rings are
+ *    walked only by vring.c, which checks every descriptor and turns guest
+ *    addresses into iovecs through the region table; this file never sees a
+ *    guest address, only iovecs that lie inside the frontend's memory.
+ *  - The net header of a received packet is copied into the caller's struct
+ *    before anything looks at it; nothing we do depends on its contents.
+ *  - Rule breaks: a broken ring, or a receive chain with device-readable
+ *    buffers, or (with mergeable buffers) a receive buffer smaller than the
+ *    net header. Each breaks this vp_net for good (-EIO, logged reason).
+ *    A transmit chain with device-writable buffers or shorter than the net
+ *    header is only dropped (rx_drop_bad): it cannot hurt our framing.
+ *  - Not covered: a frontend that rewrites its buffers while we copy them
+ *    gets garbage packets, as it would from real hardware.
+ *
+ * Threading: one vp_net, one thread. Nothing here allocates or logs on the
+ * data path except when a rule is broken.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vhostpci/log.h"
+#include "vhostpci/net.h"
+#include "vhostpci/vring.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define F_MRG_RXBUF    15
+#define F_INDIRECT     28
+#define F_EVENT_IDX    29
+#define F_VERSION_1    32
+#define HDR            VP_NET_HDR_LEN
+#define ADAPTIVE_SPIN_NS 50000
+#define REASON_MAX     256
+
+struct vp_net {
+	/* Hot. */
+	struct vp_vq_dev *txq;		/* ring 0: the frontend's receiveq */
+	struct vp_vq_dev *rxq;		/* ring 1: the frontend's transmitq */
+	struct vp_chain *chains;	/* chain_cap, shared by TX and RX bursts */
+	struct vp_used *used;		/* chain_cap */
+	struct iovec *iov;		/* iov_cap */
+	unsigned chain_cap, iov_cap;
+	bool mrg;
+	bool broken;
+	enum vp_net_mode mode;
+	int tx_call, rx_call;		/* we write these to interrupt the frontend */
+	int tx_kick, rx_kick;		/* the frontend writes these to wake us */
+	struct vp_net_stats st;
+	/* Cold. */
+	uint64_t dev_id;
+	char reason[REASON_MAX];
+};
+
+static int dup_fd(int fd)
+{
+	return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Break the link for good; keeps the first reason. Returns -EIO. */
+__attribute__((cold, noinline, format(printf, 2, 3)))
+static int net_fail(struct vp_net *n, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (n->broken)
+		return -EIO;
+	va_start(ap, fmt);
+	vsnprintf(n->reason, sizeof(n->reason), fmt, ap);
+	va_end(ap);
+	n->broken = true;
+	vp_log(VP_LOG_WARN, "net dev%" PRIu64 ": link down: %s", n->dev_id, n->reason);
+	return -EIO;
+}
+
+/* A ring broke inside vring.c: take its reason as ours. */
+__attribute__((cold, noinline))
+static int ring_fail(struct vp_net *n, struct vp_vq_dev *vq)
+{
+	return net_fail(n, "%s", vp_vq_dev_broken_reason(vq));
+}
+
+/* Interrupt the frontend. An eventfd write cannot block or fail short. */
+static inline void signal_fd(struct vp_net *n, int fd)
+{
+	static const uint64_t one = 1;
+
+	if (fd >= 0 && write(fd, &one, sizeof(one)) == sizeof(one))
+		n->st.signals++;
+}
+
+static void make_vq_config(struct vp_vq_dev_config *c, const struct vp_device *dev,
+			   unsigned ring, const char *name)
+{
+	const struct vp_dev_ring *r = &dev->rings[ring];
+
+	*c = (struct vp_vq_dev_config){
+		.num = r->num, .desc = r->desc, .avail = r->avail, .used = r->used,
+		.ring_space = VP_ADDR_GPA,
+		.last_avail_idx = r->last_avail_idx, .last_used_idx = r->last_avail_idx,
+		.event_idx = dev->driver_features & (1ull << F_EVENT_IDX),
+		.indirect = dev->driver_features & (1ull << F_INDIRECT),
+		.name = name,
+	};
+}
+
+int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mode mode)
+{
+	struct vp_vq_dev_config c;
+	char name[2][32];
+	struct vp_net *n;
+	unsigned num, nreg;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!dev || dev->state != VP_DEV_READY || dev->type != VP_VIRTIO_ID_NET ||
+	    !(dev->driver_features & (1ull << F_VERSION_1)) || !dev->mem ||
+	    dev->nrings < 2 || (unsigned)mode > VP_NET_ADAPTIVE)
+		return -EINVAL;
+
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	n->dev_id = dev->id;
+	n->mode = mode;
+	n->mrg = dev->driver_features & (1ull << F_MRG_RXBUF);
+	n->tx_call = n->rx_call = n->tx_kick = n->rx_kick = -1;
+
+	snprintf(name[0], sizeof(name[0]), "dev%" PRIu64 ".rxq", dev->id);
+	snprintf(name[1], sizeof(name[1]), "dev%" PRIu64 ".txq", dev->id);
+	make_vq_config(&c, dev, VP_NET_Q_RX, name[0]);
+	err = vp_vq_dev_new(&n->txq, dev->mem, &c);
+	if (!err) {
+		make_vq_config(&c, dev, VP_NET_Q_TX, name[1]);
+		err = vp_vq_dev_new(&n->rxq, dev->mem, &c);
+	}
+	if (err)
+		goto fail;
+
+	/*
+	 * Enough chains for a whole ring, and enough iovecs that any chain
+	 * the walker accepts fits into an empty array: fewer than num direct
+	 * descriptors, then at most num indirect entries, each cut into at
+	 * most one piece per region. Plus slack so that bursts of one- or
+	 * two-piece chains rarely run out first. Untouched pages cost nothing.
+	 */
+	num = dev->rings[0].num > dev->rings[1].num ? dev->rings[0].num : dev->rings[1].num;
+	nreg = vp_mem_count(dev->mem);
+	n->chain_cap = num;
+	n->iov_cap = 2 * num * (nreg ? nreg : 1) + 2 * num;
+	n->chains = calloc(n->chain_cap, sizeof(*n->chains));
+	n->used = calloc(n->chain_cap, sizeof(*n->used));
+	n->iov = calloc(n->iov_cap, sizeof(*n->iov));
+	if (!n->chains || !n->used || !n->iov) {
+		err = -ENOMEM;
+		goto fail;
+	}
+
+	n->tx_kick = dup_fd(dev->rings[VP_NET_Q_RX].kick_fd);
+	n->tx_call = dup_fd(dev->rings[VP_NET_Q_RX].call_fd);
+	n->rx_kick = dup_fd(dev->rings[VP_NET_Q_TX].kick_fd);
+	n->rx_call = dup_fd(dev->rings[VP_NET_Q_TX].call_fd);
+	if ((dev->rings[VP_NET_Q_RX].kick_fd >= 0 && n->tx_kick < 0) ||
+	    (dev->rings[VP_NET_Q_RX].call_fd >= 0 && n->tx_call < 0) ||
+	    (dev->rings[VP_NET_Q_TX].kick_fd >= 0 && n->rx_kick < 0) ||
+	    (dev->rings[VP_NET_Q_TX].call_fd >= 0 && n->rx_call < 0)) {
+		err = -errno;
+		goto fail;
+	}
+
+	/* Busy until told otherwise: vp_net_wait() arms kicks only to sleep. */
+	vp_vq_dev_disable_notify(n->txq);
+	vp_vq_dev_disable_notify(n->rxq);
+	*out = n;
+	return 0;
+fail:
+	vp_net_free(n);
+	return err;
+}
+
+void vp_net_free(struct vp_net *n)
+{
+	if (!n)
+		return;
+	vp_vq_dev_free(n->txq);
+	vp_vq_dev_free(n->rxq);
+	close_fd(&n->tx_kick);
+	close_fd(&n->tx_call);
+	close_fd(&n->rx_kick);
+	close_fd(&n->rx_call);
+	free(n->chains);
+	free(n->used);
+	free(n->iov);
+	free(n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TX: into the frontend's receive buffers                                  */
+
+/*
+ * Copy len bytes into the iovecs at (*piov, *poff) and advance. The caller
+ * has checked that they hold enough; pieces are never empty.
+ */
+static inline void iov_put(struct iovec **piov, size_t *poff, const void *src, size_t len)
+{
+	const unsigned char *s = src;
+	struct iovec *iov = *piov;
+	size_t off = *poff;
+
+	while (len) {
+		size_t room = iov->iov_len - off;
+		size_t k = len < room ? len : room;
+
+		memcpy((unsigned char *)iov->iov_base + off, s, k);
+		s += k;
+		len -= k;
+		off += k;
+		if (off == iov->iov_len) {
+			iov++;
+			off = 0;
+		}
+	}
+	*piov = iov;
+	*poff = off;
+}
+
+/* What tx_burst() carries from one packet to the next. */
+struct tx_state {
+	unsigned nch;		/* chains popped in this burst */
+	unsigned ci;		/* first chain not yet used */
+	unsigned iov_used;
+	bool dry;		/* the ring had nothing more to give */
+	bool full;		/* our arrays are full: end the burst */
+};
+
+/*
+ * Pop up to want more chains behind the ones we hold. Returns how many
+ * (0: ring empty, or our arrays full) or -EIO.
+ */
+static int tx_pop_more(struct vp_net *n, struct tx_state *s, unsigned want)
+{
+	int r;
+
+	if (want > n->chain_cap - s->nch)
+		want = n->chain_cap - s->nch;
+	if (!want) {
+		s->full = true;
+		return 0;
+	}
+	r = vp_vq_dev_pop_burst(n->txq, n->chains + s->nch, want,
+				n->iov + s->iov_used, n->iov_cap - s->iov_used);
+	if (likely(r > 0)) {
+		for (int k = 0; k < r; k++) {
+			const struct vp_chain *c = &n->chains[s->nch + k];
+
+			s->iov_used += c->n_out + c->n_in;
+			/* Checked here once: the copy below relies on it. */
+			if (unlikely(c->n_out))
+				return net_fail(n, "receive buffer %u has device-readable "
+						"descriptors", c->head);
+			if (unlikely(n->mrg && c->len_in < HDR))
+				return net_fail(n, "mergeable receive buffer %u holds %u "
+						"bytes, less than the %u-byte header",
+						c->head, c->len_in, HDR);
+		}
+		s->nch += (unsigned)r;
+		return r;
+	}
+	if (r == -ENOBUFS) {
+		s->full = true;
+		return 0;
+	}
+	if (r < 0)
+		return ring_fail(n, n->txq);
+	s->dry = true;
+	return 0;
+}
+
+/* Why a packet was not delivered. */
+enum tx_miss { TX_OK, TX_NO_BUF, TX_TOO_BIG, TX_END };
+
+/*
+ * Find the chains for one packet of need bytes (header included), popping
+ * more when the ones held run out: chains [s->ci, *last]. -EIO if a ring
+ * broke.
+ */
+static inline int tx_claim(struct vp_net *n, struct tx_state *s, unsigned left_pkts,
+			   uint32_t need, unsigned *last, enum tx_miss *miss)
+{
+	unsigned k = s->ci;
+	uint64_t room = 0;
+	int r;
+
+	for (;;) {
+		if (unlikely(k == s->nch)) {
+			/* Guess: the rest of this packet in buffers like the
+			 * last one, plus one buffer for each packet after it. */
+			uint32_t unit = k > s->ci ? n->chains[k - 1].len_in : 2048;
+			unsigned want = left_pkts;
+
+			if (n->mrg)
+				want += (unsigned)((need - room) / (unit ? unit : 1));
+
+			if (s->dry || s->full) {
+				r = 0;
+			} else {
+				r = tx_pop_more(n, s, want);
+				if (unlikely(r < 0))
+					return r;
+			}
+			if (!r) {
+				/*
+				 * Not from the ring but from our arrays: if this
+				 * packet had them all to itself, it will never fit.
+				 */
+				if (s->dry)
+					*miss = TX_NO_BUF;
+				else
+					*miss = s->ci == 0 ? TX_TOO_BIG : TX_END;
+				return 0;
+			}
+		}
+		room += n->chains[k].len_in;
+		if (room >= need)
+			break;
+		if (!n->mrg) {
+			*miss = TX_TOO_BIG;	/* the whole packet must fit one chain */
+			return 0;
+		}
+		k++;
+	}
+	*last = k;
+	*miss = TX_OK;
+	return 0;
+}
+
+/* Write one packet into chains [first, last]; queue their used entries. */
+static inline void tx_fill(struct vp_net *n, const struct vp_pkt *p, unsigned first,
+			   unsigned last, unsigned *nu)
+{
+	const struct vp_chain *c = &n->chains[first];
+	struct virtio_net_hdr_v1 h = p->hdr;
+	unsigned nb = last - first + 1;
+	uint32_t left = HDR + p->len;
+
+	h.num_buffers = htole16((uint16_t)nb);
+	if (likely(nb == 1 && c->iov[0].iov_len >= left)) {
+		/* The common case: one buffer, one piece. */
+		unsigned char *d = c->iov[0].iov_base;
+
+		memcpy(d, &h, HDR);
+		memcpy(d + HDR, p->data, p->len);
+	} else {
+		/* The buffers' pieces are consecutive in our iovec array. */
+		struct iovec *iov = c->iov;
+		size_t off = 0;
+
+		iov_put(&iov, &off, &h, HDR);
+		iov_put(&iov, &off, p->data, p->len);
+	}
+	for (unsigned k = first; k <= last; k++, c++) {
+		uint32_t len = c->len_in < left ? c->len_in : left;
+
+		n->used[(*nu)++] = (struct vp_used){ c->head, len };
+		left -= len;
+	}
+}
+
+/* Push what was used, give back what was not, signal once. */
+static int tx_finish(struct vp_net *n, struct tx_state *s, unsigned nu)
+{
+	int r;
+
+	if (s->nch > s->ci && vp_vq_dev_unpop(n->txq, s->nch - s->ci) < 0)
+		return ring_fail(n, n->txq);
+	if (!nu)
+		return 0;
+	r = vp_vq_dev_push_burst(n->txq, n->used, nu);
+	if (unlikely(r < 0))
+		return ring_fail(n, n->txq);
+	if (vp_vq_dev_need_signal(n->txq))
+		signal_fd(n, n->tx_call);
+	return 0;
+}
+
+int vp_net_tx_burst(struct vp_net *n, const struct vp_pkt *pkts, unsigned count,
+		    unsigned flags)
+{
+	struct tx_state s = { 0 };
+	unsigned i, nu = 0, last = 0;
+	enum tx_miss miss;
+	int r;
+
+	if (unlikely(n->broken))
+		return -EIO;
+	if (unlikely(!count))
+		return 0;
+	for (i = 0; i < count; i++) {
+		const struct vp_pkt *p = &pkts[i];
+		uint32_t need = HDR + p->len;
+
+		/* Never deliverable: dropped even without VP_NET_TX_DROP, or
+		 * the caller would retry it for ever. */
+		if (unlikely(p->len > VP_NET_MAX_PKT)) {
+			n->st.tx_drop_too_big++;
+			continue;
+		}
+		/* The common case: the next buffer's first piece holds it all. */
+		if (likely(s.ci < s.nch && n->chains[s.ci].iov[0].iov_len >= need)) {
+			const struct vp_chain *c = &n->chains[s.ci++];
+			unsigned char *d = c->iov[0].iov_base;
+			struct virtio_net_hdr_v1 h = p->hdr;
+
+			h.num_buffers = htole16(1);
+			memcpy(d, &h, HDR);
+			memcpy(d + HDR, p->data, p->len);
+			n->used[nu++] = (struct vp_used){ c->head, need };
+			n->st.tx_packets++;
+			n->st.tx_bytes += p->len;
+			continue;
+		}
+		r = tx_claim(n, &s, count - i, need, &last, &miss);
+		if (unlikely(r < 0))
+			return r;
+		if (unlikely(miss != TX_OK)) {
+			if (miss == TX_END || !(flags & VP_NET_TX_DROP))
+				break;
+			if (miss == TX_NO_BUF)
+				n->st.tx_drop_no_buf++;
+			else
+				n->st.tx_drop_too_big++;
+			continue;
+		}
+		tx_fill(n, p, s.ci, last, &nu);
+		s.ci = last + 1;
+		n->st.tx_packets++;
+		n->st.tx_bytes += p->len;
+	}
+	r = tx_finish(n, &s, nu);
+	return r < 0 ? r : (int)i;
+}
+
+/* ------------------------------------------------------------------------ */
+/* RX: out of the frontend's transmit buffers                               */
+
+/* Copy len bytes out of the iovecs at (*piov, *poff) and advance. */
+static inline void iov_get(const struct iovec **piov, size_t *poff, void *dst, size_t len)
+{
+	const struct iovec *iov = *piov;
+	unsigned char *d = dst;
+	size_t off = *poff;
+
+	while (len) {
+		size_t room = iov->iov_len - off;
+		size_t k = len < room ? len : room;
+
+		memcpy(d, (const unsigned char *)iov->iov_base + off, k);
+		d += k;
+		len -= k;
+		off += k;
+		if (off == iov->iov_len) {
+			iov++;
+			off = 0;
+		}
+	}
+	*piov = iov;
+	*poff = off;
+}
+
+int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
+{
+	struct vp_used *used = n->used;
+	unsigned got = 0;
+	int r;
+
+	if (unlikely(n->broken))
+		return -EIO;
+	if (count > n->chain_cap)
+		count = n->chain_cap;
+	r = vp_vq_dev_pop_burst(n->rxq, n->chains, count, n->iov, n->iov_cap);
+	if (unlikely(r <= 0)) {
+		/* -ENOBUFS cannot happen: iov_cap holds any legal chain. */
+		return r == 0 ? 0 : ring_fail(n, n->rxq);
+	}
+	for (int k = 0; k < r; k++) {
+		const struct vp_chain *c = &n->chains[k];
+		struct vp_pkt *p = &pkts[got];
+		uint32_t plen = c->len_out - HDR;
+
+		used[k] = (struct vp_used){ c->head, 0 };
+		/* Device-writable buffers on the transmitq, or no room for a
+		 * header: a frontend bug that cannot hurt us. Drop it. */
+		if (unlikely(c->n_in || c->len_out < HDR)) {
+			n->st.rx_drop_bad++;
+			continue;
+		}
+		if (unlikely(plen > p->len)) {
+			n->st.rx_drop_too_big++;
+			continue;
+		}
+		if (likely(c->n_out == 1)) {
+			const unsigned char *s = c->iov[0].iov_base;
+
+			memcpy(&p->hdr, s, HDR);
+			memcpy(p->data, s + HDR, plen);
+		} else {
+			const struct iovec *iov = c->iov;
+			size_t off = 0;
+
+			iov_get(&iov, &off, &p->hdr, HDR);
+			iov_get(&iov, &off, p->data, plen);
+		}
+		p->hdr.num_buffers = 0;
+		p->len = plen;
+		n->st.rx_packets++;
+		n->st.rx_bytes += plen;
+		got++;
+	}
+	if (unlikely(vp_vq_dev_push_burst(n->rxq, used, (unsigned)r) < 0))
+		return ring_fail(n, n->rxq);
+	if (vp_vq_dev_need_signal(n->rxq))
+		signal_fd(n, n->rx_call);
+	return (int)got;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting                                                                  */
+
+static void drain_fd(int fd)
+{
+	uint64_t v;
+
+	/* Our dup shares the frontend's non-blocking eventfd: one read empties
+	 * it; a blocking one (never ours) was only read after poll said so. */
+	if (read(fd, &v, sizeof(v)) < 0)
+		return;
+}
+
+static bool work_pending(struct vp_net *n, bool want_rx, bool want_tx)
+{
+	return (want_rx && vp_vq_dev_avail_pending(n->rxq)) ||
+	       (want_tx && vp_vq_dev_avail_pending(n->txq));
+}
+
+int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms)
+{
+	struct pollfd pfd[2];
+	unsigned npfd = 0;
+	bool blind = false, hit = false;
+	int r = 0;
+
+	if (n->broken)
+		return -EIO;
+	if (n->mode == VP_NET_POLL)
+		return 1;
+	if (n->mode == VP_NET_ADAPTIVE && (want_rx || want_tx)) {
+		uint64_t end = now_ns() + ADAPTIVE_SPIN_NS;
+
+		for (unsigned i = 0;; i++) {
+			if (work_pending(n, want_rx, want_tx))
+				return 1;
+			cpu_relax();
+			if (!(i & 63) && now_ns() > end)
+				break;
+		}
+	}
+
+	/* Arm, then look once more: a kick sent before the frontend saw our
+	 * request is caught here instead of being waited for. */
+	if (want_rx) {
+		hit |= vp_vq_dev_enable_notify(n->rxq);
+		if (n->rx_kick >= 0)
+			pfd[npfd++] = (struct pollfd){ .fd = n->rx_kick, .events = POLLIN };
+		else
+			blind = true;
+	}
+	if (want_tx) {
+		hit |= vp_vq_dev_enable_notify(n->txq);
+		if (n->tx_kick >= 0)
+			pfd[npfd++] = (struct pollfd){ .fd = n->tx_kick, .events = POLLIN };
+		else
+			blind = true;
+	}
+	if (!hit) {
+		/* A queue without a kick fd cannot wake us: nap and look again. */
+		if (blind && (timeout_ms < 0 || timeout_ms > 1))
+			timeout_ms = 1;
+		r = poll(pfd, npfd, timeout_ms);
+		if (r < 0) {
+			r = errno == EINTR ? 1 : -errno;
+		} else {
+			for (unsigned i = 0; i < npfd; i++)
+				if (pfd[i].revents & POLLIN)
+					drain_fd(pfd[i].fd);
+			if (r > 0)
+				n->st.wakeups++;
+			if (blind)
+				r = 1;
+		}
+	}
+	vp_vq_dev_disable_notify(n->rxq);
+	vp_vq_dev_disable_notify(n->txq);
+	if (vp_vq_dev_broken(n->rxq))
+		return ring_fail(n, n->rxq);
+	if (vp_vq_dev_broken(n->txq))
+		return ring_fail(n, n->txq);
+	return hit ? 1 : r;
+}
+
+const struct vp_net_stats *vp_net_stats(const struct vp_net *n)
+{
+	return &n->st;
+}
+
+const char *vp_net_broken(const struct vp_net *n)
+{
+	return n->broken ? n->reason : NULL;
+}

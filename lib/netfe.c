@@ -1,0 +1,870 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Our virtio-net frontend driver, for a userspace VM whose RAM is a memfd:
+ * it plays the part a guest's virtio_net driver plays, on rings and buffers
+ * it lays out in that RAM.
+ *
+ * RAM layout from cfg->ram_offset (gpa = offset in RAM), each ring part on
+ * its own page so that the two sides' writes never share a cache line:
+ *   receiveq (q0) desc | avail | used, transmitq (q1) desc | avail | used,
+ *   rx_num receive buffers of rx_buf_size bytes,
+ *   tx_num transmit slots of TX_SLOT bytes,
+ *   with INDIRECT_DESC offered: one indirect table per transmitq entry.
+ * A packet larger than one slot takes several slots, sent as one chain
+ * (one indirect descriptor when negotiated).
+ *
+ * Security model
+ *  - Untrusted: everything the device writes, i.e. the used rings (checked
+ *    by vring.c against our own shadow state) and the contents of the
+ *    receive buffers. The net header is copied out once and only the copy
+ *    is looked at; num_buffers and every used length are checked against
+ *    what we posted before a byte is copied. A lie costs the liar packets
+ *    (rx_drop_bad), never our memory.
+ *  - Not covered: the device maps all of our RAM read-write by design
+ *    (vhost-pci 2.0), so it can scribble anywhere in it. What we guarantee
+ *    is that nothing it writes makes us touch memory outside our buffers
+ *    or the caller's.
+ *
+ * Counters: tx_packets/tx_bytes count packets the device has consumed (used
+ * entries collected), so that after a reset the packets accepted by
+ * vp_netfe_tx_burst() but never consumed are the difference. tx_drop_no_buf
+ * counts packets dropped (VP_NET_TX_DROP) for want of a free transmit slot.
+ * All counters survive a reset.
+ *
+ * Threading: one vp_netfe, one thread.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vhostpci/log.h"
+#include "vhostpci/net.h"
+#include "vhostpci/vring.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define F_MRG_RXBUF  15
+#define F_INDIRECT   28
+#define F_EVENT_IDX  29
+#define F_VERSION_1  32
+#define HDR          VP_NET_HDR_LEN
+#define TX_SLOT      2048u
+#define TX_MAX_SLOTS ((VP_NET_MAX_PKT + HDR + TX_SLOT - 1) / TX_SLOT)
+#define PAGE         4096u
+#define ADAPTIVE_SPIN_NS 50000
+#define REASON_MAX   256
+
+enum { EFD_RX_KICK, EFD_RX_CALL, EFD_TX_KICK, EFD_TX_CALL, NEFD };
+
+struct ring_gpa {
+	uint64_t desc, avail, used;
+};
+
+struct vp_netfe {
+	/* Hot. */
+	struct vp_vq_drv *rxq;		/* q0, receiveq */
+	struct vp_vq_drv *txq;		/* q1, transmitq */
+	unsigned char *ram;
+	uint64_t rx_pool, tx_pool;	/* gpa of buffer 0 / slot 0 */
+	uint32_t rx_buf_size;
+	uint16_t rx_num, tx_num;
+	uint16_t ind_max;		/* slots one indirect table may take; 0: none */
+	bool mrg;
+	bool started;
+	bool rx_partial;		/* the oldest used entries are part of a packet */
+	enum vp_net_mode mode;
+	int efd[NEFD];
+
+	/* Used receive entries collected but not yet made into packets: a
+	 * ring of emask + 1 (>= rx_num) entries starting at ehead. */
+	void **etok;
+	uint32_t *elen;
+	unsigned emask, ehead, ecount;
+	/* Receive buffers to post again, staged for one add_burst(). */
+	struct vp_buf *post;
+	void **post_tok;
+
+	/* Transmit slots: a free stack, and per slot the next slot of its
+	 * packet; per head slot, the packet's length and slot count. */
+	uint16_t *tx_free;
+	unsigned tx_nfree;
+	uint16_t *tx_link;
+	uint16_t *tx_nslots;
+	uint32_t *tx_plen;
+	void **tx_tok;			/* tx_num: staging and reclaim scratch */
+	struct vp_buf *tx_buf;		/* tx_num: one-slot chains staged */
+
+	struct vp_net_stats st;
+
+	/* Cold. */
+	uint64_t ram_size;
+	int ram_fd;
+	uint64_t features;		/* offered and wanted */
+	uint64_t negotiated;
+	struct ring_gpa q[2];
+	uint64_t ind_gpa;
+	uint16_t ind_cfg;		/* tables laid out for this many slots */
+	bool ring_evidx, ring_ind;	/* what the rings were made with */
+	uint8_t mac[6];
+	uint8_t uuid[16];
+	char reason[REASON_MAX];
+};
+
+static inline void *tok_of(unsigned i)
+{
+	return (void *)(uintptr_t)(i + 1);
+}
+
+static inline unsigned idx_of(const void *tok)
+{
+	return (unsigned)((uintptr_t)tok - 1);
+}
+
+static inline bool is_pow2(unsigned x)
+{
+	return x && !(x & (x - 1));
+}
+
+static inline uint64_t align_up(uint64_t x, uint64_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static inline void notify(struct vp_netfe *fe, int fd)
+{
+	static const uint64_t one = 1;
+
+	if (fd >= 0 && write(fd, &one, sizeof(one)) == sizeof(one))
+		fe->st.signals++;
+}
+
+static void drain_fd(int fd)
+{
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0)
+		return;
+}
+
+/* A ring broke (the device lied): keep vring's reason, log once. */
+__attribute__((cold, noinline))
+static int fe_fail(struct vp_netfe *fe, const struct vp_vq_drv *vq)
+{
+	if (!fe->reason[0]) {
+		snprintf(fe->reason, sizeof(fe->reason), "%s", vp_vq_drv_broken_reason(vq));
+		vp_log(VP_LOG_WARN, "netfe: link down: %s", fe->reason);
+	}
+	return -EIO;
+}
+
+static inline bool fe_broken(const struct vp_netfe *fe)
+{
+	return fe->reason[0] != 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Set-up                                                                   */
+
+static void close_efds(struct vp_netfe *fe)
+{
+	for (int i = 0; i < NEFD; i++) {
+		if (fe->efd[i] >= 0)
+			close(fe->efd[i]);
+		fe->efd[i] = -1;
+	}
+}
+
+static int open_efds(struct vp_netfe *fe)
+{
+	for (int i = 0; i < NEFD; i++) {
+		fe->efd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (fe->efd[i] < 0) {
+			int e = -errno;
+
+			close_efds(fe);
+			return e;
+		}
+	}
+	return 0;
+}
+
+/* Compute the layout; -ENOSPC if it does not fit in RAM. */
+static int layout(struct vp_netfe *fe, uint64_t ram_offset)
+{
+	uint64_t off = align_up(ram_offset, PAGE);
+	uint16_t num[2] = { fe->rx_num, fe->tx_num };
+
+	if (ram_offset > fe->ram_size || fe->ram_size - ram_offset < PAGE)
+		return -ENOSPC;
+	for (int q = 0; q < 2; q++) {
+		fe->q[q].desc = off;
+		off = align_up(off + VP_VQ_DESC_BYTES(num[q]), PAGE);
+		fe->q[q].avail = off;
+		off = align_up(off + VP_VQ_AVAIL_BYTES(num[q]), PAGE);
+		fe->q[q].used = off;
+		off = align_up(off + VP_VQ_USED_BYTES(num[q]), PAGE);
+	}
+	fe->rx_pool = off;
+	off = align_up(off + (uint64_t)fe->rx_num * fe->rx_buf_size, 64);
+	fe->tx_pool = off;
+	off += (uint64_t)fe->tx_num * TX_SLOT;
+	fe->ind_cfg = 0;
+	if (fe->features & (1ull << F_INDIRECT)) {
+		/* vring.c refuses tables longer than the ring. */
+		fe->ind_cfg = TX_MAX_SLOTS < fe->tx_num ? TX_MAX_SLOTS : fe->tx_num;
+		if (fe->ind_cfg > 1) {
+			fe->ind_gpa = align_up(off, 64);
+			off = fe->ind_gpa + (uint64_t)fe->tx_num * fe->ind_cfg * 16;
+		} else {
+			fe->ind_cfg = 0;
+		}
+	}
+	return off > fe->ram_size ? -ENOSPC : 0;
+}
+
+static void free_rings(struct vp_netfe *fe)
+{
+	vp_vq_drv_free(fe->rxq);
+	vp_vq_drv_free(fe->txq);
+	fe->rxq = fe->txq = NULL;
+}
+
+/* (Re)create both rings: zeroed ring memory, fresh shadow state. */
+static int make_rings(struct vp_netfe *fe, bool evidx, bool ind)
+{
+	struct vp_vq_drv_config c;
+	int err;
+
+	free_rings(fe);
+	c = (struct vp_vq_drv_config){
+		.num = fe->rx_num, .desc = fe->ram + fe->q[0].desc,
+		.avail = fe->ram + fe->q[0].avail, .used = fe->ram + fe->q[0].used,
+		.event_idx = evidx, .name = "netfe.rxq",
+	};
+	err = vp_vq_drv_new(&fe->rxq, &c);
+	if (err)
+		return err;
+	c = (struct vp_vq_drv_config){
+		.num = fe->tx_num, .desc = fe->ram + fe->q[1].desc,
+		.avail = fe->ram + fe->q[1].avail, .used = fe->ram + fe->q[1].used,
+		.event_idx = evidx, .name = "netfe.txq",
+	};
+	if (ind && fe->ind_cfg) {
+		c.indirect_area = fe->ram + fe->ind_gpa;
+		c.indirect_gpa = fe->ind_gpa;
+		c.indirect_max = fe->ind_cfg;
+	}
+	err = vp_vq_drv_new(&fe->txq, &c);
+	if (err) {
+		free_rings(fe);
+		return err;
+	}
+	fe->ring_evidx = evidx;
+	fe->ring_ind = ind && fe->ind_cfg;
+	fe->ind_max = fe->ring_ind ? fe->ind_cfg : 0;
+	return 0;
+}
+
+/* Forget all buffer state: every receive buffer unposted, every slot free. */
+static void reset_pools(struct vp_netfe *fe)
+{
+	fe->ehead = fe->ecount = 0;
+	fe->rx_partial = false;
+	fe->tx_nfree = fe->tx_num;
+	/* Stack top is slot 0: the lowest slots are used first. */
+	for (unsigned i = 0; i < fe->tx_num; i++)
+		fe->tx_free[i] = (uint16_t)(fe->tx_num - 1 - i);
+}
+
+int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
+{
+	struct vp_netfe *fe;
+	unsigned ecap;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!cfg || !cfg->ram || !cfg->ram_size || cfg->ram_fd < 0 ||
+	    (unsigned)cfg->mode > VP_NET_ADAPTIVE)
+		return -EINVAL;
+	fe = calloc(1, sizeof(*fe));
+	if (!fe)
+		return -ENOMEM;
+	for (int i = 0; i < NEFD; i++)
+		fe->efd[i] = -1;
+	fe->ram = cfg->ram;
+	fe->ram_size = cfg->ram_size;
+	fe->ram_fd = cfg->ram_fd;
+	fe->rx_num = cfg->rx_num ? cfg->rx_num : 256;
+	fe->tx_num = cfg->tx_num ? cfg->tx_num : 256;
+	fe->rx_buf_size = cfg->rx_buf_size ? cfg->rx_buf_size : 2048;
+	fe->features = cfg->features ? cfg->features : VP_NETFE_DEFAULT_FEATURES;
+	fe->mode = cfg->mode;
+	memcpy(fe->mac, cfg->mac, 6);
+	memcpy(fe->uuid, cfg->uuid, 16);
+	err = -EINVAL;
+	if (!is_pow2(fe->rx_num) || !is_pow2(fe->tx_num) ||
+	    fe->rx_num > VP_VQ_MAX_SIZE || fe->tx_num > VP_VQ_MAX_SIZE ||
+	    fe->rx_buf_size < 64 || fe->rx_buf_size > (1u << 24) ||
+	    (fe->features & ~VP_NET_FEATURES) || !(fe->features & (1ull << F_VERSION_1)))
+		goto fail;
+	err = layout(fe, cfg->ram_offset);
+	if (err)
+		goto fail;
+
+	ecap = fe->rx_num;
+	fe->emask = ecap - 1;
+	fe->etok = calloc(ecap, sizeof(*fe->etok));
+	fe->elen = calloc(ecap, sizeof(*fe->elen));
+	fe->post = calloc(fe->rx_num, sizeof(*fe->post));
+	fe->post_tok = calloc(fe->rx_num, sizeof(*fe->post_tok));
+	fe->tx_free = calloc(fe->tx_num, sizeof(*fe->tx_free));
+	fe->tx_link = calloc(fe->tx_num, sizeof(*fe->tx_link));
+	fe->tx_nslots = calloc(fe->tx_num, sizeof(*fe->tx_nslots));
+	fe->tx_plen = calloc(fe->tx_num, sizeof(*fe->tx_plen));
+	fe->tx_tok = calloc(fe->tx_num, sizeof(*fe->tx_tok));
+	fe->tx_buf = calloc(fe->tx_num, sizeof(*fe->tx_buf));
+	err = -ENOMEM;
+	if (!fe->etok || !fe->elen || !fe->post || !fe->post_tok || !fe->tx_free ||
+	    !fe->tx_link || !fe->tx_nslots || !fe->tx_plen || !fe->tx_tok || !fe->tx_buf)
+		goto fail;
+	err = open_efds(fe);
+	if (err)
+		goto fail;
+	err = make_rings(fe, fe->features & (1ull << F_EVENT_IDX),
+			 fe->features & (1ull << F_INDIRECT));
+	if (err)
+		goto fail;
+	reset_pools(fe);
+	*out = fe;
+	return 0;
+fail:
+	vp_netfe_free(fe);
+	return err;
+}
+
+void vp_netfe_free(struct vp_netfe *fe)
+{
+	if (!fe)
+		return;
+	free_rings(fe);
+	close_efds(fe);
+	free(fe->etok);
+	free(fe->elen);
+	free(fe->post);
+	free(fe->post_tok);
+	free(fe->tx_free);
+	free(fe->tx_link);
+	free(fe->tx_nslots);
+	free(fe->tx_plen);
+	free(fe->tx_tok);
+	free(fe->tx_buf);
+	free(fe);
+}
+
+void vp_netfe_info(const struct vp_netfe *fe, struct vp_frontend_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	memcpy(info->uuid, fe->uuid, 16);
+	info->device_type = VP_VIRTIO_ID_NET;
+	info->device_features = fe->features;
+	info->driver_features = fe->features;
+	info->nregions = 1;
+	info->regions[0] = (struct vp_dev_region){
+		.gpa = 0, .size = fe->ram_size, .uaddr = (uint64_t)(uintptr_t)fe->ram,
+		.fd_offset = 0, .prot = VP_MEM_RW, .fd = fe->ram_fd,
+	};
+	info->nrings = 2;
+	for (int q = 0; q < 2; q++) {
+		info->rings[q] = (struct vp_frontend_ring){
+			.num = q == VP_NET_Q_RX ? fe->rx_num : fe->tx_num,
+			.last_avail_idx = 0,
+			.desc = fe->q[q].desc, .avail = fe->q[q].avail, .used = fe->q[q].used,
+			.enabled = true,
+			.kick_fd = fe->efd[q == VP_NET_Q_RX ? EFD_RX_KICK : EFD_TX_KICK],
+			.call_fd = fe->efd[q == VP_NET_Q_RX ? EFD_RX_CALL : EFD_TX_CALL],
+		};
+	}
+	info->config_len = 6;
+	memcpy(info->config, fe->mac, 6);
+}
+
+int vp_netfe_start(struct vp_netfe *fe, uint64_t features)
+{
+	bool evidx = features & (1ull << F_EVENT_IDX);
+	bool ind = features & (1ull << F_INDIRECT);
+	int n, err;
+
+	if (fe->started || (features & ~fe->features) || !(features & (1ull << F_VERSION_1)))
+		return -EINVAL;
+	/*
+	 * The rings were laid out for what we offered. Only if the peer took
+	 * less do we make them again; the device may have attached already,
+	 * and the re-zeroing forgets at most its kick-suppression hint, which
+	 * costs kicks, never a wake-up.
+	 */
+	if (evidx != fe->ring_evidx || (ind && fe->ind_cfg) != fe->ring_ind) {
+		err = make_rings(fe, evidx, ind);
+		if (err)
+			return err;
+	}
+	fe->negotiated = features;
+	fe->mrg = features & (1ull << F_MRG_RXBUF);
+	reset_pools(fe);
+	for (unsigned i = 0; i < fe->rx_num; i++) {
+		fe->post[i] = (struct vp_buf){ fe->rx_pool + (uint64_t)i * fe->rx_buf_size,
+					       fe->rx_buf_size };
+		fe->post_tok[i] = tok_of(i);
+	}
+	n = vp_vq_drv_add_burst(fe->rxq, fe->post, fe->rx_num, true, fe->post_tok);
+	if (n != fe->rx_num)
+		return n < 0 ? fe_fail(fe, fe->rxq) : -ENOSPC;
+	/* Busy until told otherwise: vp_netfe_wait() asks for calls only to sleep. */
+	vp_vq_drv_disable_cb(fe->rxq);
+	vp_vq_drv_disable_cb(fe->txq);
+	fe->started = true;
+	if (vp_vq_drv_publish(fe->rxq))
+		notify(fe, fe->efd[EFD_RX_KICK]);
+	return 0;
+}
+
+int vp_netfe_reset(struct vp_netfe *fe)
+{
+	int err;
+
+	/* What the device consumed before it stopped still counts as sent. */
+	if (fe->started && !fe_broken(fe))
+		vp_netfe_tx_burst(fe, NULL, 0, 0);
+	fe->started = false;
+	close_efds(fe);
+	err = open_efds(fe);
+	if (err)
+		return err;
+	err = make_rings(fe, fe->features & (1ull << F_EVENT_IDX),
+			 fe->features & (1ull << F_INDIRECT));
+	if (err)
+		return err;
+	fe->reason[0] = 0;
+	fe->negotiated = 0;
+	reset_pools(fe);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* TX                                                                       */
+
+/* Collect consumed packets and free their slots. */
+static inline int tx_reclaim(struct vp_netfe *fe)
+{
+	int r = vp_vq_drv_get_used(fe->txq, fe->tx_tok, NULL, fe->tx_num);
+
+	if (unlikely(r < 0))
+		return fe_fail(fe, fe->txq);
+	for (int k = 0; k < r; k++) {
+		unsigned s = idx_of(fe->tx_tok[k]);
+		unsigned ns = fe->tx_nslots[s];
+
+		fe->st.tx_packets++;
+		fe->st.tx_bytes += fe->tx_plen[s];
+		fe->tx_free[fe->tx_nfree++] = (uint16_t)s;
+		while (--ns) {
+			s = fe->tx_link[s];
+			fe->tx_free[fe->tx_nfree++] = (uint16_t)s;
+		}
+	}
+	return 0;
+}
+
+static inline unsigned char *slot_ptr(const struct vp_netfe *fe, unsigned s)
+{
+	return fe->ram + fe->tx_pool + (size_t)s * TX_SLOT;
+}
+
+/* Write a packet that spans ns > 1 slots, and describe them in b[]. */
+static void tx_fill_slots(struct vp_netfe *fe, const struct vp_pkt *p,
+			  const struct virtio_net_hdr_v1 *h, unsigned head,
+			  unsigned ns, struct vp_buf *b)
+{
+	const unsigned char *src = p->data;
+	uint32_t left = p->len;
+	unsigned s = head;
+
+	for (unsigned k = 0; k < ns; k++) {
+		unsigned char *d = slot_ptr(fe, s);
+		uint32_t room = TX_SLOT, take;
+
+		if (k == 0) {
+			memcpy(d, h, HDR);
+			d += HDR;
+			room -= HDR;
+		}
+		take = left < room ? left : room;
+		memcpy(d, src, take);
+		src += take;
+		left -= take;
+		b[k] = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT,
+					take + (k == 0 ? HDR : 0) };
+		s = fe->tx_link[s];
+	}
+}
+
+/* Stage the one-slot chains gathered so far. */
+static inline int tx_flush(struct vp_netfe *fe, unsigned *nb)
+{
+	int r;
+
+	if (!*nb)
+		return 0;
+	r = vp_vq_drv_add_burst(fe->txq, fe->tx_buf, *nb, false, fe->tx_tok);
+	/* Slots never outnumber descriptors: all of them fit. */
+	if (unlikely(r != (int)*nb))
+		return fe_fail(fe, fe->txq);
+	*nb = 0;
+	return 0;
+}
+
+int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count,
+		      unsigned flags)
+{
+	unsigned i, nb = 0;
+	int r;
+
+	if (unlikely(fe_broken(fe)))
+		return -EIO;
+	if (unlikely(!fe->started))
+		return -ENOTCONN;
+	r = tx_reclaim(fe);
+	if (unlikely(r < 0))
+		return r;
+	for (i = 0; i < count; i++) {
+		const struct vp_pkt *p = &pkts[i];
+		uint32_t need = HDR + p->len;
+		unsigned ns = (need + TX_SLOT - 1) / TX_SLOT;
+		struct virtio_net_hdr_v1 h;
+		unsigned head;
+
+		/* Never sendable: dropped even without VP_NET_TX_DROP. */
+		if (unlikely(p->len > VP_NET_MAX_PKT || ns > fe->tx_num)) {
+			fe->st.tx_drop_too_big++;
+			continue;
+		}
+		if (unlikely(ns > fe->tx_nfree)) {
+			if (!(flags & VP_NET_TX_DROP))
+				break;
+			fe->st.tx_drop_no_buf++;
+			continue;
+		}
+		h = p->hdr;
+		h.num_buffers = 0;
+		head = fe->tx_free[--fe->tx_nfree];
+		fe->tx_nslots[head] = (uint16_t)ns;
+		fe->tx_plen[head] = p->len;
+		if (likely(ns == 1)) {
+			unsigned char *d = slot_ptr(fe, head);
+
+			memcpy(d, &h, HDR);
+			memcpy(d + HDR, p->data, p->len);
+			fe->tx_buf[nb] = (struct vp_buf){ fe->tx_pool + (uint64_t)head * TX_SLOT,
+							  need };
+			fe->tx_tok[nb++] = tok_of(head);
+		} else {
+			struct vp_buf b[TX_MAX_SLOTS];
+			unsigned s = head;
+
+			for (unsigned k = 1; k < ns; k++) {
+				unsigned t = fe->tx_free[--fe->tx_nfree];
+
+				fe->tx_link[s] = (uint16_t)t;
+				s = t;
+			}
+			tx_fill_slots(fe, p, &h, head, ns, b);
+			/* Keep the ring in packet order. */
+			r = tx_flush(fe, &nb);
+			if (!r && vp_vq_drv_add(fe->txq, b, ns, NULL, 0, tok_of(head)))
+				r = fe_fail(fe, fe->txq);
+			if (unlikely(r < 0))
+				return r;
+		}
+	}
+	r = tx_flush(fe, &nb);
+	if (unlikely(r < 0))
+		return r;
+	if (vp_vq_drv_publish(fe->txq))
+		notify(fe, fe->efd[EFD_TX_KICK]);
+	return (int)i;
+}
+
+/* ------------------------------------------------------------------------ */
+/* RX                                                                       */
+
+/*
+ * Collect used receive entries into our ring of them, up to want in all:
+ * what one burst will use, so that the buffers posted again are exactly
+ * the descriptors just freed (see rx_consume()).
+ */
+static inline int rx_pull(struct vp_netfe *fe, unsigned want)
+{
+	unsigned cap = fe->emask + 1;
+
+	if (want > cap)
+		want = cap;
+	while (fe->ecount < want) {
+		unsigned tail = (fe->ehead + fe->ecount) & fe->emask;
+		unsigned room = want - fe->ecount;
+		int r;
+
+		if (room > cap - tail)
+			room = cap - tail;	/* up to the wrap; then again */
+		r = vp_vq_drv_get_used(fe->rxq, fe->etok + tail, fe->elen + tail, room);
+		if (unlikely(r < 0))
+			return fe_fail(fe, fe->rxq);
+		fe->ecount += (unsigned)r;
+		if ((unsigned)r < room)
+			break;
+	}
+	return 0;
+}
+
+static inline unsigned char *rx_buf(const struct vp_netfe *fe, unsigned b)
+{
+	return fe->ram + fe->rx_pool + (size_t)b * fe->rx_buf_size;
+}
+
+/*
+ * Take n entries off the front, staging their buffers to be posted again.
+ * The staging arrays fill from the top down, so the buffer collected last
+ * is posted first: vring.c hands freed descriptors back newest first, and
+ * so each buffer lands in the descriptor it had, which then need not be
+ * written (see desc_put() in vring.c).
+ */
+static inline void rx_consume(struct vp_netfe *fe, unsigned n, unsigned *npost)
+{
+	for (unsigned k = 0; k < n; k++) {
+		unsigned e = (fe->ehead + k) & fe->emask;
+		unsigned b = idx_of(fe->etok[e]);
+		unsigned at = fe->rx_num - 1 - (*npost)++;
+
+		fe->post[at] = (struct vp_buf){
+			fe->rx_pool + (uint64_t)b * fe->rx_buf_size, fe->rx_buf_size };
+		fe->post_tok[at] = fe->etok[e];
+	}
+	fe->ehead = (fe->ehead + n) & fe->emask;
+	fe->ecount -= n;
+}
+
+/*
+ * A packet of nb > 1 buffers: check it is whole and fits, then copy it.
+ * Returns 1 (delivered into p), 0 (dropped, counted), -EAGAIN (the rest
+ * of its buffers is still to come) or -EIO.
+ */
+static int rx_gather(struct vp_netfe *fe, struct vp_pkt *p, unsigned nb,
+		     uint32_t len0, unsigned *npost)
+{
+	/* The device can still return only what is posted in the ring. */
+	unsigned outstanding = fe->rx_num - vp_vq_drv_num_free(fe->rxq);
+	uint64_t total = len0 - HDR;
+	unsigned char *d = p->data;
+
+	if (unlikely(nb > fe->ecount + outstanding)) {
+		fe->st.rx_drop_bad++;
+		rx_consume(fe, 1, npost);
+		return 0;
+	}
+	if (nb > fe->ecount) {
+		int r = rx_pull(fe, nb);
+
+		if (unlikely(r < 0))
+			return r;
+		if (nb > fe->ecount) {
+			fe->rx_partial = true;
+			return -EAGAIN;
+		}
+	}
+	for (unsigned k = 1; k < nb; k++)
+		total += fe->elen[(fe->ehead + k) & fe->emask];
+	if (unlikely(total > p->len)) {
+		fe->st.rx_drop_too_big++;
+		rx_consume(fe, nb, npost);
+		return 0;
+	}
+	memcpy(d, rx_buf(fe, idx_of(fe->etok[fe->ehead])) + HDR, len0 - HDR);
+	d += len0 - HDR;
+	for (unsigned k = 1; k < nb; k++) {
+		unsigned e = (fe->ehead + k) & fe->emask;
+
+		memcpy(d, rx_buf(fe, idx_of(fe->etok[e])), fe->elen[e]);
+		d += fe->elen[e];
+	}
+	p->len = (uint32_t)total;
+	rx_consume(fe, nb, npost);
+	return 1;
+}
+
+int vp_netfe_rx_burst(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count)
+{
+	unsigned got = 0, npost = 0;
+	int r;
+
+	if (unlikely(fe_broken(fe)))
+		return -EIO;
+	if (unlikely(!fe->started))
+		return -ENOTCONN;
+	/* One entry per packet, unless packets span buffers. */
+	r = rx_pull(fe, fe->mrg ? count + count / 2 + 16 : count);
+	if (unlikely(r < 0))
+		return r;
+	fe->rx_partial = false;
+	while (fe->ecount && got < count) {
+		unsigned e = fe->ehead;
+		uint32_t len = fe->elen[e];
+		const unsigned char *b = rx_buf(fe, idx_of(fe->etok[e]));
+		struct vp_pkt *p = &pkts[got];
+		struct virtio_net_hdr_v1 h;
+		unsigned nb;
+
+		if (unlikely(len < HDR)) {
+			fe->st.rx_drop_bad++;
+			rx_consume(fe, 1, &npost);
+			continue;
+		}
+		/* One copy of the header; only the copy is looked at. */
+		memcpy(&h, b, HDR);
+		nb = fe->mrg ? le16toh(h.num_buffers) : 1;
+		if (likely(nb == 1)) {
+			if (unlikely(len - HDR > p->len)) {
+				fe->st.rx_drop_too_big++;
+				rx_consume(fe, 1, &npost);
+				continue;
+			}
+			memcpy(p->data, b + HDR, len - HDR);
+			p->len = len - HDR;
+			rx_consume(fe, 1, &npost);
+		} else {
+			if (unlikely(nb == 0)) {
+				fe->st.rx_drop_bad++;
+				rx_consume(fe, 1, &npost);
+				continue;
+			}
+			r = rx_gather(fe, p, nb, len, &npost);
+			if (r == -EAGAIN)
+				break;
+			if (unlikely(r < 0))
+				return r;
+			if (!r)
+				continue;
+		}
+		h.num_buffers = 0;
+		p->hdr = h;
+		fe->st.rx_packets++;
+		fe->st.rx_bytes += p->len;
+		got++;
+	}
+	if (npost) {
+		/* Every buffer was posted before: there is a descriptor for each. */
+		unsigned at = fe->rx_num - npost;
+
+		r = vp_vq_drv_add_burst(fe->rxq, fe->post + at, npost, true, fe->post_tok + at);
+		if (unlikely(r != (int)npost))
+			return fe_fail(fe, fe->rxq);
+		if (vp_vq_drv_publish(fe->rxq))
+			notify(fe, fe->efd[EFD_RX_KICK]);
+	}
+	return (int)got;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting                                                                  */
+
+/* Work we know of without asking the device: whole packets already pulled. */
+static bool rx_ready(const struct vp_netfe *fe)
+{
+	return fe->ecount && !fe->rx_partial;
+}
+
+int vp_netfe_wait(struct vp_netfe *fe, bool want_rx, bool want_tx, int timeout_ms)
+{
+	struct pollfd pfd[2];
+	unsigned npfd = 0;
+	bool hit = false;
+	int r = 0;
+
+	if (fe_broken(fe))
+		return -EIO;
+	if (fe->mode == VP_NET_POLL || (want_rx && rx_ready(fe)))
+		return 1;
+	if (!fe->started) {
+		/* No rings to wait on until the next start. */
+		poll(NULL, 0, timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms);
+		return 0;
+	}
+	if (fe->mode == VP_NET_ADAPTIVE && (want_rx || want_tx)) {
+		uint64_t end = now_ns() + ADAPTIVE_SPIN_NS;
+
+		for (unsigned i = 0;; i++) {
+			if ((want_rx && vp_vq_drv_used_pending(fe->rxq)) ||
+			    (want_tx && vp_vq_drv_used_pending(fe->txq)))
+				return 1;
+			cpu_relax();
+			if (!(i & 63) && now_ns() > end)
+				break;
+		}
+	}
+	/* Arm, then look once more (enable_cb does): no lost wake-up. */
+	if (want_rx) {
+		hit |= vp_vq_drv_enable_cb(fe->rxq);
+		pfd[npfd++] = (struct pollfd){ .fd = fe->efd[EFD_RX_CALL], .events = POLLIN };
+	}
+	if (want_tx) {
+		hit |= vp_vq_drv_enable_cb(fe->txq);
+		pfd[npfd++] = (struct pollfd){ .fd = fe->efd[EFD_TX_CALL], .events = POLLIN };
+	}
+	if (!hit) {
+		r = poll(pfd, npfd, timeout_ms);
+		if (r < 0) {
+			r = errno == EINTR ? 1 : -errno;
+		} else {
+			for (unsigned i = 0; i < npfd; i++)
+				if (pfd[i].revents & POLLIN)
+					drain_fd(pfd[i].fd);
+			if (r > 0)
+				fe->st.wakeups++;
+		}
+	}
+	vp_vq_drv_disable_cb(fe->rxq);
+	vp_vq_drv_disable_cb(fe->txq);
+	return hit ? 1 : r;
+}
+
+const struct vp_net_stats *vp_netfe_stats(const struct vp_netfe *fe)
+{
+	return &fe->st;
+}
+
+const char *vp_netfe_broken(const struct vp_netfe *fe)
+{
+	return fe_broken(fe) ? fe->reason : NULL;
+}
