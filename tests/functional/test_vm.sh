@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+#
+# Functional tests of the userspace VMs: real processes, real sockets.
+#
+#   test_vm.sh VP_VM VP_VSWITCH VP_DEMO
+#
+# Each case starts its VMs in a private directory, checks their JSON reports
+# (one line each, --json) and kills whatever is left. Prints one line per
+# case and a summary; exits 1 if any case failed.
+set -u
+
+VM=${1:?usage: test_vm.sh VP_VM VP_VSWITCH VP_DEMO}
+VSW=${2:?}
+DEMO=${3:?}
+T=$(mktemp -d /tmp/vp-vm-test-XXXXXX)
+pids=()
+pass=0 fail=0 skip=0
+
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Start a process in the background with its stdout/stderr in $T/NAME.{json,log}.
+bg() { # NAME cmd...
+	local name=$1; shift
+	"$@" >"$T/$name.json" 2>"$T/$name.log" &
+	pids+=($!)
+	eval "pid_$name=$!"
+}
+
+# Wait for a background process (with a time limit); returns its status.
+waitfor() { # NAME SECONDS
+	local p t=0; p=$(eval echo "\$pid_$1")
+	while kill -0 "$p" 2>/dev/null; do
+		sleep 0.05; t=$((t + 1))
+		if [ $t -gt $(($2 * 20)) ]; then
+			echo "    $1 still running after $2 s: killing it" >&2
+			kill -9 "$p" 2>/dev/null
+		fi
+	done
+	wait "$p"
+}
+
+stop() { # NAME: SIGTERM and reap
+	local p; p=$(eval echo "\$pid_$1")
+	kill "$p" 2>/dev/null; wait "$p" 2>/dev/null
+	return 0
+}
+
+# A number or boolean from a one-line JSON report.
+jget() { # FILE KEY
+	grep -o "\"$2\":[^,}]*" "$1" 2>/dev/null | head -1 | cut -d: -f2
+}
+
+sock_wait() { # PATH
+	local t=0
+	while [ ! -S "$1" ] && [ $t -lt 100 ]; do sleep 0.02; t=$((t + 1)); done
+}
+
+failmsg=""
+expect() { # DESCRIPTION FILE KEY VALUE
+	local v; v=$(jget "$2" "$3")
+	if [ "$v" != "$4" ]; then
+		failmsg+="    $1: $3 is '${v}', want '$4' ($(basename "$2"))"$'\n'
+	fi
+}
+
+run_case() { # NAME FUNCTION
+	failmsg=""
+	rm -f "$T"/*.sock "$T"/*.json "$T"/*.log
+	local t0=$SECONDS
+	"$2"
+	# Every VM stopped: no sanitizer report in any log (ASan/UBSan builds).
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	pids=()
+	if grep -l -E 'Sanitizer|runtime error:' "$T"/*.log >/dev/null 2>&1; then
+		failmsg+="    sanitizer report in $(grep -l -E 'Sanitizer|runtime error:' "$T"/*.log | xargs -n1 basename)"$'\n'
+	fi
+	if [ -z "$failmsg" ] && [ "${skipped:-}" != yes ]; then
+		pass=$((pass + 1)); echo "ok   $1 ($((SECONDS - t0)) s)"
+	elif [ "${skipped:-}" = yes ]; then
+		skip=$((skip + 1)); echo "skip $1: $skipmsg"; skipped=""
+		return
+	else
+		fail=$((fail + 1)); echo "FAIL $1"
+		printf '%s' "$failmsg"
+		for f in "$T"/*.log "$T"/*.json; do
+			[ -s "$f" ] || continue
+			echo "    --- $(basename "$f")"; tail -5 "$f" | sed 's/^/    /'
+		done
+	fi
+}
+
+Q=(--json --quiet --log-level warn)
+
+# ---- cases ----
+
+t_help() {
+	"$VM" --help | grep -q '^Usage: vp-vm' || failmsg+="    vp-vm --help"$'\n'
+	"$VSW" --help | grep -q '^Usage: vp-vswitch' || failmsg+="    vp-vswitch --help"$'\n'
+	"$DEMO" --help | grep -q '^Usage: vp-demo' || failmsg+="    vp-demo --help"$'\n'
+	"$VM" chain --help >/dev/null || failmsg+="    vp-vm chain --help"$'\n'
+	return 0
+}
+
+t_bad_options() {
+	local args
+	while IFS= read -r args; do
+		# shellcheck disable=SC2086
+		"$VM" $args >"$T/out" 2>"$T/err"
+		local rc=$?
+		if [ $rc -ne 2 ] || ! grep -q '^vp-vm: ' "$T/err" || [ -s "$T/out" ]; then
+			failmsg+="    vp-vm $args: exit $rc, stderr '$(head -1 "$T/err")'"$'\n'
+		fi
+	done <<'EOF'
+--bogus
+--backend --listen /x --app nope
+--backend --listen /x --size 10
+--backend --listen /x --size 100-60
+--backend --listen /x --rate fast
+--backend --listen /x --ram 3M
+--backend --listen /x --ring 100
+--backend --listen /x --mode sometimes
+--backend --listen /x --burst 0
+--backend
+--frontend --listen /x
+--backend --listen /x --vhost-user
+--backend --listen /x --app fwd
+--backend --listen /x --app sink --port2 listen=/x
+--backend --listen /x --port2 what=ever --app fwd
+--backend --listen /x --seconds -1
+--backend --listen /x --app sink --tap t0
+--backend --listen /x extra
+--backend --listen
+chain 1
+chain 3 --app sink
+EOF
+	"$VSW" --bogus 2>/dev/null; [ $? -eq 2 ] || failmsg+="    vp-vswitch --bogus"$'\n'
+	"$VSW" 2>/dev/null; [ $? -eq 2 ] || failmsg+="    vp-vswitch without --listen"$'\n'
+	"$DEMO" --seconds x 2>/dev/null; [ $? -eq 2 ] || failmsg+="    vp-demo --seconds x"$'\n'
+	return 0
+}
+
+# 100k frames each way, every byte verified, the device announced natively.
+t_fe_to_be() {
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 20 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg gen "$VM" --frontend --connect "$T/be.sock" --app gen --count 100000 --size 64-1518 "${Q[@]}"
+	waitfor gen 20; waitfor sink 20
+	expect "generator" "$T/gen.json" tx_packets 100000
+	expect "generator" "$T/gen.json" ok true
+	expect "sink" "$T/sink.json" received 100000
+	expect "sink" "$T/sink.json" lost 0
+	expect "sink" "$T/sink.json" corrupt 0
+	expect "sink" "$T/sink.json" reordered 0
+	expect "sink" "$T/sink.json" ok true
+}
+
+t_be_to_fe() {
+	bg gen "$VM" --backend --listen "$T/be.sock" --app gen --count 100000 --size 64-1518 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg sink "$VM" --frontend --connect "$T/be.sock" --app sink --ends 1 --seconds 20 "${Q[@]}"
+	waitfor gen 20; waitfor sink 20
+	expect "generator" "$T/gen.json" tx_packets 100000
+	expect "sink" "$T/sink.json" received 100000
+	expect "sink" "$T/sink.json" lost 0
+	expect "sink" "$T/sink.json" corrupt 0
+	expect "sink" "$T/sink.json" ok true
+}
+
+# Jumbo frames take several RX buffers (mergeable) and several TX slots.
+t_jumbo_both_ways() {
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 20 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg gen "$VM" --frontend --connect "$T/be.sock" --app gen --count 20000 --size 1519-9000 "${Q[@]}"
+	waitfor gen 20; waitfor sink 20
+	expect "fe->be sink" "$T/sink.json" received 20000
+	expect "fe->be sink" "$T/sink.json" ok true
+	rm -f "$T/be.sock"
+	bg gen2 "$VM" --backend --listen "$T/be.sock" --app gen --count 20000 --size 1519-9000 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg sink2 "$VM" --frontend --connect "$T/be.sock" --app sink --ends 1 --seconds 20 "${Q[@]}"
+	waitfor gen2 20; waitfor sink2 20
+	expect "be->fe sink" "$T/sink2.json" received 20000
+	expect "be->fe sink" "$T/sink2.json" ok true
+}
+
+t_ping_echo() {
+	bg echo "$VM" --backend --listen "$T/be.sock" --app echo "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg ping "$VM" --frontend --connect "$T/be.sock" --app ping --count 2000 "${Q[@]}"
+	waitfor ping 20
+	expect "ping" "$T/ping.json" pongs 2000
+	expect "ping" "$T/ping.json" lost 0
+	expect "ping" "$T/ping.json" ok true
+	local p50; p50=$(jget "$T/ping.json" p50)
+	[ "${p50:-0}" -gt 0 ] || failmsg+="    ping: no p50"$'\n'
+	# A stream through the echo: the generator checks its own frames back.
+	bg gen "$VM" --frontend --connect "$T/be.sock" --app gen --count 50000 "${Q[@]}"
+	waitfor gen 20
+	expect "gen via echo" "$T/gen.json" received 50000
+	expect "gen via echo" "$T/gen.json" lost 0
+	expect "gen via echo" "$T/gen.json" ok true
+	stop echo
+}
+
+# The vSwitch path: stock vhost-user frontends on a switch that copies twice.
+t_vswitch() {
+	bg vsw "$VSW" --listen "$T/vs.sock" --json --quiet --log-level warn
+	sock_wait "$T/vs.sock"
+	bg sink "$VM" --frontend --vhost-user --connect "$T/vs.sock" --app sink --ends 1 --seconds 20 "${Q[@]}"
+	bg gen "$VM" --frontend --vhost-user --connect "$T/vs.sock" --app gen --count 100000 --size 64-1518 "${Q[@]}"
+	waitfor gen 20; waitfor sink 20
+	stop vsw
+	expect "sink" "$T/sink.json" received 100000
+	expect "sink" "$T/sink.json" lost 0
+	expect "sink" "$T/sink.json" corrupt 0
+	expect "sink" "$T/sink.json" ok true
+	expect "switch" "$T/vsw.json" fwd_packets 100001   # + the END frame
+}
+
+t_chain3() {
+	"$VM" chain 3 --count 50000 --json --quiet >"$T/chain.json" 2>"$T/chain.log"
+	local rc=$?
+	[ $rc -eq 0 ] || failmsg+="    chain exit $rc"$'\n'
+	expect "chain" "$T/chain.json" delivered 50000
+	expect "chain" "$T/chain.json" lost 0
+	expect "chain" "$T/chain.json" ok true
+}
+
+# A frontend VM survives its backend going away and comes back up when a
+# new backend listens (a rebooted peer); the new backend gets verified data.
+t_backend_restart() {
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg gen "$VM" --frontend --connect "$T/be.sock" --app gen --seconds 3 --rate 200k "${Q[@]}"
+	sleep 0.7
+	stop sink
+	rm -f "$T/be.sock"
+	bg sink2 "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 10 "${Q[@]}"
+	waitfor gen 15; waitfor sink2 15
+	expect "generator" "$T/gen.json" link_ups 2
+	expect "generator" "$T/gen.json" ok true
+	expect "new sink" "$T/sink2.json" corrupt 0
+	expect "new sink" "$T/sink2.json" ends 1
+	local got; got=$(jget "$T/sink2.json" received)
+	[ "${got:-0}" -gt 1000 ] || failmsg+="    new sink received only '${got}'"$'\n'
+	return 0
+}
+
+# SIGTERM: a report line and a clean exit.
+t_sigterm_report() {
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink "${Q[@]}"
+	sock_wait "$T/be.sock"
+	stop sink
+	expect "sink after SIGTERM" "$T/sink.json" ok true
+	[ ! -e "$T/be.sock" ] || failmsg+="    socket file left behind"$'\n'
+	return 0
+}
+
+t_demo_quick() {
+	"$DEMO" --quick --keep >"$T/demo.out" 2>"$T/demo.log"
+	local rc=$? dir
+	[ $rc -eq 0 ] || failmsg+="    vp-demo --quick exit $rc"$'\n'"$(tail -20 "$T/demo.out")"$'\n'
+	grep -q -- '-> PASS' "$T/demo.out" || failmsg+="    no PASS line"$'\n'
+	dir=$(sed -n 's/.*kept in \(\/tmp\/vp-demo-[A-Za-z0-9]*\).*/\1/p' "$T/demo.out")
+	if [ -n "$dir" ] && [ -d "$dir" ]; then
+		# the children's logs: no sanitizer reports there either
+		cat "$dir"/*.log >>"$T/demo-children.log" 2>/dev/null
+		rm -rf "$dir"
+	else
+		failmsg+="    no kept directory reported"$'\n'
+	fi
+	return 0
+}
+
+# Ctrl-C in the middle: exit 130, every child reaped, temporary directory gone.
+t_demo_interrupt() {
+	local before after dir
+	before=$(ls -d /tmp/vp-demo-* 2>/dev/null)
+	"$DEMO" --seconds 2 >"$T/demo.out" 2>"$T/demo.log" &
+	local p=$!
+	pids+=($p)
+	sleep 1.5
+	after=$(ls -d /tmp/vp-demo-* 2>/dev/null)
+	dir=$(comm -13 <(echo "$before") <(echo "$after") | head -1)
+	kill -INT $p
+	wait $p
+	local rc=$?
+	[ $rc -eq 130 ] || failmsg+="    exit $rc after SIGINT, want 130"$'\n'
+	[ -n "$dir" ] || failmsg+="    could not see the demo's directory"$'\n'
+	if [ -n "$dir" ]; then
+		[ ! -e "$dir" ] || failmsg+="    $dir left behind"$'\n'
+		sleep 0.2
+		pgrep -f "$dir" >/dev/null && failmsg+="    children still running: $(pgrep -af "$dir")"$'\n'
+	fi
+	return 0
+}
+
+run_case help t_help
+run_case bad-options t_bad_options
+run_case frontend-to-backend-100k t_fe_to_be
+run_case backend-to-frontend-100k t_be_to_fe
+run_case jumbo-both-ways t_jumbo_both_ways
+run_case ping-and-echo t_ping_echo
+run_case vswitch-path t_vswitch
+run_case chain-of-3 t_chain3
+run_case backend-restart t_backend_restart
+run_case sigterm-report t_sigterm_report
+run_case demo-quick t_demo_quick
+run_case demo-interrupt t_demo_interrupt
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]

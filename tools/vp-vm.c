@@ -1,0 +1,1744 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vp-vm: a userspace "VM" for vhost-pci.
+ *
+ * A process whose RAM is a memfd (guest-physical address = offset in it)
+ * with one or two network ports and an application:
+ *
+ *   frontend port: our virtio-net driver (vp_netfe) in the VM's RAM,
+ *                  announced to a vhost-pci server (native) or to a stock
+ *                  vhost-user backend (--vhost-user); reconnects when the
+ *                  link is lost, like a guest whose NIC was reset.
+ *   backend port:  a vhost-pci server (vp_server, native dialect, stock
+ *                  vhost-user frontends accepted too); each READY device gets
+ *                  a vhost-pci-net driver (vp_net) that drives the frontend
+ *                  VM's rings in the frontend VM's mapped memory.
+ *
+ *   apps: gen, sink, echo, ping, fwd (two ports), tap (a Linux TAP device).
+ *
+ * `vp-vm chain N` starts N of them as a chain (gen -> fwd ... -> sink), each
+ * hop a vhost-pci link, and reports delivered packets per CPU-second.
+ *
+ * One thread, one loop; the library is driven from here (no hidden threads).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <linux/if_tun.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vhostpci/log.h"
+#include "vmlib.h"
+
+static const char usage_text[] =
+"Usage: vp-vm [OPTIONS] --frontend --connect SOCK [--vhost-user] --app APP\n"
+"       vp-vm [OPTIONS] --backend --listen SOCK --app APP\n"
+"       vp-vm chain N [OPTIONS]\n"
+"\n"
+"A userspace VM: RAM is a memfd, guest-physical address = offset in it.\n"
+"\n"
+"Port (the VM's NIC):\n"
+"  --frontend             our virtio-net driver in this VM's RAM, announced to\n"
+"  --connect SOCK           a vhost-pci server (native dialect; a backend VM or\n"
+"                           vhost-pcid), or with --vhost-user to a stock\n"
+"                           vhost-user backend (DPDK vhost PMD, OVS, vp-vswitch)\n"
+"  --vhost-user\n"
+"  --backend              a vhost-pci server on SOCK; every READY frontend device\n"
+"  --listen SOCK            gets a vhost-pci-net driver (vhost-user frontends\n"
+"                           are accepted too)\n"
+"  --port2 SPEC           second port, for --app fwd:\n"
+"                           frontend,connect=SOCK[,vhost-user] | backend,listen=SOCK\n"
+"  --connect-timeout SEC  keep retrying the first connection; a backend gen/ping\n"
+"                         waits this long for a frontend (default 10)\n"
+"\n"
+"Application (--app, default sink):\n"
+"  gen    send test frames (sequence number, timestamp, checksum); also\n"
+"         verifies what comes back\n"
+"  sink   receive and verify: order, loss, corruption; one-way latency\n"
+"  echo   send every frame back where it came from\n"
+"  ping   ping-pong round-trip latency (p50/p99/p99.9); peer runs echo\n"
+"  fwd    L2 forwarder between port 1 and port 2 (--port2), both ways\n"
+"  tap    bridge the port to a Linux TAP device (IFF_TAP, IFF_NO_PI, vnet header)\n"
+"\n"
+"Traffic:\n"
+"  --size N|MIN-MAX       frame size in bytes, fixed or random (default 64; %u..%u)\n"
+"  --rate PPS             packets per second, 0 = unlimited (default 0)\n"
+"  --count N              gen/ping: frames to send; sink: exit after N verified\n"
+"  --seconds SEC          gen/ping: traffic time after link-up (gen default 5);\n"
+"                         others: exit after SEC (default: run until a signal)\n"
+"  --ends N               sink: exit after END frames of N generators (default 0)\n"
+"  --burst N              frames per burst, 1..%u (default 32)\n"
+"  --verify full|header   full: gen fills and sink checks every payload byte;\n"
+"                         header: neither touches the payload (default full)\n"
+"  --interval USEC        ping: pause between pings (default 0)\n"
+"  --tap NAME             tap: interface name (default vpvm%%d)\n"
+"  --tap-addr A.B.C.D/N   tap: IPv4 address to give it (default none)\n"
+"\n"
+"Machine:\n"
+"  --ram SIZE             RAM, power of two >= 1M (default 64M)\n"
+"  --ring N               virtqueue size of a frontend port, power of two (default 256)\n"
+"  --mode poll|irq|adaptive  wait strategy (default adaptive)\n"
+"  --cpu N                pin to CPU N\n"
+"  --mac XX:XX:XX:XX:XX:XX  frontend MAC / gen source MAC\n"
+"  --dst-mac MAC          gen destination (default ff:ff:ff:ff:ff:ff)\n"
+"  --uuid UUID            frontend VM UUID (default random)\n"
+"  --name NAME            name in logs and the report (default the app)\n"
+"\n"
+"Output:\n"
+"  --json                 final report as one JSON line on stdout\n"
+"  --quiet                no progress line (every second on stderr)\n"
+"  --log-level LEVEL      err, warn, info (default) or debug\n"
+"  -h, --help             this help\n"
+"\n"
+"chain N: VM1 (gen) -> VM2 (fwd) -> ... -> VMn (sink), each hop a vhost-pci\n"
+"link (VMi+1 is the backend of VMi's frontend port). Options: --seconds,\n"
+"--size, --rate, --count, --burst, --mode (default irq), --verify, --json,\n"
+"--quiet, --cpu-list A,B,..(pin VM i to the i-th CPU, cycling), --log-level.\n"
+"\n"
+"SIGINT/SIGTERM: report and exit. Exit status: 0 ok, 1 verification failed or\n"
+"runtime error, 2 usage error.\n";
+
+enum app { APP_GEN, APP_SINK, APP_ECHO, APP_PING, APP_FWD, APP_TAP };
+static const char *const app_names[] = { "gen", "sink", "echo", "ping", "fwd", "tap" };
+
+struct port_spec {
+	enum vm_port_kind kind;
+	const char *path;
+	bool vhost_user;
+};
+
+struct opts {
+	struct port_spec port[2];
+	unsigned nports;
+	enum app app;
+	bool app_set;
+	uint64_t size_lo, size_hi;
+	uint64_t rate;
+	uint64_t count;
+	double seconds;
+	bool seconds_set;
+	uint64_t ends;
+	unsigned burst;
+	bool verify_full;
+	uint64_t interval_us;
+	const char *tap_name;
+	const char *tap_addr;
+	uint64_t ram;
+	unsigned ring;
+	enum vp_net_mode mode;
+	int cpu;
+	uint8_t mac[6], dst_mac[6];
+	bool mac_set;
+	uint8_t uuid[16];
+	const char *name;
+	bool json, quiet;
+	double connect_timeout;
+	enum vp_log_level log_level;
+};
+
+/* ------------------------------------------------------------------------ */
+/* logging: "vp-vm[name]: level: msg" */
+
+static const char *g_name = "vp-vm";
+
+static void log_handler(enum vp_log_level level, const char *msg, void *opaque)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+
+	(void)opaque;
+	fprintf(stderr, "vp-vm[%s]: %s: %s\n", g_name,
+		(unsigned)level <= VP_LOG_DEBUG ? names[level] : "?", msg);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vp-vm: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'vp-vm --help' for more information.\n");
+	return VM_EXIT_USAGE;
+}
+
+static int parse_level(const char *s, enum vp_log_level *out)
+{
+	static const char *const names[] = { "err", "warn", "info", "debug" };
+
+	for (int i = 0; i <= VP_LOG_DEBUG; i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum vp_log_level)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* "frontend,connect=SOCK[,vhost-user]" | "backend,listen=SOCK" | "connect=.." */
+static int parse_port_spec(char *s, struct port_spec *ps)
+{
+	char *save = NULL;
+
+	memset(ps, 0, sizeof(*ps));
+	for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(t, "frontend"))
+			ps->kind = VM_PORT_FRONTEND;
+		else if (!strcmp(t, "backend"))
+			ps->kind = VM_PORT_BACKEND;
+		else if (!strcmp(t, "vhost-user"))
+			ps->vhost_user = true;
+		else if (!strncmp(t, "connect=", 8) && t[8]) {
+			ps->path = t + 8;
+			if (!ps->kind)
+				ps->kind = VM_PORT_FRONTEND;
+		} else if (!strncmp(t, "listen=", 7) && t[7]) {
+			ps->path = t + 7;
+			if (!ps->kind)
+				ps->kind = VM_PORT_BACKEND;
+		} else
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_port(const struct port_spec *ps, const char *what)
+{
+	if (ps->kind == VM_PORT_NONE)
+		return usage_error("%s: say --frontend --connect SOCK or --backend --listen SOCK",
+				   what);
+	if (!ps->path)
+		return usage_error("%s: %s needs a socket path (%s)", what,
+				   ps->kind == VM_PORT_FRONTEND ? "a frontend" : "a backend",
+				   ps->kind == VM_PORT_FRONTEND ? "--connect SOCK" : "--listen SOCK");
+	if (ps->vhost_user && ps->kind != VM_PORT_FRONTEND)
+		return usage_error("%s: --vhost-user is for a frontend port (a backend port "
+				   "accepts vhost-user frontends anyway)", what);
+	return 0;
+}
+
+enum {
+	O_FRONTEND = 256, O_BACKEND, O_CONNECT, O_LISTEN, O_VU, O_PORT2, O_CTIMEOUT, O_APP,
+	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
+	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
+	O_QUIET, O_LOGLEVEL, O_CPULIST,
+};
+
+static const struct option lopts[] = {
+	{ "frontend", no_argument, NULL, O_FRONTEND },
+	{ "backend", no_argument, NULL, O_BACKEND },
+	{ "connect", required_argument, NULL, O_CONNECT },
+	{ "listen", required_argument, NULL, O_LISTEN },
+	{ "vhost-user", no_argument, NULL, O_VU },
+	{ "port2", required_argument, NULL, O_PORT2 },
+	{ "connect-timeout", required_argument, NULL, O_CTIMEOUT },
+	{ "app", required_argument, NULL, O_APP },
+	{ "size", required_argument, NULL, O_SIZE },
+	{ "rate", required_argument, NULL, O_RATE },
+	{ "count", required_argument, NULL, O_COUNT },
+	{ "seconds", required_argument, NULL, O_SECONDS },
+	{ "ends", required_argument, NULL, O_ENDS },
+	{ "burst", required_argument, NULL, O_BURST },
+	{ "verify", required_argument, NULL, O_VERIFY },
+	{ "interval", required_argument, NULL, O_INTERVAL },
+	{ "tap", required_argument, NULL, O_TAP },
+	{ "tap-addr", required_argument, NULL, O_TAPADDR },
+	{ "ram", required_argument, NULL, O_RAM },
+	{ "ring", required_argument, NULL, O_RING },
+	{ "mode", required_argument, NULL, O_MODE },
+	{ "cpu", required_argument, NULL, O_CPU },
+	{ "cpu-list", required_argument, NULL, O_CPULIST },
+	{ "mac", required_argument, NULL, O_MAC },
+	{ "dst-mac", required_argument, NULL, O_DSTMAC },
+	{ "uuid", required_argument, NULL, O_UUID },
+	{ "name", required_argument, NULL, O_NAME },
+	{ "json", no_argument, NULL, O_JSON },
+	{ "quiet", no_argument, NULL, O_QUIET },
+	{ "log-level", required_argument, NULL, O_LOGLEVEL },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char *cpu_list; /* chain only */
+static bool chain_log_set;
+
+/* Parse argv into o. Returns -1 to go on, or an exit status. */
+static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
+{
+	uint64_t v;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->app = APP_SINK;
+	o->size_lo = o->size_hi = 64;
+	o->burst = 32;
+	o->verify_full = true;
+	o->ram = 64ull << 20;
+	o->ring = 256;
+	o->mode = chain ? VP_NET_IRQ : VP_NET_ADAPTIVE;
+	o->cpu = -1;
+	o->connect_timeout = 10;
+	o->log_level = vp_log_get_level();
+	memset(o->dst_mac, 0xff, 6);
+	o->nports = 1;
+	opterr = 0;
+	optind = chain ? 3 : 1;  /* after "chain N" */
+	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
+		switch (c) {
+		case O_FRONTEND:
+		case O_BACKEND: {
+			enum vm_port_kind k = c == O_FRONTEND ? VM_PORT_FRONTEND : VM_PORT_BACKEND;
+
+			if (o->port[0].kind && o->port[0].kind != k)
+				return usage_error("--frontend and --backend are exclusive (use "
+						   "--port2 for a second port)");
+			o->port[0].kind = k;
+			break;
+		}
+		case O_CONNECT:
+			if (o->port[0].kind == VM_PORT_BACKEND)
+				return usage_error("--connect is for a frontend; a backend uses --listen");
+			o->port[0].kind = VM_PORT_FRONTEND;
+			o->port[0].path = optarg;
+			break;
+		case O_LISTEN:
+			if (o->port[0].kind == VM_PORT_FRONTEND)
+				return usage_error("--listen is for a backend; a frontend uses --connect");
+			o->port[0].kind = VM_PORT_BACKEND;
+			o->port[0].path = optarg;
+			break;
+		case O_VU:
+			o->port[0].vhost_user = true;
+			break;
+		case O_PORT2:
+			if (parse_port_spec(optarg, &o->port[1]) < 0)
+				return usage_error("bad --port2 '%s': want frontend,connect=SOCK"
+						   "[,vhost-user] or backend,listen=SOCK", optarg);
+			o->nports = 2;
+			break;
+		case O_CTIMEOUT:
+			if (vm_parse_seconds(optarg, &o->connect_timeout) < 0)
+				return usage_error("bad --connect-timeout '%s'", optarg);
+			break;
+		case O_APP: {
+			unsigned i;
+
+			for (i = 0; i < sizeof(app_names) / sizeof(app_names[0]); i++)
+				if (!strcmp(optarg, app_names[i]))
+					break;
+			if (i == sizeof(app_names) / sizeof(app_names[0]))
+				return usage_error("unknown --app '%s' (gen, sink, echo, ping, fwd, tap)",
+						   optarg);
+			o->app = (enum app)i;
+			o->app_set = true;
+			break;
+		}
+		case O_SIZE:
+			if (vm_parse_range(optarg, &o->size_lo, &o->size_hi) < 0)
+				return usage_error("bad --size '%s': want N or MIN-MAX", optarg);
+			if (o->size_lo < VM_PKT_MIN || o->size_hi > VM_PKT_MAX)
+				return usage_error("--size %s: frames are %u..%u bytes", optarg,
+						   VM_PKT_MIN, VM_PKT_MAX);
+			break;
+		case O_RATE:
+			if (vm_parse_u64(optarg, &o->rate) < 0)
+				return usage_error("bad --rate '%s': packets per second, e.g. 100k",
+						   optarg);
+			break;
+		case O_COUNT:
+			if (vm_parse_u64(optarg, &o->count) < 0)
+				return usage_error("bad --count '%s'", optarg);
+			break;
+		case O_SECONDS:
+			if (vm_parse_seconds(optarg, &o->seconds) < 0)
+				return usage_error("bad --seconds '%s'", optarg);
+			o->seconds_set = true;
+			break;
+		case O_ENDS:
+			if (vm_parse_u64(optarg, &o->ends) < 0 || o->ends > VM_MAX_STREAMS)
+				return usage_error("bad --ends '%s' (0..%u)", optarg, VM_MAX_STREAMS);
+			break;
+		case O_BURST:
+			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VP_NET_MAX_BURST)
+				return usage_error("bad --burst '%s' (1..%u)", optarg, VP_NET_MAX_BURST);
+			o->burst = (unsigned)v;
+			break;
+		case O_VERIFY:
+			if (!strcmp(optarg, "full"))
+				o->verify_full = true;
+			else if (!strcmp(optarg, "header"))
+				o->verify_full = false;
+			else
+				return usage_error("bad --verify '%s' (full or header)", optarg);
+			break;
+		case O_INTERVAL:
+			if (vm_parse_u64(optarg, &o->interval_us) < 0)
+				return usage_error("bad --interval '%s' (microseconds)", optarg);
+			break;
+		case O_TAP:
+			if (!*optarg || strlen(optarg) >= IFNAMSIZ)
+				return usage_error("bad --tap '%s' (1..%d characters)", optarg,
+						   IFNAMSIZ - 1);
+			o->tap_name = optarg;
+			break;
+		case O_TAPADDR:
+			o->tap_addr = optarg;
+			break;
+		case O_RAM:
+			if (vm_parse_bytes(optarg, &o->ram) < 0 || o->ram < (1u << 20) ||
+			    (o->ram & (o->ram - 1)) || o->ram > (1ull << 40))
+				return usage_error("bad --ram '%s': a power of two, 1M..1T", optarg);
+			break;
+		case O_RING:
+			if (vm_parse_u64(optarg, &v) < 0 || v < 2 || v > 32768 || (v & (v - 1)))
+				return usage_error("bad --ring '%s': a power of two, 2..32768", optarg);
+			o->ring = (unsigned)v;
+			break;
+		case O_MODE:
+			if (vm_parse_mode(optarg, &o->mode) < 0)
+				return usage_error("bad --mode '%s' (poll, irq or adaptive)", optarg);
+			break;
+		case O_CPU:
+			if (vm_parse_u64(optarg, &v) < 0 || v >= CPU_SETSIZE)
+				return usage_error("bad --cpu '%s'", optarg);
+			o->cpu = (int)v;
+			break;
+		case O_CPULIST:
+			if (!chain)
+				return usage_error("--cpu-list is for 'vp-vm chain'; use --cpu");
+			cpu_list = optarg;
+			break;
+		case O_MAC:
+			if (vm_parse_mac(optarg, o->mac) < 0)
+				return usage_error("bad --mac '%s'", optarg);
+			o->mac_set = true;
+			break;
+		case O_DSTMAC:
+			if (vm_parse_mac(optarg, o->dst_mac) < 0)
+				return usage_error("bad --dst-mac '%s'", optarg);
+			break;
+		case O_UUID:
+			if (vp_uuid_parse(optarg, o->uuid) < 0)
+				return usage_error("bad --uuid '%s'", optarg);
+			break;
+		case O_NAME:
+			o->name = optarg;
+			break;
+		case O_JSON:
+			o->json = true;
+			break;
+		case O_QUIET:
+			o->quiet = true;
+			break;
+		case O_LOGLEVEL:
+			if (parse_level(optarg, &o->log_level) < 0)
+				return usage_error("bad --log-level '%s' (err, warn, info, debug)",
+						   optarg);
+			chain_log_set = true;
+			break;
+		case 'h':
+			printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST);
+			return VM_EXIT_OK;
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (chain)
+		return -1;
+	if (o->port[0].kind == VM_PORT_NONE && !o->port[0].path)
+		return usage_error("no port: say --frontend --connect SOCK or --backend --listen SOCK");
+	c = check_port(&o->port[0], "port 1");
+	if (c)
+		return c;
+	if (o->nports == 2) {
+		c = check_port(&o->port[1], "--port2");
+		if (c)
+			return c;
+		if (!strcmp(o->port[0].path, o->port[1].path))
+			return usage_error("port 1 and --port2 use the same socket %s",
+					   o->port[0].path);
+	}
+	if (o->app == APP_FWD && o->nports != 2)
+		return usage_error("--app fwd needs a second port (--port2 SPEC)");
+	if (o->app != APP_FWD && o->nports == 2)
+		return usage_error("--port2 is only used by --app fwd");
+	if (o->app == APP_PING && o->size_lo != o->size_hi)
+		return usage_error("--app ping takes a fixed --size");
+	if ((o->tap_name || o->tap_addr) && o->app != APP_TAP)
+		return usage_error("--tap/--tap-addr are for --app tap");
+	if (o->ends && o->app != APP_SINK)
+		return usage_error("--ends is for --app sink");
+	if (o->app == APP_GEN && !o->seconds_set && !o->count) {
+		o->seconds = 5;
+		o->seconds_set = true;
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the VM */
+
+struct txq {          /* frames waiting to be sent, in order */
+	struct vp_pkt *pk;  /* burst slots; pk[0..n) pending */
+	unsigned n;
+	int link;
+};
+
+struct vm {
+	struct opts o;
+	struct vm_ram ram;
+	struct vm_port port[2];
+	unsigned nports;
+	int64_t t0, t_up, deadline;
+	bool has_deadline;
+
+	/* buffers: rx[p] for receiving on port p, tx for sending */
+	uint8_t *mem;
+	size_t mem_size;
+	struct vp_pkt *rx[2];
+	struct txq txq[2];   /* gen: txq[0]; echo: txq[0]; fwd: txq[d] = to port d */
+	uint32_t buf_cap;
+
+	struct vm_verify ver;
+	struct vm_hist *lat;
+	uint32_t stream;
+	uint64_t rng;
+
+	/* counters */
+	uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes;
+	int64_t tx_first, tx_last, rx_first, rx_last;
+	uint64_t fwd_pkts[2];
+	uint64_t tap_drops;
+
+	/* gen */
+	uint64_t gen_seq;
+	bool gen_done, end_sent, end_back;
+	int64_t end_sent_at;
+	bool saw_own;
+	uint64_t rate_base_seq;
+	int64_t rate_base_ns;
+
+	/* ping */
+	bool ping_out;
+	uint64_t ping_seq, ping_sent, ping_ok, ping_lost, ping_stale;
+	int64_t ping_at, ping_next;
+
+	/* tap */
+	int tapfd;
+	char tap_ifname[IFNAMSIZ];
+	uint64_t tap_offload;
+
+	bool failed;
+	char fail_reason[200];
+	/* progress */
+	int64_t prog_at;
+	uint64_t prog_tx, prog_rx;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+static uint32_t next_size(struct vm *vm)
+{
+	if (vm->o.size_lo == vm->o.size_hi)
+		return (uint32_t)vm->o.size_lo;
+	return (uint32_t)(vm->o.size_lo + rng_next(&vm->rng) % (vm->o.size_hi - vm->o.size_lo + 1));
+}
+
+static void note_tx(struct vm *vm, const struct vp_pkt *pk, int n, int64_t now)
+{
+	for (int i = 0; i < n; i++)
+		vm->tx_bytes += pk[i].len;
+	vm->tx_pkts += (uint64_t)n;
+	if (!vm->tx_first)
+		vm->tx_first = now;
+	vm->tx_last = now;
+}
+
+static void note_rx(struct vm *vm, const struct vp_pkt *pk, int n, int64_t now)
+{
+	for (int i = 0; i < n; i++)
+		vm->rx_bytes += pk[i].len;
+	vm->rx_pkts += (uint64_t)n;
+	if (!vm->rx_first)
+		vm->rx_first = now;
+	vm->rx_last = now;
+}
+
+static void reset_caps(struct vm *vm, struct vp_pkt *pk, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		pk[i].len = vm->buf_cap;
+		memset(&pk[i].hdr, 0, sizeof(pk[i].hdr));
+	}
+}
+
+/* Send what is queued; keep the rest (in order) for later. Returns the
+ * number sent, or -1 if the queue is still full (blocked). */
+static int txq_flush(struct vm *vm, struct vm_port *p, struct txq *q, int64_t now)
+{
+	struct vp_pkt done[VP_NET_MAX_BURST];
+	int r;
+
+	if (!q->n)
+		return 0;
+	r = vm_port_tx(p, q->link, q->pk, q->n, 0);
+	if (r <= 0)
+		return r < 0 ? 0 : -1;
+	note_tx(vm, q->pk, r, now);
+	/* Rotate: sent slots go to the end, so their buffers are reused. */
+	memcpy(done, q->pk, (size_t)r * sizeof(done[0]));
+	memmove(q->pk, q->pk + r, (size_t)(q->n - (unsigned)r) * sizeof(q->pk[0]));
+	memcpy(q->pk + (q->n - (unsigned)r), done, (size_t)r * sizeof(done[0]));
+	q->n -= (unsigned)r;
+	return r;
+}
+
+/* Receive and verify a burst on port pi; returns the count. */
+static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
+{
+	struct vp_pkt *pk = vm->rx[pi];
+	struct vm_pkt_info info;
+	int link, n;
+
+	reset_caps(vm, pk, vm->o.burst);
+	n = vm_port_rx(&vm->port[pi], pk, vm->o.burst, &link);
+	if (n <= 0)
+		return 0;
+	note_rx(vm, pk, n, now);
+	for (int i = 0; i < n; i++) {
+		if (vm_verify_pkt(&vm->ver, pk[i].data, pk[i].len, &info) != VM_PKT_OK)
+			continue;
+		if (info.type == VM_PKT_DATA) {
+			bool own = vm->o.app == APP_GEN && info.stream == vm->stream;
+
+			if (own)
+				vm->saw_own = true;
+			/* Own frames came back (round trip); others: one-way. */
+			if (now >= info.stamp_ns)
+				vm_hist_add(vm->lat, (uint64_t)(now - info.stamp_ns));
+		} else if (info.type == VM_PKT_END) {
+			/* A marker, not traffic. */
+			vm->rx_pkts--;
+			vm->rx_bytes -= pk[i].len;
+			if (info.stream == vm->stream)
+				vm->end_back = true;
+		}
+	}
+	return n;
+}
+
+/* ---- gen ---- */
+
+static unsigned gen_allowance(struct vm *vm, int64_t now, int64_t *wait_ns)
+{
+	uint64_t sent = vm->gen_seq - vm->rate_base_seq, allowed;
+
+	if (!vm->o.rate)
+		return UINT_MAX;
+	allowed = (uint64_t)((double)(now - vm->rate_base_ns) * (double)vm->o.rate / 1e9);
+	if (allowed > sent)
+		return allowed - sent > UINT_MAX ? UINT_MAX : (unsigned)(allowed - sent);
+	*wait_ns = (int64_t)(1e9 / (double)vm->o.rate);
+	return 0;
+}
+
+static void gen_push_end(struct vm *vm)
+{
+	struct txq *q = &vm->txq[0];
+	struct vm_pkt_info in = { .type = VM_PKT_END, .stream = vm->stream, .seq = vm->gen_seq,
+				  .stamp_ns = vm_now_ns() };
+	struct vp_pkt *pk = &q->pk[q->n++];
+
+	pk->len = VM_PKT_MIN + 10;  /* 64 */
+	memset(&pk->hdr, 0, sizeof(pk->hdr));
+	vm_pkt_build(pk->data, pk->len, vm->o.dst_mac, vm->o.mac, &in, true);
+	vm->end_sent = true;
+}
+
+static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
+{
+	struct txq *q = &vm->txq[0];
+	struct vm_port *p = &vm->port[0];
+	bool did = false;
+	int r;
+
+	*want_tx = false;
+	if (rx_verify(vm, 0, now) > 0)
+		did = true;
+	if (!vm_port_up(p))
+		return did;
+	if (!vm->t_up) {
+		vm->t_up = now;
+		vm->rate_base_ns = now;
+		if (vm->o.seconds_set) {
+			vm->deadline = now + (int64_t)(vm->o.seconds * 1e9);
+			vm->has_deadline = true;
+		}
+	}
+	if (!vm->gen_done && ((vm->o.count && vm->gen_seq >= vm->o.count) ||
+			      (vm->has_deadline && now >= vm->deadline)))
+		vm->gen_done = true;
+	if (!vm->gen_done && q->n < vm->o.burst) {
+		unsigned room = vm->o.burst - q->n, allow = gen_allowance(vm, now, wait_ns);
+
+		if (vm->o.count && vm->o.count - vm->gen_seq < room)
+			room = (unsigned)(vm->o.count - vm->gen_seq);
+		if (allow < room)
+			room = allow;
+		for (unsigned i = 0; i < room; i++) {
+			struct vp_pkt *pk = &q->pk[q->n++];
+			struct vm_pkt_info in = { .type = VM_PKT_DATA, .stream = vm->stream,
+						  .seq = vm->gen_seq++, .stamp_ns = now };
+
+			pk->len = next_size(vm);
+			memset(&pk->hdr, 0, sizeof(pk->hdr));
+			vm_pkt_build(pk->data, pk->len, vm->o.dst_mac, vm->o.mac, &in,
+				     vm->o.verify_full);
+		}
+	}
+	if (vm->gen_done && !vm->end_sent && q->n < vm->o.burst)
+		gen_push_end(vm);
+	r = txq_flush(vm, p, q, now);
+	if (r > 0) {
+		did = true;
+		if (vm->end_sent && !q->n) {
+			/* The END frame is not data: keep the counters honest. */
+			vm->tx_pkts--;
+			vm->tx_bytes -= VM_PKT_MIN + 10;
+			if (!vm->end_sent_at)
+				vm->end_sent_at = now;
+		}
+	} else if (r < 0) {
+		*want_tx = true;
+	}
+	return did;
+}
+
+static bool gen_finished(struct vm *vm, int64_t now)
+{
+	if (!vm->end_sent || vm->txq[0].n || !vm->end_sent_at)
+		return false;
+	/* If our frames come back (an echo peer), wait for our END too. */
+	if (vm->saw_own && !vm->end_back && now - vm->end_sent_at < 1000000000ll)
+		return false;
+	return true;
+}
+
+/* ---- echo / fwd ---- */
+
+/* Move a received burst into the queue towards port `to`. */
+static bool relay_step(struct vm *vm, unsigned from, unsigned to, int64_t now, bool *want_rx,
+		       bool *want_tx)
+{
+	struct txq *q = &vm->txq[to];
+	bool did = false;
+	int r, link;
+
+	*want_rx = *want_tx = false;
+	if (!q->n) {
+		reset_caps(vm, q->pk, vm->o.burst);
+		r = vm_port_rx(&vm->port[from], q->pk, vm->o.burst, &link);
+		if (r > 0) {
+			note_rx(vm, q->pk, r, now);
+			q->n = (unsigned)r;
+			q->link = from == to ? link : -1;
+			did = true;
+		} else {
+			*want_rx = true;
+			return did;
+		}
+	}
+	uint64_t before = vm->tx_pkts;
+
+	r = txq_flush(vm, &vm->port[to], q, now);
+	if (r > 0) {
+		vm->fwd_pkts[to] += vm->tx_pkts - before;
+		did = true;
+	}
+	if (q->n) {
+		/* The link we answer on went away: those frames have nowhere to go. */
+		if (from == to && !vm_port_nlinks_up(&vm->port[to])) {
+			q->n = 0;
+		} else
+			*want_tx = true;
+	}
+	return did;
+}
+
+/* ---- ping ---- */
+
+static bool ping_step(struct vm *vm, int64_t now, int64_t *wait_ns)
+{
+	struct vm_port *p = &vm->port[0];
+	struct vp_pkt *pk = vm->rx[0];
+	struct vm_pkt_info info;
+	bool did = false;
+	int n, link;
+
+	if (!vm_port_up(p))
+		return false;
+	if (!vm->t_up) {
+		vm->t_up = now;
+		if (vm->o.seconds_set) {
+			vm->deadline = now + (int64_t)(vm->o.seconds * 1e9);
+			vm->has_deadline = true;
+		}
+	}
+	reset_caps(vm, pk, vm->o.burst);
+	n = vm_port_rx(p, pk, vm->o.burst, &link);
+	if (n > 0) {
+		did = true;
+		note_rx(vm, pk, n, now);
+		for (int i = 0; i < n; i++) {
+			if (vm_verify_pkt(&vm->ver, pk[i].data, pk[i].len, &info) != VM_PKT_OK)
+				continue;
+			if (info.type == VM_PKT_PING && info.stream == vm->stream && vm->ping_out &&
+			    info.seq == vm->ping_seq) {
+				vm_hist_add(vm->lat, (uint64_t)(now - info.stamp_ns));
+				vm->ping_out = false;
+				vm->ping_ok++;
+				vm->ping_next = now + (int64_t)vm->o.interval_us * 1000;
+			} else {
+				vm->ping_stale++;
+			}
+		}
+	}
+	if (vm->ping_out && now - vm->ping_at > 1000000000ll) {
+		vm->ping_lost++;
+		vm->ping_out = false;
+		vp_log(VP_LOG_WARN, "ping %" PRIu64 " got no answer within 1 s", vm->ping_seq);
+	}
+	if (!vm->ping_out && (!vm->o.count || vm->ping_sent < vm->o.count) &&
+	    !(vm->has_deadline && now >= vm->deadline)) {
+		if (now < vm->ping_next) {
+			*wait_ns = vm->ping_next - now;
+			return did;
+		}
+		struct vp_pkt tx = { .data = vm->txq[0].pk[0].data, .len = (uint32_t)vm->o.size_lo };
+		struct vm_pkt_info in = { .type = VM_PKT_PING, .stream = vm->stream,
+					  .seq = vm->ping_seq + 1, .stamp_ns = vm_now_ns() };
+
+		vm_pkt_build(tx.data, tx.len, vm->o.dst_mac, vm->o.mac, &in, vm->o.verify_full);
+		if (vm_port_tx(p, -1, &tx, 1, 0) == 1) {
+			vm->ping_seq++;
+			vm->ping_sent++;
+			vm->ping_out = true;
+			vm->ping_at = in.stamp_ns;
+			note_tx(vm, &tx, 1, now);
+			did = true;
+		}
+	}
+	return did;
+}
+
+static bool ping_finished(struct vm *vm, int64_t now)
+{
+	if (vm->ping_out)
+		return false;
+	if (vm->o.count && vm->ping_sent >= vm->o.count)
+		return true;
+	return vm->has_deadline && now >= vm->deadline;
+}
+
+/* ---- tap ---- */
+
+static int tap_open(struct vm *vm)
+{
+	struct ifreq ifr;
+	int fd, s, hs = VP_NET_HDR_LEN;
+
+	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		vp_log(VP_LOG_ERR, "tap: cannot open /dev/net/tun: %s (needs the tun module "
+		       "and CAP_NET_ADMIN)", strerror(errno));
+		return -1;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	/* Length checked at parse time (< IFNAMSIZ). */
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", vm->o.tap_name ? vm->o.tap_name : "vpvm%d");
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		vp_log(VP_LOG_ERR, "tap: TUNSETIFF %s: %s", ifr.ifr_name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	snprintf(vm->tap_ifname, sizeof(vm->tap_ifname), "%s", ifr.ifr_name);
+	/* The 12-byte virtio_net_hdr_v1, the same header the rings carry. */
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+		vp_log(VP_LOG_ERR, "tap: setting the vnet header on %s: %s", ifr.ifr_name,
+		       strerror(errno));
+		close(fd);
+		return -1;
+	}
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		vp_log(VP_LOG_ERR, "tap: socket: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (vm->o.tap_addr) {
+		char a[64], *slash;
+		unsigned long pfx = 24;
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+
+		snprintf(a, sizeof(a), "%s", vm->o.tap_addr);
+		slash = strchr(a, '/');
+		if (slash) {
+			char *end;
+
+			*slash = 0;
+			pfx = strtoul(slash + 1, &end, 10);
+			if (*end || !slash[1] || pfx > 32)
+				pfx = 99;
+		}
+		memset(&ifr.ifr_addr, 0, sizeof(ifr.ifr_addr));
+		sin->sin_family = AF_INET;
+		if (pfx > 32 || inet_pton(AF_INET, a, &sin->sin_addr) != 1) {
+			vp_log(VP_LOG_ERR, "tap: bad --tap-addr '%s' (want A.B.C.D/N)", vm->o.tap_addr);
+			goto fail;
+		}
+		if (ioctl(s, SIOCSIFADDR, &ifr) < 0) {
+			vp_log(VP_LOG_ERR, "tap: setting the address of %s: %s", vm->tap_ifname,
+			       strerror(errno));
+			goto fail;
+		}
+		sin->sin_addr.s_addr = pfx ? htonl(0xffffffffu << (32 - pfx)) : 0;
+		if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0) {
+			vp_log(VP_LOG_ERR, "tap: setting the netmask of %s: %s", vm->tap_ifname,
+			       strerror(errno));
+			goto fail;
+		}
+	}
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
+	    (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)) {
+		vp_log(VP_LOG_ERR, "tap: bringing %s up: %s", vm->tap_ifname, strerror(errno));
+		goto fail;
+	}
+	close(s);
+	vp_log(VP_LOG_INFO, "tap: %s is up%s%s", vm->tap_ifname, vm->o.tap_addr ? ", address " : "",
+	       vm->o.tap_addr ? vm->o.tap_addr : "");
+	return fd;
+fail:
+	close(s);
+	close(fd);
+	return -1;
+}
+
+/* Offloads the kernel may hand us: only what the link's peer accepts. */
+static void tap_offloads(struct vm *vm)
+{
+	uint64_t f = vm_port_features(&vm->port[0]), want = 0;
+	bool fe = vm->port[0].kind == VM_PORT_FRONTEND;
+
+	/* We transmit what the tap gives us: partial checksums are fine if the
+	 * peer takes them: the device's CSUM (we are the driver) or the
+	 * driver's GUEST_CSUM (we are the device). */
+	if (f & (1ull << (fe ? VIRTIO_NET_F_CSUM : VIRTIO_NET_F_GUEST_CSUM)))
+		want = TUN_F_CSUM;
+	if (want == vm->tap_offload)
+		return;
+	if (ioctl(vm->tapfd, TUNSETOFFLOAD, (unsigned long)want) < 0)
+		vp_log(VP_LOG_WARN, "tap: TUNSETOFFLOAD: %s", strerror(errno));
+	else
+		vm->tap_offload = want;
+}
+
+static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
+{
+	struct vm_port *p = &vm->port[0];
+	struct txq *q = &vm->txq[0];
+	struct vp_pkt *pk = vm->rx[0];
+	bool did = false;
+	int n, link;
+
+	*want_rx = true;
+	*want_tx = false;
+	if (!vm_port_up(p))
+		return false;
+	tap_offloads(vm);
+	/* tap -> port */
+	while (q->n < vm->o.burst) {
+		struct vp_pkt *t = &q->pk[q->n];
+		struct iovec iov[2] = { { &t->hdr, VP_NET_HDR_LEN }, { t->data, vm->buf_cap } };
+		ssize_t r = readv(vm->tapfd, iov, 2);
+
+		if (r < (ssize_t)VP_NET_HDR_LEN)
+			break;
+		t->len = (uint32_t)(r - VP_NET_HDR_LEN);
+		q->n++;
+	}
+	if (q->n) {
+		if (txq_flush(vm, p, q, now) > 0)
+			did = true;
+		else
+			*want_tx = true;
+	}
+	/* port -> tap */
+	reset_caps(vm, pk, vm->o.burst);
+	n = vm_port_rx(p, pk, vm->o.burst, &link);
+	if (n > 0) {
+		did = true;
+		note_rx(vm, pk, n, now);
+		for (int i = 0; i < n; i++) {
+			struct iovec iov[2] = { { &pk[i].hdr, VP_NET_HDR_LEN }, { pk[i].data, pk[i].len } };
+
+			if (writev(vm->tapfd, iov, 2) < 0)
+				vm->tap_drops++;
+		}
+	}
+	return did;
+}
+
+/* ------------------------------------------------------------------------ */
+/* progress and report */
+
+static void progress(struct vm *vm, int64_t now)
+{
+	double dt = (double)(now - vm->prog_at) / 1e9;
+	char links[64];
+
+	if (vm->nports == 2)
+		snprintf(links, sizeof(links), "links %s/%s", vm_port_up(&vm->port[0]) ? "up" : "down",
+			 vm_port_up(&vm->port[1]) ? "up" : "down");
+	else if (vm->port[0].kind == VM_PORT_BACKEND)
+		snprintf(links, sizeof(links), "%u link%s up", vm_port_nlinks_up(&vm->port[0]),
+			 vm_port_nlinks_up(&vm->port[0]) == 1 ? "" : "s");
+	else
+		snprintf(links, sizeof(links), "link %s", vm_port_up(&vm->port[0]) ? "up" : "down");
+	fprintf(stderr,
+		"vp-vm[%s]: %5.1fs  tx %7.3f Mpps  rx %7.3f Mpps  ok %" PRIu64 " lost %" PRIu64
+		" bad %" PRIu64 "  %s\n",
+		g_name, (double)(now - vm->t0) / 1e9,
+		dt > 0 ? (double)(vm->tx_pkts - vm->prog_tx) / dt / 1e6 : 0.0,
+		dt > 0 ? (double)(vm->rx_pkts - vm->prog_rx) / dt / 1e6 : 0.0, vm->ver.ok,
+		vm_verify_lost(&vm->ver), vm->ver.corrupt + vm->ver.badlen, links);
+	vm->prog_at = now;
+	vm->prog_tx = vm->tx_pkts;
+	vm->prog_rx = vm->rx_pkts;
+}
+
+static bool verdict(struct vm *vm)
+{
+	bool ok = !vm->failed && vm_verify_clean(&vm->ver);
+
+	switch (vm->o.app) {
+	case APP_SINK:
+		if (vm->o.count && vm_verify_received(&vm->ver) < vm->o.count)
+			ok = false;
+		if (vm->o.ends && vm->ver.ended < vm->o.ends)
+			ok = false;
+		break;
+	case APP_GEN:
+		if (!vm->end_sent_at)
+			ok = false;
+		break;
+	case APP_PING:
+		if (vm->ping_lost || !vm->ping_ok)
+			ok = false;
+		break;
+	default:
+		break;
+	}
+	return ok;
+}
+
+static void report(struct vm *vm, int64_t now)
+{
+	struct vp_net_stats st = { 0 }, s2;
+	int64_t tx_ns = vm->tx_last - vm->tx_first, rx_ns = vm->rx_last - vm->rx_first;
+	double cpu = (double)vm_cpu_ns() / 1e9;
+	uint64_t moved = vm->tx_pkts > vm->rx_pkts ? vm->tx_pkts : vm->rx_pkts;
+	bool ok = verdict(vm);
+	uint64_t lost = vm_verify_lost(&vm->ver) + vm->ping_lost;
+	uint64_t links_up = 0, links_down = 0;
+
+	for (unsigned i = 0; i < vm->nports; i++) {
+		vm_port_stats(&vm->port[i], &s2);
+		st.tx_drop_no_buf += s2.tx_drop_no_buf;
+		st.tx_drop_too_big += s2.tx_drop_too_big;
+		st.rx_drop_too_big += s2.rx_drop_too_big;
+		st.rx_drop_bad += s2.rx_drop_bad;
+		st.signals += s2.signals;
+		st.wakeups += s2.wakeups;
+		links_up += vm->port[i].link_ups;
+		links_down += vm->port[i].link_downs;
+	}
+	/* A window too short to time (one burst) reports no rate. */
+	if (vm->o.json) {
+		struct vm_json j;
+
+		vm_json_begin(&j);
+		vm_json_str(&j, "name", g_name);
+		vm_json_str(&j, "app", app_names[vm->o.app]);
+		vm_json_str(&j, "role", vm->port[0].kind == VM_PORT_FRONTEND ? "frontend" : "backend");
+		vm_json_str(&j, "mode", vm_mode_name(vm->o.mode));
+		vm_json_dbl(&j, "seconds", (double)(now - vm->t0) / 1e9);
+		vm_json_u64(&j, "tx_packets", vm->tx_pkts);
+		vm_json_u64(&j, "tx_bytes", vm->tx_bytes);
+		vm_json_dbl(&j, "tx_mpps", vm_mpps(vm->tx_pkts, tx_ns));
+		vm_json_dbl(&j, "tx_gbps", vm_gbps(vm->tx_bytes, tx_ns));
+		vm_json_u64(&j, "rx_packets", vm->rx_pkts);
+		vm_json_u64(&j, "rx_bytes", vm->rx_bytes);
+		vm_json_dbl(&j, "rx_mpps", vm_mpps(vm->rx_pkts, rx_ns));
+		vm_json_dbl(&j, "rx_gbps", vm_gbps(vm->rx_bytes, rx_ns));
+		vm_json_u64(&j, "verified", vm->ver.ok);
+		vm_json_u64(&j, "received", vm_verify_received(&vm->ver));
+		vm_json_u64(&j, "lost", lost);
+		vm_json_u64(&j, "corrupt", vm->ver.corrupt + vm->ver.badlen);
+		vm_json_u64(&j, "reordered", vm_verify_reordered(&vm->ver));
+		vm_json_u64(&j, "duplicate", vm_verify_dup(&vm->ver));
+		vm_json_u64(&j, "foreign", vm->ver.foreign);
+		vm_json_u64(&j, "ends", vm->ver.ended);
+		if (vm->o.app == APP_FWD) {
+			vm_json_u64(&j, "fwd_1to2", vm->fwd_pkts[1]);
+			vm_json_u64(&j, "fwd_2to1", vm->fwd_pkts[0]);
+		}
+		if (vm->o.app == APP_PING) {
+			vm_json_u64(&j, "pings", vm->ping_sent);
+			vm_json_u64(&j, "pongs", vm->ping_ok);
+		}
+		vm_json_obj(&j, "drops");
+		vm_json_u64(&j, "tx_no_buf", st.tx_drop_no_buf);
+		vm_json_u64(&j, "tx_too_big", st.tx_drop_too_big);
+		vm_json_u64(&j, "rx_too_big", st.rx_drop_too_big);
+		vm_json_u64(&j, "rx_bad", st.rx_drop_bad);
+		vm_json_u64(&j, "tap_write", vm->tap_drops);
+		vm_json_end_obj(&j);
+		vm_json_u64(&j, "signals", st.signals);
+		vm_json_u64(&j, "wakeups", st.wakeups);
+		vm_json_obj(&j, "lat_ns");
+		vm_json_u64(&j, "samples", vm->lat->count);
+		vm_json_u64(&j, "min", vm->lat->min);
+		vm_json_u64(&j, "p50", vm_hist_pct(vm->lat, 50));
+		vm_json_u64(&j, "p99", vm_hist_pct(vm->lat, 99));
+		vm_json_u64(&j, "p999", vm_hist_pct(vm->lat, 99.9));
+		vm_json_u64(&j, "max", vm->lat->max);
+		vm_json_end_obj(&j);
+		vm_json_dbl(&j, "cpu_s", cpu);
+		vm_json_dbl(&j, "pkts_per_cpu_s", cpu > 0 ? (double)moved / cpu : 0);
+		vm_json_u64(&j, "link_ups", links_up);
+		vm_json_u64(&j, "link_downs", links_down);
+		vm_json_bool(&j, "ok", ok);
+		if (vm->fail_reason[0])
+			vm_json_str(&j, "error", vm->fail_reason);
+		printf("%s\n", vm_json_finish(&j));
+	} else {
+		printf("vp-vm[%s] %s (%s, %s): %.2f s\n", g_name, app_names[vm->o.app],
+		       vm->port[0].kind == VM_PORT_FRONTEND ? "frontend" : "backend",
+		       vm_mode_name(vm->o.mode), (double)(now - vm->t0) / 1e9);
+		printf("  tx %" PRIu64 " packets, %" PRIu64 " bytes: %.3f Mpps, %.3f Gbit/s\n",
+		       vm->tx_pkts, vm->tx_bytes, vm_mpps(vm->tx_pkts, tx_ns),
+		       vm_gbps(vm->tx_bytes, tx_ns));
+		printf("  rx %" PRIu64 " packets, %" PRIu64 " bytes: %.3f Mpps, %.3f Gbit/s\n",
+		       vm->rx_pkts, vm->rx_bytes, vm_mpps(vm->rx_pkts, rx_ns),
+		       vm_gbps(vm->rx_bytes, rx_ns));
+		if (vm->o.app != APP_FWD && vm->o.app != APP_ECHO && vm->o.app != APP_TAP)
+			printf("  verified %" PRIu64 ", lost %" PRIu64 ", corrupt %" PRIu64
+			       ", reordered %" PRIu64 ", duplicate %" PRIu64 ", foreign %" PRIu64 "\n",
+			       vm->ver.ok, lost, vm->ver.corrupt + vm->ver.badlen,
+			       vm_verify_reordered(&vm->ver), vm_verify_dup(&vm->ver), vm->ver.foreign);
+		if (vm->o.app == APP_FWD)
+			printf("  forwarded 1->2 %" PRIu64 ", 2->1 %" PRIu64 "\n", vm->fwd_pkts[1],
+			       vm->fwd_pkts[0]);
+		printf("  drops: no RX buffer %" PRIu64 ", too big %" PRIu64 "/%" PRIu64
+		       ", bad chain %" PRIu64 "%s\n",
+		       st.tx_drop_no_buf, st.tx_drop_too_big, st.rx_drop_too_big, st.rx_drop_bad,
+		       vm->tap_drops ? " (+ tap write failures)" : "");
+		if (vm->lat->count)
+			printf("  latency (%s): p50 %" PRIu64 " ns, p99 %" PRIu64 " ns, p99.9 %" PRIu64
+			       " ns, max %" PRIu64 " ns (%" PRIu64 " samples)\n",
+			       vm->o.app == APP_PING || vm->saw_own ? "round trip" : "one way",
+			       vm_hist_pct(vm->lat, 50), vm_hist_pct(vm->lat, 99),
+			       vm_hist_pct(vm->lat, 99.9), vm->lat->max, vm->lat->count);
+		printf("  cpu %.3f s (%.3f M packets per CPU-second), signals %" PRIu64
+		       ", wakeups %" PRIu64 ", link up/down %" PRIu64 "/%" PRIu64 "\n",
+		       cpu, cpu > 0 ? (double)moved / cpu / 1e6 : 0.0, st.signals, st.wakeups,
+		       links_up, links_down);
+		if (vm->fail_reason[0])
+			printf("  error: %s\n", vm->fail_reason);
+		printf("  result: %s\n", ok ? "OK" : "FAILED");
+	}
+	fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------ */
+/* main loop */
+
+static void fail(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct vm *vm, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(vm->fail_reason, sizeof(vm->fail_reason), fmt, ap);
+	va_end(ap);
+	vm->failed = true;
+	vp_log(VP_LOG_ERR, "%s", vm->fail_reason);
+}
+
+static int alloc_buffers(struct vm *vm)
+{
+	unsigned b = vm->o.burst, nbufs = 4 * b;
+	size_t cap = vm->o.app == APP_TAP || vm->o.app == APP_FWD || vm->o.app == APP_ECHO ||
+			     vm->o.app == APP_SINK
+		     ? VP_NET_MAX_PKT
+		     : VM_PKT_MAX;
+
+	cap = (cap + 63) & ~(size_t)63;
+	vm->buf_cap = (uint32_t)cap;
+	vm->mem_size = cap * nbufs;
+	vm->mem = aligned_alloc(64, vm->mem_size);
+	for (unsigned i = 0; i < 2; i++) {
+		vm->rx[i] = calloc(b, sizeof(struct vp_pkt));
+		vm->txq[i].pk = calloc(b, sizeof(struct vp_pkt));
+	}
+	vm->lat = calloc(1, sizeof(*vm->lat));
+	if (!vm->mem || !vm->rx[0] || !vm->rx[1] || !vm->txq[0].pk || !vm->txq[1].pk || !vm->lat)
+		return -ENOMEM;
+	for (unsigned i = 0; i < b; i++) {
+		vm->rx[0][i].data = vm->mem + cap * i;
+		vm->rx[1][i].data = vm->mem + cap * (b + i);
+		vm->txq[0].pk[i].data = vm->mem + cap * (2 * b + i);
+		vm->txq[1].pk[i].data = vm->mem + cap * (3 * b + i);
+	}
+	vm->ver.lat = vm->lat;
+	return 0;
+}
+
+static void free_vm(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nports; i++)
+		vm_port_close(&vm->port[i]);
+	if (vm->tapfd >= 0)
+		close(vm->tapfd);
+	vm_ram_free(&vm->ram);
+	free(vm->mem);
+	for (unsigned i = 0; i < 2; i++) {
+		free(vm->rx[i]);
+		free(vm->txq[i].pk);
+	}
+	free(vm->lat);
+}
+
+static int run_vm(struct opts *o)
+{
+	static struct vm vmst;
+	struct vm *vm = &vmst;
+	int64_t next_ctl = 0, wait_ns, last_work = 0;
+	bool finished = false;
+	int r;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->o = *o;
+	vm->tapfd = -1;
+	vm->ram.fd = -1;
+	vm->nports = o->nports;
+	vm_random_bytes(&vm->stream, sizeof(vm->stream));
+	vm_random_bytes(&vm->rng, sizeof(vm->rng));
+	vm->rng |= 1;
+	if (!o->mac_set)
+		vm_mac_from_index(vm->o.mac, 1);
+	if (!memcmp(o->uuid, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16))
+		vm_random_uuid(vm->o.uuid);
+	if (o->cpu >= 0 && (r = vm_pin_cpu(o->cpu)) < 0) {
+		vp_log(VP_LOG_ERR, "cannot pin to CPU %d: %s", o->cpu, strerror(-r));
+		return VM_EXIT_FAIL;
+	}
+	if (alloc_buffers(vm) < 0) {
+		vp_log(VP_LOG_ERR, "out of memory");
+		free_vm(vm);
+		return VM_EXIT_FAIL;
+	}
+	r = vm_ram_new(&vm->ram, o->ram, g_name);
+	if (r < 0) {
+		vp_log(VP_LOG_ERR, "cannot create %" PRIu64 " bytes of RAM: %s", o->ram, strerror(-r));
+		free_vm(vm);
+		return VM_EXIT_FAIL;
+	}
+	vm_signals_init();
+	if (o->app == APP_TAP && (vm->tapfd = tap_open(vm)) < 0) {
+		free_vm(vm);
+		return VM_EXIT_FAIL;
+	}
+	/* Two frontend ports share the RAM: each lays out in its own half. */
+	for (unsigned i = 0; i < vm->nports; i++) {
+		const struct port_spec *ps = &o->port[i];
+		char pname[16];
+
+		snprintf(pname, sizeof(pname), "port%u", i + 1);
+		if (ps->kind == VM_PORT_FRONTEND) {
+			struct vm_fe_opts fo = {
+				.path = ps->path, .vhost_user = ps->vhost_user, .ram = &vm->ram,
+				.ram_offset = i * (o->ram / 2), .mode = o->mode, .ring = (uint16_t)o->ring,
+				.connect_timeout_ms = (int)(o->connect_timeout * 1000),
+			};
+
+			memcpy(fo.mac, vm->o.mac, 6);
+			fo.mac[5] = (uint8_t)(fo.mac[5] + i);
+			memcpy(fo.uuid, vm->o.uuid, 16);
+			r = vm_port_frontend(&vm->port[i], pname, &fo);
+		} else {
+			r = vm_port_backend(&vm->port[i], pname, ps->path, o->mode, 0);
+		}
+		if (r < 0) {
+			vp_log(VP_LOG_ERR, "%s: %s", pname, vm->port[i].last_err);
+			vm->nports = i;
+			free_vm(vm);
+			return VM_EXIT_FAIL;
+		}
+	}
+	vm->t0 = vm->prog_at = vm_now_ns();
+	if (o->seconds_set && o->app != APP_GEN && o->app != APP_PING) {
+		vm->deadline = vm->t0 + (int64_t)(o->seconds * 1e9);
+		vm->has_deadline = true;
+	}
+
+	while (!finished && !vm_stop_signal) {
+		int64_t now = vm_now_ns();
+		struct vm_wait_port wp[2] = { { &vm->port[0], true, false },
+					      { &vm->port[1], false, false } };
+		bool did = false, w_rx, w_tx, w2_rx, w2_tx;
+
+		wait_ns = 100 * 1000000ll;
+		if (now >= next_ctl) {
+			for (unsigned i = 0; i < vm->nports; i++)
+				if (vm_port_control(&vm->port[i]) < 0) {
+					fail(vm, "%s: %s", vm->port[i].name, vm->port[i].last_err);
+					finished = true;
+				}
+			next_ctl = now + 1000000;
+			if (!o->quiet && now - vm->prog_at >= 1000000000ll)
+				progress(vm, now);
+		}
+		switch (o->app) {
+		case APP_GEN:
+			did = gen_step(vm, now, &wp[0].want_tx, &wait_ns);
+			finished |= gen_finished(vm, now);
+			break;
+		case APP_SINK:
+			did = rx_verify(vm, 0, now) > 0;
+			if (o->count && vm_verify_received(&vm->ver) >= o->count)
+				finished = true;
+			if (o->ends && vm->ver.ended >= o->ends)
+				finished = true;
+			break;
+		case APP_ECHO:
+			did = relay_step(vm, 0, 0, now, &wp[0].want_rx, &wp[0].want_tx);
+			break;
+		case APP_PING:
+			did = ping_step(vm, now, &wait_ns);
+			finished |= ping_finished(vm, now);
+			break;
+		case APP_FWD:
+			did = relay_step(vm, 0, 1, now, &w_rx, &w2_tx);
+			did |= relay_step(vm, 1, 0, now, &w2_rx, &w_tx);
+			wp[0] = (struct vm_wait_port){ &vm->port[0], w_rx, w_tx };
+			wp[1] = (struct vm_wait_port){ &vm->port[1], w2_rx, w2_tx };
+			break;
+		case APP_TAP:
+			did = tap_step(vm, now, &wp[0].want_rx, &wp[0].want_tx);
+			break;
+		}
+		if (vm->has_deadline && now >= vm->deadline && o->app != APP_GEN &&
+		    o->app != APP_PING)
+			finished = true;
+		/* A frontend port gives up by itself; a backend that must send
+		 * gives up if no frontend came. */
+		if ((o->app == APP_GEN || o->app == APP_PING) && !vm->t_up && !finished &&
+		    vm->port[0].kind == VM_PORT_BACKEND &&
+		    now - vm->t0 > (int64_t)(o->connect_timeout * 1e9)) {
+			fail(vm, "no frontend connected within %.1f s", o->connect_timeout);
+			finished = true;
+		}
+		if (did)
+			last_work = now;
+		if (did || finished)
+			continue;
+		/* Idle: sleep per the mode until work, a control message, a
+		 * tap frame, or the next timer (progress, rate, deadline). */
+		int64_t until = vm->prog_at + 1000000000ll - now;
+
+		if (!o->quiet && until < wait_ns)
+			wait_ns = until;
+		if (vm->has_deadline && vm->deadline - now < wait_ns)
+			wait_ns = vm->deadline - now;
+		if (next_ctl - now > wait_ns)
+			next_ctl = now + wait_ns;
+		int tms = wait_ns <= 0 ? 0 : (int)((wait_ns + 999999) / 1000000);
+
+		r = vm_wait(wp, vm->nports, vm->tapfd >= 0 ? &vm->tapfd : NULL,
+			    vm->tapfd >= 0 ? 1 : 0, tms, last_work);
+		if (r < 0 && r != -EINTR)
+			vp_log(VP_LOG_DEBUG, "wait: %s", strerror(-r));
+		if (now - last_work >= 50000)
+			next_ctl = 0; /* after a sleep, serve the control side at once */
+	}
+	if (vm_stop_signal) {
+		vp_log(VP_LOG_INFO, "%s: stopping", strsignal(vm_stop_signal));
+		/* A generator stopped by a signal still tells the sink where it
+		 * ended, if the frame fits right away. */
+		if (o->app == APP_GEN && !vm->end_sent && vm_port_up(&vm->port[0])) {
+			vm->gen_done = true;
+			vm->txq[0].n = 0;
+			gen_push_end(vm);
+			if (vm_port_tx(&vm->port[0], -1, vm->txq[0].pk, 1, 0) == 1)
+				vm->end_sent_at = vm_now_ns();
+			vm->txq[0].n = 0;
+		}
+	}
+	report(vm, vm_now_ns());
+	r = verdict(vm) ? VM_EXIT_OK : VM_EXIT_FAIL;
+	free_vm(vm);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* chain */
+
+struct child {
+	pid_t pid;
+	int out;        /* its stdout (report line) */
+	char json[4096];
+	int status;
+	bool done;
+};
+
+static int self_exe(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+
+	if (n <= 0 || (size_t)n >= len - 1)
+		return -1;
+	buf[n] = 0;
+	return 0;
+}
+
+static pid_t spawn(const char *exe, char *const argv[], int *out)
+{
+	int pfd[2];
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		dup2(pfd[1], 1);
+		execv(exe, argv);
+		fprintf(stderr, "vp-vm: cannot run %s: %s\n", exe, strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	*out = pfd[0];
+	return pid;
+}
+
+static void read_report(struct child *c)
+{
+	size_t have = strlen(c->json);
+	ssize_t n;
+
+	while (have < sizeof(c->json) - 1 &&
+	       (n = read(c->out, c->json + have, sizeof(c->json) - 1 - have)) > 0)
+		have += (size_t)n;
+	c->json[have] = 0;
+}
+
+static double jnum(const char *json, const char *key)
+{
+	double v = 0;
+
+	vm_json_get_num(json, key, &v);
+	return v;
+}
+
+static int run_chain(int argc, char **argv)
+{
+	struct opts o;
+	char exe[PATH_MAX], dir[] = "/tmp/vp-chain-XXXXXX", sock[64][128];
+	struct child ch[64];
+	unsigned n;
+	uint64_t v;
+	int r, rc = VM_EXIT_OK;
+	int64_t t0, limit;
+
+	if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+		printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST);
+		return VM_EXIT_OK;
+	}
+	if (argc < 3 || vm_parse_u64(argv[2], &v) < 0 || v < 2 || v > 64)
+		return usage_error("chain needs a number of VMs, 2..64 (e.g. 'vp-vm chain 3')");
+	n = (unsigned)v;
+	r = parse_opts(argc, argv, &o, true);
+	if (r >= 0)
+		return r;
+	vp_log_set_level(o.log_level);
+	if (o.port[0].kind || o.nports > 1 || o.app_set)
+		return usage_error("chain sets up the ports and apps itself");
+	if (!o.seconds_set && !o.count) {
+		o.seconds = 3;
+		o.seconds_set = true;
+	}
+	if (self_exe(exe, sizeof(exe)) < 0 || !mkdtemp(dir)) {
+		vp_log(VP_LOG_ERR, "chain: cannot set up: %s", strerror(errno));
+		return VM_EXIT_FAIL;
+	}
+	for (unsigned i = 0; i < n; i++)
+		snprintf(sock[i], sizeof(sock[i]), "%s/vm%u.sock", dir, i + 1);
+	vm_signals_init();
+	memset(ch, 0, sizeof(ch));
+	t0 = vm_now_ns();
+	if (!o.quiet)
+		fprintf(stderr, "vp-vm chain: %u VMs, %u vhost-pci hops, %s mode, %" PRIu64
+			"..%" PRIu64 " B frames\n", n, n - 1, vm_mode_name(o.mode), o.size_lo,
+			o.size_hi);
+	/* Start from the end: each VM's backend socket exists before the
+	 * previous VM connects (frontends retry anyway). */
+	for (unsigned k = n; k-- > 0;) {
+		char *a[48], size[48], rate[32], count[32], secs[32], burst[16], name[16], cpu[16],
+			lvl[8], port2[160];
+		unsigned na = 0;
+		static const char *const lvls[] = { "err", "warn", "info", "debug" };
+
+		snprintf(size, sizeof(size), "%" PRIu64 "-%" PRIu64, o.size_lo, o.size_hi);
+		snprintf(rate, sizeof(rate), "%" PRIu64, o.rate);
+		snprintf(count, sizeof(count), "%" PRIu64, o.count);
+		snprintf(secs, sizeof(secs), "%.3f", o.seconds);
+		snprintf(burst, sizeof(burst), "%u", o.burst);
+		snprintf(name, sizeof(name), "vm%u", k + 1);
+		/* Quiet VMs unless asked: a sink that leaves at the end makes its
+		 * upstream neighbour log a (harmless) warning. */
+		snprintf(lvl, sizeof(lvl), "%s", lvls[chain_log_set ? o.log_level : VP_LOG_ERR]);
+		a[na++] = exe;
+		a[na++] = (char *)"--name";
+		a[na++] = name;
+		a[na++] = (char *)"--json";
+		a[na++] = (char *)"--quiet";
+		a[na++] = (char *)"--log-level";
+		a[na++] = lvl;
+		a[na++] = (char *)"--mode";
+		a[na++] = (char *)vm_mode_name(o.mode);
+		a[na++] = (char *)"--burst";
+		a[na++] = burst;
+		a[na++] = (char *)"--verify";
+		a[na++] = (char *)(o.verify_full ? "full" : "header");
+		if (cpu_list) {
+			/* the k-th entry of the list, cycling */
+			const char *p = cpu_list;
+			unsigned cnt = 1, idx;
+
+			for (const char *q = cpu_list; *q; q++)
+				cnt += *q == ',';
+			idx = k % cnt;
+			for (unsigned m = 0; m < idx; m++)
+				p = strchr(p, ',') + 1;
+			snprintf(cpu, sizeof(cpu), "%.*s", (int)strcspn(p, ","), p);
+			a[na++] = (char *)"--cpu";
+			a[na++] = cpu;
+		}
+		if (k == 0) {
+			a[na++] = (char *)"--app";
+			a[na++] = (char *)"gen";
+			a[na++] = (char *)"--connect";
+			a[na++] = sock[1];
+			a[na++] = (char *)"--size";
+			a[na++] = size;
+			a[na++] = (char *)"--rate";
+			a[na++] = rate;
+			if (o.count) {
+				a[na++] = (char *)"--count";
+				a[na++] = count;
+			}
+			if (o.seconds_set) {
+				a[na++] = (char *)"--seconds";
+				a[na++] = secs;
+			}
+		} else {
+			a[na++] = (char *)"--listen";
+			a[na++] = sock[k];
+			if (k == n - 1) {
+				a[na++] = (char *)"--app";
+				a[na++] = (char *)"sink";
+				a[na++] = (char *)"--ends";
+				a[na++] = (char *)"1";
+			} else {
+				snprintf(port2, sizeof(port2), "frontend,connect=%s", sock[k + 1]);
+				a[na++] = (char *)"--app";
+				a[na++] = (char *)"fwd";
+				a[na++] = (char *)"--port2";
+				a[na++] = port2;
+			}
+		}
+		a[na] = NULL;
+		ch[k].pid = spawn(exe, a, &ch[k].out);
+		if (ch[k].pid < 0) {
+			vp_log(VP_LOG_ERR, "chain: cannot start VM %u: %s", k + 1, strerror(errno));
+			rc = VM_EXIT_FAIL;
+			break;
+		}
+	}
+	/* Wait for the generator and the sink; then stop the forwarders. */
+	limit = t0 + (int64_t)((o.seconds_set ? o.seconds : 60) + 30) * 1000000000ll;
+	while (rc == VM_EXIT_OK && !(ch[0].done && ch[n - 1].done)) {
+		int st;
+		pid_t p = waitpid(-1, &st, WNOHANG);
+
+		if (p > 0) {
+			for (unsigned k = 0; k < n; k++)
+				if (ch[k].pid == p) {
+					ch[k].done = true;
+					ch[k].status = st;
+					if (k > 0 && k < n - 1) {
+						vp_log(VP_LOG_ERR, "chain: forwarder vm%u exited early", k + 1);
+						rc = VM_EXIT_FAIL;
+					}
+				}
+			continue;
+		}
+		if (vm_stop_signal) {
+			vp_log(VP_LOG_INFO, "chain: %s: stopping the VMs", strsignal(vm_stop_signal));
+			break;
+		}
+		if (vm_now_ns() > limit) {
+			vp_log(VP_LOG_ERR, "chain: timed out");
+			rc = VM_EXIT_FAIL;
+			break;
+		}
+		struct timespec ts = { 0, 20000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	/* Stop whoever still runs (the forwarders; everyone after a failure)
+	 * from the front of the chain, so each frontend leaves before its
+	 * backend does; then reap. */
+	for (unsigned k = 0; k < n; k++) {
+		if (ch[k].pid > 0 && !ch[k].done) {
+			kill(ch[k].pid, SIGTERM);
+			int64_t end = vm_now_ns() + 3000000000ll;
+
+			while (waitpid(ch[k].pid, &ch[k].status, WNOHANG) == 0) {
+				if (vm_now_ns() > end) {
+					kill(ch[k].pid, SIGKILL);
+					waitpid(ch[k].pid, &ch[k].status, 0);
+					break;
+				}
+				struct timespec ts = { 0, 10000000 };
+
+				nanosleep(&ts, NULL);
+			}
+			ch[k].done = true;
+		}
+		if (ch[k].pid > 0) {
+			read_report(&ch[k]);
+			close(ch[k].out);
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		unlink(sock[i]);
+	rmdir(dir);
+
+	double cpu = 0, delivered = jnum(ch[n - 1].json, "received"), sent = jnum(ch[0].json, "tx_packets");
+	bool ok_sink = false, ok_gen = false;
+
+	for (unsigned k = 0; k < n; k++)
+		cpu += jnum(ch[k].json, "cpu_s");
+	vm_json_get_bool(ch[n - 1].json, "ok", &ok_sink);
+	vm_json_get_bool(ch[0].json, "ok", &ok_gen);
+	if (!ok_sink || !ok_gen || delivered != sent || delivered == 0)
+		rc = VM_EXIT_FAIL;
+	for (unsigned k = 0; k < n; k++)
+		if (!ch[k].json[0]) {
+			vp_log(VP_LOG_ERR, "chain: vm%u gave no report (status 0x%x)", k + 1,
+			       (unsigned)ch[k].status);
+			rc = VM_EXIT_FAIL;
+		}
+	double mpps = jnum(ch[n - 1].json, "rx_mpps"), gbps = jnum(ch[n - 1].json, "rx_gbps");
+
+	if (o.json) {
+		struct vm_json j;
+
+		vm_json_begin(&j);
+		vm_json_str(&j, "name", "chain");
+		vm_json_u64(&j, "vms", n);
+		vm_json_str(&j, "mode", vm_mode_name(o.mode));
+		vm_json_u64(&j, "sent", (uint64_t)sent);
+		vm_json_u64(&j, "delivered", (uint64_t)delivered);
+		vm_json_u64(&j, "lost", (uint64_t)jnum(ch[n - 1].json, "lost"));
+		vm_json_u64(&j, "corrupt", (uint64_t)jnum(ch[n - 1].json, "corrupt"));
+		vm_json_dbl(&j, "mpps", mpps);
+		vm_json_dbl(&j, "gbps", gbps);
+		vm_json_dbl(&j, "cpu_s", cpu);
+		vm_json_dbl(&j, "pkts_per_cpu_s", cpu > 0 ? delivered / cpu : 0);
+		vm_json_bool(&j, "ok", rc == VM_EXIT_OK);
+		printf("%s\n", vm_json_finish(&j));
+	} else {
+		printf("chain of %u VMs (%u vhost-pci hops), %s mode:\n", n, n - 1, vm_mode_name(o.mode));
+		printf("  sent %.0f, delivered %.0f packets: %.3f Mpps, %.3f Gbit/s; lost %.0f, "
+		       "corrupt %.0f\n", sent, delivered, mpps, gbps, jnum(ch[n - 1].json, "lost"),
+		       jnum(ch[n - 1].json, "corrupt"));
+		printf("  CPU:");
+		for (unsigned k = 0; k < n; k++)
+			printf(" vm%u %.2f s%s", k + 1, jnum(ch[k].json, "cpu_s"), k + 1 < n ? "," : "");
+		printf("; total %.2f s -> %.3f M delivered packets per CPU-second\n", cpu,
+		       cpu > 0 ? delivered / cpu / 1e6 : 0.0);
+		printf("  result: %s\n", rc == VM_EXIT_OK ? "OK" : "FAILED");
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	int r;
+
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	vp_log_set_handler(log_handler, NULL);
+	if (argc >= 2 && !strcmp(argv[1], "chain")) {
+		g_name = "chain";
+		return run_chain(argc, argv);
+	}
+	r = parse_opts(argc, argv, &o, false);
+	if (r >= 0)
+		return r;
+	vp_log_set_level(o.log_level);
+	g_name = o.name ? o.name : app_names[o.app];
+	return run_vm(&o);
+}
