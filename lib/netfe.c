@@ -419,6 +419,8 @@ int vp_netfe_start(struct vp_netfe *fe, uint64_t features)
 	bool ind = features & (1ull << F_INDIRECT);
 	int n, err;
 
+	/* vhost-user's PROTOCOL_FEATURES (bit 30) is the transport's, not the device's. */
+	features &= ~(1ull << VP_VU_F_PROTOCOL_FEATURES);
 	if (fe->started || (features & ~fe->features) || !(features & (1ull << F_VERSION_1)))
 		return -EINVAL;
 	/*

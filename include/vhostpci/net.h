@@ -150,7 +150,10 @@ VP_API void vp_netfe_free(struct vp_netfe *fe);
 /* What to announce to a server (native) or a vhost-user backend. */
 VP_API void vp_netfe_info(const struct vp_netfe *fe, struct vp_frontend_info *info);
 
-/* The handshake is done: use the negotiated features, post RX buffers. */
+/* The handshake is done: use the negotiated features, post RX buffers.
+ * Features as vp_client_features() or vp_vu_frontend_start() give them (the
+ * vhost-user transport bit 30 is ignored). -EINVAL for a feature not offered
+ * or without VERSION_1. */
 VP_API int vp_netfe_start(struct vp_netfe *fe, uint64_t features);
 
 /* Device reset (link down): forget ring state, recreate the eventfds and
