@@ -452,6 +452,14 @@ int vp_net_tx_burst(struct vp_net *n, const struct vp_pkt *pkts, unsigned count,
 			unsigned char *d = c->iov[0].iov_base;
 			struct virtio_net_hdr_v1 h = p->hdr;
 
+			/* The frontend last read that buffer on its core: ask for
+			 * a later one for writing while this one is filled. */
+			if (s.ci + 2 < s.nch) {
+				unsigned char *d2 = n->chains[s.ci + 2].iov[0].iov_base;
+
+				__builtin_prefetch(d2, 1);
+				__builtin_prefetch(d2 + 64, 1);
+			}
 			h.num_buffers = htole16(1);
 			memcpy(d, &h, HDR);
 			memcpy(d + HDR, p->data, p->len);

@@ -431,6 +431,14 @@ next:
 	return 0;
 }
 
+/* The full walk, out of line: keeps the fast path's loop small. */
+__attribute__((noinline))
+static int dev_walk_slow(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
+			 struct vp_chain *ch, struct iovec *iov, unsigned iov_max)
+{
+	return dev_walk(vq, w, head, ch, iov, iov_max);
+}
+
 int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
 			unsigned max_chains, struct iovec *iov, unsigned iov_max)
 {
@@ -494,7 +502,7 @@ int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
 				continue;
 			}
 		}
-		r = dev_walk(vq, &w, head, ch, iov + iov_used, iov_max - iov_used);
+		r = dev_walk_slow(vq, &w, head, ch, iov + iov_used, iov_max - iov_used);
 		if (unlikely(r < 0)) {
 			if (r == -ENOBUFS && done)
 				break;
