@@ -614,23 +614,24 @@ int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms)
 		}
 	}
 
-	/* Arm, then look once more: a kick sent before the frontend saw our
-	 * request is caught here instead of being waited for. */
-	if (want_rx) {
-		hit |= vp_vq_dev_enable_notify(n->rxq);
-		if (n->rx_kick >= 0)
-			pfd[npfd++] = (struct pollfd){ .fd = n->rx_kick, .events = POLLIN };
-		else
-			blind = true;
-	}
-	if (want_tx) {
-		hit |= vp_vq_dev_enable_notify(n->txq);
-		if (n->tx_kick >= 0)
-			pfd[npfd++] = (struct pollfd){ .fd = n->tx_kick, .events = POLLIN };
-		else
-			blind = true;
-	}
+	r = vp_net_arm(n, want_rx, want_tx);
+	if (r < 0)
+		return r;
+	hit = r > 0;
+	r = 0;
 	if (!hit) {
+		if (want_rx) {
+			if (n->rx_kick >= 0)
+				pfd[npfd++] = (struct pollfd){ .fd = n->rx_kick, .events = POLLIN };
+			else
+				blind = true;
+		}
+		if (want_tx) {
+			if (n->tx_kick >= 0)
+				pfd[npfd++] = (struct pollfd){ .fd = n->tx_kick, .events = POLLIN };
+			else
+				blind = true;
+		}
 		/* A queue without a kick fd cannot wake us: nap and look again. */
 		if (blind && (timeout_ms < 0 || timeout_ms > 1))
 			timeout_ms = 1;
@@ -638,22 +639,61 @@ int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms)
 		if (r < 0) {
 			r = errno == EINTR ? 1 : -errno;
 		} else {
-			for (unsigned i = 0; i < npfd; i++)
-				if (pfd[i].revents & POLLIN)
-					drain_fd(pfd[i].fd);
 			if (r > 0)
 				n->st.wakeups++;
 			if (blind)
 				r = 1;
 		}
 	}
-	vp_vq_dev_disable_notify(n->rxq);
-	vp_vq_dev_disable_notify(n->txq);
+	vp_net_disarm(n);
 	if (vp_vq_dev_broken(n->rxq))
 		return ring_fail(n, n->rxq);
 	if (vp_vq_dev_broken(n->txq))
 		return ring_fail(n, n->txq);
 	return hit ? 1 : r;
+}
+
+int vp_net_rx_fd(const struct vp_net *n)
+{
+	return n->rx_kick;
+}
+
+int vp_net_tx_fd(const struct vp_net *n)
+{
+	return n->tx_kick;
+}
+
+int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx)
+{
+	bool hit = false;
+
+	if (n->broken)
+		return -EIO;
+	/* Arm, then look once more: a kick sent before the frontend saw our
+	 * request is caught here instead of being waited for. */
+	if (want_rx)
+		hit |= vp_vq_dev_enable_notify(n->rxq);
+	if (want_tx)
+		hit |= vp_vq_dev_enable_notify(n->txq);
+	return hit ? 1 : 0;
+}
+
+/* Read an eventfd only if it is readable: a hostile frontend may have given
+ * us a blocking one. */
+static void drain_ready(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
+		drain_fd(fd);
+}
+
+void vp_net_disarm(struct vp_net *n)
+{
+	drain_ready(n->rx_kick);
+	drain_ready(n->tx_kick);
+	vp_vq_dev_disable_notify(n->rxq);
+	vp_vq_dev_disable_notify(n->txq);
 }
 
 const struct vp_net_stats *vp_net_stats(const struct vp_net *n)

@@ -844,30 +844,61 @@ int vp_netfe_wait(struct vp_netfe *fe, bool want_rx, bool want_tx, int timeout_m
 				break;
 		}
 	}
-	/* Arm, then look once more (enable_cb does): no lost wake-up. */
-	if (want_rx) {
-		hit |= vp_vq_drv_enable_cb(fe->rxq);
-		pfd[npfd++] = (struct pollfd){ .fd = fe->efd[EFD_RX_CALL], .events = POLLIN };
-	}
-	if (want_tx) {
-		hit |= vp_vq_drv_enable_cb(fe->txq);
-		pfd[npfd++] = (struct pollfd){ .fd = fe->efd[EFD_TX_CALL], .events = POLLIN };
-	}
+	r = vp_netfe_arm(fe, want_rx, want_tx);
+	if (r < 0)
+		return r;
+	hit = r > 0;
+	r = 0;
 	if (!hit) {
+		if (want_rx)
+			pfd[npfd++] = (struct pollfd){ .fd = fe->efd[EFD_RX_CALL], .events = POLLIN };
+		if (want_tx)
+			pfd[npfd++] = (struct pollfd){ .fd = fe->efd[EFD_TX_CALL], .events = POLLIN };
 		r = poll(pfd, npfd, timeout_ms);
-		if (r < 0) {
+		if (r < 0)
 			r = errno == EINTR ? 1 : -errno;
-		} else {
-			for (unsigned i = 0; i < npfd; i++)
-				if (pfd[i].revents & POLLIN)
-					drain_fd(pfd[i].fd);
-			if (r > 0)
-				fe->st.wakeups++;
-		}
+		else if (r > 0)
+			fe->st.wakeups++;
 	}
-	vp_vq_drv_disable_cb(fe->rxq);
-	vp_vq_drv_disable_cb(fe->txq);
+	vp_netfe_disarm(fe);
 	return hit ? 1 : r;
+}
+
+int vp_netfe_rx_fd(const struct vp_netfe *fe)
+{
+	return fe->efd[EFD_RX_CALL];
+}
+
+int vp_netfe_tx_fd(const struct vp_netfe *fe)
+{
+	return fe->efd[EFD_TX_CALL];
+}
+
+int vp_netfe_arm(struct vp_netfe *fe, bool want_rx, bool want_tx)
+{
+	bool hit = false;
+
+	if (fe_broken(fe))
+		return -EIO;
+	if (!fe->started)
+		return 0;
+	/* Arm, then look once more (enable_cb does): no lost wake-up. */
+	if (want_rx)
+		hit |= vp_vq_drv_enable_cb(fe->rxq);
+	if (want_tx)
+		hit |= vp_vq_drv_enable_cb(fe->txq);
+	return hit ? 1 : 0;
+}
+
+void vp_netfe_disarm(struct vp_netfe *fe)
+{
+	/* Our own non-blocking eventfds: one read empties each. */
+	drain_fd(fe->efd[EFD_RX_CALL]);
+	drain_fd(fe->efd[EFD_TX_CALL]);
+	if (fe->started) {
+		vp_vq_drv_disable_cb(fe->rxq);
+		vp_vq_drv_disable_cb(fe->txq);
+	}
 }
 
 const struct vp_net_stats *vp_netfe_stats(const struct vp_netfe *fe)

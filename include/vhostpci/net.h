@@ -120,6 +120,20 @@ VP_API int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count
  */
 VP_API int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms);
 
+/*
+ * For a caller's own event loop (several links, sockets or TAP fds in one
+ * poll/epoll): the eventfds that wake this link, -1 where the frontend gave
+ * none (then poll the link). rx_fd: the frontend transmitted; tx_fd: it
+ * posted RX buffers. Before sleeping, vp_net_arm(): > 0 means work is
+ * already there (do not sleep), 0 armed, -EIO broken. After waking,
+ * vp_net_disarm() drains the fds and stops asking for kicks (polling is
+ * cheaper while busy). vp_net_wait() is exactly this around one poll().
+ */
+VP_API int vp_net_rx_fd(const struct vp_net *n);
+VP_API int vp_net_tx_fd(const struct vp_net *n);
+VP_API int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx);
+VP_API void vp_net_disarm(struct vp_net *n);
+
 VP_API const struct vp_net_stats *vp_net_stats(const struct vp_net *n);
 /* The frontend broke a ring rule (reason logged); NULL reason if not. */
 VP_API const char *vp_net_broken(const struct vp_net *n);
@@ -164,6 +178,12 @@ VP_API int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts,
 			     unsigned count, unsigned flags);
 VP_API int vp_netfe_rx_burst(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count);
 VP_API int vp_netfe_wait(struct vp_netfe *fe, bool want_rx, bool want_tx, int timeout_ms);
+/* The same for a caller's own loop: rx_fd is the device's call for the RX
+ * queue (packets arrived), tx_fd for the TX queue (transmits completed). */
+VP_API int vp_netfe_rx_fd(const struct vp_netfe *fe);
+VP_API int vp_netfe_tx_fd(const struct vp_netfe *fe);
+VP_API int vp_netfe_arm(struct vp_netfe *fe, bool want_rx, bool want_tx);
+VP_API void vp_netfe_disarm(struct vp_netfe *fe);
 VP_API const struct vp_net_stats *vp_netfe_stats(const struct vp_netfe *fe);
 VP_API const char *vp_netfe_broken(const struct vp_netfe *fe);
 
