@@ -1462,3 +1462,50 @@ int vm_json_get_bool(const char *json, const char *key, bool *out)
 		return -ENOENT;
 	return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* command-line plumbing */
+
+static const char *cli_prog = "vp-vm";
+
+void vm_cli_init(const char *prog)
+{
+	cli_prog = prog;
+}
+
+int vm_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", cli_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help' for more information.\n", cli_prog);
+	return VM_EXIT_USAGE;
+}
+
+int vm_parse_log_level(const char *s, enum vp_log_level *out)
+{
+	static const char *const names[] = { "err", "warn", "info", "debug" };
+
+	for (int i = 0; i <= VP_LOG_DEBUG; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = (enum vp_log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void vm_log_handler(enum vp_log_level level, const char *msg, void *opaque)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	const char *const *name = opaque;
+	const char *lvl = (unsigned)level <= VP_LOG_DEBUG ? names[level] : "?";
+
+	if (name && *name)
+		fprintf(stderr, "%s[%s]: %s: %s\n", cli_prog, *name, lvl, msg);
+	else
+		fprintf(stderr, "%s: %s: %s\n", cli_prog, lvl, msg);
+}

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "vhostpci/log.h"
 #include "vhostpci/net.h"
 #include "vhostpci/server.h"
 #include "vhostpci/client.h"
@@ -32,6 +33,18 @@
 #define VM_EXIT_OK 0
 #define VM_EXIT_FAIL 1   /* verification failed or runtime error */
 #define VM_EXIT_USAGE 2
+
+/* ---- command-line plumbing shared by the tools ---- */
+
+/* The program name used in messages ("vp-vm", "vp-vswitch"). */
+void vm_cli_init(const char *prog);
+/* "PROG: message" and a hint on stderr; returns VM_EXIT_USAGE. */
+int vm_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* err | warn | info | debug; 0 or -EINVAL. */
+int vm_parse_log_level(const char *s, enum vp_log_level *out);
+/* A vp_log handler: "PROG[NAME]: level: msg" on stderr. opaque is NULL or a
+ * const char ** to the instance name, read at each message (it may change). */
+void vm_log_handler(enum vp_log_level level, const char *msg, void *opaque);
 
 /* ---- time ---- */
 int64_t vm_now_ns(void);

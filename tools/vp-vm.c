@@ -158,41 +158,6 @@ struct opts {
 
 static const char *g_name = "vp-vm";
 
-static void log_handler(enum vp_log_level level, const char *msg, void *opaque)
-{
-	static const char *const names[] = { "error", "warning", "info", "debug" };
-
-	(void)opaque;
-	fprintf(stderr, "vp-vm[%s]: %s: %s\n", g_name,
-		(unsigned)level <= VP_LOG_DEBUG ? names[level] : "?", msg);
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "vp-vm: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'vp-vm --help' for more information.\n");
-	return VM_EXIT_USAGE;
-}
-
-static int parse_level(const char *s, enum vp_log_level *out)
-{
-	static const char *const names[] = { "err", "warn", "info", "debug" };
-
-	for (int i = 0; i <= VP_LOG_DEBUG; i++)
-		if (!strcmp(s, names[i])) {
-			*out = (enum vp_log_level)i;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 /* "frontend,connect=SOCK[,vhost-user]" | "backend,listen=SOCK" | "connect=.." */
 static int parse_port_spec(char *s, struct port_spec *ps)
 {
@@ -223,14 +188,14 @@ static int parse_port_spec(char *s, struct port_spec *ps)
 static int check_port(const struct port_spec *ps, const char *what)
 {
 	if (ps->kind == VM_PORT_NONE)
-		return usage_error("%s: say --frontend --connect SOCK or --backend --listen SOCK",
+		return vm_usage_error("%s: say --frontend --connect SOCK or --backend --listen SOCK",
 				   what);
 	if (!ps->path)
-		return usage_error("%s: %s needs a socket path (%s)", what,
+		return vm_usage_error("%s: %s needs a socket path (%s)", what,
 				   ps->kind == VM_PORT_FRONTEND ? "a frontend" : "a backend",
 				   ps->kind == VM_PORT_FRONTEND ? "--connect SOCK" : "--listen SOCK");
 	if (ps->vhost_user && ps->kind != VM_PORT_FRONTEND)
-		return usage_error("%s: --vhost-user is for a frontend port (a backend port "
+		return vm_usage_error("%s: --vhost-user is for a frontend port (a backend port "
 				   "accepts vhost-user frontends anyway)", what);
 	return 0;
 }
@@ -308,20 +273,20 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			enum vm_port_kind k = c == O_FRONTEND ? VM_PORT_FRONTEND : VM_PORT_BACKEND;
 
 			if (o->port[0].kind && o->port[0].kind != k)
-				return usage_error("--frontend and --backend are exclusive (use "
+				return vm_usage_error("--frontend and --backend are exclusive (use "
 						   "--port2 for a second port)");
 			o->port[0].kind = k;
 			break;
 		}
 		case O_CONNECT:
 			if (o->port[0].kind == VM_PORT_BACKEND)
-				return usage_error("--connect is for a frontend; a backend uses --listen");
+				return vm_usage_error("--connect is for a frontend; a backend uses --listen");
 			o->port[0].kind = VM_PORT_FRONTEND;
 			o->port[0].path = optarg;
 			break;
 		case O_LISTEN:
 			if (o->port[0].kind == VM_PORT_FRONTEND)
-				return usage_error("--listen is for a backend; a frontend uses --connect");
+				return vm_usage_error("--listen is for a backend; a frontend uses --connect");
 			o->port[0].kind = VM_PORT_BACKEND;
 			o->port[0].path = optarg;
 			break;
@@ -330,13 +295,13 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			break;
 		case O_PORT2:
 			if (parse_port_spec(optarg, &o->port[1]) < 0)
-				return usage_error("bad --port2 '%s': want frontend,connect=SOCK"
+				return vm_usage_error("bad --port2 '%s': want frontend,connect=SOCK"
 						   "[,vhost-user] or backend,listen=SOCK", optarg);
 			o->nports = 2;
 			break;
 		case O_CTIMEOUT:
 			if (vm_parse_seconds(optarg, &o->connect_timeout) < 0)
-				return usage_error("bad --connect-timeout '%s'", optarg);
+				return vm_usage_error("bad --connect-timeout '%s'", optarg);
 			break;
 		case O_APP: {
 			unsigned i;
@@ -345,7 +310,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 				if (!strcmp(optarg, app_names[i]))
 					break;
 			if (i == sizeof(app_names) / sizeof(app_names[0]))
-				return usage_error("unknown --app '%s' (gen, sink, echo, ping, fwd, tap)",
+				return vm_usage_error("unknown --app '%s' (gen, sink, echo, ping, fwd, tap)",
 						   optarg);
 			o->app = (enum app)i;
 			o->app_set = true;
@@ -353,32 +318,32 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		}
 		case O_SIZE:
 			if (vm_parse_range(optarg, &o->size_lo, &o->size_hi) < 0)
-				return usage_error("bad --size '%s': want N or MIN-MAX", optarg);
+				return vm_usage_error("bad --size '%s': want N or MIN-MAX", optarg);
 			if (o->size_lo < VM_PKT_MIN || o->size_hi > VM_PKT_MAX)
-				return usage_error("--size %s: frames are %u..%u bytes", optarg,
+				return vm_usage_error("--size %s: frames are %u..%u bytes", optarg,
 						   VM_PKT_MIN, VM_PKT_MAX);
 			break;
 		case O_RATE:
 			if (vm_parse_u64(optarg, &o->rate) < 0)
-				return usage_error("bad --rate '%s': packets per second, e.g. 100k",
+				return vm_usage_error("bad --rate '%s': packets per second, e.g. 100k",
 						   optarg);
 			break;
 		case O_COUNT:
 			if (vm_parse_u64(optarg, &o->count) < 0)
-				return usage_error("bad --count '%s'", optarg);
+				return vm_usage_error("bad --count '%s'", optarg);
 			break;
 		case O_SECONDS:
 			if (vm_parse_seconds(optarg, &o->seconds) < 0)
-				return usage_error("bad --seconds '%s'", optarg);
+				return vm_usage_error("bad --seconds '%s'", optarg);
 			o->seconds_set = true;
 			break;
 		case O_ENDS:
 			if (vm_parse_u64(optarg, &o->ends) < 0 || o->ends > VM_MAX_STREAMS)
-				return usage_error("bad --ends '%s' (0..%u)", optarg, VM_MAX_STREAMS);
+				return vm_usage_error("bad --ends '%s' (0..%u)", optarg, VM_MAX_STREAMS);
 			break;
 		case O_BURST:
 			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VP_NET_MAX_BURST)
-				return usage_error("bad --burst '%s' (1..%u)", optarg, VP_NET_MAX_BURST);
+				return vm_usage_error("bad --burst '%s' (1..%u)", optarg, VP_NET_MAX_BURST);
 			o->burst = (unsigned)v;
 			break;
 		case O_VERIFY:
@@ -387,15 +352,15 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			else if (!strcmp(optarg, "header"))
 				o->verify_full = false;
 			else
-				return usage_error("bad --verify '%s' (full or header)", optarg);
+				return vm_usage_error("bad --verify '%s' (full or header)", optarg);
 			break;
 		case O_INTERVAL:
 			if (vm_parse_u64(optarg, &o->interval_us) < 0)
-				return usage_error("bad --interval '%s' (microseconds)", optarg);
+				return vm_usage_error("bad --interval '%s' (microseconds)", optarg);
 			break;
 		case O_TAP:
 			if (!*optarg || strlen(optarg) >= IFNAMSIZ)
-				return usage_error("bad --tap '%s' (1..%d characters)", optarg,
+				return vm_usage_error("bad --tap '%s' (1..%d characters)", optarg,
 						   IFNAMSIZ - 1);
 			o->tap_name = optarg;
 			break;
@@ -405,39 +370,39 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		case O_RAM:
 			if (vm_parse_bytes(optarg, &o->ram) < 0 || o->ram < (1u << 20) ||
 			    (o->ram & (o->ram - 1)) || o->ram > (1ull << 40))
-				return usage_error("bad --ram '%s': a power of two, 1M..1T", optarg);
+				return vm_usage_error("bad --ram '%s': a power of two, 1M..1T", optarg);
 			break;
 		case O_RING:
 			if (vm_parse_u64(optarg, &v) < 0 || v < 2 || v > 32768 || (v & (v - 1)))
-				return usage_error("bad --ring '%s': a power of two, 2..32768", optarg);
+				return vm_usage_error("bad --ring '%s': a power of two, 2..32768", optarg);
 			o->ring = (unsigned)v;
 			break;
 		case O_MODE:
 			if (vm_parse_mode(optarg, &o->mode) < 0)
-				return usage_error("bad --mode '%s' (poll, irq or adaptive)", optarg);
+				return vm_usage_error("bad --mode '%s' (poll, irq or adaptive)", optarg);
 			break;
 		case O_CPU:
 			if (vm_parse_u64(optarg, &v) < 0 || v >= CPU_SETSIZE)
-				return usage_error("bad --cpu '%s'", optarg);
+				return vm_usage_error("bad --cpu '%s'", optarg);
 			o->cpu = (int)v;
 			break;
 		case O_CPULIST:
 			if (!chain)
-				return usage_error("--cpu-list is for 'vp-vm chain'; use --cpu");
+				return vm_usage_error("--cpu-list is for 'vp-vm chain'; use --cpu");
 			cpu_list = optarg;
 			break;
 		case O_MAC:
 			if (vm_parse_mac(optarg, o->mac) < 0)
-				return usage_error("bad --mac '%s'", optarg);
+				return vm_usage_error("bad --mac '%s'", optarg);
 			o->mac_set = true;
 			break;
 		case O_DSTMAC:
 			if (vm_parse_mac(optarg, o->dst_mac) < 0)
-				return usage_error("bad --dst-mac '%s'", optarg);
+				return vm_usage_error("bad --dst-mac '%s'", optarg);
 			break;
 		case O_UUID:
 			if (vp_uuid_parse(optarg, o->uuid) < 0)
-				return usage_error("bad --uuid '%s'", optarg);
+				return vm_usage_error("bad --uuid '%s'", optarg);
 			break;
 		case O_NAME:
 			o->name = optarg;
@@ -449,8 +414,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			o->quiet = true;
 			break;
 		case O_LOGLEVEL:
-			if (parse_level(optarg, &o->log_level) < 0)
-				return usage_error("bad --log-level '%s' (err, warn, info, debug)",
+			if (vm_parse_log_level(optarg, &o->log_level) < 0)
+				return vm_usage_error("bad --log-level '%s' (err, warn, info, debug)",
 						   optarg);
 			chain_log_set = true;
 			break;
@@ -458,17 +423,17 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST);
 			return VM_EXIT_OK;
 		case ':':
-			return usage_error("option '%s' needs a value", argv[optind - 1]);
+			return vm_usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+			return vm_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+		return vm_usage_error("unexpected argument '%s'", argv[optind]);
 	if (chain)
 		return -1;
 	if (o->port[0].kind == VM_PORT_NONE && !o->port[0].path)
-		return usage_error("no port: say --frontend --connect SOCK or --backend --listen SOCK");
+		return vm_usage_error("no port: say --frontend --connect SOCK or --backend --listen SOCK");
 	c = check_port(&o->port[0], "port 1");
 	if (c)
 		return c;
@@ -477,19 +442,19 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		if (c)
 			return c;
 		if (!strcmp(o->port[0].path, o->port[1].path))
-			return usage_error("port 1 and --port2 use the same socket %s",
+			return vm_usage_error("port 1 and --port2 use the same socket %s",
 					   o->port[0].path);
 	}
 	if (o->app == APP_FWD && o->nports != 2)
-		return usage_error("--app fwd needs a second port (--port2 SPEC)");
+		return vm_usage_error("--app fwd needs a second port (--port2 SPEC)");
 	if (o->app != APP_FWD && o->nports == 2)
-		return usage_error("--port2 is only used by --app fwd");
+		return vm_usage_error("--port2 is only used by --app fwd");
 	if (o->app == APP_PING && o->size_lo != o->size_hi)
-		return usage_error("--app ping takes a fixed --size");
+		return vm_usage_error("--app ping takes a fixed --size");
 	if ((o->tap_name || o->tap_addr) && o->app != APP_TAP)
-		return usage_error("--tap/--tap-addr are for --app tap");
+		return vm_usage_error("--tap/--tap-addr are for --app tap");
 	if (o->ends && o->app != APP_SINK)
-		return usage_error("--ends is for --app sink");
+		return vm_usage_error("--ends is for --app sink");
 	if (o->app == APP_GEN && !o->seconds_set && !o->count) {
 		o->seconds = 5;
 		o->seconds_set = true;
@@ -1505,14 +1470,14 @@ static int run_chain(int argc, char **argv)
 		return VM_EXIT_OK;
 	}
 	if (argc < 3 || vm_parse_u64(argv[2], &v) < 0 || v < 2 || v > 64)
-		return usage_error("chain needs a number of VMs, 2..64 (e.g. 'vp-vm chain 3')");
+		return vm_usage_error("chain needs a number of VMs, 2..64 (e.g. 'vp-vm chain 3')");
 	n = (unsigned)v;
 	r = parse_opts(argc, argv, &o, true);
 	if (r >= 0)
 		return r;
 	vp_log_set_level(o.log_level);
 	if (o.port[0].kind || o.nports > 1 || o.app_set)
-		return usage_error("chain sets up the ports and apps itself");
+		return vm_usage_error("chain sets up the ports and apps itself");
 	if (!o.seconds_set && !o.count) {
 		o.seconds = 3;
 		o.seconds_set = true;
@@ -1730,7 +1695,8 @@ int main(int argc, char **argv)
 	int r;
 
 	setvbuf(stderr, NULL, _IOLBF, 0);
-	vp_log_set_handler(log_handler, NULL);
+	vm_cli_init("vp-vm");
+	vp_log_set_handler(vm_log_handler, &g_name);
 	if (argc >= 2 && !strcmp(argv[1], "chain")) {
 		g_name = "chain";
 		return run_chain(argc, argv);

@@ -76,29 +76,6 @@ struct sw {
 	uint64_t prog_fwd;
 };
 
-static void log_handler(enum vp_log_level level, const char *msg, void *opaque)
-{
-	static const char *const names[] = { "error", "warning", "info", "debug" };
-
-	(void)opaque;
-	fprintf(stderr, "vp-vswitch: %s: %s\n", (unsigned)level <= VP_LOG_DEBUG ? names[level] : "?",
-		msg);
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "vp-vswitch: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'vp-vswitch --help' for more information.\n");
-	return VM_EXIT_USAGE;
-}
-
 static unsigned mac_hash(const uint8_t *m)
 {
 	return (unsigned)(m[3] * 31u + m[4] * 7u + m[5]) % MAC_TABLE;
@@ -336,7 +313,8 @@ int main(int argc, char **argv)
 	uint64_t v;
 
 	setvbuf(stderr, NULL, _IOLBF, 0);
-	vp_log_set_handler(log_handler, NULL);
+	vm_cli_init("vp-vswitch");
+	vp_log_set_handler(vm_log_handler, NULL);
 	s->maxports = 2;
 	s->burst = 32;
 	s->mode = VP_NET_ADAPTIVE;
@@ -348,7 +326,7 @@ int main(int argc, char **argv)
 			break;
 		case O_PORTS:
 			if (vm_parse_u64(optarg, &v) < 0 || v < 2 || v > VM_MAX_LINKS)
-				return usage_error("bad --ports '%s' (2..%u)", optarg, VM_MAX_LINKS);
+				return vm_usage_error("bad --ports '%s' (2..%u)", optarg, VM_MAX_LINKS);
 			s->maxports = (unsigned)v;
 			break;
 		case O_DROP:
@@ -356,21 +334,21 @@ int main(int argc, char **argv)
 			break;
 		case O_BURST:
 			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VP_NET_MAX_BURST)
-				return usage_error("bad --burst '%s' (1..%u)", optarg, VP_NET_MAX_BURST);
+				return vm_usage_error("bad --burst '%s' (1..%u)", optarg, VP_NET_MAX_BURST);
 			s->burst = (unsigned)v;
 			break;
 		case O_MODE:
 			if (vm_parse_mode(optarg, &s->mode) < 0)
-				return usage_error("bad --mode '%s' (poll, irq or adaptive)", optarg);
+				return vm_usage_error("bad --mode '%s' (poll, irq or adaptive)", optarg);
 			break;
 		case O_CPU:
 			if (vm_parse_u64(optarg, &v) < 0 || v >= CPU_SETSIZE)
-				return usage_error("bad --cpu '%s'", optarg);
+				return vm_usage_error("bad --cpu '%s'", optarg);
 			cpu = (int)v;
 			break;
 		case O_SECONDS:
 			if (vm_parse_seconds(optarg, &seconds) < 0)
-				return usage_error("bad --seconds '%s'", optarg);
+				return vm_usage_error("bad --seconds '%s'", optarg);
 			has_deadline = true;
 			break;
 		case O_JSON:
@@ -389,21 +367,21 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "debug"))
 				vp_log_set_level(VP_LOG_DEBUG);
 			else
-				return usage_error("bad --log-level '%s' (err, warn, info, debug)", optarg);
+				return vm_usage_error("bad --log-level '%s' (err, warn, info, debug)", optarg);
 			break;
 		case 'h':
 			printf(usage_text, VM_MAX_LINKS, VP_NET_MAX_BURST);
 			return VM_EXIT_OK;
 		case ':':
-			return usage_error("option '%s' needs a value", argv[optind - 1]);
+			return vm_usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+			return vm_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+		return vm_usage_error("unexpected argument '%s'", argv[optind]);
 	if (!path)
-		return usage_error("--listen SOCK is required");
+		return vm_usage_error("--listen SOCK is required");
 	if (cpu >= 0 && (r = vm_pin_cpu(cpu)) < 0) {
 		vp_log(VP_LOG_ERR, "cannot pin to CPU %d: %s", cpu, strerror(-r));
 		return VM_EXIT_FAIL;
