@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "vhostpci/log.h"
+#include "util.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
@@ -72,28 +73,6 @@ struct vp_net {
 static int dup_fd(int fd)
 {
 	return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
-}
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
 }
 
 /* Break the link for good; keeps the first reason. Returns -EIO. */
@@ -574,16 +553,6 @@ int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
 
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                  */
-
-static void drain_fd(int fd)
-{
-	uint64_t v;
-
-	/* Our dup shares the frontend's non-blocking eventfd: one read empties
-	 * it; a blocking one (never ours) was only read after poll said so. */
-	if (read(fd, &v, sizeof(v)) < 0)
-		return;
-}
 
 static bool work_pending(struct vp_net *n, bool want_rx, bool want_tx)
 {

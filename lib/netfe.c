@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "vhostpci/log.h"
+#include "util.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
@@ -138,35 +139,12 @@ static inline uint64_t align_up(uint64_t x, uint64_t a)
 	return (x + a - 1) & ~(a - 1);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 static inline void notify(struct vp_netfe *fe, int fd)
 {
 	static const uint64_t one = 1;
 
 	if (fd >= 0 && write(fd, &one, sizeof(one)) == sizeof(one))
 		fe->st.signals++;
-}
-
-static void drain_fd(int fd)
-{
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) < 0)
-		return;
 }
 
 /* A ring broke (the device lied): keep vring's reason, log once. */

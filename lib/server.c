@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "vhostpci/log.h"
+#include "util.h"
 #include "vhostpci/server.h"
 #include "vhostpci/sock.h"
 #include "vhostpci/vring.h"
@@ -176,13 +177,6 @@ static void emit(struct conn *c, enum vp_event ev)
 {
 	if (c->srv->cb)
 		c->srv->cb(c->srv, ev, &c->dev, c->srv->opaque);
-}
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
 }
 
 static void drop_memory(struct conn *c)
