@@ -13,8 +13,8 @@
  *  - The net header of a received packet is copied into the caller's struct
  *    before anything looks at it; nothing we do depends on its contents.
  *  - Rule breaks: a broken ring, or a receive chain with device-readable
- *    buffers, or (with mergeable buffers) a receive buffer smaller than the
- *    net header. Each breaks this vp_net for good (-EIO, logged reason).
+ *    buffers, or a receive buffer smaller than the net header (an empty
+ *    one included). Each breaks this vp_net for good (-EIO, logged reason).
  *    A transmit chain with device-writable buffers or shorter than the net
  *    header is only dropped (rx_drop_bad): it cannot hurt our framing.
  *  - Not covered: a frontend that rewrites its buffers while we copy them
@@ -51,6 +51,13 @@
 #define ADAPTIVE_SPIN_NS 50000
 #define REASON_MAX     256
 
+/* A frontend receive buffer lent to the caller to build a packet in. */
+struct net_resv {
+	unsigned char *base;	/* its first piece, in the frontend's RAM */
+	uint32_t cap;		/* bytes of that piece */
+	uint16_t head;
+};
+
 struct vp_net {
 	/* Hot. */
 	struct vp_vq_dev *txq;		/* ring 0: the frontend's receiveq */
@@ -59,6 +66,8 @@ struct vp_net {
 	struct vp_used *used;		/* chain_cap */
 	struct iovec *iov;		/* iov_cap */
 	unsigned chain_cap, iov_cap;
+	struct net_resv *resv;		/* chain_cap: buffers lent by vp_net_tx_reserve() */
+	unsigned nresv;
 	bool mrg;
 	bool broken;
 	enum vp_net_mode mode;
@@ -171,7 +180,8 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 	n->chains = calloc(n->chain_cap, sizeof(*n->chains));
 	n->used = calloc(n->chain_cap, sizeof(*n->used));
 	n->iov = calloc(n->iov_cap, sizeof(*n->iov));
-	if (!n->chains || !n->used || !n->iov) {
+	n->resv = calloc(n->chain_cap, sizeof(*n->resv));
+	if (!n->chains || !n->used || !n->iov || !n->resv) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -211,6 +221,7 @@ void vp_net_free(struct vp_net *n)
 	free(n->chains);
 	free(n->used);
 	free(n->iov);
+	free(n->resv);
 	free(n);
 }
 
@@ -278,9 +289,11 @@ static int tx_pop_more(struct vp_net *n, struct tx_state *s, unsigned want)
 			if (unlikely(c->n_out))
 				return net_fail(n, "receive buffer %u has device-readable "
 						"descriptors", c->head);
-			if (unlikely(n->mrg && c->len_in < HDR))
-				return net_fail(n, "mergeable receive buffer %u holds %u "
-						"bytes, less than the %u-byte header",
+			/* Also an empty chain (zero-length descriptors are
+			 * skipped): no piece to write, and iov[0] is not its. */
+			if (unlikely(c->len_in < HDR))
+				return net_fail(n, "receive buffer %u holds %u bytes, "
+						"less than the %u-byte header",
 						c->head, c->len_in, HDR);
 		}
 		s->nch += (unsigned)r;
@@ -403,6 +416,103 @@ static int tx_finish(struct vp_net *n, struct tx_state *s, unsigned nu)
 	return 0;
 }
 
+/*
+ * Give back the buffers of a reservation not (wholly) committed: they are
+ * the last chains popped, so the ring takes them back in one step.
+ */
+static int tx_unreserve(struct vp_net *n, unsigned from)
+{
+	unsigned k = n->nresv - from;
+
+	n->nresv = 0;
+	if (k && vp_vq_dev_unpop(n->txq, k) < 0)
+		return ring_fail(n, n->txq);
+	return 0;
+}
+
+int vp_net_tx_reserve(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
+{
+	unsigned got = 0;
+	int r;
+
+	if (unlikely(n->broken))
+		return -EIO;
+	if (unlikely(tx_unreserve(n, 0) < 0))
+		return -EIO;
+	if (count > n->chain_cap)
+		count = n->chain_cap;
+	if (!count)
+		return 0;
+	r = vp_vq_dev_pop_burst(n->txq, n->chains, count, n->iov, n->iov_cap);
+	if (unlikely(r < 0 && r != -ENOBUFS))
+		return ring_fail(n, n->txq);
+	for (int k = 0; k < r; k++) {
+		const struct vp_chain *c = &n->chains[k];
+
+		/* The link is down for good after these: no need to unpop. */
+		if (unlikely(c->n_out))
+			return net_fail(n, "receive buffer %u has device-readable descriptors",
+					c->head);
+		if (unlikely(c->len_in < HDR))
+			return net_fail(n, "receive buffer %u holds %u bytes, less than the "
+					"%u-byte header", c->head, c->len_in, HDR);
+		/* Only the first piece is lent, and only past the header: the
+		 * caller sees one flat buffer. A buffer whose first piece is no
+		 * more than a header ends the reservation. */
+		if (c->iov[0].iov_len <= HDR)
+			break;
+		n->resv[got] = (struct net_resv){ c->iov[0].iov_base, (uint32_t)c->iov[0].iov_len,
+						  c->head };
+		pkts[got].data = (unsigned char *)c->iov[0].iov_base + HDR;
+		pkts[got].len = (uint32_t)c->iov[0].iov_len - HDR;
+		memset(&pkts[got].hdr, 0, sizeof(pkts[got].hdr));
+		got++;
+	}
+	/* Chains not lent (a short first piece) go back for vp_net_tx_burst(). */
+	if (r > 0 && (unsigned)r > got && vp_vq_dev_unpop(n->txq, (unsigned)r - got) < 0)
+		return ring_fail(n, n->txq);
+	n->nresv = got;
+	return (int)got;
+}
+
+int vp_net_tx_commit(struct vp_net *n, const struct vp_pkt *pkts, unsigned count)
+{
+	int r;
+
+	if (unlikely(n->broken))
+		return -EIO;
+	if (unlikely(count > n->nresv)) {
+		tx_unreserve(n, 0);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < count; i++) {
+		if (unlikely(pkts[i].data != n->resv[i].base + HDR ||
+			     pkts[i].len > n->resv[i].cap - HDR)) {
+			tx_unreserve(n, 0);
+			return -EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < count; i++) {
+		struct virtio_net_hdr_v1 h = pkts[i].hdr;
+
+		h.num_buffers = htole16(1);
+		memcpy(n->resv[i].base, &h, HDR);
+		n->used[i] = (struct vp_used){ n->resv[i].head, HDR + pkts[i].len };
+		n->st.tx_packets++;
+		n->st.tx_bytes += pkts[i].len;
+	}
+	if (unlikely(tx_unreserve(n, count) < 0))
+		return -EIO;
+	if (!count)
+		return 0;
+	r = vp_vq_dev_push_burst(n->txq, n->used, count);
+	if (unlikely(r < 0))
+		return ring_fail(n, n->txq);
+	if (vp_vq_dev_need_signal(n->txq))
+		signal_fd(n, n->tx_call);
+	return (int)count;
+}
+
 int vp_net_tx_burst(struct vp_net *n, const struct vp_pkt *pkts, unsigned count,
 		    unsigned flags)
 {
@@ -412,6 +522,9 @@ int vp_net_tx_burst(struct vp_net *n, const struct vp_pkt *pkts, unsigned count,
 	int r;
 
 	if (unlikely(n->broken))
+		return -EIO;
+	/* Buffers lent and not committed are given back first. */
+	if (unlikely(n->nresv) && tx_unreserve(n, 0) < 0)
 		return -EIO;
 	if (unlikely(!count))
 		return 0;

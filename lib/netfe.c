@@ -92,6 +92,8 @@ struct vp_netfe {
 	/* Receive buffers to post again, staged for one add_burst(). */
 	struct vp_buf *post;
 	void **post_tok;
+	unsigned rx_held;		/* borrowed: staged at the top of post[] */
+	unsigned char *scratch;		/* a borrowed multi-buffer packet, linearised */
 
 	/* Transmit slots: a free stack, and per slot the next slot of its
 	 * packet; per head slot, the packet's length and slot count. */
@@ -102,6 +104,8 @@ struct vp_netfe {
 	uint32_t *tx_plen;
 	void **tx_tok;			/* tx_num: staging and reclaim scratch */
 	struct vp_buf *tx_buf;		/* tx_num: one-slot chains staged */
+	uint16_t *tx_resv;		/* tx_num: slots lent by vp_netfe_tx_reserve() */
+	unsigned tx_nresv;
 
 	struct vp_net_stats st;
 
@@ -271,6 +275,8 @@ static void reset_pools(struct vp_netfe *fe)
 {
 	fe->ehead = fe->ecount = 0;
 	fe->rx_partial = false;
+	fe->rx_held = 0;
+	fe->tx_nresv = 0;
 	fe->tx_nfree = fe->tx_num;
 	/* Stack top is slot 0: the lowest slots are used first. */
 	for (unsigned i = 0; i < fe->tx_num; i++)
@@ -326,9 +332,14 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	fe->tx_plen = calloc(fe->tx_num, sizeof(*fe->tx_plen));
 	fe->tx_tok = calloc(fe->tx_num, sizeof(*fe->tx_tok));
 	fe->tx_buf = calloc(fe->tx_num, sizeof(*fe->tx_buf));
+	fe->tx_resv = calloc(fe->tx_num, sizeof(*fe->tx_resv));
+	/* Only mergeable buffers make packets that span buffers. */
+	if (fe->features & (1ull << F_MRG_RXBUF))
+		fe->scratch = malloc(VP_NET_MAX_PKT);
 	err = -ENOMEM;
 	if (!fe->etok || !fe->elen || !fe->post || !fe->post_tok || !fe->tx_free ||
-	    !fe->tx_link || !fe->tx_nslots || !fe->tx_plen || !fe->tx_tok || !fe->tx_buf)
+	    !fe->tx_link || !fe->tx_nslots || !fe->tx_plen || !fe->tx_tok || !fe->tx_buf ||
+	    !fe->tx_resv || ((fe->features & (1ull << F_MRG_RXBUF)) && !fe->scratch))
 		goto fail;
 	err = open_efds(fe);
 	if (err)
@@ -361,6 +372,8 @@ void vp_netfe_free(struct vp_netfe *fe)
 	free(fe->tx_plen);
 	free(fe->tx_tok);
 	free(fe->tx_buf);
+	free(fe->tx_resv);
+	free(fe->scratch);
 	free(fe);
 }
 
@@ -598,6 +611,84 @@ int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned c
 	return (int)i;
 }
 
+/* Give back the slots of a reservation that was not (wholly) committed,
+ * from the last one lent, so the free stack is as it was. */
+static void tx_unreserve(struct vp_netfe *fe, unsigned from)
+{
+	while (fe->tx_nresv > from)
+		fe->tx_free[fe->tx_nfree++] = fe->tx_resv[--fe->tx_nresv];
+	fe->tx_nresv = 0;
+}
+
+int vp_netfe_tx_reserve(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count)
+{
+	unsigned n;
+	int r;
+
+	if (unlikely(fe_broken(fe)))
+		return -EIO;
+	if (unlikely(!fe->started))
+		return -ENOTCONN;
+	tx_unreserve(fe, 0);
+	r = tx_reclaim(fe);
+	if (unlikely(r < 0))
+		return r;
+	n = count < fe->tx_nfree ? count : fe->tx_nfree;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned s = fe->tx_free[--fe->tx_nfree];
+
+		fe->tx_resv[i] = (uint16_t)s;
+		pkts[i].data = slot_ptr(fe, s) + HDR;
+		pkts[i].len = TX_SLOT - HDR;
+		memset(&pkts[i].hdr, 0, sizeof(pkts[i].hdr));
+	}
+	fe->tx_nresv = n;
+	return (int)n;
+}
+
+int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count)
+{
+	unsigned nb;
+	int r;
+
+	if (unlikely(fe_broken(fe)))
+		return -EIO;
+	if (unlikely(!fe->started))
+		return -ENOTCONN;
+	/* A caller bug, not a peer's: check before anything reaches the ring. */
+	if (unlikely(count > fe->tx_nresv)) {
+		tx_unreserve(fe, 0);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < count; i++) {
+		if (unlikely(pkts[i].data != slot_ptr(fe, fe->tx_resv[i]) + HDR ||
+			     pkts[i].len > TX_SLOT - HDR)) {
+			tx_unreserve(fe, 0);
+			return -EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < count; i++) {
+		const struct vp_pkt *p = &pkts[i];
+		unsigned s = fe->tx_resv[i];
+		struct virtio_net_hdr_v1 h = p->hdr;
+
+		h.num_buffers = 0;
+		memcpy(slot_ptr(fe, s), &h, HDR);
+		fe->tx_nslots[s] = 1;
+		fe->tx_plen[s] = p->len;
+		fe->tx_buf[i] = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT, HDR + p->len };
+		fe->tx_tok[i] = tok_of(s);
+	}
+	tx_unreserve(fe, count);
+	nb = count;
+	r = tx_flush(fe, &nb);
+	if (unlikely(r < 0))
+		return r;
+	if (count && vp_vq_drv_publish(fe->txq))
+		notify(fe, fe->efd[EFD_TX_KICK]);
+	return (int)count;
+}
+
 /* ------------------------------------------------------------------------ */
 /* RX                                                                       */
 
@@ -704,15 +795,42 @@ static int rx_gather(struct vp_netfe *fe, struct vp_pkt *p, unsigned nb,
 	return 1;
 }
 
-int vp_netfe_rx_burst(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count)
+/* Post the buffers of the last borrow again. */
+static int rx_post_held(struct vp_netfe *fe)
+{
+	unsigned at = fe->rx_num - fe->rx_held;
+	int r;
+
+	if (!fe->rx_held)
+		return 0;
+	r = vp_vq_drv_add_burst(fe->rxq, fe->post + at, fe->rx_held, true, fe->post_tok + at);
+	if (unlikely(r != (int)fe->rx_held))
+		return fe_fail(fe, fe->rxq);
+	fe->rx_held = 0;
+	if (vp_vq_drv_publish(fe->rxq))
+		notify(fe, fe->efd[EFD_RX_KICK]);
+	return 0;
+}
+
+/*
+ * Receive up to count packets. Copying: into pkts[i].data (capacity
+ * pkts[i].len). Borrowing: pkts[i].data is pointed at the packet in its
+ * receive buffer, or for a packet spanning buffers at fe->scratch (then the
+ * burst ends with it); the buffers stay staged until rx_post_held().
+ */
+static inline int rx_do(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count, bool borrow)
 {
 	unsigned got = 0, npost = 0;
+	bool last = false;
 	int r;
 
 	if (unlikely(fe_broken(fe)))
 		return -EIO;
 	if (unlikely(!fe->started))
 		return -ENOTCONN;
+	r = rx_post_held(fe);
+	if (unlikely(r < 0))
+		return r;
 	/* One entry per packet, unless packets span buffers. */
 	r = rx_pull(fe, fe->mrg ? count + count / 2 + 16 : count);
 	if (unlikely(r < 0))
@@ -744,33 +862,53 @@ int vp_netfe_rx_burst(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count)
 		memcpy(&h, b, HDR);
 		nb = fe->mrg ? le16toh(h.num_buffers) : 1;
 		if (likely(nb == 1)) {
-			if (unlikely(len - HDR > p->len)) {
-				fe->st.rx_drop_too_big++;
-				rx_consume(fe, 1, &npost);
-				continue;
+			if (borrow) {
+				p->data = (unsigned char *)b + HDR;
+			} else {
+				if (unlikely(len - HDR > p->len)) {
+					fe->st.rx_drop_too_big++;
+					rx_consume(fe, 1, &npost);
+					continue;
+				}
+				memcpy(p->data, b + HDR, len - HDR);
 			}
-			memcpy(p->data, b + HDR, len - HDR);
 			p->len = len - HDR;
 			rx_consume(fe, 1, &npost);
 		} else {
+			void *data = p->data;
+
 			if (unlikely(nb == 0)) {
 				fe->st.rx_drop_bad++;
 				rx_consume(fe, 1, &npost);
 				continue;
 			}
+			if (borrow) {
+				p->data = fe->scratch;
+				p->len = VP_NET_MAX_PKT;
+			}
 			r = rx_gather(fe, p, nb, len, &npost);
+			if (borrow && r != 1)
+				p->data = data;
 			if (r == -EAGAIN)
 				break;
 			if (unlikely(r < 0))
 				return r;
 			if (!r)
 				continue;
+			/* One scratch buffer: a borrowing burst ends here. */
+			last = borrow;
 		}
 		h.num_buffers = 0;
 		p->hdr = h;
 		fe->st.rx_packets++;
 		fe->st.rx_bytes += p->len;
 		got++;
+		if (last)
+			break;
+	}
+	if (borrow) {
+		fe->rx_held = npost;
+		return (int)got;
 	}
 	if (npost) {
 		/* Every buffer was posted before: there is a descriptor for each. */
@@ -783,6 +921,25 @@ int vp_netfe_rx_burst(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count)
 			notify(fe, fe->efd[EFD_RX_KICK]);
 	}
 	return (int)got;
+}
+
+int vp_netfe_rx_burst(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count)
+{
+	return rx_do(fe, pkts, count, false);
+}
+
+int vp_netfe_rx_borrow(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count)
+{
+	return rx_do(fe, pkts, count, true);
+}
+
+int vp_netfe_rx_release(struct vp_netfe *fe)
+{
+	if (unlikely(fe_broken(fe)))
+		return -EIO;
+	if (unlikely(!fe->started))
+		return -ENOTCONN;
+	return rx_post_held(fe);
 }
 
 /* ------------------------------------------------------------------------ */

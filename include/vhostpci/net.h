@@ -113,6 +113,25 @@ VP_API int vp_net_tx_burst(struct vp_net *n, const struct vp_pkt *pkts,
 VP_API int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count);
 
 /*
+ * Zero-copy transmit: build packets straight in the frontend's receive
+ * buffers. vp_net_tx_reserve() lends up to count of them: pkts[i].data
+ * points past the net header room of a buffer in the frontend's RAM,
+ * pkts[i].len is its capacity (the buffer's first piece, less the header;
+ * a buffer whose first piece holds no more than the header is not lent, and
+ * the reservation stops before it), pkts[i].hdr is zeroed. Write each frame,
+ * set len and hdr, and vp_net_tx_commit() the first count of them in order;
+ * the rest go back to the ring. The frontend can read and write that memory
+ * all along (it is its RAM): build there, keep no secrets there.
+ * Returns the number lent or committed (0: no buffer posted), -EIO if the
+ * ring is broken, -EINVAL from commit if count exceeds the reservation, a
+ * data pointer is not the one lent or a len exceeds its capacity (nothing
+ * is sent then and the reservation is void). A reservation not committed
+ * is given back by the next vp_net_tx_reserve() or vp_net_tx_burst().
+ */
+VP_API int vp_net_tx_reserve(struct vp_net *n, struct vp_pkt *pkts, unsigned count);
+VP_API int vp_net_tx_commit(struct vp_net *n, const struct vp_pkt *pkts, unsigned count);
+
+/*
  * Wait (per the mode) until the frontend sent something (want_rx) or posted
  * RX buffers (want_tx), or timeout_ms passed. Arms notifications with the
  * race check, so no wake-up is lost. Returns > 0 if work may be there, 0 on
@@ -177,6 +196,32 @@ VP_API int vp_netfe_reset(struct vp_netfe *fe);
 VP_API int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts,
 			     unsigned count, unsigned flags);
 VP_API int vp_netfe_rx_burst(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count);
+
+/*
+ * Zero-copy transmit: vp_netfe_tx_reserve() lends up to count free transmit
+ * slots (pkts[i].data inside our RAM, pkts[i].len = capacity, 2036 bytes;
+ * hdr zeroed); build frames there, set len and hdr, then
+ * vp_netfe_tx_commit() the first count of them in order; the rest are
+ * freed. Larger frames go through vp_netfe_tx_burst() (which may be called
+ * in between: ring order is call order). Returns the number lent or sent,
+ * -EIO, -ENOTCONN before start, or -EINVAL from commit for a count over the
+ * reservation, a data pointer not lent or a len over capacity (nothing is
+ * sent and the reservation is void). The next reserve voids an uncommitted
+ * one.
+ */
+VP_API int vp_netfe_tx_reserve(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count);
+VP_API int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count);
+
+/*
+ * Zero-copy receive: like vp_netfe_rx_burst(), but pkts[i].data is set to
+ * the packet inside its receive buffer (pkts[i].len in is ignored). A packet
+ * spanning several buffers (mergeable) is copied into one internal buffer
+ * and ends the burst. The packets stay valid, and their buffers unposted,
+ * until vp_netfe_rx_release(), the next rx_borrow/rx_burst, a reset or
+ * free: release promptly, the device cannot fill what is held.
+ */
+VP_API int vp_netfe_rx_borrow(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count);
+VP_API int vp_netfe_rx_release(struct vp_netfe *fe);
 VP_API int vp_netfe_wait(struct vp_netfe *fe, bool want_rx, bool want_tx, int timeout_ms);
 /* The same for a caller's own loop: rx_fd is the device's call for the RX
  * queue (packets arrived), tx_fd for the TX queue (transmits completed). */
