@@ -372,6 +372,40 @@ void vm_pkt_build(uint8_t *buf, uint32_t len, const uint8_t dst[6], const uint8_
 	put64(buf + OFF_CSUM, (sum | 1) + len);
 }
 
+/* What a value at byte offset off adds to frame_sum(): its bytes fall into
+ * one little-endian word, or straddle two. */
+static inline uint64_t sum_part(uint64_t v, unsigned off)
+{
+	unsigned r = (off & 7) * 8;
+
+	return r ? (v << r) + (v >> (64 - r)) : v;
+}
+
+void vm_pkt_tmpl_init(struct vm_pkt_tmpl *t, const uint8_t dst[6], const uint8_t src[6],
+		      uint16_t type, uint32_t stream)
+{
+	struct vm_pkt_info in = { .type = type, .stream = stream };
+
+	/* Built with len, seq and stamp 0, then the checksum taken out. */
+	vm_pkt_build(t->b, VM_PKT_MIN, dst, src, &in, false);
+	put32(t->b + OFF_LEN, 0);
+	put64(t->b + OFF_CSUM, 0);
+	t->sum = frame_sum(t->b, VM_PKT_MIN);
+}
+
+void vm_pkt_build_tmpl(uint8_t *buf, uint32_t len, const struct vm_pkt_tmpl *t, uint64_t seq,
+		       int64_t stamp_ns)
+{
+	uint64_t sum = t->sum + sum_part(len, OFF_LEN) + sum_part(seq, OFF_SEQ) +
+		       sum_part((uint64_t)stamp_ns, OFF_STAMP);
+
+	memcpy(buf, t->b, VM_PKT_MIN);
+	put32(buf + OFF_LEN, len);
+	put64(buf + OFF_SEQ, seq);
+	put64(buf + OFF_STAMP, (uint64_t)stamp_ns);
+	put64(buf + OFF_CSUM, (sum | 1) + len);
+}
+
 enum vm_pkt_verdict vm_pkt_check(uint8_t *buf, uint32_t len, struct vm_pkt_info *out)
 {
 	uint64_t want, got;
@@ -1072,6 +1106,84 @@ int vm_port_tx(struct vm_port *p, int link, const struct vp_pkt *pkts, unsigned 
 	return r;
 }
 
+int vm_port_tx_reserve(struct vm_port *p, struct vp_pkt *pkts, unsigned n)
+{
+	int r;
+
+	p->resv_link = -1;
+	if (p->kind == VM_PORT_FRONTEND) {
+		if (p->fe_state != VM_FE_UP)
+			return 0;
+		r = vp_netfe_tx_reserve(p->fe, pkts, n);
+		if (r < 0)
+			fe_down(p, "transmit ring broken");
+		return r;
+	}
+	for (unsigned i = 0; i < VM_MAX_LINKS; i++) {
+		if (!p->links[i].net)
+			continue;
+		r = vp_net_tx_reserve(p->links[i].net, pkts, n);
+		if (r < 0) {
+			link_down(p, &p->links[i], "frontend's RX ring broken");
+			return r;
+		}
+		p->resv_link = (int)i;
+		return r;
+	}
+	return 0;
+}
+
+int vm_port_tx_commit(struct vm_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	int r;
+
+	if (p->kind == VM_PORT_FRONTEND) {
+		if (p->fe_state != VM_FE_UP)
+			return 0;
+		r = vp_netfe_tx_commit(p->fe, pkts, n);
+		if (r == -EIO) {
+			fe_down(p, "transmit ring broken");
+		} else if (r > 0) {
+			p->tx_accepted += (uint64_t)r;
+			p->last_tx_ns = vm_now_ns();
+		}
+		return r;
+	}
+	if (p->resv_link < 0 || !p->links[p->resv_link].net)
+		return 0;  /* the link went away in between: nothing was sent */
+	r = vp_net_tx_commit(p->links[p->resv_link].net, pkts, n);
+	if (r == -EIO)
+		link_down(p, &p->links[p->resv_link], "frontend's RX ring broken");
+	p->resv_link = -1;
+	return r;
+}
+
+int vm_port_rx_borrow(struct vm_port *p, struct vp_pkt *pkts, unsigned n)
+{
+	int r;
+
+	if (p->kind != VM_PORT_FRONTEND)
+		return -ENOTSUP;
+	if (p->fe_state != VM_FE_UP && p->fe_state != VM_FE_DRAIN)
+		return 0;
+	r = vp_netfe_rx_borrow(p->fe, pkts, n);
+	if (r < 0)
+		fe_down(p, "receive ring broken");
+	else if (r > 0)
+		p->last_rx_ns = vm_now_ns();
+	else if (p->fe_state == VM_FE_DRAIN)
+		fe_down(p, p->down_why);
+	return r;
+}
+
+void vm_port_rx_release(struct vm_port *p)
+{
+	if (p->kind == VM_PORT_FRONTEND && p->fe &&
+	    (p->fe_state == VM_FE_UP || p->fe_state == VM_FE_DRAIN) &&
+	    vp_netfe_rx_release(p->fe) == -EIO)
+		fe_down(p, "receive ring broken");
+}
+
 uint64_t vm_port_features(const struct vm_port *p)
 {
 	if (p->kind == VM_PORT_FRONTEND)
@@ -1226,17 +1338,20 @@ int vm_wait(struct vm_wait_port *wp, unsigned nports, const int *extra_fds, unsi
 	struct pollfd pf[WAIT_MAX_FDS];
 	struct wobj must[2 * VM_MAX_LINKS + 2], *best = NULL;
 	unsigned n = 0, nmust = 0, narmed = 0;
-	int64_t now = vm_now_ns();
+	int64_t now = 0;
 	bool lazy = false;
 	int r;
 
-	/* Any data object at all? POLL: never sleep; ADAPTIVE: not yet. */
+	/* Any data object at all? POLL: never sleep; ADAPTIVE: not yet. The
+	 * clock is read only when needed: a polling pass must stay short. */
 	for (unsigned i = 0; i < nports; i++) {
 		struct vm_port *p = wp[i].port;
 
 		if ((wp[i].want_rx || wp[i].want_tx) && vm_port_up(p)) {
 			if (p->mode == VP_NET_POLL)
 				return 1;
+			if (!now)
+				now = vm_now_ns();
 			if (p->mode == VP_NET_ADAPTIVE && now - last_work_ns < VM_SPIN_NS) {
 				for (int k = 0; k < 16; k++)
 					cpu_pause();
@@ -1244,6 +1359,8 @@ int vm_wait(struct vm_wait_port *wp, unsigned nports, const int *extra_fds, unsi
 			}
 		}
 	}
+	if (!now)
+		now = vm_now_ns();
 	for (unsigned i = 0; i < nports; i++) {
 		struct vm_port *p = wp[i].port;
 		bool rx = wp[i].want_rx, tx = wp[i].want_tx;

@@ -105,6 +105,21 @@ struct vm_pkt_info {
 void vm_pkt_build(uint8_t *buf, uint32_t len, const uint8_t dst[6], const uint8_t src[6],
 		  const struct vm_pkt_info *in, bool full);
 
+/*
+ * The same frame, header-only (as vm_pkt_build(.., full = false)), from a
+ * template: everything but length, sequence, stamp and checksum is written
+ * once, and the checksum is updated from the template's, so a generator
+ * writes 56 bytes per frame and reads none back.
+ */
+struct vm_pkt_tmpl {
+	uint8_t b[VM_PKT_MIN];
+	uint64_t sum;  /* frame sum with len, seq, stamp and csum zero */
+};
+void vm_pkt_tmpl_init(struct vm_pkt_tmpl *t, const uint8_t dst[6], const uint8_t src[6],
+		      uint16_t type, uint32_t stream);
+void vm_pkt_build_tmpl(uint8_t *buf, uint32_t len, const struct vm_pkt_tmpl *t, uint64_t seq,
+		       int64_t stamp_ns);
+
 enum vm_pkt_verdict {
 	VM_PKT_OK = 0,
 	VM_PKT_FOREIGN,   /* not a test frame (wrong ethertype or magic) */
@@ -197,6 +212,7 @@ struct vm_port {
 	struct vp_server *srv;
 	struct vm_link links[VM_MAX_LINKS];
 	unsigned rr;
+	int resv_link;             /* the link of the last tx_reserve, -1 none */
 
 	/* totals across links and resets */
 	struct vp_net_stats acc;
@@ -239,6 +255,17 @@ int vm_port_tx(struct vm_port *p, int link, const struct vp_pkt *pkts, unsigned 
 	       unsigned flags);
 /* Backend port: receive from one link only. */
 int vm_port_rx_link(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n);
+
+/* Zero copy (see vp_netfe_tx_reserve(), vp_net_tx_reserve() and
+ * vp_netfe_rx_borrow()). tx_reserve lends buffers of the next link that is
+ * up (frontend: our TX slots; backend: the frontend's RX buffers) and
+ * tx_commit sends the first n of them. rx_borrow is for frontend ports
+ * (-ENOTSUP on a backend: its receive copies once); rx_release gives the
+ * borrowed buffers back. Counts as the burst calls, 0 when no link is up. */
+int vm_port_tx_reserve(struct vm_port *p, struct vp_pkt *pkts, unsigned n);
+int vm_port_tx_commit(struct vm_port *p, const struct vp_pkt *pkts, unsigned n);
+int vm_port_rx_borrow(struct vm_port *p, struct vp_pkt *pkts, unsigned n);
+void vm_port_rx_release(struct vm_port *p);
 
 /* Negotiated virtio features of the (first) link that is up; 0 if none. */
 uint64_t vm_port_features(const struct vm_port *p);

@@ -87,7 +87,14 @@ static const char usage_text[] =
 "  --burst N              frames per burst, 1..%u (default 32)\n"
 "  --verify full|header   full: gen fills and sink checks every payload byte;\n"
 "                         header: neither touches the payload (default full)\n"
+"  --copy                 gen/sink: use the copying burst calls; by default gen\n"
+"                         builds frames in the ring's buffers (our TX slots, or\n"
+"                         the frontend's RX buffers on a backend) and a frontend\n"
+"                         sink checks them in place (zero copy)\n"
 "  --interval USEC        ping: pause between pings (default 0)\n"
+"  --tx-first N           echo: send N test frames at link-up, then reflect all\n"
+"                         (two echo VMs, one or both with --tx-first: a loop\n"
+"                         like testpmd's 'start tx_first'; default 0)\n"
 "  --tap NAME             tap: interface name (default vpvm%%d)\n"
 "  --tap-addr A.B.C.D/N   tap: IPv4 address to give it (default none)\n"
 "\n"
@@ -137,6 +144,8 @@ struct opts {
 	uint64_t ends;
 	unsigned burst;
 	bool verify_full;
+	bool copy;
+	uint64_t tx_first;
 	uint64_t interval_us;
 	const char *tap_name;
 	const char *tap_addr;
@@ -204,7 +213,7 @@ enum {
 	O_FRONTEND = 256, O_BACKEND, O_CONNECT, O_LISTEN, O_VU, O_PORT2, O_CTIMEOUT, O_APP,
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
-	O_QUIET, O_LOGLEVEL, O_CPULIST,
+	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST,
 };
 
 static const struct option lopts[] = {
@@ -223,6 +232,8 @@ static const struct option lopts[] = {
 	{ "ends", required_argument, NULL, O_ENDS },
 	{ "burst", required_argument, NULL, O_BURST },
 	{ "verify", required_argument, NULL, O_VERIFY },
+	{ "copy", no_argument, NULL, O_COPY },
+	{ "tx-first", required_argument, NULL, O_TXFIRST },
 	{ "interval", required_argument, NULL, O_INTERVAL },
 	{ "tap", required_argument, NULL, O_TAP },
 	{ "tap-addr", required_argument, NULL, O_TAPADDR },
@@ -354,6 +365,13 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			else
 				return vm_usage_error("bad --verify '%s' (full or header)", optarg);
 			break;
+		case O_COPY:
+			o->copy = true;
+			break;
+		case O_TXFIRST:
+			if (vm_parse_u64(optarg, &o->tx_first) < 0 || o->tx_first > 1000000)
+				return vm_usage_error("bad --tx-first '%s' (0..1000000 frames)", optarg);
+			break;
 		case O_INTERVAL:
 			if (vm_parse_u64(optarg, &o->interval_us) < 0)
 				return vm_usage_error("bad --interval '%s' (microseconds)", optarg);
@@ -455,6 +473,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		return vm_usage_error("--tap/--tap-addr are for --app tap");
 	if (o->ends && o->app != APP_SINK)
 		return vm_usage_error("--ends is for --app sink");
+	if (o->tx_first && o->app != APP_ECHO)
+		return vm_usage_error("--tx-first is for --app echo");
 	if (o->app == APP_GEN && !o->seconds_set && !o->count) {
 		o->seconds = 5;
 		o->seconds_set = true;
@@ -483,6 +503,10 @@ struct vm {
 	uint8_t *mem;
 	size_t mem_size;
 	struct vp_pkt *rx[2];
+	struct vp_pkt *zc;   /* burst: buffers lent by the driver (zero copy) */
+	uint64_t inject_left;     /* echo --tx-first: frames still to inject */
+	bool inject_turn;
+	struct vm_pkt_tmpl tmpl;  /* gen, header-only frames */
 	struct txq txq[2];   /* gen: txq[0]; echo: txq[0]; fwd: txq[d] = to port d */
 	uint32_t buf_cap;
 
@@ -496,10 +520,12 @@ struct vm {
 	int64_t tx_first, tx_last, rx_first, rx_last;
 	uint64_t fwd_pkts[2];
 	uint64_t tap_drops;
+	uint64_t echo_drops;   /* echo --tx-first: reflected frames the ring had no room for */
 
 	/* gen */
 	uint64_t gen_seq;
 	bool gen_done, end_sent, end_back;
+	int64_t gen_done_at;
 	int64_t end_sent_at;
 	bool saw_own;
 	uint64_t rate_base_seq;
@@ -589,17 +615,36 @@ static int txq_flush(struct vm *vm, struct vm_port *p, struct txq *q, int64_t no
 	return r;
 }
 
-/* Receive and verify a burst on port pi; returns the count. */
+static void verify_burst(struct vm *vm, struct vp_pkt *pk, int n, int64_t now);
+
+/* Receive and verify a burst on port pi; returns the count. A frontend
+ * port lends its receive buffers (checked in place) unless --copy. */
 static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
 {
+	struct vm_port *p = &vm->port[pi];
 	struct vp_pkt *pk = vm->rx[pi];
-	struct vm_pkt_info info;
 	int link, n;
 
+	if (!vm->o.copy && p->kind == VM_PORT_FRONTEND) {
+		n = vm_port_rx_borrow(p, vm->zc, vm->o.burst);
+		if (n <= 0)
+			return 0;
+		verify_burst(vm, vm->zc, n, now);
+		vm_port_rx_release(p);
+		return n;
+	}
 	reset_caps(vm, pk, vm->o.burst);
-	n = vm_port_rx(&vm->port[pi], pk, vm->o.burst, &link);
+	n = vm_port_rx(p, pk, vm->o.burst, &link);
 	if (n <= 0)
 		return 0;
+	verify_burst(vm, pk, n, now);
+	return n;
+}
+
+static void verify_burst(struct vm *vm, struct vp_pkt *pk, int n, int64_t now)
+{
+	struct vm_pkt_info info;
+
 	note_rx(vm, pk, n, now);
 	for (int i = 0; i < n; i++) {
 		if (vm_verify_pkt(&vm->ver, pk[i].data, pk[i].len, &info) != VM_PKT_OK)
@@ -620,7 +665,6 @@ static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
 				vm->end_back = true;
 		}
 	}
-	return n;
 }
 
 /* ---- gen ---- */
@@ -651,6 +695,22 @@ static void gen_push_end(struct vm *vm)
 	vm->end_sent = true;
 }
 
+/* One DATA frame of len bytes into pk (whose data is set). */
+static inline void gen_build(struct vm *vm, struct vp_pkt *pk, uint32_t len, int64_t now)
+{
+	pk->len = len;
+	memset(&pk->hdr, 0, sizeof(pk->hdr));
+	if (vm->o.verify_full) {
+		struct vm_pkt_info in = { .type = VM_PKT_DATA, .stream = vm->stream,
+					  .seq = vm->gen_seq, .stamp_ns = now };
+
+		vm_pkt_build(pk->data, len, vm->o.dst_mac, vm->o.mac, &in, true);
+	} else {
+		vm_pkt_build_tmpl(pk->data, len, &vm->tmpl, vm->gen_seq, now);
+	}
+	vm->gen_seq++;
+}
+
 static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
 {
 	struct txq *q = &vm->txq[0];
@@ -674,6 +734,8 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 	if (!vm->gen_done && ((vm->o.count && vm->gen_seq >= vm->o.count) ||
 			      (vm->has_deadline && now >= vm->deadline)))
 		vm->gen_done = true;
+	if (vm->gen_done && !vm->gen_done_at)
+		vm->gen_done_at = now;
 	if (!vm->gen_done && q->n < vm->o.burst) {
 		unsigned room = vm->o.burst - q->n, allow = gen_allowance(vm, now, wait_ns);
 
@@ -681,16 +743,35 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 			room = (unsigned)(vm->o.count - vm->gen_seq);
 		if (allow < room)
 			room = allow;
-		for (unsigned i = 0; i < room; i++) {
-			struct vp_pkt *pk = &q->pk[q->n++];
-			struct vm_pkt_info in = { .type = VM_PKT_DATA, .stream = vm->stream,
-						  .seq = vm->gen_seq++, .stamp_ns = now };
+		/* Zero copy: build in the buffers the driver lends, while
+		 * nothing waits in the copy queue (frames stay in order). */
+		if (!vm->o.copy && !q->n && room) {
+			int got = vm_port_tx_reserve(p, vm->zc, room);
+			unsigned built = 0;
 
-			pk->len = next_size(vm);
-			memset(&pk->hdr, 0, sizeof(pk->hdr));
-			vm_pkt_build(pk->data, pk->len, vm->o.dst_mac, vm->o.mac, &in,
-				     vm->o.verify_full);
+			if (got > 0) {
+				for (; built < (unsigned)got; built++) {
+					struct vp_pkt *pk = &vm->zc[built];
+					uint32_t len = next_size(vm);
+
+					if (len > pk->len) {
+						/* Too big for the lent buffer: the copy
+						 * path takes it, after these. */
+						gen_build(vm, &q->pk[q->n++], len, now);
+						break;
+					}
+					gen_build(vm, pk, len, now);
+				}
+				r = vm_port_tx_commit(p, vm->zc, built);
+				if (r > 0) {
+					note_tx(vm, vm->zc, r, now);
+					did = true;
+				}
+				room = 0;
+			}
 		}
+		for (unsigned i = 0; i < room; i++)
+			gen_build(vm, &q->pk[q->n++], next_size(vm), now);
 	}
 	if (vm->gen_done && !vm->end_sent && q->n < vm->o.burst)
 		gen_push_end(vm);
@@ -712,6 +793,17 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 
 static bool gen_finished(struct vm *vm, int64_t now)
 {
+	/* A peer that stopped taking frames must not keep us here: give it
+	 * 2 s to take the rest and the END marker, then report without. */
+	if (vm->gen_done_at && vm->txq[0].n && now - vm->gen_done_at > 2000000000ll) {
+		unsigned left = vm->txq[0].n - (vm->end_sent ? 1 : 0);
+
+		vp_log(VP_LOG_WARN, "2 s after the end the peer has not taken %u frame%s and the END "
+		       "marker; reporting without them", left, left == 1 ? "" : "s");
+		vm->gen_seq -= left;
+		vm->txq[0].n = 0;
+		return true;
+	}
 	if (!vm->end_sent || vm->txq[0].n || !vm->end_sent_at)
 		return false;
 	/* If our frames come back (an echo peer), wait for our END too. */
@@ -757,6 +849,45 @@ static bool relay_step(struct vm *vm, unsigned from, unsigned to, int64_t now, b
 			q->n = 0;
 		} else
 			*want_tx = true;
+	}
+	return did;
+}
+
+/* ---- echo ---- */
+
+static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
+{
+	struct txq *q = &vm->txq[0];
+
+	/* --tx-first: one burst of new frames every other step, so that two
+	 * echo VMs injecting at once keep reflecting each other's frames. */
+	if (vm->inject_left && !q->n && vm_port_up(&vm->port[0]) &&
+	    (vm->inject_turn ^= 1)) {
+		unsigned k = vm->inject_left < vm->o.burst ? (unsigned)vm->inject_left : vm->o.burst;
+
+		for (unsigned i = 0; i < k; i++)
+			gen_build(vm, &q->pk[q->n++], next_size(vm), now);
+		q->link = -1;
+		vm->inject_left -= k;
+		txq_flush(vm, &vm->port[0], q, now);
+		*want_rx = false;
+		*want_tx = q->n > 0;
+		return true;
+	}
+	/* Echo copies (receive, then send): lending the receive buffers
+	 * until the send completes measured slower in a loop. */
+	bool did = relay_step(vm, 0, 0, now, want_rx, want_tx);
+
+	/*
+	 * In a loop (--tx-first), what does not fit is dropped, as testpmd's
+	 * forwarding does: two echo VMs that each wait for room before
+	 * receiving again deadlock once the frames in flight fill both rings.
+	 */
+	if (vm->o.tx_first && q->n && vm_port_up(&vm->port[0])) {
+		vm->echo_drops += q->n;
+		q->n = 0;
+		*want_tx = false;
+		*want_rx = true;
 	}
 	return did;
 }
@@ -1099,6 +1230,7 @@ static void report(struct vm *vm, int64_t now)
 		vm_json_u64(&j, "rx_too_big", st.rx_drop_too_big);
 		vm_json_u64(&j, "rx_bad", st.rx_drop_bad);
 		vm_json_u64(&j, "tap_write", vm->tap_drops);
+		vm_json_u64(&j, "echo_full", vm->echo_drops);
 		vm_json_end_obj(&j);
 		vm_json_u64(&j, "signals", st.signals);
 		vm_json_u64(&j, "wakeups", st.wakeups);
@@ -1140,6 +1272,9 @@ static void report(struct vm *vm, int64_t now)
 		       ", bad chain %" PRIu64 "%s\n",
 		       st.tx_drop_no_buf, st.tx_drop_too_big, st.rx_drop_too_big, st.rx_drop_bad,
 		       vm->tap_drops ? " (+ tap write failures)" : "");
+		if (vm->echo_drops)
+			printf("  echo: %" PRIu64 " frames found the peer's ring full (dropped)\n",
+			       vm->echo_drops);
 		if (vm->lat->count)
 			printf("  latency (%s): p50 %" PRIu64 " ns, p99 %" PRIu64 " ns, p99.9 %" PRIu64
 			       " ns, max %" PRIu64 " ns (%" PRIu64 " samples)\n",
@@ -1189,8 +1324,10 @@ static int alloc_buffers(struct vm *vm)
 		vm->rx[i] = calloc(b, sizeof(struct vp_pkt));
 		vm->txq[i].pk = calloc(b, sizeof(struct vp_pkt));
 	}
+	vm->zc = calloc(b, sizeof(struct vp_pkt));
 	vm->lat = calloc(1, sizeof(*vm->lat));
-	if (!vm->mem || !vm->rx[0] || !vm->rx[1] || !vm->txq[0].pk || !vm->txq[1].pk || !vm->lat)
+	if (!vm->mem || !vm->rx[0] || !vm->rx[1] || !vm->txq[0].pk || !vm->txq[1].pk || !vm->lat ||
+	    !vm->zc)
 		return -ENOMEM;
 	for (unsigned i = 0; i < b; i++) {
 		vm->rx[0][i].data = vm->mem + cap * i;
@@ -1215,6 +1352,7 @@ static void free_vm(struct vm *vm)
 		free(vm->txq[i].pk);
 	}
 	free(vm->lat);
+	free(vm->zc);
 }
 
 static int run_vm(struct opts *o)
@@ -1227,6 +1365,7 @@ static int run_vm(struct opts *o)
 
 	memset(vm, 0, sizeof(*vm));
 	vm->o = *o;
+	vm->inject_left = o->tx_first;
 	vm->tapfd = -1;
 	vm->ram.fd = -1;
 	vm->nports = o->nports;
@@ -1237,6 +1376,7 @@ static int run_vm(struct opts *o)
 		vm_mac_from_index(vm->o.mac, 1);
 	if (!memcmp(o->uuid, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16))
 		vm_random_uuid(vm->o.uuid);
+	vm_pkt_tmpl_init(&vm->tmpl, vm->o.dst_mac, vm->o.mac, VM_PKT_DATA, vm->stream);
 	if (o->cpu >= 0 && (r = vm_pin_cpu(o->cpu)) < 0) {
 		vp_log(VP_LOG_ERR, "cannot pin to CPU %d: %s", o->cpu, strerror(-r));
 		return VM_EXIT_FAIL;
@@ -1320,7 +1460,7 @@ static int run_vm(struct opts *o)
 				finished = true;
 			break;
 		case APP_ECHO:
-			did = relay_step(vm, 0, 0, now, &wp[0].want_rx, &wp[0].want_tx);
+			did = echo_step(vm, now, &wp[0].want_rx, &wp[0].want_tx);
 			break;
 		case APP_PING:
 			did = ping_step(vm, now, &wait_ns);
@@ -1367,8 +1507,10 @@ static int run_vm(struct opts *o)
 			    vm->tapfd >= 0 ? 1 : 0, tms, last_work);
 		if (r < 0 && r != -EINTR)
 			vp_log(VP_LOG_DEBUG, "wait: %s", strerror(-r));
-		if (now - last_work >= 50000)
-			next_ctl = 0; /* after a sleep, serve the control side at once */
+		/* After a sleep, serve the control side at once (a poll-mode
+		 * wait never sleeps: it would only add a syscall per pass). */
+		if (o->mode != VP_NET_POLL && now - last_work >= 50000)
+			next_ctl = 0;
 	}
 	if (vm_stop_signal) {
 		vp_log(VP_LOG_INFO, "%s: stopping", strsignal(vm_stop_signal));
@@ -1376,6 +1518,10 @@ static int run_vm(struct opts *o)
 		 * ended, if the frame fits right away. */
 		if (o->app == APP_GEN && !vm->end_sent && vm_port_up(&vm->port[0])) {
 			vm->gen_done = true;
+			/* Built frames not taken now are never sent: the END
+			 * marker counts only what left. */
+			txq_flush(vm, &vm->port[0], &vm->txq[0], vm_now_ns());
+			vm->gen_seq -= vm->txq[0].n;
 			vm->txq[0].n = 0;
 			gen_push_end(vm);
 			if (vm_port_tx(&vm->port[0], -1, vm->txq[0].pk, 1, 0) == 1)

@@ -137,6 +137,8 @@ t_bad_options() {
 --backend --listen /x --app sink --tap t0
 --backend --listen /x extra
 --backend --listen
+--backend --listen /x --app sink --tx-first 10
+--backend --listen /x --app echo --tx-first lots
 chain 1
 chain 3 --app sink
 EOF
@@ -171,6 +173,72 @@ t_be_to_fe() {
 	expect "sink" "$T/sink.json" lost 0
 	expect "sink" "$T/sink.json" corrupt 0
 	expect "sink" "$T/sink.json" ok true
+}
+
+# Zero copy is the default for gen and a frontend sink: the copying calls
+# (--copy) and header-only frames (templates) must verify the same, and a
+# backend gen with sizes on both sides of a lent buffer (2036 B) must keep
+# order when a frame falls back to the copying path.
+t_copy_and_zero_copy() {
+	local dir args
+	for dir in fe2be be2fe; do
+		for args in "--copy --size 64-1518" "--verify header --size 64-1518" \
+			    "--size 64-4000"; do
+			rm -f "$T"/*.sock
+			# shellcheck disable=SC2086
+			if [ $dir = fe2be ]; then
+				bg sink "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 20 $args "${Q[@]}"
+				sock_wait "$T/be.sock"
+				bg gen "$VM" --frontend --connect "$T/be.sock" --app gen --count 50000 $args "${Q[@]}"
+			else
+				bg gen "$VM" --backend --listen "$T/be.sock" --app gen --count 50000 $args "${Q[@]}"
+				sock_wait "$T/be.sock"
+				bg sink "$VM" --frontend --connect "$T/be.sock" --app sink --ends 1 --seconds 20 $args "${Q[@]}"
+			fi
+			waitfor gen 20; waitfor sink 20
+			expect "$dir $args: generator" "$T/gen.json" tx_packets 50000
+			expect "$dir $args: sink" "$T/sink.json" received 50000
+			expect "$dir $args: sink" "$T/sink.json" lost 0
+			expect "$dir $args: sink" "$T/sink.json" corrupt 0
+			expect "$dir $args: sink" "$T/sink.json" reordered 0
+			expect "$dir $args: sink" "$T/sink.json" ok true
+		done
+	done
+}
+
+# Two echo VMs that each inject 500 frames keep 1000 circling (testpmd's
+# 'start tx_first'); every frame sent by one is received by the other.
+t_echo_loop() {
+	bg be "$VM" --backend --listen "$T/be.sock" --app echo --tx-first 500 --seconds 3 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg fe "$VM" --frontend --connect "$T/be.sock" --app echo --tx-first 500 --seconds 2 "${Q[@]}"
+	waitfor fe 10; waitfor be 10
+	local ftx frx btx brx
+	ftx=$(jget "$T/fe.json" tx_packets); frx=$(jget "$T/fe.json" rx_packets)
+	btx=$(jget "$T/be.json" tx_packets); brx=$(jget "$T/be.json" rx_packets)
+	if [ -z "$ftx" ] || [ -z "$btx" ] || [ "$frx" -lt 100000 ] || [ "$brx" -lt 100000 ]; then
+		failmsg+="    loop too slow or dead: fe rx $frx tx $ftx, be rx $brx tx $btx"$'\n'
+	# What one side sent, the other received, but for frames in flight.
+	elif [ $((btx - frx)) -lt 0 ] || [ $((btx - frx)) -gt 1000 ] ||
+	     [ $((ftx - brx)) -lt 0 ] || [ $((ftx - brx)) -gt 1000 ]; then
+		failmsg+="    loop lost or made frames: fe rx $frx tx $ftx, be rx $brx tx $btx"$'\n'
+	fi
+}
+
+# A sink that stops taking frames must not keep a generator alive: it gives
+# up 2 s after its end and reports.
+t_gen_peer_stalls() {
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --mode poll "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg gen "$VM" --frontend --connect "$T/be.sock" --app gen --seconds 1.5 --log-level warn --json --quiet
+	sleep 0.7
+	kill -STOP "$pid_sink"
+	local t0=$SECONDS
+	waitfor gen 10
+	kill -CONT "$pid_sink"
+	[ $((SECONDS - t0)) -le 6 ] || failmsg+="    generator took $((SECONDS - t0)) s to give up"$'\n'
+	grep -q 'has not taken' "$T/gen.log" || failmsg+="    no warning about the stalled peer in gen.log"$'\n'
+	[ -n "$(jget "$T/gen.json" tx_packets)" ] || failmsg+="    generator wrote no report"$'\n'
 }
 
 # Jumbo frames take several RX buffers (mergeable) and several TX slots.
@@ -306,6 +374,9 @@ run_case help t_help
 run_case bad-options t_bad_options
 run_case frontend-to-backend-100k t_fe_to_be
 run_case backend-to-frontend-100k t_be_to_fe
+run_case copy-and-zero-copy t_copy_and_zero_copy
+run_case echo-loop-tx-first t_echo_loop
+run_case gen-peer-stalls t_gen_peer_stalls
 run_case jumbo-both-ways t_jumbo_both_ways
 run_case ping-and-echo t_ping_echo
 run_case vswitch-path t_vswitch
