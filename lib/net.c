@@ -608,7 +608,8 @@ static inline void iov_get(const struct iovec **piov, size_t *poff, void *dst, s
 	*poff = off;
 }
 
-int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
+/* fit: stop before a packet larger than its buffer instead of dropping it. */
+static inline int rx_do(struct vp_net *n, struct vp_pkt *pkts, unsigned count, bool fit)
 {
 	struct vp_used *used = n->used;
 	unsigned got = 0;
@@ -636,6 +637,15 @@ int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
 			continue;
 		}
 		if (unlikely(plen > p->len)) {
+			if (fit) {
+				/* It stays in the ring, and so does what follows. */
+				if (vp_vq_dev_unpop(n->rxq, (unsigned)(r - k)) < 0)
+					return ring_fail(n, n->rxq);
+				r = k;
+				if (!r)
+					return -EMSGSIZE;
+				break;
+			}
 			n->st.rx_drop_too_big++;
 			continue;
 		}
@@ -662,6 +672,16 @@ int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
 	if (vp_vq_dev_need_signal(n->rxq))
 		signal_fd(n, n->rx_call);
 	return (int)got;
+}
+
+int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
+{
+	return rx_do(n, pkts, count, false);
+}
+
+int vp_net_rx_into(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
+{
+	return rx_do(n, pkts, count, true);
 }
 
 /* ------------------------------------------------------------------------ */

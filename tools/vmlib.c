@@ -1106,7 +1106,7 @@ int vm_port_tx(struct vm_port *p, int link, const struct vp_pkt *pkts, unsigned 
 	return r;
 }
 
-int vm_port_tx_reserve(struct vm_port *p, struct vp_pkt *pkts, unsigned n)
+int vm_port_tx_reserve(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n)
 {
 	int r;
 
@@ -1119,9 +1119,14 @@ int vm_port_tx_reserve(struct vm_port *p, struct vp_pkt *pkts, unsigned n)
 			fe_down(p, "transmit ring broken");
 		return r;
 	}
-	for (unsigned i = 0; i < VM_MAX_LINKS; i++) {
-		if (!p->links[i].net)
+	if (link >= VM_MAX_LINKS)
+		return 0;
+	for (unsigned i = link < 0 ? 0 : (unsigned)link; i < VM_MAX_LINKS; i++) {
+		if (!p->links[i].net) {
+			if (link >= 0)
+				return 0;
 			continue;
+		}
 		r = vp_net_tx_reserve(p->links[i].net, pkts, n);
 		if (r < 0) {
 			link_down(p, &p->links[i], "frontend's RX ring broken");
@@ -1182,6 +1187,24 @@ void vm_port_rx_release(struct vm_port *p)
 	    (p->fe_state == VM_FE_UP || p->fe_state == VM_FE_DRAIN) &&
 	    vp_netfe_rx_release(p->fe) == -EIO)
 		fe_down(p, "receive ring broken");
+}
+
+int vm_port_rx_into(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n)
+{
+	struct vm_link *l;
+	int r;
+
+	if (p->kind != VM_PORT_BACKEND || link < 0 || link >= VM_MAX_LINKS)
+		return -EINVAL;
+	l = &p->links[link];
+	if (!l->net)
+		return 0;
+	r = vp_net_rx_into(l->net, pkts, n);
+	if (r == -EIO)
+		link_down(p, l, "frontend's TX ring broken");
+	else if (r > 0)
+		l->last_rx_ns = vm_now_ns();
+	return r;
 }
 
 uint64_t vm_port_features(const struct vm_port *p)

@@ -257,15 +257,18 @@ int vm_port_tx(struct vm_port *p, int link, const struct vp_pkt *pkts, unsigned 
 int vm_port_rx_link(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n);
 
 /* Zero copy (see vp_netfe_tx_reserve(), vp_net_tx_reserve() and
- * vp_netfe_rx_borrow()). tx_reserve lends buffers of the next link that is
- * up (frontend: our TX slots; backend: the frontend's RX buffers) and
+ * vp_netfe_rx_borrow()). tx_reserve lends buffers of a link (-1: the first
+ * one up; frontend: our TX slots; backend: the frontend's RX buffers) and
  * tx_commit sends the first n of them. rx_borrow is for frontend ports
  * (-ENOTSUP on a backend: its receive copies once); rx_release gives the
  * borrowed buffers back. Counts as the burst calls, 0 when no link is up. */
-int vm_port_tx_reserve(struct vm_port *p, struct vp_pkt *pkts, unsigned n);
+int vm_port_tx_reserve(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n);
 int vm_port_tx_commit(struct vm_port *p, const struct vp_pkt *pkts, unsigned n);
 int vm_port_rx_borrow(struct vm_port *p, struct vp_pkt *pkts, unsigned n);
 void vm_port_rx_release(struct vm_port *p);
+/* Backend port: receive from one link into buffers lent by a tx_reserve
+ * (see vp_net_rx_into(): -EMSGSIZE if the next frame does not fit). */
+int vm_port_rx_into(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n);
 
 /* Negotiated virtio features of the (first) link that is up; 0 if none. */
 uint64_t vm_port_features(const struct vm_port *p);

@@ -87,10 +87,11 @@ static const char usage_text[] =
 "  --burst N              frames per burst, 1..%u (default 32)\n"
 "  --verify full|header   full: gen fills and sink checks every payload byte;\n"
 "                         header: neither touches the payload (default full)\n"
-"  --copy                 gen/sink: use the copying burst calls; by default gen\n"
-"                         builds frames in the ring's buffers (our TX slots, or\n"
-"                         the frontend's RX buffers on a backend) and a frontend\n"
-"                         sink checks them in place (zero copy)\n"
+"  --copy                 use the copying burst calls only; by default gen builds\n"
+"                         frames in the ring's buffers (our TX slots, or the\n"
+"                         frontend's RX buffers on a backend), a frontend sink\n"
+"                         checks them in place, and a backend echo or fwd\n"
+"                         receives straight into the buffers it sends from\n"
 "  --interval USEC        ping: pause between pings (default 0)\n"
 "  --tx-first N           echo: send N test frames at link-up, then reflect all\n"
 "                         (two echo VMs, one or both with --tx-first: a loop\n"
@@ -505,6 +506,7 @@ struct vm {
 	struct vp_pkt *rx[2];
 	struct vp_pkt *zc;   /* burst: buffers lent by the driver (zero copy) */
 	uint64_t inject_left;     /* echo --tx-first: frames still to inject */
+	unsigned zc_rr;           /* relay_zc: the link to look at first */
 	bool inject_turn;
 	struct vm_pkt_tmpl tmpl;  /* gen, header-only frames */
 	struct txq txq[2];   /* gen: txq[0]; echo: txq[0]; fwd: txq[d] = to port d */
@@ -746,7 +748,7 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 		/* Zero copy: build in the buffers the driver lends, while
 		 * nothing waits in the copy queue (frames stay in order). */
 		if (!vm->o.copy && !q->n && room) {
-			int got = vm_port_tx_reserve(p, vm->zc, room);
+			int got = vm_port_tx_reserve(p, -1, vm->zc, room);
 			unsigned built = 0;
 
 			if (got > 0) {
@@ -853,6 +855,68 @@ static bool relay_step(struct vm *vm, unsigned from, unsigned to, int64_t now, b
 	return did;
 }
 
+/*
+ * Zero copy relay from a backend port: the hop's one copy lands where the
+ * frame is sent from. The buffers come from the sending side (echo: the
+ * same link's frontend RX buffers; fwd: our TX slots on the frontend port
+ * `to`) and vp_net_rx_into() copies the upstream frontend's frames into
+ * them. A frame larger than a lent buffer goes through the copy queue.
+ */
+static bool relay_zc(struct vm *vm, unsigned from, unsigned to, int64_t now, bool *want_rx,
+		     bool *want_tx)
+{
+	struct vm_port *fp = &vm->port[from], *tp = &vm->port[to];
+	struct txq *q = &vm->txq[to];
+	bool blocked = false;
+
+	*want_rx = *want_tx = false;
+	for (unsigned k = 0; k < VM_MAX_LINKS; k++) {
+		unsigned i = (vm->zc_rr + k) % VM_MAX_LINKS;
+		int n, r, c;
+
+		if (!fp->links[i].net)
+			continue;
+		n = vm_port_tx_reserve(tp, from == to ? (int)i : -1, vm->zc, vm->o.burst);
+		if (n <= 0) {
+			blocked |= n == 0;
+			continue;
+		}
+		r = vm_port_rx_into(fp, (int)i, vm->zc, (unsigned)n);
+		if (r <= 0) {
+			vm_port_tx_commit(tp, vm->zc, 0);
+			if (r != -EMSGSIZE)
+				continue;
+			/* One big frame through the copy queue, in order. */
+			reset_caps(vm, q->pk, 1);
+			r = vm_port_rx_link(fp, (int)i, q->pk, 1);
+			if (r <= 0)
+				continue;
+			note_rx(vm, q->pk, r, now);
+			q->n = 1;
+			q->link = from == to ? (int)i : -1;
+			uint64_t before = vm->tx_pkts;
+
+			if (txq_flush(vm, tp, q, now) > 0)
+				vm->fwd_pkts[to] += vm->tx_pkts - before;
+			*want_tx = q->n > 0;
+			vm->zc_rr = i + 1;
+			return true;
+		}
+		note_rx(vm, vm->zc, r, now);
+		c = vm_port_tx_commit(tp, vm->zc, (unsigned)r);
+		if (c > 0) {
+			note_tx(vm, vm->zc, c, now);
+			vm->fwd_pkts[to] += (uint64_t)c;
+		}
+		vm->zc_rr = i + 1;
+		return true;
+	}
+	/* Nothing moved: wait for frames, or (no buffers lent) for room. */
+	*want_rx = true;
+	*want_tx = blocked;
+	return false;
+}
+
 /* ---- echo ---- */
 
 static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
@@ -874,9 +938,12 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 		*want_tx = q->n > 0;
 		return true;
 	}
-	/* Echo copies (receive, then send): lending the receive buffers
-	 * until the send completes measured slower in a loop. */
-	bool did = relay_step(vm, 0, 0, now, want_rx, want_tx);
+	/* A backend echo receives straight into the frontend's RX buffers;
+	 * a frontend echo copies twice (lending its receive buffers until the
+	 * send completes measured slower in a loop). */
+	bool did = !vm->o.copy && vm->port[0].kind == VM_PORT_BACKEND && !q->n
+			   ? relay_zc(vm, 0, 0, now, want_rx, want_tx)
+			   : relay_step(vm, 0, 0, now, want_rx, want_tx);
 
 	/*
 	 * In a loop (--tx-first), what does not fit is dropped, as testpmd's
@@ -1467,7 +1534,13 @@ static int run_vm(struct opts *o)
 			finished |= ping_finished(vm, now);
 			break;
 		case APP_FWD:
-			did = relay_step(vm, 0, 1, now, &w_rx, &w2_tx);
+			/* Backend port 1 to frontend port 2 (a chain's hop): the
+			 * one copy lands in our TX slot. */
+			if (!o->copy && vm->port[0].kind == VM_PORT_BACKEND &&
+			    vm->port[1].kind == VM_PORT_FRONTEND && !vm->txq[1].n)
+				did = relay_zc(vm, 0, 1, now, &w_rx, &w2_tx);
+			else
+				did = relay_step(vm, 0, 1, now, &w_rx, &w2_tx);
 			did |= relay_step(vm, 1, 0, now, &w2_rx, &w_tx);
 			wp[0] = (struct vm_wait_port){ &vm->port[0], w_rx, w_tx };
 			wp[1] = (struct vm_wait_port){ &vm->port[1], w2_rx, w2_tx };

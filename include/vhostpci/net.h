@@ -113,6 +113,16 @@ VP_API int vp_net_tx_burst(struct vp_net *n, const struct vp_pkt *pkts,
 VP_API int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count);
 
 /*
+ * The same, into buffers the caller cannot size for any packet (buffers
+ * another link lent, e.g. by vp_net_tx_reserve() for an echo, or by
+ * vp_netfe_tx_reserve() for a forwarder: the one copy of a hop lands where
+ * it is sent from). A packet larger than its pkts[i].len is not dropped:
+ * the burst stops before it and it stays in the ring. -EMSGSIZE if that is
+ * the first packet (receive it with vp_net_rx_burst() and a big buffer).
+ */
+VP_API int vp_net_rx_into(struct vp_net *n, struct vp_pkt *pkts, unsigned count);
+
+/*
  * Zero-copy transmit: build packets straight in the frontend's receive
  * buffers. vp_net_tx_reserve() lends up to count of them: pkts[i].data
  * points past the net header room of a buffer in the frontend's RAM,

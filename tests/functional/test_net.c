@@ -2813,3 +2813,57 @@ TEST(zc_borrow_waits_for_whole_packet)
 	CHECK(vp_netfe_broken(L.fe) == NULL);
 	liar_close(&L);
 }
+
+/*
+ * vp_net_rx_into(): receive into buffers another link lent (an echo into
+ * the frontend's own RX buffers here). A frame too big for its buffer is
+ * left in the ring with everything after it, never dropped; -EMSGSIZE when
+ * it is first, and a copy receive with a big buffer takes it.
+ */
+TEST(rx_into_stops_before_a_frame_that_does_not_fit)
+{
+	static const uint32_t sizes[5] = { 100, 2036, 3000, 200, 60 };
+	struct vp_pkt sp[5];
+	struct be b;
+	struct fe f;
+
+	REQUIRE(be_init(&b, "rxinto", VP_NET_POLL));
+	REQUIRE(fe_open(&f, &b, F_ALL, ZC_RING, VP_NET_POLL, 1) == 0);
+	for (unsigned i = 0; i < 5; i++)
+		sp[i] = zc_copy_pkt(i, 10 + i, sizes[i]);
+	CHECK_EQ(vp_netfe_tx_burst(f.fe, sp, 5, 0), 5);
+
+	/* Lent: the frontend's RX buffers (2036 bytes each past the header). */
+	ZC_LEND(vp_net_tx_reserve(f.net, zc_pk, 4), 4);
+	CHECK_EQ(vp_net_rx_into(f.net, zc_pk, 4), 2);
+	CHECK(zc_is(&zc_pk[0], 10, 100));
+	CHECK(zc_is(&zc_pk[1], 11, 2036));
+	CHECK_EQ(vp_net_tx_commit(f.net, zc_pk, 2), 2);
+	/* The 3000-byte frame is next: left where it is. */
+	ZC_LEND(vp_net_tx_reserve(f.net, zc_pk, 4), 4);
+	CHECK_EQ(vp_net_rx_into(f.net, zc_pk, 4), -EMSGSIZE);
+	CHECK_EQ(vp_net_rx_into(f.net, zc_pk, 4), -EMSGSIZE);
+	CHECK_EQ(vp_net_tx_commit(f.net, zc_pk, 0), 0);
+	CHECK_EQ(vp_net_stats(f.net)->rx_drop_too_big, 0);
+	CHECK_EQ(vp_net_stats(f.net)->rx_packets, 2);
+	zc_arm(1);
+	CHECK_EQ(vp_net_rx_burst(f.net, zc_rp, 1), 1);
+	CHECK(zc_is(&zc_rp[0], 12, 3000));
+	CHECK_EQ(vp_net_tx_burst(f.net, zc_rp, 1, 0), 1);
+	/* And the rest in order. */
+	ZC_LEND(vp_net_tx_reserve(f.net, zc_pk, 4), 4);
+	CHECK_EQ(vp_net_rx_into(f.net, zc_pk, 4), 2);
+	CHECK(zc_is(&zc_pk[0], 13, 200));
+	CHECK(zc_is(&zc_pk[1], 14, 60));
+	CHECK_EQ(vp_net_tx_commit(f.net, zc_pk, 2), 2);
+	CHECK_EQ(vp_net_rx_into(f.net, zc_pk, 4), 0);	/* nothing left */
+
+	/* The frontend gets all five back, in order, whole. */
+	zc_arm(8);
+	CHECK_EQ(vp_netfe_rx_burst(f.fe, zc_rp, 8), 5);
+	for (unsigned i = 0; i < 5; i++)
+		CHECK(zc_is(&zc_rp[i], 10 + i, sizes[i]));
+	CHECK(vp_net_broken(f.net) == NULL);
+	fe_close(&f, &b);
+	be_fini(&b);
+}
