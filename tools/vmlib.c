@@ -1360,7 +1360,9 @@ int vm_wait(struct vm_wait_port *wp, unsigned nports, const int *extra_fds, unsi
 {
 	struct pollfd pf[WAIT_MAX_FDS];
 	struct wobj must[2 * VM_MAX_LINKS + 2], *best = NULL;
-	unsigned n = 0, nmust = 0, narmed = 0;
+	struct vp_net *armed[2 * VM_MAX_LINKS];
+	struct vm_port *pf_port[WAIT_MAX_FDS];  /* the port whose link armed pf[i] */
+	unsigned n = 0, nmust = 0, narmed = 0, nctl;
 	int64_t now = 0;
 	bool lazy = false;
 	int r;
@@ -1388,7 +1390,10 @@ int vm_wait(struct vm_wait_port *wp, unsigned nports, const int *extra_fds, unsi
 		struct vm_port *p = wp[i].port;
 		bool rx = wp[i].want_rx, tx = wp[i].want_tx;
 
-		n += control_fds(p, pf + n, WAIT_MAX_FDS - n);
+		nctl = control_fds(p, pf + n, WAIT_MAX_FDS - n);
+		for (unsigned k = 0; k < nctl; k++)
+			pf_port[n + k] = NULL;
+		n += nctl;
 		if (!rx && !tx)
 			continue;
 		if (p->kind == VM_PORT_FRONTEND && p->fe_state == VM_FE_UP) {
@@ -1412,27 +1417,49 @@ int vm_wait(struct vm_wait_port *wp, unsigned nports, const int *extra_fds, unsi
 				must[nmust++] = (struct wobj){ p, l, rx, tx, l->last_rx_ns };
 				continue;
 			}
-			r = vp_net_wait(l->net, rx, tx, 0);
-			if (r != 0)
-				return r;
+			/*
+			 * Armed until after the sleep: a kick that comes between
+			 * arming and poll() stays in its eventfd. (Waiting here
+			 * with vp_net_wait(.., 0) disarmed and drained the fds
+			 * before the sleep: buffers posted in that gap were a
+			 * lost wake-up, 20 ms each, in every irq-mode run.)
+			 */
+			r = vp_net_arm(l->net, rx, tx);
+			if (r != 0) {
+				vp_net_disarm(l->net);
+				goto out;
+			}
+			armed[narmed++] = l->net;
 			/* Kick fds: the frontend writes them when it adds buffers. */
-			if (rx && n < WAIT_MAX_FDS)
-				pf[n++] = (struct pollfd){ l->dev->rings[VP_NET_Q_TX].kick_fd, POLLIN, 0 };
-			if (tx && n < WAIT_MAX_FDS)
-				pf[n++] = (struct pollfd){ l->dev->rings[VP_NET_Q_RX].kick_fd, POLLIN, 0 };
-			narmed++;
+			if (rx && n < WAIT_MAX_FDS) {
+				pf_port[n] = p;
+				pf[n++] = (struct pollfd){ vp_net_rx_fd(l->net), POLLIN, 0 };
+			}
+			if (tx && n < WAIT_MAX_FDS) {
+				pf_port[n] = p;
+				pf[n++] = (struct pollfd){ vp_net_tx_fd(l->net), POLLIN, 0 };
+			}
 		}
 	}
-	for (unsigned i = 0; i < nextra && n < WAIT_MAX_FDS; i++)
+	for (unsigned i = 0; i < nextra && n < WAIT_MAX_FDS; i++) {
+		pf_port[n] = NULL;
 		pf[n++] = (struct pollfd){ extra_fds[i], POLLIN, 0 };
+	}
 	if (lazy && (timeout_ms < 0 || timeout_ms > LAZY_MS))
 		timeout_ms = LAZY_MS;
 	if (nmust == 0) {
-		/* A kick that fired is left for the link's next wait to consume. */
 		r = poll(pf, n, timeout_ms);
-		if (r < 0)
-			return errno == EINTR ? 1 : -errno;
-		return r;
+		if (r < 0) {
+			r = errno == EINTR ? 1 : -errno;
+		} else {
+			/* A kick woke us: counted as the library's own waits count. */
+			for (unsigned i = 0; i < n; i++)
+				if (pf_port[i] && (pf[i].revents & POLLIN)) {
+					pf_port[i]->acc.wakeups++;
+					break;
+				}
+		}
+		goto out;
 	}
 	for (unsigned i = 0; i < nmust; i++) {
 		struct wobj *o = &must[i];
@@ -1451,6 +1478,10 @@ int vm_wait(struct vm_wait_port *wp, unsigned nports, const int *extra_fds, unsi
 		if (r < 0)
 			r = 0;
 	}
+out:
+	/* Awake: the rings are looked at next, so the kicks can go. */
+	for (unsigned i = 0; i < narmed; i++)
+		vp_net_disarm(armed[i]);
 	return r;
 }
 

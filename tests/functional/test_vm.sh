@@ -225,6 +225,23 @@ t_echo_loop() {
 	fi
 }
 
+# Interrupt mode both sides: a backend waiting for RX buffers must not miss
+# the frontend's kick. vm_wait once disarmed (and drained) the kick fds
+# before sleeping, and every buffer posted in that gap cost a 20 ms timeout:
+# 200k frames took ~7 s; they take well under a second now (pinned to two
+# CPUs: unpinned, the gap is rarely hit).
+t_irq_no_lost_wakeups() {
+	bg gen "$VM" --backend --listen "$T/be.sock" --app gen --mode irq --cpu 1 --count 400000 --verify header "${Q[@]}"
+	sock_wait "$T/be.sock"
+	local t0; t0=$(date +%s%N)
+	bg sink "$VM" --frontend --connect "$T/be.sock" --app sink --mode irq --cpu 0 --ring 1024 --ends 1 --seconds 20 --verify header "${Q[@]}"
+	waitfor sink 20; waitfor gen 20
+	local ms=$((($(date +%s%N) - t0) / 1000000))
+	expect "sink" "$T/sink.json" received 400000
+	expect "sink" "$T/sink.json" lost 0
+	[ "$ms" -lt 5000 ] || failmsg+="    400k frames in irq mode took $ms ms (lost wake-ups?)"$'\n'
+}
+
 # A sink that stops taking frames must not keep a generator alive: it gives
 # up 2 s after its end and reports.
 t_gen_peer_stalls() {
@@ -391,6 +408,7 @@ run_case backend-to-frontend-100k t_be_to_fe
 run_case copy-and-zero-copy t_copy_and_zero_copy
 run_case echo-loop-tx-first t_echo_loop
 run_case gen-peer-stalls t_gen_peer_stalls
+run_case irq-no-lost-wakeups t_irq_no_lost_wakeups
 run_case jumbo-both-ways t_jumbo_both_ways
 run_case ping-and-echo t_ping_echo
 run_case vswitch-path t_vswitch
