@@ -111,8 +111,12 @@ def tables(doc, res):
              "per-pair ratios of interleaved runs; 'unfiltered': the median over all windows, dropped ones "
              "included, to show what the filter changed. Mpps per direction unless said. Payload: header-only on "
              "every path (vp-vm --verify header: the sender writes the first 56 B, the receiver checks "
-             "them; testpmd txonly/rxonly/flowgen/mac touch headers only); every path's transport copies "
-             "the whole frame (vp-vm twice per crossing, DPDK once: see docs/performance.md).\n")
+             "them; testpmd txonly/rxonly/flowgen/mac touch headers only). Frame copies per crossing: DPDK one "
+             "(vhost copies every mbuf); vhost-pci none backend -> frontend (the backend builds each frame "
+             "in the frontend's receive buffer, the frontend checks it there) and one frontend -> backend "
+             "(the frontend builds in its transmit slot, the backend copies out); in the loop, three per "
+             "round trip (the backend echo receives into the frontend's receive buffer; the frontend echo "
+             "copies in and out) against DPDK's two (see docs/performance.md).\n")
 
     # ---- throughput A vs B
     tp = group(res, test="tput")

@@ -252,15 +252,20 @@ def run_vm_tput(ctx, path, direction, size):
             sock = os.path.join(d, "be.sock")
             mode = "poll"
             be_app, fe_app = {"fe2be": ("sink", "gen"), "be2fe": ("gen", "sink"),
-                              "bidir": ("gen", "gen"), "loop": ("echo", "gen")}[direction]
+                              "bidir": ("gen", "gen"), "loop": ("echo", "echo")}[direction]
+            # the loop is testpmd's: both sides reflect, each injected 1024
+            # frames first ('start tx_first 32' = 32 bursts of 32 per port)
+            extra = ["--tx-first", "1024", "--size", str(size)] if direction == "loop" else []
             be = ctx.procs.spawn("vm-be-" + be_app, vp_vm_argv(
                 ctx.bins, "backend", sock, be_app, 1, mode, size, name="be",
-                seconds=600 if be_app == "gen" else None), pipe_err=True, sampler=sampler)
+                seconds=600 if be_app == "gen" else None, extra=extra),
+                pipe_err=True, sampler=sampler)
             if not wait_path(sock, 10, be):
                 raise RunError("backend VM did not listen")
             fe = ctx.procs.spawn("vm-fe-" + fe_app, vp_vm_argv(
                 ctx.bins, "frontend", sock, fe_app, 0, mode, size, name="fe",
-                seconds=600 if fe_app == "gen" else None), pipe_err=True, sampler=sampler)
+                seconds=600 if fe_app == "gen" else None, extra=extra),
+                pipe_err=True, sampler=sampler)
             vms = [fe, be]
             sampler.add_worker(Worker("vm-fe", fe.pid, fe.pid, 0, True))
             sampler.add_worker(Worker("vm-be", be.pid, be.pid, 1, True))
