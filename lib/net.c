@@ -684,6 +684,11 @@ int vp_net_rx_into(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
 	return rx_do(n, pkts, count, true);
 }
 
+unsigned vp_net_rx_pending(struct vp_net *n)
+{
+	return n->broken ? 0 : vp_vq_dev_avail_pending(n->rxq);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                  */
 

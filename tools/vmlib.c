@@ -1207,6 +1207,13 @@ int vm_port_rx_into(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n
 	return r;
 }
 
+unsigned vm_port_rx_pending(struct vm_port *p, int link)
+{
+	if (p->kind != VM_PORT_BACKEND || link < 0 || link >= VM_MAX_LINKS || !p->links[link].net)
+		return 0;
+	return vp_net_rx_pending(p->links[link].net);
+}
+
 uint64_t vm_port_features(const struct vm_port *p)
 {
 	if (p->kind == VM_PORT_FRONTEND)

@@ -269,6 +269,8 @@ void vm_port_rx_release(struct vm_port *p);
 /* Backend port: receive from one link into buffers lent by a tx_reserve
  * (see vp_net_rx_into(): -EMSGSIZE if the next frame does not fit). */
 int vm_port_rx_into(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n);
+/* Backend port: frames waiting on one link (an upper bound). */
+unsigned vm_port_rx_pending(struct vm_port *p, int link);
 
 /* Negotiated virtio features of the (first) link that is up; 0 if none. */
 uint64_t vm_port_features(const struct vm_port *p);

@@ -874,9 +874,18 @@ static bool relay_zc(struct vm *vm, unsigned from, unsigned to, int64_t now, boo
 		unsigned i = (vm->zc_rr + k) % VM_MAX_LINKS;
 		int n, r, c;
 
+		unsigned want;
+
 		if (!fp->links[i].net)
 			continue;
-		n = vm_port_tx_reserve(tp, from == to ? (int)i : -1, vm->zc, vm->o.burst);
+		/* Lend no more than can be filled: what is given back would
+		 * be walked and checked again on the next pass. */
+		want = vm_port_rx_pending(fp, (int)i);
+		if (!want)
+			continue;
+		if (want > vm->o.burst)
+			want = vm->o.burst;
+		n = vm_port_tx_reserve(tp, from == to ? (int)i : -1, vm->zc, want);
 		if (n <= 0) {
 			blocked |= n == 0;
 			continue;

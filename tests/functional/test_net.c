@@ -2831,7 +2831,9 @@ TEST(rx_into_stops_before_a_frame_that_does_not_fit)
 	REQUIRE(fe_open(&f, &b, F_ALL, ZC_RING, VP_NET_POLL, 1) == 0);
 	for (unsigned i = 0; i < 5; i++)
 		sp[i] = zc_copy_pkt(i, 10 + i, sizes[i]);
+	CHECK_EQ(vp_net_rx_pending(f.net), 0);
 	CHECK_EQ(vp_netfe_tx_burst(f.fe, sp, 5, 0), 5);
+	CHECK_EQ(vp_net_rx_pending(f.net), 5);
 
 	/* Lent: the frontend's RX buffers (2036 bytes each past the header). */
 	ZC_LEND(vp_net_tx_reserve(f.net, zc_pk, 4), 4);
@@ -2839,6 +2841,7 @@ TEST(rx_into_stops_before_a_frame_that_does_not_fit)
 	CHECK(zc_is(&zc_pk[0], 10, 100));
 	CHECK(zc_is(&zc_pk[1], 11, 2036));
 	CHECK_EQ(vp_net_tx_commit(f.net, zc_pk, 2), 2);
+	CHECK_EQ(vp_net_rx_pending(f.net), 3);
 	/* The 3000-byte frame is next: left where it is. */
 	ZC_LEND(vp_net_tx_reserve(f.net, zc_pk, 4), 4);
 	CHECK_EQ(vp_net_rx_into(f.net, zc_pk, 4), -EMSGSIZE);
@@ -2857,6 +2860,7 @@ TEST(rx_into_stops_before_a_frame_that_does_not_fit)
 	CHECK(zc_is(&zc_pk[1], 14, 60));
 	CHECK_EQ(vp_net_tx_commit(f.net, zc_pk, 2), 2);
 	CHECK_EQ(vp_net_rx_into(f.net, zc_pk, 4), 0);	/* nothing left */
+	CHECK_EQ(vp_net_rx_pending(f.net), 0);
 
 	/* The frontend gets all five back, in order, whole. */
 	zc_arm(8);

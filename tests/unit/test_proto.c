@@ -269,7 +269,7 @@ static size_t encode_valid(uint8_t *buf, uint32_t req, uint32_t flags,
  */
 static bool rejects(const void *buf, size_t len, unsigned nfds, int err)
 {
-	int fds[16];
+	int fds[16] = { [0 ... 15] = -1 };
 	struct vp_msg m;
 	unsigned warns = n_warn;
 	int ret;
@@ -304,7 +304,7 @@ static bool rejects(const void *buf, size_t len, unsigned nfds, int err)
 /* Decode buf with nfds fresh fds, expect success, then close them. */
 static bool accepts(const void *buf, size_t len, unsigned nfds)
 {
-	int fds[16];
+	int fds[16] = { [0 ... 15] = -1 };
 	struct vp_msg m;
 	int ret;
 
