@@ -769,8 +769,13 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 					note_tx(vm, vm->zc, r, now);
 					did = true;
 				}
-				room = 0;
 			}
+			/* Nothing lent: the ring is full; wait for room rather
+			 * than build a burst for the copying path. */
+			if (!got && vm_port_up(p))
+				*want_tx = true;
+			if (got >= 0)
+				room = 0;
 		}
 		for (unsigned i = 0; i < room; i++)
 			gen_build(vm, &q->pk[q->n++], next_size(vm), now);
