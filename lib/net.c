@@ -255,6 +255,22 @@ static inline void iov_put(struct iovec **piov, size_t *poff, const void *src, s
 	*poff = off;
 }
 
+/*
+ * The rules every receive buffer the frontend posts must keep before we
+ * write into it: device-writable only, and room for the net header (an
+ * empty chain, all descriptors zero-length, has no piece of its own: its
+ * iov[0] would be another chain's). -EIO (link down) if not.
+ */
+static inline int rx_buf_check(struct vp_net *n, const struct vp_chain *c)
+{
+	if (unlikely(c->n_out))
+		return net_fail(n, "receive buffer %u has device-readable descriptors", c->head);
+	if (unlikely(c->len_in < HDR))
+		return net_fail(n, "receive buffer %u holds %u bytes, less than the %u-byte header",
+				c->head, c->len_in, HDR);
+	return 0;
+}
+
 /* What tx_burst() carries from one packet to the next. */
 struct tx_state {
 	unsigned nch;		/* chains popped in this burst */
@@ -286,15 +302,8 @@ static int tx_pop_more(struct vp_net *n, struct tx_state *s, unsigned want)
 
 			s->iov_used += c->n_out + c->n_in;
 			/* Checked here once: the copy below relies on it. */
-			if (unlikely(c->n_out))
-				return net_fail(n, "receive buffer %u has device-readable "
-						"descriptors", c->head);
-			/* Also an empty chain (zero-length descriptors are
-			 * skipped): no piece to write, and iov[0] is not its. */
-			if (unlikely(c->len_in < HDR))
-				return net_fail(n, "receive buffer %u holds %u bytes, "
-						"less than the %u-byte header",
-						c->head, c->len_in, HDR);
+			if (unlikely(rx_buf_check(n, c) < 0))
+				return -EIO;
 		}
 		s->nch += (unsigned)r;
 		return r;
@@ -449,13 +458,9 @@ int vp_net_tx_reserve(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
 	for (int k = 0; k < r; k++) {
 		const struct vp_chain *c = &n->chains[k];
 
-		/* The link is down for good after these: no need to unpop. */
-		if (unlikely(c->n_out))
-			return net_fail(n, "receive buffer %u has device-readable descriptors",
-					c->head);
-		if (unlikely(c->len_in < HDR))
-			return net_fail(n, "receive buffer %u holds %u bytes, less than the "
-					"%u-byte header", c->head, c->len_in, HDR);
+		/* The link is down for good after this: no need to unpop. */
+		if (unlikely(rx_buf_check(n, c) < 0))
+			return -EIO;
 		/* Only the first piece is lent, and only past the header: the
 		 * caller sees one flat buffer. A buffer whose first piece is no
 		 * more than a header ends the reservation. */

@@ -525,6 +525,24 @@ static void tx_fill_slots(struct vp_netfe *fe, const struct vp_pkt *p,
 	}
 }
 
+/*
+ * A one-slot packet whose bytes are in slot s: write its header there and
+ * stage it as entry nb of the next tx_flush(). (Its bytes were copied in by
+ * tx_burst, or written in place by the caller of tx_commit.)
+ */
+static inline void tx_stage_slot(struct vp_netfe *fe, unsigned s, const struct vp_pkt *p,
+				 unsigned nb)
+{
+	struct virtio_net_hdr_v1 h = p->hdr;
+
+	h.num_buffers = 0;
+	memcpy(slot_ptr(fe, s), &h, HDR);
+	fe->tx_nslots[s] = 1;
+	fe->tx_plen[s] = p->len;
+	fe->tx_buf[nb] = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT, HDR + p->len };
+	fe->tx_tok[nb] = tok_of(s);
+}
+
 /* Stage the one-slot chains gathered so far. */
 static inline int tx_flush(struct vp_netfe *fe, unsigned *nb)
 {
@@ -571,23 +589,18 @@ int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned c
 			fe->st.tx_drop_no_buf++;
 			continue;
 		}
-		h = p->hdr;
-		h.num_buffers = 0;
 		head = fe->tx_free[--fe->tx_nfree];
-		fe->tx_nslots[head] = (uint16_t)ns;
-		fe->tx_plen[head] = p->len;
 		if (likely(ns == 1)) {
-			unsigned char *d = slot_ptr(fe, head);
-
-			memcpy(d, &h, HDR);
-			memcpy(d + HDR, p->data, p->len);
-			fe->tx_buf[nb] = (struct vp_buf){ fe->tx_pool + (uint64_t)head * TX_SLOT,
-							  need };
-			fe->tx_tok[nb++] = tok_of(head);
+			memcpy(slot_ptr(fe, head) + HDR, p->data, p->len);
+			tx_stage_slot(fe, head, p, nb++);
 		} else {
 			struct vp_buf b[TX_MAX_SLOTS];
 			unsigned s = head;
 
+			h = p->hdr;
+			h.num_buffers = 0;
+			fe->tx_nslots[head] = (uint16_t)ns;
+			fe->tx_plen[head] = p->len;
 			for (unsigned k = 1; k < ns; k++) {
 				unsigned t = fe->tx_free[--fe->tx_nfree];
 
@@ -667,18 +680,8 @@ int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned 
 			return -EINVAL;
 		}
 	}
-	for (unsigned i = 0; i < count; i++) {
-		const struct vp_pkt *p = &pkts[i];
-		unsigned s = fe->tx_resv[i];
-		struct virtio_net_hdr_v1 h = p->hdr;
-
-		h.num_buffers = 0;
-		memcpy(slot_ptr(fe, s), &h, HDR);
-		fe->tx_nslots[s] = 1;
-		fe->tx_plen[s] = p->len;
-		fe->tx_buf[i] = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT, HDR + p->len };
-		fe->tx_tok[i] = tok_of(s);
-	}
+	for (unsigned i = 0; i < count; i++)
+		tx_stage_slot(fe, fe->tx_resv[i], &pkts[i], i);
 	tx_unreserve(fe, count);
 	nb = count;
 	r = tx_flush(fe, &nb);
@@ -795,7 +798,8 @@ static int rx_gather(struct vp_netfe *fe, struct vp_pkt *p, unsigned nb,
 	return 1;
 }
 
-/* Post the buffers of the last borrow again. */
+/* Post the staged receive buffers again. Every one was posted before:
+ * there is a descriptor for each. */
 static int rx_post_held(struct vp_netfe *fe)
 {
 	unsigned at = fe->rx_num - fe->rx_held;
@@ -906,19 +910,13 @@ static inline int rx_do(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 		if (last)
 			break;
 	}
-	if (borrow) {
-		fe->rx_held = npost;
-		return (int)got;
-	}
-	if (npost) {
-		/* Every buffer was posted before: there is a descriptor for each. */
-		unsigned at = fe->rx_num - npost;
-
-		r = vp_vq_drv_add_burst(fe->rxq, fe->post + at, npost, true, fe->post_tok + at);
-		if (unlikely(r != (int)npost))
-			return fe_fail(fe, fe->rxq);
-		if (vp_vq_drv_publish(fe->rxq))
-			notify(fe, fe->efd[EFD_RX_KICK]);
+	/* Staged at the top of post[]: a copying burst posts them at once,
+	 * a borrowing one when they are released. */
+	fe->rx_held = npost;
+	if (!borrow) {
+		r = rx_post_held(fe);
+		if (unlikely(r < 0))
+			return r;
 	}
 	return (int)got;
 }

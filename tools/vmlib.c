@@ -1055,7 +1055,8 @@ int vm_port_rx(struct vm_port *p, struct vp_pkt *pkts, unsigned n, int *link)
 	return 0;
 }
 
-int vm_port_rx_link(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n)
+/* Backend port, one link: a copying receive, or (fit) into lent buffers. */
+static int link_rx(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n, bool fit)
 {
 	struct vm_link *l;
 	int r;
@@ -1065,12 +1066,17 @@ int vm_port_rx_link(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n
 	l = &p->links[link];
 	if (!l->net)
 		return 0;
-	r = vp_net_rx_burst(l->net, pkts, n);
-	if (r < 0)
+	r = fit ? vp_net_rx_into(l->net, pkts, n) : vp_net_rx_burst(l->net, pkts, n);
+	if (r == -EIO)
 		link_down(p, l, "frontend's TX ring broken");
 	else if (r > 0)
 		l->last_rx_ns = vm_now_ns();
 	return r;
+}
+
+int vm_port_rx_link(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n)
+{
+	return link_rx(p, link, pkts, n, false);
 }
 
 int vm_port_tx(struct vm_port *p, int link, const struct vp_pkt *pkts, unsigned n,
@@ -1191,20 +1197,7 @@ void vm_port_rx_release(struct vm_port *p)
 
 int vm_port_rx_into(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n)
 {
-	struct vm_link *l;
-	int r;
-
-	if (p->kind != VM_PORT_BACKEND || link < 0 || link >= VM_MAX_LINKS)
-		return -EINVAL;
-	l = &p->links[link];
-	if (!l->net)
-		return 0;
-	r = vp_net_rx_into(l->net, pkts, n);
-	if (r == -EIO)
-		link_down(p, l, "frontend's TX ring broken");
-	else if (r > 0)
-		l->last_rx_ns = vm_now_ns();
-	return r;
+	return link_rx(p, link, pkts, n, true);
 }
 
 unsigned vm_port_rx_pending(struct vm_port *p, int link)
