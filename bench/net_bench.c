@@ -18,6 +18,7 @@
  * Gbit/s counts packet bytes only (no header, no Ethernet framing).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -467,6 +468,19 @@ static int fe_run(const struct opts *o, struct ctl *c, struct side *s, unsigned 
 	return 0;
 }
 
+/* Guest RAM that cannot shrink under the backend, as the server requires. */
+static int sealed_ram(void)
+{
+	int fd = memfd_create("bench-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd >= 0 && (ftruncate(fd, RAM_SIZE) < 0 ||
+			fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 static int fe_main(const struct opts *o, struct ctl *c, pid_t child)
 {
 	struct vp_netfe_config cfg = { 0 };
@@ -480,8 +494,8 @@ static int fe_main(const struct opts *o, struct ctl *c, pid_t child)
 
 	if (pin(o->cpu_fe) || side_init(&s, o->burst))
 		return 1;
-	ramfd = memfd_create("bench-ram", MFD_CLOEXEC);
-	if (ramfd < 0 || ftruncate(ramfd, RAM_SIZE) < 0)
+	ramfd = sealed_ram();
+	if (ramfd < 0)
 		return 1;
 	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ramfd, 0);
 	if (ram == MAP_FAILED)
@@ -571,8 +585,8 @@ static int single_main(const struct opts *o, const char *path, uint64_t count)
 
 	cfg.on_event = single_event;
 	cfg.opaque = &b;
-	ramfd = memfd_create("bench-ram", MFD_CLOEXEC);
-	if (ramfd < 0 || ftruncate(ramfd, RAM_SIZE) < 0 || side_init(&be, o->burst) ||
+	ramfd = sealed_ram();
+	if (ramfd < 0 || side_init(&be, o->burst) ||
 	    side_init(&fes, o->burst))
 		return 1;
 	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ramfd, 0);

@@ -10,10 +10,13 @@
 #define VP_TESTUTIL_H
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 struct tu_case {
 	const char *name;
@@ -65,6 +68,26 @@ extern unsigned tu_failed_checks;
 	} while (0)
 
 /* Number of open fds of this process: compare before/after to catch leaks. */
+/*
+ * Guest RAM as a well-behaved frontend makes it: a memfd of size bytes that
+ * can no longer shrink or grow (QEMU's memory-backend-memfd seals the same
+ * way; the server refuses unsealed memory unless told otherwise). seal = 0
+ * gives a hostile frontend's memfd, one it can still truncate. -1 on error.
+ */
+static inline int tu_memfd(const char *name, size_t size, int seal)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, (off_t)size) < 0 ||
+	    (seal && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static inline int tu_count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");

@@ -565,11 +565,12 @@ static uint64_t ring_off(unsigned ring)
 	return (uint64_t)ring * 0x4000;
 }
 
-static bool fe_init(struct frontend *f, const char *uuid)
+/* seal = 0: RAM the frontend can still truncate (a hostile frontend's). */
+static bool fe_init_sealed(struct frontend *f, const char *uuid, int seal)
 {
 	memset(f, 0, sizeof(*f));
-	f->memfd = memfd_create("vpd-test-ram", MFD_CLOEXEC);
-	if (f->memfd < 0 || ftruncate(f->memfd, MEM_SIZE) < 0)
+	f->memfd = tu_memfd("vpd-test-ram", MEM_SIZE, seal);
+	if (f->memfd < 0)
 		return false;
 	f->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
 	if (f->mem == MAP_FAILED)
@@ -600,6 +601,11 @@ static bool fe_init(struct frontend *f, const char *uuid)
 	f->info.config_len = 6;
 	memcpy(f->info.config, "\x52\x54\x00\x12\x34\x56", 6);
 	return true;
+}
+
+static bool fe_init(struct frontend *f, const char *uuid)
+{
+	return fe_init_sealed(f, uuid, 1);
 }
 
 /* Make three buffers available on ring 0; the newest one points nowhere. */
@@ -1587,7 +1593,7 @@ static void sigbus_body(struct daemon *d)
 	char cmd[64];
 	uint64_t id;
 
-	REQUIRE(fe_init(&f, UUID0));
+	REQUIRE(fe_init_sealed(&f, UUID0, 0));
 	fe_post_buffers(&f);
 	id = fe_connect(&f, d->net0);
 	REQUIRE(id);

@@ -78,8 +78,8 @@ struct ram {
 static bool ram_new(struct ram *r, size_t size)
 {
 	r->size = size;
-	r->fd = memfd_create("guest-ram", MFD_CLOEXEC);
-	if (r->fd < 0 || ftruncate(r->fd, (off_t)size) < 0)
+	r->fd = tu_memfd("guest-ram", size, 1);
+	if (r->fd < 0)
 		return false;
 	r->p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
 	return r->p != MAP_FAILED;

@@ -125,13 +125,18 @@ struct ram {
 	uint8_t *p;
 };
 
-static bool ram_new(struct ram *r)
+static bool ram_new_sealed(struct ram *r, int seal)
 {
-	r->fd = memfd_create("guest-ram", MFD_CLOEXEC);
-	if (r->fd < 0 || ftruncate(r->fd, RAM_SIZE) < 0)
+	r->fd = tu_memfd("guest-ram", RAM_SIZE, seal);
+	if (r->fd < 0)
 		return false;
 	r->p = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
 	return r->p != MAP_FAILED;
+}
+
+static bool ram_new(struct ram *r)
+{
+	return ram_new_sealed(r, 1);
 }
 
 static void ram_free(struct ram *r)
@@ -551,7 +556,7 @@ TEST(truncated_memory_does_not_kill_the_server)
 	struct ram ram;
 	int efd[4], fd;
 
-	REQUIRE(s && ram_new(&ram));
+	REQUIRE(s && ram_new_sealed(&ram, 0));
 	eventfds(efd);
 	fd = connect_to(s);
 	REQUIRE(fd >= 0);
