@@ -56,6 +56,16 @@ extern unsigned tu_failed_checks;
 		}                                                         \
 	} while (0)
 
+#define CHECK_STR(a, b)                                                   \
+	do {                                                              \
+		const char *tu_sa = (a), *tu_sb = (b);                    \
+		if (strcmp(tu_sa, tu_sb) != 0) {                          \
+			tu_failed_checks++;                               \
+			fprintf(stderr, "  %s:%d: CHECK_STR failed: %s == \"%s\" (got \"%s\")\n", \
+				__FILE__, __LINE__, #a, tu_sb, tu_sa);    \
+		}                                                         \
+	} while (0)
+
 /* Abort the current case (not the program) when a precondition fails. */
 #define REQUIRE(cond)                                                     \
 	do {                                                              \

@@ -12,5 +12,6 @@
 #include "server.h"
 #include "client.h"
 #include "net.h"
+#include "fd.h"
 
 #endif
