@@ -59,6 +59,9 @@ struct conn {
 	bool features_set;
 	/* native */
 	enum nstate nstate;
+	/* Dropped before its first message: the dialect is not known yet, so
+	 * the reason waits for it (a native peer is then told, in ERROR). */
+	char refuse[VP_PCI_REASON_MAX];
 };
 
 struct vp_server {
@@ -77,6 +80,7 @@ struct vp_server {
 	int epfd;
 	struct conn *conns;
 	unsigned nconns;
+	unsigned dispatching;  /* inside vp_server_dispatch(): callbacks may run */
 };
 
 static uint64_t next_device_id = 1;
@@ -830,6 +834,12 @@ static void n_handle(struct conn *c, struct vp_msg *m)
 
 static void conn_handle(struct conn *c, struct vp_msg *m)
 {
+	if (c->refuse[0]) {
+		if (m->request == VP_PCI_HELLO && !(m->flags & VP_MSG_REPLY))
+			c->dev.dialect = VP_DIALECT_NATIVE;
+		fail(c, -ECONNREFUSED, "%s", c->refuse);
+		return;
+	}
 	if (c->dev.dialect == VP_DIALECT_UNKNOWN) {
 		if (m->request == VP_PCI_HELLO && !(m->flags & VP_MSG_REPLY)) {
 			c->dev.dialect = VP_DIALECT_NATIVE;
@@ -997,6 +1007,7 @@ int vp_server_dispatch(struct vp_server *s)
 			continue;
 		if (n < 0)
 			return -errno;
+		s->dispatching++;
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
 
@@ -1012,6 +1023,7 @@ int vp_server_dispatch(struct vp_server *s)
 				c->dead = true;
 			}
 		}
+		s->dispatching--;
 		/* Destroy only after the batch: later events may name a conn. */
 		reap(s);
 		if (n < 64)
@@ -1186,8 +1198,18 @@ int vp_server_drop(struct vp_server *s, uint64_t id, const char *reason)
 {
 	for (struct conn *c = s->conns; c; c = c->next) {
 		if (c->dev.id == id && !c->dead) {
+			if (c->dev.dialect == VP_DIALECT_UNKNOWN && !c->refuse[0] && s->dispatching) {
+				/* Refused at NEW: answer its first message with the reason. */
+				snprintf(c->refuse, sizeof(c->refuse), "%s",
+					 reason ? reason : "refused");
+				vp_log(VP_LOG_DEBUG, "%s: refusing frontend: %s", c->name, c->refuse);
+				return 0;
+			}
 			fail(c, -ECONNABORTED, "%s", reason ? reason : "dropped by request");
-			reap(s);
+			/* From a device callback the connection is still in use up
+			 * the stack: the dispatch loop destroys it after the batch. */
+			if (!s->dispatching)
+				reap(s);
 			return 0;
 		}
 	}

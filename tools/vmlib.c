@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/virtio_ring.h>
 
 #include "vhostpci/log.h"
 #include "vmlib.h"
@@ -182,6 +183,54 @@ int vm_parse_mac(const char *s, uint8_t mac[6])
 		return -EINVAL;
 	for (int i = 0; i < 6; i++)
 		mac[i] = (uint8_t)v[i];
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} feature_names[] = {
+	{ "csum", VIRTIO_NET_F_CSUM },
+	{ "guest_csum", VIRTIO_NET_F_GUEST_CSUM },
+	{ "mrg_rxbuf", VIRTIO_NET_F_MRG_RXBUF },
+	{ "indirect_desc", VIRTIO_RING_F_INDIRECT_DESC },
+	{ "event_idx", VIRTIO_RING_F_EVENT_IDX },
+	{ "version_1", VIRTIO_F_VERSION_1 },
+};
+
+int vm_parse_features(const char *s, uint64_t *out)
+{
+	uint64_t f = 0;
+	char buf[256], *save = NULL;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		char *end;
+
+		errno = 0;
+		f = strtoull(s + 2, &end, 16);
+		if (errno || end == s + 2 || *end)
+			return -EINVAL;
+	} else {
+		if (strlen(s) >= sizeof(buf))
+			return -EINVAL;
+		strcpy(buf, s);
+		for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			unsigned k;
+
+			for (k = 0; k < sizeof(feature_names) / sizeof(feature_names[0]); k++)
+				if (strcmp(t, feature_names[k].name) == 0)
+					break;
+			if (k == sizeof(feature_names) / sizeof(feature_names[0]))
+				return -EINVAL;
+			f |= 1ull << feature_names[k].bit;
+		}
+	}
+	f |= 1ull << VIRTIO_F_VERSION_1;
+	if (f & ~(uint64_t)VP_NET_FEATURES)
+		return -EINVAL;
+	*out = f;
 	return 0;
 }
 
@@ -664,19 +713,41 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 	char uuid[40];
 	int r;
 
-	(void)srv;
 	switch (ev) {
-	case VP_EV_DEVICE_NEW:
+	case VP_EV_DEVICE_NEW: {
+		unsigned used = 0;
+
+		/* Full: refuse before the handshake, so that the frontend never
+		 * sees its device started and sends into rings nobody drives. */
+		for (unsigned i = 0; i < p->max_links; i++)
+			used += p->links[i].used;
+		if (used >= p->max_links) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "backend full: %u of %u links in use", used,
+				 p->max_links);
+			port_log(p, VP_LOG_INFO, "refusing device %" PRIu64 ": %s", dev->id, why);
+			p->refused++;
+			vp_server_drop(srv, dev->id, why);
+		}
 		break;
+	}
 	case VP_EV_DEVICE_READY:
 	case VP_EV_DEVICE_CHANGED:
 		if (!l) {
-			for (unsigned i = 0; i < VM_MAX_LINKS && !l; i++)
+			for (unsigned i = 0; i < p->max_links && !l; i++)
 				if (!p->links[i].used)
 					l = &p->links[i];
 			if (!l) {
-				port_log(p, VP_LOG_WARN, "device %" PRIu64 " ignored: %d links in use",
-					 dev->id, VM_MAX_LINKS);
+				char why[96];
+
+				/* Refused, not ignored: the sender (the daemon's relay)
+				 * learns why and offers it again when a link frees. */
+				snprintf(why, sizeof(why), "backend full: %u of %u links in use",
+					 p->max_links, p->max_links);
+				port_log(p, VP_LOG_WARN, "refusing device %" PRIu64 ": %s", dev->id, why);
+				p->refused++;
+				vp_server_drop(srv, dev->id, why);
 				return;
 			}
 			memset(l, 0, sizeof(*l));
@@ -685,8 +756,10 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 		}
 		l->dev = dev;
 		if (dev->type != VP_VIRTIO_ID_NET) {
-			port_log(p, VP_LOG_WARN, "device %" PRIu64 " is not a net device (type %u)",
+			port_log(p, VP_LOG_WARN, "refusing device %" PRIu64 ": not a net device (type %u)",
 				 dev->id, dev->type);
+			p->refused++;
+			vp_server_drop(srv, dev->id, "not a virtio-net device");
 			return;
 		}
 		if (ev == VP_EV_DEVICE_CHANGED && l->net) {
@@ -711,9 +784,13 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 			r = vp_net_new(&l->net, dev, lib_mode(p->mode));
 		}
 		if (r < 0) {
+			char why[128];
+
 			l->net = NULL;
-			port_log(p, VP_LOG_WARN, "cannot attach to device %" PRIu64 ": %s", dev->id,
-				 strerror(-r));
+			snprintf(why, sizeof(why), "backend cannot drive the device: %s", strerror(-r));
+			port_log(p, VP_LOG_WARN, "refusing device %" PRIu64 ": %s", dev->id, why);
+			p->refused++;
+			vp_server_drop(srv, dev->id, why);
 			return;
 		}
 		l->generation = dev->generation;
@@ -741,9 +818,10 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 }
 
 int vm_port_backend(struct vm_port *p, const char *name, const char *path,
-		    enum vp_net_mode mode, uint64_t vu_features)
+		    enum vp_net_mode mode, const struct vm_be_opts *o)
 {
 	struct vp_server_config cfg = { 0 };
+	uint64_t features = o && o->features ? o->features : VP_NET_FEATURES;
 	int r;
 
 	memset(p, 0, sizeof(*p));
@@ -754,7 +832,10 @@ int vm_port_backend(struct vm_port *p, const char *name, const char *path,
 	p->mode = mode;
 	cfg.path = path;
 	cfg.id = name;
-	cfg.features = vu_features;
+	/* Native frontends (the daemon's relay) are held to these; stock
+	 * vhost-user frontends connecting straight here get the transport bit. */
+	cfg.features = features | (1ull << VP_VU_F_PROTOCOL_FEATURES);
+	p->max_links = o && o->max_links && o->max_links < VM_MAX_LINKS ? o->max_links : VM_MAX_LINKS;
 	cfg.on_event = on_server_event;
 	cfg.opaque = p;
 	r = vp_server_new(&p->srv, &cfg);
@@ -1345,7 +1426,7 @@ static int wobj_wait(const struct wobj *o, int ms)
 
 static bool armable(const struct vm_link *l)
 {
-	return l->dev && (l->dev->driver_features & (1ull << 29) /* VIRTIO_RING_F_EVENT_IDX */);
+	return l->dev && (l->dev->driver_features & (1ull << VIRTIO_RING_F_EVENT_IDX));
 }
 
 static inline void cpu_pause(void)

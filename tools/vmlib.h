@@ -140,7 +140,7 @@ void vm_hist_add(struct vm_hist *h, uint64_t v);
 uint64_t vm_hist_pct(const struct vm_hist *h, double pct);
 
 /* ---- receive-side verification, per stream ---- */
-#define VM_MAX_STREAMS 16
+#define VM_MAX_STREAMS 64  /* a sink may hear a whole backend's 32 links, and more */
 struct vm_stream {
 	uint32_t id;
 	uint64_t next_seq;   /* expected */
@@ -168,7 +168,7 @@ uint64_t vm_verify_dup(const struct vm_verify *v);
 bool vm_verify_clean(const struct vm_verify *v);
 
 /* ---- ports ---- */
-#define VM_MAX_LINKS 8
+#define VM_MAX_LINKS VP_SERVER_DEFAULT_CONNECTIONS  /* a backend serves what its server admits */
 
 enum vm_port_kind { VM_PORT_NONE = 0, VM_PORT_FRONTEND, VM_PORT_BACKEND };
 
@@ -211,6 +211,8 @@ struct vm_port {
 	/* backend */
 	struct vp_server *srv;
 	struct vm_link links[VM_MAX_LINKS];
+	unsigned max_links;        /* devices driven at once; more are refused */
+	uint64_t refused;          /* devices refused (full, unusable) */
 	unsigned rr;
 	int resv_link;             /* the link of the last tx_reserve, -1 none */
 
@@ -235,8 +237,14 @@ struct vm_fe_opts {
 
 int vm_port_frontend(struct vm_port *p, const char *name, const struct vm_fe_opts *o);
 /* A backend port: a vp_server on path (native, also vhost-user). */
+struct vm_be_opts {
+	uint64_t features;   /* accepted from frontends; 0: every feature the
+			      * data path supports (VP_NET_FEATURES) */
+	unsigned max_links;  /* 0: VM_MAX_LINKS; a device beyond it is refused
+			      * with the reason, so its sender can retry later */
+};
 int vm_port_backend(struct vm_port *p, const char *name, const char *path,
-		    enum vp_net_mode mode, uint64_t vu_features);
+		    enum vp_net_mode mode, const struct vm_be_opts *o);
 void vm_port_close(struct vm_port *p);
 
 /* Serve the control side without blocking (server/client messages,
@@ -329,5 +337,10 @@ void vm_random_bytes(void *buf, size_t n);
 void vm_random_uuid(uint8_t uuid[16]);
 void vm_mac_from_index(uint8_t mac[6], unsigned idx);
 int vm_parse_mac(const char *s, uint8_t mac[6]);
+/* virtio-net features: a hex mask or names joined by ',' (csum, guest_csum,
+ * mrg_rxbuf, event_idx, indirect_desc, version_1). VERSION_1 is always
+ * added; -EINVAL for a name unknown or a bit the data path does not
+ * support (VP_NET_FEATURES). */
+int vm_parse_features(const char *s, uint64_t *out);
 
 #endif

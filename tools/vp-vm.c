@@ -102,6 +102,15 @@ static const char usage_text[] =
 "Machine:\n"
 "  --ram SIZE             RAM, power of two >= 1M (default 64M)\n"
 "  --ring N               virtqueue size of a frontend port, power of two (default 256)\n"
+"  --features LIST|HEX    virtio-net features: a backend port accepts these from\n"
+"                         frontends (default: all below), a frontend port offers\n"
+"                         and wants them (default: mrg_rxbuf, event_idx,\n"
+"                         indirect_desc). Names out of csum, guest_csum,\n"
+"                         mrg_rxbuf, event_idx, indirect_desc (version_1 is\n"
+"                         implied), or a hex mask\n"
+"  --max-links N          backend ports: frontend devices driven at once, 1..%u\n"
+"                         (default %u); one more is refused with the reason, and\n"
+"                         its sender may offer it again when a link frees\n"
 "  --mode poll|irq|adaptive  wait strategy (default adaptive)\n"
 "  --cpu N                pin to CPU N\n"
 "  --mac XX:XX:XX:XX:XX:XX  frontend MAC / gen source MAC\n"
@@ -161,6 +170,8 @@ struct opts {
 	bool json, quiet;
 	double connect_timeout;
 	enum vp_log_level log_level;
+	uint64_t features;       /* backend ports: accepted features; 0 = all supported */
+	unsigned max_links;      /* backend ports: devices at once; 0 = server limit */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -214,7 +225,7 @@ enum {
 	O_FRONTEND = 256, O_BACKEND, O_CONNECT, O_LISTEN, O_VU, O_PORT2, O_CTIMEOUT, O_APP,
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
-	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST,
+	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
 };
 
 static const struct option lopts[] = {
@@ -240,6 +251,8 @@ static const struct option lopts[] = {
 	{ "tap-addr", required_argument, NULL, O_TAPADDR },
 	{ "ram", required_argument, NULL, O_RAM },
 	{ "ring", required_argument, NULL, O_RING },
+	{ "features", required_argument, NULL, O_FEATURES },
+	{ "max-links", required_argument, NULL, O_MAXLINKS },
 	{ "mode", required_argument, NULL, O_MODE },
 	{ "cpu", required_argument, NULL, O_CPU },
 	{ "cpu-list", required_argument, NULL, O_CPULIST },
@@ -396,6 +409,18 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 				return vm_usage_error("bad --ring '%s': a power of two, 2..32768", optarg);
 			o->ring = (unsigned)v;
 			break;
+		case O_FEATURES:
+			if (vm_parse_features(optarg, &o->features) < 0)
+				return vm_usage_error("bad --features '%s': a hex mask or names joined "
+						   "by ',' out of csum, guest_csum, mrg_rxbuf, "
+						   "event_idx, indirect_desc, version_1", optarg);
+			break;
+		case O_MAXLINKS:
+			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VM_MAX_LINKS)
+				return vm_usage_error("bad --max-links '%s' (1..%u)", optarg,
+						   (unsigned)VM_MAX_LINKS);
+			o->max_links = (unsigned)v;
+			break;
 		case O_MODE:
 			if (vm_parse_mode(optarg, &o->mode) < 0)
 				return vm_usage_error("bad --mode '%s' (poll, irq or adaptive)", optarg);
@@ -439,7 +464,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			chain_log_set = true;
 			break;
 		case 'h':
-			printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST);
+			printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST, (unsigned)VM_MAX_LINKS,
+		       (unsigned)VM_MAX_LINKS);
 			return VM_EXIT_OK;
 		case ':':
 			return vm_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -1489,6 +1515,7 @@ static int run_vm(struct opts *o)
 				.path = ps->path, .vhost_user = ps->vhost_user, .ram = &vm->ram,
 				.ram_offset = i * (o->ram / 2), .mode = o->mode, .ring = (uint16_t)o->ring,
 				.connect_timeout_ms = (int)(o->connect_timeout * 1000),
+				.features = o->features,
 			};
 
 			memcpy(fo.mac, vm->o.mac, 6);
@@ -1496,7 +1523,9 @@ static int run_vm(struct opts *o)
 			memcpy(fo.uuid, vm->o.uuid, 16);
 			r = vm_port_frontend(&vm->port[i], pname, &fo);
 		} else {
-			r = vm_port_backend(&vm->port[i], pname, ps->path, o->mode, 0);
+			struct vm_be_opts bo = { .features = o->features, .max_links = o->max_links };
+
+			r = vm_port_backend(&vm->port[i], pname, ps->path, o->mode, &bo);
 		}
 		if (r < 0) {
 			vp_log(VP_LOG_ERR, "%s: %s", pname, vm->port[i].last_err);
@@ -1699,7 +1728,8 @@ static int run_chain(int argc, char **argv)
 	int64_t t0, limit;
 
 	if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
-		printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST);
+		printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST, (unsigned)VM_MAX_LINKS,
+		       (unsigned)VM_MAX_LINKS);
 		return VM_EXIT_OK;
 	}
 	if (argc < 3 || vm_parse_u64(argv[2], &v) < 0 || v < 2 || v > 64)

@@ -403,7 +403,7 @@ int main(int argc, char **argv)
 		for (unsigned k = 0; k < s->burst; k++)
 			s->pend[i].pk[k].data = s->mem + cap * (i * s->burst + k);
 	vm_signals_init();
-	r = vm_port_backend(&s->port, "vswitch", path, s->mode, 0);
+	r = vm_port_backend(&s->port, "vswitch", path, s->mode, NULL);
 	if (r < 0) {
 		vp_log(VP_LOG_ERR, "%s", s->port.last_err);
 		return VM_EXIT_FAIL;

@@ -170,7 +170,10 @@ VP_API void vp_server_info(const struct vp_server *srv, struct vp_pci_info *info
 /* The device with this id, or NULL. */
 VP_API const struct vp_device *vp_server_find(const struct vp_server *srv, uint64_t id);
 
-/* Drop one frontend (as if it misbehaved), with a reason for the log. */
+/* Drop one frontend (as if it misbehaved), with a reason for the log; a
+ * native peer is sent the reason in ERROR (a backend refusing a device tells
+ * the daemon why this way). Safe inside an event callback: the connection
+ * then goes when the current dispatch batch ends. */
 VP_API int vp_server_drop(struct vp_server *srv, uint64_t id, const char *reason);
 
 /* A live look at one ring of a device through its mapped memory. */

@@ -139,6 +139,10 @@ t_bad_options() {
 --backend --listen
 --backend --listen /x --app sink --tx-first 10
 --backend --listen /x --app echo --tx-first lots
+--backend --listen /x --features bogus
+--backend --listen /x --features 0x1000000
+--backend --listen /x --max-links 0
+--backend --listen /x --max-links 33
 chain 1
 chain 3 --app sink
 EOF
@@ -401,6 +405,71 @@ t_demo_interrupt() {
 	return 0
 }
 
+# A backend drives as many devices as its server admits (32), not 8.
+t_many_frontends() {
+	local i n=32
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --ends $n --seconds 60 --mode irq \
+		"${Q[@]}"
+	sock_wait "$T/be.sock"
+	for i in $(seq $n); do
+		bg "g$i" "$VM" --frontend --connect "$T/be.sock" --app gen --count 1000 --rate 5000 \
+			--mode irq --ram 4M --name "g$i" "${Q[@]}"
+	done
+	for i in $(seq $n); do waitfor "g$i" 60; done
+	waitfor sink 60
+	expect "sink" "$T/sink.json" received $((n * 1000))
+	expect "sink" "$T/sink.json" lost 0
+	expect "sink" "$T/sink.json" ends $n
+	expect "sink" "$T/sink.json" ok true
+	grep -q refusing "$T/sink.log" && failmsg+="    the backend refused a device"$'\n'
+	return 0
+}
+
+# --max-links 2: the third frontend is refused with the reason before its
+# handshake (so nothing it sends is lost), retries, and gets the link that
+# the first one to finish leaves.
+t_max_links() {
+	local i
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --ends 3 --seconds 30 --mode irq \
+		--max-links 2 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	for i in 1 2 3; do
+		bg "g$i" "$VM" --frontend --connect "$T/be.sock" --app gen --count 20000 --rate 20000 \
+			--mode irq --ram 4M --name "g$i" "${Q[@]}"
+	done
+	for i in 1 2 3; do waitfor "g$i" 30; expect "g$i" "$T/g$i.json" tx_packets 20000; done
+	waitfor sink 30
+	expect "sink" "$T/sink.json" received 60000
+	expect "sink" "$T/sink.json" lost 0
+	expect "sink" "$T/sink.json" ok true
+	grep -q "backend full: 2 of 2 links in use" "$T"/g[123].log ||
+		failmsg+="    no frontend was told 'backend full: 2 of 2 links in use'"$'\n'
+	return 0
+}
+
+# Offloads: a frontend negotiating CSUM/GUEST_CSUM is served by default; a
+# backend told --features without them refuses it, saying why.
+t_offload_features() {
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 20 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg gen "$VM" --frontend --connect "$T/be.sock" --app gen --count 20000 --size 64-1518 \
+		--features csum,guest_csum,mrg_rxbuf,event_idx,indirect_desc "${Q[@]}"
+	waitfor gen 20; waitfor sink 20
+	expect "csum frontend" "$T/sink.json" received 20000
+	expect "csum frontend" "$T/sink.json" ok true
+	rm -f "$T"/*.sock
+	bg be2 "$VM" --backend --listen "$T/be2.sock" --app sink --seconds 5 --features mrg_rxbuf \
+		"${Q[@]}"
+	sock_wait "$T/be2.sock"
+	bg gen2 "$VM" --frontend --connect "$T/be2.sock" --app gen --count 100 --features csum \
+		--connect-timeout 1 "${Q[@]}"
+	waitfor gen2 20
+	[ $? -ne 0 ] || failmsg+="    gen2 succeeded against a backend without csum"$'\n'
+	grep -q "does not support" "$T/gen2.log" ||
+		failmsg+="    gen2 was not told why: $(tail -1 "$T/gen2.log")"$'\n'
+	stop be2
+}
+
 run_case help t_help
 run_case bad-options t_bad_options
 run_case frontend-to-backend-100k t_fe_to_be
@@ -414,6 +483,9 @@ run_case ping-and-echo t_ping_echo
 run_case vswitch-path t_vswitch
 run_case chain-of-3 t_chain3
 run_case backend-restart t_backend_restart
+run_case many-frontends-one-backend t_many_frontends
+run_case max-links-refuse-then-attach t_max_links
+run_case offload-features t_offload_features
 run_case sigterm-report t_sigterm_report
 run_case demo-quick t_demo_quick
 run_case demo-interrupt t_demo_interrupt
