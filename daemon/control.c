@@ -122,8 +122,31 @@ static void render_live(struct jw *w, const struct vp_device *dev, unsigned ring
 	jw_obj_end(w);
 }
 
-static void render_device(struct jw *w, const char *key, const struct vp_device *dev,
-			  bool live)
+/* backend=: who drives the device, and why not. */
+static void render_backend(struct jw *w, const struct vpd *d, const struct vp_device *dev)
+{
+	const struct vpd_server *s = NULL;
+	const char *why = NULL, *st;
+
+	for (unsigned i = 0; i < d->nservers; i++)
+		if (d->servers[i].srv && !strcmp(d->servers[i].spec.id, dev->server_id))
+			s = &d->servers[i];
+	if (!s || !s->spec.backend) {
+		jw_null(w, "backend");
+		return;
+	}
+	jw_obj_begin(w, "backend");
+	jw_str(w, "path", s->spec.backend);
+	st = vpd_relay_describe(d, dev->id, &why);
+	if (!st) /* not READY yet, or refused at the door */
+		st = s->admission_closed ? "refused" : "none";
+	jw_str(w, "state", st);
+	jw_str(w, "reason", why ? why : s->admission_closed ? s->backend_why : NULL);
+	jw_obj_end(w);
+}
+
+static void render_device(struct jw *w, const char *key, const struct vpd *d,
+			  const struct vp_device *dev, bool live)
 {
 	char buf[3 * VP_PCI_CONFIG_MAX + 1];
 
@@ -132,6 +155,7 @@ static void render_device(struct jw *w, const char *key, const struct vp_device 
 	jw_str(w, "server", dev->server_id);
 	jw_str(w, "dialect", vp_dialect_name(dev->dialect));
 	jw_str(w, "state", vp_dev_state_name(dev->state));
+	render_backend(w, d, dev);
 	vp_uuid_format(dev->uuid, buf);
 	jw_str(w, "uuid", buf);
 	jw_u64(w, "type", dev->type);
@@ -225,6 +249,13 @@ static void render_server(struct jw *w, const struct vpd_server *s)
 		jw_null(w, "uuid");
 	}
 	jw_hex(w, "features", s->spec.features ? s->spec.features : VP_SERVER_DEFAULT_FEATURES);
+	jw_str(w, "backend", s->spec.backend);
+	if (s->spec.backend) {
+		jw_bool(w, "backend_ok", !s->backend_down);
+		jw_bool(w, "admitting", !s->admission_closed);
+		jw_str(w, "backend_reason", s->backend_down ? s->backend_why : NULL);
+		jw_u64(w, "refused", s->refused_new);
+	}
 	jw_obj_end(w);
 }
 
@@ -269,7 +300,7 @@ static int render_list(struct vpd *d, struct jw *w)
 	jw_obj_begin(w, NULL);
 	jw_arr_begin(w, "devices");
 	for (size_t i = 0; i < n; i++)
-		render_device(w, NULL, devs[i], false);
+		render_device(w, NULL, d, devs[i], false);
 	jw_arr_end(w);
 	jw_obj_end(w);
 	free(devs);
@@ -365,7 +396,7 @@ static char *run_command(struct vpd_control *c, char *line, size_t *len)
 		jw_obj_end(&w);
 	} else if (show) {
 		jw_obj_begin(&w, NULL);
-		render_device(&w, "device", dev, true);
+		render_device(&w, "device", c->d, dev, true);
 		jw_obj_end(&w);
 	} else {
 		vp_log(VP_LOG_INFO, "control: dropping device %" PRIu64 " of server %s", id,

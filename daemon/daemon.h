@@ -30,6 +30,15 @@ struct vpd_server {
 	struct vpd_spec spec;
 	struct vp_server *srv;
 	struct vpd_watch w;
+	/* backend= state (relay.c) */
+	bool backend_down;             /* the last attempt failed: unreachable or refused */
+	bool admission_closed;         /* new frontends refused until it answers */
+	int64_t down_since_ms;
+	int64_t probe_ms;              /* next look at the backend while closed */
+	unsigned probe_backoff_ms, reopen_delay_ms;
+	char backend_why[320];
+	uint64_t refused_new;          /* frontends refused while closed */
+	int64_t refuse_log_ms;         /* next summary line about them */
 };
 
 /* A frontend that has not finished its handshake yet (see handshake_ms). */
@@ -59,6 +68,13 @@ struct vpd_relay;
 void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_device *dev);
 /* The backend connection of r has input. */
 void vpd_relay_readable(struct vpd_relay *r);
+/* Milliseconds until the next relay deadline (announce, retry, grace,
+ * probe), -1 if none; vpd_relay_tick() does what is due. */
+int vpd_relay_timeout(const struct vpd *d);
+void vpd_relay_tick(struct vpd *d);
+/* A device's relay state ("settling", "connecting", "attached", "waiting",
+ * "stopped"; NULL: not relayed) and the last failure (*why, may be NULL). */
+const char *vpd_relay_describe(const struct vpd *d, uint64_t id, const char **why);
 /* Free relays that ended during the last epoll batch. */
 void vpd_relay_reap(struct vpd *d);
 /* Shutdown: tell every backend, close everything. */

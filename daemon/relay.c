@@ -7,10 +7,24 @@
  * the frontend's memory fds, ring addresses and eventfds and drives the rings
  * itself; the daemon stays out of the data path.
  *
- *   device READY    -> connect + HELLO (or HELLO again after a STOP)
- *   device CHANGED  -> STOP(reset) + HELLO with the new eventfds
- *   device STOPPED  -> STOP(reset): the backend lets go of the rings
- *   device REMOVED  -> STOP(shutdown), close
+ * Policy (one place for it, so that no frontend is left "link up" with
+ * nobody driving its rings):
+ *  - READY and CHANGED are announced once the device has been quiet for
+ *    SETTLE_MS: QEMU replaces a call fd right after it starts the rings, and
+ *    one announcement (one backend connection) is enough. A later change is
+ *    announced again on the same connection (STOP, then HELLO).
+ *  - A backend that cannot be reached, or that refuses the device (its
+ *    ERROR reason is kept and shown by vhost-pci-ctl), is tried again with
+ *    exponential backoff (RETRY_MIN_MS doubling to RETRY_MAX_MS); a backend
+ *    that restarts or starts late so gets every live READY device, from
+ *    where its rings got to.
+ *  - A READY device that no backend drives for backend-grace seconds is
+ *    dropped: a stock QEMU then marks the guest's link down and reconnects
+ *    by itself (chardev reconnect=N). While the server's backend stays
+ *    unreachable or refusing, new frontends are refused at once, with the
+ *    reason; the backend is probed (a connect, closed at once) with backoff,
+ *    and admission reopens when it answers, so traffic resumes with no
+ *    manual step.
  *
  * Security model: the backend is a peer too. What it sends passes the client
  * (replies checked against the state); a failing backend costs only its
@@ -21,15 +35,35 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "vhostpci/client.h"
 #include "vhostpci/log.h"
 #include "vhostpci/mem.h"
 #include "daemon.h"
+
+#define SETTLE_MS 30
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+#define PROBE_MIN_MS 250
+#define PROBE_MAX_MS 2000
+#define REOPEN_MAX_MS 30000  /* a backend that answers but refuses: admission
+			      * reopens after this at most (doubling per round) */
+#define LOG_EVERY_MS 10000   /* repeated refusals: one summary line per this */
+
+enum relay_state {
+	R_SETTLING,    /* READY/CHANGED seen, announcing after SETTLE_MS of quiet */
+	R_CONNECTING,  /* HELLO sent, the backend is asking */
+	R_ATTACHED,    /* the backend started the device */
+	R_RETRY,       /* unreachable or refused: trying again at retry_at */
+	R_STOPPED,     /* the frontend stopped its rings: nothing to drive */
+};
 
 struct vpd_relay {
 	struct vpd_relay *next;
@@ -39,7 +73,19 @@ struct vpd_relay {
 	struct vp_client *cl;
 	struct vpd_watch w;
 	struct vp_frontend_info info;  /* fds in it are our dups */
+	enum relay_state state;
+	bool reannounce;               /* changed while the backend was still asking */
+	int64_t due_ms;                /* SETTLING/RETRY: when to announce */
+	int64_t unattached_ms;         /* READY and not attached since (0: attached) */
+	unsigned backoff_ms;
+	unsigned attempts;
+	char why[VP_PCI_REASON_MAX + 64]; /* the last failure, for vhost-pci-ctl */
 	bool dead;                     /* freed after the current epoll batch */
+};
+
+static const char *const state_names[] = {
+	[R_SETTLING] = "settling", [R_CONNECTING] = "connecting", [R_ATTACHED] = "attached",
+	[R_RETRY] = "waiting", [R_STOPPED] = "stopped",
 };
 
 static void close_info_fds(struct vp_frontend_info *in)
@@ -117,15 +163,20 @@ static struct vpd_relay *find(struct vpd *d, uint64_t id)
 	return NULL;
 }
 
-/* Let go of everything now; the struct itself goes in vpd_relay_reap(),
- * since a later event of the same epoll batch may still point at it. */
-static void relay_kill(struct vpd_relay *r)
+static void client_close(struct vpd_relay *r)
 {
 	if (r->cl) {
 		epoll_ctl(r->d->epfd, EPOLL_CTL_DEL, vp_client_fd(r->cl), NULL);
 		vp_client_free(r->cl);
 		r->cl = NULL;
 	}
+}
+
+/* Let go of everything now; the struct itself goes in vpd_relay_reap(),
+ * since a later event of the same epoll batch may still point at it. */
+static void relay_kill(struct vpd_relay *r)
+{
+	client_close(r);
 	close_info_fds(&r->info);
 	r->dead = true;
 }
@@ -144,15 +195,77 @@ void vpd_relay_reap(struct vpd *d)
 	}
 }
 
-/* Announce the device (again). */
+/* ---- the backend as a whole (per server) ---- */
+
+static void backend_up(struct vpd_server *s)
+{
+	if (s->backend_down)
+		vp_log(VP_LOG_INFO, "server %s: backend %s answers again%s", s->spec.id,
+		       s->spec.backend, s->admission_closed ? ": admitting frontends" : "");
+	s->backend_down = false;
+	s->admission_closed = false;
+	s->probe_backoff_ms = 0;
+	s->reopen_delay_ms = 0;
+	s->backend_why[0] = '\0';
+}
+
+static void backend_failed(struct vpd_server *s, const char *why)
+{
+	if (!s->backend_down) {
+		s->backend_down = true;
+		s->down_since_ms = vpd_now_ms();
+	}
+	snprintf(s->backend_why, sizeof(s->backend_why), "%s", why);
+}
+
+/* A connect to the backend's socket, closed at once: is anybody there? */
+static bool backend_answers(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EAGAIN;
+	close(fd);
+	return ok;
+}
+
+/* ---- one device ---- */
+
+static void schedule_retry(struct vpd_relay *r, const char *why)
+{
+	int64_t now = vpd_now_ms();
+
+	snprintf(r->why, sizeof(r->why), "%s", why);
+	r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : RETRY_MIN_MS;
+	if (r->backoff_ms > RETRY_MAX_MS)
+		r->backoff_ms = RETRY_MAX_MS;
+	r->state = R_RETRY;
+	r->due_ms = now + r->backoff_ms;
+	if (!r->unattached_ms)
+		r->unattached_ms = now;
+	backend_failed(r->s, why);
+	/* The first failure of a run is worth a warning; the retries are not. */
+	vp_log(r->attempts <= 1 ? VP_LOG_WARN : VP_LOG_DEBUG,
+	       "device %" PRIu64 ": backend %s: %s (trying again in %u ms)", r->id,
+	       r->s->spec.backend, why, r->backoff_ms);
+}
+
+/* Announce the device (again), on the connection we have if it is usable. */
 static void announce(struct vpd_relay *r, const struct vp_device *dev)
 {
 	struct vpd *d = r->d;
 	struct vp_frontend_info info;
+	char why[VP_PCI_REASON_MAX + 64];
 	int e;
 
+	r->attempts++;
+	r->reannounce = false;
 	if (make_info(dev, &info) < 0) {
-		vp_log(VP_LOG_WARN, "device %" PRIu64 ": out of fds to relay it", r->id);
+		schedule_retry(r, "out of fds to relay the device");
 		return;
 	}
 	if (r->cl && vp_client_state(r->cl) == VP_CLIENT_STARTED)
@@ -162,11 +275,7 @@ static void announce(struct vpd_relay *r, const struct vp_device *dev)
 	} else {
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &r->w };
 
-		if (r->cl) {
-			epoll_ctl(d->epfd, EPOLL_CTL_DEL, vp_client_fd(r->cl), NULL);
-			vp_client_free(r->cl);
-			r->cl = NULL;
-		}
+		client_close(r);
 		e = vp_client_connect(&r->cl, r->s->spec.backend, &info);
 		if (e == 0 && epoll_ctl(d->epfd, EPOLL_CTL_ADD, vp_client_fd(r->cl), &ev) < 0)
 			e = -errno;
@@ -174,12 +283,49 @@ static void announce(struct vpd_relay *r, const struct vp_device *dev)
 	/* The client sends these fds while the backend asks: keep them till next time. */
 	close_info_fds(&r->info);
 	r->info = info;
-	if (e < 0)
-		vp_log(VP_LOG_WARN, "device %" PRIu64 ": backend %s not reachable: %s", r->id,
-		       r->s->spec.backend, strerror(-e));
-	else
-		vp_log(VP_LOG_INFO, "device %" PRIu64 ": announced to backend %s", r->id,
-		       r->s->spec.backend);
+	if (e < 0) {
+		client_close(r);
+		snprintf(why, sizeof(why), "not reachable: %s", strerror(-e));
+		schedule_retry(r, why);
+		return;
+	}
+	r->state = R_CONNECTING;
+	vp_log(VP_LOG_INFO, "device %" PRIu64 ": announced to backend %s", r->id,
+	       r->s->spec.backend);
+}
+
+static struct vpd_relay *relay_new(struct vpd_server *s, uint64_t id)
+{
+	struct vpd_relay *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->d = s->d;
+	r->s = s;
+	r->id = id;
+	r->w.kind = VPD_W_RELAY;
+	r->w.obj = r;
+	r->next = s->d->relays;
+	s->d->relays = r;
+	return r;
+}
+
+/* Refusing a new frontend while the backend is away: logged once per
+ * LOG_EVERY_MS with a count, not once per attempt. */
+static void refuse_new(struct vpd_server *s, const struct vp_device *dev)
+{
+	char why[sizeof(s->backend_why) + 64];
+	int64_t now = vpd_now_ms();
+
+	snprintf(why, sizeof(why), "no backend drives this server's devices: %s",
+		 s->backend_why[0] ? s->backend_why : "backend unreachable");
+	s->refused_new++;
+	if (now >= s->refuse_log_ms) {
+		vp_log(VP_LOG_WARN, "server %s: refusing frontends (%" PRIu64 " so far): %s",
+		       s->spec.id, s->refused_new, why);
+		s->refuse_log_ms = now + LOG_EVERY_MS;
+	}
+	vp_server_drop(s->srv, dev->id, why);
 }
 
 void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_device *dev)
@@ -191,25 +337,36 @@ void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_dev
 		return;
 	r = find(d, dev->id);
 	switch (ev) {
+	case VP_EV_DEVICE_NEW:
+		if (s->admission_closed)
+			refuse_new(s, dev);
+		break;
 	case VP_EV_DEVICE_READY:
 	case VP_EV_DEVICE_CHANGED:
-		if (!r) {
-			r = calloc(1, sizeof(*r));
-			if (!r)
-				return;
-			r->d = d;
-			r->s = s;
-			r->id = dev->id;
-			r->w.kind = VPD_W_RELAY;
-			r->w.obj = r;
-			r->next = d->relays;
-			d->relays = r;
+		if (!r && !(r = relay_new(s, dev->id))) {
+			vp_log(VP_LOG_WARN, "device %" PRIu64 ": out of memory to relay it", dev->id);
+			return;
 		}
-		announce(r, dev);
+		if (r->state == R_CONNECTING) {
+			/* The backend is still asking about the old set: finish, then redo. */
+			r->reannounce = true;
+			break;
+		}
+		if (r->state != R_ATTACHED && !r->unattached_ms)
+			r->unattached_ms = vpd_now_ms();
+		if (r->state != R_RETRY || ev == VP_EV_DEVICE_READY) {
+			r->state = R_SETTLING;
+			r->due_ms = vpd_now_ms() + SETTLE_MS;
+		}
 		break;
 	case VP_EV_DEVICE_STOPPED:
-		if (r && r->cl && vp_client_state(r->cl) == VP_CLIENT_STARTED)
-			vp_client_stop(r->cl, VP_PCI_STOP_RESET);
+		if (r) {
+			if (r->cl && vp_client_state(r->cl) == VP_CLIENT_STARTED)
+				vp_client_stop(r->cl, VP_PCI_STOP_RESET);
+			r->state = R_STOPPED;
+			r->unattached_ms = 0;
+			r->reannounce = false;
+		}
 		break;
 	case VP_EV_DEVICE_REMOVED:
 		if (r) {
@@ -219,27 +376,152 @@ void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_dev
 			relay_kill(r);
 		}
 		break;
-	default:
-		break;
 	}
 }
 
 void vpd_relay_readable(struct vpd_relay *r)
 {
+	enum vp_client_state st;
+
 	if (r->dead || !r->cl)
 		return;
 	vp_client_dispatch(r->cl);
-	if (vp_client_state(r->cl) == VP_CLIENT_FAILED) {
-		/* The frontend's device lives on; the next READY tries again. */
-		vp_log(VP_LOG_WARN, "device %" PRIu64 ": backend %s: %s", r->id,
-		       r->s->spec.backend, vp_client_error(r->cl));
-		epoll_ctl(r->d->epfd, EPOLL_CTL_DEL, vp_client_fd(r->cl), NULL);
-		vp_client_free(r->cl);
-		r->cl = NULL;
-	} else if (vp_client_state(r->cl) == VP_CLIENT_STARTED) {
-		vp_log(VP_LOG_DEBUG, "device %" PRIu64 ": backend attached (id %" PRIu64 ")",
-		       r->id, vp_client_device_id(r->cl));
+	st = vp_client_state(r->cl);
+	if (st == VP_CLIENT_FAILED) {
+		char why[VP_PCI_REASON_MAX + 64];
+		const char *e = vp_client_error(r->cl);
+		bool was_attached = r->state == R_ATTACHED;
+
+		/* The frontend's device lives on; it is offered again after a pause.
+		 * The backend's own words (ERROR) come as "server: REASON". */
+		if (e && !strncmp(e, "server: ", 8))
+			snprintf(why, sizeof(why), "refused: %s", e + 8);
+		else
+			snprintf(why, sizeof(why), "%s: %s", was_attached ? "lost" : "failed",
+				 e && *e ? e : "connection closed");
+		client_close(r);
+		if (r->state == R_STOPPED)
+			return;
+		r->unattached_ms = vpd_now_ms();
+		if (was_attached)
+			r->backoff_ms = 0;
+		schedule_retry(r, why);
+	} else if (st == VP_CLIENT_STARTED && r->state == R_CONNECTING) {
+		const struct vp_device *dev = vp_server_find(r->s->srv, r->id);
+
+		vp_log(r->attempts > 1 ? VP_LOG_INFO : VP_LOG_DEBUG,
+		       "device %" PRIu64 ": backend attached (its id %" PRIu64 ", attempt %u)",
+		       r->id, vp_client_device_id(r->cl), r->attempts);
+		r->state = R_ATTACHED;
+		r->unattached_ms = 0;
+		r->backoff_ms = 0;
+		r->attempts = 0;
+		r->why[0] = '\0';
+		backend_up(r->s);
+		if (r->reannounce && dev && dev->state == VP_DEV_READY)
+			announce(r, dev);
 	}
+}
+
+int vpd_relay_timeout(const struct vpd *d)
+{
+	int64_t now = vpd_now_ms(), best = -1;
+
+	for (const struct vpd_relay *r = d->relays; r; r = r->next) {
+		int64_t t = -1;
+
+		if (r->dead)
+			continue;
+		if (r->state == R_SETTLING || r->state == R_RETRY)
+			t = r->due_ms;
+		if (r->unattached_ms && r->s->spec.backend_grace_ms) {
+			int64_t g = r->unattached_ms + r->s->spec.backend_grace_ms;
+
+			t = t < 0 || g < t ? g : t;
+		}
+		if (t >= 0 && (best < 0 || t < best))
+			best = t;
+	}
+	for (unsigned i = 0; i < d->nservers; i++) {
+		const struct vpd_server *s = &d->servers[i];
+
+		if (s->admission_closed && (best < 0 || s->probe_ms < best))
+			best = s->probe_ms;
+	}
+	if (best < 0)
+		return -1;
+	return best > now ? (int)(best - now) : 0;
+}
+
+void vpd_relay_tick(struct vpd *d)
+{
+	int64_t now = vpd_now_ms();
+
+	for (struct vpd_relay *r = d->relays; r; r = r->next) {
+		struct vpd_server *s = r->s;
+		const struct vp_device *dev;
+
+		if (r->dead)
+			continue;
+		dev = vp_server_find(s->srv, r->id);
+		if (!dev || dev->state != VP_DEV_READY)
+			continue;
+		if (r->unattached_ms && s->spec.backend_grace_ms &&
+		    now >= r->unattached_ms + s->spec.backend_grace_ms) {
+			char why[sizeof(r->why) + 96];
+
+			/* Nobody drives its rings: take the link down (QEMU reconnects). */
+			snprintf(why, sizeof(why), "no backend attached within %u s (%s)",
+				 s->spec.backend_grace_ms / 1000,
+				 r->why[0] ? r->why : "backend not reachable");
+			vp_log(VP_LOG_WARN, "device %" PRIu64 ": dropping its frontend: %s", r->id, why);
+			if (s->backend_down && !s->admission_closed) {
+				s->admission_closed = true;
+				s->reopen_delay_ms = s->reopen_delay_ms ? s->reopen_delay_ms * 2 :
+									  PROBE_MIN_MS;
+				if (s->reopen_delay_ms > REOPEN_MAX_MS)
+					s->reopen_delay_ms = REOPEN_MAX_MS;
+				s->probe_backoff_ms = PROBE_MIN_MS;
+				s->probe_ms = now + s->reopen_delay_ms;
+				vp_log(VP_LOG_WARN, "server %s: refusing new frontends until backend %s "
+				       "answers", s->spec.id, s->spec.backend);
+			}
+			r->unattached_ms = 0;
+			vp_server_drop(s->srv, r->id, why);  /* REMOVED kills r */
+			continue;
+		}
+		if ((r->state == R_SETTLING || r->state == R_RETRY) && now >= r->due_ms)
+			announce(r, dev);
+	}
+	for (unsigned i = 0; i < d->nservers; i++) {
+		struct vpd_server *s = &d->servers[i];
+
+		if (!s->admission_closed || now < s->probe_ms)
+			continue;
+		if (backend_answers(s->spec.backend)) {
+			/* Open again; a refusing backend closes it again after a grace. */
+			s->admission_closed = false;
+			vp_log(VP_LOG_INFO, "server %s: backend %s answers: admitting frontends again",
+			       s->spec.id, s->spec.backend);
+			continue;
+		}
+		s->probe_backoff_ms = s->probe_backoff_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS :
+								      s->probe_backoff_ms * 2;
+		s->probe_ms = now + s->probe_backoff_ms;
+	}
+}
+
+const char *vpd_relay_describe(const struct vpd *d, uint64_t id, const char **why)
+{
+	*why = NULL;
+	for (const struct vpd_relay *r = d->relays; r; r = r->next) {
+		if (r->id != id || r->dead)
+			continue;
+		if (r->why[0])
+			*why = r->why;
+		return state_names[r->state];
+	}
+	return NULL;
 }
 
 void vpd_relay_free_all(struct vpd *d)

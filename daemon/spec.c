@@ -83,6 +83,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 {
 	static const char *const keys[] = {
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
+		"allow-unsealed", "backend-grace",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -93,7 +94,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 	if (k == sizeof(keys) / sizeof(keys[0]))
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
-				"features, backend)",
+				"features, backend, allow-unsealed, backend-grace)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -150,7 +151,23 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 					v, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 		s->backend = strdup(v);
 		return s->backend ? 0 : -ENOMEM;
-	default:
+	case 8:
+		if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "1"))
+			s->allow_unsealed = true;
+		else if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "0"))
+			s->allow_unsealed = false;
+		else
+			return spec_err(err, errlen, -EINVAL,
+					"allow-unsealed '%s' is neither on nor off", v);
+		return 0;
+	case 9:
+		if (!parse_uint(v, 10, 3600, &n))
+			return spec_err(err, errlen, -EINVAL,
+					"backend-grace '%s' is not a number of seconds in 0..3600 "
+					"(0: never drop)", v);
+		s->backend_grace_ms = (unsigned)n * 1000;
+		return 0;
+	case 6:
 		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
 		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
 		      parse_uint(v, 10, ULLONG_MAX, &n)))
@@ -163,6 +180,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		s->features = n;
 		return 0;
 	}
+	return -EINVAL; /* not reached: k indexes keys[] */
 }
 
 int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errlen)
@@ -174,6 +192,7 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 	int e = 0;
 
 	memset(s, 0, sizeof(*s));
+	s->backend_grace_ms = VPD_BACKEND_GRACE_MS;
 	if (!tok)
 		return spec_err(err, errlen, -ENOMEM, "out of memory");
 	if (!len) {

@@ -24,7 +24,12 @@ struct vpd_spec {
 	uint8_t uuid[16];
 	uint64_t features;      /* 0: the library's default */
 	char *backend;          /* backend VM socket to announce READY devices to, or NULL */
+	bool allow_unsealed;    /* accept frontend memory that can shrink (risky) */
+	unsigned backend_grace_ms; /* READY but not attached this long: drop the
+				    * frontend (its link goes down); 0: never */
 };
+
+#define VPD_BACKEND_GRACE_MS 2000
 
 struct vpd_spec_list {
 	struct vpd_spec *v;

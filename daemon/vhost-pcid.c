@@ -277,6 +277,7 @@ static void on_event(struct vp_server *srv, enum vp_event ev, const struct vp_de
 		vp_log(VP_LOG_INFO, "device %" PRIu64 " new: server %s, peer pid %d uid %d",
 		       dev->id, s->spec.id, (int)dev->peer_pid, (int)dev->peer_uid);
 		pending_add(s, dev->id);
+		vpd_relay_event(s, ev, dev);
 		return;
 	}
 	if (ev == VP_EV_DEVICE_READY || ev == VP_EV_DEVICE_REMOVED)
@@ -390,7 +391,8 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 
 	for (;;) {
 		int n = epoll_wait(d->epfd, evs, 32,
-				   min_timeout(vpd_control_timeout(ctl), pending_timeout(d)));
+				   min_timeout(min_timeout(vpd_control_timeout(ctl), pending_timeout(d)),
+					       vpd_relay_timeout(d)));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -426,6 +428,7 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 				break;
 			}
 		}
+		vpd_relay_tick(d);
 		vpd_relay_reap(d);
 		vpd_control_expire(ctl);
 		pending_expire(d);

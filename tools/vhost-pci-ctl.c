@@ -222,12 +222,29 @@ static char *join(const struct jv *arr, const char *sep)
 	return s;
 }
 
-#define LIST_COLS 7
+#define LIST_COLS 8
+
+/* "attached", "waiting (refused: backend full: ...)", or "-" without backend=. */
+static char *backend_cell(const struct jv *b)
+{
+	const char *st, *why;
+	char *out;
+
+	if (!b || b->type != JV_OBJ)
+		return strdup("-");
+	st = str_or(b, "state", "?");
+	why = str_or(b, "reason", NULL);
+	if (!why || !*why)
+		return strdup(st);
+	if (asprintf(&out, "%s (%s)", st, why) < 0)
+		return NULL;
+	return out;
+}
 
 static int print_list(const struct jv *doc)
 {
 	static const char *const head[LIST_COLS] = {
-		"ID", "SERVER", "DIALECT", "STATE", "UUID", "TYPE", "FEATURES",
+		"ID", "SERVER", "DIALECT", "STATE", "BACKEND", "UUID", "TYPE", "FEATURES",
 	};
 	const struct jv *devs = jv_get(doc, "devices");
 	size_t w[LIST_COLS], n, i;
@@ -253,9 +270,10 @@ static int print_list(const struct jv *doc)
 		cell[i][1] = strdup(str_or(d, "server", "-"));
 		cell[i][2] = strdup(str_or(d, "dialect", "-"));
 		cell[i][3] = strdup(str_or(d, "state", "-"));
-		cell[i][4] = strdup(str_or(d, "uuid", "-"));
-		cell[i][5] = strdup(str_or(d, "type_name", "-"));
-		cell[i][6] = join(jv_get(d, "driver_feature_names"), ",");
+		cell[i][4] = backend_cell(jv_get(d, "backend"));
+		cell[i][5] = strdup(str_or(d, "uuid", "-"));
+		cell[i][6] = strdup(str_or(d, "type_name", "-"));
+		cell[i][7] = join(jv_get(d, "driver_feature_names"), ",");
 		for (size_t c = 0; c < LIST_COLS; c++) {
 			if (!cell[i][c])
 				cell[i][c] = strdup("?");
@@ -374,6 +392,9 @@ static int print_device(const struct jv *doc)
 	printf("  dialect:    %s\n", str_or(d, "dialect", "-"));
 	printf("  state:      %s (generation %s)\n", str_or(d, "state", "-"),
 	       num_or(d, "generation", a, sizeof(a)));
+	names = backend_cell(jv_get(d, "backend"));
+	printf("  backend:    %s\n", names ? names : "?");
+	free(names);
 	printf("  uuid:       %s\n", str_or(d, "uuid", "-"));
 	printf("  type:       %s (%s)\n", str_or(d, "type_name", "-"),
 	       num_or(d, "type", a, sizeof(a)));

@@ -1846,8 +1846,18 @@ static void relay_changed_body(struct daemon *d)
 		vu_raw_send(fd, VP_VU_SET_VRING_KICK, i, f.kick[i]);
 		vu_raw_send(fd, VP_VU_SET_VRING_CALL, i, f.call[i]);
 	}
+	/* QEMU replaces a call fd right after it starts the rings: still one
+	 * announcement, one backend connection, nothing stopped. */
+	int call2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, call2);
 	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_READY, 1));
+	bk_pump(b, NULL, VP_EV_DEVICE_STOPPED, 1);  /* must not come: times out */
+	CHECK_EQ(bk.n[VP_EV_DEVICE_NEW], 1);
+	CHECK_EQ(bk.n[VP_EV_DEVICE_READY], 1);
+	CHECK_EQ(bk.n[VP_EV_DEVICE_STOPPED], 0);
 	REQUIRE(bk.dev);
+	CHECK(relayed_eventfd(bk.dev->rings[0].call_fd, call2));
 	CHECK_EQ(bk.dev->rings[1].last_avail_idx, 0);
 	CHECK_EQ(bk.dev->driver_features, F_VERSION_1 | F_MRG_RXBUF);
 
@@ -1864,9 +1874,11 @@ static void relay_changed_body(struct daemon *d)
 	CHECK_EQ(bk.dev->rings[0].last_avail_idx, 0);
 	CHECK(relayed_eventfd(bk.dev->rings[1].call_fd, newcall));
 
+	CHECK_EQ(bk.n[VP_EV_DEVICE_NEW], 1);  /* re-announced on the same connection */
 	close(fd);
 	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_REMOVED, 1));
 	close(newcall);
+	close(call2);
 	fe_free(&f);
 	vp_server_free(b);
 }
@@ -1877,6 +1889,243 @@ TEST(backend_relay_changed_resumes)
 
 	REQUIRE(daemon_init(&d_));
 	relay_changed_body(&d_);
+	CHECK(daemon_alive(&d_));
+	CHECK(exited_with(daemon_stop(&d_), 0));
+	daemon_cleanup(&d_);
+}
+
+/* ------------------------------------------------------------------------ */
+/* relay policy: late and restarted backends, one connection, grace, refusals */
+
+/* The device's backend state and reason from "show ID" ("" if none). */
+static void backend_of(const struct daemon *d, uint64_t id, char *st, size_t stlen,
+		       char *why, size_t whylen)
+{
+	char cmd[64];
+	struct jv *doc;
+	const struct jv *b;
+
+	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
+	st[0] = why[0] = '\0';
+	doc = ask(d, cmd);
+	b = doc ? jv_get(jv_get(doc, "device"), "backend") : NULL;
+	if (b) {
+		snprintf(st, stlen, "%s", jv_get_str(b, "state") ? jv_get_str(b, "state") : "");
+		snprintf(why, whylen, "%s", jv_get_str(b, "reason") ? jv_get_str(b, "reason") : "");
+	}
+	jv_free(doc);
+}
+
+static bool wait_backend(const struct daemon *d, uint64_t id, const char *want)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	char st[32], why[400];
+
+	do {
+		backend_of(d, id, st, sizeof(st), why, sizeof(why));
+		if (!strcmp(st, want))
+			return true;
+		sleep_ms(10);
+	} while (now_ms() < deadline);
+	fprintf(stderr, "  device %" PRIu64 ": backend %s (%s), wanted %s\n", id, st, why, want);
+	return false;
+}
+
+static struct vp_server *backend_new(const char *path, vp_event_fn fn)
+{
+	struct vp_server_config bc = { .path = path, .on_event = fn ? fn : bk_event };
+	struct vp_server *b = NULL;
+
+	return vp_server_new(&b, &bc) == 0 ? b : NULL;
+}
+
+/* Serve the backend and poll the frontend's connection for a while. */
+static void bk_serve(struct vp_server *b, struct frontend *f, int ms)
+{
+	int64_t end = now_ms() + ms;
+
+	while (now_ms() < end) {
+		struct pollfd p[2] = { { b ? vp_server_fd(b) : -1, POLLIN, 0 },
+				       { f && f->client ? vp_client_fd(f->client) : -1, POLLIN, 0 } };
+
+		poll(p, 2, 10);
+		if (b)
+			vp_server_dispatch(b);
+		if (f && f->client)
+			vp_client_dispatch(f->client);
+	}
+}
+
+/* A backend that starts after the device is READY, and one that restarts,
+ * both get the device without anything done to the frontend. */
+static void relay_late_body(struct daemon *d)
+{
+	struct vp_server *b;
+	struct frontend f;
+	char bpath[160], spec[400];
+	uint64_t id;
+	int fds0;
+
+	memset(&bk, 0, sizeof(bk));
+	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s,backend-grace=0", d->net0, bpath);
+	char *args[] = { "--server", spec, "--control", d->ctl, NULL };
+
+	REQUIRE(daemon_spawn_argv(d, args));
+	fds0 = daemon_fds(d);
+	REQUIRE(fe_init(&f, UUID0));
+	id = fe_connect(&f, d->net0);
+	REQUIRE(id);
+	CHECK(wait_backend(d, id, "waiting"));
+	/* Late: not there when the device became READY. */
+	b = backend_new(bpath, NULL);
+	REQUIRE(b);
+	CHECK(bk_pump(b, &f, VP_EV_DEVICE_READY, 1));
+	CHECK(wait_backend(d, id, "attached"));
+	/* Restart: the backend process goes away and comes back. */
+	vp_server_free(b);
+	CHECK(wait_backend(d, id, "waiting"));
+	b = backend_new(bpath, NULL);
+	REQUIRE(b);
+	CHECK(bk_pump(b, &f, VP_EV_DEVICE_READY, 2));
+	CHECK(wait_backend(d, id, "attached"));
+	CHECK_EQ(vp_client_state(f.client), VP_CLIENT_STARTED);  /* never disturbed */
+	CHECK_EQ(bk.n[VP_EV_DEVICE_NEW], 2);                    /* one connection each */
+	fe_free(&f);
+	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_REMOVED, 2));
+	CHECK(wait_state(d, id, "gone"));
+	vp_server_free(b);
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), fds0);
+}
+
+TEST(backend_late_or_restarted_gets_ready_devices)
+{
+	struct daemon d_;
+
+	REQUIRE(daemon_init(&d_));
+	relay_late_body(&d_);
+	CHECK(daemon_alive(&d_));
+	CHECK(exited_with(daemon_stop(&d_), 0));
+	daemon_cleanup(&d_);
+}
+
+/* Nobody drives the device: after backend-grace its frontend is dropped
+ * with the reason (a QEMU guest sees its link go down), new frontends are
+ * refused while the backend is away, and let in again once it is back. */
+static void relay_grace_body(struct daemon *d)
+{
+	struct vp_server *b;
+	struct frontend f, g, h;
+	char bpath[160], spec[400];
+	uint64_t id;
+	int64_t t0;
+
+	memset(&bk, 0, sizeof(bk));
+	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s,backend-grace=1", d->net0, bpath);
+	char *args[] = { "--server", spec, "--control", d->ctl, NULL };
+
+	REQUIRE(daemon_spawn_argv(d, args));
+	REQUIRE(fe_init(&f, UUID0));
+	t0 = now_ms();
+	id = fe_connect(&f, d->net0);
+	REQUIRE(id);
+	CHECK(fe_wait_failed(&f));
+	CHECK(now_ms() - t0 >= 900);
+	CHECK(strstr(vp_client_error(f.client), "no backend attached within 1 s") != NULL);
+	CHECK(wait_state(d, id, "gone"));
+	fe_free(&f);
+	/* Refused at the door now, with the reason. */
+	REQUIRE(fe_init(&g, UUID0));
+	CHECK(fe_connect(&g, d->net0) == 0);
+	CHECK(strstr(vp_client_error(g.client), "no backend drives") != NULL);
+	fe_free(&g);
+	CHECK(log_has(d, "refusing new frontends"));
+	/* Back: admission reopens by itself and the next frontend is driven. */
+	b = backend_new(bpath, NULL);
+	REQUIRE(b);
+	REQUIRE(fe_init(&h, UUID0));
+	t0 = now_ms();
+	id = 0;
+	while (!id && now_ms() - t0 < WAIT_MS) {
+		bk_serve(b, NULL, 100);
+		id = fe_connect(&h, d->net0);
+		if (!id)
+			fe_free(&h), fe_init(&h, UUID0);
+	}
+	CHECK(id != 0);
+	CHECK(bk_pump(b, &h, VP_EV_DEVICE_READY, 1));
+	CHECK(wait_backend(d, id, "attached"));
+	fe_free(&h);
+	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_REMOVED, 1));
+	vp_server_free(b);
+}
+
+TEST(backend_missing_takes_link_down_then_resumes)
+{
+	struct daemon d_;
+
+	REQUIRE(daemon_init(&d_));
+	relay_grace_body(&d_);
+	CHECK(daemon_alive(&d_));
+	CHECK(exited_with(daemon_stop(&d_), 0));
+	daemon_cleanup(&d_);
+}
+
+/* A backend that refuses says why; the daemon shows it and tries again. */
+static struct vp_server *refuser;
+static unsigned refusals;
+
+static void refusing_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
+			   void *opaque)
+{
+	(void)opaque;
+	if (ev == VP_EV_DEVICE_READY) {
+		refusals++;
+		vp_server_drop(srv, dev->id, "test backend: no room for this device");
+	}
+}
+
+static void relay_refused_body(struct daemon *d)
+{
+	struct frontend f;
+	char bpath[160], spec[400], st[32], why[400];
+	uint64_t id;
+	int64_t t0;
+
+	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s,backend-grace=0", d->net0, bpath);
+	char *args[] = { "--server", spec, "--control", d->ctl, NULL };
+
+	refusals = 0;
+	refuser = backend_new(bpath, refusing_event);
+	REQUIRE(refuser);
+	REQUIRE(daemon_spawn_argv(d, args));
+	REQUIRE(fe_init(&f, UUID0));
+	id = fe_connect(&f, d->net0);
+	REQUIRE(id);
+	t0 = now_ms();
+	why[0] = '\0';
+	while (!strstr(why, "no room for this device") && now_ms() - t0 < WAIT_MS) {
+		bk_serve(refuser, &f, 20);
+		backend_of(d, id, st, sizeof(st), why, sizeof(why));
+	}
+	CHECK_STR(st, "waiting");
+	CHECK(strstr(why, "refused: ") && strstr(why, "test backend: no room for this device"));
+	/* Retried with backoff: more than once, far fewer than once per poll. */
+	bk_serve(refuser, &f, 700);
+	CHECK(refusals >= 2 && refusals <= 8);
+	fe_free(&f);
+	vp_server_free(refuser);
+}
+
+TEST(backend_refusal_shown_and_retried)
+{
+	struct daemon d_;
+
+	REQUIRE(daemon_init(&d_));
+	relay_refused_body(&d_);
 	CHECK(daemon_alive(&d_));
 	CHECK(exited_with(daemon_stop(&d_), 0));
 	daemon_cleanup(&d_);
