@@ -3,7 +3,8 @@
 #
 #   1. gcc build, -Werror: unit, functional and daemon tests, then the
 #      two-process ring harness
-#   2. real peers: a stock QEMU guest and DPDK testpmd against vhost-pcid
+#   2. real peers: a stock QEMU guest and DPDK testpmd against vhost-pcid, and a
+#      QEMU guest whose link follows a userspace backend VM that comes and goes
 #      (installs QEMU, a Debian guest kernel and DPDK from Debian's packages)
 #   3. clang build, -Werror: unit, functional and daemon tests
 #   4. ASan+UBSan build: all of 1 again
@@ -85,9 +86,9 @@ fi
 
 say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid"
 if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
-	for t in qemu-daemon dpdk-daemon; do
+	for t in qemu-daemon qemu-backend dpdk-daemon; do
 		"$root/tests/peers/$t.sh" "$B/gcc/daemon/vhost-pcid" "$B/gcc/tools/vhost-pci-ctl" \
-			>"$B/$t.log" 2>&1
+			"$B/gcc/tools/vp-vm" >"$B/$t.log" 2>&1
 		rc=$?
 		grep -E "^(device|$t|run-guest)" "$B/$t.log" | sed 's/^/  /'
 		case $rc in
