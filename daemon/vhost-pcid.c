@@ -305,6 +305,7 @@ static int start_server(struct vpd *d, struct vpd_server *s)
 		.allowed_uid = s->spec.uid,
 		.have_uuid = s->spec.have_uuid,
 		.features = s->spec.features,
+		.allow_unsealed = s->spec.allow_unsealed,
 		.on_event = on_event,
 		.opaque = s,
 	};

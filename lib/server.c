@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vhostpci/fd.h"
 #include "vhostpci/log.h"
 #include "util.h"
 #include "vhostpci/server.h"
@@ -62,6 +63,7 @@ struct conn {
 	/* Dropped before its first message: the dialect is not known yet, so
 	 * the reason waits for it (a native peer is then told, in ERROR). */
 	char refuse[VP_PCI_REASON_MAX];
+	const struct vp_msg *cur;  /* the message being handled (a refusal answers it) */
 };
 
 struct vp_server {
@@ -74,6 +76,7 @@ struct vp_server {
 	bool have_uuid;
 	uint8_t uuid[16];
 	uint64_t features;
+	bool allow_unsealed;
 	vp_event_fn cb;
 	void *opaque;
 	int lsock;
@@ -251,6 +254,16 @@ static void fail(struct conn *c, int code, const char *fmt, ...)
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 	vp_log(VP_LOG_WARN, "%s: dropping frontend: %s", c->name, reason);
+	if (c->dev.dialect == VP_DIALECT_VHOST_USER && c->cur &&
+	    (c->cur->flags & VP_MSG_NEED_REPLY) && !(c->cur->flags & VP_MSG_REPLY) &&
+	    (c->dev.protocol_features & (1ull << VP_VU_PROTOCOL_F_REPLY_ACK))) {
+		/* The frontend asked whether this worked: say no before closing. */
+		struct vp_msg m;
+
+		vp_msg_init(&m, c->cur->request, VP_MSG_REPLY);
+		m.p.u64 = (uint64_t)(code < 0 ? -code : EPROTO);
+		vp_sock_send(c->sock, &m);
+	}
 	if (c->dev.dialect == VP_DIALECT_NATIVE) {
 		struct vp_msg m;
 
@@ -260,6 +273,26 @@ static void fail(struct conn *c, int code, const char *fmt, ...)
 		vp_sock_send(c->sock, &m);
 	}
 	c->dead = true;
+}
+
+/*
+ * Kick and call fds must be eventfds: a pipe or socket as a kick fd stays
+ * readable (the backend spins), as a call fd it fills up (the backend's
+ * write blocks). false (connection failed) if fd is anything else.
+ */
+static bool eventfd_ok(struct conn *c, int fd, const char *what, unsigned ring)
+{
+	char kind[48];
+	int e;
+
+	if (fd < 0)
+		return true;
+	e = vp_fd_check_eventfd(fd);
+	if (!e)
+		return true;
+	fail(c, e, "%s fd of ring %u is a %s, not an eventfd", what, ring,
+	     vp_fd_kind(fd, kind, sizeof(kind)));
+	return false;
 }
 
 static bool ring_index_ok(struct conn *c, uint32_t idx, const char *what)
@@ -315,11 +348,31 @@ static int translate_ring_uva(struct conn *c, unsigned idx)
 /* Map a new region table; the old one is replaced only if all of it maps. */
 static int set_memory(struct conn *c, const struct vp_dev_region *regs, unsigned n)
 {
-	struct vp_mem *mem = vp_mem_new();
+	struct vp_mem *mem;
 	int e = 0;
 
+	/* Memory that can shrink turns the backend's next access into SIGBUS. */
+	for (unsigned i = 0; i < n && !c->srv->allow_unsealed; i++) {
+		char kind[48];
+
+		e = vp_fd_check_memory(regs[i].fd);
+		if (!e)
+			continue;
+		if (e == -EPERM)
+			fail(c, e, "memory region %u (%s) can shrink under the backend: "
+			     "no F_SEAL_SHRINK", i, vp_fd_kind(regs[i].fd, kind, sizeof(kind)));
+		else
+			fail(c, e, "memory region %u (%s) is not memory", i,
+			     vp_fd_kind(regs[i].fd, kind, sizeof(kind)));
+		for (unsigned k = 0; k < n; k++)
+			close(regs[k].fd);
+		return e;
+	}
+	mem = vp_mem_new();
 	if (!mem) {
 		fail(c, -ENOMEM, "out of memory");
+		for (unsigned k = 0; k < n; k++)
+			close(regs[k].fd);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < n && !e; i++) {
@@ -383,7 +436,9 @@ static void vu_set_vring_fd(struct conn *c, struct vp_msg *m)
 	struct vp_dev_ring *r;
 
 	m->nfds = 0; /* ours now */
-	if (!ring_index_ok(c, idx, vp_msg_name(m->request))) {
+	if (!ring_index_ok(c, idx, vp_msg_name(m->request)) ||
+	    (m->request != VP_VU_SET_VRING_ERR &&
+	     !eventfd_ok(c, fd, m->request == VP_VU_SET_VRING_KICK ? "kick" : "call", idx))) {
 		if (fd >= 0)
 			close(fd);
 		return;
@@ -635,6 +690,15 @@ static void n_got_devinfo(struct conn *c, struct vp_msg *m)
 		     d->device_type);
 		return;
 	}
+	/* Checked before any is taken: on failure the caller closes them all. */
+	for (unsigned i = 0, f2 = 0; i < d->nrings && i < VP_PCI_MAX_RINGS; i++) {
+		const struct vp_pci_ring *w = &d->rings[i];
+
+		if ((w->flags & VP_PCI_RING_KICKFD) && !eventfd_ok(c, m->fds[f2++], "kick", w->index))
+			return;
+		if ((w->flags & VP_PCI_RING_CALLFD) && !eventfd_ok(c, m->fds[f2++], "call", w->index))
+			return;
+	}
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
 		reset_ring(&c->dev.rings[i]);
 	c->dev.type = d->device_type;
@@ -866,10 +930,12 @@ static void conn_handle(struct conn *c, struct vp_msg *m)
 	}
 	vp_log(VP_LOG_DEBUG, "%s: %s%s", c->name, vp_msg_name(m->request),
 	       m->flags & VP_MSG_REPLY ? " (reply)" : "");
+	c->cur = m;
 	if (c->dev.dialect == VP_DIALECT_NATIVE)
 		n_handle(c, m);
 	else
 		vu_handle(c, m);
+	c->cur = NULL;
 }
 
 static void conn_readable(struct conn *c)
@@ -1097,6 +1163,7 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	s->have_uuid = cfg->have_uuid;
 	memcpy(s->uuid, cfg->uuid, 16);
 	s->features = cfg->features ? cfg->features : VP_SERVER_DEFAULT_FEATURES;
+	s->allow_unsealed = cfg->allow_unsealed;
 	s->cb = cfg->on_event;
 	s->opaque = cfg->opaque;
 	if (!s->path || !s->id) {

@@ -835,6 +835,7 @@ int vm_port_backend(struct vm_port *p, const char *name, const char *path,
 	/* Native frontends (the daemon's relay) are held to these; stock
 	 * vhost-user frontends connecting straight here get the transport bit. */
 	cfg.features = features | (1ull << VP_VU_F_PROTOCOL_FEATURES);
+	cfg.allow_unsealed = o && o->allow_unsealed;
 	p->max_links = o && o->max_links && o->max_links < VM_MAX_LINKS ? o->max_links : VM_MAX_LINKS;
 	cfg.on_event = on_server_event;
 	cfg.opaque = p;

@@ -242,6 +242,7 @@ struct vm_be_opts {
 			      * data path supports (VP_NET_FEATURES) */
 	unsigned max_links;  /* 0: VM_MAX_LINKS; a device beyond it is refused
 			      * with the reason, so its sender can retry later */
+	bool allow_unsealed; /* accept frontend memory that can shrink */
 };
 int vm_port_backend(struct vm_port *p, const char *name, const char *path,
 		    enum vp_net_mode mode, const struct vm_be_opts *o);

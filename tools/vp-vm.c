@@ -111,6 +111,9 @@ static const char usage_text[] =
 "  --max-links N          backend ports: frontend devices driven at once, 1..%u\n"
 "                         (default %u); one more is refused with the reason, and\n"
 "                         its sender may offer it again when a link frees\n"
+"  --allow-unsealed       backend ports: accept frontend memory that can shrink\n"
+"                         (an unsealed memfd or a file; refused by default: a\n"
+"                         frontend truncating it could fault this VM)\n"
 "  --mode poll|irq|adaptive  wait strategy (default adaptive)\n"
 "  --cpu N                pin to CPU N\n"
 "  --mac XX:XX:XX:XX:XX:XX  frontend MAC / gen source MAC\n"
@@ -172,6 +175,7 @@ struct opts {
 	enum vp_log_level log_level;
 	uint64_t features;       /* backend ports: accepted features; 0 = all supported */
 	unsigned max_links;      /* backend ports: devices at once; 0 = server limit */
+	bool allow_unsealed;     /* backend ports: accept memory that can shrink */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -226,6 +230,7 @@ enum {
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
+	O_UNSEALED,
 };
 
 static const struct option lopts[] = {
@@ -253,6 +258,7 @@ static const struct option lopts[] = {
 	{ "ring", required_argument, NULL, O_RING },
 	{ "features", required_argument, NULL, O_FEATURES },
 	{ "max-links", required_argument, NULL, O_MAXLINKS },
+	{ "allow-unsealed", no_argument, NULL, O_UNSEALED },
 	{ "mode", required_argument, NULL, O_MODE },
 	{ "cpu", required_argument, NULL, O_CPU },
 	{ "cpu-list", required_argument, NULL, O_CPULIST },
@@ -414,6 +420,9 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 				return vm_usage_error("bad --features '%s': a hex mask or names joined "
 						   "by ',' out of csum, guest_csum, mrg_rxbuf, "
 						   "event_idx, indirect_desc, version_1", optarg);
+			break;
+		case O_UNSEALED:
+			o->allow_unsealed = true;
 			break;
 		case O_MAXLINKS:
 			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VM_MAX_LINKS)
@@ -1523,7 +1532,8 @@ static int run_vm(struct opts *o)
 			memcpy(fo.uuid, vm->o.uuid, 16);
 			r = vm_port_frontend(&vm->port[i], pname, &fo);
 		} else {
-			struct vm_be_opts bo = { .features = o->features, .max_links = o->max_links };
+			struct vm_be_opts bo = { .features = o->features, .max_links = o->max_links,
+						 .allow_unsealed = o->allow_unsealed };
 
 			r = vm_port_backend(&vm->port[i], pname, ps->path, o->mode, &bo);
 		}

@@ -133,6 +133,10 @@ struct vp_server_config {
 	uint8_t uuid[16];          /* (otherwise one is generated and logged) */
 	uint64_t features;         /* virtio features offered to vhost-user
 				    * frontends; 0: VP_SERVER_DEFAULT_FEATURES */
+	bool allow_unsealed;       /* accept memory that can shrink (an unsealed
+				    * memfd, a tmpfs or hugetlbfs file): the
+				    * backend's access to it may then fault; off,
+				    * such memory is refused with the reason */
 	vp_event_fn on_event;
 	void *opaque;
 };

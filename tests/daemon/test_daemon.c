@@ -1623,7 +1623,38 @@ static void sigbus_body(struct daemon *d)
 
 TEST(shrunk_frontend_memory_does_not_crash_show)
 {
-	WITH_DAEMON(sigbus_body);
+	struct daemon d_;
+	char s0[240];
+	char *args[] = { "--server", s0, "--control", d_.ctl, "--log-level", "debug", NULL };
+
+	REQUIRE(daemon_init(&d_));
+	/* Only a server told to accept shrinkable memory gets that far. */
+	snprintf(s0, sizeof(s0), "path=%s,id=net0,allow-unsealed=on", d_.net0);
+	REQUIRE(daemon_spawn_argv(&d_, args));
+	sigbus_body(&d_);
+	CHECK(daemon_alive(&d_));
+	CHECK(exited_with(daemon_stop(&d_), 0));
+	daemon_cleanup(&d_);
+}
+
+/* By default such memory is refused, and the frontend is told why. */
+static void unsealed_body(struct daemon *d)
+{
+	struct frontend f;
+	int fds0 = daemon_fds(d);
+
+	REQUIRE(fe_init_sealed(&f, UUID0, 0));
+	CHECK(fe_connect(&f, d->net0) == 0);
+	CHECK(strstr(vp_client_error(f.client), "can shrink under the backend") != NULL);
+	CHECK(log_has(d, "unsealed memfd"));
+	fe_free(&f);
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), fds0);
+}
+
+TEST(unsealed_frontend_memory_refused)
+{
+	WITH_DAEMON(unsealed_body);
 }
 
 /* ------------------------------------------------------------------------ */

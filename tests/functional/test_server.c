@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -101,9 +102,11 @@ static void make_tmpdir(void)
 	}
 }
 
+static bool allow_unsealed;  /* for the next new_server() */
+
 static struct vp_server *new_server(const char *name, unsigned maxc)
 {
-	struct vp_server_config cfg = { 0 };
+	struct vp_server_config cfg = { .allow_unsealed = allow_unsealed };
 	struct vp_server *s = NULL;
 	char path[128];
 
@@ -549,7 +552,11 @@ static size_t raw_mem_table(uint8_t *b, uint64_t size)
 /* A frontend truncates its RAM under the server, then asks it to read. */
 TEST(truncated_memory_does_not_kill_the_server)
 {
-	struct vp_server *s = new_server("trunc", 0);
+	struct vp_server *s;
+
+	allow_unsealed = true;  /* the risk this case is about */
+	s = new_server("trunc", 0);
+	allow_unsealed = false;
 	const struct vp_device *d;
 	struct vp_ring_status st;
 	struct vp_msg rep;
@@ -967,4 +974,130 @@ TEST(uuid_format_parse)
 	CHECK_EQ(vp_uuid_parse("00112233-4455-6677-8899-aabbccddeeff0", v), -EINVAL);
 	CHECK_EQ(vp_uuid_parse("0011223304455-6677-8899-aabbccddeeff", v), -EINVAL);
 	CHECK_EQ(vp_uuid_parse("g0112233-4455-6677-8899-aabbccddeeff", v), -EINVAL);
+}
+/* ---- fds of the wrong kind, memory that can shrink ---- */
+
+static unsigned conns_of(struct vp_server *s)
+{
+	return vp_server_connections(s);
+}
+
+/*
+ * A kick or call fd that is not an eventfd (a pipe spins a backend that
+ * polls it, a full pipe blocks the write of a call) ends that connection
+ * with the reason; every fd it sent is closed; a healthy device on the same
+ * server stays READY.
+ */
+TEST(kick_and_call_must_be_eventfds)
+{
+	struct vp_server *s = new_server("kinds", 0);
+	struct ram good, bad;
+	int efd[4], gfd, before;
+
+	REQUIRE(s && ram_new(&good) && ram_new(&bad));
+	eventfds(efd);
+	gfd = connect_to(s);
+	driver_ok(gfd, &good, efd);
+	pump(s, 50);
+	REQUIRE(only_device(s) && only_device(s)->state == VP_DEV_READY);
+	before = tu_count_fds();
+	for (int which = 0; which < 6; which++) {
+		int p[2], sv[2], tfd, wrong, e2[4], fd;
+		const char *kind;
+
+		REQUIRE(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0);
+		REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+		tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+		wrong = which % 3 == 0 ? p[0] : which % 3 == 1 ? sv[0] : tfd;
+		kind = which % 3 == 0 ? "pipe" : which % 3 == 1 ? "socket" : "timerfd";
+		eventfds(e2);
+		fd = connect_to(s);
+		REQUIRE(fd >= 0);
+		send_req(fd, VP_VU_SET_FEATURES, F_VERSION_1 | F_MRG_RXBUF, NULL, 0);
+		send_mem(fd, &bad, RAM_SIZE);
+		send_state(fd, VP_VU_SET_VRING_NUM, 0, RING_NUM);
+		send_state(fd, VP_VU_SET_VRING_BASE, 0, 0);
+		send_addr(fd, &bad, 0, 0x1000);
+		/* which < 3: the kick fd is wrong; else the call fd. */
+		send_req(fd, VP_VU_SET_VRING_KICK, 0, which < 3 ? &wrong : &e2[0], 1);
+		send_req(fd, VP_VU_SET_VRING_CALL, 0, which < 3 ? &e2[1] : &wrong, 1);
+		pump(s, 50);
+		if (conns_of(s) != 1)
+			fprintf(stderr, "  %s as %s fd: still connected\n", kind,
+				which < 3 ? "kick" : "call");
+		CHECK_EQ(conns_of(s), 1);
+		close(fd);
+		close(p[0]);
+		close(p[1]);
+		close(sv[0]);
+		close(sv[1]);
+		close(tfd);
+		close4(e2);
+		pump(s, 20);
+	}
+	CHECK_EQ(tu_count_fds(), before);  /* the server kept none of them */
+	CHECK(only_device(s) && only_device(s)->state == VP_DEV_READY);
+	close(gfd);
+	pump(s, 30);
+	close4(efd);
+	vp_server_free(s);
+	ram_free(&good);
+	ram_free(&bad);
+}
+
+/*
+ * Memory that can shrink (an unsealed memfd, a file) is refused unless the
+ * server allows it; a frontend that asked for an ack gets a non-zero one.
+ */
+TEST(memory_that_can_shrink_is_refused)
+{
+	struct vp_server *s = new_server("seal", 0);
+	char path[] = "/tmp/vp-seal-test-XXXXXX";
+	struct ram open_ram;
+	struct vp_msg m, rep;
+	int fd, file, before;
+
+	REQUIRE(s && ram_new_sealed(&open_ram, 0));
+	file = mkstemp(path);
+	REQUIRE(file >= 0 && ftruncate(file, RAM_SIZE) == 0);
+	unlink(path);
+	before = tu_count_fds();
+	for (int k = 0; k < 2; k++) {
+		fd = connect_to(s);
+		REQUIRE(fd >= 0);
+		/* With REPLY_ACK, as QEMU asks for SET_MEM_TABLE. */
+		send_req(fd, VP_VU_SET_PROTOCOL_FEATURES, 1ull << VP_VU_PROTOCOL_F_REPLY_ACK, NULL, 0);
+		send_req(fd, VP_VU_SET_FEATURES, F_VERSION_1 | F_PROTOCOL, NULL, 0);
+		vp_msg_init(&m, VP_VU_SET_MEM_TABLE, VP_MSG_NEED_REPLY);
+		m.p.mem.nregions = 1;
+		m.p.mem.regions[0] = (struct vp_mem_region_wire){ 0, RAM_SIZE,
+			(uint64_t)(uintptr_t)open_ram.p, 0 };
+		m.fds[0] = k ? file : open_ram.fd;
+		m.nfds = 1;
+		REQUIRE(vp_sock_send(fd, &m) == 0);
+		CHECK_EQ(read_reply(fd, s, &rep), 1);
+		CHECK_EQ(rep.request, VP_VU_SET_MEM_TABLE);
+		CHECK(rep.p.u64 != 0);
+		pump(s, 30);
+		CHECK_EQ(conns_of(s), 0);
+		close(fd);
+	}
+	pump(s, 20);
+	CHECK_EQ(tu_count_fds(), before);
+	vp_server_free(s);
+	/* Allowed, the same memory is taken. */
+	allow_unsealed = true;
+	s = new_server("seal2", 0);
+	allow_unsealed = false;
+	REQUIRE(s);
+	fd = connect_to(s);
+	send_req(fd, VP_VU_SET_FEATURES, F_VERSION_1 | F_MRG_RXBUF, NULL, 0);
+	send_mem(fd, &open_ram, RAM_SIZE);
+	pump(s, 50);
+	CHECK_EQ(conns_of(s), 1);
+	close(fd);
+	pump(s, 30);
+	vp_server_free(s);
+	close(file);
+	ram_free(&open_ram);
 }

@@ -40,11 +40,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$pcid" --server "path=$work/net0.sock,id=net0" --control "$work/ctl.sock" \
+# testpmd's --no-huge memory is an unsealed memfd, which it could shrink under a
+# backend: refused by default (strict), taken where allow-unsealed=on (net0).
+"$pcid" --server "path=$work/net0.sock,id=net0,allow-unsealed=on" \
+	--server "path=$work/strict.sock,id=strict" --control "$work/ctl.sock" \
 	--log-level info 2>"$work/daemon.log" &
 dpid=$!
 for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
 [ -S "$work/ctl.sock" ] || fail "daemon did not start"
+
+nice -n 10 dpdk-testpmd --lcores '0@0,1@0' --no-huge -m 256 --no-pci --file-prefix "$prefix" \
+	--vdev "net_virtio_user0,path=$work/strict.sock,queues=1,queue_size=256" -- \
+	--nb-cores=1 --total-num-mbufs=8192 --stats-period 1 </dev/null >"$work/testpmd0.log" 2>&1 &
+tpid=$!
+for _ in $(seq 300); do
+	grep -q "can shrink under the backend" "$work/daemon.log" && break
+	kill -0 "$tpid" 2>/dev/null || break
+	sleep 0.1
+done
+grep -q "can shrink under the backend: no F_SEAL_SHRINK" "$work/daemon.log" ||
+	fail "testpmd's unsealed memory was not refused with a reason"
+echo "$vp_prog: strict server refused testpmd: $(grep -o 'memory region 0 ([a-z ]*) can shrink' "$work/daemon.log" | head -1)"
+kill -KILL "$tpid" 2>/dev/null; wait "$tpid" 2>/dev/null; tpid=''
+rm -rf "/var/run/dpdk/$prefix"
 
 # testpmd reads its commands from a fifo we hold open, so it stays up until "quit".
 mkfifo "$work/cmd"
