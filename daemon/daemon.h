@@ -41,22 +41,13 @@ struct vpd_server {
 	int64_t refuse_log_ms;         /* next summary line about them */
 };
 
-/* A frontend that has not finished its handshake yet (see handshake_ms). */
-struct vpd_pending {
-	struct vpd_pending *next;
-	struct vpd_server *s;
-	uint64_t id;
-	int64_t deadline;
-};
-
 #define VPD_HANDSHAKE_TIMEOUT_S 10
 
 struct vpd {
 	int epfd;
 	struct vpd_server *servers;
 	unsigned nservers;
-	int handshake_ms;              /* 0: no limit */
-	struct vpd_pending *pending;
+	int handshake_ms;              /* 0: no limit (passed to each vp_server) */
 	struct vpd_relay *relays;      /* devices announced to backends (relay.c) */
 };
 

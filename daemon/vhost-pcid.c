@@ -73,9 +73,11 @@ static const char usage_text[] =
 "  -C, --control PATH     control socket (default " DEFAULT_CONTROL ");\n"
 "                         its directory is created if missing\n"
 "  -t, --handshake-timeout SEC\n"
-"                         drop a frontend that has not said which protocol it\n"
-"                         speaks (or, native, not finished its handshake) after\n"
-"                         SEC seconds; 0: never (default 10)\n"
+"                         drop a frontend that is not READY within SEC seconds\n"
+"                         (a vhost-user one: through QEMU's init up to SET_OWNER,\n"
+"                         then READY within SEC of starting the device; idle in\n"
+"                         between is QEMU waiting for its guest); 0: never\n"
+"                         (default 10)\n"
 "  -l, --log-level LEVEL  err, warn, info (default) or debug\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
@@ -157,103 +159,6 @@ static int parse_level(const char *s, enum vp_log_level *out)
 	return -EINVAL;
 }
 
-/* ------------------------------------------------------------------------ */
-/* handshake deadlines */
-
-/*
- * The library keeps a connection as long as its peer keeps it open, so
- * connections= idle (or half-a-header) connectors would lock everyone out.
- * A frontend gets handshake_ms to say which dialect it speaks and, if it is
- * a native client, to finish the handshake. A stock vhost-user frontend is
- * exempt once known: QEMU sets up rings only when the guest driver loads.
- */
-static void pending_add(struct vpd_server *s, uint64_t id)
-{
-	struct vpd *d = s->d;
-	struct vpd_pending *p;
-
-	if (!d->handshake_ms)
-		return;
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		vp_log(VP_LOG_WARN, "device %" PRIu64 ": out of memory, no handshake deadline", id);
-		return;
-	}
-	p->s = s;
-	p->id = id;
-	p->deadline = vpd_now_ms() + d->handshake_ms;
-	p->next = d->pending;
-	d->pending = p;
-}
-
-static void pending_del(struct vpd *d, uint64_t id)
-{
-	for (struct vpd_pending **pp = &d->pending; *pp; pp = &(*pp)->next) {
-		if ((*pp)->id == id) {
-			struct vpd_pending *p = *pp;
-
-			*pp = p->next;
-			free(p);
-			return;
-		}
-	}
-}
-
-static int pending_timeout(const struct vpd *d)
-{
-	int64_t now = vpd_now_ms(), best = -1;
-
-	for (const struct vpd_pending *p = d->pending; p; p = p->next) {
-		int64_t left = p->deadline > now ? p->deadline - now : 0;
-
-		if (best < 0 || left < best)
-			best = left;
-	}
-	return (int)best;
-}
-
-static void pending_expire(struct vpd *d)
-{
-	int64_t now = vpd_now_ms();
-	struct vpd_pending **pp = &d->pending;
-
-	while (*pp) {
-		struct vpd_pending *p = *pp;
-		const struct vp_device *dev;
-		struct vpd_server *s;
-		uint64_t id;
-
-		if (p->deadline > now) {
-			pp = &p->next;
-			continue;
-		}
-		/* Unlink first: dropping calls on_event(REMOVED) for this id. */
-		*pp = p->next;
-		s = p->s;
-		id = p->id;
-		free(p);
-		dev = vp_server_find(s->srv, id);
-		if (!dev || dev->dialect == VP_DIALECT_VHOST_USER || dev->state != VP_DEV_CONNECTED)
-			continue;
-		vp_log(VP_LOG_WARN, "device %" PRIu64 " (server %s): %s within %d ms, dropping it",
-		       id, s->spec.id, dev->dialect == VP_DIALECT_UNKNOWN ?
-		       "no complete message" : "native handshake not finished", d->handshake_ms);
-		vp_server_drop(s->srv, id, "handshake timed out");
-		/* The list may have changed under us: start over. */
-		pp = &d->pending;
-	}
-}
-
-static void pending_free(struct vpd *d)
-{
-	while (d->pending) {
-		struct vpd_pending *p = d->pending;
-
-		d->pending = p->next;
-		free(p);
-	}
-}
-
 static int min_timeout(int a, int b)
 {
 	if (a < 0)
@@ -276,12 +181,9 @@ static void on_event(struct vp_server *srv, enum vp_event ev, const struct vp_de
 	if (ev == VP_EV_DEVICE_NEW) {
 		vp_log(VP_LOG_INFO, "device %" PRIu64 " new: server %s, peer pid %d uid %d",
 		       dev->id, s->spec.id, (int)dev->peer_pid, (int)dev->peer_uid);
-		pending_add(s, dev->id);
 		vpd_relay_event(s, ev, dev);
 		return;
 	}
-	if (ev == VP_EV_DEVICE_READY || ev == VP_EV_DEVICE_REMOVED)
-		pending_del(s->d, dev->id);
 	vpd_relay_event(s, ev, dev);
 	vp_uuid_format(dev->uuid, uuid);
 	vp_log(VP_LOG_INFO, "device %" PRIu64 " %s: server %s, uuid %s, dialect %s, "
@@ -306,6 +208,10 @@ static int start_server(struct vpd *d, struct vpd_server *s)
 		.have_uuid = s->spec.have_uuid,
 		.features = s->spec.features,
 		.allow_unsealed = s->spec.allow_unsealed,
+		/* The library drops a connection not READY in time (vhost-user:
+		 * not through QEMU's init, or not READY once it starts). */
+		.handshake_timeout_ms = d->handshake_ms ? (unsigned)d->handshake_ms :
+							  VP_SERVER_NO_TIMEOUT,
 		.on_event = on_event,
 		.opaque = s,
 	};
@@ -392,8 +298,7 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 
 	for (;;) {
 		int n = epoll_wait(d->epfd, evs, 32,
-				   min_timeout(min_timeout(vpd_control_timeout(ctl), pending_timeout(d)),
-					       vpd_relay_timeout(d)));
+				   min_timeout(vpd_control_timeout(ctl), vpd_relay_timeout(d)));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -432,7 +337,6 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 		vpd_relay_tick(d);
 		vpd_relay_reap(d);
 		vpd_control_expire(ctl);
-		pending_expire(d);
 	}
 }
 
@@ -603,7 +507,6 @@ out:
 	for (unsigned i = 0; i < d.nservers; i++)
 		vpd_spec_free(&d.servers[i].spec);
 	free(d.servers);
-	pending_free(&d);
 	vpd_spec_list_free(&o.specs);
 	if (d.epfd >= 0)
 		close(d.epfd);

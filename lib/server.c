@@ -21,6 +21,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +65,8 @@ struct conn {
 	 * the reason waits for it (a native peer is then told, in ERROR). */
 	char refuse[VP_PCI_REASON_MAX];
 	const struct vp_msg *cur;  /* the message being handled (a refusal answers it) */
+	int64_t deadline_ms;       /* READY (or QEMU's init) by then, or dropped; 0: none */
+	const char *waiting_for;   /* what the deadline is about, for the reason */
 };
 
 struct vp_server {
@@ -77,6 +80,12 @@ struct vp_server {
 	uint8_t uuid[16];
 	uint64_t features;
 	bool allow_unsealed;
+	unsigned handshake_ms;     /* 0: no deadline */
+	int timerfd;               /* fires at the earliest connection deadline */
+	/* Refusals at accept (limit, uid): one line, then a count per interval. */
+	int64_t refuse_log_ms;
+	unsigned refused_quiet;
+	char refuse_last[96];
 	vp_event_fn cb;
 	void *opaque;
 	int lsock;
@@ -204,6 +213,31 @@ static void reset_ring(struct vp_dev_ring *r)
 	r->kick_fd = r->call_fd = -1;
 }
 
+static int64_t mono_ms(void)
+{
+	return (int64_t)(now_ns() / 1000000u);
+}
+
+/*
+ * Handshake deadlines. A connection must get somewhere within
+ * handshake_ms, however it trickles: a native peer from HELLO to READY, a
+ * vhost-user peer through QEMU's init (up to SET_OWNER) and, once it starts
+ * the device (SET_FEATURES, SET_MEM_TABLE), to READY. A vhost-user peer idle
+ * after SET_OWNER is QEMU waiting for its guest's driver: no deadline.
+ */
+static void deadline_set(struct conn *c, const char *what)
+{
+	if (!c->srv->handshake_ms || c->deadline_ms)
+		return;
+	c->deadline_ms = mono_ms() + c->srv->handshake_ms;
+	c->waiting_for = what;
+}
+
+static void deadline_clear(struct conn *c)
+{
+	c->deadline_ms = 0;
+}
+
 /* READY when memory, features and every ring are in place and running. */
 static void update_ready(struct conn *c)
 {
@@ -217,6 +251,7 @@ static void update_ready(struct conn *c)
 	if (ready && c->dev.state != VP_DEV_READY) {
 		c->dev.state = VP_DEV_READY;
 		c->dev.generation++;
+		deadline_clear(c);
 		vp_log(VP_LOG_INFO, "%s: device %llu ready (generation %u)", c->name,
 		       (unsigned long long)c->dev.id, c->dev.generation);
 		emit(c, VP_EV_DEVICE_READY);
@@ -509,6 +544,8 @@ static void vu_handle(struct conn *c, struct vp_msg *m)
 		vu_reply_u64(c, m, c->srv->features);
 		return;
 	case VP_VU_SET_FEATURES:
+		if (c->dev.state != VP_DEV_READY)
+			deadline_set(c, "device start (SET_FEATURES) to READY");
 		if (m->p.u64 & ~c->srv->features) {
 			fail(c, -ENOTSUP, "frontend acked features 0x%llx not offered (0x%llx)",
 			     (unsigned long long)m->p.u64,
@@ -531,6 +568,9 @@ static void vu_handle(struct conn *c, struct vp_msg *m)
 		c->dev.protocol_features = m->p.u64;
 		break;
 	case VP_VU_SET_OWNER:
+		/* QEMU's init is done; it may wait for its guest for ever. */
+		if (c->dev.state != VP_DEV_READY && !c->features_set && !c->mem)
+			deadline_clear(c);
 		break;
 	case VP_VU_RESET_OWNER:
 	case VP_VU_RESET_DEVICE:
@@ -543,6 +583,8 @@ static void vu_handle(struct conn *c, struct vp_msg *m)
 		vu_reply_u64(c, m, VP_DEV_MAX_RINGS / 2);
 		return;
 	case VP_VU_SET_MEM_TABLE: {
+		if (c->dev.state != VP_DEV_READY)
+			deadline_set(c, "device start (SET_MEM_TABLE) to READY");
 		struct vp_dev_region regs[VP_VU_MAX_REGIONS];
 		unsigned n = m->p.mem.nregions;
 
@@ -821,6 +863,7 @@ static void n_handle(struct conn *c, struct vp_msg *m)
 
 	switch (c->nstate) {
 	case N_IDLE:
+		deadline_set(c, "HELLO to READY");
 		vp_msg_init(&out, VP_PCI_HELLO, VP_MSG_REPLY);
 		out.p.hello.magic = VP_PCI_MAGIC;
 		out.p.hello.major = VP_PCI_VERSION_MAJOR;
@@ -986,6 +1029,31 @@ static void conn_destroy(struct conn *c)
 	free(c);
 }
 
+#define REFUSE_LOG_MS 10000
+
+/*
+ * Refuse a connection before it is one. A peer connecting in a loop must
+ * not fill the log: the first refusal is logged with its reason, the rest
+ * are counted and summed up at most once per REFUSE_LOG_MS.
+ */
+static void refuse_at_door(struct vp_server *s, int fd, pid_t pid, const char *why)
+{
+	int64_t now = mono_ms();
+
+	close(fd);
+	if (now < s->refuse_log_ms) {
+		s->refused_quiet++;
+		snprintf(s->refuse_last, sizeof(s->refuse_last), "%s", why);
+		return;
+	}
+	if (s->refused_quiet)
+		vp_log(VP_LOG_WARN, "%s: refused %u more connections in the last %d s (last: %s)",
+		       s->id, s->refused_quiet, REFUSE_LOG_MS / 1000, s->refuse_last);
+	vp_log(VP_LOG_WARN, "%s: refusing pid %d: %s", s->id, (int)pid, why);
+	s->refused_quiet = 0;
+	s->refuse_log_ms = now + REFUSE_LOG_MS;
+}
+
 static void accept_one(struct vp_server *s, int fd)
 {
 	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
@@ -995,15 +1063,18 @@ static void accept_one(struct vp_server *s, int fd)
 
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
 	if (s->nconns >= s->max_conns) {
-		vp_log(VP_LOG_WARN, "%s: refusing pid %d: connection limit %u reached",
-		       s->id, (int)cred.pid, s->max_conns);
-		close(fd);
+		char why[96];
+
+		snprintf(why, sizeof(why), "connection limit %u reached", s->max_conns);
+		refuse_at_door(s, fd, cred.pid, why);
 		return;
 	}
 	if (s->check_uid && cred.uid != s->allowed_uid) {
-		vp_log(VP_LOG_WARN, "%s: refusing pid %d: uid %u is not the allowed uid %u",
-		       s->id, (int)cred.pid, (unsigned)cred.uid, (unsigned)s->allowed_uid);
-		close(fd);
+		char why[96];
+
+		snprintf(why, sizeof(why), "uid %u is not the allowed uid %u", (unsigned)cred.uid,
+			 (unsigned)s->allowed_uid);
+		refuse_at_door(s, fd, cred.pid, why);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
@@ -1021,6 +1092,7 @@ static void accept_one(struct vp_server *s, int fd)
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
 		c->dev.rings[i].kick_fd = c->dev.rings[i].call_fd = -1;
 	snprintf(c->name, sizeof(c->name), "%s#%llu", s->id, (unsigned long long)c->dev.id);
+	deadline_set(c, "first messages");
 	ev.data.ptr = c;
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		close(fd);
@@ -1062,6 +1134,34 @@ static void reap(struct vp_server *s)
 	}
 }
 
+static void expire_deadlines(struct vp_server *s)
+{
+	int64_t now = mono_ms();
+
+	for (struct conn *c = s->conns; c; c = c->next)
+		if (!c->dead && c->deadline_ms && now >= c->deadline_ms)
+			fail(c, -ETIMEDOUT, "handshake timed out: %s not within %u ms",
+			     c->waiting_for ? c->waiting_for : "READY", s->handshake_ms);
+}
+
+/* The timerfd fires at the earliest deadline (none: disarmed). */
+static void arm_deadlines(struct vp_server *s)
+{
+	struct itimerspec its = { 0 };
+	int64_t first = 0;
+
+	if (s->timerfd < 0)
+		return;
+	for (struct conn *c = s->conns; c; c = c->next)
+		if (!c->dead && c->deadline_ms && (!first || c->deadline_ms < first))
+			first = c->deadline_ms;
+	if (first) {
+		its.it_value.tv_sec = first / 1000;
+		its.it_value.tv_nsec = (first % 1000) * 1000000;
+	}
+	timerfd_settime(s->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
 int vp_server_dispatch(struct vp_server *s)
 {
 	struct epoll_event evs[64];
@@ -1081,6 +1181,14 @@ int vp_server_dispatch(struct vp_server *s)
 				accept_all(s);
 				continue;
 			}
+			if ((void *)c == (void *)&s->timerfd) {
+				uint64_t v;
+
+				if (read(s->timerfd, &v, sizeof(v)) < 0) {
+					/* spurious: expire_deadlines() looks anyway */
+				}
+				continue;
+			}
 			if (c->dead)
 				continue;
 			conn_readable(c);
@@ -1090,8 +1198,10 @@ int vp_server_dispatch(struct vp_server *s)
 			}
 		}
 		s->dispatching--;
+		expire_deadlines(s);
 		/* Destroy only after the batch: later events may name a conn. */
 		reap(s);
+		arm_deadlines(s);
 		if (n < 64)
 			return 0;
 	}
@@ -1153,7 +1263,7 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->lsock = s->epfd = -1;
+	s->lsock = s->epfd = s->timerfd = -1;
 	s->path = strdup(cfg->path);
 	s->id = strdup(cfg->id && cfg->id[0] ? cfg->id : cfg->path);
 	s->max_conns = cfg->max_connections ? cfg->max_connections : VP_SERVER_DEFAULT_CONNECTIONS;
@@ -1164,6 +1274,9 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	memcpy(s->uuid, cfg->uuid, 16);
 	s->features = cfg->features ? cfg->features : VP_SERVER_DEFAULT_FEATURES;
 	s->allow_unsealed = cfg->allow_unsealed;
+	s->handshake_ms = cfg->handshake_timeout_ms == VP_SERVER_NO_TIMEOUT ? 0 :
+			  cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms :
+						      VP_SERVER_DEFAULT_HANDSHAKE_MS;
 	s->cb = cfg->on_event;
 	s->opaque = cfg->opaque;
 	if (!s->path || !s->id) {
@@ -1183,6 +1296,14 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 		unlink(s->path);
 		goto err;
 	}
+	/* CLOCK_MONOTONIC in ms, as mono_ms(): deadlines are absolute. */
+	s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	ev.data.ptr = &s->timerfd;
+	if (s->timerfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timerfd, &ev) < 0) {
+		e = -errno;
+		unlink(s->path);
+		goto err;
+	}
 	vp_log(VP_LOG_INFO, "%s: listening on %s (max %u connections)", s->id, s->path,
 	       s->max_conns);
 	*out = s;
@@ -1192,6 +1313,8 @@ err:
 		close(s->lsock);
 	if (s->epfd >= 0)
 		close(s->epfd);
+	if (s->timerfd >= 0)
+		close(s->timerfd);
 	free(s->path);
 	free(s->id);
 	free(s);
@@ -1210,6 +1333,7 @@ void vp_server_free(struct vp_server *s)
 	reap(s);
 	close(s->lsock);
 	close(s->epfd);
+	close(s->timerfd);
 	unlink(s->path);
 	free(s->path);
 	free(s->id);

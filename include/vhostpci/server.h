@@ -33,7 +33,9 @@
 extern "C" {
 #endif
 
-#define VP_SERVER_DEFAULT_CONNECTIONS 32   /* the seed's connections=32 */
+#define VP_SERVER_DEFAULT_CONNECTIONS 32   /* the design's connections=32 */
+#define VP_SERVER_DEFAULT_HANDSHAKE_MS 10000
+#define VP_SERVER_NO_TIMEOUT (~0u)
 #define VP_SERVER_MAX_CONNECTIONS 1024
 #define VP_DEV_MAX_RINGS 2                 /* one virtio-net queue pair */
 #define VP_VIRTIO_ID_NET 1
@@ -133,6 +135,10 @@ struct vp_server_config {
 	uint8_t uuid[16];          /* (otherwise one is generated and logged) */
 	uint64_t features;         /* virtio features offered to vhost-user
 				    * frontends; 0: VP_SERVER_DEFAULT_FEATURES */
+	unsigned handshake_timeout_ms; /* 0: VP_SERVER_DEFAULT_HANDSHAKE_MS;
+				    * VP_SERVER_NO_TIMEOUT: none. A connection not
+				    * READY in time is dropped, however it trickles
+				    * (see server.c for the vhost-user init rule) */
 	bool allow_unsealed;       /* accept memory that can shrink (an unsealed
 				    * memfd, a tmpfs or hugetlbfs file): the
 				    * backend's access to it may then fault; off,

@@ -103,10 +103,12 @@ static void make_tmpdir(void)
 }
 
 static bool allow_unsealed;  /* for the next new_server() */
+static unsigned handshake_ms;  /* for the next new_server(); 0: default */
 
 static struct vp_server *new_server(const char *name, unsigned maxc)
 {
-	struct vp_server_config cfg = { .allow_unsealed = allow_unsealed };
+	struct vp_server_config cfg = { .allow_unsealed = allow_unsealed,
+					.handshake_timeout_ms = handshake_ms };
 	struct vp_server *s = NULL;
 	char path[128];
 
@@ -313,7 +315,7 @@ static void refused(struct vp_frontend_info *in, const char *why)
 	CHECK_EQ(count_ev(VP_EV_DEVICE_READY, 0), 0);
 	vp_client_free(cl);
 	vp_server_free(s);
-	CHECK_EQ(tu_count_fds(), before - 2); /* the server's socket and epoll fd */
+	CHECK_EQ(tu_count_fds(), before - 3); /* the server's socket, epoll fd, timerfd */
 }
 
 TEST(native_refusals)
@@ -1100,4 +1102,131 @@ TEST(memory_that_can_shrink_is_refused)
 	vp_server_free(s);
 	close(file);
 	ram_free(&open_ram);
+}
+
+/* ---- handshake deadlines, in the library ---- */
+
+/* Pump until fd is closed by the server; the time it took, -1 if never. */
+static int64_t dropped_after(struct vp_server *s, int fd, int64_t t0, int max_ms)
+{
+	char b[256];
+
+	while (now_ms() - t0 < max_ms) {
+		ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			return now_ms() - t0;
+		/* Wait on the server's own fd: the deadline must wake it. */
+		struct pollfd p = { vp_server_fd(s), POLLIN, 0 };
+
+		poll(&p, 1, 20);
+		vp_server_dispatch(s);
+	}
+	return -1;
+}
+
+TEST(deadline_idle_trickling_half_finished)
+{
+	static const char *const what[] = { "idle", "trickling", "vhost-user start",
+		"native half" };
+	struct vp_server *s;
+	struct ram ram;
+	int efd[4], before;
+
+	handshake_ms = 300;
+	s = new_server("deadline", 0);
+	handshake_ms = 0;
+	REQUIRE(s && ram_new(&ram));
+	eventfds(efd);
+	before = tu_count_fds();
+	for (int k = 0; k < 4; k++) {
+		int fd = connect_to(s);
+		int64_t t0 = now_ms(), took;
+		struct vp_msg m;
+
+		REQUIRE(fd >= 0);
+		if (k == 1) {
+			/* A message every 100 ms: never extends the deadline. */
+			for (int i = 0; i < 6 && dropped_after(s, fd, t0, 100 * (i + 1)) < 0; i++)
+				send_req(fd, VP_VU_GET_FEATURES, 0, NULL, 0);
+		} else if (k == 2) {
+			/* QEMU's init, then a start that never reaches READY. */
+			send_req(fd, VP_VU_GET_FEATURES, 0, NULL, 0);
+			send_req(fd, VP_VU_SET_OWNER, 0, NULL, 0);
+			pump(s, 400);  /* idle after SET_OWNER: allowed */
+			CHECK_EQ(vp_server_connections(s), 1);
+			t0 = now_ms();
+			send_req(fd, VP_VU_SET_FEATURES, F_VERSION_1 | F_MRG_RXBUF, NULL, 0);
+			send_mem(fd, &ram, RAM_SIZE);
+			send_state(fd, VP_VU_SET_VRING_NUM, 0, RING_NUM);
+		} else if (k == 3) {
+			vp_msg_init(&m, VP_PCI_HELLO, 0);
+			m.p.hello.magic = VP_PCI_MAGIC;
+			m.p.hello.major = VP_PCI_VERSION_MAJOR;
+			m.p.hello.minor = VP_PCI_VERSION_MINOR;
+			vp_sock_send(fd, &m);  /* then never answers GET_UUID */
+		}
+		took = dropped_after(s, fd, t0, 2000);
+		if (took < 250 || took > 900)
+			fprintf(stderr, "  %s: dropped after %lld ms, want ~300\n", what[k],
+				(long long)took);
+		CHECK(took >= 250 && took <= 900);
+		close(fd);
+		pump(s, 10);
+	}
+	CHECK_EQ(vp_server_connections(s), 0);
+	CHECK_EQ(tu_count_fds(), before);
+	/* A device that became READY keeps no deadline. */
+	int fd = connect_to(s);
+
+	driver_ok(fd, &ram, efd);
+	pump(s, 600);
+	REQUIRE(only_device(s));
+	CHECK_EQ(only_device(s)->state, VP_DEV_READY);
+	close(fd);
+	pump(s, 20);
+	close4(efd);
+	vp_server_free(s);
+	ram_free(&ram);
+}
+
+static unsigned warn_lines;
+
+static void count_warns(enum vp_log_level lvl, const char *msg, void *o)
+{
+	(void)o;
+	if (lvl <= VP_LOG_WARN && strstr(msg, "refus"))
+		warn_lines++;
+}
+
+/* 500 connection attempts past the limit: a bounded number of log lines. */
+TEST(refusals_at_the_door_are_rate_limited)
+{
+	struct vp_server *s = new_server("flood", 2);
+	int keep[2], before;
+
+	REQUIRE(s);
+	keep[0] = connect_to(s);
+	keep[1] = connect_to(s);
+	pump(s, 20);
+	REQUIRE(vp_server_connections(s) == 2);
+	before = tu_count_fds();
+	warn_lines = 0;
+	vp_log_set_handler(count_warns, NULL);
+	for (int i = 0; i < 500; i++) {
+		int fd = connect_to(s);
+
+		vp_server_dispatch(s);
+		if (fd >= 0)
+			close(fd);
+	}
+	pump(s, 20);
+	vp_log_set_handler(NULL, NULL);
+	CHECK(warn_lines >= 1 && warn_lines <= 3);
+	CHECK_EQ(vp_server_connections(s), 2);
+	CHECK_EQ(tu_count_fds(), before);
+	close(keep[0]);
+	close(keep[1]);
+	pump(s, 20);
+	vp_server_free(s);
 }
