@@ -67,6 +67,14 @@ struct conn {
 	const struct vp_msg *cur;  /* the message being handled (a refusal answers it) */
 	int64_t deadline_ms;       /* READY (or QEMU's init) by then, or dropped; 0: none */
 	const char *waiting_for;   /* what the deadline is about, for the reason */
+	/* A GET_VRING_BASE reply the backend holds (vp_server_hold_stop()):
+	 * nothing more is read from the peer until it goes. */
+	bool in_stop;              /* inside the STOPPED callback it caused */
+	bool held;
+	bool held_started;         /* the ring ran: its used index is the base */
+	uint32_t held_idx;
+	uint64_t stop_deadline;    /* now_ns() after which it goes anyway */
+	bool resume;               /* messages may wait in rx since the hold */
 };
 
 struct vp_server {
@@ -86,6 +94,7 @@ struct vp_server {
 	int64_t refuse_log_ms;
 	unsigned refused_quiet;
 	char refuse_last[96];
+	unsigned stop_ms;
 	vp_event_fn cb;
 	void *opaque;
 	int lsock;
@@ -505,13 +514,27 @@ static void vu_set_vring_fd(struct conn *c, struct vp_msg *m)
 	}
 }
 
-/* The ring stops; report where the frontend should resume. The backend
+/* The ring stops (the backend is told by the STOPPED event). */
+static bool vu_stop_ring(struct conn *c, uint32_t idx)
+{
+	struct vp_dev_ring *r = &c->dev.rings[idx];
+	bool was = r->started;
+
+	r->started = false;
+	/* With PROTOCOL_FEATURES a ring (re)starts disabled until SET_VRING_ENABLE. */
+	if (c->dev.driver_features & (1ull << VP_VU_F_PROTOCOL_FEATURES))
+		r->enabled = false;
+	close_fd(&r->kick_fd);
+	return was;
+}
+
+/* Where the frontend should resume, read once the backend stopped: it
  * publishes used entries in order, so used->idx is its last_avail_idx. */
-static uint16_t vu_stop_ring(struct conn *c, uint32_t idx)
+static uint16_t vu_ring_base(struct conn *c, uint32_t idx, bool started)
 {
 	struct vp_dev_ring *r = &c->dev.rings[idx];
 
-	if (r->started && c->mem && r->addr_set) {
+	if (started && c->mem && r->addr_set) {
 		uint16_t used_idx;
 
 		/* Fault-safe: the frontend may have truncated its memory. */
@@ -520,12 +543,33 @@ static uint16_t vu_stop_ring(struct conn *c, uint32_t idx)
 		else
 			vp_log(VP_LOG_WARN, "%s: ring %u: used index unreadable", c->name, idx);
 	}
-	r->started = false;
-	/* With PROTOCOL_FEATURES a ring (re)starts disabled until SET_VRING_ENABLE. */
-	if (c->dev.driver_features & (1ull << VP_VU_F_PROTOCOL_FEATURES))
-		r->enabled = false;
-	close_fd(&r->kick_fd);
 	return r->last_avail_idx;
+}
+
+static void vu_send_base(struct conn *c, uint32_t idx, bool started)
+{
+	struct vp_msg rep;
+
+	vp_msg_init(&rep, VP_VU_GET_VRING_BASE, VP_MSG_REPLY);
+	rep.p.state.index = idx;
+	rep.p.state.num = vu_ring_base(c, idx, started);
+	send_msg(c, &rep);
+}
+
+static void set_events(struct conn *c, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = c };
+
+	epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->sock, &ev);
+}
+
+/* The held reply goes: read the base now, then the peer again. */
+static void send_held(struct conn *c)
+{
+	c->held = false;
+	vu_send_base(c, c->held_idx, c->held_started);
+	set_events(c, EPOLLIN);
+	c->resume = true;  /* rx may hold what came before the hold */
 }
 
 static void vu_handle(struct conn *c, struct vp_msg *m)
@@ -659,16 +703,25 @@ static void vu_handle(struct conn *c, struct vp_msg *m)
 			emit(c, VP_EV_DEVICE_CHANGED);
 		break;
 	case VP_VU_GET_VRING_BASE: {
-		struct vp_msg rep;
+		bool started;
 
 		idx = m->p.state.index;
 		if (!ring_index_ok(c, idx, "GET_VRING_BASE"))
 			return;
-		vp_msg_init(&rep, m->request, VP_MSG_REPLY);
-		rep.p.state.index = idx;
-		rep.p.state.num = vu_stop_ring(c, idx);
-		update_ready(c);
-		send_msg(c, &rep);
+		started = vu_stop_ring(c, idx);
+		c->in_stop = true;
+		update_ready(c);  /* STOPPED: the backend may hold the reply */
+		c->in_stop = false;
+		if (c->dead)
+			return;
+		if (c->held) {
+			c->held_idx = idx;
+			c->held_started = started;
+			c->stop_deadline = now_ns() + (uint64_t)c->srv->stop_ms * 1000000ull;
+			set_events(c, 0);  /* HUP/ERR still wake us */
+			return;
+		}
+		vu_send_base(c, idx, started);
 		return;
 	}
 	case VP_VU_SET_VRING_KICK:
@@ -986,7 +1039,7 @@ static void conn_readable(struct conn *c)
 	struct vp_msg m;
 	int r;
 
-	while (!c->dead) {
+	while (!c->dead && !c->held) {
 		r = vp_sock_recv(c->sock, &c->rx, &m);
 		if (r == 0)
 			return;
@@ -1144,22 +1197,52 @@ static void expire_deadlines(struct vp_server *s)
 			     c->waiting_for ? c->waiting_for : "READY", s->handshake_ms);
 }
 
-/* The timerfd fires at the earliest deadline (none: disarmed). */
-static void arm_deadlines(struct vp_server *s)
+/* The timerfd fires at the earliest deadline of any connection: its
+ * handshake, a held stop reply, or at once for messages left waiting. */
+static void arm_timer(struct vp_server *s)
 {
-	struct itimerspec its = { 0 };
-	int64_t first = 0;
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+	uint64_t when = UINT64_MAX;
 
 	if (s->timerfd < 0)
 		return;
-	for (struct conn *c = s->conns; c; c = c->next)
-		if (!c->dead && c->deadline_ms && (!first || c->deadline_ms < first))
-			first = c->deadline_ms;
-	if (first) {
-		its.it_value.tv_sec = first / 1000;
-		its.it_value.tv_nsec = (first % 1000) * 1000000;
+	for (const struct conn *c = s->conns; c; c = c->next) {
+		if (c->dead)
+			continue;
+		if (c->resume)
+			when = 1;
+		if (c->held && c->stop_deadline < when)
+			when = c->stop_deadline;
+		if (c->deadline_ms && (uint64_t)c->deadline_ms * 1000000u < when)
+			when = (uint64_t)c->deadline_ms * 1000000u;
+	}
+	if (when != UINT64_MAX) {
+		when = when ? when : 1;
+		its.it_value.tv_sec = (time_t)(when / 1000000000ull);
+		its.it_value.tv_nsec = (long)(when % 1000000000ull);
 	}
 	timerfd_settime(s->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void timer_fire(struct vp_server *s)
+{
+	uint64_t now = now_ns();
+
+	drain_fd(s->timerfd);
+	for (struct conn *c = s->conns; c; c = c->next) {
+		if (c->dead)
+			continue;
+		if (c->held && now >= c->stop_deadline) {
+			vp_log(VP_LOG_WARN, "%s: ring %u: backend did not release its stop "
+			       "within %u ms; answering GET_VRING_BASE anyway", c->name,
+			       c->held_idx, s->stop_ms);
+			send_held(c);
+		}
+		if (c->resume && !c->held) {
+			c->resume = false;
+			conn_readable(c);
+		}
+	}
 }
 
 int vp_server_dispatch(struct vp_server *s)
@@ -1181,17 +1264,14 @@ int vp_server_dispatch(struct vp_server *s)
 				accept_all(s);
 				continue;
 			}
-			if ((void *)c == (void *)&s->timerfd) {
-				uint64_t v;
-
-				if (read(s->timerfd, &v, sizeof(v)) < 0) {
-					/* spurious: expire_deadlines() looks anyway */
-				}
+			if (evs[i].data.ptr == &s->timerfd) {
+				timer_fire(s);
 				continue;
 			}
 			if (c->dead)
 				continue;
-			conn_readable(c);
+			if (!c->held)
+				conn_readable(c);
 			if (evs[i].events & (EPOLLHUP | EPOLLERR) && !c->dead) {
 				vp_log(VP_LOG_INFO, "%s: frontend hung up", c->name);
 				c->dead = true;
@@ -1201,7 +1281,7 @@ int vp_server_dispatch(struct vp_server *s)
 		expire_deadlines(s);
 		/* Destroy only after the batch: later events may name a conn. */
 		reap(s);
-		arm_deadlines(s);
+		arm_timer(s);
 		if (n < 64)
 			return 0;
 	}
@@ -1253,6 +1333,7 @@ static int listen_on(struct vp_server *s)
 int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event tev = { .events = EPOLLIN };
 	struct vp_server *s;
 	int e;
 
@@ -1277,6 +1358,7 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	s->handshake_ms = cfg->handshake_timeout_ms == VP_SERVER_NO_TIMEOUT ? 0 :
 			  cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms :
 						      VP_SERVER_DEFAULT_HANDSHAKE_MS;
+	s->stop_ms = cfg->stop_timeout_ms ? cfg->stop_timeout_ms : VP_SERVER_DEFAULT_STOP_MS;
 	s->cb = cfg->on_event;
 	s->opaque = cfg->opaque;
 	if (!s->path || !s->id) {
@@ -1288,18 +1370,20 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 		e = -errno;
 		goto err;
 	}
+	s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (s->timerfd < 0) {
+		e = -errno;
+		goto err;
+	}
+	tev.data.ptr = &s->timerfd;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timerfd, &tev) < 0) {
+		e = -errno;
+		goto err;
+	}
 	e = listen_on(s);
 	if (e < 0)
 		goto err;
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lsock, &ev) < 0) {
-		e = -errno;
-		unlink(s->path);
-		goto err;
-	}
-	/* CLOCK_MONOTONIC in ms, as mono_ms(): deadlines are absolute. */
-	s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	ev.data.ptr = &s->timerfd;
-	if (s->timerfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timerfd, &ev) < 0) {
 		e = -errno;
 		unlink(s->path);
 		goto err;
@@ -1405,6 +1489,44 @@ int vp_server_drop(struct vp_server *s, uint64_t id, const char *reason)
 		}
 	}
 	return -ENOENT;
+}
+
+static struct conn *find_conn(struct vp_server *s, uint64_t id)
+{
+	for (struct conn *c = s->conns; c; c = c->next)
+		if (c->dev.id == id && !c->dead)
+			return c;
+	return NULL;
+}
+
+int vp_server_hold_stop(struct vp_server *s, uint64_t id)
+{
+	struct conn *c = find_conn(s, id);
+
+	if (!c)
+		return -ENOENT;
+	if (!c->in_stop)
+		return -EINVAL;
+	c->held = true;
+	return 0;
+}
+
+int vp_server_release_stop(struct vp_server *s, uint64_t id)
+{
+	struct conn *c = find_conn(s, id);
+
+	if (!c)
+		return -ENOENT;
+	if (!c->held)
+		return -EINVAL;
+	if (c->in_stop) {
+		c->held = false;  /* still in the callback: the handler answers */
+		return 0;
+	}
+	send_held(c);
+	if (!s->dispatching)
+		arm_timer(s);  /* the resume wakes vp_server_fd() */
+	return 0;
 }
 
 int vp_device_ring_status(const struct vp_device *dev, unsigned ring,

@@ -143,9 +143,13 @@ struct vp_server_config {
 				    * memfd, a tmpfs or hugetlbfs file): the
 				    * backend's access to it may then fault; off,
 				    * such memory is refused with the reason */
+	unsigned stop_timeout_ms;  /* a held GET_VRING_BASE reply goes anyway
+				    * after this; 0: VP_SERVER_DEFAULT_STOP_MS */
 	vp_event_fn on_event;
 	void *opaque;
 };
+
+#define VP_SERVER_DEFAULT_STOP_MS 2000
 
 /* VERSION_1, vhost-user PROTOCOL_FEATURES, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC */
 #define VP_SERVER_DEFAULT_FEATURES \
@@ -185,6 +189,20 @@ VP_API const struct vp_device *vp_server_find(const struct vp_server *srv, uint6
  * the daemon why this way). Safe inside an event callback: the connection
  * then goes when the current dispatch batch ends. */
 VP_API int vp_server_drop(struct vp_server *srv, uint64_t id, const char *reason);
+
+/*
+ * Only inside the VP_EV_DEVICE_STOPPED callback of a vhost-user device that a
+ * GET_VRING_BASE stopped: defer that reply (and stop reading the connection)
+ * until vp_server_release_stop() or stop_timeout_ms, so the frontend learns
+ * where to resume only once the backend has stopped using the ring.
+ * 0, -ENOENT (no such device), -EINVAL (not in such a callback).
+ */
+VP_API int vp_server_hold_stop(struct vp_server *srv, uint64_t dev_id);
+
+/* Send the held reply now (its used index is read after the release, so it
+ * counts what the backend completed). 0, -ENOENT (no such device), -EINVAL
+ * (no reply held). Safe inside or outside a callback. */
+VP_API int vp_server_release_stop(struct vp_server *srv, uint64_t dev_id);
 
 /* A live look at one ring of a device through its mapped memory. */
 struct vp_ring_status {

@@ -40,12 +40,16 @@ static struct {
 } evlog[MAX_EV];
 static unsigned nev;
 
+static bool hold_stops;      /* STOPPED callbacks hold the GET_VRING_BASE reply */
+static int hold_rc = 1;
+
 static void on_event(struct vp_server *s, enum vp_event ev, const struct vp_device *d, void *o)
 {
-	(void)s;
 	(void)o;
 	if (nev < MAX_EV)
 		evlog[nev++] = (typeof(evlog[0])){ ev, d->id, d->generation, d->state };
+	if (hold_stops && ev == VP_EV_DEVICE_STOPPED)
+		hold_rc = vp_server_hold_stop(s, d->id);
 }
 
 static unsigned count_ev(enum vp_event ev, uint64_t id)
@@ -104,11 +108,13 @@ static void make_tmpdir(void)
 
 static bool allow_unsealed;  /* for the next new_server() */
 static unsigned handshake_ms;  /* for the next new_server(); 0: default */
+static unsigned stop_ms;      /* likewise */
 
 static struct vp_server *new_server(const char *name, unsigned maxc)
 {
 	struct vp_server_config cfg = { .allow_unsealed = allow_unsealed,
-					.handshake_timeout_ms = handshake_ms };
+					.handshake_timeout_ms = handshake_ms,
+					.stop_timeout_ms = stop_ms };
 	struct vp_server *s = NULL;
 	char path[128];
 
@@ -509,6 +515,109 @@ TEST(vhost_user_driver_ok_reboot)
 	CHECK_EQ(vp_server_connections(s), 0);
 	close4(efd);
 	close4(efd2);
+	CHECK_EQ(tu_count_fds(), before);
+	vp_server_free(s);
+	ram_free(&ram);
+}
+
+static bool readable(int fd)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+/*
+ * A backend holds the GET_VRING_BASE reply until it stopped the ring: the
+ * base is read after the release (what it completed meanwhile counts), what
+ * the frontend sent meanwhile is answered after it in order, a timeout
+ * answers anyway, and a frontend gone while held leaves nothing behind.
+ */
+TEST(get_vring_base_held_until_released)
+{
+	struct vp_server *s;
+	const struct vp_device *d;
+	struct vp_msg rep;
+	struct ram ram;
+	int efd[4], fd, before;
+	uint16_t used_idx = 42;
+	uint64_t id;
+	int64_t t0;
+
+	stop_ms = 300;
+	s = new_server("hold", 0);
+	stop_ms = 0;
+	REQUIRE(s && ram_new(&ram));
+	before = tu_count_fds();
+	nev = 0;
+	eventfds(efd);
+	fd = connect_to(s);
+	REQUIRE(fd >= 0);
+	send_req(fd, VP_VU_SET_OWNER, 0, NULL, 0);
+	driver_ok(fd, &ram, efd);
+	pump(s, 50);
+	d = only_device(s);
+	REQUIRE(d && d->state == VP_DEV_READY);
+	id = d->id;
+	CHECK_EQ(vp_server_hold_stop(s, id), -EINVAL);   /* not in a callback */
+	CHECK_EQ(vp_server_hold_stop(s, id + 1000), -ENOENT);
+	CHECK_EQ(vp_server_release_stop(s, id), -EINVAL); /* nothing held */
+
+	memcpy(ram.p + 0x3002, &used_idx, 2);
+	hold_stops = true;
+	send_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	send_state(fd, VP_VU_GET_VRING_BASE, 1, 0);  /* waits behind the hold */
+	pump(s, 100);
+	hold_stops = false;
+	CHECK_EQ(hold_rc, 0);
+	CHECK_EQ(d->state, VP_DEV_STOPPED);
+	CHECK(!readable(fd));
+	used_idx = 50;  /* the backend completed more before it let go */
+	memcpy(ram.p + 0x3002, &used_idx, 2);
+	CHECK_EQ(vp_server_release_stop(s, id), 0);
+	CHECK_EQ(read_reply(fd, s, &rep), 1);
+	CHECK_EQ(rep.request, VP_VU_GET_VRING_BASE);
+	CHECK_EQ(rep.p.state.index, 0);
+	CHECK_EQ(rep.p.state.num, 50);
+	/* Ring 1 of a device already stopped: answered without a hold. */
+	CHECK_EQ(read_reply(fd, s, &rep), 1);
+	CHECK_EQ(rep.p.state.index, 1);
+	CHECK_EQ(count_ev(VP_EV_DEVICE_STOPPED, id), 1);
+	CHECK_EQ(vp_server_release_stop(s, id), -EINVAL);
+
+	/* Never released: the reply goes after stop_timeout_ms. */
+	driver_ok(fd, &ram, efd);
+	pump(s, 50);
+	REQUIRE(d->state == VP_DEV_READY);
+	hold_rc = 1;
+	hold_stops = true;
+	t0 = now_ms();
+	send_state(fd, VP_VU_GET_VRING_BASE, 1, 0);
+	CHECK_EQ(read_reply(fd, s, &rep), 1);
+	hold_stops = false;
+	CHECK_EQ(hold_rc, 0);
+	CHECK(now_ms() - t0 >= 280);
+	CHECK_EQ(rep.p.state.index, 1);
+	send_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK_EQ(read_reply(fd, s, &rep), 1);
+	CHECK_EQ(rep.p.state.index, 0);
+
+	/* Gone while held: nothing leaks, the device is removed. */
+	driver_ok(fd, &ram, efd);
+	pump(s, 50);
+	REQUIRE(d->state == VP_DEV_READY);
+	hold_rc = 1;
+	hold_stops = true;
+	send_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	pump(s, 50);
+	hold_stops = false;
+	CHECK_EQ(hold_rc, 0);
+	close(fd);
+	pump(s, 50);
+	CHECK_EQ(vp_server_connections(s), 0);
+	CHECK_EQ(count_ev(VP_EV_DEVICE_REMOVED, id), 1);
+	CHECK_EQ(vp_server_release_stop(s, id), -ENOENT);
+	close4(efd);
 	CHECK_EQ(tu_count_fds(), before);
 	vp_server_free(s);
 	ram_free(&ram);
