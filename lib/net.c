@@ -33,8 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include "vhostpci/fd.h"
 #include "vhostpci/log.h"
 #include "util.h"
 #include "vhostpci/net.h"
@@ -107,13 +109,78 @@ static int ring_fail(struct vp_net *n, struct vp_vq_dev *vq)
 	return net_fail(n, "%s", vp_vq_dev_broken_reason(vq));
 }
 
-/* Interrupt the frontend. An eventfd write cannot block or fail short. */
+/*
+ * Interrupt the frontend without ever waiting on it. An eventfd write blocks
+ * when the count would pass 0xfffffffffffffffe unless the file is
+ * O_NONBLOCK, and the kernel offers no per-call NOWAIT for eventfd writes.
+ * The open file description is shared with the frontend, which can clear
+ * O_NONBLOCK after vp_net_new() set it: so each signal first checks the flag
+ * (a frontend that cleared it is breaking the rules: link down, no more
+ * writes) and then that the count has room (poll POLLOUT). What remains is
+ * a peer that both clears the flag and fills the count inside the few
+ * hundred nanoseconds between those checks and the write; it gets one try
+ * per link, since the next signal sees the flag. A failed write is a
+ * dropped signal, counted, never retried.
+ */
+__attribute__((cold, noinline))
+static void signal_slow(struct vp_net *n, int fd, int fl)
+{
+	if (fl < 0)
+		n->st.signals_dropped++;
+	else
+		net_fail(n, "frontend cleared O_NONBLOCK on its call eventfd (fd %d)", fd);
+}
+
 static inline void signal_fd(struct vp_net *n, int fd)
 {
 	static const uint64_t one = 1;
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int fl;
 
-	if (fd >= 0 && write(fd, &one, sizeof(one)) == sizeof(one))
+	if (fd < 0 || n->broken)
+		return;
+	fl = fcntl(fd, F_GETFL);
+	if (unlikely(fl < 0 || !(fl & O_NONBLOCK))) {
+		signal_slow(n, fd, fl);
+		return;
+	}
+	if (likely(poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) &&
+		   write(fd, &one, sizeof(one)) == sizeof(one)))
 		n->st.signals++;
+	else
+		n->st.signals_dropped++;
+}
+
+/*
+ * Take a peer's kick or call fd: it must be an eventfd (a pipe or socket
+ * would block our writes or stay readable for ever). Our duplicate shares
+ * the frontend's open file description; it is made O_NONBLOCK.
+ * Returns the duplicate, -1 if fd is -1, or a negative errno (-EINVAL for
+ * the wrong kind, logged).
+ */
+static int take_fd(struct vp_net *n, int fd, const char *what)
+{
+	char kind[48];
+	int e, d, fl;
+
+	if (fd < 0)
+		return -1;
+	e = vp_fd_check_eventfd(fd);
+	if (e) {
+		vp_log(VP_LOG_WARN, "net dev%" PRIu64 ": refused: %s fd is a %s, not an eventfd",
+		       n->dev_id, what, vp_fd_kind(fd, kind, sizeof(kind)));
+		return e == -ENOTSUP ? -ENOTSUP : -EINVAL;
+	}
+	d = dup_fd(fd);
+	if (d < 0)
+		return -errno;
+	fl = fcntl(d, F_GETFL);
+	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0)) {
+		e = -errno;
+		close(d);
+		return e;
+	}
+	return d;
 }
 
 static void make_vq_config(struct vp_vq_dev_config *c, const struct vp_device *dev,
@@ -186,16 +253,23 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 		goto fail;
 	}
 
-	n->tx_kick = dup_fd(dev->rings[VP_NET_Q_RX].kick_fd);
-	n->tx_call = dup_fd(dev->rings[VP_NET_Q_RX].call_fd);
-	n->rx_kick = dup_fd(dev->rings[VP_NET_Q_TX].kick_fd);
-	n->rx_call = dup_fd(dev->rings[VP_NET_Q_TX].call_fd);
-	if ((dev->rings[VP_NET_Q_RX].kick_fd >= 0 && n->tx_kick < 0) ||
-	    (dev->rings[VP_NET_Q_RX].call_fd >= 0 && n->tx_call < 0) ||
-	    (dev->rings[VP_NET_Q_TX].kick_fd >= 0 && n->rx_kick < 0) ||
-	    (dev->rings[VP_NET_Q_TX].call_fd >= 0 && n->rx_call < 0)) {
-		err = -errno;
-		goto fail;
+	{
+		const struct { int *dst; int src; const char *what; } t[4] = {
+			{ &n->tx_kick, dev->rings[VP_NET_Q_RX].kick_fd, "receiveq kick" },
+			{ &n->tx_call, dev->rings[VP_NET_Q_RX].call_fd, "receiveq call" },
+			{ &n->rx_kick, dev->rings[VP_NET_Q_TX].kick_fd, "transmitq kick" },
+			{ &n->rx_call, dev->rings[VP_NET_Q_TX].call_fd, "transmitq call" },
+		};
+
+		for (unsigned i = 0; i < 4; i++) {
+			int d = take_fd(n, t[i].src, t[i].what);
+
+			if (d < -1) {
+				err = d;
+				goto fail;
+			}
+			*t[i].dst = d;
+		}
 	}
 
 	/* Busy until told otherwise: vp_net_wait() arms kicks only to sleep. */
@@ -790,13 +864,21 @@ int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx)
 	return hit ? 1 : 0;
 }
 
-/* Read an eventfd only if it is readable: a hostile frontend may have given
- * us a blocking one. */
+/* Empty a kick eventfd without ever blocking, whatever the frontend did to
+ * the shared O_NONBLOCK flag: eventfd reads honour RWF_NOWAIT. Older
+ * kernels without it: read only if poll() says readable. */
 static void drain_ready(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint64_t v;
+	struct iovec iov = { &v, sizeof(v) };
 
-	if (fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
+	if (fd < 0)
+		return;
+	if (preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0 ||
+	    (errno != EOPNOTSUPP && errno != ENOSYS))
+		return;
+	if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
 		drain_fd(fd);
 }
 

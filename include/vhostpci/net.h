@@ -76,6 +76,9 @@ struct vp_net_stats {
 	uint64_t rx_drop_bad;            /* chain shorter than the net header, or a
 					  * writable buffer on TX */
 	uint64_t signals;                /* eventfd writes to the peer */
+	uint64_t signals_dropped;        /* a signal to the peer that could not be
+					  * delivered (its count full, or any error):
+					  * never waited for, never retried */
 	uint64_t wakeups;                /* returns from a sleep with work */
 };
 
@@ -92,7 +95,10 @@ struct vp_net;
  * and dev->driver_features; duplicates the eventfds it needs, so dev may go
  * away afterwards (but the memory mapping must stay: keep the device, or the
  * vp_mem, alive while the backend is). -EINVAL if dev is not a READY net
- * device with VERSION_1, or an error of vp_vq_dev_new().
+ * device with VERSION_1, or if a kick or call fd is not an eventfd (logged
+ * with its kind), or an error of vp_vq_dev_new(). The eventfds kept are made
+ * O_NONBLOCK (the flag is shared with the frontend's copies); a frontend that
+ * clears it again later breaks its link.
  */
 VP_API int vp_net_new(struct vp_net **out, const struct vp_device *dev,
 		      enum vp_net_mode mode);
