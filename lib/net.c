@@ -52,6 +52,7 @@
 #define HDR            VP_NET_HDR_LEN
 #define ADAPTIVE_SPIN_NS 50000
 #define REASON_MAX     256
+#define STICKY_KICKS_MAX 32	/* sticky drains in a row that break a link */
 
 /* A frontend receive buffer lent to the caller to build a packet in. */
 struct net_resv {
@@ -73,6 +74,7 @@ struct vp_net {
 	bool mrg;
 	bool broken;
 	enum vp_net_mode mode;
+	unsigned sticky_kicks;	/* drains in a row that left a kick fd readable */
 	int tx_call, rx_call;		/* we write these to interrupt the frontend */
 	int tx_kick, rx_kick;		/* the frontend writes these to wake us */
 	struct vp_net_stats st;
@@ -832,6 +834,8 @@ int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms)
 		}
 	}
 	vp_net_disarm(n);
+	if (n->broken)
+		return -EIO;
 	if (vp_vq_dev_broken(n->rxq))
 		return ring_fail(n, n->rxq);
 	if (vp_vq_dev_broken(n->txq))
@@ -864,30 +868,47 @@ int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx)
 	return hit ? 1 : 0;
 }
 
-/* Empty a kick eventfd without ever blocking, whatever the frontend did to
+/*
+ * Empty a kick eventfd without ever blocking, whatever the frontend did to
  * the shared O_NONBLOCK flag: eventfd reads honour RWF_NOWAIT. Older
- * kernels without it: read only if poll() says readable. */
-static void drain_ready(int fd)
+ * kernels without it: read only if poll() says readable.
+ * Returns true if the fd is still readable right after a successful read:
+ * a normal eventfd read takes the whole count, but an EFD_SEMAPHORE one
+ * takes 1, so a huge count would wake every sleep for ever.
+ */
+static bool drain_ready(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	uint64_t v;
 	struct iovec iov = { &v, sizeof(v) };
 
 	if (fd < 0)
-		return;
-	if (preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0 ||
-	    (errno != EOPNOTSUPP && errno != ENOSYS))
-		return;
-	if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
+		return false;
+	if (preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0)
+		return preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		return false;
+	if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
 		drain_fd(fd);
+		return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+	}
+	return false;
 }
 
 void vp_net_disarm(struct vp_net *n)
 {
-	drain_ready(n->rx_kick);
-	drain_ready(n->tx_kick);
+	bool sticky = drain_ready(n->rx_kick);
+
+	sticky |= drain_ready(n->tx_kick);
 	vp_vq_dev_disable_notify(n->rxq);
 	vp_vq_dev_disable_notify(n->txq);
+	/* A kick between our two reads can make one drain look sticky; many in
+	 * a row, whatever the rings hold, is a kick fd that never empties. */
+	if (!sticky)
+		n->sticky_kicks = 0;
+	else if (++n->sticky_kicks >= STICKY_KICKS_MAX && !n->broken)
+		net_fail(n, "frontend's kick eventfd stays readable after draining "
+			 "(EFD_SEMAPHORE?): it would wake us for ever");
 }
 
 const struct vp_net_stats *vp_net_stats(const struct vp_net *n)

@@ -3059,3 +3059,76 @@ TEST(new_refuses_fds_that_are_not_eventfds)
 	close(sp[0]);
 	close(sp[1]);
 }
+
+static double cpu_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static double wall_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void sticky_kick_child(void)
+{
+	static const uint64_t full = 0xfffffffffffffffeull, one = 1;
+	int bad[4] = { eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+		       eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) };
+	int good[4];
+	struct vp_net *n = NULL, *g = NULL;
+	struct hand h, hg;
+	double c0, t0;
+	unsigned ok = 0;
+
+	for (unsigned i = 0; i < 4; i++)
+		good[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* A semaphore kick fd with a huge count: each read takes only 1. */
+	REQUIRE(write(bad[2], &full, 8) == 8);
+	REQUIRE(hand_open(&h, bad, F_V1) && hand_open(&hg, good, F_V1));
+	REQUIRE(vp_net_new(&n, &h.dev, VP_NET_IRQ) == 0);
+	REQUIRE(vp_net_new(&g, &hg.dev, VP_NET_IRQ) == 0);
+	/* A backend's loop on the hostile link for ~1 s of wall time; once the
+	 * link is down the backend would wait on its other fds: idle here. */
+	c0 = cpu_s();
+	t0 = wall_s();
+	for (double t; (t = wall_s() - t0) < 1.0;) {
+		if (vp_net_broken(n))
+			poll(NULL, 0, (int)((1.0 - t) * 1000) + 1);
+		else if (vp_net_wait(n, true, true, 100) < 0)
+			CHECK(vp_net_broken(n) != NULL);
+		else
+			CHECK_EQ(vp_net_rx_burst(n, NULL, 0), 0);
+	}
+	CHECK(cpu_s() - c0 < 0.1);
+	/* The healthy link: each kick wakes it once, a packet moves each way. */
+	for (unsigned i = 0; i < 100; i++) {
+		REQUIRE(write(good[2], &one, 8) == 8);
+		if (vp_net_wait(g, true, false, 1000) == 1 && hand_step(&hg, g, (uint8_t)i))
+			ok++;
+	}
+	CHECK(vp_net_broken(n) && strstr(vp_net_broken(n), "stays readable"));
+	CHECK(vp_net_broken(g) == NULL);
+	CHECK_EQ(ok, 100);
+	CHECK_EQ(vp_net_stats(g)->tx_packets, ok);
+	CHECK_EQ(vp_net_stats(g)->rx_packets, ok);
+	vp_net_free(n);
+	vp_net_free(g);
+	hand_close(&h);
+	hand_close(&hg);
+	for (unsigned i = 0; i < 4; i++) {
+		close(bad[i]);
+		close(good[i]);
+	}
+}
+
+TEST(sticky_kick_fd_does_not_spin)
+{
+	in_child(sticky_kick_child, 10);
+}
