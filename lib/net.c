@@ -42,13 +42,11 @@
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
+_Static_assert(VP_NET_HDR_LEN == sizeof(struct virtio_net_hdr_v1), "VERSION_1 net header");
+
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-#define F_MRG_RXBUF    15
-#define F_INDIRECT     28
-#define F_EVENT_IDX    29
-#define F_VERSION_1    32
 #define HDR            VP_NET_HDR_LEN
 #define ADAPTIVE_SPIN_NS 50000
 #define REASON_MAX     256
@@ -194,8 +192,8 @@ static void make_vq_config(struct vp_vq_dev_config *c, const struct vp_device *d
 		.num = r->num, .desc = r->desc, .avail = r->avail, .used = r->used,
 		.ring_space = VP_ADDR_GPA,
 		.last_avail_idx = r->last_avail_idx, .last_used_idx = r->last_avail_idx,
-		.event_idx = dev->driver_features & (1ull << F_EVENT_IDX),
-		.indirect = dev->driver_features & (1ull << F_INDIRECT),
+		.event_idx = dev->driver_features & (1ull << VIRTIO_RING_F_EVENT_IDX),
+		.indirect = dev->driver_features & (1ull << VIRTIO_RING_F_INDIRECT_DESC),
 		.name = name,
 	};
 }
@@ -212,7 +210,7 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 		return -EINVAL;
 	*out = NULL;
 	if (!dev || dev->state != VP_DEV_READY || dev->type != VP_VIRTIO_ID_NET ||
-	    !(dev->driver_features & (1ull << F_VERSION_1)) || !dev->mem ||
+	    !(dev->driver_features & (1ull << VIRTIO_F_VERSION_1)) || !dev->mem ||
 	    dev->nrings < 2 || (unsigned)mode > VP_NET_ADAPTIVE)
 		return -EINVAL;
 
@@ -221,7 +219,7 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 		return -ENOMEM;
 	n->dev_id = dev->id;
 	n->mode = mode;
-	n->mrg = dev->driver_features & (1ull << F_MRG_RXBUF);
+	n->mrg = dev->driver_features & (1ull << VIRTIO_NET_F_MRG_RXBUF);
 	n->tx_call = n->rx_call = n->tx_kick = n->rx_kick = -1;
 
 	snprintf(name[0], sizeof(name[0]), "dev%" PRIu64 ".rxq", dev->id);

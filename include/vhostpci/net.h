@@ -24,7 +24,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
 
 #include "common.h"
 #include "server.h"
@@ -47,11 +49,12 @@ extern "C" {
  * checksums are not computed. A frontend offers VP_NETFE_DEFAULT_FEATURES
  * unless told otherwise (the server's default set, without offloads). */
 #define VP_NET_FEATURES                                                    \
-	((1ull << 32) /* VERSION_1 */ | (1ull << 15) /* MRG_RXBUF */ |    \
-	 (1ull << 29) /* EVENT_IDX */ | (1ull << 28) /* INDIRECT_DESC */ |  \
-	 (1ull << 0) /* CSUM */ | (1ull << 1) /* GUEST_CSUM */)
+	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |    \
+	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) | \
+	 (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM))
 #define VP_NETFE_DEFAULT_FEATURES                                          \
-	((1ull << 32) | (1ull << 15) | (1ull << 29) | (1ull << 28))
+	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |    \
+	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC))
 
 /* A packet in local memory, with its offload metadata (the virtio-net
  * header as the sender wrote it; num_buffers is the transport's business). */
