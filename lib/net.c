@@ -33,23 +33,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include "vhostpci/fd.h"
 #include "vhostpci/log.h"
 #include "util.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
+_Static_assert(VP_NET_HDR_LEN == sizeof(struct virtio_net_hdr_v1), "VERSION_1 net header");
+
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-#define F_MRG_RXBUF    15
-#define F_INDIRECT     28
-#define F_EVENT_IDX    29
-#define F_VERSION_1    32
 #define HDR            VP_NET_HDR_LEN
 #define ADAPTIVE_SPIN_NS 50000
 #define REASON_MAX     256
+#define STICKY_KICKS_MAX 32	/* sticky drains in a row that break a link */
 
 /* A frontend receive buffer lent to the caller to build a packet in. */
 struct net_resv {
@@ -71,6 +72,7 @@ struct vp_net {
 	bool mrg;
 	bool broken;
 	enum vp_net_mode mode;
+	unsigned sticky_kicks;	/* drains in a row that left a kick fd readable */
 	int tx_call, rx_call;		/* we write these to interrupt the frontend */
 	int tx_kick, rx_kick;		/* the frontend writes these to wake us */
 	struct vp_net_stats st;
@@ -107,13 +109,78 @@ static int ring_fail(struct vp_net *n, struct vp_vq_dev *vq)
 	return net_fail(n, "%s", vp_vq_dev_broken_reason(vq));
 }
 
-/* Interrupt the frontend. An eventfd write cannot block or fail short. */
+/*
+ * Interrupt the frontend without ever waiting on it. An eventfd write blocks
+ * when the count would pass 0xfffffffffffffffe unless the file is
+ * O_NONBLOCK, and the kernel offers no per-call NOWAIT for eventfd writes.
+ * The open file description is shared with the frontend, which can clear
+ * O_NONBLOCK after vp_net_new() set it: so each signal first checks the flag
+ * (a frontend that cleared it is breaking the rules: link down, no more
+ * writes) and then that the count has room (poll POLLOUT). What remains is
+ * a peer that both clears the flag and fills the count inside the few
+ * hundred nanoseconds between those checks and the write; it gets one try
+ * per link, since the next signal sees the flag. A failed write is a
+ * dropped signal, counted, never retried.
+ */
+__attribute__((cold, noinline))
+static void signal_slow(struct vp_net *n, int fd, int fl)
+{
+	if (fl < 0)
+		n->st.signals_dropped++;
+	else
+		net_fail(n, "frontend cleared O_NONBLOCK on its call eventfd (fd %d)", fd);
+}
+
 static inline void signal_fd(struct vp_net *n, int fd)
 {
 	static const uint64_t one = 1;
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int fl;
 
-	if (fd >= 0 && write(fd, &one, sizeof(one)) == sizeof(one))
+	if (fd < 0 || n->broken)
+		return;
+	fl = fcntl(fd, F_GETFL);
+	if (unlikely(fl < 0 || !(fl & O_NONBLOCK))) {
+		signal_slow(n, fd, fl);
+		return;
+	}
+	if (likely(poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) &&
+		   write(fd, &one, sizeof(one)) == sizeof(one)))
 		n->st.signals++;
+	else
+		n->st.signals_dropped++;
+}
+
+/*
+ * Take a peer's kick or call fd: it must be an eventfd (a pipe or socket
+ * would block our writes or stay readable for ever). Our duplicate shares
+ * the frontend's open file description; it is made O_NONBLOCK.
+ * Returns the duplicate, -1 if fd is -1, or a negative errno (-EINVAL for
+ * the wrong kind, logged).
+ */
+static int take_fd(struct vp_net *n, int fd, const char *what)
+{
+	char kind[48];
+	int e, d, fl;
+
+	if (fd < 0)
+		return -1;
+	e = vp_fd_check_eventfd(fd);
+	if (e) {
+		vp_log(VP_LOG_WARN, "net dev%" PRIu64 ": refused: %s fd is a %s, not an eventfd",
+		       n->dev_id, what, vp_fd_kind(fd, kind, sizeof(kind)));
+		return e == -ENOTSUP ? -ENOTSUP : -EINVAL;
+	}
+	d = dup_fd(fd);
+	if (d < 0)
+		return -errno;
+	fl = fcntl(d, F_GETFL);
+	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0)) {
+		e = -errno;
+		close(d);
+		return e;
+	}
+	return d;
 }
 
 static void make_vq_config(struct vp_vq_dev_config *c, const struct vp_device *dev,
@@ -125,8 +192,8 @@ static void make_vq_config(struct vp_vq_dev_config *c, const struct vp_device *d
 		.num = r->num, .desc = r->desc, .avail = r->avail, .used = r->used,
 		.ring_space = VP_ADDR_GPA,
 		.last_avail_idx = r->last_avail_idx, .last_used_idx = r->last_avail_idx,
-		.event_idx = dev->driver_features & (1ull << F_EVENT_IDX),
-		.indirect = dev->driver_features & (1ull << F_INDIRECT),
+		.event_idx = dev->driver_features & (1ull << VIRTIO_RING_F_EVENT_IDX),
+		.indirect = dev->driver_features & (1ull << VIRTIO_RING_F_INDIRECT_DESC),
 		.name = name,
 	};
 }
@@ -143,7 +210,7 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 		return -EINVAL;
 	*out = NULL;
 	if (!dev || dev->state != VP_DEV_READY || dev->type != VP_VIRTIO_ID_NET ||
-	    !(dev->driver_features & (1ull << F_VERSION_1)) || !dev->mem ||
+	    !(dev->driver_features & (1ull << VIRTIO_F_VERSION_1)) || !dev->mem ||
 	    dev->nrings < 2 || (unsigned)mode > VP_NET_ADAPTIVE)
 		return -EINVAL;
 
@@ -152,7 +219,7 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 		return -ENOMEM;
 	n->dev_id = dev->id;
 	n->mode = mode;
-	n->mrg = dev->driver_features & (1ull << F_MRG_RXBUF);
+	n->mrg = dev->driver_features & (1ull << VIRTIO_NET_F_MRG_RXBUF);
 	n->tx_call = n->rx_call = n->tx_kick = n->rx_kick = -1;
 
 	snprintf(name[0], sizeof(name[0]), "dev%" PRIu64 ".rxq", dev->id);
@@ -186,16 +253,23 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 		goto fail;
 	}
 
-	n->tx_kick = dup_fd(dev->rings[VP_NET_Q_RX].kick_fd);
-	n->tx_call = dup_fd(dev->rings[VP_NET_Q_RX].call_fd);
-	n->rx_kick = dup_fd(dev->rings[VP_NET_Q_TX].kick_fd);
-	n->rx_call = dup_fd(dev->rings[VP_NET_Q_TX].call_fd);
-	if ((dev->rings[VP_NET_Q_RX].kick_fd >= 0 && n->tx_kick < 0) ||
-	    (dev->rings[VP_NET_Q_RX].call_fd >= 0 && n->tx_call < 0) ||
-	    (dev->rings[VP_NET_Q_TX].kick_fd >= 0 && n->rx_kick < 0) ||
-	    (dev->rings[VP_NET_Q_TX].call_fd >= 0 && n->rx_call < 0)) {
-		err = -errno;
-		goto fail;
+	{
+		const struct { int *dst; int src; const char *what; } t[4] = {
+			{ &n->tx_kick, dev->rings[VP_NET_Q_RX].kick_fd, "receiveq kick" },
+			{ &n->tx_call, dev->rings[VP_NET_Q_RX].call_fd, "receiveq call" },
+			{ &n->rx_kick, dev->rings[VP_NET_Q_TX].kick_fd, "transmitq kick" },
+			{ &n->rx_call, dev->rings[VP_NET_Q_TX].call_fd, "transmitq call" },
+		};
+
+		for (unsigned i = 0; i < 4; i++) {
+			int d = take_fd(n, t[i].src, t[i].what);
+
+			if (d < -1) {
+				err = d;
+				goto fail;
+			}
+			*t[i].dst = d;
+		}
 	}
 
 	/* Busy until told otherwise: vp_net_wait() arms kicks only to sleep. */
@@ -758,6 +832,8 @@ int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms)
 		}
 	}
 	vp_net_disarm(n);
+	if (n->broken)
+		return -EIO;
 	if (vp_vq_dev_broken(n->rxq))
 		return ring_fail(n, n->rxq);
 	if (vp_vq_dev_broken(n->txq))
@@ -790,22 +866,47 @@ int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx)
 	return hit ? 1 : 0;
 }
 
-/* Read an eventfd only if it is readable: a hostile frontend may have given
- * us a blocking one. */
-static void drain_ready(int fd)
+/*
+ * Empty a kick eventfd without ever blocking, whatever the frontend did to
+ * the shared O_NONBLOCK flag: eventfd reads honour RWF_NOWAIT. Older
+ * kernels without it: read only if poll() says readable.
+ * Returns true if the fd is still readable right after a successful read:
+ * a normal eventfd read takes the whole count, but an EFD_SEMAPHORE one
+ * takes 1, so a huge count would wake every sleep for ever.
+ */
+static bool drain_ready(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint64_t v;
+	struct iovec iov = { &v, sizeof(v) };
 
-	if (fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
+	if (fd < 0)
+		return false;
+	if (preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0)
+		return preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		return false;
+	if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
 		drain_fd(fd);
+		return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+	}
+	return false;
 }
 
 void vp_net_disarm(struct vp_net *n)
 {
-	drain_ready(n->rx_kick);
-	drain_ready(n->tx_kick);
+	bool sticky = drain_ready(n->rx_kick);
+
+	sticky |= drain_ready(n->tx_kick);
 	vp_vq_dev_disable_notify(n->rxq);
 	vp_vq_dev_disable_notify(n->txq);
+	/* A kick between our two reads can make one drain look sticky; many in
+	 * a row, whatever the rings hold, is a kick fd that never empties. */
+	if (!sticky)
+		n->sticky_kicks = 0;
+	else if (++n->sticky_kicks >= STICKY_KICKS_MAX && !n->broken)
+		net_fail(n, "frontend's kick eventfd stays readable after draining "
+			 "(EFD_SEMAPHORE?): it would wake us for ever");
 }
 
 const struct vp_net_stats *vp_net_stats(const struct vp_net *n)

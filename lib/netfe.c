@@ -52,10 +52,6 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-#define F_MRG_RXBUF  15
-#define F_INDIRECT   28
-#define F_EVENT_IDX  29
-#define F_VERSION_1  32
 #define HDR          VP_NET_HDR_LEN
 #define TX_SLOT      2048u
 #define TX_MAX_SLOTS ((VP_NET_MAX_PKT + HDR + TX_SLOT - 1) / TX_SLOT)
@@ -214,7 +210,7 @@ static int layout(struct vp_netfe *fe, uint64_t ram_offset)
 	fe->tx_pool = off;
 	off += (uint64_t)fe->tx_num * TX_SLOT;
 	fe->ind_cfg = 0;
-	if (fe->features & (1ull << F_INDIRECT)) {
+	if (fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC)) {
 		/* vring.c refuses tables longer than the ring. */
 		fe->ind_cfg = TX_MAX_SLOTS < fe->tx_num ? TX_MAX_SLOTS : fe->tx_num;
 		if (fe->ind_cfg > 1) {
@@ -314,7 +310,7 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	if (!is_pow2(fe->rx_num) || !is_pow2(fe->tx_num) ||
 	    fe->rx_num > VP_VQ_MAX_SIZE || fe->tx_num > VP_VQ_MAX_SIZE ||
 	    fe->rx_buf_size < 64 || fe->rx_buf_size > (1u << 24) ||
-	    (fe->features & ~VP_NET_FEATURES) || !(fe->features & (1ull << F_VERSION_1)))
+	    (fe->features & ~VP_NET_FEATURES) || !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
 		goto fail;
 	err = layout(fe, cfg->ram_offset);
 	if (err)
@@ -334,18 +330,18 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	fe->tx_buf = calloc(fe->tx_num, sizeof(*fe->tx_buf));
 	fe->tx_resv = calloc(fe->tx_num, sizeof(*fe->tx_resv));
 	/* Only mergeable buffers make packets that span buffers. */
-	if (fe->features & (1ull << F_MRG_RXBUF))
+	if (fe->features & (1ull << VIRTIO_NET_F_MRG_RXBUF))
 		fe->scratch = malloc(VP_NET_MAX_PKT);
 	err = -ENOMEM;
 	if (!fe->etok || !fe->elen || !fe->post || !fe->post_tok || !fe->tx_free ||
 	    !fe->tx_link || !fe->tx_nslots || !fe->tx_plen || !fe->tx_tok || !fe->tx_buf ||
-	    !fe->tx_resv || ((fe->features & (1ull << F_MRG_RXBUF)) && !fe->scratch))
+	    !fe->tx_resv || ((fe->features & (1ull << VIRTIO_NET_F_MRG_RXBUF)) && !fe->scratch))
 		goto fail;
 	err = open_efds(fe);
 	if (err)
 		goto fail;
-	err = make_rings(fe, fe->features & (1ull << F_EVENT_IDX),
-			 fe->features & (1ull << F_INDIRECT));
+	err = make_rings(fe, fe->features & (1ull << VIRTIO_RING_F_EVENT_IDX),
+			 fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC));
 	if (err)
 		goto fail;
 	reset_pools(fe);
@@ -406,13 +402,13 @@ void vp_netfe_info(const struct vp_netfe *fe, struct vp_frontend_info *info)
 
 int vp_netfe_start(struct vp_netfe *fe, uint64_t features)
 {
-	bool evidx = features & (1ull << F_EVENT_IDX);
-	bool ind = features & (1ull << F_INDIRECT);
+	bool evidx = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+	bool ind = features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 	int n, err;
 
 	/* vhost-user's PROTOCOL_FEATURES (bit 30) is the transport's, not the device's. */
 	features &= ~(1ull << VP_VU_F_PROTOCOL_FEATURES);
-	if (fe->started || (features & ~fe->features) || !(features & (1ull << F_VERSION_1)))
+	if (fe->started || (features & ~fe->features) || !(features & (1ull << VIRTIO_F_VERSION_1)))
 		return -EINVAL;
 	/*
 	 * The rings were laid out for what we offered. Only if the peer took
@@ -426,7 +422,7 @@ int vp_netfe_start(struct vp_netfe *fe, uint64_t features)
 			return err;
 	}
 	fe->negotiated = features;
-	fe->mrg = features & (1ull << F_MRG_RXBUF);
+	fe->mrg = features & (1ull << VIRTIO_NET_F_MRG_RXBUF);
 	reset_pools(fe);
 	for (unsigned i = 0; i < fe->rx_num; i++) {
 		fe->post[i] = (struct vp_buf){ fe->rx_pool + (uint64_t)i * fe->rx_buf_size,
@@ -457,8 +453,8 @@ int vp_netfe_reset(struct vp_netfe *fe)
 	err = open_efds(fe);
 	if (err)
 		return err;
-	err = make_rings(fe, fe->features & (1ull << F_EVENT_IDX),
-			 fe->features & (1ull << F_INDIRECT));
+	err = make_rings(fe, fe->features & (1ull << VIRTIO_RING_F_EVENT_IDX),
+			 fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC));
 	if (err)
 		return err;
 	fe->reason[0] = 0;

@@ -38,7 +38,7 @@
 
 #define VQ_NAME_MAX   32
 #define VQ_REASON_MAX 192
-#define DESC_SIZE     16u
+#define DESC_SIZE     ((uint32_t)sizeof(struct vring_desc))  /* <linux/virtio_ring.h> */
 
 /*
  * Shared ring memory is read and written only through these, so each access

@@ -24,7 +24,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
 
 #include "common.h"
 #include "server.h"
@@ -47,11 +49,12 @@ extern "C" {
  * checksums are not computed. A frontend offers VP_NETFE_DEFAULT_FEATURES
  * unless told otherwise (the server's default set, without offloads). */
 #define VP_NET_FEATURES                                                    \
-	((1ull << 32) /* VERSION_1 */ | (1ull << 15) /* MRG_RXBUF */ |    \
-	 (1ull << 29) /* EVENT_IDX */ | (1ull << 28) /* INDIRECT_DESC */ |  \
-	 (1ull << 0) /* CSUM */ | (1ull << 1) /* GUEST_CSUM */)
+	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |    \
+	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) | \
+	 (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM))
 #define VP_NETFE_DEFAULT_FEATURES                                          \
-	((1ull << 32) | (1ull << 15) | (1ull << 29) | (1ull << 28))
+	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |    \
+	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC))
 
 /* A packet in local memory, with its offload metadata (the virtio-net
  * header as the sender wrote it; num_buffers is the transport's business). */
@@ -76,6 +79,9 @@ struct vp_net_stats {
 	uint64_t rx_drop_bad;            /* chain shorter than the net header, or a
 					  * writable buffer on TX */
 	uint64_t signals;                /* eventfd writes to the peer */
+	uint64_t signals_dropped;        /* a signal to the peer that could not be
+					  * delivered (its count full, or any error):
+					  * never waited for, never retried */
 	uint64_t wakeups;                /* returns from a sleep with work */
 };
 
@@ -92,7 +98,10 @@ struct vp_net;
  * and dev->driver_features; duplicates the eventfds it needs, so dev may go
  * away afterwards (but the memory mapping must stay: keep the device, or the
  * vp_mem, alive while the backend is). -EINVAL if dev is not a READY net
- * device with VERSION_1, or an error of vp_vq_dev_new().
+ * device with VERSION_1, or if a kick or call fd is not an eventfd (logged
+ * with its kind), or an error of vp_vq_dev_new(). The eventfds kept are made
+ * O_NONBLOCK (the flag is shared with the frontend's copies); a frontend that
+ * clears it again later breaks its link.
  */
 VP_API int vp_net_new(struct vp_net **out, const struct vp_device *dev,
 		      enum vp_net_mode mode);

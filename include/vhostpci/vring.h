@@ -43,9 +43,9 @@ extern "C" {
 
 /* Bytes each part of a split ring of num entries occupies (with the event-idx
  * words included, whether or not EVENT_IDX is negotiated). */
-#define VP_VQ_DESC_BYTES(num)  ((uint64_t)(num) * 16u)
+#define VP_VQ_DESC_BYTES(num)  ((uint64_t)(num) * (uint64_t)sizeof(struct vring_desc))
 #define VP_VQ_AVAIL_BYTES(num) (6u + (uint64_t)(num) * 2u)
-#define VP_VQ_USED_BYTES(num)  (6u + (uint64_t)(num) * 8u)
+#define VP_VQ_USED_BYTES(num)  (6u + (uint64_t)(num) * (uint64_t)sizeof(struct vring_used_elem))
 
 /* ------------------------------------------------------------------------ */
 /* Device side: the peer's ring, walked by us.                              */

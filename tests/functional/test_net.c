@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -2870,4 +2871,264 @@ TEST(rx_into_stops_before_a_frame_that_does_not_fit)
 	CHECK(vp_net_broken(f.net) == NULL);
 	fe_close(&f, &b);
 	be_fini(&b);
+}
+
+/* ======================================================================== */
+/* Hostile fds: a hand-built device, no server in between                  */
+
+/* A frontend whose vp_device the test builds itself, so that any fd can be
+ * handed to vp_net_new() (the server may refuse some before we see them). */
+struct hand {
+	struct ram ram;
+	struct vp_mem *mem;
+	struct vp_vq_drv *q[2];
+	struct vp_device dev;
+	uint64_t buf;	/* next free buffer gpa */
+};
+
+/* fds: rings[0].kick, rings[0].call, rings[1].kick, rings[1].call (not owned). */
+static bool hand_open(struct hand *h, const int fds[4], uint64_t features)
+{
+	memset(h, 0, sizeof(*h));
+	if (!ram_new(&h->ram, RAM_SIZE) || !(h->mem = vp_mem_new()))
+		return false;
+	struct vp_mem_region_desc d = { .gpa = 0, .size = RAM_SIZE, .fd = h->ram.fd,
+					.prot = VP_MEM_RW };
+	if (vp_mem_add_region(h->mem, &d) < 0)
+		return false;
+	h->dev.id = 77;
+	h->dev.type = VP_VIRTIO_ID_NET;
+	h->dev.state = VP_DEV_READY;
+	h->dev.device_features = h->dev.driver_features = features;
+	h->dev.mem = h->mem;
+	h->dev.nrings = 2;
+	for (unsigned q = 0; q < 2; q++) {
+		uint64_t base = raw_ring(q);
+		struct vp_vq_drv_config c = {
+			.num = RAW_NUM, .desc = h->ram.p + base, .avail = h->ram.p + base + 0x1000,
+			.used = h->ram.p + base + 0x2000, .event_idx = features & F_EVIDX,
+			.name = q ? "hand.tx" : "hand.rx",
+		};
+
+		if (vp_vq_drv_new(&h->q[q], &c))
+			return false;
+		h->dev.rings[q] = (struct vp_dev_ring){ .num = RAW_NUM, .desc = base,
+			.avail = base + 0x1000, .used = base + 0x2000, .addr_set = true,
+			.enabled = true, .started = true,
+			.kick_fd = fds[2 * q], .call_fd = fds[2 * q + 1] };
+	}
+	h->buf = RAW_BUF;
+	return true;
+}
+
+static void hand_close(struct hand *h)
+{
+	for (unsigned q = 0; q < 2; q++)
+		vp_vq_drv_free(h->q[q]);
+	vp_mem_free(h->mem);
+	ram_free(&h->ram);
+}
+
+/* One packet each way through n; true if both arrived. */
+static bool hand_step(struct hand *h, struct vp_net *n, uint8_t seed)
+{
+	static uint8_t out[256], in[PKT_CAP];
+	struct vp_buf b = { RAW_BUF, 2048 };
+	struct vp_buf t = { RAW_BUF + 0x1000, HDR + 100 };
+	struct vp_pkt p = { .data = out, .len = 100 };
+	struct vp_pkt r = { .data = in, .len = sizeof(in) };
+	void *tok[RAW_NUM];
+	uint32_t lens[RAW_NUM];
+	bool ok;
+
+	fill_pattern(out, 100, seed);
+	if (vp_vq_drv_add(h->q[0], NULL, 0, &b, 1, (void *)1) < 0)
+		return false;
+	vp_vq_drv_publish(h->q[0]);
+	ok = vp_net_tx_burst(n, &p, 1, 0) == 1 && vp_vq_drv_get_used(h->q[0], tok, lens, RAW_NUM) == 1 &&
+	     check_pattern((h->ram.p + RAW_BUF + HDR), 100, seed);
+	memset((h->ram.p + RAW_BUF + 0x1000), 0, HDR);
+	fill_pattern((h->ram.p + RAW_BUF + 0x1000 + HDR), 100, (uint8_t)(seed + 1));
+	if (vp_vq_drv_add(h->q[1], &t, 1, NULL, 0, (void *)2) < 0)
+		return false;
+	vp_vq_drv_publish(h->q[1]);
+	ok = ok && vp_net_rx_burst(n, &r, 1) == 1 && r.len == 100 &&
+	     check_pattern(in, 100, (uint8_t)(seed + 1)) &&
+	     vp_vq_drv_get_used(h->q[1], tok, lens, RAW_NUM) == 1;
+	return ok;
+}
+
+/* Run fn in a child that SIGALRM kills after secs: a hang fails the case. */
+static void in_child(void (*fn)(void), unsigned secs)
+{
+	int st = 0;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		alarm(secs);
+		tu_failed_checks = 0;
+		fn();
+		_exit(tu_failed_checks ? 1 : 0);
+	}
+	REQUIRE(waitpid(pid, &st, 0) == pid);
+	if (WIFSIGNALED(st))
+		fprintf(stderr, "  # child killed by signal %d\n", WTERMSIG(st));
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void full_call_fd_child(void)
+{
+	static const uint64_t full = 0xfffffffffffffffeull;
+	int fds[4] = { eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), eventfd(0, EFD_CLOEXEC),
+		       eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), eventfd(0, EFD_CLOEXEC) };
+	struct vp_net *n = NULL;
+	struct hand h;
+	int fl;
+
+	/* Blocking call eventfds whose count is full: a write would wait for ever. */
+	REQUIRE(write(fds[1], &full, 8) == 8 && write(fds[3], &full, 8) == 8);
+	REQUIRE(hand_open(&h, fds, F_V1));
+	REQUIRE(vp_net_new(&n, &h.dev, VP_NET_IRQ) == 0);
+	/* Our copy shares the frontend's file: now non-blocking for both. */
+	fl = fcntl(fds[1], F_GETFL);
+	CHECK(fl >= 0 && (fl & O_NONBLOCK));
+	for (unsigned i = 0; i < 200; i++)
+		if (!hand_step(&h, n, (uint8_t)i)) {
+			CHECK(!"traffic stopped");
+			break;
+		}
+	CHECK_EQ(vp_net_stats(n)->tx_packets, 200);
+	CHECK_EQ(vp_net_stats(n)->rx_packets, 200);
+	CHECK_EQ(vp_net_stats(n)->signals, 0);
+	CHECK_EQ(vp_net_stats(n)->signals_dropped, 400);
+	CHECK(vp_net_broken(n) == NULL);
+	/* The frontend makes its file blocking again: the next signal sees it
+	 * and the link goes down instead of writing. */
+	REQUIRE(fcntl(fds[1], F_SETFL, fl & ~O_NONBLOCK) == 0);
+	CHECK(!hand_step(&h, n, 1));
+	CHECK(vp_net_broken(n) && strstr(vp_net_broken(n), "O_NONBLOCK"));
+	vp_net_free(n);
+	hand_close(&h);
+	for (unsigned i = 0; i < 4; i++)
+		close(fds[i]);
+}
+
+TEST(full_blocking_call_fd_never_blocks)
+{
+	in_child(full_call_fd_child, 10);
+}
+
+TEST(new_refuses_fds_that_are_not_eventfds)
+{
+	int p[2], sp[2], e[4], before;
+	struct vp_net *n = (struct vp_net *)1;
+	struct hand h;
+
+	REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
+	for (unsigned i = 0; i < 4; i++)
+		e[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	REQUIRE(hand_open(&h, e, F_V1));
+	before = tu_count_fds();
+	for (unsigned slot = 0; slot < 4; slot++) {
+		int bad[2] = { p[0], sp[0] };
+
+		for (unsigned k = 0; k < 2; k++) {
+			int *f = slot & 1 ? &h.dev.rings[slot / 2].call_fd : &h.dev.rings[slot / 2].kick_fd;
+
+			*f = bad[k];
+			CHECK_EQ(vp_net_new(&n, &h.dev, VP_NET_IRQ), -EINVAL);
+			CHECK(n == NULL);
+			*f = e[slot];
+		}
+	}
+	CHECK_EQ(tu_count_fds(), before);
+	/* The same device with its eventfds back is taken. */
+	CHECK_EQ(vp_net_new(&n, &h.dev, VP_NET_IRQ), 0);
+	CHECK_EQ(tu_count_fds(), before + 4);
+	vp_net_free(n);
+	CHECK_EQ(tu_count_fds(), before);
+	hand_close(&h);
+	for (unsigned i = 0; i < 4; i++)
+		close(e[i]);
+	close(p[0]);
+	close(p[1]);
+	close(sp[0]);
+	close(sp[1]);
+}
+
+static double cpu_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static double wall_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void sticky_kick_child(void)
+{
+	static const uint64_t full = 0xfffffffffffffffeull, one = 1;
+	int bad[4] = { eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+		       eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) };
+	int good[4];
+	struct vp_net *n = NULL, *g = NULL;
+	struct hand h, hg;
+	double c0, t0;
+	unsigned ok = 0;
+
+	for (unsigned i = 0; i < 4; i++)
+		good[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* A semaphore kick fd with a huge count: each read takes only 1. */
+	REQUIRE(write(bad[2], &full, 8) == 8);
+	REQUIRE(hand_open(&h, bad, F_V1) && hand_open(&hg, good, F_V1));
+	REQUIRE(vp_net_new(&n, &h.dev, VP_NET_IRQ) == 0);
+	REQUIRE(vp_net_new(&g, &hg.dev, VP_NET_IRQ) == 0);
+	/* A backend's loop on the hostile link for ~1 s of wall time; once the
+	 * link is down the backend would wait on its other fds: idle here. */
+	c0 = cpu_s();
+	t0 = wall_s();
+	for (double t; (t = wall_s() - t0) < 1.0;) {
+		if (vp_net_broken(n))
+			poll(NULL, 0, (int)((1.0 - t) * 1000) + 1);
+		else if (vp_net_wait(n, true, true, 100) < 0)
+			CHECK(vp_net_broken(n) != NULL);
+		else
+			CHECK_EQ(vp_net_rx_burst(n, NULL, 0), 0);
+	}
+	CHECK(cpu_s() - c0 < 0.1);
+	/* The healthy link: each kick wakes it once, a packet moves each way. */
+	for (unsigned i = 0; i < 100; i++) {
+		REQUIRE(write(good[2], &one, 8) == 8);
+		if (vp_net_wait(g, true, false, 1000) == 1 && hand_step(&hg, g, (uint8_t)i))
+			ok++;
+	}
+	CHECK(vp_net_broken(n) && strstr(vp_net_broken(n), "stays readable"));
+	CHECK(vp_net_broken(g) == NULL);
+	CHECK_EQ(ok, 100);
+	CHECK_EQ(vp_net_stats(g)->tx_packets, ok);
+	CHECK_EQ(vp_net_stats(g)->rx_packets, ok);
+	vp_net_free(n);
+	vp_net_free(g);
+	hand_close(&h);
+	hand_close(&hg);
+	for (unsigned i = 0; i < 4; i++) {
+		close(bad[i]);
+		close(good[i]);
+	}
+}
+
+TEST(sticky_kick_fd_does_not_spin)
+{
+	in_child(sticky_kick_child, 10);
 }
