@@ -705,6 +705,35 @@ static struct vm_link *find_link(struct vm_port *p, uint64_t id)
 	return NULL;
 }
 
+/*
+ * Refuse a device, not ignore it: the sender (the daemon's relay, or a
+ * native frontend) is told why and may offer it again later.
+ */
+static void refuse(struct vm_port *p, uint64_t id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void refuse(struct vm_port *p, uint64_t id, const char *fmt, ...)
+{
+	char why[128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	port_log(p, VP_LOG_INFO, "refusing device %" PRIu64 ": %s", id, why);
+	p->refused++;
+	vp_server_drop(p->srv, id, why);
+}
+
+static unsigned links_in_use(const struct vm_port *p)
+{
+	unsigned used = 0;
+
+	for (unsigned i = 0; i < p->max_links; i++)
+		used += p->links[i].used;
+	return used;
+}
+
 static void on_server_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
 			    void *opaque)
 {
@@ -713,41 +742,24 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 	char uuid[40];
 	int r;
 
+	(void)srv;  /* p->srv: refuse() and link_down() reach it from there */
 	switch (ev) {
-	case VP_EV_DEVICE_NEW: {
-		unsigned used = 0;
-
+	case VP_EV_DEVICE_NEW:
 		/* Full: refuse before the handshake, so that the frontend never
 		 * sees its device started and sends into rings nobody drives. */
-		for (unsigned i = 0; i < p->max_links; i++)
-			used += p->links[i].used;
-		if (used >= p->max_links) {
-			char why[96];
-
-			snprintf(why, sizeof(why), "backend full: %u of %u links in use", used,
-				 p->max_links);
-			port_log(p, VP_LOG_INFO, "refusing device %" PRIu64 ": %s", dev->id, why);
-			p->refused++;
-			vp_server_drop(srv, dev->id, why);
-		}
+		if (links_in_use(p) >= p->max_links)
+			refuse(p, dev->id, "backend full: %u of %u links in use", p->max_links,
+			       p->max_links);
 		break;
-	}
 	case VP_EV_DEVICE_READY:
 	case VP_EV_DEVICE_CHANGED:
 		if (!l) {
 			for (unsigned i = 0; i < p->max_links && !l; i++)
 				if (!p->links[i].used)
 					l = &p->links[i];
-			if (!l) {
-				char why[96];
-
-				/* Refused, not ignored: the sender (the daemon's relay)
-				 * learns why and offers it again when a link frees. */
-				snprintf(why, sizeof(why), "backend full: %u of %u links in use",
-					 p->max_links, p->max_links);
-				port_log(p, VP_LOG_WARN, "refusing device %" PRIu64 ": %s", dev->id, why);
-				p->refused++;
-				vp_server_drop(srv, dev->id, why);
+			if (!l) {  /* two NEWs raced for the last link */
+				refuse(p, dev->id, "backend full: %u of %u links in use",
+				       p->max_links, p->max_links);
 				return;
 			}
 			memset(l, 0, sizeof(*l));
@@ -756,10 +768,7 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 		}
 		l->dev = dev;
 		if (dev->type != VP_VIRTIO_ID_NET) {
-			port_log(p, VP_LOG_WARN, "refusing device %" PRIu64 ": not a net device (type %u)",
-				 dev->id, dev->type);
-			p->refused++;
-			vp_server_drop(srv, dev->id, "not a virtio-net device");
+			refuse(p, dev->id, "not a virtio-net device (type %u)", dev->type);
 			return;
 		}
 		if (ev == VP_EV_DEVICE_CHANGED && l->net) {
@@ -784,13 +793,8 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 			r = vp_net_new(&l->net, dev, lib_mode(p->mode));
 		}
 		if (r < 0) {
-			char why[128];
-
 			l->net = NULL;
-			snprintf(why, sizeof(why), "backend cannot drive the device: %s", strerror(-r));
-			port_log(p, VP_LOG_WARN, "refusing device %" PRIu64 ": %s", dev->id, why);
-			p->refused++;
-			vp_server_drop(srv, dev->id, why);
+			refuse(p, dev->id, "backend cannot drive the device: %s", strerror(-r));
 			return;
 		}
 		l->generation = dev->generation;
