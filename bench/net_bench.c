@@ -4,7 +4,7 @@
  * processes: the frontend (parent, vp_netfe on a memfd RAM, vp_client) and
  * the backend (child, vp_server + vp_net). Directions:
  *   be2fe  backend TX -> frontend RX (the backend writes into the frontend's
- *          receive buffers: the 0-copy TX of the seed's design)
+ *          receive buffers: the 0-copy TX of the vhost-pci design)
  *   fe2be  frontend TX -> backend RX (the backend copies out: 1 copy)
  *   both   the two at once on the same two cores
  *

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * vhost-pci-net: the backend side of the seed's 2.0 design. We are the
+ * vhost-pci-net: the backend side of the vhost-pci design's 2.0 model (RFC 2.0 thread). We are the
  * device of the frontend's virtio-net rings: TX writes straight into the
  * frontend's receive buffers (ring 0), RX copies the frontend's transmitted
  * packets (ring 1) once into the caller's buffers.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Networking over vhost-pci (the seed's 2.0 design).
+ * Networking over vhost-pci (2.0 of the vhost-pci design, RFC 2.0 thread).
  *
  *  - vp_net_*: vhost-pci-net, the BACKEND driver. Attached to a vhost-pci
  *    device, it drives the frontend's virtio-net rings from the device side:
@@ -15,7 +15,7 @@
  *    RAM, and plays the part the guest's stock virtio_net driver plays.
  *
  * Both work in bursts and never allocate on the data path. Threading: one
- * object, one thread. Notification follows the seed's Fig. 4: the frontend's
+ * object, one thread. Notification follows Fig. 4 of the 2016 slides: the frontend's
  * kick eventfds wake the backend, the frontend's call eventfds are written by
  * the backend; event-index suppression is honoured both ways.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The vhost-pci server: accepts frontends on a Unix socket and turns each
- * into a vhost-pci device (the seed's "device creation").
+ * into a vhost-pci device ("device creation" in the vhost-pci design).
  *
  * Frontends speak one of two dialects, told apart by their first message:
  *  - stock vhost-user (QEMU -netdev vhost-user, DPDK virtio-user): the
@@ -61,7 +61,7 @@ struct vp_dev_region {
 };
 
 /*
- * One ring of the frontend device, as the backend sees it (seed, Fig. 4):
+ * One ring of the frontend device, as the backend sees it (Fig. 4 of the 2016 slides):
  * kick_fd is written by the frontend when it adds buffers, so it wakes the
  * backend (the backend's "call"); call_fd is what the backend writes to
  * interrupt the frontend (the backend's "kick"). -1 = none (polling).
@@ -100,7 +100,7 @@ struct vp_device {
 	unsigned generation;         /* +1 each time the device becomes READY */
 };
 
-/* The seed's registry: struct vhost_pci_info { struct vhost_pci_dev dev[MAX]; } */
+/* The vhost-pci design's registry: struct vhost_pci_info { struct vhost_pci_dev dev[MAX]; } */
 struct vp_pci_dev {
 	uint32_t device_type;
 	uint64_t device_id;
