@@ -3,65 +3,72 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
 
 #include "names.h"
 
+/* U(): bits the kernel's UAPI headers define (the number comes from there);
+ * N(): bits newer than Debian 12's headers (6.1), numbered from the spec. */
+#define U(sym, name) [sym] = name
 #define N(bit, name) [bit] = name
 
 /* Transport and ring bits, 24..41 (and the vhost-user bit 30). */
 static const char *const common_names[64] = {
-	N(24, "NOTIFY_ON_EMPTY"),
-	N(27, "ANY_LAYOUT"),
-	N(28, "INDIRECT_DESC"),
-	N(29, "EVENT_IDX"),
+	U(VIRTIO_F_NOTIFY_ON_EMPTY, "NOTIFY_ON_EMPTY"),
+	U(VIRTIO_F_ANY_LAYOUT, "ANY_LAYOUT"),
+	U(VIRTIO_RING_F_INDIRECT_DESC, "INDIRECT_DESC"),
+	U(VIRTIO_RING_F_EVENT_IDX, "EVENT_IDX"),
 	N(30, "PROTOCOL_FEATURES"),   /* VHOST_USER_F_PROTOCOL_FEATURES */
-	N(32, "VERSION_1"),
-	N(33, "ACCESS_PLATFORM"),
-	N(34, "RING_PACKED"),
-	N(35, "IN_ORDER"),
-	N(36, "ORDER_PLATFORM"),
-	N(37, "SR_IOV"),
+	U(VIRTIO_F_VERSION_1, "VERSION_1"),
+	U(VIRTIO_F_ACCESS_PLATFORM, "ACCESS_PLATFORM"),
+	U(VIRTIO_F_RING_PACKED, "RING_PACKED"),
+	U(VIRTIO_F_IN_ORDER, "IN_ORDER"),
+	U(VIRTIO_F_ORDER_PLATFORM, "ORDER_PLATFORM"),
+	U(VIRTIO_F_SR_IOV, "SR_IOV"),
 	N(38, "NOTIFICATION_DATA"),
 	N(39, "NOTIF_CONFIG_DATA"),
-	N(40, "RING_RESET"),
+	U(VIRTIO_F_RING_RESET, "RING_RESET"),
 	N(41, "ADMIN_VQ"),
 };
 
 static const char *const net_names[64] = {
-	N(0, "CSUM"),
-	N(1, "GUEST_CSUM"),
-	N(2, "CTRL_GUEST_OFFLOADS"),
-	N(3, "MTU"),
-	N(5, "MAC"),
-	N(6, "GSO"),
-	N(7, "GUEST_TSO4"),
-	N(8, "GUEST_TSO6"),
-	N(9, "GUEST_ECN"),
-	N(10, "GUEST_UFO"),
-	N(11, "HOST_TSO4"),
-	N(12, "HOST_TSO6"),
-	N(13, "HOST_ECN"),
-	N(14, "HOST_UFO"),
-	N(15, "MRG_RXBUF"),
-	N(16, "STATUS"),
-	N(17, "CTRL_VQ"),
-	N(18, "CTRL_RX"),
-	N(19, "CTRL_VLAN"),
-	N(20, "CTRL_RX_EXTRA"),
-	N(21, "GUEST_ANNOUNCE"),
-	N(22, "MQ"),
-	N(23, "CTRL_MAC_ADDR"),
+	U(VIRTIO_NET_F_CSUM, "CSUM"),
+	U(VIRTIO_NET_F_GUEST_CSUM, "GUEST_CSUM"),
+	U(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS, "CTRL_GUEST_OFFLOADS"),
+	U(VIRTIO_NET_F_MTU, "MTU"),
+	U(VIRTIO_NET_F_MAC, "MAC"),
+	U(VIRTIO_NET_F_GSO, "GSO"),
+	U(VIRTIO_NET_F_GUEST_TSO4, "GUEST_TSO4"),
+	U(VIRTIO_NET_F_GUEST_TSO6, "GUEST_TSO6"),
+	U(VIRTIO_NET_F_GUEST_ECN, "GUEST_ECN"),
+	U(VIRTIO_NET_F_GUEST_UFO, "GUEST_UFO"),
+	U(VIRTIO_NET_F_HOST_TSO4, "HOST_TSO4"),
+	U(VIRTIO_NET_F_HOST_TSO6, "HOST_TSO6"),
+	U(VIRTIO_NET_F_HOST_ECN, "HOST_ECN"),
+	U(VIRTIO_NET_F_HOST_UFO, "HOST_UFO"),
+	U(VIRTIO_NET_F_MRG_RXBUF, "MRG_RXBUF"),
+	U(VIRTIO_NET_F_STATUS, "STATUS"),
+	U(VIRTIO_NET_F_CTRL_VQ, "CTRL_VQ"),
+	U(VIRTIO_NET_F_CTRL_RX, "CTRL_RX"),
+	U(VIRTIO_NET_F_CTRL_VLAN, "CTRL_VLAN"),
+	U(VIRTIO_NET_F_CTRL_RX_EXTRA, "CTRL_RX_EXTRA"),
+	U(VIRTIO_NET_F_GUEST_ANNOUNCE, "GUEST_ANNOUNCE"),
+	U(VIRTIO_NET_F_MQ, "MQ"),
+	U(VIRTIO_NET_F_CTRL_MAC_ADDR, "CTRL_MAC_ADDR"),
 	N(52, "VQ_NOTF_COAL"),
-	N(53, "NOTF_COAL"),
+	U(VIRTIO_NET_F_NOTF_COAL, "NOTF_COAL"),
 	N(54, "GUEST_USO4"),
 	N(55, "GUEST_USO6"),
 	N(56, "HOST_USO"),
-	N(57, "HASH_REPORT"),
+	U(VIRTIO_NET_F_HASH_REPORT, "HASH_REPORT"),
 	N(59, "GUEST_HDRLEN"),
-	N(60, "RSS"),
-	N(61, "RSC_EXT"),
-	N(62, "STANDBY"),
-	N(63, "SPEED_DUPLEX"),
+	U(VIRTIO_NET_F_RSS, "RSS"),
+	U(VIRTIO_NET_F_RSC_EXT, "RSC_EXT"),
+	U(VIRTIO_NET_F_STANDBY, "STANDBY"),
+	U(VIRTIO_NET_F_SPEED_DUPLEX, "SPEED_DUPLEX"),
 };
 
 static const char *const protocol_names[64] = {
@@ -88,8 +95,8 @@ static const char *const protocol_names[64] = {
 };
 
 #undef N
+#undef U
 
-#define VIRTIO_ID_NET 1
 
 const char *vpd_feature_name(uint32_t device_type, unsigned bit)
 {

@@ -20,7 +20,6 @@
 #include "vhostpci/server.h"
 #include "spec.h"
 
-#define VIRTIO_F_VERSION_1_BIT 32
 
 static int spec_err(char *err, size_t errlen, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -173,7 +172,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		      parse_uint(v, 10, ULLONG_MAX, &n)))
 			return spec_err(err, errlen, -EINVAL,
 					"features '%s' is not a number (e.g. 0x140008000)", v);
-		if (!(n & (1ull << VIRTIO_F_VERSION_1_BIT)))
+		if (!(n & (1ull << VIRTIO_F_VERSION_1)))
 			return spec_err(err, errlen, -EINVAL,
 					"features %s lack VERSION_1 (bit 32), which every frontend must negotiate",
 					v);

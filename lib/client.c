@@ -456,7 +456,7 @@ static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *n
 		return e;
 	offered = r.p.u64;
 	feat = in->driver_features & offered;
-	if (!(feat & (1ull << 32))) {
+	if (!(feat & (1ull << VIRTIO_F_VERSION_1))) {
 		vp_log(VP_LOG_WARN, "vhost-user: backend does not offer VIRTIO_F_VERSION_1");
 		return -ENOTSUP;
 	}

@@ -904,7 +904,7 @@ static void fe_started(struct vm_port *p, uint64_t features)
 {
 	/* Only virtio feature bits reach the driver; the vhost-user transport
 	 * bit (PROTOCOL_FEATURES, 30) is the connection's business. */
-	features &= ~(1ull << 30);
+	features &= ~(1ull << VP_VU_F_PROTOCOL_FEATURES);
 	int r = vp_netfe_start(p->fe, features);
 
 	if (r < 0) {

@@ -24,6 +24,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
 
 #include "common.h"
 #include "mem.h"
@@ -38,7 +42,7 @@ extern "C" {
 #define VP_SERVER_NO_TIMEOUT (~0u)
 #define VP_SERVER_MAX_CONNECTIONS 1024
 #define VP_DEV_MAX_RINGS 2                 /* one virtio-net queue pair */
-#define VP_VIRTIO_ID_NET 1
+#define VP_VIRTIO_ID_NET VIRTIO_ID_NET
 
 enum vp_dialect {
 	VP_DIALECT_UNKNOWN = 0,   /* nothing received yet */
@@ -153,7 +157,9 @@ struct vp_server_config {
 
 /* VERSION_1, vhost-user PROTOCOL_FEATURES, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC */
 #define VP_SERVER_DEFAULT_FEATURES \
-	((1ull << 32) | (1ull << 30) | (1ull << 15) | (1ull << 29) | (1ull << 28))
+	((1ull << VIRTIO_F_VERSION_1) | (1ull << VP_VU_F_PROTOCOL_FEATURES) |          \
+	 (1ull << VIRTIO_NET_F_MRG_RXBUF) | (1ull << VIRTIO_RING_F_EVENT_IDX) |        \
+	 (1ull << VIRTIO_RING_F_INDIRECT_DESC))
 
 /*
  * Create the listening socket. A stale socket file (nobody listening) is

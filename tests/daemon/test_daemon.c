@@ -51,11 +51,11 @@ static const char *pcid_bin, *ctl_bin;
 #define UUID0 "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"   /* native frontend's */
 #define UUID1 "12345678-9abc-4def-8123-456789abcdef"   /* net1's, for vhost-user */
 
-#define F_CSUM (1ull << 0)
-#define F_MRG_RXBUF (1ull << 15)
-#define F_EVENT_IDX (1ull << 29)
-#define F_INDIRECT (1ull << 28)
-#define F_VERSION_1 (1ull << 32)
+#define F_CSUM (1ull << VIRTIO_NET_F_CSUM)
+#define F_MRG_RXBUF (1ull << VIRTIO_NET_F_MRG_RXBUF)
+#define F_EVENT_IDX (1ull << VIRTIO_RING_F_EVENT_IDX)
+#define F_INDIRECT (1ull << VIRTIO_RING_F_INDIRECT_DESC)
+#define F_VERSION_1 (1ull << VIRTIO_F_VERSION_1)
 
 static int64_t now_ms(void)
 {

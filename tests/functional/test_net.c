@@ -29,12 +29,12 @@
 #include "vhostpci/vhostpci.h"
 
 #define RAM_SIZE    (8u << 20)
-#define F_CSUM      (1ull << 0)
-#define F_GCSUM     (1ull << 1)
-#define F_MRG       (1ull << 15)
-#define F_INDIRECT  (1ull << 28)
-#define F_EVIDX     (1ull << 29)
-#define F_V1        (1ull << 32)
+#define F_CSUM      (1ull << VIRTIO_NET_F_CSUM)
+#define F_GCSUM     (1ull << VIRTIO_NET_F_GUEST_CSUM)
+#define F_MRG       (1ull << VIRTIO_NET_F_MRG_RXBUF)
+#define F_INDIRECT  (1ull << VIRTIO_RING_F_INDIRECT_DESC)
+#define F_EVIDX     (1ull << VIRTIO_RING_F_EVENT_IDX)
+#define F_V1        (1ull << VIRTIO_F_VERSION_1)
 #define F_ALL       (VP_NETFE_DEFAULT_FEATURES | F_CSUM | F_GCSUM)
 #define BURST       32
 #define PKT_MIN     60
@@ -1766,7 +1766,7 @@ TEST(new_rejects_bad_arguments)
 	CHECK_EQ(vp_netfe_start(fe, F_V1 | F_CSUM), -EINVAL);	/* not offered */
 	CHECK_EQ(vp_netfe_tx_burst(fe, NULL, 0, 0), -ENOTCONN);
 	/* vhost-user's transport bit 30, as vp_vu_frontend_start() reports it: ignored */
-	CHECK_EQ(vp_netfe_start(fe, F_V1 | (1ull << 30)), 0);
+	CHECK_EQ(vp_netfe_start(fe, F_V1 | (1ull << VP_VU_F_PROTOCOL_FEATURES)), 0);
 	CHECK_EQ(vp_netfe_start(fe, F_V1), -EINVAL);		/* twice */
 	vp_netfe_free(fe);
 	ram_free(&r);

@@ -25,10 +25,10 @@
 
 #define RAM_SIZE (1u << 20)
 #define RING_NUM 256
-#define F_VERSION_1 (1ull << 32)
-#define F_PROTOCOL (1ull << 30)
-#define F_MRG_RXBUF (1ull << 15)
-#define F_EVENT_IDX (1ull << 29)
+#define F_VERSION_1 (1ull << VIRTIO_F_VERSION_1)
+#define F_PROTOCOL (1ull << VP_VU_F_PROTOCOL_FEATURES)
+#define F_MRG_RXBUF (1ull << VIRTIO_NET_F_MRG_RXBUF)
+#define F_EVENT_IDX (1ull << VIRTIO_RING_F_EVENT_IDX)
 
 /* ---- event recording ---- */
 #define MAX_EV 256

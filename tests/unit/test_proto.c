@@ -578,7 +578,7 @@ PTEST(golden_get_features_reply)
 	struct vp_msg m;
 
 	vp_msg_init(&m, VP_VU_GET_FEATURES, VP_MSG_REPLY);
-	m.p.u64 = (1ull << 32) | (1ull << VP_VU_F_PROTOCOL_FEATURES);
+	m.p.u64 = (1ull << VIRTIO_F_VERSION_1) | (1ull << VP_VU_F_PROTOCOL_FEATURES);
 	CHECK(golden(&m, want, sizeof(want)));
 }
 
