@@ -28,6 +28,7 @@ static char dir[64];
 static unsigned seq;
 
 struct fixture {
+	int base;                /* fds open before the fixture */
 	char path[128];
 	struct vpd_ivshmem *s;
 	int shm;
@@ -68,6 +69,7 @@ static void close_all(int *fds, unsigned n)
 static int fixture_init(struct fixture *f, unsigned n)
 {
 	memset(f, 0, sizeof(*f));
+	f->base = tu_count_fds();
 	make_dir();
 	snprintf(f->path, sizeof(f->path), "%s/dev%u.sock", dir, seq++);
 	f->n = n;
@@ -96,6 +98,16 @@ static void fixture_fini(struct fixture *f)
 	close_all(f->peer, f->n);
 	if (f->shm >= 0)
 		close(f->shm);
+}
+
+/* End of a case: close the client (if any) and the fixture; no fd may be left. The
+ * case closes the fds it opened itself first. */
+static void fixture_done(struct fixture *f, int client)
+{
+	if (client >= 0)
+		close(client);
+	fixture_fini(f);
+	CHECK_EQ(tu_count_fds(), f->base);
 }
 
 /* A blocking client socket (2 s receive timeout: a bug fails, never hangs). */
@@ -238,9 +250,30 @@ static bool nothing_more(int sock)
 	return read_msg(sock, MSG_DONTWAIT, &v, &fd) == -EAGAIN;
 }
 
+/* Connect a client the server was told to expect; it is served at once. -1 on failure. */
+static int serve_client(struct fixture *f)
+{
+	int c = client_connect(f->path);
+	int r = c >= 0 ? vpd_ivshmem_dispatch(f->s) : -1;
+
+	if (r != (VPD_IVSHMEM_CONNECTED | VPD_IVSHMEM_SETUP_SENT)) {
+		fprintf(stderr, "  serve_client: fd %d, dispatch %d\n", c, r);
+		if (c >= 0)
+			close(c);
+		return -1;
+	}
+	return c;
+}
+
+/* The whole setup of the fixture's expectation with its peer vectors. */
+static bool expect_setup(int sock, const struct fixture *f)
+{
+	return expect_head(sock, 7) && expect_vectors(sock, 1, f->peer, f->n) &&
+	       expect_vectors(sock, 7, f->own, f->n);
+}
+
 TEST(setup_sequence_values_and_fds)
 {
-	int base = tu_count_fds();
 	struct vpd_ivshmem_stats st;
 	struct fixture f;
 	int c, r;
@@ -267,22 +300,18 @@ TEST(setup_sequence_values_and_fds)
 	CHECK_EQ(st.accepted, 1);
 	/* Nothing left to do: the fd is quiet. */
 	CHECK_EQ(poll(&(struct pollfd){ .fd = vpd_ivshmem_fd(f.s), .events = POLLIN }, 1, 0), 0);
-	close(c);
-	fixture_fini(&f);
-	CHECK_EQ(tu_count_fds(), base);
+	fixture_done(&f, c);
 }
 
 TEST(no_virtual_peer_until_set_peer)
 {
-	int base = tu_count_fds();
 	struct fixture f;
 	int c, newpeer[2];
 
 	REQUIRE(fixture_init(&f, 2) == 0);
 	CHECK_EQ(fixture_expect(&f, false), 0);
-	c = client_connect(f.path);
+	c = serve_client(&f);
 	REQUIRE(c >= 0);
-	CHECK_EQ(vpd_ivshmem_dispatch(f.s), VPD_IVSHMEM_CONNECTED | VPD_IVSHMEM_SETUP_SENT);
 	CHECK(expect_head(c, 7));
 	CHECK(expect_vectors(c, 7, f.own, 2));
 	CHECK(nothing_more(c));
@@ -292,14 +321,11 @@ TEST(no_virtual_peer_until_set_peer)
 	CHECK(expect_vectors(c, 1, newpeer, 2));
 	CHECK(nothing_more(c));
 	close_all(newpeer, 2);
-	close(c);
-	fixture_fini(&f);
-	CHECK_EQ(tu_count_fds(), base);
+	fixture_done(&f, c);
 }
 
 TEST(vector_replacement)
 {
-	int base = tu_count_fds();
 	struct fixture f;
 	int c, newpeer[3], before[3];
 
@@ -308,9 +334,8 @@ TEST(vector_replacement)
 	CHECK_EQ(fixture_expect(&f, true), 0);
 	/* Replaced before QEMU connects: it only ever sees the new ones. */
 	CHECK_EQ(vpd_ivshmem_set_peer(f.s, before), 0);
-	c = client_connect(f.path);
+	c = serve_client(&f);
 	REQUIRE(c >= 0);
-	CHECK_EQ(vpd_ivshmem_dispatch(f.s), VPD_IVSHMEM_CONNECTED | VPD_IVSHMEM_SETUP_SENT);
 	CHECK(expect_head(c, 7));
 	CHECK(expect_vectors(c, 1, before, 3));
 	CHECK(expect_vectors(c, 7, f.own, 3));
@@ -330,23 +355,19 @@ TEST(vector_replacement)
 	}
 	close_all(newpeer, 3);
 	close_all(before, 3);
-	close(c);
-	fixture_fini(&f);
-	CHECK_EQ(tu_count_fds(), base);
+	fixture_done(&f, c);
 }
 
 TEST(client_leaves_and_device_is_served_again)
 {
-	int base = tu_count_fds();
 	struct vpd_ivshmem_stats st;
 	struct fixture f;
 	int c;
 
 	REQUIRE(fixture_init(&f, 1) == 0);
 	CHECK_EQ(fixture_expect(&f, true), 0);
-	c = client_connect(f.path);
+	c = serve_client(&f);
 	REQUIRE(c >= 0);
-	CHECK_EQ(vpd_ivshmem_dispatch(f.s), VPD_IVSHMEM_CONNECTED | VPD_IVSHMEM_SETUP_SENT);
 	close(c);
 	CHECK_EQ(poll(&(struct pollfd){ .fd = vpd_ivshmem_fd(f.s), .events = POLLIN }, 1, 1000), 1);
 	CHECK_EQ(vpd_ivshmem_dispatch(f.s), VPD_IVSHMEM_GONE);
@@ -367,12 +388,9 @@ TEST(client_leaves_and_device_is_served_again)
 	close(c);
 	/* Served again after a new expect(). */
 	CHECK_EQ(fixture_expect(&f, true), 0);
-	c = client_connect(f.path);
+	c = serve_client(&f);
 	REQUIRE(c >= 0);
-	CHECK_EQ(vpd_ivshmem_dispatch(f.s), VPD_IVSHMEM_CONNECTED | VPD_IVSHMEM_SETUP_SENT);
-	CHECK(expect_head(c, 7));
-	CHECK(expect_vectors(c, 1, f.peer, 1));
-	CHECK(expect_vectors(c, 7, f.own, 1));
+	CHECK(expect_setup(c, &f));
 	vpd_ivshmem_stats(f.s, &st);
 	CHECK_EQ(st.accepted, 2);
 	CHECK_EQ(st.refused, 1);
@@ -384,14 +402,11 @@ TEST(client_leaves_and_device_is_served_again)
 
 		CHECK_EQ(read_msg(c, 0, &v, &fd), 0);
 	}
-	close(c);
-	fixture_fini(&f);
-	CHECK_EQ(tu_count_fds(), base);
+	fixture_done(&f, c);
 }
 
 TEST(second_client_refused_while_one_is_served)
 {
-	int base = tu_count_fds();
 	struct vpd_ivshmem_stats st;
 	struct fixture f;
 	int c, c2;
@@ -411,9 +426,7 @@ TEST(second_client_refused_while_one_is_served)
 	CHECK_EQ(st.refused, 1);
 	CHECK(st.connected);
 	close(c2);
-	close(c);
-	fixture_fini(&f);
-	CHECK_EQ(tu_count_fds(), base);
+	fixture_done(&f, c);
 }
 
 TEST(expect_checks_fds_and_ids)
@@ -500,7 +513,7 @@ static double now_s(void)
 TEST(client_that_reads_nothing_never_blocks_the_server)
 {
 	const unsigned n = VPD_IVSHMEM_MAX_VECTORS;
-	int base, c, newpeer[VPD_IVSHMEM_MAX_VECTORS];
+	int c, newpeer[VPD_IVSHMEM_MAX_VECTORS];
 	struct vpd_ivshmem_stats st;
 	struct fixture f;
 	double t0;
@@ -509,7 +522,6 @@ TEST(client_that_reads_nothing_never_blocks_the_server)
 	int fd;
 
 	more_fds();
-	base = tu_count_fds();
 	REQUIRE(fixture_init(&f, n) == 0);
 	CHECK_EQ(fixture_expect(&f, true), 0);
 	c = client_connect(f.path);
@@ -567,8 +579,7 @@ TEST(client_that_reads_nothing_never_blocks_the_server)
 	CHECK_EQ(st.msgs_sent, 3 + 3 * n + 1);
 	close(c);
 	close_all(newpeer, n);
-	fixture_fini(&f);
-	CHECK_EQ(tu_count_fds(), base);
+	fixture_done(&f, -1);
 }
 
 TEST(client_that_never_reads_is_dropped_not_queued_for_ever)
@@ -623,7 +634,6 @@ static bool send_with_fd(int sock, const void *buf, size_t len, int fd)
 
 TEST(client_garbage_is_discarded_and_a_flood_dropped)
 {
-	int base = tu_count_fds();
 	struct vpd_ivshmem_stats st;
 	struct fixture f;
 	char junk[100];
@@ -632,9 +642,8 @@ TEST(client_garbage_is_discarded_and_a_flood_dropped)
 
 	REQUIRE(fixture_init(&f, 1) == 0);
 	CHECK_EQ(fixture_expect(&f, true), 0);
-	c = client_connect(f.path);
+	c = serve_client(&f);
 	REQUIRE(c >= 0);
-	CHECK_EQ(vpd_ivshmem_dispatch(f.s), VPD_IVSHMEM_CONNECTED | VPD_IVSHMEM_SETUP_SENT);
 	memset(junk, 0xff, sizeof(junk));
 	efd = eventfd(0, EFD_CLOEXEC);
 	REQUIRE(efd >= 0 && send_with_fd(c, junk, sizeof(junk), efd));
@@ -645,9 +654,7 @@ TEST(client_garbage_is_discarded_and_a_flood_dropped)
 	CHECK_EQ(st.junk_fds, 1);
 	CHECK(st.connected);   /* talking alone is not a reason to lose the device */
 	/* The setup still reads fine after it. */
-	CHECK(expect_head(c, 7));
-	CHECK(expect_vectors(c, 1, f.peer, 1));
-	CHECK(expect_vectors(c, 7, f.own, 1));
+	CHECK(expect_setup(c, &f));
 	/* A flood: more than 1 MiB, fed in steps the server reads. */
 	{
 		char big[65536];
@@ -666,7 +673,5 @@ TEST(client_garbage_is_discarded_and_a_flood_dropped)
 	CHECK(r & VPD_IVSHMEM_GONE);
 	CHECK(sent >= 1024 * 1024);
 	CHECK(strstr(vpd_ivshmem_reason(f.s), "flooded") != NULL);
-	close(c);
-	fixture_fini(&f);
-	CHECK_EQ(tu_count_fds(), base);
+	fixture_done(&f, c);
 }
