@@ -3,7 +3,7 @@
 # Does nothing (and needs no root) when everything is already there.
 set -euo pipefail
 
-pkgs=(meson ninja-build gcc clang libclang-rt-14-dev llvm-14 pkg-config python3)
+pkgs=(meson ninja-build gcc clang libclang-rt-14-dev llvm-14 pkg-config python3 libjansson-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -4,7 +4,8 @@
 #   1. gcc build, -Werror: unit, functional and daemon tests, then the
 #      two-process ring harness
 #   2. real peers: a stock QEMU guest and DPDK testpmd against vhost-pcid, and a
-#      QEMU guest whose link follows a userspace backend VM that comes and goes
+#      QEMU guest whose link follows a userspace backend VM that comes and goes,
+#      and an ivshmem-doorbell hot-plugged into a running guest over QMP
 #      (installs QEMU, a Debian guest kernel and DPDK from Debian's packages)
 #   3. clang build, -Werror: unit, functional and daemon tests
 #   4. ASan+UBSan build: all of 1 again
@@ -86,7 +87,7 @@ fi
 
 say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid"
 if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
-	for t in qemu-daemon qemu-backend dpdk-daemon; do
+	for t in qemu-daemon qemu-backend dpdk-daemon qemu-ivshmem; do
 		"$root/tests/peers/$t.sh" "$B/gcc/daemon/vhost-pcid" "$B/gcc/tools/vhost-pci-ctl" \
 			"$B/gcc/tools/vp-vm" >"$B/$t.log" 2>&1
 		rc=$?
