@@ -1,11 +1,20 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The vhost-pci server: one listening socket, up to max_connections
- * frontends, one vhost-pci device per frontend.
+ * The vhost-pci server: one vhost-pci device per frontend session.
+ *
+ * Two parts. The listener (struct vp_server) owns the listening socket, the
+ * accept policy (connection limit, uid check, rate-limited refusals), the
+ * epoll set and the deadline timerfd. A session (struct conn) is one
+ * connected socket, from accept() or from vp_server_adopt(): it detects the
+ * dialect from the first message, keeps the handshake state and runs each
+ * message through the dispatch table (dispatch_table[] below), which names
+ * per (dialect, request) the handler, the states it is allowed in, what
+ * becomes of its fds and whether it is acked.
  *
  * Security model: a frontend is untrusted. Everything it sends goes through
- * the codec (sizes, fd counts) and then through the checks here (state, ring
- * indexes, ring sizes, ring addresses inside its memory, feature subsets).
+ * the codec (sizes, fd counts) and then through the dispatch table (state,
+ * fds) and the checks in the handlers (ring indexes, ring sizes, ring
+ * addresses inside its memory, feature subsets).
  * Any violation drops that connection only, with a logged reason, after
  * telling a native peer why (ERROR). Fds are owned by exactly one place at a
  * time: the message until taken, then the device until replaced or dropped.
@@ -13,6 +22,7 @@
  * tools look at the rings; it never touches packet buffers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1120,7 +1130,7 @@ int vp_server_check_dispatch_table(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* connections */
+/* sessions: one per connected socket, from any source (accept or adopt) */
 
 static void conn_handle(struct conn *c, struct vp_msg *m)
 {
@@ -1210,6 +1220,58 @@ static void conn_destroy(struct conn *c)
 	free(c);
 }
 
+/*
+ * A session on a connected socket: it starts with the dialect unknown and
+ * the first-message deadline. The listener (accept_one()) or the caller
+ * (vp_server_adopt()) has vouched for the peer. On error fd is left open.
+ */
+static int conn_new(struct vp_server *s, int fd, const struct ucred *cred)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct conn *c;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->srv = s;
+	c->sock = fd;
+	vp_rx_init(&c->rx);
+	c->dev.id = __atomic_fetch_add(&next_device_id, 1, __ATOMIC_RELAXED);
+	c->dev.server_id = s->id;
+	c->dev.peer_pid = cred->pid;
+	c->dev.peer_uid = cred->uid;
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		c->dev.rings[i].kick_fd = c->dev.rings[i].call_fd = -1;
+	snprintf(c->name, sizeof(c->name), "%s#%llu", s->id, (unsigned long long)c->dev.id);
+	deadline_set(c, "first messages");
+	ev.data.ptr = c;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int e = -errno;
+
+		free(c);
+		return e;
+	}
+	c->next = s->conns;
+	s->conns = c;
+	s->nconns++;
+	vp_log(VP_LOG_INFO, "%s: frontend connected (pid %d uid %u)", c->name,
+	       (int)cred->pid, (unsigned)cred->uid);
+	emit(c, VP_EV_DEVICE_NEW);
+	return 0;
+}
+
+static struct ucred peer_cred(int fd)
+{
+	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t len = sizeof(cred);
+
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	return cred;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the listener: who gets a session */
+
 #define REFUSE_LOG_MS 10000
 
 /*
@@ -1237,12 +1299,8 @@ static void refuse_at_door(struct vp_server *s, int fd, pid_t pid, const char *w
 
 static void accept_one(struct vp_server *s, int fd)
 {
-	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
-	socklen_t len = sizeof(cred);
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct conn *c;
+	struct ucred cred = peer_cred(fd);
 
-	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
 	if (s->nconns >= s->max_conns) {
 		char why[96];
 
@@ -1258,34 +1316,30 @@ static void accept_one(struct vp_server *s, int fd)
 		refuse_at_door(s, fd, cred.pid, why);
 		return;
 	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (conn_new(s, fd, &cred) < 0)
 		close(fd);
-		return;
-	}
-	c->srv = s;
-	c->sock = fd;
-	vp_rx_init(&c->rx);
-	c->dev.id = __atomic_fetch_add(&next_device_id, 1, __ATOMIC_RELAXED);
-	c->dev.server_id = s->id;
-	c->dev.peer_pid = cred.pid;
-	c->dev.peer_uid = cred.uid;
-	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-		c->dev.rings[i].kick_fd = c->dev.rings[i].call_fd = -1;
-	snprintf(c->name, sizeof(c->name), "%s#%llu", s->id, (unsigned long long)c->dev.id);
-	deadline_set(c, "first messages");
-	ev.data.ptr = c;
-	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		close(fd);
-		free(c);
-		return;
-	}
-	c->next = s->conns;
-	s->conns = c;
-	s->nconns++;
-	vp_log(VP_LOG_INFO, "%s: frontend connected (pid %d uid %u)", c->name,
-	       (int)cred.pid, (unsigned)cred.uid);
-	emit(c, VP_EV_DEVICE_NEW);
+}
+
+int vp_server_adopt(struct vp_server *s, int fd)
+{
+	int type = 0, domain = 0, fl;
+	socklen_t tl = sizeof(type), dl = sizeof(domain);
+	struct ucred cred;
+
+	if (!s || fd < 0)
+		return -EINVAL;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0)
+		return -errno;
+	/* Fds travel as SCM_RIGHTS and messages are read as a byte stream. */
+	if (domain != AF_UNIX || type != SOCK_STREAM)
+		return -EPROTOTYPE;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return -errno;
+	cred = peer_cred(fd);
+	return conn_new(s, fd, &cred);
 }
 
 static void accept_all(struct vp_server *s)
@@ -1466,15 +1520,15 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	int e;
 
 	*out = NULL;
-	if (!cfg || !cfg->path || !cfg->path[0] ||
+	if (!cfg || (cfg->path && !cfg->path[0]) ||
 	    cfg->max_connections > VP_SERVER_MAX_CONNECTIONS)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->lsock = s->epfd = s->timerfd = -1;
-	s->path = strdup(cfg->path);
-	s->id = strdup(cfg->id && cfg->id[0] ? cfg->id : cfg->path);
+	s->path = cfg->path ? strdup(cfg->path) : NULL;
+	s->id = strdup(cfg->id && cfg->id[0] ? cfg->id : cfg->path ? cfg->path : "vhost-pci");
 	s->max_conns = cfg->max_connections ? cfg->max_connections : VP_SERVER_DEFAULT_CONNECTIONS;
 	s->mode = cfg->mode ? cfg->mode : 0600;
 	s->check_uid = cfg->check_uid;
@@ -1489,7 +1543,7 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	s->stop_ms = cfg->stop_timeout_ms ? cfg->stop_timeout_ms : VP_SERVER_DEFAULT_STOP_MS;
 	s->cb = cfg->on_event;
 	s->opaque = cfg->opaque;
-	if (!s->path || !s->id) {
+	if ((cfg->path && !s->path) || !s->id) {
 		e = -ENOMEM;
 		goto err;
 	}
@@ -1507,6 +1561,11 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timerfd, &tev) < 0) {
 		e = -errno;
 		goto err;
+	}
+	if (!s->path) {
+		/* Sessions come only from vp_server_adopt(). */
+		*out = s;
+		return 0;
 	}
 	e = listen_on(s);
 	if (e < 0)
@@ -1543,10 +1602,12 @@ void vp_server_free(struct vp_server *s)
 		c->dead = true;
 	}
 	reap(s);
-	close(s->lsock);
+	if (s->lsock >= 0) {
+		close(s->lsock);
+		unlink(s->path);
+	}
 	close(s->epfd);
 	close(s->timerfd);
-	unlink(s->path);
 	free(s->path);
 	free(s->id);
 	free(s);
