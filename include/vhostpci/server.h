@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The vhost-pci server: accepts frontends on a Unix socket and turns each
- * into a vhost-pci device ("device creation" in the vhost-pci design).
+ * The vhost-pci server: accepts frontends on a Unix socket (or takes a
+ * connected one with vp_server_adopt()) and turns each into a vhost-pci
+ * device ("device creation" in the vhost-pci design).
  *
  * Frontends speak one of two dialects, told apart by their first message:
  *  - stock vhost-user (QEMU -netdev vhost-user, DPDK virtio-user): the

@@ -19,7 +19,6 @@
  *   CC=clang meson setup /tmp/fz -Dfuzz=true && ninja -C /tmp/fz
  *   /tmp/fz/tests/fuzz/fuzz-session /tmp/work tests/fuzz/corpus/session
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -27,10 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../testutil.h"
 #include "fuzz_session.h"
 #include "vhostpci/log.h"
 #include "vhostpci/server.h"
@@ -62,34 +61,6 @@ static void on_event(struct vp_server *s, enum vp_event ev, const struct vp_devi
 		vp_server_hold_stop(s, d->id);  /* -EINVAL outside a GET_VRING_BASE */
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		FAIL();
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-static int memfd(bool seal)
-{
-	int fd = memfd_create("fuzz-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-	if (fd < 0)
-		return -1;
-	if (ftruncate(fd, FS_MEM_SIZE) < 0 ||
-	    (seal && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* One fd of this kind, or -1. */
 static int make_fd(unsigned kind)
 {
@@ -97,9 +68,9 @@ static int make_fd(unsigned kind)
 
 	switch (kind) {
 	case FS_FD_MEMFD:
-		return memfd(true);
+		return tu_memfd("fuzz-ram", FS_MEM_SIZE, 1);
 	case FS_FD_MEMFD_UNSEALED:
-		return memfd(false);
+		return tu_memfd("fuzz-ram", FS_MEM_SIZE, 0);
 	case FS_FD_EVENTFD:
 		return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	case FS_FD_PIPE_READ:
@@ -227,7 +198,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	opts = data[0];
 	dev_id = 0;
 	cfg.allow_unsealed = opts & FS_OPT_UNSEALED;
-	before = count_fds();
+	before = tu_count_fds();
+	if (before < 0)
+		FAIL();
 	if (vp_server_new(&s, &cfg) < 0)
 		FAIL();
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -257,7 +230,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pump(s, sv[1]);
 	vp_server_free(s);
 	close(sv[1]);
-	if (count_fds() != before)
+	if (tu_count_fds() != before)
 		FAIL();
 	return 0;
 }
