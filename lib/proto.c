@@ -245,6 +245,23 @@ const char *vp_msg_name(uint32_t request)
 	return row ? row->spec.name : "UNKNOWN";
 }
 
+unsigned vp_msg_max_fds(uint32_t request, bool reply)
+{
+	const struct msg_row *row = find_row(request);
+
+	if (!row)
+		return 0;
+	switch (reply ? row->reply_fds : row->req_fds) {
+	case FD_ZERO:
+		return 0;
+	case FD_ONE:
+	case FD_OPTIONAL:
+		return 1;
+	default:
+		return VP_MSG_MAX_FDS;
+	}
+}
+
 /* A request without a reply payload may still be acked with a u64. */
 static enum vp_payload reply_kind(const struct vp_msg_spec *s)
 {

@@ -1,11 +1,20 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The vhost-pci server: one listening socket, up to max_connections
- * frontends, one vhost-pci device per frontend.
+ * The vhost-pci server: one vhost-pci device per frontend session.
+ *
+ * Two parts. The listener (struct vp_server) owns the listening socket, the
+ * accept policy (connection limit, uid check, rate-limited refusals), the
+ * epoll set and the deadline timerfd. A session (struct conn) is one
+ * connected socket, from accept() or from vp_server_adopt(): it detects the
+ * dialect from the first message, keeps the handshake state and runs each
+ * message through the dispatch table (dispatch_table[] below), which names
+ * per (dialect, request) the handler, the states it is allowed in, what
+ * becomes of its fds and whether it is acked.
  *
  * Security model: a frontend is untrusted. Everything it sends goes through
- * the codec (sizes, fd counts) and then through the checks here (state, ring
- * indexes, ring sizes, ring addresses inside its memory, feature subsets).
+ * the codec (sizes, fd counts) and then through the dispatch table (state,
+ * fds) and the checks in the handlers (ring indexes, ring sizes, ring
+ * addresses inside its memory, feature subsets).
  * Any violation drops that connection only, with a logged reason, after
  * telling a native peer why (ERROR). Fds are owned by exactly one place at a
  * time: the message until taken, then the device until replaced or dropped.
@@ -13,6 +22,7 @@
  * tools look at the rings; it never touches packet buffers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "vhostpci/fd.h"
 #include "vhostpci/log.h"
 #include "util.h"
@@ -37,7 +48,8 @@
 #define VU_PROTOCOL_OFFERED (1ull << VP_VU_PROTOCOL_F_REPLY_ACK)
 #define VIRTIO_F_VERSION_1_BIT 32
 
-/* Native handshake: what the server waits for next. */
+/* Where a session is, which picks the dispatch rows allowed: a native
+ * session's handshake (what the server waits for next), or vhost-user. */
 enum nstate {
 	N_IDLE,        /* HELLO expected */
 	N_WAIT_UUID,
@@ -46,6 +58,7 @@ enum nstate {
 	N_WAIT_FEAT,
 	N_WAIT_SETFEAT,
 	N_RUNNING,     /* START sent */
+	VU_OPEN,       /* a vhost-user session: no handshake order */
 };
 
 struct conn {
@@ -572,187 +585,206 @@ static void send_held(struct conn *c)
 	c->resume = true;  /* rx may hold what came before the hold */
 }
 
-static void vu_handle(struct conn *c, struct vp_msg *m)
+/*
+ * The vhost-user requests, one handler each; the dispatch table below says
+ * which run when. A handler that fails the connection returns with c->dead
+ * set; the dispatcher then sends no REPLY_ACK of success.
+ */
+static void vu_get_features(struct conn *c, struct vp_msg *m)
 {
+	vu_reply_u64(c, m, c->srv->features);
+}
+
+static void vu_set_features(struct conn *c, struct vp_msg *m)
+{
+	if (c->dev.state != VP_DEV_READY)
+		deadline_set(c, "device start (SET_FEATURES) to READY");
+	if (m->p.u64 & ~c->srv->features) {
+		fail(c, -ENOTSUP, "frontend acked features 0x%llx not offered (0x%llx)",
+		     (unsigned long long)m->p.u64,
+		     (unsigned long long)c->srv->features);
+		return;
+	}
+	c->dev.device_features = c->srv->features;
+	c->dev.driver_features = m->p.u64;
+	c->features_set = true;
+}
+
+static void vu_get_protocol_features(struct conn *c, struct vp_msg *m)
+{
+	vu_reply_u64(c, m, VU_PROTOCOL_OFFERED);
+}
+
+static void vu_set_protocol_features(struct conn *c, struct vp_msg *m)
+{
+	if (m->p.u64 & ~VU_PROTOCOL_OFFERED) {
+		fail(c, -ENOTSUP, "protocol features 0x%llx not offered",
+		     (unsigned long long)m->p.u64);
+		return;
+	}
+	c->dev.protocol_features = m->p.u64;
+}
+
+static void vu_set_owner(struct conn *c, struct vp_msg *m)
+{
+	(void)m;
+	/* QEMU's init is done; it may wait for its guest for ever. */
+	if (c->dev.state != VP_DEV_READY && !c->features_set && !c->mem)
+		deadline_clear(c);
+}
+
+/* RESET_OWNER, RESET_DEVICE */
+static void vu_reset(struct conn *c, struct vp_msg *m)
+{
+	(void)m;
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		reset_ring(&c->dev.rings[i]);
+	c->features_set = false;
+	update_ready(c);
+}
+
+static void vu_get_queue_num(struct conn *c, struct vp_msg *m)
+{
+	vu_reply_u64(c, m, VP_DEV_MAX_RINGS / 2);
+}
+
+static void vu_set_mem_table(struct conn *c, struct vp_msg *m)
+{
+	if (c->dev.state != VP_DEV_READY)
+		deadline_set(c, "device start (SET_MEM_TABLE) to READY");
+	struct vp_dev_region regs[VP_VU_MAX_REGIONS];
+	unsigned n = m->p.mem.nregions;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct vp_mem_region_wire *w = &m->p.mem.regions[i];
+
+		regs[i] = (struct vp_dev_region){ w->gpa, w->size, w->uaddr,
+			w->mmap_offset, VP_MEM_RW, m->fds[i] };
+	}
+	m->nfds = 0; /* set_memory owns them now */
+	bool was_ready = c->dev.state == VP_DEV_READY;
+
+	if (was_ready) {
+		/* Memory moves under the backend: it must let go first. */
+		c->dev.state = VP_DEV_STOPPED;
+		emit(c, VP_EV_DEVICE_STOPPED);
+	}
+	if (set_memory(c, regs, n) < 0)
+		return;
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		if (c->dev.rings[i].addr_set && translate_ring_uva(c, i) < 0)
+			return;
+	update_ready(c);
+}
+
+/* Accepted and acked, nothing to do: SEND_RARP, NET_SET_MTU, and the
+ * not-offered SET_LOG_BASE, SET_LOG_FD, SET_BACKEND_REQ_FD, whose fds the
+ * dispatcher closes (FDS_DROP). */
+static void vu_nothing(struct conn *c, struct vp_msg *m)
+{
+	(void)c;
+	(void)m;
+}
+
+static void vu_set_vring_num(struct conn *c, struct vp_msg *m)
+{
+	uint32_t idx = m->p.state.index;
+
+	if (!vu_ring_idle(c, idx, "SET_VRING_NUM"))
+		return;
+	if (!m->p.state.num || m->p.state.num > VP_VQ_MAX_SIZE ||
+	    (m->p.state.num & (m->p.state.num - 1))) {
+		fail(c, -EINVAL, "ring %u size %u is not a power of two in 1..32768",
+		     idx, m->p.state.num);
+		return;
+	}
+	c->dev.rings[idx].num = (uint16_t)m->p.state.num;
+	c->dev.rings[idx].addr_set = false;
+}
+
+static void vu_set_vring_base(struct conn *c, struct vp_msg *m)
+{
+	uint32_t idx = m->p.state.index;
+
+	if (!vu_ring_idle(c, idx, "SET_VRING_BASE"))
+		return;
+	if (m->p.state.num > 0xffff) {
+		fail(c, -EINVAL, "ring %u base %u out of range", idx, m->p.state.num);
+		return;
+	}
+	c->dev.rings[idx].last_avail_idx = (uint16_t)m->p.state.num;
+}
+
+static void vu_set_vring_addr(struct conn *c, struct vp_msg *m)
+{
+	uint32_t idx = m->p.addr.index;
 	struct vp_dev_ring *r;
+
+	if (!ring_index_ok(c, idx, "SET_VRING_ADDR"))
+		return;
+	r = &c->dev.rings[idx];
+	if (!r->num || !c->mem) {
+		fail(c, -EINVAL, "SET_VRING_ADDR for ring %u before %s", idx,
+		     r->num ? "SET_MEM_TABLE" : "SET_VRING_NUM");
+		return;
+	}
+	r->desc_uva = m->p.addr.desc;
+	r->avail_uva = m->p.addr.avail;
+	r->used_uva = m->p.addr.used;
+	if (translate_ring_uva(c, idx) < 0)
+		return;
+	r->addr_set = true;
+	if (c->dev.state == VP_DEV_READY)
+		emit(c, VP_EV_DEVICE_CHANGED);
+}
+
+/* The ring stops; the reply waits while the backend holds it (no REPLY_ACK:
+ * the reply is the answer). */
+static void vu_get_vring_base(struct conn *c, struct vp_msg *m)
+{
 	uint32_t idx;
-	bool ack = true;
+	bool started;
 
-	if (m->flags & VP_MSG_REPLY) {
-		fail(c, -EPROTO, "unexpected reply %s from a vhost-user frontend",
-		     vp_msg_name(m->request));
+	idx = m->p.state.index;
+	if (!ring_index_ok(c, idx, "GET_VRING_BASE"))
+		return;
+	started = vu_stop_ring(c, idx);
+	c->in_stop = true;
+	update_ready(c);  /* STOPPED: the backend may hold the reply */
+	c->in_stop = false;
+	if (c->dead)
+		return;
+	if (c->held) {
+		c->held_idx = idx;
+		c->held_started = started;
+		c->stop_deadline = now_ns() + (uint64_t)c->srv->stop_ms * 1000000ull;
+		set_events(c, 0);  /* HUP/ERR still wake us */
 		return;
 	}
-	switch (m->request) {
-	case VP_VU_GET_FEATURES:
-		vu_reply_u64(c, m, c->srv->features);
+	vu_send_base(c, idx, started);
+}
+
+/* SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR */
+static void vu_set_vring_fds(struct conn *c, struct vp_msg *m)
+{
+	vu_set_vring_fd(c, m);
+	if (c->dead)
 		return;
-	case VP_VU_SET_FEATURES:
-		if (c->dev.state != VP_DEV_READY)
-			deadline_set(c, "device start (SET_FEATURES) to READY");
-		if (m->p.u64 & ~c->srv->features) {
-			fail(c, -ENOTSUP, "frontend acked features 0x%llx not offered (0x%llx)",
-			     (unsigned long long)m->p.u64,
-			     (unsigned long long)c->srv->features);
-			return;
-		}
-		c->dev.device_features = c->srv->features;
-		c->dev.driver_features = m->p.u64;
-		c->features_set = true;
-		break;
-	case VP_VU_GET_PROTOCOL_FEATURES:
-		vu_reply_u64(c, m, VU_PROTOCOL_OFFERED);
+	update_ready(c);
+}
+
+static void vu_set_vring_enable(struct conn *c, struct vp_msg *m)
+{
+	uint32_t idx = m->p.state.index;
+
+	if (!ring_index_ok(c, idx, "SET_VRING_ENABLE"))
 		return;
-	case VP_VU_SET_PROTOCOL_FEATURES:
-		if (m->p.u64 & ~VU_PROTOCOL_OFFERED) {
-			fail(c, -ENOTSUP, "protocol features 0x%llx not offered",
-			     (unsigned long long)m->p.u64);
-			return;
-		}
-		c->dev.protocol_features = m->p.u64;
-		break;
-	case VP_VU_SET_OWNER:
-		/* QEMU's init is done; it may wait for its guest for ever. */
-		if (c->dev.state != VP_DEV_READY && !c->features_set && !c->mem)
-			deadline_clear(c);
-		break;
-	case VP_VU_RESET_OWNER:
-	case VP_VU_RESET_DEVICE:
-		for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-			reset_ring(&c->dev.rings[i]);
-		c->features_set = false;
-		update_ready(c);
-		break;
-	case VP_VU_GET_QUEUE_NUM:
-		vu_reply_u64(c, m, VP_DEV_MAX_RINGS / 2);
-		return;
-	case VP_VU_SET_MEM_TABLE: {
-		if (c->dev.state != VP_DEV_READY)
-			deadline_set(c, "device start (SET_MEM_TABLE) to READY");
-		struct vp_dev_region regs[VP_VU_MAX_REGIONS];
-		unsigned n = m->p.mem.nregions;
-
-		for (unsigned i = 0; i < n; i++) {
-			const struct vp_mem_region_wire *w = &m->p.mem.regions[i];
-
-			regs[i] = (struct vp_dev_region){ w->gpa, w->size, w->uaddr,
-				w->mmap_offset, VP_MEM_RW, m->fds[i] };
-		}
-		m->nfds = 0; /* set_memory owns them now */
-		bool was_ready = c->dev.state == VP_DEV_READY;
-
-		if (was_ready) {
-			/* Memory moves under the backend: it must let go first. */
-			c->dev.state = VP_DEV_STOPPED;
-			emit(c, VP_EV_DEVICE_STOPPED);
-		}
-		if (set_memory(c, regs, n) < 0)
-			return;
-		for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-			if (c->dev.rings[i].addr_set && translate_ring_uva(c, i) < 0)
-				return;
-		update_ready(c);
-		break;
-	}
-	case VP_VU_SET_LOG_BASE:
-	case VP_VU_SET_LOG_FD:
-	case VP_VU_SET_BACKEND_REQ_FD:
-		/* Not offered; a frontend may still send them. Nothing to keep. */
-		vp_msg_close_fds(m);
-		break;
-	case VP_VU_SET_VRING_NUM:
-		idx = m->p.state.index;
-		if (!vu_ring_idle(c, idx, "SET_VRING_NUM"))
-			return;
-		if (!m->p.state.num || m->p.state.num > VP_VQ_MAX_SIZE ||
-		    (m->p.state.num & (m->p.state.num - 1))) {
-			fail(c, -EINVAL, "ring %u size %u is not a power of two in 1..32768",
-			     idx, m->p.state.num);
-			return;
-		}
-		c->dev.rings[idx].num = (uint16_t)m->p.state.num;
-		c->dev.rings[idx].addr_set = false;
-		break;
-	case VP_VU_SET_VRING_BASE:
-		idx = m->p.state.index;
-		if (!vu_ring_idle(c, idx, "SET_VRING_BASE"))
-			return;
-		if (m->p.state.num > 0xffff) {
-			fail(c, -EINVAL, "ring %u base %u out of range", idx, m->p.state.num);
-			return;
-		}
-		c->dev.rings[idx].last_avail_idx = (uint16_t)m->p.state.num;
-		break;
-	case VP_VU_SET_VRING_ADDR:
-		idx = m->p.addr.index;
-		if (!ring_index_ok(c, idx, "SET_VRING_ADDR"))
-			return;
-		r = &c->dev.rings[idx];
-		if (!r->num || !c->mem) {
-			fail(c, -EINVAL, "SET_VRING_ADDR for ring %u before %s", idx,
-			     r->num ? "SET_MEM_TABLE" : "SET_VRING_NUM");
-			return;
-		}
-		r->desc_uva = m->p.addr.desc;
-		r->avail_uva = m->p.addr.avail;
-		r->used_uva = m->p.addr.used;
-		if (translate_ring_uva(c, idx) < 0)
-			return;
-		r->addr_set = true;
-		if (c->dev.state == VP_DEV_READY)
-			emit(c, VP_EV_DEVICE_CHANGED);
-		break;
-	case VP_VU_GET_VRING_BASE: {
-		bool started;
-
-		idx = m->p.state.index;
-		if (!ring_index_ok(c, idx, "GET_VRING_BASE"))
-			return;
-		started = vu_stop_ring(c, idx);
-		c->in_stop = true;
-		update_ready(c);  /* STOPPED: the backend may hold the reply */
-		c->in_stop = false;
-		if (c->dead)
-			return;
-		if (c->held) {
-			c->held_idx = idx;
-			c->held_started = started;
-			c->stop_deadline = now_ns() + (uint64_t)c->srv->stop_ms * 1000000ull;
-			set_events(c, 0);  /* HUP/ERR still wake us */
-			return;
-		}
-		vu_send_base(c, idx, started);
+	if (m->p.state.num > 1) {
+		fail(c, -EINVAL, "SET_VRING_ENABLE %u for ring %u", m->p.state.num, idx);
 		return;
 	}
-	case VP_VU_SET_VRING_KICK:
-	case VP_VU_SET_VRING_CALL:
-	case VP_VU_SET_VRING_ERR:
-		vu_set_vring_fd(c, m);
-		if (c->dead)
-			return;
-		update_ready(c);
-		break;
-	case VP_VU_SET_VRING_ENABLE:
-		idx = m->p.state.index;
-		if (!ring_index_ok(c, idx, "SET_VRING_ENABLE"))
-			return;
-		if (m->p.state.num > 1) {
-			fail(c, -EINVAL, "SET_VRING_ENABLE %u for ring %u", m->p.state.num, idx);
-			return;
-		}
-		c->dev.rings[idx].enabled = m->p.state.num;
-		update_ready(c);
-		break;
-	case VP_VU_SEND_RARP:
-	case VP_VU_NET_SET_MTU:
-		break;
-	default:
-		fail(c, -EOPNOTSUPP, "%s is not supported on a vhost-user connection",
-		     vp_msg_name(m->request));
-		return;
-	}
-	if (ack && (m->flags & VP_MSG_NEED_REPLY) && vu_proto(c, VP_VU_PROTOCOL_F_REPLY_ACK))
-		vu_reply_u64(c, m, 0);
+	c->dev.rings[idx].enabled = m->p.state.num;
+	update_ready(c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -770,7 +802,8 @@ static void n_request(struct conn *c, uint32_t req, enum nstate next)
 static const char *nstate_name(enum nstate s)
 {
 	static const char *const n[] = { "idle", "wait-uuid", "wait-memory-info",
-		"wait-device-info", "wait-feature-bits", "wait-set-feature-ack", "running" };
+		"wait-device-info", "wait-feature-bits", "wait-set-feature-ack", "running",
+		"vhost-user" };
 
 	return (unsigned)s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
 }
@@ -867,130 +900,237 @@ static void n_stop(struct conn *c, const struct vp_msg *m)
 	}
 }
 
-static void n_handle(struct conn *c, struct vp_msg *m)
+static void n_got_stop(struct conn *c, struct vp_msg *m)
 {
-	bool reply = m->flags & VP_MSG_REPLY;
-	enum nstate expect_state;
-	uint32_t expect_req;
+	n_stop(c, m);
+}
+
+/* ERROR, request or reply, in any state: the frontend gives up. */
+static void n_error(struct conn *c, struct vp_msg *m)
+{
+	vp_log(VP_LOG_WARN, "%s: frontend reports error %d: %s", c->name,
+	       m->p.error.code, m->p.error.reason);
+	c->dead = true;
+}
+
+static void n_hello(struct conn *c, struct vp_msg *m)
+{
 	struct vp_msg out;
 
-	if (m->request == VP_PCI_ERROR) {
-		vp_log(VP_LOG_WARN, "%s: frontend reports error %d: %s", c->name,
-		       m->p.error.code, m->p.error.reason);
-		c->dead = true;
+	(void)m;
+	deadline_set(c, "HELLO to READY");
+	vp_msg_init(&out, VP_PCI_HELLO, VP_MSG_REPLY);
+	out.p.hello.magic = VP_PCI_MAGIC;
+	out.p.hello.major = VP_PCI_VERSION_MAJOR;
+	out.p.hello.minor = VP_PCI_VERSION_MINOR;
+	if (send_msg(c, &out) == 0)
+		n_request(c, VP_PCI_GET_UUID, N_WAIT_UUID);
+}
+
+static void n_got_uuid(struct conn *c, struct vp_msg *m)
+{
+	memcpy(c->dev.uuid, m->p.uuid, 16);
+	n_request(c, VP_PCI_GET_MEMORY_INFO, N_WAIT_MEM);
+}
+
+static void n_got_meminfo(struct conn *c, struct vp_msg *m)
+{
+	struct vp_dev_region regs[VP_PCI_MAX_REGIONS];
+	unsigned n = m->p.meminfo.nregions;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct vp_pci_region *w = &m->p.meminfo.regions[i];
+
+		regs[i] = (struct vp_dev_region){ w->gpa, w->size, w->uaddr,
+			w->mmap_offset, w->prot, m->fds[i] };
+	}
+	m->nfds = 0;
+	if (set_memory(c, regs, n) == 0)
+		n_request(c, VP_PCI_GET_DEVICE_INFO, N_WAIT_DEV);
+}
+
+static void n_got_features(struct conn *c, struct vp_msg *m)
+{
+	uint64_t want = m->p.features.driver_features;
+	struct vp_msg out;
+
+	if (want & ~c->srv->features) {
+		fail(c, -ENOTSUP, "frontend driver uses features 0x%llx this backend "
+		     "does not support (supported 0x%llx)",
+		     (unsigned long long)(want & ~c->srv->features),
+		     (unsigned long long)c->srv->features);
 		return;
 	}
-	if (m->request == VP_PCI_STOP && !reply && c->nstate != N_IDLE) {
-		n_stop(c, m);
+	if (!(want & (1ull << VIRTIO_F_VERSION_1_BIT))) {
+		fail(c, -ENOTSUP, "frontend did not negotiate VIRTIO_F_VERSION_1");
 		return;
 	}
-	switch (c->nstate) {
-	case N_IDLE:
-		expect_req = VP_PCI_HELLO;
-		break;
-	case N_WAIT_UUID:
-		expect_req = VP_PCI_GET_UUID;
-		break;
-	case N_WAIT_MEM:
-		expect_req = VP_PCI_GET_MEMORY_INFO;
-		break;
-	case N_WAIT_DEV:
-		expect_req = VP_PCI_GET_DEVICE_INFO;
-		break;
-	case N_WAIT_FEAT:
-		expect_req = VP_PCI_GET_FEATURE_BITS;
-		break;
-	case N_WAIT_SETFEAT:
-		expect_req = VP_PCI_SET_FEATURE_BITS;
-		break;
-	default:
-		expect_req = VP_PCI_STOP;
-		break;
-	}
-	expect_state = c->nstate;
-	if (m->request != expect_req || reply != (expect_state != N_IDLE && expect_state != N_RUNNING)) {
-		fail(c, -EPROTO, "unexpected %s%s in state %s", vp_msg_name(m->request),
-		     reply ? " reply" : "", nstate_name(c->nstate));
+	c->dev.device_features = m->p.features.device_features;
+	c->dev.driver_features = want;
+	vp_msg_init(&out, VP_PCI_SET_FEATURE_BITS, 0);
+	out.p.u64 = want;
+	if (send_msg(c, &out) == 0)
+		c->nstate = N_WAIT_SETFEAT;
+}
+
+/* The frontend's answer to SET_FEATURE_BITS: 0, or it refuses them. */
+static void n_got_setfeat_ack(struct conn *c, struct vp_msg *m)
+{
+	struct vp_msg out;
+
+	if (m->p.u64) {
+		fail(c, -(int)(m->p.u64 & 0xffff), "frontend refused the feature bits (%llu)",
+		     (unsigned long long)m->p.u64);
 		return;
 	}
-
-	switch (c->nstate) {
-	case N_IDLE:
-		deadline_set(c, "HELLO to READY");
-		vp_msg_init(&out, VP_PCI_HELLO, VP_MSG_REPLY);
-		out.p.hello.magic = VP_PCI_MAGIC;
-		out.p.hello.major = VP_PCI_VERSION_MAJOR;
-		out.p.hello.minor = VP_PCI_VERSION_MINOR;
-		if (send_msg(c, &out) == 0)
-			n_request(c, VP_PCI_GET_UUID, N_WAIT_UUID);
-		break;
-	case N_WAIT_UUID:
-		memcpy(c->dev.uuid, m->p.uuid, 16);
-		n_request(c, VP_PCI_GET_MEMORY_INFO, N_WAIT_MEM);
-		break;
-	case N_WAIT_MEM: {
-		struct vp_dev_region regs[VP_PCI_MAX_REGIONS];
-		unsigned n = m->p.meminfo.nregions;
-
-		for (unsigned i = 0; i < n; i++) {
-			const struct vp_pci_region *w = &m->p.meminfo.regions[i];
-
-			regs[i] = (struct vp_dev_region){ w->gpa, w->size, w->uaddr,
-				w->mmap_offset, w->prot, m->fds[i] };
-		}
-		m->nfds = 0;
-		if (set_memory(c, regs, n) == 0)
-			n_request(c, VP_PCI_GET_DEVICE_INFO, N_WAIT_DEV);
-		break;
-	}
-	case N_WAIT_DEV:
-		n_got_devinfo(c, m);
-		break;
-	case N_WAIT_FEAT: {
-		uint64_t want = m->p.features.driver_features;
-
-		if (want & ~c->srv->features) {
-			fail(c, -ENOTSUP, "frontend driver uses features 0x%llx this backend "
-			     "does not support (supported 0x%llx)",
-			     (unsigned long long)(want & ~c->srv->features),
-			     (unsigned long long)c->srv->features);
-			break;
-		}
-		if (!(want & (1ull << VIRTIO_F_VERSION_1_BIT))) {
-			fail(c, -ENOTSUP, "frontend did not negotiate VIRTIO_F_VERSION_1");
-			break;
-		}
-		c->dev.device_features = m->p.features.device_features;
-		c->dev.driver_features = want;
-		vp_msg_init(&out, VP_PCI_SET_FEATURE_BITS, 0);
-		out.p.u64 = want;
-		if (send_msg(c, &out) == 0)
-			c->nstate = N_WAIT_SETFEAT;
-		break;
-	}
-	case N_WAIT_SETFEAT:
-		if (m->p.u64) {
-			fail(c, -(int)(m->p.u64 & 0xffff), "frontend refused the feature bits (%llu)",
-			     (unsigned long long)m->p.u64);
-			break;
-		}
-		vp_msg_init(&out, VP_PCI_START, 0);
-		out.p.u64 = c->dev.id;
-		if (send_msg(c, &out) < 0)
-			break;
-		c->nstate = N_RUNNING;
-		c->features_set = true;
-		for (unsigned i = 0; i < c->dev.nrings; i++)
-			c->dev.rings[i].started = true;
-		update_ready(c);
-		break;
-	case N_RUNNING: /* STOP is handled before the switch */
-		break;
-	}
+	vp_msg_init(&out, VP_PCI_START, 0);
+	out.p.u64 = c->dev.id;
+	if (send_msg(c, &out) < 0)
+		return;
+	c->nstate = N_RUNNING;
+	c->features_set = true;
+	for (unsigned i = 0; i < c->dev.nrings; i++)
+		c->dev.rings[i].started = true;
+	update_ready(c);
 }
 
 /* ------------------------------------------------------------------------ */
-/* connections */
+/* the dispatch table */
+
+/* What becomes of the fds a message carries (how many it carries is the
+ * codec's table, lib/proto.c; test_server.c checks the two agree). */
+enum row_fds {
+	FDS_NONE,  /* it carries none: any fd is a violation */
+	FDS_TAKE,  /* the handler takes those it keeps; the rest are closed after */
+	FDS_DROP,  /* we do not use them: closed before the handler runs */
+};
+
+#define ST(s) (1u << (s))
+#define N_HANDSHAKE (ST(N_WAIT_UUID) | ST(N_WAIT_MEM) | ST(N_WAIT_DEV) | ST(N_WAIT_FEAT) | \
+		     ST(N_WAIT_SETFEAT))
+#define N_ANY (ST(N_IDLE) | N_HANDSHAKE | ST(N_RUNNING))
+#define VU_ANY ST(VU_OPEN)
+
+struct dispatch_row {
+	enum vp_dialect dialect;
+	uint32_t request;
+	bool reply;           /* a reply to the server's request (native) */
+	unsigned states;      /* ST(enum nstate) bits it is allowed in */
+	unsigned char fds;    /* enum row_fds */
+	bool ack;             /* vhost-user: a REPLY_ACK of success if asked and it worked */
+	void (*handle)(struct conn *c, struct vp_msg *m);
+};
+
+#define VU(rq, fds, ack, fn) \
+	{ VP_DIALECT_VHOST_USER, VP_VU_##rq, false, VU_ANY, FDS_##fds, ack, fn }
+#define N(rq, reply, states, fds, fn) \
+	{ VP_DIALECT_NATIVE, VP_PCI_##rq, reply, states, FDS_##fds, false, fn }
+
+/*
+ * Every message a frontend may send, per dialect. Anything else is refused:
+ * a message without a row, or in a state its row does not list, drops the
+ * connection with the reason (a native peer gets ERROR, a vhost-user peer
+ * that asked for REPLY_ACK a failing one). vhost-user has no handshake order
+ * (QEMU resends any of these at will): its rules are per ring, in the
+ * handlers (a started ring takes no new size, an address needs memory).
+ */
+static const struct dispatch_row dispatch_table[] = {
+	VU(GET_FEATURES, NONE, false, vu_get_features),
+	VU(SET_FEATURES, NONE, true, vu_set_features),
+	VU(GET_PROTOCOL_FEATURES, NONE, false, vu_get_protocol_features),
+	VU(SET_PROTOCOL_FEATURES, NONE, true, vu_set_protocol_features),
+	VU(SET_OWNER, NONE, true, vu_set_owner),
+	VU(RESET_OWNER, NONE, true, vu_reset),
+	VU(RESET_DEVICE, NONE, true, vu_reset),
+	VU(GET_QUEUE_NUM, NONE, false, vu_get_queue_num),
+	VU(SET_MEM_TABLE, TAKE, true, vu_set_mem_table),
+	VU(SET_LOG_BASE, DROP, true, vu_nothing),       /* not offered */
+	VU(SET_LOG_FD, DROP, true, vu_nothing),         /* not offered */
+	VU(SET_BACKEND_REQ_FD, DROP, true, vu_nothing), /* not offered */
+	VU(SET_VRING_NUM, NONE, true, vu_set_vring_num),
+	VU(SET_VRING_BASE, NONE, true, vu_set_vring_base),
+	VU(SET_VRING_ADDR, NONE, true, vu_set_vring_addr),
+	VU(GET_VRING_BASE, NONE, false, vu_get_vring_base),
+	VU(SET_VRING_KICK, TAKE, true, vu_set_vring_fds),
+	VU(SET_VRING_CALL, TAKE, true, vu_set_vring_fds),
+	VU(SET_VRING_ERR, DROP, true, vu_set_vring_fds), /* never used to report */
+	VU(SET_VRING_ENABLE, NONE, true, vu_set_vring_enable),
+	VU(SEND_RARP, NONE, true, vu_nothing),
+	VU(NET_SET_MTU, NONE, true, vu_nothing),
+
+	N(HELLO, false, ST(N_IDLE), NONE, n_hello),
+	N(GET_UUID, true, ST(N_WAIT_UUID), NONE, n_got_uuid),
+	N(GET_MEMORY_INFO, true, ST(N_WAIT_MEM), TAKE, n_got_meminfo),
+	N(GET_DEVICE_INFO, true, ST(N_WAIT_DEV), TAKE, n_got_devinfo),
+	N(GET_FEATURE_BITS, true, ST(N_WAIT_FEAT), NONE, n_got_features),
+	N(SET_FEATURE_BITS, true, ST(N_WAIT_SETFEAT), NONE, n_got_setfeat_ack),
+	N(STOP, false, N_HANDSHAKE | ST(N_RUNNING), NONE, n_got_stop),
+	N(ERROR, false, N_ANY, NONE, n_error),
+	N(ERROR, true, N_ANY, NONE, n_error),
+};
+
+static const struct dispatch_row *dispatch_find(enum vp_dialect d, uint32_t request, bool reply)
+{
+	for (size_t i = 0; i < sizeof(dispatch_table) / sizeof(dispatch_table[0]); i++) {
+		const struct dispatch_row *r = &dispatch_table[i];
+
+		if (r->dialect == d && r->request == request && r->reply == reply)
+			return r;
+	}
+	return NULL;
+}
+
+/* The one place a message meets the session's state and fd rules. */
+static void dispatch(struct conn *c, struct vp_msg *m)
+{
+	bool reply = m->flags & VP_MSG_REPLY;
+	const struct dispatch_row *row = dispatch_find(c->dev.dialect, m->request, reply);
+
+	if (!row || !(row->states & ST(c->nstate))) {
+		if (c->dev.dialect == VP_DIALECT_NATIVE)
+			fail(c, -EPROTO, "unexpected %s%s in state %s", vp_msg_name(m->request),
+			     reply ? " reply" : "", nstate_name(c->nstate));
+		else if (reply)
+			fail(c, -EPROTO, "unexpected reply %s from a vhost-user frontend",
+			     vp_msg_name(m->request));
+		else
+			fail(c, -EOPNOTSUPP, "%s is not supported on a vhost-user connection",
+			     vp_msg_name(m->request));
+		return;  /* the caller closes its fds */
+	}
+	if (m->nfds && row->fds == FDS_NONE) {
+		fail(c, -EBADF, "%s%s carries %u fds, it may carry none",
+		     vp_msg_name(m->request), reply ? " reply" : "", m->nfds);
+		return;
+	}
+	if (row->fds == FDS_DROP)
+		vp_msg_close_fds(m);
+	row->handle(c, m);
+	if (row->ack && !c->dead && (m->flags & VP_MSG_NEED_REPLY) &&
+	    vu_proto(c, VP_VU_PROTOCOL_F_REPLY_ACK))
+		vu_reply_u64(c, m, 0);
+}
+
+int vp_server_check_dispatch_table(void)
+{
+	for (size_t i = 0; i < sizeof(dispatch_table) / sizeof(dispatch_table[0]); i++) {
+		const struct dispatch_row *r = &dispatch_table[i];
+		unsigned max = vp_msg_max_fds(r->request, r->reply);
+
+		if ((r->fds == FDS_NONE) != (max == 0) ||
+		    dispatch_find(r->dialect, r->request, r->reply) != r ||
+		    (r->dialect == VP_DIALECT_VHOST_USER) != (r->request < VP_PCI_BASE)) {
+			vp_log(VP_LOG_ERR, "dispatch row %zu (%s%s) disagrees with the codec "
+			       "or repeats a row", i, vp_msg_name(r->request),
+			       r->reply ? " reply" : "");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* sessions: one per connected socket, from any source (accept or adopt) */
 
 static void conn_handle(struct conn *c, struct vp_msg *m)
 {
@@ -1005,6 +1145,7 @@ static void conn_handle(struct conn *c, struct vp_msg *m)
 			c->dev.dialect = VP_DIALECT_NATIVE;
 		} else if (m->request < VP_PCI_BASE) {
 			c->dev.dialect = VP_DIALECT_VHOST_USER;
+			c->nstate = VU_OPEN;
 			c->dev.type = VP_VIRTIO_ID_NET;
 			c->dev.nrings = VP_DEV_MAX_RINGS;
 			if (c->srv->have_uuid) {
@@ -1027,10 +1168,7 @@ static void conn_handle(struct conn *c, struct vp_msg *m)
 	vp_log(VP_LOG_DEBUG, "%s: %s%s", c->name, vp_msg_name(m->request),
 	       m->flags & VP_MSG_REPLY ? " (reply)" : "");
 	c->cur = m;
-	if (c->dev.dialect == VP_DIALECT_NATIVE)
-		n_handle(c, m);
-	else
-		vu_handle(c, m);
+	dispatch(c, m);
 	c->cur = NULL;
 }
 
@@ -1082,6 +1220,58 @@ static void conn_destroy(struct conn *c)
 	free(c);
 }
 
+/*
+ * A session on a connected socket: it starts with the dialect unknown and
+ * the first-message deadline. The listener (accept_one()) or the caller
+ * (vp_server_adopt()) has vouched for the peer. On error fd is left open.
+ */
+static int conn_new(struct vp_server *s, int fd, const struct ucred *cred)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct conn *c;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->srv = s;
+	c->sock = fd;
+	vp_rx_init(&c->rx);
+	c->dev.id = __atomic_fetch_add(&next_device_id, 1, __ATOMIC_RELAXED);
+	c->dev.server_id = s->id;
+	c->dev.peer_pid = cred->pid;
+	c->dev.peer_uid = cred->uid;
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		c->dev.rings[i].kick_fd = c->dev.rings[i].call_fd = -1;
+	snprintf(c->name, sizeof(c->name), "%s#%llu", s->id, (unsigned long long)c->dev.id);
+	deadline_set(c, "first messages");
+	ev.data.ptr = c;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int e = -errno;
+
+		free(c);
+		return e;
+	}
+	c->next = s->conns;
+	s->conns = c;
+	s->nconns++;
+	vp_log(VP_LOG_INFO, "%s: frontend connected (pid %d uid %u)", c->name,
+	       (int)cred->pid, (unsigned)cred->uid);
+	emit(c, VP_EV_DEVICE_NEW);
+	return 0;
+}
+
+static struct ucred peer_cred(int fd)
+{
+	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t len = sizeof(cred);
+
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	return cred;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the listener: who gets a session */
+
 #define REFUSE_LOG_MS 10000
 
 /*
@@ -1109,12 +1299,8 @@ static void refuse_at_door(struct vp_server *s, int fd, pid_t pid, const char *w
 
 static void accept_one(struct vp_server *s, int fd)
 {
-	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
-	socklen_t len = sizeof(cred);
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct conn *c;
+	struct ucred cred = peer_cred(fd);
 
-	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
 	if (s->nconns >= s->max_conns) {
 		char why[96];
 
@@ -1130,34 +1316,30 @@ static void accept_one(struct vp_server *s, int fd)
 		refuse_at_door(s, fd, cred.pid, why);
 		return;
 	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (conn_new(s, fd, &cred) < 0)
 		close(fd);
-		return;
-	}
-	c->srv = s;
-	c->sock = fd;
-	vp_rx_init(&c->rx);
-	c->dev.id = __atomic_fetch_add(&next_device_id, 1, __ATOMIC_RELAXED);
-	c->dev.server_id = s->id;
-	c->dev.peer_pid = cred.pid;
-	c->dev.peer_uid = cred.uid;
-	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-		c->dev.rings[i].kick_fd = c->dev.rings[i].call_fd = -1;
-	snprintf(c->name, sizeof(c->name), "%s#%llu", s->id, (unsigned long long)c->dev.id);
-	deadline_set(c, "first messages");
-	ev.data.ptr = c;
-	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		close(fd);
-		free(c);
-		return;
-	}
-	c->next = s->conns;
-	s->conns = c;
-	s->nconns++;
-	vp_log(VP_LOG_INFO, "%s: frontend connected (pid %d uid %u)", c->name,
-	       (int)cred.pid, (unsigned)cred.uid);
-	emit(c, VP_EV_DEVICE_NEW);
+}
+
+int vp_server_adopt(struct vp_server *s, int fd)
+{
+	int type = 0, domain = 0, fl;
+	socklen_t tl = sizeof(type), dl = sizeof(domain);
+	struct ucred cred;
+
+	if (!s || fd < 0)
+		return -EINVAL;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0)
+		return -errno;
+	/* Fds travel as SCM_RIGHTS and messages are read as a byte stream. */
+	if (domain != AF_UNIX || type != SOCK_STREAM)
+		return -EPROTOTYPE;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return -errno;
+	cred = peer_cred(fd);
+	return conn_new(s, fd, &cred);
 }
 
 static void accept_all(struct vp_server *s)
@@ -1338,15 +1520,15 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	int e;
 
 	*out = NULL;
-	if (!cfg || !cfg->path || !cfg->path[0] ||
+	if (!cfg || (cfg->path && !cfg->path[0]) ||
 	    cfg->max_connections > VP_SERVER_MAX_CONNECTIONS)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->lsock = s->epfd = s->timerfd = -1;
-	s->path = strdup(cfg->path);
-	s->id = strdup(cfg->id && cfg->id[0] ? cfg->id : cfg->path);
+	s->path = cfg->path ? strdup(cfg->path) : NULL;
+	s->id = strdup(cfg->id && cfg->id[0] ? cfg->id : cfg->path ? cfg->path : "vhost-pci");
 	s->max_conns = cfg->max_connections ? cfg->max_connections : VP_SERVER_DEFAULT_CONNECTIONS;
 	s->mode = cfg->mode ? cfg->mode : 0600;
 	s->check_uid = cfg->check_uid;
@@ -1361,7 +1543,7 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	s->stop_ms = cfg->stop_timeout_ms ? cfg->stop_timeout_ms : VP_SERVER_DEFAULT_STOP_MS;
 	s->cb = cfg->on_event;
 	s->opaque = cfg->opaque;
-	if (!s->path || !s->id) {
+	if ((cfg->path && !s->path) || !s->id) {
 		e = -ENOMEM;
 		goto err;
 	}
@@ -1379,6 +1561,11 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timerfd, &tev) < 0) {
 		e = -errno;
 		goto err;
+	}
+	if (!s->path) {
+		/* Sessions come only from vp_server_adopt(). */
+		*out = s;
+		return 0;
 	}
 	e = listen_on(s);
 	if (e < 0)
@@ -1415,10 +1602,12 @@ void vp_server_free(struct vp_server *s)
 		c->dead = true;
 	}
 	reap(s);
-	close(s->lsock);
+	if (s->lsock >= 0) {
+		close(s->lsock);
+		unlink(s->path);
+	}
 	close(s->epfd);
 	close(s->timerfd);
-	unlink(s->path);
 	free(s->path);
 	free(s->id);
 	free(s);

@@ -269,6 +269,10 @@ struct vp_msg_spec {
 
 /* The table row for a request, or NULL if unknown. */
 VP_API const struct vp_msg_spec *vp_msg_spec(uint32_t request);
+/* The most fds a request (or, with reply, its reply) may carry: 0, 1, or
+ * VP_MSG_MAX_FDS where the payload says how many. 0 for an unknown request.
+ * The server's dispatch table (lib/server.c) says what becomes of them. */
+VP_API unsigned vp_msg_max_fds(uint32_t request, bool reply);
 /* "GET_FEATURES", "VHOST_PCI_GET_UUID", ... or "UNKNOWN". */
 VP_API const char *vp_msg_name(uint32_t request);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The vhost-pci server: accepts frontends on a Unix socket and turns each
- * into a vhost-pci device ("device creation" in the vhost-pci design).
+ * The vhost-pci server: accepts frontends on a Unix socket (or takes a
+ * connected one with vp_server_adopt()) and turns each into a vhost-pci
+ * device ("device creation" in the vhost-pci design).
  *
  * Frontends speak one of two dialects, told apart by their first message:
  *  - stock vhost-user (QEMU -netdev vhost-user, DPDK virtio-user): the
@@ -129,8 +130,10 @@ typedef void (*vp_event_fn)(struct vp_server *srv, enum vp_event ev,
 			    const struct vp_device *dev, void *opaque);
 
 struct vp_server_config {
-	const char *path;          /* Unix socket path (required) */
-	const char *id;            /* name for logs and vhost-pci-ctl; default: path */
+	const char *path;          /* Unix socket path; NULL: no listening socket,
+				    * sessions come only from vp_server_adopt() */
+	const char *id;            /* name for logs and vhost-pci-ctl; default:
+				    * path, or "vhost-pci" without one */
 	unsigned max_connections;  /* 0: VP_SERVER_DEFAULT_CONNECTIONS */
 	mode_t mode;               /* socket file mode; 0: 0600 */
 	bool check_uid;            /* only accept peers with SO_PEERCRED uid == allowed_uid */
@@ -162,14 +165,29 @@ struct vp_server_config {
 	 (1ull << VIRTIO_RING_F_INDIRECT_DESC))
 
 /*
- * Create the listening socket. A stale socket file (nobody listening) is
- * replaced; a live one gives -EADDRINUSE. -EINVAL for a bad config,
- * -ENAMETOOLONG for a path too long for sockaddr_un.
+ * Create the server and its listening socket (none if cfg->path is NULL). A
+ * stale socket file (nobody listening) is replaced; a live one gives
+ * -EADDRINUSE. -EINVAL for a bad config, -ENAMETOOLONG for a path too long
+ * for sockaddr_un.
  */
 VP_API int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg);
 
+/*
+ * Start a frontend session on fd, a connected AF_UNIX stream socket (one end
+ * of a socketpair, a socket accepted elsewhere), as if the listener had
+ * accepted it: the dialect is told from its first message, the handshake
+ * deadline applies, VP_EV_DEVICE_NEW is delivered before this returns. The
+ * listener's admission checks (connection limit, uid) are not applied: the
+ * caller vouches for the peer. fd is made non-blocking and close-on-exec.
+ * 0: the server owns fd (closed when the session ends). On error fd stays
+ * the caller's: -EINVAL, -ENOTSOCK, -EPROTOTYPE (not a Unix stream socket),
+ * -ENOMEM. Same thread as vp_server_dispatch(); also from an event callback.
+ */
+VP_API int vp_server_adopt(struct vp_server *srv, int fd);
+
 /* Tell native peers we are going (ERROR message), drop every connection
- * (REMOVED events are delivered), close the socket and unlink its file. */
+ * (REMOVED events are delivered), close the socket and unlink its file (if
+ * it has one). */
 VP_API void vp_server_free(struct vp_server *srv);
 
 /* An epoll fd: readable when vp_server_dispatch() has work. */
@@ -180,7 +198,7 @@ VP_API int vp_server_fd(const struct vp_server *srv);
 VP_API int vp_server_dispatch(struct vp_server *srv);
 
 VP_API const char *vp_server_id(const struct vp_server *srv);
-VP_API const char *vp_server_path(const struct vp_server *srv);
+VP_API const char *vp_server_path(const struct vp_server *srv); /* NULL: no socket */
 VP_API unsigned vp_server_connections(const struct vp_server *srv);
 VP_API unsigned vp_server_max_connections(const struct vp_server *srv);
 

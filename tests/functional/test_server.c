@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../lib/internal.h"
 #include "testutil.h"
 #include "vhostpci/vhostpci.h"
 
@@ -1063,7 +1064,7 @@ TEST(socket_file_handling)
 	lp[sizeof(lp) - 1] = 0;
 	cfg.path = lp;
 	CHECK_EQ(vp_server_new(&s2, &cfg), -ENAMETOOLONG);
-	cfg.path = NULL;
+	cfg.path = "";
 	CHECK_EQ(vp_server_new(&s2, &cfg), -EINVAL);
 	cfg.path = path;
 	cfg.max_connections = VP_SERVER_MAX_CONNECTIONS + 1;
@@ -1338,4 +1339,204 @@ TEST(refusals_at_the_door_are_rate_limited)
 	close(keep[1]);
 	pump(s, 20);
 	vp_server_free(s);
+}
+
+/* ---- the dispatch table and sessions on any fd ---- */
+
+TEST(dispatch_table_agrees_with_codec)
+{
+	CHECK_EQ(vp_server_check_dispatch_table(), 0);
+	CHECK_EQ(vp_msg_max_fds(VP_VU_GET_FEATURES, false), 0);
+	CHECK_EQ(vp_msg_max_fds(VP_VU_SET_LOG_FD, false), 1);
+	CHECK_EQ(vp_msg_max_fds(VP_VU_REM_MEM_REG, false), 1);
+	CHECK_EQ(vp_msg_max_fds(VP_VU_SET_MEM_TABLE, false), VP_MSG_MAX_FDS);
+	CHECK_EQ(vp_msg_max_fds(VP_PCI_GET_MEMORY_INFO, false), 0);
+	CHECK_EQ(vp_msg_max_fds(VP_PCI_GET_MEMORY_INFO, true), VP_MSG_MAX_FDS);
+	CHECK_EQ(vp_msg_max_fds(12345, false), 0);
+}
+
+/* A server without a socket file; sessions only through vp_server_adopt(). */
+static struct vp_server *new_socketless(void)
+{
+	struct vp_server_config cfg = { .id = "adopt", .on_event = on_event };
+	struct vp_server *s = NULL;
+
+	return vp_server_new(&s, &cfg) == 0 ? s : NULL;
+}
+
+/* A socketpair whose first end the server adopted; the second is returned. */
+static int adopt_pair(struct vp_server *s)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	if (vp_server_adopt(s, sv[0]) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	return sv[1];
+}
+
+TEST(adopted_session_without_a_listener)
+{
+	struct vp_server *s = new_socketless();
+	const struct vp_device *d;
+	struct vp_msg rep;
+	struct ram ram;
+	int efd[4], p[2], sv[2], fd, before;
+
+	REQUIRE(s && ram_new(&ram));
+	CHECK(vp_server_path(s) == NULL);
+	CHECK(!strcmp(vp_server_id(s), "adopt"));
+	before = tu_count_fds();
+	/* Only a Unix stream socket; on refusal the fd stays the caller's. */
+	REQUIRE(pipe(p) == 0);
+	CHECK_EQ(vp_server_adopt(s, p[0]), -ENOTSOCK);
+	CHECK(fcntl(p[0], F_GETFD) >= 0);
+	close(p[0]);
+	close(p[1]);
+	REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+	CHECK_EQ(vp_server_adopt(s, sv[0]), -EPROTOTYPE);
+	CHECK(fcntl(sv[0], F_GETFD) >= 0);
+	close(sv[0]);
+	close(sv[1]);
+	CHECK_EQ(vp_server_adopt(s, -1), -EINVAL);
+	CHECK_EQ(vp_server_connections(s), 0);
+
+	nev = 0;
+	fd = adopt_pair(s);
+	REQUIRE(fd >= 0);
+	CHECK_EQ(vp_server_connections(s), 1);
+	CHECK_EQ(count_ev(VP_EV_DEVICE_NEW, 0), 1);
+	send_req(fd, VP_VU_GET_FEATURES, 0, NULL, 0);
+	CHECK_EQ(read_reply(fd, s, &rep), 1);
+	CHECK_EQ(rep.p.u64, VP_SERVER_DEFAULT_FEATURES);
+	eventfds(efd);
+	driver_ok(fd, &ram, efd);
+	pump(s, 50);
+	d = only_device(s);
+	REQUIRE(d);
+	CHECK_EQ(d->state, VP_DEV_READY);
+	CHECK_EQ(d->peer_pid, getpid());
+	close(fd);
+	pump(s, 30);
+	CHECK_EQ(vp_server_connections(s), 0);
+	CHECK_EQ(count_ev(VP_EV_DEVICE_REMOVED, 0), 1);
+	close4(efd);
+	CHECK_EQ(tu_count_fds(), before);
+	vp_server_free(s);
+	ram_free(&ram);
+}
+
+/* Read messages until an ERROR (its reason into why) or EOF; true on ERROR. */
+static bool read_error(int fd, struct vp_server *s, char *why, size_t len)
+{
+	struct vp_msg m;
+	int64_t end = now_ms() + 1000;
+	struct vp_rx rx;
+
+	vp_rx_init(&rx);
+	while (now_ms() < end) {
+		int r = vp_sock_recv(fd, &rx, &m);
+
+		if (r < 0)
+			return false;
+		if (r == 0) {
+			pump(s, 5);
+			continue;
+		}
+		vp_msg_close_fds(&m);
+		if (m.request == VP_PCI_ERROR) {
+			snprintf(why, len, "%s", m.p.error.reason);
+			return true;
+		}
+	}
+	return false;
+}
+
+static int send_hello(int fd)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, VP_PCI_HELLO, 0);
+	m.p.hello.magic = VP_PCI_MAGIC;
+	m.p.hello.major = VP_PCI_VERSION_MAJOR;
+	return vp_sock_send(fd, &m);
+}
+
+/*
+ * A message outside the states its row allows is refused with the reason
+ * (ERROR to a native peer, a failing REPLY_ACK to a vhost-user one) and its
+ * fds closed; fds a row drops are closed while the session goes on.
+ */
+TEST(dispatch_refuses_by_state_and_closes_fds)
+{
+	struct vp_server *s = new_socketless();
+	struct vp_msg m, rep;
+	struct ram ram;
+	char why[VP_PCI_REASON_MAX];
+	int fd, before, efd;
+
+	REQUIRE(s && ram_new(&ram));
+	before = tu_count_fds();
+
+	/* Native: a second HELLO while the server waits for the UUID. */
+	fd = adopt_pair(s);
+	REQUIRE(fd >= 0);
+	send_hello(fd);
+	send_hello(fd);
+	CHECK(read_error(fd, s, why, sizeof(why)));
+	CHECK(strstr(why, "unexpected VHOST_PCI_HELLO in state wait-uuid") != NULL);
+	CHECK(dropped(fd, s));
+	close(fd);
+
+	/* Native: memory info with its fd before it was asked for. */
+	fd = adopt_pair(s);
+	REQUIRE(fd >= 0);
+	send_hello(fd);
+	vp_msg_init(&m, VP_PCI_GET_MEMORY_INFO, VP_MSG_REPLY);
+	m.p.meminfo.nregions = 1;
+	m.p.meminfo.regions[0] = (struct vp_pci_region){ 0, RAM_SIZE, 0, 0, VP_MEM_RW, 0 };
+	m.fds[0] = ram.fd;
+	m.nfds = 1;
+	CHECK_EQ(vp_sock_send(fd, &m), 0);
+	CHECK(read_error(fd, s, why, sizeof(why)));
+	CHECK(strstr(why, "unexpected VHOST_PCI_GET_MEMORY_INFO reply in state wait-uuid"));
+	CHECK(dropped(fd, s));
+	close(fd);
+	pump(s, 20);
+	CHECK_EQ(vp_server_connections(s), 0);
+	CHECK_EQ(tu_count_fds(), before);  /* the memfd copy it sent is closed */
+
+	/* vhost-user with REPLY_ACK: SET_LOG_FD's fd is closed and acked... */
+	fd = adopt_pair(s);
+	REQUIRE(fd >= 0);
+	send_req(fd, VP_VU_SET_PROTOCOL_FEATURES, 1ull << VP_VU_PROTOCOL_F_REPLY_ACK, NULL, 0);
+	efd = eventfd(0, EFD_CLOEXEC);
+	REQUIRE(efd >= 0);
+	vp_msg_init(&m, VP_VU_SET_LOG_FD, VP_MSG_NEED_REPLY);
+	m.fds[0] = efd;
+	m.nfds = 1;
+	CHECK_EQ(vp_sock_send(fd, &m), 0);
+	close(efd);
+	CHECK_EQ(read_reply(fd, s, &rep), 1);
+	CHECK_EQ(rep.request, VP_VU_SET_LOG_FD);
+	CHECK_EQ(rep.p.u64, 0);
+	CHECK_EQ(tu_count_fds(), before + 2);  /* both ends of the pair, no eventfd */
+	/* ... and a request without a row gets a failing ack, then the drop. */
+	vp_msg_init(&m, VP_VU_SET_STATUS, VP_MSG_NEED_REPLY);
+	m.p.u64 = 0xf;
+	CHECK_EQ(vp_sock_send(fd, &m), 0);
+	CHECK_EQ(read_reply(fd, s, &rep), 1);
+	CHECK_EQ(rep.request, VP_VU_SET_STATUS);
+	CHECK_EQ(rep.p.u64, EOPNOTSUPP);
+	CHECK(dropped(fd, s));
+	close(fd);
+	pump(s, 20);
+	CHECK_EQ(vp_server_connections(s), 0);
+	CHECK_EQ(tu_count_fds(), before);
+	vp_server_free(s);
+	ram_free(&ram);
 }
