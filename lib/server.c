@@ -46,7 +46,6 @@
 
 /* vhost-user protocol features we offer: acks for NEED_REPLY requests. */
 #define VU_PROTOCOL_OFFERED (1ull << VP_VU_PROTOCOL_F_REPLY_ACK)
-#define VIRTIO_F_VERSION_1_BIT 32
 
 /* Where a session is, which picks the dispatch rows allowed: a native
  * session's handshake (what the server waits for next), or vhost-user. */
@@ -961,7 +960,7 @@ static void n_got_features(struct conn *c, struct vp_msg *m)
 		     (unsigned long long)c->srv->features);
 		return;
 	}
-	if (!(want & (1ull << VIRTIO_F_VERSION_1_BIT))) {
+	if (!(want & (1ull << VIRTIO_F_VERSION_1))) {
 		fail(c, -ENOTSUP, "frontend did not negotiate VIRTIO_F_VERSION_1");
 		return;
 	}
