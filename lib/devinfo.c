@@ -30,6 +30,8 @@
 
 #include "vhostpci/devinfo.h"
 #include "vhostpci/server.h"
+#include "devinfo_internal.h"
+#include "util.h"
 
 #define PAGE_WORDS (VP_INFO_PAGE_SIZE / 8)
 /* The driver page bytes that carry fields; the rest is reserved. */
@@ -417,8 +419,8 @@ int vp_devinfo_read_driver(const volatile void *window, const struct vp_devinfo 
 
 /* ---- guest side --------------------------------------------------------- */
 
-int vp_devinfo_snapshot(const volatile void *window, struct vp_devinfo *out, char *why,
-			size_t whylen)
+int vp_devinfo_snapshot_seam(const volatile void *window, struct vp_devinfo *out, char *why,
+			     size_t whylen, void (*between)(void *arg), void *arg)
 {
 	const volatile struct vp_info_daemon_page *w = window;
 	const volatile uint64_t *src = window;
@@ -432,6 +434,8 @@ int vp_devinfo_snapshot(const volatile void *window, struct vp_devinfo *out, cha
 	for (tries = 0; tries < VP_DEVINFO_SNAPSHOT_TRIES; tries++) {
 		/* Acquire pairs with the release store of the even generation in
 		 * vp_devinfo_publish(): the fields of g1 are visible below. */
+		if (tries)
+			cpu_relax();
 		g1 = le32toh(__atomic_load_n(&w->generation, __ATOMIC_ACQUIRE));
 		if (g1 & 1)
 			continue;
@@ -440,6 +444,8 @@ int vp_devinfo_snapshot(const volatile void *window, struct vp_devinfo *out, cha
 		/* Pairs with the release fence after the odd generation in
 		 * vp_devinfo_publish(): if any load above saw the next write,
 		 * the load below sees its odd (or a later) generation. */
+		if (between)
+			between(arg);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		g2 = le32toh(__atomic_load_n(&w->generation, __ATOMIC_RELAXED));
 		if (g1 == g2)
@@ -460,6 +466,12 @@ int vp_devinfo_snapshot(const volatile void *window, struct vp_devinfo *out, cha
 			    VP_INFO_PAGE_SIZE);
 	decode(&p, out);
 	return vp_devinfo_check(out, why, whylen);
+}
+
+int vp_devinfo_snapshot(const volatile void *window, struct vp_devinfo *out, char *why,
+			size_t whylen)
+{
+	return vp_devinfo_snapshot_seam(window, out, why, whylen, NULL, NULL);
 }
 
 void vp_devinfo_write_driver(volatile void *window, const struct vp_devinfo_driver *in)
