@@ -439,7 +439,7 @@ TEST(every_rule_has_its_reason)
 	uint8_t *w = new_window(NULL);
 
 	REQUIRE(w && good_info(&info) == 0);
-	p = (struct vp_info_daemon_page *)w;
+	p = (struct vp_info_daemon_page *)(void *)w;
 	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
 		REQUIRE(vp_devinfo_publish(w, &info) == 0);
 		REQUIRE(vp_devinfo_snapshot(w, &got, why, sizeof(why)) == 0);
@@ -463,7 +463,7 @@ TEST(edges_accepted)
 	uint8_t *w = new_window(NULL);
 
 	REQUIRE(w && good_info(&info) == 0);
-	p = (struct vp_info_daemon_page *)w;
+	p = (struct vp_info_daemon_page *)(void *)w;
 	/* Rings flush with the end of a region; the largest ring; a config of 64. */
 	info.queues[1].used = HIGH_GPA + HIGH_SIZE - (6 + 8 * QNUM);
 	info.queues[1].used &= ~3ull;
@@ -529,7 +529,7 @@ TEST(torn_reads_retry_then_eagain)
 	struct tear t;
 
 	REQUIRE(w && good_info(&info) == 0);
-	p = (struct vp_info_daemon_page *)w;
+	p = (struct vp_info_daemon_page *)(void *)w;
 	CHECK_EQ(vp_devinfo_publish(w, &info), 0);
 
 	/* Odd: the daemon is writing, every try sees it. */
@@ -724,7 +724,7 @@ TEST(two_processes_never_see_a_mixed_page)
 	pid_t pid;
 
 	REQUIRE(w);
-	stop = (volatile uint32_t *)(w + VP_INFO_WINDOW_SIZE - 4);	/* driver page tail */
+	stop = (volatile uint32_t *)(void *)(w + VP_INFO_WINDOW_SIZE - 4);	/* driver page tail */
 	race_info(&info, 2);
 	REQUIRE(vp_devinfo_publish(w, &info) == 0);
 	pid = fork();
@@ -738,7 +738,7 @@ TEST(two_processes_never_see_a_mixed_page)
 		alarm(RACE_SECONDS + 10);
 		if (ww == MAP_FAILED)
 			_exit(2);
-		while (!__atomic_load_n((uint32_t *)(ww + VP_INFO_WINDOW_SIZE - 4),
+		while (!__atomic_load_n((uint32_t *)(void *)(ww + VP_INFO_WINDOW_SIZE - 4),
 					__ATOMIC_ACQUIRE)) {
 			gen = vp_devinfo_next_gen(gen);
 			race_info(&info, gen);
