@@ -147,6 +147,12 @@ int vp_devinfo_check(const struct vp_devinfo *in, char *why, size_t whylen)
 			return fail(why, whylen, "region %u: unknown flags 0x%" PRIx64, i, r->flags);
 		if (r->size == 0)
 			return fail(why, whylen, "region %u: size 0", i);
+		/* Page-aligned in both spaces, so a ring aligned in gpa is
+		 * aligned in the BAR2 mapping too (vring.c needs both). */
+		if ((r->gpa | r->size | r->offset) % VP_INFO_PAGE_SIZE)
+			return fail(why, whylen, "region %u: gpa 0x%" PRIx64 " size 0x%" PRIx64
+				    " offset 0x%" PRIx64 " not all 4 KiB aligned", i, r->gpa,
+				    r->size, r->offset);
 		if (r->offset > in->bar2_size || r->size > in->bar2_size - r->offset)
 			return fail(why, whylen, "region %u: BAR2 0x%" PRIx64 "+0x%" PRIx64
 				    " outside bar2_size 0x%" PRIx64, i, r->offset, r->size,

@@ -371,6 +371,7 @@ MUT(m_bar2, p->bar2_size = htole64(3 * MIB))
 MUT(m_rflags, R1.flags = htole64(1))
 MUT(m_rsize0, R1.size = 0)
 MUT(m_rout, R1.size = htole64(2 * MIB))
+MUT(m_ralign, R1.offset = htole64(LOW_SIZE + 8))
 MUT(m_roffwrap, R1.offset = htole64(UINT64_MAX - 0xfff))
 MUT(m_gpawrap, R1.gpa = htole64(UINT64_MAX - 0xfff))
 MUT(m_bar_overlap, R1.offset = htole64(2 * MIB))
@@ -406,6 +407,8 @@ static const struct {
 	{ "bar2_size", m_bar2, "bar2_size 0x300000 not a power of two" },
 	{ "region flags", m_rflags, "region 1: unknown flags 0x1" },
 	{ "region size 0", m_rsize0, "region 1: size 0" },
+	{ "region unaligned", m_ralign, "region 1: gpa 0x100000000 size 0x100000 offset "
+	  "0x300008 not all 4 KiB aligned" },
 	{ "region past BAR2", m_rout,
 	  "region 1: BAR2 0x300000+0x200000 outside bar2_size 0x400000" },
 	{ "region offset wraps", m_roffwrap,
