@@ -423,6 +423,19 @@ int vp_devinfo_read_driver(const volatile void *window, const struct vp_devinfo 
 	return 0;
 }
 
+int vp_devinfo_check_stopped(uint32_t stopped, uint16_t num, uint16_t avail_idx, char *why,
+			     size_t whylen)
+{
+	uint16_t idx = (uint16_t)(stopped & VP_INFO_STOPPED_IDX_MASK);
+
+	if (!(stopped & VP_INFO_STOPPED_VALID))
+		return fail(why, whylen, "stopped 0x%" PRIx32 " not valid", stopped);
+	if ((uint16_t)(avail_idx - idx) > num)
+		return fail(why, whylen, "stopped at %u, but the frontend's avail index is %u "
+			    "(ring of %u)", idx, avail_idx, num);
+	return 0;
+}
+
 /* ---- guest side --------------------------------------------------------- */
 
 int vp_devinfo_snapshot_seam(const volatile void *window, struct vp_devinfo *out, char *why,

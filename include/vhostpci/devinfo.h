@@ -139,6 +139,16 @@ VP_API int vp_devinfo_read_driver(const volatile void *window, const struct vp_d
 				  uint32_t oldest_gen, struct vp_devinfo_driver *out,
 				  char *why, size_t whylen);
 
+/*
+ * The ring-relative check of one accepted stopped[] entry, for a daemon that
+ * read the frontend's avail->idx of that queue (e.g. vp_device_ring_status()):
+ * the driver cannot have taken entries the frontend never published, so
+ * avail_idx - index (mod 2^16) must be <= num. 0, or -EINVAL with why (also
+ * for an entry without VP_INFO_STOPPED_VALID).
+ */
+VP_API int vp_devinfo_check_stopped(uint32_t stopped, uint16_t num, uint16_t avail_idx,
+				    char *why, size_t whylen);
+
 /* ---- guest side (the backend) ------------------------------------------- */
 
 /*

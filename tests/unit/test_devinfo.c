@@ -651,6 +651,21 @@ TEST(driver_page_checks)
 	CHECK_EQ(drv_expect(&pub, 2, &d, w, "stopped[1] for a queue that is absent"), 0);
 	pub.queues[1].num = QNUM;
 
+	/* Against the frontend's ring: taken no further than it published, and
+	 * no more than num behind it, across the 16-bit wrap. */
+	CHECK_EQ(vp_devinfo_check_stopped(VP_INFO_STOPPED_VALID | 10, 256, 10, why, sizeof(why)), 0);
+	CHECK_EQ(vp_devinfo_check_stopped(VP_INFO_STOPPED_VALID | 10, 256, 266, why, sizeof(why)),
+		 0);
+	CHECK_EQ(vp_devinfo_check_stopped(VP_INFO_STOPPED_VALID | 0xfff0, 256, 0x20, why,
+					  sizeof(why)), 0);
+	CHECK_EQ(vp_devinfo_check_stopped(VP_INFO_STOPPED_VALID | 11, 256, 10, why, sizeof(why)),
+		 -EINVAL);
+	CHECK_STR(why, "stopped at 11, but the frontend's avail index is 10 (ring of 256)");
+	CHECK_EQ(vp_devinfo_check_stopped(VP_INFO_STOPPED_VALID | 10, 256, 267, why, sizeof(why)),
+		 -EINVAL);
+	CHECK_EQ(vp_devinfo_check_stopped(10, 256, 10, why, sizeof(why)), -EINVAL);
+	CHECK_STR(why, "stopped 0xa not valid");
+
 	/* A reason that fills its field: written cut and terminated by the writer,
 	 * refused when a hostile driver leaves it unterminated. */
 	good_driver(&pub, &d);
