@@ -50,6 +50,12 @@ static int fail(char *why, size_t whylen, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* NULL, or not aligned for the word-sized atomics every access is made of. */
+static bool misaligned(const volatile void *window)
+{
+	return !window || ((uintptr_t)window & 7);
+}
+
 static bool pow2(uint64_t v)
 {
 	return v && !(v & (v - 1));
@@ -273,14 +279,16 @@ uint32_t vp_devinfo_next_gen(uint32_t prev)
 	return next ? next : 2;
 }
 
-int vp_devinfo_from_device(const struct vp_device *dev, uint64_t bar2_size,
-			   struct vp_devinfo *out, char *why, size_t whylen)
+int vp_devinfo_from_device(const struct vp_device *dev, struct vp_devinfo *out, char *why,
+			   size_t whylen)
 {
 	struct stat first, st;
 	int err;
 
 	if (!dev || !out)
 		return fail(why, whylen, "no device");
+	if (!dev->nregions)
+		return fail(why, whylen, "no memory regions");
 	if (dev->nregions > VP_INFO_MAX_REGIONS)
 		return fail(why, whylen, "%u memory regions, the window holds %u",
 			    dev->nregions, VP_INFO_MAX_REGIONS);
@@ -327,7 +335,7 @@ int vp_devinfo_from_device(const struct vp_device *dev, uint64_t bar2_size,
 	memcpy(out->uuid, dev->uuid, sizeof(out->uuid));
 	out->device_type = dev->type;
 	out->features = dev->driver_features;
-	out->bar2_size = bar2_size;
+	out->bar2_size = first.st_size > 0 ? (uint64_t)first.st_size : 0;
 	out->config_len = dev->config_len;
 	memcpy(out->config, dev->config, dev->config_len);
 	/* Refuse here what the guest would refuse there. */
@@ -345,7 +353,7 @@ int vp_devinfo_publish(void *window, const struct vp_devinfo *in)
 	uint64_t *dst = (uint64_t *)window;
 	const unsigned gen_word = offsetof(struct vp_info_daemon_page, generation) / 8;
 
-	if (!window || vp_devinfo_check(in, NULL, 0))
+	if (misaligned(window) || vp_devinfo_check(in, NULL, 0))
 		return -EINVAL;
 	encode(in, &page);
 	__atomic_store_n(&w->generation, htole32(in->generation - 1), __ATOMIC_RELAXED);
@@ -373,8 +381,8 @@ int vp_devinfo_read_driver(const volatile void *window, const struct vp_devinfo 
 	uint64_t *dst = (uint64_t *)&p;
 	uint64_t extra;
 
-	if (!window || !pub || !out)
-		return fail(why, whylen, "no window");
+	if (misaligned(window) || !pub || !out)
+		return fail(why, whylen, "no window, or not 8-byte aligned");
 	/* One copy, checked below; the guest may rewrite the page meanwhile. The
 	 * acquire pairs with the release store of driver_gen in
 	 * vp_devinfo_write_driver(): a complete page for that driver_gen. */
@@ -448,8 +456,8 @@ int vp_devinfo_snapshot_seam(const volatile void *window, struct vp_devinfo *out
 	uint32_t g1, g2;
 	int tries;
 
-	if (!window || !out)
-		return fail(why, whylen, "no window");
+	if (misaligned(window) || !out)
+		return fail(why, whylen, "no window, or not 8-byte aligned");
 	for (tries = 0; tries < VP_DEVINFO_SNAPSHOT_TRIES; tries++) {
 		/* Acquire pairs with the release store of the even generation in
 		 * vp_devinfo_publish(): the fields of g1 are visible below. */
@@ -501,7 +509,7 @@ void vp_devinfo_write_driver(volatile void *window, const struct vp_devinfo_driv
 	const uint64_t *src = (const uint64_t *)&p;
 	size_t n;
 
-	if (!window || !in)
+	if (misaligned(window) || !in)
 		return;
 	memset(&p, 0, sizeof(p));
 	p.driver_gen = htole32(in->driver_gen);

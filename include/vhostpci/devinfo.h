@@ -101,21 +101,24 @@ VP_API int vp_devinfo_check(const struct vp_devinfo *info, char *why, size_t why
 VP_API uint32_t vp_devinfo_next_gen(uint32_t prev);
 
 /*
- * Describe dev for a backend VM whose memory function's BAR2 is the
- * frontend's RAM fd, bar2_size bytes: each region's BAR2 offset is its
- * offset in that fd, so every region must be of one file (checked with
- * fstat()). Fills the four answers (uuid, memory table, queue table,
- * features = the frontend driver's), status PRESENT (| READY when dev is
- * READY); leaves generation, memory_peer, daemon_peer and reason 0 for the
- * caller. The result passes vp_devinfo_check() once generation is set, or this
- * fails: -EINVAL (more regions or rings than the window holds, a region of
- * another file or without fd, a table the guest would refuse) with why.
+ * Describe dev for a backend VM. The memory function's BAR2 is the frontend's
+ * RAM fd, whole: bar2_size is that fd's size, and each region's BAR2 offset
+ * its offset in the fd, which means something only if every region is of that
+ * one file (checked with fstat()). Fills the four answers (uuid, memory
+ * table, queue table, features = the frontend driver's), status PRESENT
+ * (| READY when dev is READY); leaves generation, memory_peer, daemon_peer
+ * and reason 0 for the caller. The result passes vp_devinfo_check() once
+ * generation is set, or this fails: -EINVAL with why (no regions, more
+ * regions or rings than the window holds, a region without fd or of another
+ * file, an fd whose size is not a power of two, a table the guest would
+ * refuse).
  */
-VP_API int vp_devinfo_from_device(const struct vp_device *dev, uint64_t bar2_size,
-				  struct vp_devinfo *out, char *why, size_t whylen);
+VP_API int vp_devinfo_from_device(const struct vp_device *dev, struct vp_devinfo *out,
+				  char *why, size_t whylen);
 
 /*
- * Write page 0 of window (VP_INFO_WINDOW_SIZE bytes, 8-byte aligned) as the
+ * Write page 0 of window (VP_INFO_WINDOW_SIZE bytes, 8-byte aligned: -EINVAL
+ * otherwise, as for every function here that takes a window) as the
  * seqlock of docs/device.md 4.4: generation in->generation - 1 (odd), the
  * fields, then in->generation. The page is rewritten whole (reserved bytes 0),
  * whatever a guest scribbled on it; page 1 is not touched. in must pass
@@ -165,7 +168,8 @@ VP_API int vp_devinfo_snapshot(const volatile void *window, struct vp_devinfo *o
  * Write page 1: every field of in but driver_gen, then driver_gen with a
  * release store, so a daemon that sees the new driver_gen sees the rest.
  * reason is cut to fit and always terminated; reserved bytes become 0. Ring
- * the doorbell VP_INFO_DB_DRIVER(num_queues) afterwards. One writer.
+ * the doorbell VP_INFO_DB_DRIVER(num_queues) afterwards. One writer. A NULL
+ * or misaligned window is left alone.
  */
 VP_API void vp_devinfo_write_driver(volatile void *window, const struct vp_devinfo_driver *in);
 

@@ -108,7 +108,7 @@ static int good_info(struct vp_devinfo *info)
 	if (fd < 0)
 		return -1;
 	make_device(&dev, fd, fd);
-	err = vp_devinfo_from_device(&dev, RAM_SIZE, info, why, sizeof(why));
+	err = vp_devinfo_from_device(&dev, info, why, sizeof(why));
 	close(fd);
 	info->generation = 2;
 	info->memory_peer = 3;
@@ -167,7 +167,7 @@ TEST(round_trip_qemu_like_device)
 
 	REQUIRE(fd >= 0 && fd1 >= 0 && w);
 	make_device(&dev, fd, fd1);
-	CHECK_EQ(vp_devinfo_from_device(&dev, RAM_SIZE, &pub, why, sizeof(why)), 0);
+	CHECK_EQ(vp_devinfo_from_device(&dev, &pub, why, sizeof(why)), 0);
 	CHECK_EQ(pub.generation, 0);
 	pub.generation = vp_devinfo_next_gen(0);
 	pub.memory_peer = 5;
@@ -275,34 +275,48 @@ TEST(from_device_refusals)
 
 	REQUIRE(fd >= 0 && other >= 0);
 	make_device(&dev, fd, other);
-	CHECK_EQ(vp_devinfo_from_device(&dev, RAM_SIZE, &out, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), -EINVAL);
 	CHECK_STR(why, "region 1 is in another file than region 0: BAR2 maps one");
 
 	make_device(&dev, fd, -1);
-	CHECK_EQ(vp_devinfo_from_device(&dev, RAM_SIZE, &out, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), -EINVAL);
 	CHECK_STR(why, "region 1: no usable fd");
 
 	make_device(&dev, fd, fd);
 	dev.nrings = 9;
-	CHECK_EQ(vp_devinfo_from_device(&dev, RAM_SIZE, &out, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), -EINVAL);
 	CHECK_STR(why, "9 rings, the window holds 8");
 
 	make_device(&dev, fd, fd);
 	dev.nregions = 9;
-	CHECK_EQ(vp_devinfo_from_device(&dev, RAM_SIZE, &out, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), -EINVAL);
 	CHECK_STR(why, "9 memory regions, the window holds 8");
 
-	/* A BAR smaller than the fd range the regions claim: refused here, not
-	 * published for the guest to refuse. */
 	make_device(&dev, fd, fd);
-	CHECK_EQ(vp_devinfo_from_device(&dev, 2 * MIB, &out, why, sizeof(why)), -EINVAL);
+	dev.nregions = 0;
+	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), -EINVAL);
+	CHECK_STR(why, "no memory regions");
+
+	/* A RAM fd smaller than the ranges the regions claim, and one whose size
+	 * QEMU would assert on as a BAR: refused here, not published for the
+	 * guest to refuse. */
+	int fd2 = tu_memfd("small", 2 * MIB, 1), fd3 = tu_memfd("odd", 3 * MIB, 1);
+
+	REQUIRE(fd2 >= 0 && fd3 >= 0);
+	make_device(&dev, fd2, fd2);
+	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), -EINVAL);
 	CHECK_STR(why, "region 0: BAR2 0x0+0x300000 outside bar2_size 0x200000");
+	make_device(&dev, fd3, fd3);
+	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), -EINVAL);
+	CHECK_STR(why, "bar2_size 0x300000 not a power of two");
+	close(fd2);
+	close(fd3);
 
 	/* A ring that is not set is absent; a stopped device is not READY. */
 	make_device(&dev, fd, fd);
 	dev.rings[1].addr_set = false;
 	dev.state = VP_DEV_STOPPED;
-	CHECK_EQ(vp_devinfo_from_device(&dev, RAM_SIZE, &out, why, sizeof(why)), 0);
+	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), 0);
 	CHECK_EQ(out.queues[1].num, 0);
 	CHECK_EQ(out.num_queues, 2);
 	CHECK_EQ(out.status, VP_INFO_ST_PRESENT);
@@ -312,10 +326,14 @@ TEST(from_device_refusals)
 
 TEST(publish_refuses_what_the_guest_would)
 {
-	struct vp_devinfo info;
+	struct vp_devinfo info, info2;
 	uint8_t *w = new_window(NULL);
 
 	REQUIRE(w && good_info(&info) == 0);
+	CHECK_EQ(vp_devinfo_publish(w + 4, &info), -EINVAL);
+	CHECK_EQ(vp_devinfo_publish(NULL, &info), -EINVAL);
+	CHECK_EQ(vp_devinfo_snapshot(w + 4, &info2, why, sizeof(why)), -EINVAL);
+	CHECK_STR(why, "no window, or not 8-byte aligned");
 	info.generation = 3;
 	CHECK_EQ(vp_devinfo_publish(w, &info), -EINVAL);
 	info.generation = 2;
