@@ -13,5 +13,7 @@
 #include "client.h"
 #include "net.h"
 #include "fd.h"
+#include "device.h"
+#include "devinfo.h"
 
 #endif
