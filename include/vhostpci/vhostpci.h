@@ -13,5 +13,7 @@
 #include "client.h"
 #include "net.h"
 #include "fd.h"
+#include "port.h"
+#include "waitset.h"
 
 #endif
