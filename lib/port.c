@@ -543,7 +543,8 @@ static void fe_down(struct vp_port *p, const char *why)
 	p->retry_at_ns = now() + RETRY_NS;
 	if (was_up) {
 		p->cnt.link_downs++;
-		snprintf(p->down_why, sizeof(p->down_why), "%s", why);
+		if (why != p->down_why)  /* after a drain it is already there */
+			snprintf(p->down_why, sizeof(p->down_why), "%s", why);
 		port_log(p, VP_LOG_INFO, "link down: %s; reconnecting to %s", why, p->path);
 	}
 }
@@ -1105,6 +1106,11 @@ unsigned vp_port_rx_pending(struct vp_port *p, int link)
 }
 
 /* ---- for the wait set (wait.h) ---- */
+
+bool vp_port_busy_polls(const struct vp_port *p)
+{
+	return p->mode == VP_NET_POLL && p->ops->state(p) == VP_PORT_UP;
+}
 
 void vp_port_wait_cap(const struct vp_port *p, unsigned *items, unsigned *fds)
 {

@@ -50,6 +50,9 @@ struct vp_wait_item {
 int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 		 unsigned short *owner, unsigned nfixed, unsigned cap, int timeout_ms);
 
+/* A port in VP_NET_POLL mode with a link up: a wait returns at once. */
+bool vp_port_busy_polls(const struct vp_port *p);
+
 /* How many items and fixed fds a port may hand the core at most. */
 void vp_port_wait_cap(const struct vp_port *p, unsigned *items, unsigned *fds);
 

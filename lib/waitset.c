@@ -297,15 +297,20 @@ int vp_waitset_wait(struct vp_waitset *ws, int timeout_ms)
 	unsigned nit = 0, nfd = 0;
 	int r;
 
-	/* Fixed fds first (the caller's, then the ports' control sockets),
-	 * the core adds the objects' after them. */
+	/* A polling port: nothing to prepare, the caller's loop looks again
+	 * at once (a polling pass must stay short). */
 	for (unsigned i = 0; i < ws->nm; i++) {
 		struct member *m = &ws->m[i];
 
 		m->revents = 0;
-		if (m->kind == M_FD)
-			ws->pf[nfd++] = (struct pollfd){ .fd = m->fd, .events = m->events };
+		if (m->kind == M_PORT && (m->rx || m->tx) && vp_port_busy_polls(m->obj))
+			return 1;
 	}
+	/* Fixed fds first (the caller's, then the ports' control sockets),
+	 * the core adds the objects' after them. */
+	for (unsigned i = 0; i < ws->nm; i++)
+		if (ws->m[i].kind == M_FD)
+			ws->pf[nfd++] = (struct pollfd){ .fd = ws->m[i].fd, .events = ws->m[i].events };
 	for (unsigned i = 0; i < ws->nm; i++) {
 		struct member *m = &ws->m[i];
 		unsigned got = 0;
