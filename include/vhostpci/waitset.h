@@ -11,7 +11,9 @@
  *
  * Modes are the objects' own (vp_port_config.mode, vp_net_new(),
  * vp_netfe_config.mode), taken over the objects that want work:
- *  - one in VP_NET_POLL: the wait returns at once (the caller busy-polls);
+ *  - one in VP_NET_POLL: the wait returns at once (the caller busy-polls,
+ *    and reads its own fds itself: they are not looked at, a polling pass
+ *    must stay short);
  *  - else one in VP_NET_ADAPTIVE: look at the rings for about 50 us, then
  *    sleep;
  *  - VP_NET_IRQ: arm and sleep at once.
