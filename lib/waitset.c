@@ -65,7 +65,7 @@ int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 		if (o->ops->ready(o->obj, o->rx, o->tx))
 			return 1;
 	}
-	if (adaptive) {
+	if (adaptive && timeout_ms != 0) {
 		uint64_t end = now_ns() + ADAPTIVE_SPIN_NS;
 
 		for (unsigned k = 1;; k++) {
@@ -295,6 +295,7 @@ int vp_waitset_revents(const struct vp_waitset *ws, int id)
 int vp_waitset_wait(struct vp_waitset *ws, int timeout_ms)
 {
 	unsigned nit = 0, nfd = 0;
+	bool busy = false;
 	int r;
 
 	/* A polling port: nothing to prepare, the caller's loop looks again
@@ -303,9 +304,10 @@ int vp_waitset_wait(struct vp_waitset *ws, int timeout_ms)
 		struct member *m = &ws->m[i];
 
 		m->revents = 0;
-		if (m->kind == M_PORT && (m->rx || m->tx) && vp_port_busy_polls(m->obj))
-			return 1;
+		busy |= m->kind == M_PORT && (m->rx || m->tx) && vp_port_busy_polls(m->obj);
 	}
+	if (busy)
+		return 1;
 	/* Fixed fds first (the caller's, then the ports' control sockets),
 	 * the core adds the objects' after them. */
 	for (unsigned i = 0; i < ws->nm; i++)
