@@ -39,6 +39,7 @@
 #include "vhostpci/fd.h"
 #include "vhostpci/log.h"
 #include "util.h"
+#include "wait.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
@@ -48,7 +49,6 @@ _Static_assert(VP_NET_HDR_LEN == sizeof(struct virtio_net_hdr_v1), "VERSION_1 ne
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define HDR            VP_NET_HDR_LEN
-#define ADAPTIVE_SPIN_NS 50000
 #define REASON_MAX     256
 #define STICKY_KICKS_MAX 32	/* sticky drains in a row that break a link */
 
@@ -777,68 +777,65 @@ static bool work_pending(struct vp_net *n, bool want_rx, bool want_tx)
 	       (want_tx && vp_vq_dev_avail_pending(n->txq));
 }
 
+/* What the library's one sleep (lib/waitset.c) needs of a link. */
+static enum vp_net_mode w_mode(const void *o)
+{
+	return ((const struct vp_net *)o)->mode;
+}
+
+static bool w_live(const void *o)
+{
+	(void)o;
+	return true;
+}
+
+static bool w_ready(void *o, bool rx, bool tx)
+{
+	return work_pending(o, rx, tx);
+}
+
+static int w_arm(void *o, bool rx, bool tx)
+{
+	return vp_net_arm(o, rx, tx);
+}
+
+static void w_disarm(void *o)
+{
+	vp_net_disarm(o);
+}
+
+static int w_fd(const void *o, bool tx)
+{
+	return tx ? vp_net_tx_fd(o) : vp_net_rx_fd(o);
+}
+
+static void w_woken(void *o)
+{
+	((struct vp_net *)o)->st.wakeups++;
+}
+
+const struct vp_wait_ops vp_net_wait_ops = {
+	.mode = w_mode, .live = w_live, .ready = w_ready, .arm = w_arm,
+	.disarm = w_disarm, .fd = w_fd, .woken = w_woken,
+};
+
 int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms)
 {
-	struct pollfd pfd[2];
-	unsigned npfd = 0;
-	bool blind = false, hit = false;
-	int r = 0;
+	const struct vp_wait_item it = { &vp_net_wait_ops, n, want_rx, want_tx };
+	struct pollfd pf[2];
+	unsigned short owner[2];
+	int r;
 
 	if (n->broken)
 		return -EIO;
-	if (n->mode == VP_NET_POLL)
-		return 1;
-	if (n->mode == VP_NET_ADAPTIVE && (want_rx || want_tx)) {
-		uint64_t end = now_ns() + ADAPTIVE_SPIN_NS;
-
-		for (unsigned i = 0;; i++) {
-			if (work_pending(n, want_rx, want_tx))
-				return 1;
-			cpu_relax();
-			if (!(i & 63) && now_ns() > end)
-				break;
-		}
-	}
-
-	r = vp_net_arm(n, want_rx, want_tx);
-	if (r < 0)
-		return r;
-	hit = r > 0;
-	r = 0;
-	if (!hit) {
-		if (want_rx) {
-			if (n->rx_kick >= 0)
-				pfd[npfd++] = (struct pollfd){ .fd = n->rx_kick, .events = POLLIN };
-			else
-				blind = true;
-		}
-		if (want_tx) {
-			if (n->tx_kick >= 0)
-				pfd[npfd++] = (struct pollfd){ .fd = n->tx_kick, .events = POLLIN };
-			else
-				blind = true;
-		}
-		/* A queue without a kick fd cannot wake us: nap and look again. */
-		if (blind && (timeout_ms < 0 || timeout_ms > 1))
-			timeout_ms = 1;
-		r = poll(pfd, npfd, timeout_ms);
-		if (r < 0) {
-			r = errno == EINTR ? 1 : -errno;
-		} else {
-			if (r > 0)
-				n->st.wakeups++;
-			if (blind)
-				r = 1;
-		}
-	}
-	vp_net_disarm(n);
+	r = vp_wait_core(&it, 1, pf, owner, 0, 2, timeout_ms);
 	if (n->broken)
 		return -EIO;
 	if (vp_vq_dev_broken(n->rxq))
 		return ring_fail(n, n->rxq);
 	if (vp_vq_dev_broken(n->txq))
 		return ring_fail(n, n->txq);
-	return hit ? 1 : r;
+	return r;
 }
 
 int vp_net_rx_fd(const struct vp_net *n)

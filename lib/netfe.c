@@ -46,6 +46,7 @@
 
 #include "vhostpci/log.h"
 #include "util.h"
+#include "wait.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
@@ -56,7 +57,6 @@
 #define TX_SLOT      2048u
 #define TX_MAX_SLOTS ((VP_NET_MAX_PKT + HDR + TX_SLOT - 1) / TX_SLOT)
 #define PAGE         4096u
-#define ADAPTIVE_SPIN_NS 50000
 #define REASON_MAX   256
 
 enum { EFD_RX_KICK, EFD_RX_CALL, EFD_TX_KICK, EFD_TX_CALL, NEFD };
@@ -945,52 +945,59 @@ static bool rx_ready(const struct vp_netfe *fe)
 	return fe->ecount && !fe->rx_partial;
 }
 
+/* What the library's one sleep (lib/waitset.c) needs of the driver. */
+static enum vp_net_mode w_mode(const void *o)
+{
+	return ((const struct vp_netfe *)o)->mode;
+}
+
+static bool w_live(const void *o)
+{
+	return ((const struct vp_netfe *)o)->started;
+}
+
+static bool w_ready(void *o, bool rx, bool tx)
+{
+	struct vp_netfe *fe = o;
+
+	return (rx && (rx_ready(fe) || vp_vq_drv_used_pending(fe->rxq))) ||
+	       (tx && vp_vq_drv_used_pending(fe->txq));
+}
+
+static int w_arm(void *o, bool rx, bool tx)
+{
+	return vp_netfe_arm(o, rx, tx);
+}
+
+static void w_disarm(void *o)
+{
+	vp_netfe_disarm(o);
+}
+
+static int w_fd(const void *o, bool tx)
+{
+	return tx ? vp_netfe_tx_fd(o) : vp_netfe_rx_fd(o);
+}
+
+static void w_woken(void *o)
+{
+	((struct vp_netfe *)o)->st.wakeups++;
+}
+
+const struct vp_wait_ops vp_netfe_wait_ops = {
+	.mode = w_mode, .live = w_live, .ready = w_ready, .arm = w_arm,
+	.disarm = w_disarm, .fd = w_fd, .woken = w_woken,
+};
+
 int vp_netfe_wait(struct vp_netfe *fe, bool want_rx, bool want_tx, int timeout_ms)
 {
-	struct pollfd pfd[2];
-	unsigned npfd = 0;
-	bool hit = false;
-	int r = 0;
+	const struct vp_wait_item it = { &vp_netfe_wait_ops, fe, want_rx, want_tx };
+	struct pollfd pf[2];
+	unsigned short owner[2];
 
 	if (fe_broken(fe))
 		return -EIO;
-	if (fe->mode == VP_NET_POLL || (want_rx && rx_ready(fe)))
-		return 1;
-	if (!fe->started) {
-		/* No rings to wait on until the next start. */
-		poll(NULL, 0, timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms);
-		return 0;
-	}
-	if (fe->mode == VP_NET_ADAPTIVE && (want_rx || want_tx)) {
-		uint64_t end = now_ns() + ADAPTIVE_SPIN_NS;
-
-		for (unsigned i = 0;; i++) {
-			if ((want_rx && vp_vq_drv_used_pending(fe->rxq)) ||
-			    (want_tx && vp_vq_drv_used_pending(fe->txq)))
-				return 1;
-			cpu_relax();
-			if (!(i & 63) && now_ns() > end)
-				break;
-		}
-	}
-	r = vp_netfe_arm(fe, want_rx, want_tx);
-	if (r < 0)
-		return r;
-	hit = r > 0;
-	r = 0;
-	if (!hit) {
-		if (want_rx)
-			pfd[npfd++] = (struct pollfd){ .fd = fe->efd[EFD_RX_CALL], .events = POLLIN };
-		if (want_tx)
-			pfd[npfd++] = (struct pollfd){ .fd = fe->efd[EFD_TX_CALL], .events = POLLIN };
-		r = poll(pfd, npfd, timeout_ms);
-		if (r < 0)
-			r = errno == EINTR ? 1 : -errno;
-		else if (r > 0)
-			fe->st.wakeups++;
-	}
-	vp_netfe_disarm(fe);
-	return hit ? 1 : r;
+	return vp_wait_core(&it, 1, pf, owner, 0, 2, timeout_ms);
 }
 
 int vp_netfe_rx_fd(const struct vp_netfe *fe)

@@ -3,11 +3,8 @@
  * vmlib: what the userspace-VM tools (vp-vm, vp-vswitch, vp-demo) share.
  *
  *  - RAM: a memfd of a power-of-two size, guest-physical address = offset.
- *  - Ports: one network port of a VM. A FRONTEND port is a vp_netfe in the
- *    VM's RAM, announced to a vhost-pci server (native) or to a stock
- *    vhost-user backend, and re-announced after the link was lost. A BACKEND
- *    port is a vp_server: every READY device gets a vp_net ("link"); STOPPED
- *    and REMOVED let go of it. Both expose the same burst calls.
+ *    (The VMs' network ports are the library's: vhostpci/port.h, and they
+ *    sleep in a vhostpci/waitset.h.)
  *  - Test packets: Ethernet frame + a header carrying stream, sequence
  *    number, send time and a checksum over the whole frame; a per-stream
  *    tracker finds loss, reordering, duplicates and corruption.
@@ -29,6 +26,8 @@
 #include "vhostpci/net.h"
 #include "vhostpci/server.h"
 #include "vhostpci/client.h"
+#include "vhostpci/port.h"
+#include "vhostpci/waitset.h"
 
 #define VM_EXIT_OK 0
 #define VM_EXIT_FAIL 1   /* verification failed or runtime error */
@@ -166,143 +165,6 @@ uint64_t vm_verify_received(const struct vm_verify *v);
 uint64_t vm_verify_reordered(const struct vm_verify *v);
 uint64_t vm_verify_dup(const struct vm_verify *v);
 bool vm_verify_clean(const struct vm_verify *v);
-
-/* ---- ports ---- */
-#define VM_MAX_LINKS VP_SERVER_DEFAULT_CONNECTIONS  /* a backend serves what its server admits */
-
-enum vm_port_kind { VM_PORT_NONE = 0, VM_PORT_FRONTEND, VM_PORT_BACKEND };
-
-struct vm_link {
-	struct vp_net *net;
-	uint64_t dev_id;
-	unsigned generation;
-	bool used;
-	int64_t last_rx_ns;           /* last burst received */
-	const struct vp_device *dev;  /* valid while used */
-};
-
-/* DRAIN: the connection is gone but our RX ring may still hold frames the
- * backend delivered: the app reads them before the device is reset. */
-enum vm_fe_state { VM_FE_DOWN = 0, VM_FE_HANDSHAKE, VM_FE_UP, VM_FE_DRAIN };
-
-struct vm_port {
-	enum vm_port_kind kind;
-	char name[16];
-	const char *path;
-	enum vp_net_mode mode;
-
-	/* frontend */
-	bool vhost_user;
-	struct vp_netfe *fe;
-	struct vp_client *cl;
-	int vu_sock;
-	enum vm_fe_state fe_state;
-	bool fe_started;           /* vp_netfe_start() done since the last reset */
-	uint64_t features;         /* negotiated, while up */
-	int64_t retry_at_ns, give_up_ns;
-	int64_t retry_ns;
-	bool ever_up;
-	char last_err[160];
-	char down_why[160];
-	int64_t drain_until_ns;
-	int64_t last_rx_ns, last_tx_ns;
-	uint64_t tx_accepted;      /* frames the frontend driver took */
-
-	/* backend */
-	struct vp_server *srv;
-	struct vm_link links[VM_MAX_LINKS];
-	unsigned max_links;        /* devices driven at once; more are refused */
-	uint64_t refused;          /* devices refused (full, unusable) */
-	unsigned rr;
-	int resv_link;             /* the link of the last tx_reserve, -1 none */
-
-	/* totals across links and resets */
-	struct vp_net_stats acc;
-	uint64_t link_ups, link_downs;
-	uint64_t tx_no_link;       /* packets offered while no link was up */
-};
-
-struct vm_fe_opts {
-	const char *path;
-	bool vhost_user;
-	struct vm_ram *ram;
-	uint64_t ram_offset;
-	uint8_t mac[6];
-	uint8_t uuid[16];
-	enum vp_net_mode mode;
-	uint16_t ring;             /* 0: library default */
-	uint64_t features;         /* 0: library default */
-	int connect_timeout_ms;    /* keep retrying the first connect this long */
-};
-
-int vm_port_frontend(struct vm_port *p, const char *name, const struct vm_fe_opts *o);
-/* A backend port: a vp_server on path (native, also vhost-user). */
-struct vm_be_opts {
-	uint64_t features;   /* accepted from frontends; 0: every feature the
-			      * data path supports (VP_NET_FEATURES) */
-	unsigned max_links;  /* 0: VM_MAX_LINKS; a device beyond it is refused
-			      * with the reason, so its sender can retry later */
-	bool allow_unsealed; /* accept frontend memory that can shrink */
-};
-int vm_port_backend(struct vm_port *p, const char *name, const char *path,
-		    enum vp_net_mode mode, const struct vm_be_opts *o);
-void vm_port_close(struct vm_port *p);
-
-/* Serve the control side without blocking (server/client messages,
- * reconnects). Returns < 0 only for a fatal error (e.g. the first connect
- * timed out); the reason is in p->last_err. */
-int vm_port_control(struct vm_port *p);
-bool vm_port_up(const struct vm_port *p);
-unsigned vm_port_nlinks_up(const struct vm_port *p);
-
-/* Burst calls. rx: pkts[i].len must hold the capacity; *link gets the link
- * the packets came from. tx: link -1 = the next link that is up. Both
- * return a count, 0 when no link is up, or a negative errno (link broken:
- * it is taken down and the error logged). */
-int vm_port_rx(struct vm_port *p, struct vp_pkt *pkts, unsigned n, int *link);
-int vm_port_tx(struct vm_port *p, int link, const struct vp_pkt *pkts, unsigned n,
-	       unsigned flags);
-/* Backend port: receive from one link only. */
-int vm_port_rx_link(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n);
-
-/* Zero copy (see vp_netfe_tx_reserve(), vp_net_tx_reserve() and
- * vp_netfe_rx_borrow()). tx_reserve lends buffers of a link (-1: the first
- * one up; frontend: our TX slots; backend: the frontend's RX buffers) and
- * tx_commit sends the first n of them. rx_borrow is for frontend ports
- * (-ENOTSUP on a backend: its receive copies once); rx_release gives the
- * borrowed buffers back. Counts as the burst calls, 0 when no link is up. */
-int vm_port_tx_reserve(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n);
-int vm_port_tx_commit(struct vm_port *p, const struct vp_pkt *pkts, unsigned n);
-int vm_port_rx_borrow(struct vm_port *p, struct vp_pkt *pkts, unsigned n);
-void vm_port_rx_release(struct vm_port *p);
-/* Backend port: receive from one link into buffers lent by a tx_reserve
- * (see vp_net_rx_into(): -EMSGSIZE if the next frame does not fit). */
-int vm_port_rx_into(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n);
-/* Backend port: frames waiting on one link (an upper bound). */
-unsigned vm_port_rx_pending(struct vm_port *p, int link);
-
-/* Negotiated virtio features of the (first) link that is up; 0 if none. */
-uint64_t vm_port_features(const struct vm_port *p);
-
-/* Totals (links that went away included). */
-void vm_port_stats(const struct vm_port *p, struct vp_net_stats *out);
-
-/* ---- waiting ---- */
-/*
- * Call when a pass over the ports found no work. Waits until one of the
- * ports may have data path work (want_rx / want_tx per port), a control
- * socket or an extra fd (e.g. a TAP device) is readable, or timeout_ms
- * passes; it may also return early (the caller just looks again). POLL
- * returns at once; ADAPTIVE returns at once until the ports were idle for
- * 50 us since last_work_ns (the caller's last pass that found work).
- * Returns >= 0, or a negative errno.
- */
-struct vm_wait_port {
-	struct vm_port *port;
-	bool want_rx, want_tx;
-};
-int vm_wait(struct vm_wait_port *wp, unsigned nports, const int *extra_fds,
-	    unsigned nextra, int timeout_ms, int64_t last_work_ns);
 
 /* ---- signals ---- */
 /* SIGINT/SIGTERM set the flag (no SA_RESTART, so blocking calls wake). */

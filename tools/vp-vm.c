@@ -139,7 +139,7 @@ enum app { APP_GEN, APP_SINK, APP_ECHO, APP_PING, APP_FWD, APP_TAP };
 static const char *const app_names[] = { "gen", "sink", "echo", "ping", "fwd", "tap" };
 
 struct port_spec {
-	enum vm_port_kind kind;
+	enum vp_port_side kind;
 	const char *path;
 	bool vhost_user;
 };
@@ -191,19 +191,19 @@ static int parse_port_spec(char *s, struct port_spec *ps)
 	memset(ps, 0, sizeof(*ps));
 	for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		if (!strcmp(t, "frontend"))
-			ps->kind = VM_PORT_FRONTEND;
+			ps->kind = VP_PORT_FRONTEND;
 		else if (!strcmp(t, "backend"))
-			ps->kind = VM_PORT_BACKEND;
+			ps->kind = VP_PORT_BACKEND;
 		else if (!strcmp(t, "vhost-user"))
 			ps->vhost_user = true;
 		else if (!strncmp(t, "connect=", 8) && t[8]) {
 			ps->path = t + 8;
 			if (!ps->kind)
-				ps->kind = VM_PORT_FRONTEND;
+				ps->kind = VP_PORT_FRONTEND;
 		} else if (!strncmp(t, "listen=", 7) && t[7]) {
 			ps->path = t + 7;
 			if (!ps->kind)
-				ps->kind = VM_PORT_BACKEND;
+				ps->kind = VP_PORT_BACKEND;
 		} else
 			return -EINVAL;
 	}
@@ -212,14 +212,14 @@ static int parse_port_spec(char *s, struct port_spec *ps)
 
 static int check_port(const struct port_spec *ps, const char *what)
 {
-	if (ps->kind == VM_PORT_NONE)
+	if (!ps->kind)
 		return vm_usage_error("%s: say --frontend --connect SOCK or --backend --listen SOCK",
 				   what);
 	if (!ps->path)
 		return vm_usage_error("%s: %s needs a socket path (%s)", what,
-				   ps->kind == VM_PORT_FRONTEND ? "a frontend" : "a backend",
-				   ps->kind == VM_PORT_FRONTEND ? "--connect SOCK" : "--listen SOCK");
-	if (ps->vhost_user && ps->kind != VM_PORT_FRONTEND)
+				   ps->kind == VP_PORT_FRONTEND ? "a frontend" : "a backend",
+				   ps->kind == VP_PORT_FRONTEND ? "--connect SOCK" : "--listen SOCK");
+	if (ps->vhost_user && ps->kind != VP_PORT_FRONTEND)
 		return vm_usage_error("%s: --vhost-user is for a frontend port (a backend port "
 				   "accepts vhost-user frontends anyway)", what);
 	return 0;
@@ -301,7 +301,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		switch (c) {
 		case O_FRONTEND:
 		case O_BACKEND: {
-			enum vm_port_kind k = c == O_FRONTEND ? VM_PORT_FRONTEND : VM_PORT_BACKEND;
+			enum vp_port_side k = c == O_FRONTEND ? VP_PORT_FRONTEND : VP_PORT_BACKEND;
 
 			if (o->port[0].kind && o->port[0].kind != k)
 				return vm_usage_error("--frontend and --backend are exclusive (use "
@@ -310,15 +310,15 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			break;
 		}
 		case O_CONNECT:
-			if (o->port[0].kind == VM_PORT_BACKEND)
+			if (o->port[0].kind == VP_PORT_BACKEND)
 				return vm_usage_error("--connect is for a frontend; a backend uses --listen");
-			o->port[0].kind = VM_PORT_FRONTEND;
+			o->port[0].kind = VP_PORT_FRONTEND;
 			o->port[0].path = optarg;
 			break;
 		case O_LISTEN:
-			if (o->port[0].kind == VM_PORT_FRONTEND)
+			if (o->port[0].kind == VP_PORT_FRONTEND)
 				return vm_usage_error("--listen is for a backend; a frontend uses --connect");
-			o->port[0].kind = VM_PORT_BACKEND;
+			o->port[0].kind = VP_PORT_BACKEND;
 			o->port[0].path = optarg;
 			break;
 		case O_VU:
@@ -425,9 +425,9 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			o->allow_unsealed = true;
 			break;
 		case O_MAXLINKS:
-			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VM_MAX_LINKS)
+			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VP_PORT_MAX_LINKS)
 				return vm_usage_error("bad --max-links '%s' (1..%u)", optarg,
-						   (unsigned)VM_MAX_LINKS);
+						   (unsigned)VP_PORT_MAX_LINKS);
 			o->max_links = (unsigned)v;
 			break;
 		case O_MODE:
@@ -473,8 +473,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			chain_log_set = true;
 			break;
 		case 'h':
-			printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST, (unsigned)VM_MAX_LINKS,
-		       (unsigned)VM_MAX_LINKS);
+			printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST, (unsigned)VP_PORT_MAX_LINKS,
+		       (unsigned)VP_PORT_MAX_LINKS);
 			return VM_EXIT_OK;
 		case ':':
 			return vm_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -486,7 +486,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		return vm_usage_error("unexpected argument '%s'", argv[optind]);
 	if (chain)
 		return -1;
-	if (o->port[0].kind == VM_PORT_NONE && !o->port[0].path)
+	if (!o->port[0].kind && !o->port[0].path)
 		return vm_usage_error("no port: say --frontend --connect SOCK or --backend --listen SOCK");
 	c = check_port(&o->port[0], "port 1");
 	if (c)
@@ -530,8 +530,10 @@ struct txq {          /* frames waiting to be sent, in order */
 struct vm {
 	struct opts o;
 	struct vm_ram ram;
-	struct vm_port port[2];
+	struct vp_port *port[2];
 	unsigned nports;
+	struct vp_waitset *ws;
+	int ws_port[2], ws_tap;   /* wait set member ids */
 	int64_t t0, t_up, deadline;
 	bool has_deadline;
 
@@ -633,14 +635,14 @@ static void reset_caps(struct vm *vm, struct vp_pkt *pk, unsigned n)
 
 /* Send what is queued; keep the rest (in order) for later. Returns the
  * number sent, or -1 if the queue is still full (blocked). */
-static int txq_flush(struct vm *vm, struct vm_port *p, struct txq *q, int64_t now)
+static int txq_flush(struct vm *vm, struct vp_port *p, struct txq *q, int64_t now)
 {
 	struct vp_pkt done[VP_NET_MAX_BURST];
 	int r;
 
 	if (!q->n)
 		return 0;
-	r = vm_port_tx(p, q->link, q->pk, q->n, 0);
+	r = vp_port_tx(p, q->link, q->pk, q->n, 0);
 	if (r <= 0)
 		return r < 0 ? 0 : -1;
 	note_tx(vm, q->pk, r, now);
@@ -658,20 +660,20 @@ static void verify_burst(struct vm *vm, struct vp_pkt *pk, int n, int64_t now);
  * port lends its receive buffers (checked in place) unless --copy. */
 static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
 {
-	struct vm_port *p = &vm->port[pi];
+	struct vp_port *p = vm->port[pi];
 	struct vp_pkt *pk = vm->rx[pi];
 	int link, n;
 
-	if (!vm->o.copy && p->kind == VM_PORT_FRONTEND) {
-		n = vm_port_rx_borrow(p, vm->zc, vm->o.burst);
+	if (!vm->o.copy && vp_port_side(p) == VP_PORT_FRONTEND) {
+		n = vp_port_rx_borrow(p, vm->zc, vm->o.burst);
 		if (n <= 0)
 			return 0;
 		verify_burst(vm, vm->zc, n, now);
-		vm_port_rx_release(p);
+		vp_port_rx_release(p);
 		return n;
 	}
 	reset_caps(vm, pk, vm->o.burst);
-	n = vm_port_rx(p, pk, vm->o.burst, &link);
+	n = vp_port_rx(p, pk, vm->o.burst, &link);
 	if (n <= 0)
 		return 0;
 	verify_burst(vm, pk, n, now);
@@ -751,14 +753,14 @@ static inline void gen_build(struct vm *vm, struct vp_pkt *pk, uint32_t len, int
 static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
 {
 	struct txq *q = &vm->txq[0];
-	struct vm_port *p = &vm->port[0];
+	struct vp_port *p = vm->port[0];
 	bool did = false;
 	int r;
 
 	*want_tx = false;
 	if (rx_verify(vm, 0, now) > 0)
 		did = true;
-	if (!vm_port_up(p))
+	if (!vp_port_up(p))
 		return did;
 	if (!vm->t_up) {
 		vm->t_up = now;
@@ -783,7 +785,7 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 		/* Zero copy: build in the buffers the driver lends, while
 		 * nothing waits in the copy queue (frames stay in order). */
 		if (!vm->o.copy && !q->n && room) {
-			int got = vm_port_tx_reserve(p, -1, vm->zc, room);
+			int got = vp_port_tx_reserve(p, -1, vm->zc, room);
 			unsigned built = 0;
 
 			if (got > 0) {
@@ -799,7 +801,7 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 					}
 					gen_build(vm, pk, len, now);
 				}
-				r = vm_port_tx_commit(p, vm->zc, built);
+				r = vp_port_tx_commit(p, vm->zc, built);
 				if (r > 0) {
 					note_tx(vm, vm->zc, r, now);
 					did = true;
@@ -807,7 +809,7 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 			}
 			/* Nothing lent: the ring is full; wait for room rather
 			 * than build a burst for the copying path. */
-			if (!got && vm_port_up(p))
+			if (!got && vp_port_up(p))
 				*want_tx = true;
 			if (got >= 0)
 				room = 0;
@@ -867,7 +869,7 @@ static bool relay_step(struct vm *vm, unsigned from, unsigned to, int64_t now, b
 	*want_rx = *want_tx = false;
 	if (!q->n) {
 		reset_caps(vm, q->pk, vm->o.burst);
-		r = vm_port_rx(&vm->port[from], q->pk, vm->o.burst, &link);
+		r = vp_port_rx(vm->port[from], q->pk, vm->o.burst, &link);
 		if (r > 0) {
 			note_rx(vm, q->pk, r, now);
 			q->n = (unsigned)r;
@@ -880,14 +882,14 @@ static bool relay_step(struct vm *vm, unsigned from, unsigned to, int64_t now, b
 	}
 	uint64_t before = vm->tx_pkts;
 
-	r = txq_flush(vm, &vm->port[to], q, now);
+	r = txq_flush(vm, vm->port[to], q, now);
 	if (r > 0) {
 		vm->fwd_pkts[to] += vm->tx_pkts - before;
 		did = true;
 	}
 	if (q->n) {
 		/* The link we answer on went away: those frames have nowhere to go. */
-		if (from == to && !vm_port_nlinks_up(&vm->port[to])) {
+		if (from == to && !vp_port_nlinks_up(vm->port[to])) {
 			q->n = 0;
 		} else
 			*want_tx = true;
@@ -905,39 +907,39 @@ static bool relay_step(struct vm *vm, unsigned from, unsigned to, int64_t now, b
 static bool relay_zc(struct vm *vm, unsigned from, unsigned to, int64_t now, bool *want_rx,
 		     bool *want_tx)
 {
-	struct vm_port *fp = &vm->port[from], *tp = &vm->port[to];
+	struct vp_port *fp = vm->port[from], *tp = vm->port[to];
 	struct txq *q = &vm->txq[to];
 	bool blocked = false;
 
 	*want_rx = *want_tx = false;
-	for (unsigned k = 0; k < VM_MAX_LINKS; k++) {
-		unsigned i = (vm->zc_rr + k) % VM_MAX_LINKS;
+	for (unsigned k = 0; k < VP_PORT_MAX_LINKS; k++) {
+		unsigned i = (vm->zc_rr + k) % VP_PORT_MAX_LINKS;
 		int n, r, c;
 
 		unsigned want;
 
-		if (!fp->links[i].net)
+		if (!vp_port_link_up(fp, (int)i))
 			continue;
 		/* Lend no more than can be filled: what is given back would
 		 * be walked and checked again on the next pass. */
-		want = vm_port_rx_pending(fp, (int)i);
+		want = vp_port_rx_pending(fp, (int)i);
 		if (!want)
 			continue;
 		if (want > vm->o.burst)
 			want = vm->o.burst;
-		n = vm_port_tx_reserve(tp, from == to ? (int)i : -1, vm->zc, want);
+		n = vp_port_tx_reserve(tp, from == to ? (int)i : -1, vm->zc, want);
 		if (n <= 0) {
 			blocked |= n == 0;
 			continue;
 		}
-		r = vm_port_rx_into(fp, (int)i, vm->zc, (unsigned)n);
+		r = vp_port_rx_into(fp, (int)i, vm->zc, (unsigned)n);
 		if (r <= 0) {
-			vm_port_tx_commit(tp, vm->zc, 0);
+			vp_port_tx_commit(tp, vm->zc, 0);
 			if (r != -EMSGSIZE)
 				continue;
 			/* One big frame through the copy queue, in order. */
 			reset_caps(vm, q->pk, 1);
-			r = vm_port_rx_link(fp, (int)i, q->pk, 1);
+			r = vp_port_rx_link(fp, (int)i, q->pk, 1);
 			if (r <= 0)
 				continue;
 			note_rx(vm, q->pk, r, now);
@@ -952,7 +954,7 @@ static bool relay_zc(struct vm *vm, unsigned from, unsigned to, int64_t now, boo
 			return true;
 		}
 		note_rx(vm, vm->zc, r, now);
-		c = vm_port_tx_commit(tp, vm->zc, (unsigned)r);
+		c = vp_port_tx_commit(tp, vm->zc, (unsigned)r);
 		if (c > 0) {
 			note_tx(vm, vm->zc, c, now);
 			vm->fwd_pkts[to] += (uint64_t)c;
@@ -974,7 +976,7 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 
 	/* --tx-first: one burst of new frames every other step, so that two
 	 * echo VMs injecting at once keep reflecting each other's frames. */
-	if (vm->inject_left && !q->n && vm_port_up(&vm->port[0]) &&
+	if (vm->inject_left && !q->n && vp_port_up(vm->port[0]) &&
 	    (vm->inject_turn ^= 1)) {
 		unsigned k = vm->inject_left < vm->o.burst ? (unsigned)vm->inject_left : vm->o.burst;
 
@@ -982,7 +984,7 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 			gen_build(vm, &q->pk[q->n++], next_size(vm), now);
 		q->link = -1;
 		vm->inject_left -= k;
-		txq_flush(vm, &vm->port[0], q, now);
+		txq_flush(vm, vm->port[0], q, now);
 		*want_rx = false;
 		*want_tx = q->n > 0;
 		return true;
@@ -990,7 +992,7 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 	/* A backend echo receives straight into the frontend's RX buffers;
 	 * a frontend echo copies twice (lending its receive buffers until the
 	 * send completes measured slower in a loop). */
-	bool did = !vm->o.copy && vm->port[0].kind == VM_PORT_BACKEND && !q->n
+	bool did = !vm->o.copy && vp_port_side(vm->port[0]) == VP_PORT_BACKEND && !q->n
 			   ? relay_zc(vm, 0, 0, now, want_rx, want_tx)
 			   : relay_step(vm, 0, 0, now, want_rx, want_tx);
 
@@ -999,7 +1001,7 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 	 * forwarding does: two echo VMs that each wait for room before
 	 * receiving again deadlock once the frames in flight fill both rings.
 	 */
-	if (vm->o.tx_first && q->n && vm_port_up(&vm->port[0])) {
+	if (vm->o.tx_first && q->n && vp_port_up(vm->port[0])) {
 		vm->echo_drops += q->n;
 		q->n = 0;
 		*want_tx = false;
@@ -1012,13 +1014,13 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 
 static bool ping_step(struct vm *vm, int64_t now, int64_t *wait_ns)
 {
-	struct vm_port *p = &vm->port[0];
+	struct vp_port *p = vm->port[0];
 	struct vp_pkt *pk = vm->rx[0];
 	struct vm_pkt_info info;
 	bool did = false;
 	int n, link;
 
-	if (!vm_port_up(p))
+	if (!vp_port_up(p))
 		return false;
 	if (!vm->t_up) {
 		vm->t_up = now;
@@ -1028,7 +1030,7 @@ static bool ping_step(struct vm *vm, int64_t now, int64_t *wait_ns)
 		}
 	}
 	reset_caps(vm, pk, vm->o.burst);
-	n = vm_port_rx(p, pk, vm->o.burst, &link);
+	n = vp_port_rx(p, pk, vm->o.burst, &link);
 	if (n > 0) {
 		did = true;
 		note_rx(vm, pk, n, now);
@@ -1062,7 +1064,7 @@ static bool ping_step(struct vm *vm, int64_t now, int64_t *wait_ns)
 					  .seq = vm->ping_seq + 1, .stamp_ns = vm_now_ns() };
 
 		vm_pkt_build(tx.data, tx.len, vm->o.dst_mac, vm->o.mac, &in, vm->o.verify_full);
-		if (vm_port_tx(p, -1, &tx, 1, 0) == 1) {
+		if (vp_port_tx(p, -1, &tx, 1, 0) == 1) {
 			vm->ping_seq++;
 			vm->ping_sent++;
 			vm->ping_out = true;
@@ -1170,8 +1172,8 @@ fail:
 /* Offloads the kernel may hand us: only what the link's peer accepts. */
 static void tap_offloads(struct vm *vm)
 {
-	uint64_t f = vm_port_features(&vm->port[0]), want = 0;
-	bool fe = vm->port[0].kind == VM_PORT_FRONTEND;
+	uint64_t f = vp_port_features(vm->port[0]), want = 0;
+	bool fe = vp_port_side(vm->port[0]) == VP_PORT_FRONTEND;
 
 	/* We transmit what the tap gives us: partial checksums are fine if the
 	 * peer takes them: the device's CSUM (we are the driver) or the
@@ -1188,7 +1190,7 @@ static void tap_offloads(struct vm *vm)
 
 static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 {
-	struct vm_port *p = &vm->port[0];
+	struct vp_port *p = vm->port[0];
 	struct txq *q = &vm->txq[0];
 	struct vp_pkt *pk = vm->rx[0];
 	bool did = false;
@@ -1196,7 +1198,7 @@ static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 
 	*want_rx = true;
 	*want_tx = false;
-	if (!vm_port_up(p))
+	if (!vp_port_up(p))
 		return false;
 	tap_offloads(vm);
 	/* tap -> port */
@@ -1218,7 +1220,7 @@ static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 	}
 	/* port -> tap */
 	reset_caps(vm, pk, vm->o.burst);
-	n = vm_port_rx(p, pk, vm->o.burst, &link);
+	n = vp_port_rx(p, pk, vm->o.burst, &link);
 	if (n > 0) {
 		did = true;
 		note_rx(vm, pk, n, now);
@@ -1241,13 +1243,13 @@ static void progress(struct vm *vm, int64_t now)
 	char links[64];
 
 	if (vm->nports == 2)
-		snprintf(links, sizeof(links), "links %s/%s", vm_port_up(&vm->port[0]) ? "up" : "down",
-			 vm_port_up(&vm->port[1]) ? "up" : "down");
-	else if (vm->port[0].kind == VM_PORT_BACKEND)
-		snprintf(links, sizeof(links), "%u link%s up", vm_port_nlinks_up(&vm->port[0]),
-			 vm_port_nlinks_up(&vm->port[0]) == 1 ? "" : "s");
+		snprintf(links, sizeof(links), "links %s/%s", vp_port_up(vm->port[0]) ? "up" : "down",
+			 vp_port_up(vm->port[1]) ? "up" : "down");
+	else if (vp_port_side(vm->port[0]) == VP_PORT_BACKEND)
+		snprintf(links, sizeof(links), "%u link%s up", vp_port_nlinks_up(vm->port[0]),
+			 vp_port_nlinks_up(vm->port[0]) == 1 ? "" : "s");
 	else
-		snprintf(links, sizeof(links), "link %s", vm_port_up(&vm->port[0]) ? "up" : "down");
+		snprintf(links, sizeof(links), "link %s", vp_port_up(vm->port[0]) ? "up" : "down");
 	fprintf(stderr,
 		"vp-vm[%s]: %5.1fs  tx %7.3f Mpps  rx %7.3f Mpps  ok %" PRIu64 " lost %" PRIu64
 		" bad %" PRIu64 "  %s\n",
@@ -1294,17 +1296,19 @@ static void report(struct vm *vm, int64_t now)
 	bool ok = verdict(vm);
 	uint64_t lost = vm_verify_lost(&vm->ver) + vm->ping_lost;
 	uint64_t links_up = 0, links_down = 0;
+	struct vp_port_counters cnt;
 
 	for (unsigned i = 0; i < vm->nports; i++) {
-		vm_port_stats(&vm->port[i], &s2);
+		vp_port_stats(vm->port[i], &s2);
 		st.tx_drop_no_buf += s2.tx_drop_no_buf;
 		st.tx_drop_too_big += s2.tx_drop_too_big;
 		st.rx_drop_too_big += s2.rx_drop_too_big;
 		st.rx_drop_bad += s2.rx_drop_bad;
 		st.signals += s2.signals;
 		st.wakeups += s2.wakeups;
-		links_up += vm->port[i].link_ups;
-		links_down += vm->port[i].link_downs;
+		vp_port_counters(vm->port[i], &cnt);
+		links_up += cnt.link_ups;
+		links_down += cnt.link_downs;
 	}
 	/* A window too short to time (one burst) reports no rate. */
 	if (vm->o.json) {
@@ -1313,7 +1317,7 @@ static void report(struct vm *vm, int64_t now)
 		vm_json_begin(&j);
 		vm_json_str(&j, "name", g_name);
 		vm_json_str(&j, "app", app_names[vm->o.app]);
-		vm_json_str(&j, "role", vm->port[0].kind == VM_PORT_FRONTEND ? "frontend" : "backend");
+		vm_json_str(&j, "role", vp_port_side(vm->port[0]) == VP_PORT_FRONTEND ? "frontend" : "backend");
 		vm_json_str(&j, "mode", vm_mode_name(vm->o.mode));
 		vm_json_dbl(&j, "seconds", (double)(now - vm->t0) / 1e9);
 		vm_json_u64(&j, "tx_packets", vm->tx_pkts);
@@ -1368,7 +1372,7 @@ static void report(struct vm *vm, int64_t now)
 		printf("%s\n", vm_json_finish(&j));
 	} else {
 		printf("vp-vm[%s] %s (%s, %s): %.2f s\n", g_name, app_names[vm->o.app],
-		       vm->port[0].kind == VM_PORT_FRONTEND ? "frontend" : "backend",
+		       vp_port_side(vm->port[0]) == VP_PORT_FRONTEND ? "frontend" : "backend",
 		       vm_mode_name(vm->o.mode), (double)(now - vm->t0) / 1e9);
 		printf("  tx %" PRIu64 " packets, %" PRIu64 " bytes: %.3f Mpps, %.3f Gbit/s\n",
 		       vm->tx_pkts, vm->tx_bytes, vm_mpps(vm->tx_pkts, tx_ns),
@@ -1457,8 +1461,9 @@ static int alloc_buffers(struct vm *vm)
 
 static void free_vm(struct vm *vm)
 {
+	vp_waitset_free(vm->ws);
 	for (unsigned i = 0; i < vm->nports; i++)
-		vm_port_close(&vm->port[i]);
+		vp_port_free(vm->port[i]);
 	if (vm->tapfd >= 0)
 		close(vm->tapfd);
 	vm_ram_free(&vm->ram);
@@ -1513,33 +1518,38 @@ static int run_vm(struct opts *o)
 		free_vm(vm);
 		return VM_EXIT_FAIL;
 	}
+	if (vp_waitset_new(&vm->ws) < 0 ||
+	    (vm->tapfd >= 0 && (vm->ws_tap = vp_waitset_add_fd(vm->ws, vm->tapfd, POLLIN)) < 0)) {
+		vp_log(VP_LOG_ERR, "out of memory");
+		free_vm(vm);
+		return VM_EXIT_FAIL;
+	}
 	/* Two frontend ports share the RAM: each lays out in its own half. */
 	for (unsigned i = 0; i < vm->nports; i++) {
 		const struct port_spec *ps = &o->port[i];
 		char pname[16];
 
 		snprintf(pname, sizeof(pname), "port%u", i + 1);
-		if (ps->kind == VM_PORT_FRONTEND) {
-			struct vm_fe_opts fo = {
-				.path = ps->path, .vhost_user = ps->vhost_user, .ram = &vm->ram,
-				.ram_offset = i * (o->ram / 2), .mode = o->mode, .ring = (uint16_t)o->ring,
-				.connect_timeout_ms = (int)(o->connect_timeout * 1000),
-				.features = o->features,
-			};
+		struct vp_port_config pc = {
+			.side = ps->kind, .name = pname, .path = ps->path, .mode = o->mode,
+			.features = o->features,
+			/* backend */
+			.max_links = o->max_links, .allow_unsealed = o->allow_unsealed,
+			/* frontend */
+			.vhost_user = ps->vhost_user, .ram = vm->ram.p, .ram_size = vm->ram.size,
+			.ram_fd = vm->ram.fd, .ram_offset = i * (o->ram / 2), .ring = (uint16_t)o->ring,
+			.connect_timeout_ms = (int)(o->connect_timeout * 1000),
+		};
 
-			memcpy(fo.mac, vm->o.mac, 6);
-			fo.mac[5] = (uint8_t)(fo.mac[5] + i);
-			memcpy(fo.uuid, vm->o.uuid, 16);
-			r = vm_port_frontend(&vm->port[i], pname, &fo);
-		} else {
-			struct vm_be_opts bo = { .features = o->features, .max_links = o->max_links,
-						 .allow_unsealed = o->allow_unsealed };
-
-			r = vm_port_backend(&vm->port[i], pname, ps->path, o->mode, &bo);
-		}
+		memcpy(pc.mac, vm->o.mac, 6);
+		pc.mac[5] = (uint8_t)(pc.mac[5] + i);
+		memcpy(pc.uuid, vm->o.uuid, 16);
+		/* The port logs why it could not be made. */
+		r = vp_port_new(&vm->port[i], &pc);
+		if (r >= 0)
+			r = vm->ws_port[i] = vp_waitset_add_port(vm->ws, vm->port[i]);
 		if (r < 0) {
-			vp_log(VP_LOG_ERR, "%s: %s", pname, vm->port[i].last_err);
-			vm->nports = i;
+			vm->nports = vm->port[i] ? i + 1 : i;
 			free_vm(vm);
 			return VM_EXIT_FAIL;
 		}
@@ -1552,15 +1562,16 @@ static int run_vm(struct opts *o)
 
 	while (!finished && !vm_stop_signal) {
 		int64_t now = vm_now_ns();
-		struct vm_wait_port wp[2] = { { &vm->port[0], true, false },
-					      { &vm->port[1], false, false } };
+		struct wait_want { bool want_rx, want_tx; } wp[2] = { { true, false },
+									{ false, false } };
 		bool did = false, w_rx, w_tx, w2_rx, w2_tx;
 
 		wait_ns = 100 * 1000000ll;
 		if (now >= next_ctl) {
 			for (unsigned i = 0; i < vm->nports; i++)
-				if (vm_port_control(&vm->port[i]) < 0) {
-					fail(vm, "%s: %s", vm->port[i].name, vm->port[i].last_err);
+				if (vp_port_control(vm->port[i]) < 0) {
+					fail(vm, "%s: %s", vp_port_name(vm->port[i]),
+					     vp_port_error(vm->port[i]));
 					finished = true;
 				}
 			next_ctl = now + 1000000;
@@ -1589,14 +1600,14 @@ static int run_vm(struct opts *o)
 		case APP_FWD:
 			/* Backend port 1 to frontend port 2 (a chain's hop): the
 			 * one copy lands in our TX slot. */
-			if (!o->copy && vm->port[0].kind == VM_PORT_BACKEND &&
-			    vm->port[1].kind == VM_PORT_FRONTEND && !vm->txq[1].n)
+			if (!o->copy && vp_port_side(vm->port[0]) == VP_PORT_BACKEND &&
+			    vp_port_side(vm->port[1]) == VP_PORT_FRONTEND && !vm->txq[1].n)
 				did = relay_zc(vm, 0, 1, now, &w_rx, &w2_tx);
 			else
 				did = relay_step(vm, 0, 1, now, &w_rx, &w2_tx);
 			did |= relay_step(vm, 1, 0, now, &w2_rx, &w_tx);
-			wp[0] = (struct vm_wait_port){ &vm->port[0], w_rx, w_tx };
-			wp[1] = (struct vm_wait_port){ &vm->port[1], w2_rx, w2_tx };
+			wp[0] = (struct wait_want){ w_rx, w_tx };
+			wp[1] = (struct wait_want){ w2_rx, w2_tx };
 			break;
 		case APP_TAP:
 			did = tap_step(vm, now, &wp[0].want_rx, &wp[0].want_tx);
@@ -1608,7 +1619,7 @@ static int run_vm(struct opts *o)
 		/* A frontend port gives up by itself; a backend that must send
 		 * gives up if no frontend came. */
 		if ((o->app == APP_GEN || o->app == APP_PING) && !vm->t_up && !finished &&
-		    vm->port[0].kind == VM_PORT_BACKEND &&
+		    vp_port_side(vm->port[0]) == VP_PORT_BACKEND &&
 		    now - vm->t0 > (int64_t)(o->connect_timeout * 1e9)) {
 			fail(vm, "no frontend connected within %.1f s", o->connect_timeout);
 			finished = true;
@@ -1629,8 +1640,9 @@ static int run_vm(struct opts *o)
 			next_ctl = now + wait_ns;
 		int tms = wait_ns <= 0 ? 0 : (int)((wait_ns + 999999) / 1000000);
 
-		r = vm_wait(wp, vm->nports, vm->tapfd >= 0 ? &vm->tapfd : NULL,
-			    vm->tapfd >= 0 ? 1 : 0, tms, last_work);
+		for (unsigned i = 0; i < vm->nports; i++)
+			vp_waitset_want(vm->ws, vm->ws_port[i], wp[i].want_rx, wp[i].want_tx);
+		r = vp_waitset_wait(vm->ws, tms);
 		if (r < 0 && r != -EINTR)
 			vp_log(VP_LOG_DEBUG, "wait: %s", strerror(-r));
 		/* After a sleep, serve the control side at once (a poll-mode
@@ -1642,15 +1654,15 @@ static int run_vm(struct opts *o)
 		vp_log(VP_LOG_INFO, "%s: stopping", strsignal(vm_stop_signal));
 		/* A generator stopped by a signal still tells the sink where it
 		 * ended, if the frame fits right away. */
-		if (o->app == APP_GEN && !vm->end_sent && vm_port_up(&vm->port[0])) {
+		if (o->app == APP_GEN && !vm->end_sent && vp_port_up(vm->port[0])) {
 			vm->gen_done = true;
 			/* Built frames not taken now are never sent: the END
 			 * marker counts only what left. */
-			txq_flush(vm, &vm->port[0], &vm->txq[0], vm_now_ns());
+			txq_flush(vm, vm->port[0], &vm->txq[0], vm_now_ns());
 			vm->gen_seq -= vm->txq[0].n;
 			vm->txq[0].n = 0;
 			gen_push_end(vm);
-			if (vm_port_tx(&vm->port[0], -1, vm->txq[0].pk, 1, 0) == 1)
+			if (vp_port_tx(vm->port[0], -1, vm->txq[0].pk, 1, 0) == 1)
 				vm->end_sent_at = vm_now_ns();
 			vm->txq[0].n = 0;
 		}
@@ -1738,8 +1750,8 @@ static int run_chain(int argc, char **argv)
 	int64_t t0, limit;
 
 	if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
-		printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST, (unsigned)VM_MAX_LINKS,
-		       (unsigned)VM_MAX_LINKS);
+		printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST, (unsigned)VP_PORT_MAX_LINKS,
+		       (unsigned)VP_PORT_MAX_LINKS);
 		return VM_EXIT_OK;
 	}
 	if (argc < 3 || vm_parse_u64(argv[2], &v) < 0 || v < 2 || v > 64)

@@ -63,13 +63,14 @@ struct pend {
 };
 
 struct sw {
-	struct vm_port port;
+	struct vp_port *port;
+	struct vp_waitset *ws;
 	unsigned maxports, burst;
 	bool drop;
 	enum vp_net_mode mode;
 	bool json, quiet;
 	uint8_t *mem;
-	struct pend pend[VM_MAX_LINKS];
+	struct pend pend[VP_PORT_MAX_LINKS];
 	struct { uint8_t mac[6]; int link; bool used; } macs[MAC_TABLE];
 	uint64_t rx_pkts, rx_bytes, fwd_pkts, fwd_bytes, drop_full, drop_nodst, flooded;
 	int64_t t0, first, last, prog_at;
@@ -95,19 +96,19 @@ static void learn(struct sw *s, const uint8_t *src, int link)
 /* Destination link of a frame from link `from`: -1 flood, -2 nowhere. */
 static int lookup(struct sw *s, const uint8_t *dst, int from)
 {
-	unsigned up = vm_port_nlinks_up(&s->port), h;
+	unsigned up = vp_port_nlinks_up(s->port), h;
 
 	if (up < 2)
 		return -2;
 	if (up == 2) {
-		for (int i = 0; i < VM_MAX_LINKS; i++)
-			if (i != from && s->port.links[i].net)
+		for (int i = 0; i < VP_PORT_MAX_LINKS; i++)
+			if (i != from && vp_port_link_up(s->port, i))
 				return i;
 		return -2;
 	}
 	h = mac_hash(dst);
 	if (!(dst[0] & 1) && s->macs[h].used && !memcmp(s->macs[h].mac, dst, 6) &&
-	    s->port.links[s->macs[h].link].net && s->macs[h].link != from)
+	    vp_port_link_up(s->port, s->macs[h].link) && s->macs[h].link != from)
 		return s->macs[h].link;
 	return -1;
 }
@@ -116,7 +117,7 @@ static int lookup(struct sw *s, const uint8_t *dst, int from)
 static void age(struct sw *s)
 {
 	for (unsigned i = 0; i < MAC_TABLE; i++)
-		if (s->macs[i].used && !s->port.links[s->macs[i].link].net)
+		if (s->macs[i].used && !vp_port_link_up(s->port, s->macs[i].link))
 			s->macs[i].used = false;
 }
 
@@ -127,12 +128,12 @@ static bool flush(struct sw *s, struct pend *p, int64_t now)
 
 	if (p->off == p->n)
 		return false;
-	if (!s->port.links[p->dst].net) {
+	if (!vp_port_link_up(s->port, p->dst)) {
 		s->drop_nodst += p->n - p->off;
 		p->off = p->n = 0;
 		return true;
 	}
-	r = vm_port_tx(&s->port, p->dst, p->pk + p->off, p->n - p->off,
+	r = vp_port_tx(s->port, p->dst, p->pk + p->off, p->n - p->off,
 		       s->drop ? VP_NET_TX_DROP : 0);
 	if (r <= 0) {
 		if (r < 0) { /* the link broke: its frames are gone */
@@ -160,7 +161,7 @@ static bool step(struct sw *s, int64_t now, bool *want_tx)
 	bool did = false;
 
 	*want_tx = false;
-	for (int i = 0; i < VM_MAX_LINKS; i++) {
+	for (int i = 0; i < VP_PORT_MAX_LINKS; i++) {
 		struct pend *p = &s->pend[i];
 		int n;
 
@@ -173,11 +174,11 @@ static bool step(struct sw *s, int64_t now, bool *want_tx)
 		}
 		/* Alone on the switch: frames wait in the sender's ring until
 		 * a second port comes (no loss while the others connect). */
-		if (!s->port.links[i].net || vm_port_nlinks_up(&s->port) < 2)
+		if (!vp_port_link_up(s->port, i) || vp_port_nlinks_up(s->port) < 2)
 			continue;
 		for (unsigned k = 0; k < s->burst; k++)
 			p->pk[k].len = VP_NET_MAX_PKT;
-		n = vm_port_rx_link(&s->port, i, p->pk, s->burst);
+		n = vp_port_rx_link(s->port, i, p->pk, s->burst);
 		if (n <= 0)
 			continue;
 		did = true;
@@ -203,12 +204,12 @@ static bool step(struct sw *s, int64_t now, bool *want_tx)
 				s->drop_nodst += end - start;
 			} else if (dst == -1) {
 				/* Flood: best effort to every other port. */
-				for (int j = 0; j < VM_MAX_LINKS; j++) {
+				for (int j = 0; j < VP_PORT_MAX_LINKS; j++) {
 					int r;
 
-					if (j == i || !s->port.links[j].net)
+					if (j == i || !vp_port_link_up(s->port, j))
 						continue;
-					r = vm_port_tx(&s->port, j, p->pk + start, end - start,
+					r = vp_port_tx(s->port, j, p->pk + start, end - start,
 						       VP_NET_TX_DROP);
 					if (r > 0)
 						s->flooded += (uint64_t)r;
@@ -238,10 +239,12 @@ static bool step(struct sw *s, int64_t now, bool *want_tx)
 static void report(struct sw *s, int64_t now)
 {
 	struct vp_net_stats st;
+	struct vp_port_counters cnt;
 	double cpu = (double)vm_cpu_ns() / 1e9;
 	int64_t ns = s->last - s->first;
 
-	vm_port_stats(&s->port, &st);
+	vp_port_stats(s->port, &st);
+	vp_port_counters(s->port, &cnt);
 	if (s->json) {
 		struct vm_json j;
 
@@ -266,8 +269,8 @@ static void report(struct sw *s, int64_t now)
 		vm_json_u64(&j, "wakeups", st.wakeups);
 		vm_json_dbl(&j, "cpu_s", cpu);
 		vm_json_dbl(&j, "pkts_per_cpu_s", cpu > 0 ? (double)s->fwd_pkts / cpu : 0);
-		vm_json_u64(&j, "link_ups", s->port.link_ups);
-		vm_json_u64(&j, "link_downs", s->port.link_downs);
+		vm_json_u64(&j, "link_ups", cnt.link_ups);
+		vm_json_u64(&j, "link_downs", cnt.link_downs);
 		vm_json_bool(&j, "ok", true);
 		printf("%s\n", vm_json_finish(&j));
 	} else {
@@ -279,8 +282,8 @@ static void report(struct sw *s, int64_t now)
 		       s->drop_full + st.tx_drop_no_buf, s->drop_nodst,
 		       st.tx_drop_too_big + st.rx_drop_too_big, st.rx_drop_bad, s->flooded);
 		printf("  cpu %.3f s (%.3f M frames per CPU-second), link up/down %" PRIu64 "/%" PRIu64
-		       "\n", cpu, cpu > 0 ? (double)s->fwd_pkts / cpu / 1e6 : 0.0, s->port.link_ups,
-		       s->port.link_downs);
+		       "\n", cpu, cpu > 0 ? (double)s->fwd_pkts / cpu / 1e6 : 0.0, cnt.link_ups,
+		       cnt.link_downs);
 	}
 	fflush(stdout);
 }
@@ -325,8 +328,8 @@ int main(int argc, char **argv)
 			path = optarg;
 			break;
 		case O_PORTS:
-			if (vm_parse_u64(optarg, &v) < 0 || v < 2 || v > VM_MAX_LINKS)
-				return vm_usage_error("bad --ports '%s' (2..%u)", optarg, VM_MAX_LINKS);
+			if (vm_parse_u64(optarg, &v) < 0 || v < 2 || v > VP_PORT_MAX_LINKS)
+				return vm_usage_error("bad --ports '%s' (2..%u)", optarg, VP_PORT_MAX_LINKS);
 			s->maxports = (unsigned)v;
 			break;
 		case O_DROP:
@@ -370,7 +373,7 @@ int main(int argc, char **argv)
 				return vm_usage_error("bad --log-level '%s' (err, warn, info, debug)", optarg);
 			break;
 		case 'h':
-			printf(usage_text, VM_MAX_LINKS, VP_NET_MAX_BURST);
+			printf(usage_text, VP_PORT_MAX_LINKS, VP_NET_MAX_BURST);
 			return VM_EXIT_OK;
 		case ':':
 			return vm_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -389,23 +392,30 @@ int main(int argc, char **argv)
 	/* One buffer set per port: frames wait there while their destination is full. */
 	size_t cap = (VP_NET_MAX_PKT + 63) & ~(size_t)63;
 
-	s->mem = malloc(cap * s->burst * VM_MAX_LINKS);
-	for (unsigned i = 0; i < VM_MAX_LINKS; i++)
+	s->mem = malloc(cap * s->burst * VP_PORT_MAX_LINKS);
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
 		s->pend[i].pk = calloc(s->burst, sizeof(struct vp_pkt));
-	for (unsigned i = 0; i < VM_MAX_LINKS; i++)
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
 		if (!s->pend[i].pk)
 			s->mem = (free(s->mem), NULL);
 	if (!s->mem) {
 		vp_log(VP_LOG_ERR, "out of memory");
 		return VM_EXIT_FAIL;
 	}
-	for (unsigned i = 0; i < VM_MAX_LINKS; i++)
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
 		for (unsigned k = 0; k < s->burst; k++)
 			s->pend[i].pk[k].data = s->mem + cap * (i * s->burst + k);
 	vm_signals_init();
-	r = vm_port_backend(&s->port, "vswitch", path, s->mode, NULL);
-	if (r < 0) {
-		vp_log(VP_LOG_ERR, "%s", s->port.last_err);
+	struct vp_port_config pc = { .side = VP_PORT_BACKEND, .name = "vswitch", .path = path,
+				     .mode = s->mode };
+	int ws_port;
+
+	/* The port logs why it could not be made. */
+	if (vp_port_new(&s->port, &pc) < 0)
+		return VM_EXIT_FAIL;
+	if (vp_waitset_new(&s->ws) < 0 || (ws_port = vp_waitset_add_port(s->ws, s->port)) < 0) {
+		vp_log(VP_LOG_ERR, "out of memory");
+		vp_port_free(s->port);
 		return VM_EXIT_FAIL;
 	}
 	s->t0 = s->prog_at = vm_now_ns();
@@ -419,22 +429,24 @@ int main(int argc, char **argv)
 		if (has_deadline && now >= deadline)
 			break;
 		if (now >= next_ctl) {
-			if (vm_port_control(&s->port) < 0) {
-				vp_log(VP_LOG_ERR, "%s", s->port.last_err);
+			if (vp_port_control(s->port) < 0) {
+				vp_log(VP_LOG_ERR, "%s", vp_port_error(s->port));
 				rc = VM_EXIT_FAIL;
 				break;
 			}
-			if (vm_port_nlinks_up(&s->port) > s->maxports) {
+			if (vp_port_nlinks_up(s->port) > s->maxports) {
 				/* Over the limit: the newest port is dropped. */
 				int last = -1;
 
-				for (int i = 0; i < VM_MAX_LINKS; i++)
-					if (s->port.links[i].net &&
-					    (last < 0 || s->port.links[i].dev_id >
-								 s->port.links[last].dev_id))
+				uint64_t id, newest = 0;
+
+				for (int i = 0; i < VP_PORT_MAX_LINKS; i++)
+					if (vp_port_link_device(s->port, i, &id) == 0 &&
+					    (last < 0 || id > newest)) {
 						last = i;
-				vp_server_drop(s->port.srv, s->port.links[last].dev_id,
-					       "vp-vswitch: all ports in use");
+						newest = id;
+					}
+				vp_port_drop_link(s->port, last, "vp-vswitch: all ports in use");
 			}
 			age(s);
 			next_ctl = now + 1000000;
@@ -444,7 +456,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "vp-vswitch: %5.1fs  fwd %7.3f Mpps  ports %u  drops %" PRIu64
 					"\n", (double)(now - s->t0) / 1e9,
 					(double)(s->fwd_pkts - s->prog_fwd) / dt / 1e6,
-					vm_port_nlinks_up(&s->port), s->drop_full + s->drop_nodst);
+					vp_port_nlinks_up(s->port), s->drop_full + s->drop_nodst);
 				s->prog_at = now;
 				s->prog_fwd = s->fwd_pkts;
 			}
@@ -454,21 +466,22 @@ int main(int argc, char **argv)
 			last_work = now;
 			continue;
 		}
-		struct vm_wait_port wp = { &s->port, true, want_tx };
 		int64_t left = s->quiet ? 100000000 : s->prog_at + 1000000000ll - now;
 		int tms = left > 100000000 ? 100 : left <= 0 ? 0 : (int)(left / 1000000) + 1;
 
 		if (has_deadline && deadline - now < (int64_t)tms * 1000000)
 			tms = (int)((deadline - now) / 1000000) + 1;
-		vm_wait(&wp, 1, NULL, 0, tms, last_work);
+		vp_waitset_want(s->ws, ws_port, true, want_tx);
+		vp_waitset_wait(s->ws, tms);
 		if (now - last_work >= 50000)
 			next_ctl = 0;
 	}
 	if (vm_stop_signal)
 		vp_log(VP_LOG_INFO, "%s: stopping", strsignal(vm_stop_signal));
 	report(s, vm_now_ns());
-	vm_port_close(&s->port);
-	for (unsigned i = 0; i < VM_MAX_LINKS; i++)
+	vp_waitset_free(s->ws);
+	vp_port_free(s->port);
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
 		free(s->pend[i].pk);
 	free(s->mem);
 	return rc;

@@ -161,6 +161,7 @@ VP_API int vp_net_tx_commit(struct vp_net *n, const struct vp_pkt *pkts, unsigne
  * RX buffers (want_tx), or timeout_ms passed. Arms notifications with the
  * race check, so no wake-up is lost. Returns > 0 if work may be there, 0 on
  * timeout, or a negative errno. In VP_NET_POLL mode it returns at once.
+ * It is vp_waitset_wait() (waitset.h) over this one link.
  */
 VP_API int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms);
 
@@ -247,6 +248,9 @@ VP_API int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, un
  */
 VP_API int vp_netfe_rx_borrow(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count);
 VP_API int vp_netfe_rx_release(struct vp_netfe *fe);
+/* Wait as vp_net_wait() does (vp_waitset_wait() over this one object):
+ * want_rx, packets arrived; want_tx, transmits completed. Before start there
+ * are no rings: it naps (up to 10 ms) and returns 0. */
 VP_API int vp_netfe_wait(struct vp_netfe *fe, bool want_rx, bool want_tx, int timeout_ms);
 /* The same for a caller's own loop: rx_fd is the device's call for the RX
  * queue (packets arrived), tx_fd for the TX queue (transmits completed). */

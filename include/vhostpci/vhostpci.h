@@ -15,5 +15,7 @@
 #include "fd.h"
 #include "device.h"
 #include "devinfo.h"
+#include "port.h"
+#include "waitset.h"
 
 #endif

@@ -230,7 +230,7 @@ t_echo_loop() {
 }
 
 # Interrupt mode both sides: a backend waiting for RX buffers must not miss
-# the frontend's kick. vm_wait once disarmed (and drained) the kick fds
+# the frontend's kick. The wait (then vmlib's vm_wait) once disarmed (and drained) the kick fds
 # before sleeping, and every buffer posted in that gap cost a 20 ms timeout:
 # 200k frames took ~7 s; they take well under a second now (pinned to two
 # CPUs: unpinned, the gap is rarely hit).

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Ports: one network port of a (userspace) VM, either side of a vhost-pci
+ * link, with the link policy the VM would otherwise write itself.
+ *
+ *  - A BACKEND port is a vp_server listening on a socket. Every device that
+ *    becomes READY gets a vp_net ("link", numbered 0..max_links-1);
+ *    STOPPED and REMOVED let go of it. A device the port cannot drive (full,
+ *    not virtio-net, features) is refused with the reason (vp_server_drop()),
+ *    so its sender can offer it again; a link that frees up takes the next.
+ *  - A FRONTEND port is a vp_netfe in the caller's RAM, announced to a
+ *    vhost-pci server (native protocol) or to a stock vhost-user backend. A
+ *    lost connection is re-announced after a backoff; frames the backend
+ *    delivered before it went are drained first (state DRAIN).
+ *
+ * Both sides have the same calls; a frontend port has one link, number 0.
+ * The data path calls never block and never allocate; a broken ring takes
+ * its link down (logged, counted) and the port reconnects or waits for the
+ * next device by itself, driven by vp_port_control().
+ *
+ * Sleeping: put ports in a vp_waitset (waitset.h), with the caller's own fds.
+ *
+ * Threading: a port belongs to one thread (the caller's loop); no call
+ * blocks except vp_port_free() (a frontend lets its peer take what it
+ * queued, up to 1 s) and a vhost-user frontend's connection attempts in
+ * vp_port_new() and vp_port_control() (the stock vhost-user handshake is
+ * synchronous: up to 5 s against a backend that accepts and stays silent).
+ */
+#ifndef VHOSTPCI_PORT_H
+#define VHOSTPCI_PORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "net.h"
+#include "server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A backend port serves what its server admits. */
+#define VP_PORT_MAX_LINKS VP_SERVER_DEFAULT_CONNECTIONS
+
+enum vp_port_side { VP_PORT_BACKEND = 1, VP_PORT_FRONTEND };
+
+/*
+ * Link state. A backend port is UP while any link is up, else DOWN.
+ * A frontend port: DOWN (connecting, or waiting to retry), HANDSHAKE
+ * (native: connected, not started yet), UP, DRAIN (connection gone, frames
+ * still in our RX ring: the receive calls return them, then the port goes
+ * DOWN and reconnects).
+ */
+enum vp_port_state { VP_PORT_DOWN = 0, VP_PORT_HANDSHAKE, VP_PORT_UP, VP_PORT_DRAIN };
+
+struct vp_port_config {
+	enum vp_port_side side;
+	const char *name;          /* for logs (up to 15 characters kept) */
+	const char *path;          /* backend: socket to listen on; frontend: to
+				    * connect to (copied) */
+	enum vp_net_mode mode;     /* how a vp_waitset sleeps on this port */
+
+	/* backend */
+	unsigned max_links;        /* devices driven at once, 0 or over
+				    * VP_PORT_MAX_LINKS: VP_PORT_MAX_LINKS; more
+				    * are refused with the reason */
+	bool allow_unsealed;       /* accept frontend memory that can shrink */
+
+	/* both: backend, features accepted from frontends (0: VP_NET_FEATURES);
+	 * frontend, features offered (0: VP_NETFE_DEFAULT_FEATURES) */
+	uint64_t features;
+
+	/* frontend */
+	bool vhost_user;           /* path is a stock vhost-user backend */
+	void *ram;                 /* the VM's RAM (see struct vp_netfe_config) */
+	uint64_t ram_size;
+	int ram_fd;
+	uint64_t ram_offset;       /* where the port may lay out its rings */
+	uint16_t ring;             /* virtqueue size, 0: library default */
+	uint8_t mac[6];
+	uint8_t uuid[16];
+	int connect_timeout_ms;    /* vp_port_control() fails with -ETIMEDOUT if
+				    * the link never came up within this long */
+};
+
+struct vp_port;
+
+/*
+ * Create a port. A backend listens at once; a frontend makes its first
+ * connection attempt (a failure is retried from vp_port_control()).
+ * Returns 0, or a negative errno with the reason logged (e.g. the socket
+ * cannot be bound, RAM too small for the rings).
+ */
+VP_API int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg);
+
+/*
+ * Close the port: a frontend that is up lets the device take what it queued
+ * (up to 1 s) and says goodbye (STOP or vhost-user GET_VRING_BASE); a
+ * backend tells its native peers and lets every link go. Every fd it
+ * opened is closed. NULL is fine.
+ */
+VP_API void vp_port_free(struct vp_port *p);
+
+/*
+ * Serve the control side without blocking: server or client messages,
+ * reconnects, links whose ring broke. Call it when a vp_waitset wait woke
+ * (or returned early), and at least every few milliseconds while busy.
+ * Returns 0, or a negative errno for a fatal error (the server failed; a
+ * frontend whose first link did not come up within connect_timeout_ms:
+ * -ETIMEDOUT); the reason is in vp_port_error().
+ */
+VP_API int vp_port_control(struct vp_port *p);
+
+/* ---- state (accessors: the port's structure is its own) ---- */
+
+VP_API enum vp_port_side vp_port_side(const struct vp_port *p);
+VP_API const char *vp_port_name(const struct vp_port *p);
+VP_API enum vp_port_state vp_port_state(const struct vp_port *p);
+/* Data can move (frontend UP, or a backend with a link up). */
+VP_API bool vp_port_up(const struct vp_port *p);
+/* Links up now: a backend's count; a frontend's 0 or 1. */
+VP_API unsigned vp_port_nlinks_up(const struct vp_port *p);
+/* Link numbers are 0..vp_port_max_links()-1 (a frontend: 1). */
+VP_API unsigned vp_port_max_links(const struct vp_port *p);
+VP_API bool vp_port_link_up(const struct vp_port *p, int link);
+/* The server's device id behind a backend link that is up, or -ENOENT. */
+VP_API int vp_port_link_device(const struct vp_port *p, int link, uint64_t *id);
+/* Take a backend link down and drop its device, telling its sender why
+ * (e.g. a switch that has no room for one more). -ENOENT if not up. */
+VP_API int vp_port_drop_link(struct vp_port *p, int link, const char *why);
+/* The last error (failed connect, handshake, fatal control error), or "". */
+VP_API const char *vp_port_error(const struct vp_port *p);
+/* Why the link last went down, or "". */
+VP_API const char *vp_port_down_reason(const struct vp_port *p);
+/* Negotiated virtio features of the (first) link that is up; 0 if none. */
+VP_API uint64_t vp_port_features(const struct vp_port *p);
+
+struct vp_port_counters {
+	uint64_t link_ups, link_downs;
+	uint64_t refused;          /* backend: devices refused (full, unusable) */
+};
+VP_API void vp_port_counters(const struct vp_port *p, struct vp_port_counters *out);
+/* Data path totals, links that went away (and frontend resets) included. */
+VP_API void vp_port_stats(const struct vp_port *p, struct vp_net_stats *out);
+
+/* ---- data path ----
+ * Counts as vp_net_* / vp_netfe_*: the number of packets, 0 when no link is
+ * up (or the link named is not), or a negative errno (the link's ring
+ * broke: it is taken down, the reason logged).
+ */
+
+/* Receive from any link (backend: round robin); *link gets the link. */
+VP_API int vp_port_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link);
+/* Receive from one link. -EINVAL for a link number out of range. */
+VP_API int vp_port_rx_link(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n);
+/* Send on a link; -1: the first link that is up. flags: VP_NET_TX_*. */
+VP_API int vp_port_tx(struct vp_port *p, int link, const struct vp_pkt *pkts, unsigned n,
+		      unsigned flags);
+
+/*
+ * Zero copy. tx_reserve lends buffers of a link (-1: the first one up; a
+ * frontend: our TX slots; a backend: the frontend's RX buffers), tx_commit
+ * sends the first n of them (see vp_net_tx_reserve(), vp_netfe_tx_reserve()).
+ * Receiving without a copy of our own: a frontend borrows its RX buffers
+ * (rx_borrow / rx_release, see vp_netfe_rx_borrow(); -ENOTSUP on a
+ * backend, whose receive copies once); a backend receives straight into
+ * buffers another port lent (rx_into, see vp_net_rx_into(); -ENOTSUP on a
+ * frontend). rx_pending: frames waiting on a backend link (upper bound).
+ */
+VP_API int vp_port_tx_reserve(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n);
+VP_API int vp_port_tx_commit(struct vp_port *p, const struct vp_pkt *pkts, unsigned n);
+VP_API int vp_port_rx_borrow(struct vp_port *p, struct vp_pkt *pkts, unsigned n);
+VP_API void vp_port_rx_release(struct vp_port *p);
+VP_API int vp_port_rx_into(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n);
+VP_API unsigned vp_port_rx_pending(struct vp_port *p, int link);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

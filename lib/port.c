@@ -1,0 +1,1126 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Ports: a backend (vp_server + one vp_net per READY device) or a frontend
+ * (vp_netfe + a client connection, native or vhost-user) behind one table
+ * of operations, with the link policy: refusing what cannot be driven,
+ * reconnecting with a backoff, draining after a loss.
+ *
+ * Security model: everything from the peer reaches us through vp_server,
+ * vp_client, vp_net and vp_netfe, which check it; here a peer can only
+ * cause a device to be refused, a link to go down or a reconnect. Nothing
+ * a peer sends makes a port block: the control side is served without
+ * blocking (but see port.h on a vhost-user frontend's handshake).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "vhostpci/client.h"
+#include "vhostpci/log.h"
+#include "vhostpci/port.h"
+#include "util.h"
+#include "wait.h"
+
+#define RETRY_NS (100 * 1000000ll)  /* frontend: reconnect backoff */
+#define DRAIN_NS (100 * 1000000ll)  /* frontend: read what is left this long */
+#define CLOSE_NS 1000000000ll        /* frontend: let the device take what we queued */
+
+struct link {
+	struct vp_net *net;
+	uint64_t dev_id;
+	bool used;                    /* a device holds the slot (up or not) */
+	const struct vp_device *dev;  /* valid while used */
+};
+
+struct vp_port;
+
+/* One table per side: the port's calls never test which side they are on. */
+struct port_ops {
+	int (*control)(struct vp_port *p);
+	enum vp_port_state (*state)(const struct vp_port *p);
+	bool (*link_up)(const struct vp_port *p, int link);
+	int (*rx)(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link);
+	int (*rx_link)(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n, bool into);
+	int (*tx)(struct vp_port *p, int link, const struct vp_pkt *pkts, unsigned n,
+		  unsigned flags);
+	int (*tx_reserve)(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n);
+	int (*tx_commit)(struct vp_port *p, const struct vp_pkt *pkts, unsigned n);
+	int (*rx_borrow)(struct vp_port *p, struct vp_pkt *pkts, unsigned n);
+	void (*rx_release)(struct vp_port *p);
+	unsigned (*rx_pending)(struct vp_port *p, int link);
+	uint64_t (*features)(const struct vp_port *p);
+	void (*stats)(const struct vp_port *p, struct vp_net_stats *out);
+	int (*wait_prep)(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
+			 unsigned max_it, struct pollfd *pf, unsigned max_fd, unsigned *nfd,
+			 int *timeout_ms);
+	void (*close)(struct vp_port *p);
+};
+
+struct vp_port {
+	const struct port_ops *ops;
+	enum vp_port_side side;
+	char name[16];
+	char *path;
+	enum vp_net_mode mode;
+	char last_err[160];
+	char down_why[160];
+	struct vp_net_stats acc;      /* totals of links gone (backend), at close (frontend) */
+	struct vp_port_counters cnt;
+
+	/* frontend */
+	bool vhost_user;
+	struct vp_netfe *fe;
+	struct vp_client *cl;
+	int vu_sock;
+	enum vp_port_state fe_state;
+	bool fe_started;              /* vp_netfe_start() done since the last reset */
+	uint64_t features;            /* negotiated, while up */
+	int64_t retry_at_ns, give_up_ns, drain_until_ns;
+	bool ever_up;
+	uint64_t tx_accepted;         /* frames the frontend driver took */
+
+	/* backend */
+	struct vp_server *srv;
+	unsigned max_links;           /* devices driven at once; more are refused */
+	unsigned rr;
+	int resv_link;                /* the link of the last tx_reserve, -1 none */
+	struct link links[VP_PORT_MAX_LINKS];
+};
+
+static int64_t now(void)
+{
+	return (int64_t)now_ns();
+}
+
+static void port_log(const struct vp_port *p, enum vp_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void port_log(const struct vp_port *p, enum vp_log_level lvl, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	vp_log(lvl, "%s: %s", p->name, msg);
+}
+
+static void add_stats(struct vp_net_stats *a, const struct vp_net_stats *b)
+{
+	a->tx_packets += b->tx_packets;
+	a->tx_bytes += b->tx_bytes;
+	a->rx_packets += b->rx_packets;
+	a->rx_bytes += b->rx_bytes;
+	a->tx_drop_no_buf += b->tx_drop_no_buf;
+	a->tx_drop_too_big += b->tx_drop_too_big;
+	a->rx_drop_too_big += b->rx_drop_too_big;
+	a->rx_drop_bad += b->rx_drop_bad;
+	a->signals += b->signals;
+	a->signals_dropped += b->signals_dropped;
+	a->wakeups += b->wakeups;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backend                                                                  */
+
+static void link_down(struct vp_port *p, struct link *l, const char *why)
+{
+	if (!l->net)
+		return;
+	add_stats(&p->acc, vp_net_stats(l->net));
+	vp_net_free(l->net);
+	l->net = NULL;
+	p->cnt.link_downs++;
+	snprintf(p->down_why, sizeof(p->down_why), "%s", why);
+	port_log(p, VP_LOG_INFO, "link down (device %" PRIu64 "): %s", l->dev_id, why);
+}
+
+static struct link *find_link(struct vp_port *p, uint64_t id)
+{
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		if (p->links[i].used && p->links[i].dev_id == id)
+			return &p->links[i];
+	return NULL;
+}
+
+/* A link number the caller gave: NULL if out of range or not up. */
+static struct link *up_link(const struct vp_port *p, int link)
+{
+	if (link < 0 || link >= VP_PORT_MAX_LINKS || !p->links[link].net)
+		return NULL;
+	return (struct link *)&p->links[link];
+}
+
+/*
+ * Refuse a device, not ignore it: the sender (the daemon's relay, or a
+ * native frontend) is told why and may offer it again later.
+ */
+static void refuse(struct vp_port *p, uint64_t id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void refuse(struct vp_port *p, uint64_t id, const char *fmt, ...)
+{
+	char why[128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	port_log(p, VP_LOG_INFO, "refusing device %" PRIu64 ": %s", id, why);
+	p->cnt.refused++;
+	vp_server_drop(p->srv, id, why);
+}
+
+static unsigned links_in_use(const struct vp_port *p)
+{
+	unsigned used = 0;
+
+	for (unsigned i = 0; i < p->max_links; i++)
+		used += p->links[i].used;
+	return used;
+}
+
+static void on_server_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
+			    void *opaque)
+{
+	struct vp_port *p = opaque;
+	struct link *l = find_link(p, dev->id);
+	char uuid[40];
+	int r;
+
+	(void)srv;  /* p->srv: refuse() and link_down() reach it from there */
+	switch (ev) {
+	case VP_EV_DEVICE_NEW:
+		/* Full: refuse before the handshake, so that the frontend never
+		 * sees its device started and sends into rings nobody drives. */
+		if (links_in_use(p) >= p->max_links)
+			refuse(p, dev->id, "backend full: %u of %u links in use", p->max_links,
+			       p->max_links);
+		break;
+	case VP_EV_DEVICE_READY:
+	case VP_EV_DEVICE_CHANGED:
+		if (!l) {
+			for (unsigned i = 0; i < p->max_links && !l; i++)
+				if (!p->links[i].used)
+					l = &p->links[i];
+			if (!l) {  /* two NEWs raced for the last link */
+				refuse(p, dev->id, "backend full: %u of %u links in use",
+				       p->max_links, p->max_links);
+				return;
+			}
+			memset(l, 0, sizeof(*l));
+			l->used = true;
+			l->dev_id = dev->id;
+		}
+		l->dev = dev;
+		if (dev->type != VP_VIRTIO_ID_NET) {
+			refuse(p, dev->id, "not a virtio-net device (type %u)", dev->type);
+			return;
+		}
+		if (ev == VP_EV_DEVICE_CHANGED && l->net) {
+			/*
+			 * Eventfds were replaced while running. vp_net holds copies
+			 * of the old ones, so attach again, from where we are:
+			 * between bursts vp_net has completed every chain it took,
+			 * so each ring's used index is its position. (vp_net_new()
+			 * would start from the handshake's last_avail_idx.)
+			 */
+			struct vp_device cur = *dev;
+			struct vp_ring_status st;
+
+			for (unsigned i = 0; i < cur.nrings && i < VP_DEV_MAX_RINGS; i++)
+				if (vp_device_ring_status(dev, i, &st) == 0)
+					cur.rings[i].last_avail_idx = st.used_idx;
+			link_down(p, l, "eventfds replaced: re-attaching");
+			r = vp_net_new(&l->net, &cur, p->mode);
+		} else {
+			if (l->net)
+				link_down(p, l, "device ready again");
+			r = vp_net_new(&l->net, dev, p->mode);
+		}
+		if (r < 0) {
+			l->net = NULL;
+			refuse(p, dev->id, "backend cannot drive the device: %s", strerror(-r));
+			return;
+		}
+		p->cnt.link_ups++;
+		vp_uuid_format(dev->uuid, uuid);
+		port_log(p, VP_LOG_INFO,
+			 "link up: device %" PRIu64 " (%s frontend, uuid %s, pid %d, generation %u, "
+			 "features 0x%" PRIx64 ")",
+			 dev->id, vp_dialect_name(dev->dialect), uuid, (int)dev->peer_pid,
+			 dev->generation, dev->driver_features);
+		break;
+	case VP_EV_DEVICE_STOPPED:
+		if (l)
+			link_down(p, l, "frontend stopped its rings");
+		break;
+	case VP_EV_DEVICE_REMOVED:
+		if (l) {
+			link_down(p, l, "frontend gone");
+			l->used = false;
+			l->dev = NULL;
+			port_log(p, VP_LOG_INFO, "device %" PRIu64 " removed", dev->id);
+		}
+		break;
+	}
+}
+
+static int be_control(struct vp_port *p)
+{
+	int r = vp_server_dispatch(p->srv);
+
+	if (r < 0) {
+		snprintf(p->last_err, sizeof(p->last_err), "server failed: %s", strerror(-r));
+		return r;
+	}
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++) {
+		struct link *l = &p->links[i];
+
+		if (l->net && vp_net_broken(l->net)) {
+			char why[200];
+
+			snprintf(why, sizeof(why), "ring broken: %s", vp_net_broken(l->net));
+			link_down(p, l, why);
+			vp_server_drop(p->srv, l->dev_id, why);
+		}
+	}
+	return 0;
+}
+
+static enum vp_port_state be_state(const struct vp_port *p)
+{
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		if (p->links[i].net)
+			return VP_PORT_UP;
+	return VP_PORT_DOWN;
+}
+
+static bool be_link_up(const struct vp_port *p, int link)
+{
+	return up_link(p, link) != NULL;
+}
+
+static int be_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link)
+{
+	for (unsigned k = 0; k < VP_PORT_MAX_LINKS; k++) {
+		unsigned i = (p->rr + k) % VP_PORT_MAX_LINKS;
+		struct link *l = &p->links[i];
+		int r;
+
+		if (!l->net)
+			continue;
+		r = vp_net_rx_burst(l->net, pkts, n);
+		if (r < 0) {
+			link_down(p, l, "frontend's TX ring broken");
+			continue;
+		}
+		if (r > 0) {
+			p->rr = (i + 1) % VP_PORT_MAX_LINKS;
+			*link = (int)i;
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* One link: a copying receive, or (into) into lent buffers. */
+static int be_rx_link(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n, bool into)
+{
+	struct link *l;
+	int r;
+
+	if (link < 0 || link >= VP_PORT_MAX_LINKS)
+		return -EINVAL;
+	l = &p->links[link];
+	if (!l->net)
+		return 0;
+	r = into ? vp_net_rx_into(l->net, pkts, n) : vp_net_rx_burst(l->net, pkts, n);
+	if (r == -EIO)
+		link_down(p, l, "frontend's TX ring broken");
+	return r;
+}
+
+static int be_tx(struct vp_port *p, int link, const struct vp_pkt *pkts, unsigned n,
+		 unsigned flags)
+{
+	struct link *l;
+	int r;
+
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS && link < 0; i++)
+		if (p->links[i].net)
+			link = (int)i;
+	l = up_link(p, link);
+	if (!l)
+		return 0;
+	r = vp_net_tx_burst(l->net, pkts, n, flags);
+	if (r < 0)
+		link_down(p, l, "frontend's RX ring broken");
+	return r;
+}
+
+static int be_tx_reserve(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n)
+{
+	int r;
+
+	if (link >= VP_PORT_MAX_LINKS)
+		return 0;
+	for (unsigned i = link < 0 ? 0 : (unsigned)link; i < VP_PORT_MAX_LINKS; i++) {
+		if (!p->links[i].net) {
+			if (link >= 0)
+				return 0;
+			continue;
+		}
+		r = vp_net_tx_reserve(p->links[i].net, pkts, n);
+		if (r < 0) {
+			link_down(p, &p->links[i], "frontend's RX ring broken");
+			return r;
+		}
+		p->resv_link = (int)i;
+		return r;
+	}
+	return 0;
+}
+
+static int be_tx_commit(struct vp_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	struct link *l = up_link(p, p->resv_link);
+	int r;
+
+	if (!l)
+		return 0;  /* the link went away in between: nothing was sent */
+	r = vp_net_tx_commit(l->net, pkts, n);
+	if (r == -EIO)
+		link_down(p, l, "frontend's RX ring broken");
+	p->resv_link = -1;
+	return r;
+}
+
+static int be_rx_borrow(struct vp_port *p, struct vp_pkt *pkts, unsigned n)
+{
+	(void)p, (void)pkts, (void)n;
+	return -ENOTSUP;  /* a backend's receive copies once (or lands in lent buffers) */
+}
+
+static void be_rx_release(struct vp_port *p)
+{
+	(void)p;
+}
+
+static unsigned be_rx_pending(struct vp_port *p, int link)
+{
+	struct link *l = up_link(p, link);
+
+	return l ? vp_net_rx_pending(l->net) : 0;
+}
+
+static uint64_t be_features(const struct vp_port *p)
+{
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		if (p->links[i].net)
+			return p->links[i].dev->driver_features;
+	return 0;
+}
+
+static void be_stats(const struct vp_port *p, struct vp_net_stats *out)
+{
+	*out = p->acc;
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		if (p->links[i].net)
+			add_stats(out, vp_net_stats(p->links[i].net));
+}
+
+static int be_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
+			unsigned max_it, struct pollfd *pf, unsigned max_fd, unsigned *nfd,
+			int *timeout_ms)
+{
+	unsigned nit = 0;
+
+	(void)timeout_ms;  /* no timers: the server's own (deadlines) wake its fd */
+	*nfd = 0;
+	if (max_fd)
+		pf[(*nfd)++] = (struct pollfd){ .fd = vp_server_fd(p->srv), .events = POLLIN };
+	if (!rx && !tx)
+		return 0;
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS && nit < max_it; i++) {
+		struct vp_net *n = p->links[i].net;
+
+		if (!n)
+			continue;
+		if (vp_net_broken(n))
+			return -EAGAIN;
+		it[nit++] = (struct vp_wait_item){ &vp_net_wait_ops, n, rx, tx };
+	}
+	return (int)nit;
+}
+
+static void be_close(struct vp_port *p)
+{
+	/* REMOVED events free the links (and add their stats). */
+	vp_server_free(p->srv);
+	p->srv = NULL;
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		if (p->links[i].net)
+			link_down(p, &p->links[i], "shutting down");
+}
+
+static const struct port_ops backend_ops = {
+	.control = be_control,
+	.state = be_state,
+	.link_up = be_link_up,
+	.rx = be_rx,
+	.rx_link = be_rx_link,
+	.tx = be_tx,
+	.tx_reserve = be_tx_reserve,
+	.tx_commit = be_tx_commit,
+	.rx_borrow = be_rx_borrow,
+	.rx_release = be_rx_release,
+	.rx_pending = be_rx_pending,
+	.features = be_features,
+	.stats = be_stats,
+	.wait_prep = be_wait_prep,
+	.close = be_close,
+};
+
+static int be_new(struct vp_port *p, const struct vp_port_config *c)
+{
+	struct vp_server_config cfg = { 0 };
+	uint64_t features = c->features ? c->features : VP_NET_FEATURES;
+	int r;
+
+	cfg.path = c->path;
+	cfg.id = p->name;
+	/* Native frontends (the daemon's relay) are held to these; stock
+	 * vhost-user frontends connecting straight here get the transport bit. */
+	cfg.features = features | (1ull << VP_VU_F_PROTOCOL_FEATURES);
+	cfg.allow_unsealed = c->allow_unsealed;
+	p->max_links = c->max_links && c->max_links < VP_PORT_MAX_LINKS ? c->max_links
+									 : VP_PORT_MAX_LINKS;
+	cfg.on_event = on_server_event;
+	cfg.opaque = p;
+	r = vp_server_new(&p->srv, &cfg);
+	if (r < 0) {
+		snprintf(p->last_err, sizeof(p->last_err), "cannot listen on %s: %s", c->path,
+			 strerror(-r));
+		p->srv = NULL;
+		return r;
+	}
+	port_log(p, VP_LOG_INFO, "listening on %s", c->path);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Frontend                                                                 */
+
+static void fe_down(struct vp_port *p, const char *why)
+{
+	bool was_up = p->fe_state == VP_PORT_UP || p->fe_state == VP_PORT_DRAIN;
+
+	if (p->cl) {
+		vp_client_free(p->cl);
+		p->cl = NULL;
+	}
+	close_fd(&p->vu_sock);
+	if (p->fe_started) {
+		/* The driver's counters survive the reset. */
+		const struct vp_net_stats *st = vp_netfe_stats(p->fe);
+		int r = vp_netfe_reset(p->fe);
+
+		/* What the old rings never consumed is gone with them. */
+		p->tx_accepted = st->tx_packets + st->tx_drop_no_buf + st->tx_drop_too_big;
+		if (r < 0)
+			port_log(p, VP_LOG_WARN, "device reset failed: %s", strerror(-r));
+		p->fe_started = false;
+	}
+	p->fe_state = VP_PORT_DOWN;
+	p->retry_at_ns = now() + RETRY_NS;
+	if (was_up) {
+		p->cnt.link_downs++;
+		if (why != p->down_why)  /* after a drain it is already there */
+			snprintf(p->down_why, sizeof(p->down_why), "%s", why);
+		port_log(p, VP_LOG_INFO, "link down: %s; reconnecting to %s", why, p->path);
+	}
+}
+
+/* The connection is gone: read what is left in the RX ring, then reset. */
+static void fe_lost(struct vp_port *p, const char *why)
+{
+	if (p->fe_state != VP_PORT_UP) {
+		fe_down(p, why);
+		return;
+	}
+	snprintf(p->down_why, sizeof(p->down_why), "%s", why);
+	p->fe_state = VP_PORT_DRAIN;
+	p->drain_until_ns = now() + DRAIN_NS;
+}
+
+static void fe_started(struct vp_port *p, uint64_t features)
+{
+	/* Only virtio feature bits reach the driver; the vhost-user transport
+	 * bit (PROTOCOL_FEATURES) is the connection's business. */
+	features &= ~(1ull << VP_VU_F_PROTOCOL_FEATURES);
+	int r = vp_netfe_start(p->fe, features);
+
+	if (r < 0) {
+		port_log(p, VP_LOG_WARN, "starting the device failed: %s", strerror(-r));
+		p->fe_started = true; /* rings may be half set up: reset them */
+		fe_down(p, "start failed");
+		return;
+	}
+	p->fe_started = true;
+	p->features = features;
+	p->fe_state = VP_PORT_UP;
+	p->ever_up = true;
+	p->cnt.link_ups++;
+	port_log(p, VP_LOG_INFO, "link up: %s %s (features 0x%" PRIx64 ")",
+		 p->vhost_user ? "vhost-user backend" : "vhost-pci server", p->path, features);
+}
+
+static void fe_try_connect(struct vp_port *p)
+{
+	struct vp_frontend_info info;
+	int r;
+
+	vp_netfe_info(p->fe, &info);
+	if (p->vhost_user) {
+		uint64_t neg = 0;
+
+		r = vp_vu_frontend_start(p->path, &info, &neg, 5000);
+		if (r >= 0) {
+			p->vu_sock = r;
+			fe_started(p, neg);
+			return;
+		}
+	} else {
+		r = vp_client_connect(&p->cl, p->path, &info);
+		if (r >= 0) {
+			p->fe_state = VP_PORT_HANDSHAKE;
+			return;
+		}
+		p->cl = NULL;
+	}
+	snprintf(p->last_err, sizeof(p->last_err), "connecting to %s: %s", p->path,
+		 strerror(-r));
+	p->retry_at_ns = now() + RETRY_NS;
+	/* Only the connect itself is retried quietly; the rest is logged. */
+	if (r != -ENOENT && r != -ECONNREFUSED)
+		port_log(p, VP_LOG_WARN, "%s", p->last_err);
+}
+
+/* A stock vhost-user backend has nothing to say unasked: EOF or junk ends it. */
+static void fe_vu_check(struct vp_port *p)
+{
+	struct pollfd pf = { .fd = p->vu_sock, .events = POLLIN };
+	char b[256];
+	ssize_t n;
+
+	if (poll(&pf, 1, 0) <= 0)
+		return;
+	n = recv(p->vu_sock, b, sizeof(b), MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		fe_lost(p, "vhost-user backend closed the connection");
+	else if (n > 0)
+		fe_lost(p, "unexpected message from the vhost-user backend");
+}
+
+static int fe_control(struct vp_port *p)
+{
+	switch (p->fe_state) {
+	case VP_PORT_DOWN:
+		if (now() < p->retry_at_ns)
+			return 0;
+		if (!p->ever_up && now() > p->give_up_ns) {
+			if (!p->last_err[0])
+				snprintf(p->last_err, sizeof(p->last_err), "no link to %s", p->path);
+			return -ETIMEDOUT;
+		}
+		fe_try_connect(p);
+		return 0;
+	case VP_PORT_HANDSHAKE:
+		vp_client_dispatch(p->cl);
+		if (vp_client_state(p->cl) == VP_CLIENT_STARTED) {
+			fe_started(p, vp_client_features(p->cl));
+		} else if (vp_client_state(p->cl) == VP_CLIENT_FAILED) {
+			snprintf(p->last_err, sizeof(p->last_err), "handshake with %s failed: %s",
+				 p->path, vp_client_error(p->cl));
+			port_log(p, VP_LOG_WARN, "%s", p->last_err);
+			fe_down(p, "handshake failed");
+		} else if (!p->ever_up && now() > p->give_up_ns) {
+			snprintf(p->last_err, sizeof(p->last_err), "handshake with %s timed out",
+				 p->path);
+			return -ETIMEDOUT;
+		}
+		return 0;
+	case VP_PORT_UP:
+		if (p->cl) {
+			vp_client_dispatch(p->cl);
+			if (vp_client_state(p->cl) == VP_CLIENT_FAILED) {
+				snprintf(p->last_err, sizeof(p->last_err), "%s",
+					 vp_client_error(p->cl));
+				fe_lost(p, p->last_err[0] ? p->last_err : "server connection lost");
+			}
+		} else if (p->vu_sock >= 0) {
+			fe_vu_check(p);
+		}
+		if (p->fe_state == VP_PORT_UP && vp_netfe_broken(p->fe)) {
+			snprintf(p->last_err, sizeof(p->last_err), "ring broken: %s",
+				 vp_netfe_broken(p->fe));
+			fe_down(p, p->last_err);
+		}
+		return 0;
+	case VP_PORT_DRAIN:
+		if (now() > p->drain_until_ns)
+			fe_down(p, p->down_why);
+		return 0;
+	}
+	return 0;
+}
+
+static enum vp_port_state fe_state(const struct vp_port *p)
+{
+	return p->fe_state;
+}
+
+static bool fe_link_up(const struct vp_port *p, int link)
+{
+	return link == 0 && p->fe_state == VP_PORT_UP;
+}
+
+/* After a receive: a broken ring resets; an empty one ends a drain. */
+static int fe_rx_done(struct vp_port *p, int r)
+{
+	if (r < 0)
+		fe_down(p, "receive ring broken");
+	else if (r == 0 && p->fe_state == VP_PORT_DRAIN)
+		fe_down(p, p->down_why);
+	return r;
+}
+
+static bool fe_can_rx(const struct vp_port *p)
+{
+	return p->fe_state == VP_PORT_UP || p->fe_state == VP_PORT_DRAIN;
+}
+
+static int fe_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link)
+{
+	if (!fe_can_rx(p))
+		return 0;
+	*link = 0;
+	return fe_rx_done(p, vp_netfe_rx_burst(p->fe, pkts, n));
+}
+
+static int fe_rx_link(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n, bool into)
+{
+	int l;
+
+	if (link != 0)
+		return -EINVAL;
+	if (into)
+		return -ENOTSUP;  /* our RX buffers are our own: borrow them */
+	return fe_rx(p, pkts, n, &l);
+}
+
+static int fe_tx(struct vp_port *p, int link, const struct vp_pkt *pkts, unsigned n,
+		 unsigned flags)
+{
+	int r;
+
+	if (link > 0 || p->fe_state != VP_PORT_UP)
+		return 0;
+	r = vp_netfe_tx_burst(p->fe, pkts, n, flags);
+	if (r < 0)
+		fe_down(p, "transmit ring broken");
+	else
+		p->tx_accepted += (uint64_t)r;
+	return r;
+}
+
+static int fe_tx_reserve(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n)
+{
+	int r;
+
+	if (link > 0 || p->fe_state != VP_PORT_UP)
+		return 0;
+	r = vp_netfe_tx_reserve(p->fe, pkts, n);
+	if (r < 0)
+		fe_down(p, "transmit ring broken");
+	return r;
+}
+
+static int fe_tx_commit(struct vp_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	int r;
+
+	if (p->fe_state != VP_PORT_UP)
+		return 0;
+	r = vp_netfe_tx_commit(p->fe, pkts, n);
+	if (r == -EIO)
+		fe_down(p, "transmit ring broken");
+	else if (r > 0)
+		p->tx_accepted += (uint64_t)r;
+	return r;
+}
+
+static int fe_rx_borrow(struct vp_port *p, struct vp_pkt *pkts, unsigned n)
+{
+	if (!fe_can_rx(p))
+		return 0;
+	return fe_rx_done(p, vp_netfe_rx_borrow(p->fe, pkts, n));
+}
+
+static void fe_rx_release(struct vp_port *p)
+{
+	if (fe_can_rx(p) && vp_netfe_rx_release(p->fe) == -EIO)
+		fe_down(p, "receive ring broken");
+}
+
+static unsigned fe_rx_pending(struct vp_port *p, int link)
+{
+	(void)p, (void)link;
+	return 0;
+}
+
+static uint64_t fe_features(const struct vp_port *p)
+{
+	return p->fe_state == VP_PORT_UP ? p->features : 0;
+}
+
+static void fe_stats(const struct vp_port *p, struct vp_net_stats *out)
+{
+	*out = p->fe ? *vp_netfe_stats(p->fe) : p->acc;
+}
+
+/* ms until t (>= 0), or the caller's timeout if that is sooner. */
+static void lower_timeout(int *timeout_ms, int64_t t)
+{
+	int64_t ms = (t - now() + 999999) / 1000000;
+
+	if (ms < 0)
+		ms = 0;
+	if (*timeout_ms < 0 || ms < *timeout_ms)
+		*timeout_ms = (int)ms;
+}
+
+static int fe_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
+			unsigned max_it, struct pollfd *pf, unsigned max_fd, unsigned *nfd,
+			int *timeout_ms)
+{
+	int ctl = p->cl ? vp_client_fd(p->cl) : p->vu_sock;
+
+	*nfd = 0;
+	if (ctl >= 0 && max_fd)
+		pf[(*nfd)++] = (struct pollfd){ .fd = ctl, .events = POLLIN };
+	switch (p->fe_state) {
+	case VP_PORT_DOWN:
+		lower_timeout(timeout_ms, p->retry_at_ns);
+		return 0;
+	case VP_PORT_HANDSHAKE:
+		return 0;
+	case VP_PORT_DRAIN:
+		lower_timeout(timeout_ms, p->drain_until_ns);
+		break;
+	case VP_PORT_UP:
+		break;
+	}
+	if (vp_netfe_broken(p->fe))
+		return -EAGAIN;
+	if ((!rx && !tx) || !max_it)
+		return 0;
+	it[0] = (struct vp_wait_item){ &vp_netfe_wait_ops, p->fe, rx, tx };
+	return 1;
+}
+
+static void fe_close(struct vp_port *p)
+{
+	/* Like a guest shutting down cleanly: let the device take what we
+	 * queued (up to 1 s) before we stop it. */
+	if (p->fe_state == VP_PORT_UP) {
+		int64_t end = now() + CLOSE_NS;
+		const struct vp_net_stats *st = vp_netfe_stats(p->fe);
+
+		while (now() < end) {
+			if (vp_netfe_tx_burst(p->fe, NULL, 0, 0) < 0)
+				break;
+			if (st->tx_packets + st->tx_drop_no_buf + st->tx_drop_too_big >=
+			    p->tx_accepted)
+				break;
+			vp_netfe_wait(p->fe, false, true, 10);
+			if (p->cl) {
+				vp_client_dispatch(p->cl);
+				if (vp_client_state(p->cl) != VP_CLIENT_STARTED)
+					break;
+			}
+		}
+	}
+	if (p->cl && vp_client_state(p->cl) == VP_CLIENT_STARTED)
+		vp_client_stop(p->cl, VP_PCI_STOP_SHUTDOWN);
+	if (p->vu_sock >= 0 && p->fe_state == VP_PORT_UP)
+		vp_vu_frontend_stop(p->vu_sock, 2, NULL, 1000);
+	if (p->fe)
+		p->acc = *vp_netfe_stats(p->fe);
+	vp_client_free(p->cl);
+	p->cl = NULL;
+	close_fd(&p->vu_sock);
+	p->fe_started = false;
+	p->fe_state = VP_PORT_DOWN;
+	vp_netfe_free(p->fe);
+	p->fe = NULL;
+}
+
+static const struct port_ops frontend_ops = {
+	.control = fe_control,
+	.state = fe_state,
+	.link_up = fe_link_up,
+	.rx = fe_rx,
+	.rx_link = fe_rx_link,
+	.tx = fe_tx,
+	.tx_reserve = fe_tx_reserve,
+	.tx_commit = fe_tx_commit,
+	.rx_borrow = fe_rx_borrow,
+	.rx_release = fe_rx_release,
+	.rx_pending = fe_rx_pending,
+	.features = fe_features,
+	.stats = fe_stats,
+	.wait_prep = fe_wait_prep,
+	.close = fe_close,
+};
+
+static int fe_new(struct vp_port *p, const struct vp_port_config *c)
+{
+	struct vp_netfe_config cfg = { 0 };
+	int r;
+
+	p->vhost_user = c->vhost_user;
+	p->max_links = 1;
+	cfg.ram = c->ram;
+	cfg.ram_size = c->ram_size;
+	cfg.ram_fd = c->ram_fd;
+	cfg.ram_offset = c->ram_offset;
+	cfg.rx_num = c->ring;
+	cfg.tx_num = c->ring;
+	cfg.features = c->features;
+	memcpy(cfg.mac, c->mac, 6);
+	memcpy(cfg.uuid, c->uuid, 16);
+	cfg.mode = c->mode;
+	r = vp_netfe_new(&p->fe, &cfg);
+	if (r < 0) {
+		snprintf(p->last_err, sizeof(p->last_err), "cannot create the virtio-net device: %s",
+			 strerror(-r));
+		p->fe = NULL;
+		return r;
+	}
+	p->give_up_ns = now() + (int64_t)c->connect_timeout_ms * 1000000;
+	fe_try_connect(p);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The port                                                                 */
+
+int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg)
+{
+	struct vp_port *p;
+	int r;
+
+	*out = NULL;
+	if (!cfg || !cfg->path || (unsigned)cfg->mode > VP_NET_ADAPTIVE ||
+	    (cfg->side != VP_PORT_BACKEND && cfg->side != VP_PORT_FRONTEND) ||
+	    (cfg->side == VP_PORT_FRONTEND && !cfg->ram))
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->path = strdup(cfg->path);
+	if (!p->path) {
+		free(p);
+		return -ENOMEM;
+	}
+	p->side = cfg->side;
+	p->ops = cfg->side == VP_PORT_BACKEND ? &backend_ops : &frontend_ops;
+	snprintf(p->name, sizeof(p->name), "%s", cfg->name ? cfg->name : "port");
+	p->mode = cfg->mode;
+	p->vu_sock = -1;
+	p->resv_link = -1;
+	r = cfg->side == VP_PORT_BACKEND ? be_new(p, cfg) : fe_new(p, cfg);
+	if (r < 0) {
+		port_log(p, VP_LOG_ERR, "%s", p->last_err);
+		free(p->path);
+		free(p);
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+void vp_port_free(struct vp_port *p)
+{
+	if (!p)
+		return;
+	p->ops->close(p);
+	free(p->path);
+	free(p);
+}
+
+int vp_port_control(struct vp_port *p)
+{
+	return p->ops->control(p);
+}
+
+enum vp_port_side vp_port_side(const struct vp_port *p)
+{
+	return p->side;
+}
+
+const char *vp_port_name(const struct vp_port *p)
+{
+	return p->name;
+}
+
+enum vp_port_state vp_port_state(const struct vp_port *p)
+{
+	return p->ops->state(p);
+}
+
+bool vp_port_up(const struct vp_port *p)
+{
+	return p->ops->state(p) == VP_PORT_UP;
+}
+
+unsigned vp_port_nlinks_up(const struct vp_port *p)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < p->max_links; i++)
+		n += p->ops->link_up(p, (int)i);
+	return n;
+}
+
+unsigned vp_port_max_links(const struct vp_port *p)
+{
+	return p->max_links;
+}
+
+bool vp_port_link_up(const struct vp_port *p, int link)
+{
+	return p->ops->link_up(p, link);
+}
+
+int vp_port_link_device(const struct vp_port *p, int link, uint64_t *id)
+{
+	const struct link *l = p->side == VP_PORT_BACKEND ? up_link(p, link) : NULL;
+
+	if (!l)
+		return -ENOENT;
+	*id = l->dev_id;
+	return 0;
+}
+
+int vp_port_drop_link(struct vp_port *p, int link, const char *why)
+{
+	struct link *l = p->side == VP_PORT_BACKEND ? up_link(p, link) : NULL;
+
+	if (!l)
+		return -ENOENT;
+	link_down(p, l, why);
+	return vp_server_drop(p->srv, l->dev_id, why);
+}
+
+const char *vp_port_error(const struct vp_port *p)
+{
+	return p->last_err;
+}
+
+const char *vp_port_down_reason(const struct vp_port *p)
+{
+	return p->down_why;
+}
+
+uint64_t vp_port_features(const struct vp_port *p)
+{
+	return p->ops->features(p);
+}
+
+void vp_port_counters(const struct vp_port *p, struct vp_port_counters *out)
+{
+	*out = p->cnt;
+}
+
+void vp_port_stats(const struct vp_port *p, struct vp_net_stats *out)
+{
+	p->ops->stats(p, out);
+}
+
+int vp_port_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link)
+{
+	*link = -1;
+	return p->ops->rx(p, pkts, n, link);
+}
+
+int vp_port_rx_link(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n)
+{
+	return p->ops->rx_link(p, link, pkts, n, false);
+}
+
+int vp_port_rx_into(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n)
+{
+	return p->ops->rx_link(p, link, pkts, n, true);
+}
+
+int vp_port_tx(struct vp_port *p, int link, const struct vp_pkt *pkts, unsigned n,
+	       unsigned flags)
+{
+	return p->ops->tx(p, link, pkts, n, flags);
+}
+
+int vp_port_tx_reserve(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n)
+{
+	p->resv_link = -1;
+	return p->ops->tx_reserve(p, link, pkts, n);
+}
+
+int vp_port_tx_commit(struct vp_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	return p->ops->tx_commit(p, pkts, n);
+}
+
+int vp_port_rx_borrow(struct vp_port *p, struct vp_pkt *pkts, unsigned n)
+{
+	return p->ops->rx_borrow(p, pkts, n);
+}
+
+void vp_port_rx_release(struct vp_port *p)
+{
+	p->ops->rx_release(p);
+}
+
+unsigned vp_port_rx_pending(struct vp_port *p, int link)
+{
+	return p->ops->rx_pending(p, link);
+}
+
+/* ---- for the wait set (wait.h) ---- */
+
+bool vp_port_busy_polls(const struct vp_port *p)
+{
+	return p->mode == VP_NET_POLL && p->ops->state(p) == VP_PORT_UP;
+}
+
+void vp_port_wait_cap(const struct vp_port *p, unsigned *items, unsigned *fds)
+{
+	*items = p->side == VP_PORT_BACKEND ? VP_PORT_MAX_LINKS : 1;
+	*fds = 1;  /* the server's epoll fd, or the client's socket */
+}
+
+int vp_port_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
+		      unsigned max_it, struct pollfd *pf, unsigned max_fd, unsigned *nfd,
+		      int *timeout_ms)
+{
+	return p->ops->wait_prep(p, rx, tx, it, max_it, pf, max_fd, nfd, timeout_ms);
+}
