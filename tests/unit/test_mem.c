@@ -653,3 +653,172 @@ TEST(read_safe_survives_truncation)
 	vp_mem_free(m);
 	close(fd);
 }
+
+/*
+ * Run body in a child (the SIGBUS guard is process-wide and is installed
+ * once: each case gets a process of its own). Returns the child's wait
+ * status, or -1.
+ */
+static int in_child(void (*body)(void))
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		struct rlimit no_core = { 0, 0 };
+
+		setrlimit(RLIMIT_CORE, &no_core);
+		tu_failed_checks = 0;
+		body();
+		_exit(tu_failed_checks ? 1 : 0);
+	}
+	return waitpid(pid, &status, 0) == pid ? status : -1;
+}
+
+/* An unsealed memfd of 1 MiB holding pat(), as region gpa 0x10000, RW. */
+static int shrinkable(struct vp_mem *m)
+{
+	int fd = make_fd(1 << 20);
+	struct vp_mem_region_desc d = rd(0x10000, 1 << 20, 0, 0, fd, VP_MEM_RW);
+
+	if (fd < 0 || vp_mem_add_region(m, &d) < 0)
+		return -1;
+	return fd;
+}
+
+static void guard_repairs_body(void)
+{
+	struct vp_mem *m = vp_mem_new(), *sealed = vp_mem_new();
+	int sfd = tu_memfd("sealed", 1 << 20, 1), fd;
+	struct vp_mem_region_desc sd = rd(0, 1 << 20, 0, 0, sfd, VP_MEM_RW);
+	volatile uint8_t *p, *s;
+	uint8_t b = 0;
+	uint64_t v;
+
+	REQUIRE(m && sealed && sfd >= 0);
+	CHECK_EQ(vp_mem_sigbus_guard(), 0);
+	CHECK_EQ(vp_mem_sigbus_guard(), 0);	/* again: nothing happens */
+	fd = shrinkable(m);
+	REQUIRE(fd >= 0 && vp_mem_add_region(sealed, &sd) == 0);
+	p = vp_mem_gpa_ptr(m, 0x10000, 1 << 20, VP_MEM_RW);
+	s = vp_mem_gpa_ptr(sealed, 0, 1 << 20, VP_MEM_RW);
+	REQUIRE(p && s);
+	CHECK_EQ(p[0x8000], pat(0x8000));
+	CHECK(!vp_mem_shrunk(m));
+
+	/* The peer cuts the file to one page; we load past it. */
+	REQUIRE(ftruncate(fd, 4096) == 0);
+	CHECK_EQ(p[0x8000], 0);
+	CHECK(vp_mem_shrunk(m));
+	CHECK(!vp_mem_shrunk(sealed));
+	s[5] = 7;	/* the other table is untouched */
+	CHECK_EQ(s[5], 7);
+	/* The whole mapping was replaced: the page still in the file reads 0. */
+	CHECK_EQ(p[0x100], 0);
+	/* A store lands in our private zero page, never in the peer's file. */
+	p[0x100] = 0xab;
+	CHECK_EQ(pread(fd, &b, 1, 0x100), 1);
+	CHECK_EQ(b, pat(0x100));
+	/* The peer re-extends and writes: we cannot see its new pages. */
+	REQUIRE(ftruncate(fd, 1 << 20) == 0);
+	b = 0x5a;
+	CHECK_EQ(pwrite(fd, &b, 1, 0x8000), 1);
+	CHECK_EQ(p[0x8000], 0);
+	/* Nor does the control plane's copy trust what it reads there now. */
+	CHECK_EQ(vp_mem_read_safe(m, 0x10000, &v, 8), -EFAULT);
+	CHECK_EQ(vp_mem_read_safe(sealed, 0, &v, 8), 0);
+	vp_mem_free(m);
+	vp_mem_free(sealed);
+	close(fd);
+	close(sfd);
+}
+
+/* Truncated under us, guard armed: the faulting access completes. */
+TEST(sigbus_guard_repairs_shrunk_memory)
+{
+	int st = in_child(guard_repairs_body);
+
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void guard_slots_body(void)
+{
+	int fds = tu_count_fds();
+
+	REQUIRE(vp_mem_sigbus_guard() == 0);
+	/* More tables than guard slots, one after the other: slots come back. */
+	for (unsigned i = 0; i < 600; i++) {
+		struct vp_mem *m = vp_mem_new();
+		int fd = m ? shrinkable(m) : -1;
+
+		CHECK(fd >= 0);
+		vp_mem_free(m);
+		if (fd >= 0)
+			close(fd);
+		if (tu_failed_checks)
+			return;
+	}
+	CHECK_EQ(tu_count_fds(), fds);
+}
+
+TEST(sigbus_guard_slots_are_released)
+{
+	int st = in_child(guard_slots_body);
+
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A mapping the guard does not know: truncated under a plain mmap(). */
+static volatile uint8_t *foreign_truncated(void)
+{
+	int fd = make_fd(1 << 20);
+	uint8_t *p = fd < 0 ? MAP_FAILED :
+		mmap(NULL, 1 << 20, PROT_READ, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED || ftruncate(fd, 0) < 0)
+		return NULL;
+	return p;
+}
+
+static void foreign_default_body(void)
+{
+	volatile uint8_t *p;
+
+	/* sanitizers catch SIGBUS themselves: start from the kernel's default */
+	signal(SIGBUS, SIG_DFL);
+	REQUIRE(vp_mem_sigbus_guard() == 0);
+	p = foreign_truncated();
+	REQUIRE(p);
+	(void)p[0x1000];
+	_exit(3);	/* survived: the guard swallowed a fault not its own */
+}
+
+static void foreign_handler(int sig)
+{
+	(void)sig;
+	_exit(42);
+}
+
+static void foreign_chained_body(void)
+{
+	volatile uint8_t *p;
+
+	signal(SIGBUS, foreign_handler);
+	REQUIRE(vp_mem_sigbus_guard() == 0);
+	p = foreign_truncated();
+	REQUIRE(p);
+	(void)p[0x1000];
+	_exit(3);
+}
+
+/* Faults outside guarded memory go where they went before the guard. */
+TEST(sigbus_guard_chains_foreign_faults)
+{
+	int st = in_child(foreign_default_body);
+
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS);
+	st = in_child(foreign_chained_body);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 42);
+}
