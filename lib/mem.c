@@ -14,9 +14,12 @@
  *  - Read-only regions are mapped without PROT_WRITE: even a bug of ours
  *    cannot write them.
  *  - Not covered here: the bytes behind a pointer keep changing under us
- *    (callers copy before they check), and a peer that shrinks its file
- *    after we mapped it turns our next access into SIGBUS. Peers should
- *    send memfds sealed with F_SEAL_SHRINK.
+ *    (callers copy before they check).
+ *  - A peer that shrinks its file after we mapped it turns our next access
+ *    into SIGBUS. Peers should send memfds sealed with F_SEAL_SHRINK; for
+ *    those who accept memory that can shrink, the application's SIGBUS guard
+ *    (below) repairs the fault and marks the table shrunk. Why this design:
+ *    docs/threat-model.md.
  *  - Translation failures are not logged here: the caller knows which
  *    queue and descriptor was bad and logs that. Rejected regions are.
  */

@@ -149,7 +149,8 @@ VP_API int vp_mem_gpa_iov(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
  * which reports such a fault as EFAULT where a plain load raises SIGBUS.
  * One syscall per call: for the control plane (ring indexes at stop, status
  * views), not for packets. 0, or -EFAULT/-EACCES/-EOVERFLOW as
- * vp_mem_check_gpa(), or -EFAULT if the memory went away.
+ * vp_mem_check_gpa(), or -EFAULT if the memory went away (also once the
+ * SIGBUS guard replaced it with zeros: vp_mem_shrunk()).
  */
 VP_API int vp_mem_read_safe(const struct vp_mem *mem, uint64_t gpa, void *buf,
 			    size_t len);
