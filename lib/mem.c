@@ -104,6 +104,17 @@ static void guard_chain(int sig, siginfo_t *si, void *uc)
 }
 
 /*
+ * Does slot s cover address a? The fields are read racily (a slot may be
+ * refilled meanwhile), so atomically; the handler re-checks once it owns
+ * the slot.
+ */
+static inline bool guard_holds(const struct guard_slot *s, uintptr_t a)
+{
+	return a - __atomic_load_n(&s->base, __ATOMIC_RELAXED) <
+	       __atomic_load_n(&s->len, __ATOMIC_RELAXED);
+}
+
+/*
  * Only async-signal-safe work here: atomics on the static table, mmap(),
  * sched_yield(), sigaction() and raise(). The handler touches no guest
  * memory, so it cannot fault itself.
@@ -116,20 +127,20 @@ static void guard_handler(int sig, siginfo_t *si, void *uc)
 	/* Only the kernel's "no page behind this address"; never a kill(). */
 	if (si->si_code != BUS_ADRERR)
 		goto chain;
-	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+	for (int i = 0; i < GUARD_SLOTS; i++) {
 		struct guard_slot *s = &guard_tab[i];
 		int st = LOAD(&s->state);
 		void *p;
 
-		if (st < SLOT_ARMED || a - s->base >= s->len)
+		if (st < SLOT_ARMED || !guard_holds(s, a))
 			continue;
 		if (st == SLOT_ARMED) {
 			if (!CAS(&s->state, SLOT_ARMED, SLOT_BUSY)) {
-				i--;	/* changed under us: look at it again */
+				i--;	/* changed under us: this slot again */
 				continue;
 			}
 			/* The slot may have been reused before we took it. */
-			if (a - s->base >= s->len) {
+			if (!guard_holds(s, a)) {
 				STORE(&s->state, SLOT_ARMED);
 				continue;
 			}
@@ -186,8 +197,8 @@ static int guard_add(struct vp_mem *mem, void *base, size_t len, int prot)
 
 		if (LOAD(&s->state) != SLOT_FREE || !CAS(&s->state, SLOT_FREE, SLOT_CLAIMED))
 			continue;
-		s->base = (uintptr_t)base;
-		s->len = len;
+		__atomic_store_n(&s->base, (uintptr_t)base, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->len, len, __ATOMIC_RELAXED);
 		s->prot = prot;
 		s->shrunk = &mem->shrunk;
 		STORE(&s->state, SLOT_ARMED);
