@@ -16,6 +16,7 @@
 
 #include "vhostpci/log.h"
 #include "vhostpci/mem.h"
+#include "../../lib/mem_internal.h"	/* the walker's cursor (internal) */
 
 #define TESTUTIL_MAIN
 #include "testutil.h"
@@ -320,6 +321,46 @@ TEST(gpa_boundaries)
 	CHECK_EQ(vp_mem_check_gpa(m, g, sz, 8), -EACCES);
 	vp_mem_free(m);
 	close(fd);
+}
+
+/* The ring walker's inline cursor: same bounds as vp_mem_gpa_ptr(). */
+TEST(cursor_hits_misses_and_edges)
+{
+	static uint8_t a[0x1000], b[0x1000], top[64];
+	struct vp_mem *m = vp_mem_new();
+	struct vp_mem_region_desc ra = rd(0x1000, sizeof(a), 0, 0, -1, VP_MEM_RW);
+	struct vp_mem_region_desc rb = rd(0x3000, sizeof(b), 0, 0, -1, VP_MEM_READ);
+	struct vp_mem_region_desc rt = rd(UINT64_MAX - sizeof(top) + 1, sizeof(top), 0, 0, -1,
+					  VP_MEM_READ);
+	struct vp_mem_cursor c;
+
+	REQUIRE(m && vp_mem_add_local(m, &ra, a) == 0 && vp_mem_add_local(m, &rb, b) == 1 &&
+		vp_mem_add_local(m, &rt, top) == 2);
+	vp_mem_cursor_load(&c, m, 0);
+	CHECK(vp_mem_cursor_hit(&c, 0x1000, sizeof(a), VP_MEM_RW) == a);
+	CHECK(vp_mem_cursor_hit(&c, 0x1fff, 1, VP_MEM_WRITE) == a + 0xfff);
+	CHECK(vp_mem_cursor_hit(&c, 0x1fff, 0, VP_MEM_READ) == a + 0xfff);
+	CHECK(!vp_mem_cursor_hit(&c, 0x1fff, 2, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0x2000, 1, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0xfff, 2, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0x1001, UINT64_MAX, VP_MEM_READ));
+	/* A miss moves the cursor; a read-only region refuses writes. */
+	CHECK(vp_mem_cursor_ptr(&c, 0x3008, 8, VP_MEM_READ) == b + 8);
+	CHECK_EQ(c.idx, 1);
+	CHECK(!vp_mem_cursor_hit(&c, 0x3000, 1, VP_MEM_WRITE));
+	CHECK(!vp_mem_cursor_ptr(&c, 0x3000, 1, VP_MEM_WRITE));
+	/* A gap: NULL, and the cursor matches nothing until moved again. */
+	CHECK(!vp_mem_cursor_ptr(&c, 0x2000, 1, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0x3000, 1, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0, 1, VP_MEM_READ));
+	/* The last byte of the address space, and a length that would wrap. */
+	CHECK(vp_mem_cursor_ptr(&c, UINT64_MAX, 1, VP_MEM_READ) == top + sizeof(top) - 1);
+	CHECK(!vp_mem_cursor_hit(&c, UINT64_MAX, 2, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_ptr(&c, UINT64_MAX - 1, UINT64_MAX, VP_MEM_READ));
+	/* An index past the table loads an empty cursor. */
+	vp_mem_cursor_load(&c, m, 99);
+	CHECK(!vp_mem_cursor_hit(&c, 0x1000, 1, VP_MEM_READ));
+	vp_mem_free(m);
 }
 
 /* A region that ends exactly at 2^64 (local memory, no fd needed). */
