@@ -71,20 +71,32 @@ void *vp_mem_cursor_miss(struct vp_mem_cursor *c, uint64_t gpa, uint64_t len,
 			 uint32_t access);
 
 /*
- * [gpa, gpa + len) inside the cursor's region with every bit of access, or
- * NULL. gpa below the region makes off wrap past size; off < size and
- * len <= size - off mean the end is inside without computing it (no wrap).
- * len 0 counts as 1, as in vp_mem_gpa_ptr().
+ * Is [gpa, gpa + len) inside the cursor's region with every bit of access?
+ * If so, *p is its local address. gpa below the region makes off wrap past
+ * size; off < size and len <= size - off mean the end is inside without
+ * computing it (no wrap). len 0 counts as 1, as in vp_mem_gpa_ptr(). A
+ * bool, not a pointer, so that callers branch on the bounds test itself.
  */
-static inline void *vp_mem_cursor_hit(const struct vp_mem_cursor *c, uint64_t gpa,
-				      uint64_t len, uint32_t access)
+static inline bool vp_mem_cursor_fits(const struct vp_mem_cursor *c, uint64_t gpa,
+				      uint64_t len, uint32_t access, void **p)
 {
 	uint64_t off = gpa - c->gpa;
 
 	if (__builtin_expect(off < c->size && len <= c->size - off &&
-			     !(access & ~c->prot), 1))
-		return c->host + off;
-	return (void *)0;
+			     !(access & ~c->prot), 1)) {
+		*p = c->host + off;
+		return true;
+	}
+	return false;
+}
+
+/* The same as a pointer, NULL if it does not fit. */
+static inline void *vp_mem_cursor_hit(const struct vp_mem_cursor *c, uint64_t gpa,
+				      uint64_t len, uint32_t access)
+{
+	void *p;
+
+	return vp_mem_cursor_fits(c, gpa, len, access, &p) ? p : (void *)0;
 }
 
 /* The same, falling back to the table on a miss. NULL: not inside one region
@@ -92,9 +104,10 @@ static inline void *vp_mem_cursor_hit(const struct vp_mem_cursor *c, uint64_t gp
 static inline void *vp_mem_cursor_ptr(struct vp_mem_cursor *c, uint64_t gpa, uint64_t len,
 				      uint32_t access)
 {
-	void *p = vp_mem_cursor_hit(c, gpa, len, access);
+	void *p;
 
-	return p ? p : vp_mem_cursor_miss(c, gpa, len, access);
+	return vp_mem_cursor_fits(c, gpa, len, access, &p) ? p :
+	       vp_mem_cursor_miss(c, gpa, len, access);
 }
 
 /* Did the SIGBUS guard replace one of mem's mappings (vp_mem_shrunk())? */

@@ -472,9 +472,8 @@ int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
 			   d.len && iov_used < iov_max)) {
 			bool wr = d.flags & VRING_DESC_F_WRITE;
 
-			p = vp_mem_cursor_hit(&w.cur, d.addr, d.len,
-					      wr ? VP_MEM_WRITE : VP_MEM_READ);
-			if (likely(p)) {
+			if (likely(vp_mem_cursor_fits(&w.cur, d.addr, d.len,
+						      wr ? VP_MEM_WRITE : VP_MEM_READ, &p))) {
 				iov[iov_used].iov_base = p;
 				iov[iov_used].iov_len = d.len;
 				ch->head = head;
