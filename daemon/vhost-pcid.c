@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "vhostpci/log.h"
+#include "vhostpci/mem.h"
 #include "vhostpci/server.h"
 #include "daemon.h"
 #include "names.h"
@@ -462,6 +463,17 @@ int main(int argc, char **argv)
 	d.handshake_ms = o.handshake_s * 1000;
 
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * A server with allow-unsealed=on maps memory that can shrink. The
+	 * control plane reads it through vp_mem_read_safe() (no fault at
+	 * all); the guard is for everything else that touches a mapping.
+	 */
+	for (unsigned i = 0; i < o.specs.n; i++) {
+		if (o.specs.v[i].allow_unsealed && (r = vp_mem_sigbus_guard()) < 0) {
+			vp_log(VP_LOG_ERR, "cannot install the SIGBUS guard: %s", strerror(-r));
+			goto out;
+		}
+	}
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);

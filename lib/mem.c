@@ -14,15 +14,20 @@
  *  - Read-only regions are mapped without PROT_WRITE: even a bug of ours
  *    cannot write them.
  *  - Not covered here: the bytes behind a pointer keep changing under us
- *    (callers copy before they check), and a peer that shrinks its file
- *    after we mapped it turns our next access into SIGBUS. Peers should
- *    send memfds sealed with F_SEAL_SHRINK.
+ *    (callers copy before they check).
+ *  - A peer that shrinks its file after we mapped it turns our next access
+ *    into SIGBUS. Peers should send memfds sealed with F_SEAL_SHRINK; for
+ *    those who accept memory that can shrink, the application's SIGBUS guard
+ *    (below) repairs the fault and marks the table shrunk. Why this design:
+ *    docs/threat-model.md.
  *  - Translation failures are not logged here: the caller knows which
  *    queue and descriptor was bad and logs that. Rejected regions are.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,48 +36,214 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vhostpci/fd.h"
 #include "vhostpci/log.h"
-#include "vhostpci/mem.h"
+#include "mem_internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* The SIGBUS guard (vp_mem_sigbus_guard())                                 */
 
 /*
- * A memfd the peer can still shrink lets it turn our next access into
- * SIGBUS. QEMU seals its memfd RAM; say so when a peer did not, once per
- * process (plain files and hugetlbfs cannot be sealed: nothing to say).
+ * Every mapping of memory that can shrink (an unsealed memfd, a file) is
+ * registered here, guard or not: the table is what the handler searches, so
+ * it lives in static memory and is lock-free. A slot goes
+ *
+ *   FREE -> CLAIMED (being filled) -> ARMED -> BUSY (the handler is replacing
+ *   the mapping) -> SPENT (zero pages now; cannot fault again) -> FREE
+ *
+ * and ARMED/SPENT -> FREE when the region is dropped. Dropping waits while
+ * a slot is BUSY (one mmap() in another thread), so the handler can never
+ * map over an address range that was unmapped and handed to someone else.
  */
-static void warn_unsealed(const struct vp_mem_region_desc *d)
-{
-	static bool warned;
-	int seals = fcntl(d->fd, F_GET_SEALS);
+#define GUARD_SLOTS 512		/* 32 links x 8 vhost-user regions, twice over */
 
-	if (seals < 0 || (seals & F_SEAL_SHRINK) || warned)
+enum { SLOT_FREE, SLOT_CLAIMED, SLOT_ARMED, SLOT_BUSY, SLOT_SPENT };
+
+struct guard_slot {
+	int state;		/* atomic */
+	uintptr_t base;		/* the mapping, exactly as mmap() returned it */
+	size_t len;
+	int prot;
+	int *shrunk;		/* the owning table's flag */
+};
+
+static struct guard_slot guard_tab[GUARD_SLOTS];
+static struct sigaction guard_prev;	/* what SIGBUS did before the guard */
+static int guard_on;			/* atomic */
+
+#define LOAD(p)          __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v)      __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define CAS(p, old, new) __extension__ ({ int o_ = (old); \
+	__atomic_compare_exchange_n((p), &o_, (new), false, __ATOMIC_ACQ_REL, \
+				    __ATOMIC_ACQUIRE); })
+
+/* Not our fault: hand it to whatever SIGBUS did before the guard. */
+static void guard_chain(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+	if (guard_prev.sa_flags & SA_SIGINFO) {
+		guard_prev.sa_sigaction(sig, si, uc);
 		return;
-	warned = true;
-	vp_log(VP_LOG_INFO, "mem: region gpa 0x%" PRIx64 ": memfd not sealed against "
-	       "shrinking (F_SEAL_SHRINK); a peer that truncates it can crash this process",
-	       d->gpa);
+	}
+	if (guard_prev.sa_handler == SIG_IGN && si->si_code <= 0)
+		return;		/* an ignored kill(): ignore it */
+	if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+		guard_prev.sa_handler(sig);
+		return;
+	}
+	/*
+	 * Die as we would have without the guard: a fault re-executes and
+	 * kills us with SIGBUS (core and exit status intact); a kill() is
+	 * raised again and delivered once we return.
+	 */
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGBUS, &dfl, NULL);
+	if (si->si_code <= 0)
+		raise(SIGBUS);
 }
 
-/* Hot: read by every translation, so small and contiguous. */
-struct mem_reg {
-	uint64_t gpa;
-	uint64_t size;		/* > 0, gpa + size never wraps */
-	uint64_t uaddr;		/* 0: unknown, never matches */
-	uint8_t *host;		/* local address of gpa */
-	uint32_t prot;
-};
+/*
+ * Does slot s cover address a? The fields are read racily (a slot may be
+ * refilled meanwhile), so atomically; the handler re-checks once it owns
+ * the slot.
+ */
+static inline bool guard_holds(const struct guard_slot *s, uintptr_t a)
+{
+	return a - __atomic_load_n(&s->base, __ATOMIC_RELAXED) <
+	       __atomic_load_n(&s->len, __ATOMIC_RELAXED);
+}
 
-/* Cold: only add, remove and get look at this. */
-struct mem_map {
-	uint64_t fd_offset;
-	void *base;		/* what mmap() returned; NULL for local memory */
-	size_t len;
-};
+/*
+ * Only async-signal-safe work here: atomics on the static table, mmap(),
+ * sched_yield(), sigaction() and raise(). The handler touches no guest
+ * memory, so it cannot fault itself.
+ */
+static void guard_handler(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+	int saved_errno = errno;
 
-struct vp_mem {
-	unsigned n;
-	struct mem_reg reg[VP_MEM_MAX_REGIONS];
-	struct mem_map map[VP_MEM_MAX_REGIONS];
-};
+	/* Only the kernel's "no page behind this address"; never a kill(). */
+	if (si->si_code != BUS_ADRERR)
+		goto chain;
+	for (int i = 0; i < GUARD_SLOTS; i++) {
+		struct guard_slot *s = &guard_tab[i];
+		int st = LOAD(&s->state);
+		void *p;
+
+		if (st < SLOT_ARMED || !guard_holds(s, a))
+			continue;
+		if (st == SLOT_ARMED) {
+			if (!CAS(&s->state, SLOT_ARMED, SLOT_BUSY)) {
+				i--;	/* changed under us: this slot again */
+				continue;
+			}
+			/* The slot may have been reused before we took it. */
+			if (!guard_holds(s, a)) {
+				STORE(&s->state, SLOT_ARMED);
+				continue;
+			}
+			/*
+			 * Private zero pages over the whole mapping, same
+			 * address and protection: the faulting access and
+			 * every later one complete against them, stores go
+			 * nowhere, and the peer's file is no longer mapped at
+			 * all (re-extending it shows us nothing).
+			 */
+			p = mmap((void *)s->base, s->len, s->prot,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			if (p == MAP_FAILED) {
+				STORE(&s->state, SLOT_ARMED);
+				goto chain;	/* out of memory: die as before */
+			}
+			__atomic_store_n(s->shrunk, 1, __ATOMIC_RELEASE);
+			STORE(&s->state, SLOT_SPENT);
+		} else {
+			/* Another thread is replacing it (BUSY) or has (SPENT). */
+			while (LOAD(&s->state) == SLOT_BUSY)
+				sched_yield();
+		}
+		errno = saved_errno;
+		return;		/* the access is retried against the zero pages */
+	}
+chain:
+	errno = saved_errno;
+	guard_chain(sig, si, uc);
+}
+
+int vp_mem_sigbus_guard(void)
+{
+	struct sigaction sa = { .sa_sigaction = guard_handler,
+				.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART };
+
+	if (LOAD(&guard_on))
+		return 0;
+	/* Keep the old action before ours can run and chain to it. */
+	if (sigaction(SIGBUS, NULL, &guard_prev) < 0)
+		return -errno;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, NULL) < 0)
+		return -errno;
+	STORE(&guard_on, 1);
+	return 0;
+}
+
+/* Register a mapping of memory that can shrink. Slot index, or -ENOSPC. */
+static int guard_add(struct vp_mem *mem, void *base, size_t len, int prot)
+{
+	for (int i = 0; i < GUARD_SLOTS; i++) {
+		struct guard_slot *s = &guard_tab[i];
+
+		if (LOAD(&s->state) != SLOT_FREE || !CAS(&s->state, SLOT_FREE, SLOT_CLAIMED))
+			continue;
+		__atomic_store_n(&s->base, (uintptr_t)base, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->len, len, __ATOMIC_RELAXED);
+		s->prot = prot;
+		s->shrunk = &mem->shrunk;
+		STORE(&s->state, SLOT_ARMED);
+		return i;
+	}
+	return -ENOSPC;
+}
+
+/* Before the mapping goes: once this returns, no handler will touch it. */
+static void guard_del(int i)
+{
+	struct guard_slot *s = &guard_tab[i];
+
+	for (;;) {
+		int st = LOAD(&s->state);
+
+		if (st == SLOT_BUSY)
+			sched_yield();	/* one mmap() in another thread */
+		else if (CAS(&s->state, st, SLOT_FREE))
+			return;
+	}
+}
+
+bool vp_mem_shrunk(const struct vp_mem *mem)
+{
+	return mem && vp_mem_is_shrunk(mem);
+}
+
+/*
+ * Memory that can shrink lets the peer turn our next access into SIGBUS.
+ * Say so once per process; it kills us unless the application armed the
+ * guard (vp_mem_sigbus_guard()), then it breaks only the links on it.
+ */
+static void warn_unsealed(const struct vp_mem_region_desc *d, bool guarded)
+{
+	static bool warned;
+
+	if (warned)
+		return;
+	warned = true;
+	vp_log(VP_LOG_INFO, "mem: region gpa 0x%" PRIx64 ": memory not sealed against "
+	       "shrinking (F_SEAL_SHRINK); %s", d->gpa, guarded ?
+	       "guarded: a peer that truncates it breaks only its own links" :
+	       "a peer that truncates it can crash this process (no SIGBUS guard)");
+}
 
 /* Does [start, start + len) pass 2^64? len 0 counts as 1. */
 static inline bool range_wraps(uint64_t start, uint64_t len)
@@ -173,7 +344,7 @@ static int check_desc(const struct vp_mem *mem,
 }
 
 static int insert(struct vp_mem *mem, const struct vp_mem_region_desc *d,
-		  void *host, void *base, size_t len)
+		  void *host, void *base, size_t len, int guard)
 {
 	unsigned i = mem->n;
 
@@ -183,6 +354,7 @@ static int insert(struct vp_mem *mem, const struct vp_mem_region_desc *d,
 	};
 	mem->map[i] = (struct mem_map){
 		.fd_offset = base ? d->fd_offset : 0, .base = base, .len = len,
+		.guard = guard,
 	};
 	mem->n++;
 	return (int)i;
@@ -221,7 +393,8 @@ int vp_mem_add_region(struct vp_mem *mem, const struct vp_mem_region_desc *d)
 	struct stat st;
 	size_t len;
 	void *base;
-	int err;
+	int err, guard = -1;
+	bool can_shrink;
 
 	if (!mem || !d)
 		return -EINVAL;
@@ -239,7 +412,7 @@ int vp_mem_add_region(struct vp_mem *mem, const struct vp_mem_region_desc *d)
 		return reject(d, -ENXIO, "offset 0x%" PRIx64
 			      " + size beyond fd size 0x%" PRIx64,
 			      d->fd_offset, fsize);
-	warn_unsealed(d);
+	can_shrink = vp_fd_check_memory(d->fd) != 0;
 	align = map_align(&st);
 	delta = d->fd_offset & (align - 1);
 	/* delta + size <= fsize <= INT64_MAX here; this guards 32-bit size_t. */
@@ -253,7 +426,18 @@ int vp_mem_add_region(struct vp_mem *mem, const struct vp_mem_region_desc *d)
 		err = -errno;
 		return reject(d, err, "mmap failed (errno %d)", -err);
 	}
-	return insert(mem, d, (uint8_t *)base + delta, base, len);
+	if (can_shrink) {
+		guard = guard_add(mem, base, len, (d->prot & VP_MEM_WRITE) ?
+				  PROT_READ | PROT_WRITE : PROT_READ);
+		/* Guarded the application wants it: unguarded is refused. */
+		if (guard < 0 && LOAD(&guard_on)) {
+			munmap(base, len);
+			return reject(d, -ENOSPC, "can shrink, and all %d SIGBUS guard slots "
+				      "are in use", GUARD_SLOTS);
+		}
+		warn_unsealed(d, guard >= 0 && LOAD(&guard_on));
+	}
+	return insert(mem, d, (uint8_t *)base + delta, base, len, guard);
 }
 
 int vp_mem_add_local(struct vp_mem *mem, const struct vp_mem_region_desc *d,
@@ -270,11 +454,13 @@ int vp_mem_add_local(struct vp_mem *mem, const struct vp_mem_region_desc *d,
 		return err;
 	if (d->size - 1 > UINTPTR_MAX - (uintptr_t)host)
 		return reject(d, -EINVAL, "host range wraps");
-	return insert(mem, d, host, NULL, 0);
+	return insert(mem, d, host, NULL, 0, -1);
 }
 
 static void drop(struct vp_mem *mem, unsigned i)
 {
+	if (mem->map[i].guard >= 0)
+		guard_del(mem->map[i].guard);
 	if (mem->map[i].base)
 		munmap(mem->map[i].base, mem->map[i].len);
 	/* Keep the others in order so indexes stay meaningful to callers. */
@@ -327,6 +513,27 @@ int vp_mem_get(const struct vp_mem *mem, unsigned idx,
 		.host = r->host, .mapped_by_table = mem->map[idx].base != NULL,
 	};
 	return 0;
+}
+
+void vp_mem_cursor_load(struct vp_mem_cursor *c, const struct vp_mem *mem, unsigned idx)
+{
+	const struct mem_reg *r = idx < mem->n ? &mem->reg[idx] : NULL;
+
+	*c = (struct vp_mem_cursor){
+		.mem = mem, .idx = r ? idx : 0,
+		.gpa = r ? r->gpa : 0, .size = r ? r->size : 0,
+		.host = r ? r->host : NULL, .prot = r ? r->prot : 0,
+	};
+}
+
+void *vp_mem_cursor_miss(struct vp_mem_cursor *c, uint64_t gpa, uint64_t len,
+			 uint32_t access)
+{
+	uint64_t off;
+	const struct mem_reg *r = find_gpa(c->mem, gpa, &off);
+
+	vp_mem_cursor_load(c, c->mem, r ? (unsigned)(r - c->mem->reg) : VP_MEM_MAX_REGIONS);
+	return vp_mem_cursor_hit(c, gpa, len, access);
 }
 
 void *vp_mem_gpa_ptr(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
@@ -435,5 +642,6 @@ int vp_mem_read_safe(const struct vp_mem *mem, uint64_t gpa, void *buf, size_t l
 	/* A truncated file faults here as EFAULT instead of SIGBUS. */
 	if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)len)
 		return -EFAULT;
-	return 0;
+	/* Zero pages the guard put there are no answer either. */
+	return vp_mem_is_shrunk(mem) ? -EFAULT : 0;
 }

@@ -17,6 +17,10 @@
  *    one included). Each breaks this vp_net for good (-EIO, logged reason).
  *    A transmit chain with device-writable buffers or shorter than the net
  *    header is only dropped (rx_drop_bad): it cannot hurt our framing.
+ *  - Memory that shrank under us (opted in: vp_mem_sigbus_guard()) reads
+ *    as zeros and swallows stores; the rings see it at the end of the burst
+ *    (vring.c) and the link breaks with that reason, whatever else the zeros
+ *    made look wrong.
  *  - Not covered: a frontend that rewrites its buffers while we copy them
  *    gets garbage packets, as it would from real hardware.
  *
@@ -39,6 +43,7 @@
 #include "vhostpci/fd.h"
 #include "vhostpci/log.h"
 #include "util.h"
+#include "mem_internal.h"
 #include "wait.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
@@ -77,6 +82,7 @@ struct vp_net {
 	int tx_kick, rx_kick;		/* the frontend writes these to wake us */
 	struct vp_net_stats st;
 	/* Cold. */
+	const struct vp_mem *mem;	/* the frontend's RAM: shrunk? */
 	uint64_t dev_id;
 	char reason[REASON_MAX];
 };
@@ -94,9 +100,13 @@ static int net_fail(struct vp_net *n, const char *fmt, ...)
 
 	if (n->broken)
 		return -EIO;
-	va_start(ap, fmt);
-	vsnprintf(n->reason, sizeof(n->reason), fmt, ap);
-	va_end(ap);
+	if (vp_mem_is_shrunk(n->mem)) {
+		snprintf(n->reason, sizeof(n->reason), "%s", VP_MEM_SHRUNK_REASON);
+	} else {
+		va_start(ap, fmt);
+		vsnprintf(n->reason, sizeof(n->reason), fmt, ap);
+		va_end(ap);
+	}
 	n->broken = true;
 	vp_log(VP_LOG_WARN, "net dev%" PRIu64 ": link down: %s", n->dev_id, n->reason);
 	return -EIO;
@@ -218,6 +228,7 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 	if (!n)
 		return -ENOMEM;
 	n->dev_id = dev->id;
+	n->mem = dev->mem;
 	n->mode = mode;
 	n->mrg = dev->driver_features & (1ull << VIRTIO_NET_F_MRG_RXBUF);
 	n->tx_call = n->rx_call = n->tx_kick = n->rx_kick = -1;
@@ -913,5 +924,8 @@ const struct vp_net_stats *vp_net_stats(const struct vp_net *n)
 
 const char *vp_net_broken(const struct vp_net *n)
 {
-	return n->broken ? n->reason : NULL;
+	if (n->broken)
+		return n->reason;
+	/* Seen by the guard but by no burst yet (a store into a lent buffer). */
+	return vp_mem_is_shrunk(n->mem) ? VP_MEM_SHRUNK_REASON : NULL;
 }

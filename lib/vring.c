@@ -13,7 +13,11 @@
  *    local copy is checked and used.
  *  - Guest addresses become pointers only through struct vp_mem: the ring
  *    parts once at attach time, each buffer and indirect table per use, with
- *    the exact length and access needed.
+ *    the exact length and access needed (buffers through mem_internal.h's
+ *    cursor, which caches the last region hit).
+ *  - Memory that shrank under us (the SIGBUS guard replaced it with zero
+ *    pages, vp_mem_sigbus_guard()) breaks the queue at the end of the burst
+ *    that saw it, whatever the zeros looked like.
  *  - A violation breaks that queue only: a reason is kept and logged, and
  *    every later call returns -EIO. Nothing here asserts or exits.
  *  - Driver side state (free list, tokens, posted lengths) lives in our own
@@ -32,6 +36,7 @@
 
 #include "vhostpci/log.h"
 #include "vhostpci/vring.h"
+#include "mem_internal.h"
 
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -122,12 +127,30 @@ struct vp_vq_dev {
 	char reason[VQ_REASON_MAX];
 };
 
+/*
+ * Zeros the SIGBUS guard put in place of shrunk memory make any rule look
+ * broken; the real reason is the shrinking (vp_mem_sigbus_guard()). Checked
+ * at the end of each burst, and before any other reason is believed.
+ */
+__attribute__((cold, noinline))
+static int dev_fail_shrunk(struct vp_vq_dev *vq)
+{
+	if (!vq->broken) {
+		snprintf(vq->reason, VQ_REASON_MAX, "%s", VP_MEM_SHRUNK_REASON);
+		vq->broken = true;
+		vp_log(VP_LOG_WARN, "vring %s: broken: %s", vq->name, vq->reason);
+	}
+	return -EIO;
+}
+
 /* Mark the queue broken; returns -EIO so callers can `return dev_fail()`. */
 __attribute__((cold, noinline, format(printf, 2, 3)))
 static int dev_fail(struct vp_vq_dev *vq, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (vp_mem_is_shrunk(vq->mem))
+		return dev_fail_shrunk(vq);
 	va_start(ap, fmt);
 	set_broken(&vq->broken, vq->reason, vq->name, fmt, ap);
 	va_end(ap);
@@ -260,45 +283,12 @@ struct walk_ctx {
 	unsigned num;
 	bool indirect;
 	/*
-	 * One region of mem, copied at the start of the burst: buffers inside
-	 * it are translated inline instead of through vp_mem_gpa_iov(). The
-	 * table cannot change during a call (mem.h: no add/remove concurrent
-	 * with translation), so the copy stays exact. hot_size 0: none.
+	 * The region the last buffer was in, loaded at the start of the burst:
+	 * buffers inside it are translated inline. The table cannot change
+	 * during a call (mem.h: no add/remove concurrent with translation).
 	 */
-	uint64_t hot_gpa, hot_size;
-	unsigned char *hot_host;
-	uint32_t hot_prot;
+	struct vp_mem_cursor cur;
 };
-
-static void walk_hot_load(struct walk_ctx *w, unsigned idx)
-{
-	struct vp_mem_region_info ri;
-
-	if (vp_mem_get(w->mem, idx, &ri) == 0) {
-		w->hot_gpa = ri.gpa;
-		w->hot_size = ri.size;
-		w->hot_host = ri.host;
-		w->hot_prot = ri.prot;
-	} else {
-		w->hot_size = 0;
-	}
-}
-
-/* A buffer missed the hot region: make the region that has it hot. */
-__attribute__((noinline))
-static void walk_hot_find(struct vp_vq_dev *vq, struct walk_ctx *w, uint64_t gpa)
-{
-	unsigned n = vp_mem_count(w->mem);
-
-	for (unsigned i = 0; i < n; i++) {
-		walk_hot_load(w, i);
-		if (gpa - w->hot_gpa < w->hot_size) {
-			vq->hot_region = i;
-			return;
-		}
-	}
-	w->hot_size = 0;
-}
 
 /*
  * The one descriptor walker, for direct and indirect chains alike: an
@@ -341,7 +331,7 @@ dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 			    d.len > w->num * DESC_SIZE)
 				return dev_fail(vq, "desc %u: indirect len %u not a non-zero multiple of 16 <= %u",
 						i, d.len, w->num * DESC_SIZE);
-			tbl = vp_mem_gpa_ptr(w->mem, d.addr, d.len, VP_MEM_READ);
+			tbl = vp_mem_cursor_ptr(&w->cur, d.addr, d.len, VP_MEM_READ);
 			if (!tbl)
 				return dev_fail(vq, "desc %u: indirect table 0x%" PRIx64
 						" len %u not in readable memory",
@@ -362,17 +352,14 @@ dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 			access = VP_MEM_READ;
 		}
 		if (likely(d.len)) {
-			uint64_t off = d.addr - w->hot_gpa;
+			/* Inside one region with the access needed: one piece.
+			 * A miss moves the cursor to the region holding addr. */
+			void *p = vp_mem_cursor_ptr(&w->cur, d.addr, d.len, access);
 
-			/*
-			 * Inside the hot region with the access needed: one
-			 * piece. off < size and len <= size - off mean no wrap.
-			 */
-			if (likely(off < w->hot_size && d.len <= w->hot_size - off &&
-				   !(access & ~w->hot_prot))) {
+			if (likely(p)) {
 				if (unlikely(n >= iov_max))
 					return -ENOBUFS;
-				iov[n].iov_base = w->hot_host + off;
+				iov[n].iov_base = p;
 				iov[n].iov_len = d.len;
 				n++;
 				if (writable) {
@@ -407,7 +394,6 @@ dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 				len_out += d.len;
 				nout = n;
 			}
-			walk_hot_find(vq, w, d.addr);
 		}
 next:
 		if (!(d.flags & VRING_DESC_F_NEXT))
@@ -464,14 +450,14 @@ int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
 	if (max_chains > pending)
 		max_chains = pending;
 	if (max_chains)
-		walk_hot_load(&w, vq->hot_region);
+		vp_mem_cursor_load(&w.cur, w.mem, vq->hot_region);
 	for (done = 0; done < max_chains; done++) {
 		/* One load of the slot: the head we check is the head we walk. */
 		uint16_t head = le16toh(LOAD_RELAXED(&ring[last & mask]));
 		struct vp_chain *ch = &chains[done];
 
 		struct vring_desc d;
-		uint64_t off;
+		void *p;
 
 		if (unlikely(head >= w.num))
 			return dev_fail(vq, "avail slot %u: head %u >= num %u",
@@ -482,14 +468,13 @@ int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
 		 * no room, takes the full walk (which fetches its own copy).
 		 */
 		desc_fetch(&d, w.desc + (size_t)head * DESC_SIZE);
-		off = d.addr - w.hot_gpa;
 		if (likely(!(d.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) &&
-			   d.len && off < w.hot_size && d.len <= w.hot_size - off &&
-			   iov_used < iov_max)) {
+			   d.len && iov_used < iov_max)) {
 			bool wr = d.flags & VRING_DESC_F_WRITE;
 
-			if (likely(!((wr ? VP_MEM_WRITE : VP_MEM_READ) & ~w.hot_prot))) {
-				iov[iov_used].iov_base = w.hot_host + off;
+			if (likely(vp_mem_cursor_fits(&w.cur, d.addr, d.len,
+						      wr ? VP_MEM_WRITE : VP_MEM_READ, &p))) {
+				iov[iov_used].iov_base = p;
 				iov[iov_used].iov_len = d.len;
 				ch->head = head;
 				ch->n_out = !wr;
@@ -511,6 +496,10 @@ int vp_vq_dev_pop_burst(struct vp_vq_dev *vq, struct vp_chain *chains,
 		iov_used += ch->n_out + ch->n_in;
 		last++;
 	}
+	if (unlikely(vp_mem_is_shrunk(w.mem)))
+		return dev_fail_shrunk(vq);
+	if (max_chains)
+		vq->hot_region = w.cur.idx;
 	vq->last_avail = last;
 	return (int)done;
 }
@@ -541,6 +530,9 @@ int vp_vq_dev_push_burst(struct vp_vq_dev *vq, const struct vp_used *used,
 	 * used->idx (its read barrier after reading the index).
 	 */
 	STORE_RELEASE(&vq->vr.used->idx, htole16(idx));
+	/* Entries stored into zero pages never reached the peer. */
+	if (unlikely(vp_mem_is_shrunk(vq->mem)))
+		return dev_fail_shrunk(vq);
 	vq->used_idx = idx;
 	return 0;
 }
@@ -634,12 +626,12 @@ unsigned vp_vq_dev_avail_pending(struct vp_vq_dev *vq)
 
 bool vp_vq_dev_broken(const struct vp_vq_dev *vq)
 {
-	return vq->broken;
+	return vq->broken || vp_mem_is_shrunk(vq->mem);
 }
 
 const char *vp_vq_dev_broken_reason(const struct vp_vq_dev *vq)
 {
-	return vq->reason;
+	return !vq->broken && vp_mem_is_shrunk(vq->mem) ? VP_MEM_SHRUNK_REASON : vq->reason;
 }
 
 uint16_t vp_vq_dev_last_avail(const struct vp_vq_dev *vq)

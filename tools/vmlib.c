@@ -279,7 +279,7 @@ void vm_mac_from_index(uint8_t mac[6], unsigned idx)
 /* ------------------------------------------------------------------------ */
 /* RAM */
 
-int vm_ram_new(struct vm_ram *r, uint64_t size, const char *name)
+int vm_ram_new(struct vm_ram *r, uint64_t size, const char *name, bool sealed)
 {
 	r->fd = -1;
 	r->p = NULL;
@@ -296,8 +296,9 @@ int vm_ram_new(struct vm_ram *r, uint64_t size, const char *name)
 		r->fd = -1;
 		return e;
 	}
-	/* The backend maps this: it must never shrink under it. */
-	if (fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+	/* The backend maps this: it must never shrink under it (unsealed only
+	 * for vp-vm's --test-truncate-ram-after hook). */
+	if (sealed && fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		int e = -errno;
 
 		close(r->fd);

@@ -72,7 +72,7 @@ struct vm_ram {
 	uint64_t size;
 };
 /* size must be a power of two >= 1 MiB. */
-int vm_ram_new(struct vm_ram *r, uint64_t size, const char *name);
+int vm_ram_new(struct vm_ram *r, uint64_t size, const char *name, bool sealed);
 void vm_ram_free(struct vm_ram *r);
 
 /* ---- test packets ---- */

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -45,6 +46,7 @@
 #include <unistd.h>
 
 #include "vhostpci/log.h"
+#include "vhostpci/mem.h"
 #include "vmlib.h"
 
 static const char usage_text[] =
@@ -112,8 +114,8 @@ static const char usage_text[] =
 "                         (default %u); one more is refused with the reason, and\n"
 "                         its sender may offer it again when a link frees\n"
 "  --allow-unsealed       backend ports: accept frontend memory that can shrink\n"
-"                         (an unsealed memfd or a file; refused by default: a\n"
-"                         frontend truncating it could fault this VM)\n"
+"                         (an unsealed memfd or a file; refused by default). A\n"
+"                         frontend truncating it then loses only its own link\n"
 "  --mode poll|irq|adaptive  wait strategy (default adaptive)\n"
 "  --cpu N                pin to CPU N\n"
 "  --mac XX:XX:XX:XX:XX:XX  frontend MAC / gen source MAC\n"
@@ -176,6 +178,7 @@ struct opts {
 	uint64_t features;       /* backend ports: accepted features; 0 = all supported */
 	unsigned max_links;      /* backend ports: devices at once; 0 = server limit */
 	bool allow_unsealed;     /* backend ports: accept memory that can shrink */
+	uint64_t truncate_after; /* test hook: frames before a frontend cuts its RAM */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -230,7 +233,7 @@ enum {
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
-	O_UNSEALED,
+	O_UNSEALED, O_TRUNCATE,
 };
 
 static const struct option lopts[] = {
@@ -259,6 +262,8 @@ static const struct option lopts[] = {
 	{ "features", required_argument, NULL, O_FEATURES },
 	{ "max-links", required_argument, NULL, O_MAXLINKS },
 	{ "allow-unsealed", no_argument, NULL, O_UNSEALED },
+	/* Test hook, not in --help (docs/vp-vm.md): see truncate_own_ram(). */
+	{ "test-truncate-ram-after", required_argument, NULL, O_TRUNCATE },
 	{ "mode", required_argument, NULL, O_MODE },
 	{ "cpu", required_argument, NULL, O_CPU },
 	{ "cpu-list", required_argument, NULL, O_CPULIST },
@@ -424,6 +429,10 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		case O_UNSEALED:
 			o->allow_unsealed = true;
 			break;
+		case O_TRUNCATE:
+			if (vm_parse_u64(optarg, &o->truncate_after) < 0 || !o->truncate_after)
+				return vm_usage_error("bad --test-truncate-ram-after '%s'", optarg);
+			break;
 		case O_MAXLINKS:
 			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VP_PORT_MAX_LINKS)
 				return vm_usage_error("bad --max-links '%s' (1..%u)", optarg,
@@ -511,6 +520,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		return vm_usage_error("--ends is for --app sink");
 	if (o->tx_first && o->app != APP_ECHO)
 		return vm_usage_error("--tx-first is for --app echo");
+	if (o->truncate_after && (o->port[0].kind != VP_PORT_FRONTEND || o->nports != 1))
+		return vm_usage_error("--test-truncate-ram-after is for a single frontend port");
 	if (o->app == APP_GEN && !o->seconds_set && !o->count) {
 		o->seconds = 5;
 		o->seconds_set = true;
@@ -557,6 +568,7 @@ struct vm {
 	/* counters */
 	uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes;
 	int64_t tx_first, tx_last, rx_first, rx_last;
+	int64_t ram_cut_at;    /* test hook: when our RAM was truncated; 0 = not */
 	uint64_t fwd_pkts[2];
 	uint64_t tap_drops;
 	uint64_t echo_drops;   /* echo --tx-first: reflected frames the ring had no room for */
@@ -1476,6 +1488,26 @@ static void free_vm(struct vm *vm)
 	free(vm->zc);
 }
 
+/*
+ * Test hook (--test-truncate-ram-after N, docs/vp-vm.md): behave as a hostile
+ * frontend that shrinks the memory it shared. Our own view of the RAM turns
+ * into private zero pages first (our next touch would fault otherwise), then
+ * the memfd (left unsealed for this) is cut to 0 bytes under the backend's
+ * mapping. The loop then holds the link for a second without touching RAM,
+ * long enough for the backend to fault on it, and ends.
+ */
+static void truncate_own_ram(struct vm *vm, int64_t now)
+{
+	if (mmap(vm->ram.p, vm->ram.size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ||
+	    ftruncate(vm->ram.fd, 0) < 0)
+		fail(vm, "test hook: cannot truncate the RAM: %s", strerror(errno));
+	else
+		vp_log(VP_LOG_WARN, "test hook: RAM truncated to 0 bytes after %" PRIu64 " frames",
+		       vm->tx_pkts + vm->rx_pkts);
+	vm->ram_cut_at = now;
+}
+
 static int run_vm(struct opts *o)
 {
 	static struct vm vmst;
@@ -1507,13 +1539,20 @@ static int run_vm(struct opts *o)
 		free_vm(vm);
 		return VM_EXIT_FAIL;
 	}
-	r = vm_ram_new(&vm->ram, o->ram, g_name);
+	r = vm_ram_new(&vm->ram, o->ram, g_name, !o->truncate_after);
 	if (r < 0) {
 		vp_log(VP_LOG_ERR, "cannot create %" PRIu64 " bytes of RAM: %s", o->ram, strerror(-r));
 		free_vm(vm);
 		return VM_EXIT_FAIL;
 	}
 	vm_signals_init();
+	/* Memory that can shrink, accepted: its truncation must cost only its
+	 * link, not this process (the guard is process-wide: ours to install). */
+	if (o->allow_unsealed && (r = vp_mem_sigbus_guard()) < 0) {
+		vp_log(VP_LOG_ERR, "cannot install the SIGBUS guard: %s", strerror(-r));
+		free_vm(vm);
+		return VM_EXIT_FAIL;
+	}
 	if (o->app == APP_TAP && (vm->tapfd = tap_open(vm)) < 0) {
 		free_vm(vm);
 		return VM_EXIT_FAIL;
@@ -1566,6 +1605,14 @@ static int run_vm(struct opts *o)
 									{ false, false } };
 		bool did = false, w_rx, w_tx, w2_rx, w2_tx;
 
+		if (vm->ram_cut_at) {
+			/* Test hook: hold the link, touch nothing, then end. */
+			if (now - vm->ram_cut_at >= 1000000000ll)
+				finished = true;
+			else
+				usleep(10000);
+			continue;
+		}
 		wait_ns = 100 * 1000000ll;
 		if (now >= next_ctl) {
 			for (unsigned i = 0; i < vm->nports; i++)
@@ -1624,6 +1671,8 @@ static int run_vm(struct opts *o)
 			fail(vm, "no frontend connected within %.1f s", o->connect_timeout);
 			finished = true;
 		}
+		if (o->truncate_after && vm->tx_pkts + vm->rx_pkts >= o->truncate_after)
+			truncate_own_ram(vm, now);
 		if (did)
 			last_work = now;
 		if (did || finished)

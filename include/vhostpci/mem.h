@@ -14,6 +14,8 @@
  * Threading: a table is built (add/remove) by one thread; translation
  * functions only read it and may run concurrently with each other, but not
  * with add/remove.
+ *
+ * Memory that can shrink: see vp_mem_sigbus_guard().
  */
 #ifndef VHOSTPCI_MEM_H
 #define VHOSTPCI_MEM_H
@@ -99,7 +101,9 @@ VP_API void vp_mem_clear(struct vp_mem *mem);
 
 VP_API unsigned vp_mem_count(const struct vp_mem *mem);
 
-/* Describe region idx (0 <= idx < vp_mem_count()); -ENOENT past the end. */
+/* Describe region idx (0 <= idx < vp_mem_count()); -ENOENT past the end.
+ * For tools that display a table: the library's data path translates only
+ * through this module and never copies info->host out. */
 VP_API int vp_mem_get(const struct vp_mem *mem, unsigned idx,
 		      struct vp_mem_region_info *info);
 
@@ -145,10 +149,46 @@ VP_API int vp_mem_gpa_iov(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
  * which reports such a fault as EFAULT where a plain load raises SIGBUS.
  * One syscall per call: for the control plane (ring indexes at stop, status
  * views), not for packets. 0, or -EFAULT/-EACCES/-EOVERFLOW as
- * vp_mem_check_gpa(), or -EFAULT if the memory went away.
+ * vp_mem_check_gpa(), or -EFAULT if the memory went away (also once the
+ * SIGBUS guard replaced it with zeros: vp_mem_shrunk()).
  */
 VP_API int vp_mem_read_safe(const struct vp_mem *mem, uint64_t gpa, void *buf,
 			    size_t len);
+
+/*
+ * Survive a peer that shrinks memory we mapped (opt in, once per process).
+ *
+ * Memory that can shrink (an unsealed memfd, a file) is refused by default
+ * (vp_fd_check_memory(), vp_server_config.allow_unsealed). An application
+ * that accepts it anyway calls this once, early, from its main thread,
+ * before it maps such memory and before it starts threads. The library
+ * never installs a signal handler on its own.
+ *
+ * It installs a SIGBUS handler (SA_SIGINFO | SA_ONSTACK). A fault inside a
+ * mapping vp_mem_add_region() made of memory that can shrink is repaired:
+ * the handler maps private zero pages over that whole mapping (MAP_FIXED,
+ * same address and protection), marks the table shrunk and returns, so the
+ * faulting load reads zeros and the faulting store goes nowhere. The rings
+ * and nets on that table then break with "frontend memory shrank under us
+ * (truncated)" at the end of their burst (vp_mem_shrunk()). Any other
+ * SIGBUS goes to the handler that was there before (or kills the process
+ * as the default action would). Calling it again does nothing.
+ *
+ * Threading: the handler is process-wide and lock-free; faults in several
+ * threads at once are handled. Each table keeps its own contract (one
+ * thread translates, adds and removes). A handler installed later for
+ * SIGBUS must chain to this one for the guard to keep working.
+ * Returns 0 or the errno of a failed sigaction() (negative).
+ */
+VP_API int vp_mem_sigbus_guard(void);
+
+/*
+ * True once the SIGBUS guard replaced one of mem's mappings because the peer
+ * shrank the memory behind it. Never goes back to false: everything read
+ * from mem since is zeros, stores to it were lost. Callers break every link
+ * on mem. Cheap (one load); false for NULL.
+ */
+VP_API bool vp_mem_shrunk(const struct vp_mem *mem);
 
 #ifdef __cplusplus
 }

@@ -180,7 +180,9 @@ VP_API int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx);
 VP_API void vp_net_disarm(struct vp_net *n);
 
 VP_API const struct vp_net_stats *vp_net_stats(const struct vp_net *n);
-/* The frontend broke a ring rule (reason logged); NULL reason if not. */
+/* The frontend broke a ring rule (reason logged), or shrank the memory we
+ * mapped ("frontend memory shrank under us (truncated)": needs the SIGBUS
+ * guard, vp_mem_sigbus_guard()); NULL if neither. */
 VP_API const char *vp_net_broken(const struct vp_net *n);
 
 /* ---- frontend: our virtio-net driver for userspace VMs ---- */

@@ -157,6 +157,8 @@ VP_API bool vp_vq_dev_enable_notify(struct vp_vq_dev *vq);
 /* Chains available but not yet popped (0 if broken). */
 VP_API unsigned vp_vq_dev_avail_pending(struct vp_vq_dev *vq);
 
+/* True once the queue broke, or once its memory shrank under it (the SIGBUS
+ * guard, vp_mem_sigbus_guard(): the next pop or push breaks it for good). */
 VP_API bool vp_vq_dev_broken(const struct vp_vq_dev *vq);
 /* Why the queue broke ("" if it did not). */
 VP_API const char *vp_vq_dev_broken_reason(const struct vp_vq_dev *vq);

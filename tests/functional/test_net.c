@@ -351,9 +351,11 @@ static void be_event(struct vp_server *s, enum vp_event ev, const struct vp_devi
 	}
 }
 
+static bool be_allow_unsealed;	/* for the next be_init() */
+
 static bool be_init(struct be *b, const char *name, enum vp_net_mode mode)
 {
-	struct vp_server_config cfg = { 0 };
+	struct vp_server_config cfg = { .allow_unsealed = be_allow_unsealed };
 
 	memset(b, 0, sizeof(*b));
 	b->mode = mode;
@@ -1056,6 +1058,192 @@ TEST(hostile_frontend_breaks_only_itself)
 	CHECK_EQ(b.ndev, 1 + sizeof(cases) / sizeof(cases[0]));
 	CHECK_EQ(b.removed, b.ndev);
 	CHECK_EQ(tu_count_fds(), fds);
+	be_fini(&b);
+}
+
+/* ======================================================================== */
+/* A frontend that truncates its memory under us                            */
+
+/* Lines of /proc/self/maps (containing what, if not NULL). */
+static int count_maps(const char *what)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!what || strstr(line, what))
+			n++;
+	fclose(f);
+	return n;
+}
+
+#define SHRINK_AFTER 3000	/* frames the child sends before it truncates */
+
+/*
+ * The child: a frontend on an UNSEALED memfd that sends SHRINK_AFTER frames,
+ * then truncates its RAM to 0 under the backend's mapping (its own view
+ * turned into private zero pages first), says 'T' on the pipe and waits to
+ * be killed with the connection open. Exit codes 2..5: set-up failed.
+ */
+static void shrinker_child(const char *path, int tell)
+{
+	struct vp_netfe_config c = { 0 };
+	struct vp_frontend_info info;
+	struct vp_netfe *fe;
+	struct vp_client *cl;
+	struct vp_pkt p[BURST];
+	uint64_t sent = 0;
+	int64_t end = now_ms() + 10000;
+	int fd = tu_memfd("shrinking-ram", RAM_SIZE, 0);
+	uint8_t *ram = fd < 0 ? MAP_FAILED :
+		mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	if (ram == MAP_FAILED)
+		_exit(2);
+	c.ram = ram;
+	c.ram_size = RAM_SIZE;
+	c.ram_fd = fd;
+	c.ram_offset = 0x1000;
+	c.rx_num = 256;
+	c.features = F_ALL;
+	c.mode = VP_NET_POLL;
+	memcpy(c.mac, "\x52\x54\x00\x00\x00\x66", 6);
+	c.uuid[0] = 0x66;
+	if (vp_netfe_new(&fe, &c) || (vp_netfe_info(fe, &info),
+				      vp_client_connect(&cl, path, &info)))
+		_exit(3);
+	while (vp_client_state(cl) == VP_CLIENT_HANDSHAKE && now_ms() < end) {
+		struct pollfd pf = { vp_client_fd(cl), POLLIN, 0 };
+
+		poll(&pf, 1, 10);
+		vp_client_dispatch(cl);
+	}
+	if (vp_client_state(cl) != VP_CLIENT_STARTED ||
+	    vp_netfe_start(fe, vp_client_features(cl)))
+		_exit(4);
+	for (unsigned i = 0; i < BURST; i++)
+		p[i] = (struct vp_pkt){ .data = pool, .len = 200 };
+	while (sent < SHRINK_AFTER) {
+		int r = vp_netfe_tx_burst(fe, p, BURST, 0);
+
+		if (r < 0 || now_ms() > end)
+			_exit(5);
+		sent += (unsigned)r;
+		vp_client_dispatch(cl);
+	}
+	if (mmap(ram, RAM_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ||
+	    ftruncate(fd, 0) < 0 || write(tell, "T", 1) != 1)
+		_exit(6);
+	for (;;)
+		pause();
+}
+
+/*
+ * allow_unsealed and the SIGBUS guard: a frontend in another process
+ * truncates its memfd while we receive from it. This process lives on, that
+ * link breaks with the reason, a link on sealed memory in the same process
+ * keeps passing verified traffic, and every fd and mapping is released.
+ */
+TEST(unsealed_memory_truncated_breaks_only_its_link)
+{
+	struct pkt_shape s = { PKT_MIN, PKT_MAX, true };
+	static uint8_t bufs[BURST][PKT_CAP];
+	struct vp_pkt rp[BURST];
+	const char *why = NULL;
+	uint64_t got = 0;
+	struct vp_net *bad = NULL;
+	struct be b;
+	struct fe good;
+	int fds, maps, memfd_maps, pp[2], st;
+	bool truncated = false;
+	int64_t end;
+	char t;
+	pid_t pid;
+
+	pool_init();
+	REQUIRE(vp_mem_sigbus_guard() == 0);
+	be_allow_unsealed = true;
+	REQUIRE(be_init(&b, "shrink", VP_NET_POLL));
+	be_allow_unsealed = false;
+	fds = tu_count_fds();
+	maps = count_maps(NULL);
+	memfd_maps = count_maps("memfd:");
+	REQUIRE(fe_open(&good, &b, F_ALL, 256, VP_NET_POLL, 1) == 0);
+	CHECK(shuttle(&good, 2000, &s));
+	REQUIRE(pipe2(pp, O_CLOEXEC | O_NONBLOCK) == 0);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		close(pp[0]);
+		shrinker_child(vp_server_path(b.srv), pp[1]);
+	}
+	close(pp[1]);
+
+	/* Receive from the child until its link breaks; the good one keeps up. */
+	end = now_ms() + 20000;
+	while (!why && now_ms() < end) {
+		int r;
+
+		vp_server_dispatch(b.srv);
+		if (!bad && b.ndev >= 2)
+			bad = b.dev[1].net;
+		if (!truncated && read(pp[0], &t, 1) == 1)
+			truncated = true;
+		if (!bad) {
+			usleep(1000);
+			continue;
+		}
+		for (unsigned i = 0; i < BURST; i++)
+			rp[i] = (struct vp_pkt){ .data = bufs[i], .len = PKT_CAP };
+		r = vp_net_rx_burst(bad, rp, BURST);
+		if (r > 0)
+			got += (unsigned)r;
+		why = vp_net_broken(bad);
+		if (r < 0)
+			CHECK(why != NULL);
+		if (got % 1000 < BURST)
+			CHECK(shuttle(&good, 100, &s));
+	}
+	/* The child says so after its truncate(), which may come after we saw it. */
+	if (!truncated) {
+		struct pollfd pf = { pp[0], POLLIN, 0 };
+
+		truncated = poll(&pf, 1, 5000) == 1 && read(pp[0], &t, 1) == 1;
+	}
+	CHECK(truncated);
+	if (got < SHRINK_AFTER - 256 || got >= SHRINK_AFTER + BURST)
+		fprintf(stderr, "  received %" PRIu64 " from the shrinking frontend\n", got);
+	CHECK(got >= SHRINK_AFTER - 256 && got < SHRINK_AFTER + BURST);
+	CHECK(why && strstr(why, "frontend memory shrank under us (truncated)"));
+	if (why && !strstr(why, "shrank"))
+		fprintf(stderr, "  reason: %s\n", why);
+	/* Down for good; the other link is untouched. */
+	if (bad)
+		CHECK_EQ(vp_net_rx_burst(bad, rp, 1), -EIO);
+	CHECK(shuttle(&good, 3000, &s));
+	CHECK(vp_net_broken(good.net) == NULL);
+
+	kill(pid, SIGKILL);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	close(pp[0]);
+	end = now_ms() + 5000;
+	while (b.removed < 1 && now_ms() < end)
+		pump(&b, NULL, 0, 20, NULL, NULL);
+	CHECK_EQ(b.removed, 1);
+	fe_close(&good, &b);
+	CHECK_EQ(tu_count_fds(), fds);
+	CHECK_EQ(count_maps("memfd:"), memfd_maps);
+#if !defined(__SANITIZE_ADDRESS__)
+	/* The zero pages put over the shrunk mapping went too (ASan's own
+	 * allocator adds mappings as it likes: counted without it only). */
+	CHECK_EQ(count_maps(NULL), maps);
+#else
+	(void)maps;
+#endif
 	be_fini(&b);
 }
 

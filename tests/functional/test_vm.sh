@@ -470,6 +470,39 @@ t_offload_features() {
 	stop be2
 }
 
+# --allow-unsealed: a frontend that truncates its RAM mid-traffic costs only
+# its own link. The backend's SIGBUS guard repairs the fault; it logs why the
+# link went down, keeps verifying a second frontend's stream and exits 0
+# (not 135). --test-truncate-ram-after is vp-vm's test hook (docs/vp-vm.md).
+t_unsealed_truncated() {
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --allow-unsealed --ends 1 \
+		--seconds 20 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg good "$VM" --frontend --connect "$T/be.sock" --app gen --count 60000 --rate 20000 \
+		--name good "${Q[@]}"
+	sleep 0.3
+	bg bad "$VM" --frontend --connect "$T/be.sock" --app gen --seconds 10 --rate 20000 \
+		--name bad --test-truncate-ram-after 2000 "${Q[@]}"
+	waitfor bad 20
+	waitfor good 20
+	waitfor sink 20
+	local rc=$? got
+	[ $rc -eq 0 ] || failmsg+="    backend exit $rc, want 0 (135: killed by SIGBUS)"$'\n'
+	grep -q 'RAM truncated' "$T/bad.log" || failmsg+="    the bad frontend did not truncate"$'\n'
+	grep -q 'frontend memory shrank under us (truncated)' "$T/sink.log" ||
+		failmsg+="    backend did not say why the link went down"$'\n'
+	expect "good generator" "$T/good.json" tx_packets 60000
+	expect "good generator" "$T/good.json" ok true
+	expect "sink" "$T/sink.json" link_downs 1
+	expect "sink" "$T/sink.json" lost 0
+	expect "sink" "$T/sink.json" corrupt 0
+	expect "sink" "$T/sink.json" ends 1
+	expect "sink" "$T/sink.json" ok true
+	got=$(jget "$T/sink.json" received)
+	[ "${got:-0}" -ge 60000 ] || failmsg+="    sink received only '${got}' (want the good 60000 and more)"$'\n'
+	return 0
+}
+
 run_case help t_help
 run_case bad-options t_bad_options
 run_case frontend-to-backend-100k t_fe_to_be
@@ -486,6 +519,7 @@ run_case backend-restart t_backend_restart
 run_case many-frontends-one-backend t_many_frontends
 run_case max-links-refuse-then-attach t_max_links
 run_case offload-features t_offload_features
+run_case unsealed-frontend-truncates-its-ram t_unsealed_truncated
 run_case sigterm-report t_sigterm_report
 run_case demo-quick t_demo_quick
 run_case demo-interrupt t_demo_interrupt

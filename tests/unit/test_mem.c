@@ -16,6 +16,7 @@
 
 #include "vhostpci/log.h"
 #include "vhostpci/mem.h"
+#include "../../lib/mem_internal.h"	/* the walker's cursor (internal) */
 
 #define TESTUTIL_MAIN
 #include "testutil.h"
@@ -322,6 +323,46 @@ TEST(gpa_boundaries)
 	close(fd);
 }
 
+/* The ring walker's inline cursor: same bounds as vp_mem_gpa_ptr(). */
+TEST(cursor_hits_misses_and_edges)
+{
+	static uint8_t a[0x1000], b[0x1000], top[64];
+	struct vp_mem *m = vp_mem_new();
+	struct vp_mem_region_desc ra = rd(0x1000, sizeof(a), 0, 0, -1, VP_MEM_RW);
+	struct vp_mem_region_desc rb = rd(0x3000, sizeof(b), 0, 0, -1, VP_MEM_READ);
+	struct vp_mem_region_desc rt = rd(UINT64_MAX - sizeof(top) + 1, sizeof(top), 0, 0, -1,
+					  VP_MEM_READ);
+	struct vp_mem_cursor c;
+
+	REQUIRE(m && vp_mem_add_local(m, &ra, a) == 0 && vp_mem_add_local(m, &rb, b) == 1 &&
+		vp_mem_add_local(m, &rt, top) == 2);
+	vp_mem_cursor_load(&c, m, 0);
+	CHECK(vp_mem_cursor_hit(&c, 0x1000, sizeof(a), VP_MEM_RW) == a);
+	CHECK(vp_mem_cursor_hit(&c, 0x1fff, 1, VP_MEM_WRITE) == a + 0xfff);
+	CHECK(vp_mem_cursor_hit(&c, 0x1fff, 0, VP_MEM_READ) == a + 0xfff);
+	CHECK(!vp_mem_cursor_hit(&c, 0x1fff, 2, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0x2000, 1, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0xfff, 2, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0x1001, UINT64_MAX, VP_MEM_READ));
+	/* A miss moves the cursor; a read-only region refuses writes. */
+	CHECK(vp_mem_cursor_ptr(&c, 0x3008, 8, VP_MEM_READ) == b + 8);
+	CHECK_EQ(c.idx, 1);
+	CHECK(!vp_mem_cursor_hit(&c, 0x3000, 1, VP_MEM_WRITE));
+	CHECK(!vp_mem_cursor_ptr(&c, 0x3000, 1, VP_MEM_WRITE));
+	/* A gap: NULL, and the cursor matches nothing until moved again. */
+	CHECK(!vp_mem_cursor_ptr(&c, 0x2000, 1, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0x3000, 1, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_hit(&c, 0, 1, VP_MEM_READ));
+	/* The last byte of the address space, and a length that would wrap. */
+	CHECK(vp_mem_cursor_ptr(&c, UINT64_MAX, 1, VP_MEM_READ) == top + sizeof(top) - 1);
+	CHECK(!vp_mem_cursor_hit(&c, UINT64_MAX, 2, VP_MEM_READ));
+	CHECK(!vp_mem_cursor_ptr(&c, UINT64_MAX - 1, UINT64_MAX, VP_MEM_READ));
+	/* An index past the table loads an empty cursor. */
+	vp_mem_cursor_load(&c, m, 99);
+	CHECK(!vp_mem_cursor_hit(&c, 0x1000, 1, VP_MEM_READ));
+	vp_mem_free(m);
+}
+
 /* A region that ends exactly at 2^64 (local memory, no fd needed). */
 TEST(region_at_top_of_space)
 {
@@ -393,8 +434,12 @@ TEST(iov_split_and_gaps)
 	close(fd);
 }
 
-/* Child writes to p; 1 if it died of SIGSEGV, 0 if it survived, -1 error. */
-static int child_write_segv(volatile uint8_t *p)
+/*
+ * Run body in a child, without core dumps (faults are expected; the SIGBUS
+ * guard is process-wide and installed once: each case gets a process of
+ * its own). Exit 1 if a check failed. Returns the wait status, or -1.
+ */
+static int in_child(void (*body)(void))
 {
 	int status;
 	pid_t pid = fork();
@@ -405,14 +450,30 @@ static int child_write_segv(volatile uint8_t *p)
 		struct rlimit no_core = { 0, 0 };
 
 		setrlimit(RLIMIT_CORE, &no_core);
-		/* sanitizers catch SEGV themselves: get the kernel's default */
-		signal(SIGSEGV, SIG_DFL);
-		*p = 1;
-		_exit(0);
+		tu_failed_checks = 0;
+		body();
+		_exit(tu_failed_checks ? 1 : 0);
 	}
-	if (waitpid(pid, &status, 0) != pid)
-		return -1;
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+	return waitpid(pid, &status, 0) == pid ? status : -1;
+}
+
+static volatile uint8_t *write_target;
+
+static void write_body(void)
+{
+	/* sanitizers catch SEGV themselves: get the kernel's default */
+	signal(SIGSEGV, SIG_DFL);
+	*write_target = 1;
+}
+
+/* Child writes to p; 1 if it died of SIGSEGV, 0 if it survived, -1 error. */
+static int child_write_segv(volatile uint8_t *p)
+{
+	int st;
+
+	write_target = p;
+	st = in_child(write_body);
+	return st < 0 ? -1 : WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
 }
 
 TEST(read_only_is_enforced)
@@ -652,4 +713,144 @@ TEST(read_safe_survives_truncation)
 	CHECK_EQ(vp_mem_read_safe(m, 0x18000, &v, 8), -EFAULT);
 	vp_mem_free(m);
 	close(fd);
+}
+
+/* An unsealed memfd of 1 MiB holding pat(), as region gpa 0x10000, RW. */
+static int shrinkable(struct vp_mem *m)
+{
+	int fd = make_fd(1 << 20);
+	struct vp_mem_region_desc d = rd(0x10000, 1 << 20, 0, 0, fd, VP_MEM_RW);
+
+	if (fd < 0 || vp_mem_add_region(m, &d) < 0)
+		return -1;
+	return fd;
+}
+
+static void guard_repairs_body(void)
+{
+	struct vp_mem *m = vp_mem_new(), *sealed = vp_mem_new();
+	int sfd = tu_memfd("sealed", 1 << 20, 1), fd;
+	struct vp_mem_region_desc sd = rd(0, 1 << 20, 0, 0, sfd, VP_MEM_RW);
+	volatile uint8_t *p, *s;
+	uint8_t b = 0;
+	uint64_t v;
+
+	REQUIRE(m && sealed && sfd >= 0);
+	CHECK_EQ(vp_mem_sigbus_guard(), 0);
+	CHECK_EQ(vp_mem_sigbus_guard(), 0);	/* again: nothing happens */
+	fd = shrinkable(m);
+	REQUIRE(fd >= 0 && vp_mem_add_region(sealed, &sd) == 0);
+	p = vp_mem_gpa_ptr(m, 0x10000, 1 << 20, VP_MEM_RW);
+	s = vp_mem_gpa_ptr(sealed, 0, 1 << 20, VP_MEM_RW);
+	REQUIRE(p && s);
+	CHECK_EQ(p[0x8000], pat(0x8000));
+	CHECK(!vp_mem_shrunk(m));
+
+	/* The peer cuts the file to one page; we load past it. */
+	REQUIRE(ftruncate(fd, 4096) == 0);
+	CHECK_EQ(p[0x8000], 0);
+	CHECK(vp_mem_shrunk(m));
+	CHECK(!vp_mem_shrunk(sealed));
+	s[5] = 7;	/* the other table is untouched */
+	CHECK_EQ(s[5], 7);
+	/* The whole mapping was replaced: the page still in the file reads 0. */
+	CHECK_EQ(p[0x100], 0);
+	/* A store lands in our private zero page, never in the peer's file. */
+	p[0x100] = 0xab;
+	CHECK_EQ(pread(fd, &b, 1, 0x100), 1);
+	CHECK_EQ(b, pat(0x100));
+	/* The peer re-extends and writes: we cannot see its new pages. */
+	REQUIRE(ftruncate(fd, 1 << 20) == 0);
+	b = 0x5a;
+	CHECK_EQ(pwrite(fd, &b, 1, 0x8000), 1);
+	CHECK_EQ(p[0x8000], 0);
+	/* Nor does the control plane's copy trust what it reads there now. */
+	CHECK_EQ(vp_mem_read_safe(m, 0x10000, &v, 8), -EFAULT);
+	CHECK_EQ(vp_mem_read_safe(sealed, 0, &v, 8), 0);
+	vp_mem_free(m);
+	vp_mem_free(sealed);
+	close(fd);
+	close(sfd);
+}
+
+/* Truncated under us, guard armed: the faulting access completes. */
+TEST(sigbus_guard_repairs_shrunk_memory)
+{
+	int st = in_child(guard_repairs_body);
+
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void guard_slots_body(void)
+{
+	int fds = tu_count_fds();
+
+	REQUIRE(vp_mem_sigbus_guard() == 0);
+	/* More tables than guard slots, one after the other: slots come back. */
+	for (unsigned i = 0; i < 600; i++) {
+		struct vp_mem *m = vp_mem_new();
+		int fd = m ? shrinkable(m) : -1;
+
+		CHECK(fd >= 0);
+		vp_mem_free(m);
+		if (fd >= 0)
+			close(fd);
+		if (tu_failed_checks)
+			return;
+	}
+	CHECK_EQ(tu_count_fds(), fds);
+}
+
+TEST(sigbus_guard_slots_are_released)
+{
+	int st = in_child(guard_slots_body);
+
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A mapping the guard does not know: truncated under a plain mmap(). */
+static volatile uint8_t *foreign_truncated(void)
+{
+	int fd = make_fd(1 << 20);
+	uint8_t *p = fd < 0 ? MAP_FAILED :
+		mmap(NULL, 1 << 20, PROT_READ, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED || ftruncate(fd, 0) < 0)
+		return NULL;
+	return p;
+}
+
+static void foreign_handler(int sig)
+{
+	(void)sig;
+	_exit(42);
+}
+
+/* What SIGBUS did before the guard, in the child that touches the mapping. */
+static void (*foreign_prev)(int);
+
+static void foreign_body(void)
+{
+	volatile uint8_t *p;
+
+	/* sanitizers catch SIGBUS themselves: start from what the case says */
+	signal(SIGBUS, foreign_prev);
+	REQUIRE(vp_mem_sigbus_guard() == 0);
+	p = foreign_truncated();
+	REQUIRE(p);
+	(void)p[0x1000];
+	_exit(3);	/* survived: the guard swallowed a fault not its own */
+}
+
+/* Faults outside guarded memory go where they went before the guard. */
+TEST(sigbus_guard_chains_foreign_faults)
+{
+	int st;
+
+	foreign_prev = SIG_DFL;
+	st = in_child(foreign_body);
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS);
+	foreign_prev = foreign_handler;
+	st = in_child(foreign_body);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 42);
 }
