@@ -464,7 +464,7 @@ void vpd_relay_readable(struct vpd_relay *r)
 			r->backoff_ms = 0;
 		schedule_retry(r, why);
 	} else if (st == VP_CLIENT_STOPPED && r->state == R_STOPPING) {
-		vp_log(VP_LOG_DEBUG, "device %" PRIu64 ": backend acked STOP in %" PRId64 " ms",
+		vp_log(VP_LOG_INFO, "device %" PRIu64 ": backend acked STOP in %" PRId64 " ms",
 		       r->id, vpd_now_ms() - r->stop_since_ms);
 		stop_done(r);
 	} else if (st == VP_CLIENT_STARTED && r->state == R_STOPPING) {
