@@ -2217,7 +2217,8 @@ static void sb_event(struct vp_server *srv, enum vp_event ev, const struct vp_de
 static void sb_set_used(unsigned i, uint16_t idx)
 {
 	if (sb.map && sb.used_off[i] + 4 <= MEM_SIZE)
-		__atomic_store_n((uint16_t *)(sb.map + sb.used_off[i] + 2), idx, __ATOMIC_RELEASE);
+		__atomic_store_n((uint16_t *)(void *)(sb.map + sb.used_off[i] + 2), idx,
+				 __ATOMIC_RELEASE);
 }
 
 static struct vp_server *sb_new(const char *path)
