@@ -2180,6 +2180,17 @@ TEST(backend_refusal_shown_and_retried)
 /* ------------------------------------------------------------------------ */
 /* STOP end to end: GET_VRING_BASE waits for the backend's STOP ack */
 
+/* Like WITH_DAEMON, for a body that starts the daemon with its own arguments. */
+#define WITH_OWN_DAEMON(body)                                              \
+	do {                                                               \
+		struct daemon d_;                                          \
+		REQUIRE(daemon_init(&d_));                                 \
+		body(&d_);                                                 \
+		CHECK(daemon_alive(&d_));                                  \
+		CHECK(exited_with(daemon_stop(&d_), 0));                   \
+		daemon_cleanup(&d_);                                       \
+	} while (0)
+
 /* A backend that maps the frontend's memory itself, as vp_net does, and may
  * hold its STOP acks (an asynchronous backend, or a wedged one). */
 static struct {
@@ -2300,48 +2311,66 @@ static uint64_t server_stop_timeouts(const struct daemon *d)
 	return n;
 }
 
-/* A QEMU-like frontend on the daemon's net0, started and driven by the backend. */
-static int stop_setup(const struct daemon *d, struct vp_server *b, struct frontend *f,
-		      uint64_t *id)
-{
-	int fd = raw_connect(d->net0);
+/* A daemon whose net0 relays to a test backend, and a QEMU-like frontend
+ * on net0 whose device the backend drives. */
+struct stop_rig {
+	struct vp_server *b;
+	struct frontend f;
+	uint64_t id;
+	int fd, fds0;
+};
 
-	if (fd < 0)
-		return -1;
-	vu_raw_start(fd, f, NULL);
-	*id = 0;
-	if (!bk_wait_ready(b, 1) || !(*id = newest_dev(d, "vhost-user")) ||
-	    !wait_backend(d, *id, "attached")) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+static bool rig_up(struct daemon *d, struct stop_rig *k, unsigned stop_ms)
+{
+	char bpath[160], spec[400];
+	char *args[] = { "--server", spec, "--control", d->ctl, "--log-level", "debug", NULL };
+
+	memset(k, 0, sizeof(*k));
+	k->fd = -1;
+	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s,stop-timeout=%u", d->net0,
+		 bpath, stop_ms);
+	if (!daemon_spawn_argv(d, args))
+		return false;
+	k->fds0 = daemon_fds(d);
+	k->b = sb_new(bpath);
+	if (!k->b || !fe_init(&k->f, UUID0))
+		return false;
+	k->fd = raw_connect(d->net0);
+	if (k->fd < 0)
+		return false;
+	vu_raw_start(k->fd, &k->f, NULL);
+	return bk_wait_ready(k->b, 1) && (k->id = newest_dev(d, "vhost-user")) &&
+	       wait_backend(d, k->id, "attached") && sb.map;
+}
+
+/* The frontend goes; nothing is left of it in the daemon. */
+static void rig_down(struct daemon *d, struct stop_rig *k)
+{
+	if (k->fd >= 0)
+		close(k->fd);
+	CHECK(wait_state(d, k->id, "gone"));
+	bk_serve(k->b, NULL, 50);
+	sb_free(k->b);
+	fe_free(&k->f);
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), k->fds0);
 }
 
 /* (a) The reply comes only after the backend acked, with its used index. */
 static void stop_acked_body(struct daemon *d)
 {
+	struct stop_rig k;
 	struct vp_server *b;
-	struct frontend f;
 	struct vp_msg rep;
-	char bpath[160], spec[400];
 	uint64_t id;
-	int fd, fds0, ms;
+	int fd, ms;
 	uint16_t base[2];
 
-	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
-	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s,stop-timeout=5000", d->net0,
-		 bpath);
-	char *args[] = { "--server", spec, "--control", d->ctl, "--log-level", "debug", NULL };
-
-	REQUIRE(daemon_spawn_argv(d, args));
-	fds0 = daemon_fds(d);
-	b = sb_new(bpath);
-	REQUIRE(b);
-	REQUIRE(fe_init(&f, UUID0));
-	fd = stop_setup(d, b, &f, &id);
-	REQUIRE(fd >= 0);
-	REQUIRE(sb.map);
+	REQUIRE(rig_up(d, &k, 5000));
+	b = k.b;
+	fd = k.fd;
+	id = k.id;
 	sb_set_used(0, 5);  /* the backend completed 5 chains on ring 0 */
 
 	/* QEMU stops the rings; the backend holds its STOP ack for 300 ms. */
@@ -2371,7 +2400,7 @@ static void stop_acked_body(struct daemon *d)
 
 	/* A synchronous stop (the backend lets go in its callback): acked at once. */
 	sb.hold = false;
-	vu_raw_start(fd, &f, base);
+	vu_raw_start(fd, &k.f, base);
 	CHECK(bk_wait_ready(b, 2));
 	CHECK(wait_backend(d, id, "attached"));
 	CHECK_EQ(sb.n[VP_EV_DEVICE_NEW], 1);   /* the same backend connection */
@@ -2381,52 +2410,30 @@ static void stop_acked_body(struct daemon *d)
 	CHECK_EQ(rep.p.state.num, 8);
 	CHECK_EQ(sb.n[VP_EV_DEVICE_STOPPED], 2);
 	CHECK(log_has(d, "backend acked STOP"));
-
-	close(fd);
-	CHECK(wait_state(d, id, "gone"));
-	bk_serve(b, NULL, 50);
+	rig_down(d, &k);
 	CHECK_EQ(sb.n[VP_EV_DEVICE_REMOVED], 1);
-	sb_free(b);
-	fe_free(&f);
-	sleep_ms(50);
-	CHECK_EQ(daemon_fds(d), fds0);
 }
 
 TEST(stop_reply_waits_for_backend_ack)
 {
-	struct daemon d_;
-
-	REQUIRE(daemon_init(&d_));
-	stop_acked_body(&d_);
-	CHECK(daemon_alive(&d_));
-	CHECK(exited_with(daemon_stop(&d_), 0));
-	daemon_cleanup(&d_);
+	WITH_OWN_DAEMON(stop_acked_body);
 }
 
 /* (b) A backend that never acks: the reply goes after stop-timeout, the miss
  * is logged and counted, the backend connection closed; the device comes back. */
 static void stop_timeout_body(struct daemon *d)
 {
+	struct stop_rig k;
 	struct vp_server *b;
-	struct frontend f;
 	struct vp_msg rep;
-	char bpath[160], spec[400];
 	uint64_t id;
-	int fd, fds0, ms;
+	int fd, ms;
 	uint16_t base[2] = { 0, 0 };
 
-	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
-	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s,stop-timeout=300", d->net0,
-		 bpath);
-	char *args[] = { "--server", spec, "--control", d->ctl, NULL };
-
-	REQUIRE(daemon_spawn_argv(d, args));
-	fds0 = daemon_fds(d);
-	b = sb_new(bpath);
-	REQUIRE(b);
-	REQUIRE(fe_init(&f, UUID0));
-	fd = stop_setup(d, b, &f, &id);
-	REQUIRE(fd >= 0);
+	REQUIRE(rig_up(d, &k, 300));
+	b = k.b;
+	fd = k.fd;
+	id = k.id;
 	CHECK_EQ(server_stop_timeouts(d), 0);
 
 	sb.hold = true;  /* and never released */
@@ -2451,30 +2458,17 @@ static void stop_timeout_body(struct daemon *d)
 
 	/* The frontend starts again: a fresh backend connection drives it. */
 	sb.hold = false;
-	vu_raw_start(fd, &f, base);
+	vu_raw_start(fd, &k.f, base);
 	CHECK(bk_wait_ready(b, 2));
 	CHECK_EQ(sb.n[VP_EV_DEVICE_NEW], 2);
 	CHECK(wait_backend(d, id, "attached"));
 	CHECK_EQ(dev_stop_timeouts(d, id), 1);  /* the count stays */
-
-	close(fd);
-	CHECK(wait_state(d, id, "gone"));
-	bk_serve(b, NULL, 50);
-	sb_free(b);
-	fe_free(&f);
-	sleep_ms(50);
-	CHECK_EQ(daemon_fds(d), fds0);
+	rig_down(d, &k);
 }
 
 TEST(stop_unacked_answered_after_timeout)
 {
-	struct daemon d_;
-
-	REQUIRE(daemon_init(&d_));
-	stop_timeout_body(&d_);
-	CHECK(daemon_alive(&d_));
-	CHECK(exited_with(daemon_stop(&d_), 0));
-	daemon_cleanup(&d_);
+	WITH_OWN_DAEMON(stop_timeout_body);
 }
 
 /* (c) No backend (none configured, or none reachable): answered at once. */
@@ -2519,13 +2513,7 @@ static void stop_no_backend_body(struct daemon *d)
 
 TEST(stop_without_backend_answered_at_once)
 {
-	struct daemon d_;
-
-	REQUIRE(daemon_init(&d_));
-	stop_no_backend_body(&d_);
-	CHECK(daemon_alive(&d_));
-	CHECK(exited_with(daemon_stop(&d_), 0));
-	daemon_cleanup(&d_);
+	WITH_OWN_DAEMON(stop_no_backend_body);
 }
 
 int main(int argc, char **argv)
