@@ -127,6 +127,7 @@ static void render_backend(struct jw *w, const struct vpd *d, const struct vp_de
 {
 	const struct vpd_server *s = NULL;
 	const char *why = NULL, *st;
+	uint64_t stop_timeouts = 0;
 
 	for (unsigned i = 0; i < d->nservers; i++)
 		if (d->servers[i].srv && !strcmp(d->servers[i].spec.id, dev->server_id))
@@ -137,11 +138,12 @@ static void render_backend(struct jw *w, const struct vpd *d, const struct vp_de
 	}
 	jw_obj_begin(w, "backend");
 	jw_str(w, "path", s->spec.backend);
-	st = vpd_relay_describe(d, dev->id, &why);
+	st = vpd_relay_describe(d, dev->id, &why, &stop_timeouts);
 	if (!st) /* not READY yet, or refused at the door */
 		st = s->admission_closed ? "refused" : "none";
 	jw_str(w, "state", st);
 	jw_str(w, "reason", why ? why : s->admission_closed ? s->backend_why : NULL);
+	jw_u64(w, "stop_timeouts", stop_timeouts);
 	jw_obj_end(w);
 }
 
@@ -255,6 +257,8 @@ static void render_server(struct jw *w, const struct vpd_server *s)
 		jw_bool(w, "admitting", !s->admission_closed);
 		jw_str(w, "backend_reason", s->backend_down ? s->backend_why : NULL);
 		jw_u64(w, "refused", s->refused_new);
+		jw_u64(w, "stop_timeout_ms", s->spec.stop_timeout_ms);
+		jw_u64(w, "stop_timeouts", s->stop_timeouts);
 	}
 	jw_obj_end(w);
 }

@@ -38,6 +38,7 @@ struct vpd_server {
 	unsigned probe_backoff_ms, reopen_delay_ms;
 	char backend_why[320];
 	uint64_t refused_new;          /* frontends refused while closed */
+	uint64_t stop_timeouts;        /* STOPs the backend did not ack in time */
 	int64_t refuse_log_ms;         /* next summary line about them */
 };
 
@@ -64,8 +65,10 @@ void vpd_relay_readable(struct vpd_relay *r);
 int vpd_relay_timeout(const struct vpd *d);
 void vpd_relay_tick(struct vpd *d);
 /* A device's relay state ("settling", "connecting", "attached", "waiting",
- * "stopped"; NULL: not relayed) and the last failure (*why, may be NULL). */
-const char *vpd_relay_describe(const struct vpd *d, uint64_t id, const char **why);
+ * "stopping", "stopped"; NULL: not relayed), the last failure (*why, may be
+ * NULL) and how many of its STOPs the backend did not ack in time. */
+const char *vpd_relay_describe(const struct vpd *d, uint64_t id, const char **why,
+			       uint64_t *stop_timeouts);
 /* Free relays that ended during the last epoll batch. */
 void vpd_relay_reap(struct vpd *d);
 /* Shutdown: tell every backend, close everything. */

@@ -18,6 +18,13 @@
  *    exponential backoff (RETRY_MIN_MS doubling to RETRY_MAX_MS); a backend
  *    that restarts or starts late so gets every live READY device, from
  *    where its rings got to.
+ *  - A frontend stopping a ring (GET_VRING_BASE) waits for the backend: its
+ *    reply is held (vp_server_hold_stop()) while the backend is sent STOP
+ *    with NEED_REPLY, and goes when the ack comes, so the used index it
+ *    carries is where the backend stopped. A backend that does not ack
+ *    within stop-timeout ms (dead, wedged, slow) cannot wedge the frontend:
+ *    the reply goes anyway, the miss is logged and counted, and its
+ *    connection is closed (it is out of step; the next READY opens anew).
  *  - A READY device that no backend drives for backend-grace seconds is
  *    dropped: a stock QEMU then marks the guest's link down and reconnects
  *    by itself (chardev reconnect=N). While the server's backend stays
@@ -62,6 +69,7 @@ enum relay_state {
 	R_CONNECTING,  /* HELLO sent, the backend is asking */
 	R_ATTACHED,    /* the backend started the device */
 	R_RETRY,       /* unreachable or refused: trying again at retry_at */
+	R_STOPPING,    /* the frontend waits in GET_VRING_BASE for the backend's STOP ack */
 	R_STOPPED,     /* the frontend stopped its rings: nothing to drive */
 };
 
@@ -77,6 +85,9 @@ struct vpd_relay {
 	bool reannounce;               /* changed while the backend was still asking */
 	int64_t due_ms;                /* SETTLING/RETRY: when to announce */
 	int64_t unattached_ms;         /* READY and not attached since (0: attached) */
+	int64_t stop_since_ms;         /* STOPPING: since, and the reply goes by */
+	int64_t stop_due_ms;
+	uint64_t stop_timeouts;        /* STOPs the backend did not ack in time */
 	unsigned backoff_ms;
 	unsigned attempts;
 	char why[VP_PCI_REASON_MAX + 64]; /* the last failure, for vhost-pci-ctl */
@@ -85,7 +96,7 @@ struct vpd_relay {
 
 static const char *const state_names[] = {
 	[R_SETTLING] = "settling", [R_CONNECTING] = "connecting", [R_ATTACHED] = "attached",
-	[R_RETRY] = "waiting", [R_STOPPED] = "stopped",
+	[R_RETRY] = "waiting", [R_STOPPING] = "stopping", [R_STOPPED] = "stopped",
 };
 
 static void close_info_fds(struct vp_frontend_info *in)
@@ -254,6 +265,28 @@ static void schedule_retry(struct vpd_relay *r, const char *why)
 	       r->s->spec.backend, why, r->backoff_ms);
 }
 
+/* The frontend's held GET_VRING_BASE reply may go now. */
+static void stop_done(struct vpd_relay *r)
+{
+	/* -EINVAL: the library's own stop-timeout answered already;
+	 * -ENOENT: the frontend is gone. Either way nothing is left to send. */
+	vp_server_release_stop(r->s->srv, r->id);
+	r->state = R_STOPPED;
+}
+
+/* The backend is started: tell it to stop, and to ack once it let go. */
+static void stop_backend(struct vpd_relay *r)
+{
+	int e = vp_client_stop_need_reply(r->cl);
+
+	if (e < 0) {
+		vp_log(VP_LOG_WARN, "device %" PRIu64 ": cannot send STOP to backend %s: %s; "
+		       "answering the frontend now", r->id, r->s->spec.backend, strerror(-e));
+		client_close(r);
+		stop_done(r);
+	}
+}
+
 /* Announce the device (again), on the connection we have if it is usable. */
 static void announce(struct vpd_relay *r, const struct vp_device *dev)
 {
@@ -359,15 +392,33 @@ void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_dev
 			r->due_ms = vpd_now_ms() + SETTLE_MS;
 		}
 		break;
-	case VP_EV_DEVICE_STOPPED:
-		if (r) {
-			if (r->cl && vp_client_state(r->cl) == VP_CLIENT_STARTED)
-				vp_client_stop(r->cl, VP_PCI_STOP_RESET);
-			r->state = R_STOPPED;
-			r->unattached_ms = 0;
-			r->reannounce = false;
+	case VP_EV_DEVICE_STOPPED: {
+		enum vp_client_state st;
+
+		if (!r)
+			break;
+		r->state = R_STOPPED;
+		r->unattached_ms = 0;
+		r->reannounce = false;
+		if (!r->cl)
+			break;  /* no backend: the frontend is answered at once */
+		st = vp_client_state(r->cl);
+		/*
+		 * A frontend that waits on this stop (GET_VRING_BASE) waits for the
+		 * backend's ack too. A backend still asking is stopped once started.
+		 */
+		if ((st == VP_CLIENT_STARTED || st == VP_CLIENT_HANDSHAKE) &&
+		    vp_server_hold_stop(s->srv, dev->id) == 0) {
+			r->state = R_STOPPING;
+			r->stop_since_ms = vpd_now_ms();
+			r->stop_due_ms = r->stop_since_ms + s->spec.stop_timeout_ms;
+			if (st == VP_CLIENT_STARTED)
+				stop_backend(r);
+		} else if (st == VP_CLIENT_STARTED) {
+			vp_client_stop(r->cl, VP_PCI_STOP_RESET);
 		}
 		break;
+	}
 	case VP_EV_DEVICE_REMOVED:
 		if (r) {
 			if (r->cl && (vp_client_state(r->cl) == VP_CLIENT_STARTED ||
@@ -400,12 +451,26 @@ void vpd_relay_readable(struct vpd_relay *r)
 			snprintf(why, sizeof(why), "%s: %s", was_attached ? "lost" : "failed",
 				 e && *e ? e : "connection closed");
 		client_close(r);
+		if (r->state == R_STOPPING) {
+			/* Its server let go of the device with the connection. */
+			vp_log(VP_LOG_INFO, "device %" PRIu64 ": backend connection ended while "
+			       "stopping (%s)", r->id, why);
+			stop_done(r);
+		}
 		if (r->state == R_STOPPED)
 			return;
 		r->unattached_ms = vpd_now_ms();
 		if (was_attached)
 			r->backoff_ms = 0;
 		schedule_retry(r, why);
+	} else if (st == VP_CLIENT_STOPPED && r->state == R_STOPPING) {
+		vp_log(VP_LOG_INFO, "device %" PRIu64 ": backend acked STOP in %" PRId64 " ms",
+		       r->id, vpd_now_ms() - r->stop_since_ms);
+		stop_done(r);
+	} else if (st == VP_CLIENT_STARTED && r->state == R_STOPPING) {
+		stop_backend(r);  /* it finished starting a device the frontend stopped */
+	} else if (st == VP_CLIENT_STARTED && r->state == R_STOPPED) {
+		vp_client_stop(r->cl, VP_PCI_STOP_RESET);
 	} else if (st == VP_CLIENT_STARTED && r->state == R_CONNECTING) {
 		const struct vp_device *dev = vp_server_find(r->s->srv, r->id);
 
@@ -434,6 +499,8 @@ int vpd_relay_timeout(const struct vpd *d)
 			continue;
 		if (r->state == R_SETTLING || r->state == R_RETRY)
 			t = r->due_ms;
+		if (r->state == R_STOPPING)
+			t = r->stop_due_ms;
 		if (r->unattached_ms && r->s->spec.backend_grace_ms) {
 			int64_t g = r->unattached_ms + r->s->spec.backend_grace_ms;
 
@@ -453,6 +520,25 @@ int vpd_relay_timeout(const struct vpd *d)
 	return best > now ? (int)(best - now) : 0;
 }
 
+/* The backend did not ack STOP in time: the frontend must not wait longer. */
+static void stop_timed_out(struct vpd_relay *r)
+{
+	struct vpd_server *s = r->s;
+
+	r->stop_timeouts++;
+	s->stop_timeouts++;
+	snprintf(r->why, sizeof(r->why), "did not acknowledge STOP within %u ms",
+		 s->spec.stop_timeout_ms);
+	vp_log(VP_LOG_WARN, "device %" PRIu64 ": backend %s %s: answering the frontend's "
+	       "GET_VRING_BASE anyway and closing the backend connection (%" PRIu64
+	       " such stops on server %s)", r->id, s->spec.backend, r->why, s->stop_timeouts,
+	       s->spec.id);
+	/* It may still be using the rings, and is out of step with us: a
+	 * fresh connection at the next READY, never this one again. */
+	client_close(r);
+	stop_done(r);
+}
+
 void vpd_relay_tick(struct vpd *d)
 {
 	int64_t now = vpd_now_ms();
@@ -463,6 +549,10 @@ void vpd_relay_tick(struct vpd *d)
 
 		if (r->dead)
 			continue;
+		if (r->state == R_STOPPING && now >= r->stop_due_ms) {
+			stop_timed_out(r);
+			continue;
+		}
 		dev = vp_server_find(s->srv, r->id);
 		if (!dev || dev->state != VP_DEV_READY)
 			continue;
@@ -511,14 +601,17 @@ void vpd_relay_tick(struct vpd *d)
 	}
 }
 
-const char *vpd_relay_describe(const struct vpd *d, uint64_t id, const char **why)
+const char *vpd_relay_describe(const struct vpd *d, uint64_t id, const char **why,
+			       uint64_t *stop_timeouts)
 {
 	*why = NULL;
+	*stop_timeouts = 0;
 	for (const struct vpd_relay *r = d->relays; r; r = r->next) {
 		if (r->id != id || r->dead)
 			continue;
 		if (r->why[0])
 			*why = r->why;
+		*stop_timeouts = r->stop_timeouts;
 		return state_names[r->state];
 	}
 	return NULL;

@@ -82,7 +82,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 {
 	static const char *const keys[] = {
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
-		"allow-unsealed", "backend-grace",
+		"allow-unsealed", "backend-grace", "stop-timeout",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -93,7 +93,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 	if (k == sizeof(keys) / sizeof(keys[0]))
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
-				"features, backend, allow-unsealed, backend-grace)",
+				"features, backend, allow-unsealed, backend-grace, stop-timeout)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -166,6 +166,13 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 					"(0: never drop)", v);
 		s->backend_grace_ms = (unsigned)n * 1000;
 		return 0;
+	case 10:
+		if (!parse_uint(v, 10, VPD_STOP_TIMEOUT_MAX_MS, &n) || n == 0)
+			return spec_err(err, errlen, -EINVAL,
+					"stop-timeout '%s' is not a number of milliseconds in 1..%d",
+					v, VPD_STOP_TIMEOUT_MAX_MS);
+		s->stop_timeout_ms = (unsigned)n;
+		return 0;
 	case 6:
 		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
 		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
@@ -192,6 +199,7 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 
 	memset(s, 0, sizeof(*s));
 	s->backend_grace_ms = VPD_BACKEND_GRACE_MS;
+	s->stop_timeout_ms = VPD_STOP_TIMEOUT_MS;
 	if (!tok)
 		return spec_err(err, errlen, -ENOMEM, "out of memory");
 	if (!len) {

@@ -27,9 +27,13 @@ struct vpd_spec {
 	bool allow_unsealed;    /* accept frontend memory that can shrink (risky) */
 	unsigned backend_grace_ms; /* READY but not attached this long: drop the
 				    * frontend (its link goes down); 0: never */
+	unsigned stop_timeout_ms;  /* GET_VRING_BASE waits this long at most for
+				    * the backend's STOP ack */
 };
 
 #define VPD_BACKEND_GRACE_MS 2000
+#define VPD_STOP_TIMEOUT_MS 1000
+#define VPD_STOP_TIMEOUT_MAX_MS 60000
 
 struct vpd_spec_list {
 	struct vpd_spec *v;

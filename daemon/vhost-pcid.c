@@ -213,6 +213,9 @@ static int start_server(struct vpd *d, struct vpd_server *s)
 		 * not through QEMU's init, or not READY once it starts). */
 		.handshake_timeout_ms = d->handshake_ms ? (unsigned)d->handshake_ms :
 							  VP_SERVER_NO_TIMEOUT,
+		/* The relay holds GET_VRING_BASE for the backend's STOP ack; the
+		 * library's bound on that is the same stop-timeout. */
+		.stop_timeout_ms = s->spec.stop_timeout_ms,
 		.on_event = on_event,
 		.opaque = s,
 	};

@@ -247,6 +247,15 @@ static void client_handle(struct vp_client *c, const struct vp_msg *m)
 		c->state = VP_CLIENT_FAILED;
 		return;
 	}
+	if (m->request == VP_PCI_STOP && reply && c->state == VP_CLIENT_STOPPING) {
+		if (m->p.u64) {
+			client_fail(c, false, "server refused STOP: %s",
+				    strerror((int)(m->p.u64 & 0xffff)));
+			return;
+		}
+		c->state = VP_CLIENT_STOPPED;
+		return;
+	}
 	if (m->request == VP_PCI_HELLO && reply && !c->hello_acked &&
 	    c->state == VP_CLIENT_HANDSHAKE) {
 		c->hello_acked = true;
@@ -333,19 +342,30 @@ int vp_client_wait(struct vp_client *c, int timeout_ms)
 	return c->state == VP_CLIENT_STARTED ? 0 : -ECONNABORTED;
 }
 
-int vp_client_stop(struct vp_client *c, uint32_t reason)
+static int send_stop(struct vp_client *c, uint32_t reason, uint32_t flags,
+		     enum vp_client_state next)
 {
 	struct vp_msg m;
 	int r;
 
 	if (c->state != VP_CLIENT_STARTED)
 		return -EINVAL;
-	vp_msg_init(&m, VP_PCI_STOP, 0);
+	vp_msg_init(&m, VP_PCI_STOP, flags);
 	m.p.u64 = reason;
 	r = vp_sock_send(c->sock, &m);
 	if (r == 0)
-		c->state = VP_CLIENT_STOPPED;
+		c->state = next;
 	return r;
+}
+
+int vp_client_stop(struct vp_client *c, uint32_t reason)
+{
+	return send_stop(c, reason, 0, VP_CLIENT_STOPPED);
+}
+
+int vp_client_stop_need_reply(struct vp_client *c)
+{
+	return send_stop(c, VP_PCI_STOP_RESET, VP_MSG_NEED_REPLY, VP_CLIENT_STOPPING);
 }
 
 int vp_client_restart(struct vp_client *c, const struct vp_frontend_info *info)

@@ -79,10 +79,12 @@ struct conn {
 	const struct vp_msg *cur;  /* the message being handled (a refusal answers it) */
 	int64_t deadline_ms;       /* READY (or QEMU's init) by then, or dropped; 0: none */
 	const char *waiting_for;   /* what the deadline is about, for the reason */
-	/* A GET_VRING_BASE reply the backend holds (vp_server_hold_stop()):
-	 * nothing more is read from the peer until it goes. */
+	/* A GET_VRING_BASE reply or STOP ack the backend holds
+	 * (vp_server_hold_stop()): nothing more is read from the peer until
+	 * it goes. */
 	bool in_stop;              /* inside the STOPPED callback it caused */
 	bool held;
+	uint32_t held_req;         /* VP_VU_GET_VRING_BASE or VP_PCI_STOP */
 	bool held_started;         /* the ring ran: its used index is the base */
 	uint32_t held_idx;
 	uint64_t stop_deadline;    /* now_ns() after which it goes anyway */
@@ -575,11 +577,28 @@ static void set_events(struct conn *c, uint32_t events)
 	epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->sock, &ev);
 }
 
-/* The held reply goes: read the base now, then the peer again. */
+/* The STOPPED callback held the reply to req: answer it later. */
+static void hold_begin(struct conn *c, uint32_t req, uint32_t idx, bool started)
+{
+	c->held_req = req;
+	c->held_idx = idx;
+	c->held_started = started;
+	c->stop_deadline = now_ns() + (uint64_t)c->srv->stop_ms * 1000000ull;
+	set_events(c, 0);  /* HUP/ERR still wake us */
+}
+
+/* The held reply goes (a base is read now), then the peer is read again. */
 static void send_held(struct conn *c)
 {
 	c->held = false;
-	vu_send_base(c, c->held_idx, c->held_started);
+	if (c->held_req == VP_PCI_STOP) {
+		struct vp_msg ack;
+
+		vp_msg_init(&ack, VP_PCI_STOP, VP_MSG_REPLY);
+		send_msg(c, &ack);
+	} else {
+		vu_send_base(c, c->held_idx, c->held_started);
+	}
 	set_events(c, EPOLLIN);
 	c->resume = true;  /* rx may hold what came before the hold */
 }
@@ -754,10 +773,7 @@ static void vu_get_vring_base(struct conn *c, struct vp_msg *m)
 	if (c->dead)
 		return;
 	if (c->held) {
-		c->held_idx = idx;
-		c->held_started = started;
-		c->stop_deadline = now_ns() + (uint64_t)c->srv->stop_ms * 1000000ull;
-		set_events(c, 0);  /* HUP/ERR still wake us */
+		hold_begin(c, VP_VU_GET_VRING_BASE, idx, started);
 		return;
 	}
 	vu_send_base(c, idx, started);
@@ -881,7 +897,10 @@ static void n_stop(struct conn *c, const struct vp_msg *m)
 	       shutdown ? "shutdown" : "reset");
 	for (unsigned i = 0; i < c->dev.nrings; i++)
 		c->dev.rings[i].started = false;
+	/* An ack is due: the STOPPED callback may hold it (vp_server_hold_stop). */
+	c->in_stop = !shutdown && (m->flags & VP_MSG_NEED_REPLY);
 	update_ready(c);
+	c->in_stop = false;
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
 		reset_ring(&c->dev.rings[i]);
 	drop_memory(c);
@@ -889,6 +908,10 @@ static void n_stop(struct conn *c, const struct vp_msg *m)
 	c->nstate = N_IDLE;
 	if (shutdown) {
 		c->dead = true;
+		return;
+	}
+	if (c->held) {
+		hold_begin(c, VP_PCI_STOP, 0, false);
 		return;
 	}
 	if (m->flags & VP_MSG_NEED_REPLY) {
@@ -1414,9 +1437,13 @@ static void timer_fire(struct vp_server *s)
 		if (c->dead)
 			continue;
 		if (c->held && now >= c->stop_deadline) {
-			vp_log(VP_LOG_WARN, "%s: ring %u: backend did not release its stop "
-			       "within %u ms; answering GET_VRING_BASE anyway", c->name,
-			       c->held_idx, s->stop_ms);
+			if (c->held_req == VP_PCI_STOP)
+				vp_log(VP_LOG_WARN, "%s: backend did not release its stop within "
+				       "%u ms; acking STOP anyway", c->name, s->stop_ms);
+			else
+				vp_log(VP_LOG_WARN, "%s: ring %u: backend did not release its stop "
+				       "within %u ms; answering GET_VRING_BASE anyway", c->name,
+				       c->held_idx, s->stop_ms);
 			send_held(c);
 		}
 		if (c->resume && !c->held) {

@@ -395,6 +395,9 @@ static int print_device(const struct jv *doc)
 	names = backend_cell(jv_get(d, "backend"));
 	printf("  backend:    %s\n", names ? names : "?");
 	free(names);
+	if (jv_get(jv_get(d, "backend"), "stop_timeouts"))
+		printf("  stop acks:  %s missed (backend did not ack STOP within stop-timeout)\n",
+		       num_or(jv_get(d, "backend"), "stop_timeouts", a, sizeof(a)));
 	printf("  uuid:       %s\n", str_or(d, "uuid", "-"));
 	printf("  type:       %s (%s)\n", str_or(d, "type_name", "-"),
 	       num_or(d, "type", a, sizeof(a)));

@@ -59,6 +59,7 @@ enum vp_client_state {
 	VP_CLIENT_STARTED,        /* START received: a device exists on the server */
 	VP_CLIENT_STOPPED,        /* we sent STOP */
 	VP_CLIENT_FAILED,         /* connection broken; see vp_client_error() */
+	VP_CLIENT_STOPPING,       /* we sent STOP with NEED_REPLY; STOPPED once acked */
 };
 
 struct vp_client;
@@ -89,6 +90,15 @@ VP_API uint64_t vp_client_features(const struct vp_client *c);
 
 /* Tell the server the device stopped (VP_PCI_STOP_RESET or _SHUTDOWN). */
 VP_API int vp_client_stop(struct vp_client *c, uint32_t reason);
+
+/*
+ * STOP(reset) with NEED_REPLY: the server acks once its backend has let go of
+ * the rings. Never waits: the state is VP_CLIENT_STOPPING until the ack comes
+ * through vp_client_dispatch() (then VP_CLIENT_STOPPED; a refusing ack fails
+ * the client). The caller bounds the wait with its own timeout. 0, -EINVAL
+ * (not STARTED), or the send's negative errno.
+ */
+VP_API int vp_client_stop_need_reply(struct vp_client *c);
 
 /* After a reset: announce the device again with new info (HELLO again). */
 VP_API int vp_client_restart(struct vp_client *c, const struct vp_frontend_info *info);

@@ -150,8 +150,9 @@ struct vp_server_config {
 				    * memfd, a tmpfs or hugetlbfs file): the
 				    * backend's access to it may then fault; off,
 				    * such memory is refused with the reason */
-	unsigned stop_timeout_ms;  /* a held GET_VRING_BASE reply goes anyway
-				    * after this; 0: VP_SERVER_DEFAULT_STOP_MS */
+	unsigned stop_timeout_ms;  /* a held GET_VRING_BASE reply or STOP ack
+				    * goes anyway after this (logged);
+				    * 0: VP_SERVER_DEFAULT_STOP_MS */
 	vp_event_fn on_event;
 	void *opaque;
 };
@@ -215,17 +216,23 @@ VP_API const struct vp_device *vp_server_find(const struct vp_server *srv, uint6
 VP_API int vp_server_drop(struct vp_server *srv, uint64_t id, const char *reason);
 
 /*
- * Only inside the VP_EV_DEVICE_STOPPED callback of a vhost-user device that a
- * GET_VRING_BASE stopped: defer that reply (and stop reading the connection)
- * until vp_server_release_stop() or stop_timeout_ms, so the frontend learns
- * where to resume only once the backend has stopped using the ring.
- * 0, -ENOENT (no such device), -EINVAL (not in such a callback).
+ * Only inside a VP_EV_DEVICE_STOPPED callback whose stop the frontend waits
+ * on: a vhost-user GET_VRING_BASE, or a native STOP(reset) with NEED_REPLY.
+ * Defers that reply (and stops reading the connection) until
+ * vp_server_release_stop() or stop_timeout_ms, so the frontend learns where
+ * to resume (GET_VRING_BASE) or that its device is let go (STOP's ack) only
+ * once the backend has stopped using the rings. For a backend that stops
+ * asynchronously; one that lets go inside the callback needs no hold (the
+ * reply goes after the callback returns). The device's fds and mapping are
+ * released when the callback returns, hold or not: dup or map what is still
+ * in use. 0, -ENOENT (no such device), -EINVAL (not in such a callback).
  */
 VP_API int vp_server_hold_stop(struct vp_server *srv, uint64_t dev_id);
 
-/* Send the held reply now (its used index is read after the release, so it
- * counts what the backend completed). 0, -ENOENT (no such device), -EINVAL
- * (no reply held). Safe inside or outside a callback. */
+/* Send the held reply now (a GET_VRING_BASE reply's used index is read after
+ * the release, so it counts what the backend completed). 0, -ENOENT (no such
+ * device), -EINVAL (no reply held: never held, or stop_timeout_ms already
+ * answered). Safe inside or outside a callback. */
 VP_API int vp_server_release_stop(struct vp_server *srv, uint64_t dev_id);
 
 /* A live look at one ring of a device through its mapped memory. */

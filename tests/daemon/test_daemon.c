@@ -1843,12 +1843,39 @@ static int vu_raw_state(int fd, uint32_t req, uint32_t idx, uint32_t num)
 	return vp_sock_send(fd, &m);
 }
 
+/* What QEMU sends at DRIVER_OK (no PROTOCOL_FEATURES: rings start enabled),
+ * resuming ring i from base[i]. */
+static void vu_raw_start(int fd, const struct frontend *f, const uint16_t base[2])
+{
+	struct vp_msg m;
+
+	vu_raw_send(fd, VP_VU_SET_FEATURES, F_VERSION_1 | F_MRG_RXBUF, -1);
+	vp_msg_init(&m, VP_VU_SET_MEM_TABLE, 0);
+	m.p.mem.nregions = 1;
+	m.p.mem.regions[0] = (struct vp_mem_region_wire){ MEM_GPA, MEM_SIZE,
+		(uint64_t)(uintptr_t)f->mem, 0 };
+	m.fds[0] = f->memfd;
+	m.nfds = 1;
+	vp_sock_send(fd, &m);
+	for (uint32_t i = 0; i < 2; i++) {
+		vu_raw_state(fd, VP_VU_SET_VRING_NUM, i, RING_NUM);
+		vu_raw_state(fd, VP_VU_SET_VRING_BASE, i, base ? base[i] : 0);
+		vp_msg_init(&m, VP_VU_SET_VRING_ADDR, 0);
+		m.p.addr.index = i;
+		m.p.addr.desc = (uint64_t)(uintptr_t)f->mem + ring_off(i);
+		m.p.addr.avail = m.p.addr.desc + 0x1000;
+		m.p.addr.used = m.p.addr.desc + 0x2000;
+		vp_sock_send(fd, &m);
+		vu_raw_send(fd, VP_VU_SET_VRING_KICK, i, f->kick[i]);
+		vu_raw_send(fd, VP_VU_SET_VRING_CALL, i, f->call[i]);
+	}
+}
+
 static void relay_changed_body(struct daemon *d)
 {
 	struct vp_server_config bc = { 0 };
 	struct vp_server *b = NULL;
 	struct frontend f;
-	struct vp_msg m;
 	char bpath[160], spec[400];
 	int fd, newcall;
 
@@ -1864,27 +1891,7 @@ static void relay_changed_body(struct daemon *d)
 	REQUIRE(fe_init(&f, UUID0));
 	fd = raw_connect(d->net0);
 	REQUIRE(fd >= 0);
-	/* What QEMU sends at DRIVER_OK (no PROTOCOL_FEATURES: rings start enabled). */
-	vu_raw_send(fd, VP_VU_SET_FEATURES, F_VERSION_1 | F_MRG_RXBUF, -1);
-	vp_msg_init(&m, VP_VU_SET_MEM_TABLE, 0);
-	m.p.mem.nregions = 1;
-	m.p.mem.regions[0] = (struct vp_mem_region_wire){ MEM_GPA, MEM_SIZE,
-		(uint64_t)(uintptr_t)f.mem, 0 };
-	m.fds[0] = f.memfd;
-	m.nfds = 1;
-	vp_sock_send(fd, &m);
-	for (uint32_t i = 0; i < 2; i++) {
-		vu_raw_state(fd, VP_VU_SET_VRING_NUM, i, RING_NUM);
-		vu_raw_state(fd, VP_VU_SET_VRING_BASE, i, 0);
-		vp_msg_init(&m, VP_VU_SET_VRING_ADDR, 0);
-		m.p.addr.index = i;
-		m.p.addr.desc = (uint64_t)(uintptr_t)f.mem + ring_off(i);
-		m.p.addr.avail = m.p.addr.desc + 0x1000;
-		m.p.addr.used = m.p.addr.desc + 0x2000;
-		vp_sock_send(fd, &m);
-		vu_raw_send(fd, VP_VU_SET_VRING_KICK, i, f.kick[i]);
-		vu_raw_send(fd, VP_VU_SET_VRING_CALL, i, f.call[i]);
-	}
+	vu_raw_start(fd, &f, NULL);
 	/* QEMU replaces a call fd right after it starts the rings: still one
 	 * announcement, one backend connection, nothing stopped. */
 	int call2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -2168,6 +2175,345 @@ TEST(backend_refusal_shown_and_retried)
 	CHECK(daemon_alive(&d_));
 	CHECK(exited_with(daemon_stop(&d_), 0));
 	daemon_cleanup(&d_);
+}
+
+/* ------------------------------------------------------------------------ */
+/* STOP end to end: GET_VRING_BASE waits for the backend's STOP ack */
+
+/* Like WITH_DAEMON, for a body that starts the daemon with its own arguments. */
+#define WITH_OWN_DAEMON(body)                                              \
+	do {                                                               \
+		struct daemon d_;                                          \
+		REQUIRE(daemon_init(&d_));                                 \
+		body(&d_);                                                 \
+		CHECK(daemon_alive(&d_));                                  \
+		CHECK(exited_with(daemon_stop(&d_), 0));                   \
+		daemon_cleanup(&d_);                                       \
+	} while (0)
+
+/* A backend that maps the frontend's memory itself, as vp_net does, and may
+ * hold its STOP acks (an asynchronous backend, or a wedged one). */
+static struct {
+	unsigned n[5];
+	bool hold;                  /* STOPPED: hold the ack */
+	int hold_rc;
+	uint64_t held_id;
+	uint8_t *map;               /* region 0, our own mapping */
+	uint64_t used_off[2];       /* of each ring's used ring in it */
+} sb;
+
+static void sb_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
+		     void *opaque)
+{
+	(void)opaque;
+	if ((unsigned)ev < 5)
+		sb.n[ev]++;
+	if (ev == VP_EV_DEVICE_READY && dev->nregions == 1 && dev->nrings == 2) {
+		if (!sb.map) {
+			void *p = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				       dev->regions[0].fd, 0);
+
+			sb.map = p == MAP_FAILED ? NULL : p;
+		}
+		for (unsigned i = 0; i < 2; i++)
+			sb.used_off[i] = dev->rings[i].used - dev->regions[0].gpa;
+	}
+	if (ev == VP_EV_DEVICE_STOPPED && sb.hold) {
+		sb.hold_rc = vp_server_hold_stop(srv, dev->id);
+		sb.held_id = dev->id;
+	}
+}
+
+/* The backend completed chains on ring i: its used index, in its own view. */
+static void sb_set_used(unsigned i, uint16_t idx)
+{
+	if (sb.map && sb.used_off[i] + 4 <= MEM_SIZE)
+		__atomic_store_n((uint16_t *)(void *)(sb.map + sb.used_off[i] + 2), idx,
+				 __ATOMIC_RELEASE);
+}
+
+static struct vp_server *sb_new(const char *path)
+{
+	/* Its own timeout must not ack for it: the daemon's is under test. */
+	struct vp_server_config bc = { .path = path, .on_event = sb_event,
+				       .stop_timeout_ms = 30000 };
+	struct vp_server *b = NULL;
+
+	memset(&sb, 0, sizeof(sb));
+	sb.hold_rc = 1;
+	return vp_server_new(&b, &bc) == 0 ? b : NULL;
+}
+
+static void sb_free(struct vp_server *b)
+{
+	vp_server_free(b);
+	if (sb.map)
+		munmap(sb.map, MEM_SIZE);
+	sb.map = NULL;
+}
+
+static bool bk_wait_ready(struct vp_server *b, unsigned n)
+{
+	int64_t end = now_ms() + WAIT_MS;
+
+	while (sb.n[VP_EV_DEVICE_READY] < n && now_ms() < end)
+		bk_serve(b, NULL, 10);
+	return sb.n[VP_EV_DEVICE_READY] >= n;
+}
+
+/* Serve the backend (if any) until fd has a whole reply or ms pass: the
+ * milliseconds it took, -1 if none came. */
+static int vu_wait_reply(struct vp_server *b, int fd, int ms, struct vp_msg *rep)
+{
+	int64_t t0 = now_ms(), end = t0 + ms;
+	struct vp_rx rx;
+	int r = 0;
+
+	vp_rx_init(&rx);
+	while (now_ms() < end) {
+		struct pollfd p[2] = { { fd, POLLIN, 0 }, { b ? vp_server_fd(b) : -1, POLLIN, 0 } };
+
+		poll(p, 2, 5);
+		if (b)
+			vp_server_dispatch(b);
+		r = vp_sock_recv(fd, &rx, rep);
+		if (r != 0)
+			break;
+	}
+	vp_rx_reset(&rx);
+	if (r == 1)
+		vp_msg_close_fds(rep);
+	return r == 1 ? (int)(now_ms() - t0) : -1;
+}
+
+/* A device's stop_timeouts counter, from "show ID" (9999: not shown). */
+static uint64_t dev_stop_timeouts(const struct daemon *d, uint64_t id)
+{
+	char cmd[64];
+	struct jv *doc;
+	uint64_t n = 9999;
+
+	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
+	doc = ask(d, cmd);
+	jv_get_u64(jv_get(jv_get(doc, "device"), "backend"), "stop_timeouts", &n);
+	jv_free(doc);
+	return n;
+}
+
+/* The first server's stop_timeouts counter, from "servers" (9999: not shown). */
+static uint64_t server_stop_timeouts(const struct daemon *d)
+{
+	struct jv *doc = ask(d, "servers");
+	uint64_t n = 9999;
+
+	jv_get_u64(nth(jv_get(doc, "servers"), 0), "stop_timeouts", &n);
+	jv_free(doc);
+	return n;
+}
+
+/* A daemon whose net0 relays to a test backend, and a QEMU-like frontend
+ * on net0 whose device the backend drives. */
+struct stop_rig {
+	struct vp_server *b;
+	struct frontend f;
+	uint64_t id;
+	int fd, fds0;
+};
+
+static bool rig_up(struct daemon *d, struct stop_rig *k, unsigned stop_ms)
+{
+	char bpath[160], spec[400];
+	char *args[] = { "--server", spec, "--control", d->ctl, "--log-level", "debug", NULL };
+
+	memset(k, 0, sizeof(*k));
+	k->fd = -1;
+	snprintf(bpath, sizeof(bpath), "%s/backend.sock", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s,stop-timeout=%u", d->net0,
+		 bpath, stop_ms);
+	if (!daemon_spawn_argv(d, args))
+		return false;
+	k->fds0 = daemon_fds(d);
+	k->b = sb_new(bpath);
+	if (!k->b || !fe_init(&k->f, UUID0))
+		return false;
+	k->fd = raw_connect(d->net0);
+	if (k->fd < 0)
+		return false;
+	vu_raw_start(k->fd, &k->f, NULL);
+	return bk_wait_ready(k->b, 1) && (k->id = newest_dev(d, "vhost-user")) &&
+	       wait_backend(d, k->id, "attached") && sb.map;
+}
+
+/* The frontend goes; nothing is left of it in the daemon. */
+static void rig_down(struct daemon *d, struct stop_rig *k)
+{
+	if (k->fd >= 0)
+		close(k->fd);
+	CHECK(wait_state(d, k->id, "gone"));
+	bk_serve(k->b, NULL, 50);
+	sb_free(k->b);
+	fe_free(&k->f);
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), k->fds0);
+}
+
+/* (a) The reply comes only after the backend acked, with its used index. */
+static void stop_acked_body(struct daemon *d)
+{
+	struct stop_rig k;
+	struct vp_server *b;
+	struct vp_msg rep;
+	uint64_t id;
+	int fd, ms;
+	uint16_t base[2];
+
+	REQUIRE(rig_up(d, &k, 5000));
+	b = k.b;
+	fd = k.fd;
+	id = k.id;
+	sb_set_used(0, 5);  /* the backend completed 5 chains on ring 0 */
+
+	/* QEMU stops the rings; the backend holds its STOP ack for 300 ms. */
+	sb.hold = true;
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	ms = vu_wait_reply(b, fd, 300, &rep);
+	CHECK_EQ(ms, -1);                      /* not before the ack */
+	CHECK_EQ(sb.hold_rc, 0);               /* STOP came with NEED_REPLY */
+	CHECK_EQ(sb.n[VP_EV_DEVICE_STOPPED], 1);
+	CHECK(wait_backend(d, id, "stopping"));
+	sb_set_used(0, 8);  /* it completed 3 more while stopping: it stopped at 8 */
+	CHECK_EQ(vp_server_release_stop(b, sb.held_id), 0);
+	ms = vu_wait_reply(b, fd, WAIT_MS, &rep);
+	CHECK(ms >= 0);                        /* and after it */
+	CHECK_EQ(rep.request, VP_VU_GET_VRING_BASE);
+	CHECK_EQ(rep.p.state.index, 0);
+	CHECK_EQ(rep.p.state.num, 8);
+	base[0] = (uint16_t)rep.p.state.num;
+	/* Ring 1 of a device already stopped: at once. */
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 1, 0);
+	ms = vu_wait_reply(b, fd, WAIT_MS, &rep);
+	CHECK(ms >= 0 && ms < 500);
+	CHECK_EQ(rep.p.state.index, 1);
+	base[1] = (uint16_t)rep.p.state.num;
+	CHECK(wait_backend(d, id, "stopped"));
+	CHECK_EQ(dev_stop_timeouts(d, id), 0);
+
+	/* A synchronous stop (the backend lets go in its callback): acked at once. */
+	sb.hold = false;
+	vu_raw_start(fd, &k.f, base);
+	CHECK(bk_wait_ready(b, 2));
+	CHECK(wait_backend(d, id, "attached"));
+	CHECK_EQ(sb.n[VP_EV_DEVICE_NEW], 1);   /* the same backend connection */
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	ms = vu_wait_reply(b, fd, WAIT_MS, &rep);
+	CHECK(ms >= 0 && ms < 1000);
+	CHECK_EQ(rep.p.state.num, 8);
+	CHECK_EQ(sb.n[VP_EV_DEVICE_STOPPED], 2);
+	CHECK(log_has(d, "backend acked STOP"));
+	rig_down(d, &k);
+	CHECK_EQ(sb.n[VP_EV_DEVICE_REMOVED], 1);
+}
+
+TEST(stop_reply_waits_for_backend_ack)
+{
+	WITH_OWN_DAEMON(stop_acked_body);
+}
+
+/* (b) A backend that never acks: the reply goes after stop-timeout, the miss
+ * is logged and counted, the backend connection closed; the device comes back. */
+static void stop_timeout_body(struct daemon *d)
+{
+	struct stop_rig k;
+	struct vp_server *b;
+	struct vp_msg rep;
+	uint64_t id;
+	int fd, ms;
+	uint16_t base[2] = { 0, 0 };
+
+	REQUIRE(rig_up(d, &k, 300));
+	b = k.b;
+	fd = k.fd;
+	id = k.id;
+	CHECK_EQ(server_stop_timeouts(d), 0);
+
+	sb.hold = true;  /* and never released */
+	sb_set_used(0, 3);
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	ms = vu_wait_reply(b, fd, WAIT_MS, &rep);
+	CHECK_EQ(sb.hold_rc, 0);
+	if (ms < 290 || ms > 300 + 1000)
+		fprintf(stderr, "  reply after %d ms, stop-timeout 300\n", ms);
+	CHECK(ms >= 290 && ms <= 300 + 1000);
+	CHECK_EQ(rep.p.state.index, 0);
+	CHECK_EQ(rep.p.state.num, 3);
+	base[0] = 3;
+	CHECK(log_has(d, "did not acknowledge STOP within 300 ms"));
+	CHECK_EQ(dev_stop_timeouts(d, id), 1);
+	CHECK_EQ(server_stop_timeouts(d), 1);
+	/* Its connection is closed: the backend's device goes. */
+	bk_serve(b, NULL, 100);
+	CHECK_EQ(sb.n[VP_EV_DEVICE_REMOVED], 1);
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 1, 0);
+	CHECK(vu_wait_reply(b, fd, WAIT_MS, &rep) >= 0);
+
+	/* The frontend starts again: a fresh backend connection drives it. */
+	sb.hold = false;
+	vu_raw_start(fd, &k.f, base);
+	CHECK(bk_wait_ready(b, 2));
+	CHECK_EQ(sb.n[VP_EV_DEVICE_NEW], 2);
+	CHECK(wait_backend(d, id, "attached"));
+	CHECK_EQ(dev_stop_timeouts(d, id), 1);  /* the count stays */
+	rig_down(d, &k);
+}
+
+TEST(stop_unacked_answered_after_timeout)
+{
+	WITH_OWN_DAEMON(stop_timeout_body);
+}
+
+/* (c) No backend (none configured, or none reachable): answered at once. */
+static void stop_no_backend_body(struct daemon *d)
+{
+	struct frontend f;
+	struct vp_msg rep;
+	char s0[400], s1[400];
+	const char *paths[2] = { d->net0, d->net1 };
+	int fds0;
+
+	snprintf(s0, sizeof(s0), "path=%s,id=net0", d->net0);
+	snprintf(s1, sizeof(s1), "path=%s,id=net1,backend=%s/nobody.sock,backend-grace=0",
+		 d->net1, d->dir);
+	char *args[] = { "--server", s0, "--server", s1, "--control", d->ctl, NULL };
+
+	REQUIRE(daemon_spawn_argv(d, args));
+	fds0 = daemon_fds(d);
+	REQUIRE(fe_init(&f, UUID0));
+	for (unsigned k = 0; k < 2; k++) {
+		int fd = raw_connect(paths[k]), ms;
+		uint64_t id = 0;
+
+		REQUIRE(fd >= 0);
+		vu_raw_start(fd, &f, NULL);
+		for (int64_t end = now_ms() + WAIT_MS; !id && now_ms() < end; sleep_ms(10))
+			id = newest_dev(d, "vhost-user");
+		CHECK(wait_state(d, id, "ready"));
+		if (k == 1)
+			CHECK(wait_backend(d, id, "waiting"));
+		vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+		ms = vu_wait_reply(NULL, fd, WAIT_MS, &rep);
+		CHECK(ms >= 0 && ms < 200);
+		CHECK_EQ(rep.p.state.index, 0);
+		close(fd);
+		CHECK(wait_state(d, id, "gone"));
+	}
+	fe_free(&f);
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), fds0);
+}
+
+TEST(stop_without_backend_answered_at_once)
+{
+	WITH_OWN_DAEMON(stop_no_backend_body);
 }
 
 int main(int argc, char **argv)

@@ -254,11 +254,13 @@ TEST(spec_defaults_and_keys)
 	CHECK_EQ(s.mode, 0600);
 	CHECK(!s.have_uid && !s.have_uuid && s.features == 0);
 	CHECK(s.backend == NULL);
+	CHECK_EQ(s.stop_timeout_ms, VPD_STOP_TIMEOUT_MS);
 	vpd_spec_free(&s);
 
-	REQUIRE(vpd_spec_parse("path=/a.sock,backend=/run/vm2/backend.sock", &s, err,
-			       sizeof(err)) == 0);
+	REQUIRE(vpd_spec_parse("path=/a.sock,backend=/run/vm2/backend.sock,stop-timeout=250", &s,
+			       err, sizeof(err)) == 0);
 	CHECK(s.backend && !strcmp(s.backend, "/run/vm2/backend.sock"));
+	CHECK_EQ(s.stop_timeout_ms, 250);
 	vpd_spec_free(&s);
 
 	REQUIRE(vpd_spec_parse("path=/tmp/a,,b.sock,id=net0,connections=1024,mode=0660,uid=0,"
@@ -319,6 +321,9 @@ TEST(spec_errors_name_the_problem)
 	CHECK(spec_fails("path=/a,uid=no-such-user-hopefully", "uid"));
 	CHECK(spec_fails("path=/a,uuid=1234", "uuid"));
 	CHECK(spec_fails("path=/a,features=0x8000", "VERSION_1"));
+	CHECK(spec_fails("path=/a,stop-timeout=0", "stop-timeout"));
+	CHECK(spec_fails("path=/a,stop-timeout=60001", "stop-timeout"));
+	CHECK(spec_fails("path=/a,stop-timeout=1s", "stop-timeout"));
 	CHECK(spec_fails("path=/a,backend=", "empty value"));
 	CHECK(spec_fails("path=/a,features=0xzz", "not a number"));
 	CHECK(spec_fails("path=/a,features=0x", "not a number"));

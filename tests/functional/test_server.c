@@ -624,6 +624,95 @@ TEST(get_vring_base_held_until_released)
 	ram_free(&ram);
 }
 
+static bool client_stopped(void *arg)
+{
+	return vp_client_state(arg) != VP_CLIENT_STOPPING;
+}
+
+/*
+ * Native STOP with NEED_REPLY: acked after the STOPPED callback returned; an
+ * asynchronous backend holds the ack until it let go; a timeout acks anyway;
+ * the client waits for none of it (STOPPING until the ack is dispatched).
+ */
+TEST(native_stop_ack_held_until_released)
+{
+	struct vp_server *s;
+	struct vp_frontend_info in;
+	struct vp_client *cl = NULL;
+	struct ram ram;
+	int efd[4], before;
+	uint64_t id;
+	int64_t t0;
+
+	stop_ms = 300;
+	s = new_server("nstop", 0);
+	stop_ms = 0;
+	REQUIRE(s && ram_new(&ram));
+	before = tu_count_fds();
+	nev = 0;
+	eventfds(efd);
+	make_info(&in, &ram, efd, F_VERSION_1);
+	REQUIRE(vp_client_connect(&cl, vp_server_path(s), &in) == 0);
+	CHECK(pump_until(s, cl, client_settled, cl, 3000));
+	REQUIRE(vp_client_state(cl) == VP_CLIENT_STARTED);
+	id = vp_client_device_id(cl);
+	CHECK_EQ(vp_client_stop_need_reply(cl), 0);
+	CHECK_EQ(vp_client_state(cl), VP_CLIENT_STOPPING);
+	CHECK_EQ(vp_client_stop_need_reply(cl), -EINVAL);  /* not STARTED */
+	/* A synchronous backend: acked once the callback returned. */
+	CHECK(pump_until(s, cl, client_stopped, cl, 3000));
+	CHECK_EQ(vp_client_state(cl), VP_CLIENT_STOPPED);
+	CHECK_EQ(count_ev(VP_EV_DEVICE_STOPPED, id), 1);
+
+	/* An asynchronous one holds the ack; nothing else is read meanwhile. */
+	CHECK_EQ(vp_client_restart(cl, &in), 0);
+	CHECK(pump_until(s, cl, client_settled, cl, 3000));
+	REQUIRE(vp_client_state(cl) == VP_CLIENT_STARTED);
+	hold_rc = 1;
+	hold_stops = true;
+	CHECK_EQ(vp_client_stop_need_reply(cl), 0);
+	pump_until(s, cl, client_stopped, cl, 100);
+	hold_stops = false;
+	CHECK_EQ(hold_rc, 0);
+	CHECK_EQ(vp_client_state(cl), VP_CLIENT_STOPPING);
+	CHECK_EQ(vp_server_release_stop(s, id), 0);
+	CHECK(pump_until(s, cl, client_stopped, cl, 3000));
+	CHECK_EQ(vp_client_state(cl), VP_CLIENT_STOPPED);
+	CHECK_EQ(vp_server_release_stop(s, id), -EINVAL);
+
+	/* Never released: acked after stop_timeout_ms. */
+	CHECK_EQ(vp_client_restart(cl, &in), 0);
+	CHECK(pump_until(s, cl, client_settled, cl, 3000));
+	REQUIRE(vp_client_state(cl) == VP_CLIENT_STARTED);
+	hold_rc = 1;
+	hold_stops = true;
+	t0 = now_ms();
+	CHECK_EQ(vp_client_stop_need_reply(cl), 0);
+	CHECK(pump_until(s, cl, client_stopped, cl, 3000));
+	hold_stops = false;
+	CHECK_EQ(hold_rc, 0);
+	CHECK(now_ms() - t0 >= 280);
+	CHECK_EQ(vp_client_state(cl), VP_CLIENT_STOPPED);
+
+	/* No ack due (plain STOP, shutdown): nothing to hold. */
+	CHECK_EQ(vp_client_restart(cl, &in), 0);
+	CHECK(pump_until(s, cl, client_settled, cl, 3000));
+	hold_rc = 1;
+	hold_stops = true;
+	CHECK_EQ(vp_client_stop(cl, VP_PCI_STOP_RESET), 0);
+	pump(s, 50);
+	hold_stops = false;
+	CHECK_EQ(hold_rc, -EINVAL);
+	CHECK_EQ(count_ev(VP_EV_DEVICE_STOPPED, id), 4);
+	vp_client_free(cl);
+	pump(s, 50);
+	CHECK_EQ(vp_server_connections(s), 0);
+	close4(efd);
+	CHECK_EQ(tu_count_fds(), before);
+	vp_server_free(s);
+	ram_free(&ram);
+}
+
 /* Send bytes with fds attached, bypassing the encoder's checks. */
 static ssize_t raw_send(int sock, const void *buf, size_t len, const int *fds, unsigned n)
 {

@@ -7,7 +7,10 @@
 #      device, the guest sees carrier 0, and vhost-pci-ctl says why;
 #   2. the backend starts: QEMU reconnects by itself, carrier 1, frames come back;
 #   3. the backend is SIGKILLed: carrier 0 again (after the grace);
-#   4. it is restarted: carrier 1 and frames again.
+#   4. it is restarted: carrier 1 and frames again;
+#   5. a second guest resets its NIC twice (driver unbound and bound again):
+#      each GET_VRING_BASE waits for the backend's STOP ack (logged), none is
+#      missed, and frames come back after each reset.
 # The server offers QEMU's usual offloads (CSUM, GUEST_CSUM: features
 # 0x170008003) and the backend must accept what the guest negotiates.
 #
@@ -114,4 +117,24 @@ grep -h "VPGUEST: INFO" "$work/serial.log" | sed 's/^/  /'
 [ "$rc" = 0 ] || { tail -20 "$work/guest.out"; fail "guest test failed (rc $rc)"; }
 grep -q "features .* this backend does not support" "$work/backend.log" &&
 	fail "the backend refused the guest's features"
+
+# 5. STOP end to end: QEMU's GET_VRING_BASE is answered after the backend's ack.
+acks0=$(grep -c "backend acked STOP" "$work/daemon.log")
+"$here/../guest/run-guest.sh" -t stopreset -n "$work/net0.sock" --mac "$mac" \
+	-e VP_MAC="$mac" -e VP_ROUNDS=2 -T 120 --name qemu-backend-stop \
+	-l "$work/serial2.log" >"$work/guest2.out" 2>&1 &
+gpid=$!
+wait "$gpid"
+rc=$?
+gpid=''
+grep -h "VPGUEST: INFO" "$work/serial2.log" | sed 's/^/  /'
+[ "$rc" = 0 ] || { tail -20 "$work/guest2.out"; fail "NIC reset guest failed (rc $rc)"; }
+acks=$(($(grep -c "backend acked STOP" "$work/daemon.log") - acks0))
+[ "$acks" -ge 2 ] || fail "$acks backend STOP acks logged for 2 NIC resets"
+grep -q "did not acknowledge STOP" "$work/daemon.log" && fail "the backend missed a STOP ack"
+json servers | python3 -c '
+import json, sys
+sys.exit(0 if json.load(sys.stdin)["servers"][0]["stop_timeouts"] == 0 else 1)' ||
+	fail "vhost-pci-ctl servers counts missed STOP acks"
+echo "$vp_prog: NIC reset twice: $acks GET_VRING_BASE replies waited for the backend's STOP ack"
 echo "$vp_prog: PASS"
