@@ -1083,8 +1083,6 @@ TEST(row1_call_pipe_refused)
 	hfe_set_fd(&f, false, TX, p[1]);
 	CHECK(hfe_connect(&f, r->sock) == 0);
 	CHECK(strstr(hfe_error(&f), "call fd of ring 1 is a pipe, not an eventfd") != NULL);
-	vp_client_free(f.client);
-	f.client = NULL;
 	vu_refused(r, &f, VP_VU_SET_VRING_CALL, p[1]);
 	close(p[0]);
 	check_during(r);
@@ -1207,8 +1205,6 @@ TEST(row3_kick_pipe_refused)
 	hfe_set_fd(&f, true, TX, p[0]);
 	CHECK(hfe_connect(&f, r->sock) == 0);
 	CHECK(strstr(hfe_error(&f), "kick fd of ring 1 is a pipe, not an eventfd") != NULL);
-	vp_client_free(f.client);
-	f.client = NULL;
 	vu_refused(r, &f, VP_VU_SET_VRING_KICK, p[0]);
 	close(p[1]);
 	check_during(r);
