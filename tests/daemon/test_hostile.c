@@ -690,17 +690,17 @@ static uint64_t ring_off(unsigned ring)
 
 static struct vring_desc *desc_of(struct hfe *f, unsigned ring)
 {
-	return (struct vring_desc *)(f->mem + ring_off(ring));
+	return (void *)(f->mem + ring_off(ring));
 }
 
 static struct vring_avail *avail_of(struct hfe *f, unsigned ring)
 {
-	return (struct vring_avail *)(f->mem + ring_off(ring) + 0x1000);
+	return (void *)(f->mem + ring_off(ring) + 0x1000);
 }
 
 static struct vring_used *used_of(struct hfe *f, unsigned ring)
 {
-	return (struct vring_used *)(f->mem + ring_off(ring) + 0x2000);
+	return (void *)(f->mem + ring_off(ring) + 0x2000);
 }
 
 /* seal = 0: memory the frontend can still truncate. */
