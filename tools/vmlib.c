@@ -697,6 +697,25 @@ static void link_down(struct vm_port *p, struct vm_link *l, const char *why)
 	port_log(p, VP_LOG_INFO, "link down (device %" PRIu64 "): %s", l->dev_id, why);
 }
 
+/*
+ * The data path found a link broken: let go of it and drop the device with
+ * the library's reason. Only letting go would leave the device attached in
+ * the sender's eyes (the daemon's relay, or a native frontend), holding a
+ * link that nobody drives; dropped, the sender learns why and may offer it
+ * again.
+ */
+static void link_broken(struct vm_port *p, struct vm_link *l, const char *what)
+{
+	char why[200];
+
+	if (!l->net)
+		return;
+	snprintf(why, sizeof(why), "%s: %s", what,
+		 vp_net_broken(l->net) ? vp_net_broken(l->net) : "broken");
+	link_down(p, l, why);
+	vp_server_drop(p->srv, l->dev_id, why);
+}
+
 static struct vm_link *find_link(struct vm_port *p, uint64_t id)
 {
 	for (unsigned i = 0; i < VM_MAX_LINKS; i++)
@@ -742,7 +761,7 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 	char uuid[40];
 	int r;
 
-	(void)srv;  /* p->srv: refuse() and link_down() reach it from there */
+	(void)srv;  /* p->srv: refuse() and link_broken() reach it from there */
 	switch (ev) {
 	case VP_EV_DEVICE_NEW:
 		/* Full: refuse before the handshake, so that the frontend never
@@ -1068,13 +1087,8 @@ int vm_port_control(struct vm_port *p)
 		for (unsigned i = 0; i < VM_MAX_LINKS; i++) {
 			struct vm_link *l = &p->links[i];
 
-			if (l->net && vp_net_broken(l->net)) {
-				char why[200];
-
-				snprintf(why, sizeof(why), "ring broken: %s", vp_net_broken(l->net));
-				link_down(p, l, why);
-				vp_server_drop(p->srv, l->dev_id, why);
-			}
+			if (l->net && vp_net_broken(l->net))
+				link_broken(p, l, "ring broken");
 		}
 		return 0;
 	}
@@ -1128,7 +1142,7 @@ int vm_port_rx(struct vm_port *p, struct vp_pkt *pkts, unsigned n, int *link)
 			continue;
 		r = vp_net_rx_burst(l->net, pkts, n);
 		if (r < 0) {
-			link_down(p, l, "frontend's TX ring broken");
+			link_broken(p, l, "frontend's TX ring broken");
 			continue;
 		}
 		if (r > 0) {
@@ -1154,7 +1168,7 @@ static int link_rx(struct vm_port *p, int link, struct vp_pkt *pkts, unsigned n,
 		return 0;
 	r = fit ? vp_net_rx_into(l->net, pkts, n) : vp_net_rx_burst(l->net, pkts, n);
 	if (r == -EIO)
-		link_down(p, l, "frontend's TX ring broken");
+		link_broken(p, l, "frontend's TX ring broken");
 	else if (r > 0)
 		l->last_rx_ns = vm_now_ns();
 	return r;
@@ -1194,7 +1208,7 @@ int vm_port_tx(struct vm_port *p, int link, const struct vp_pkt *pkts, unsigned 
 		return 0;
 	r = vp_net_tx_burst(p->links[link].net, pkts, n, flags);
 	if (r < 0)
-		link_down(p, &p->links[link], "frontend's RX ring broken");
+		link_broken(p, &p->links[link], "frontend's RX ring broken");
 	return r;
 }
 
@@ -1221,7 +1235,7 @@ int vm_port_tx_reserve(struct vm_port *p, int link, struct vp_pkt *pkts, unsigne
 		}
 		r = vp_net_tx_reserve(p->links[i].net, pkts, n);
 		if (r < 0) {
-			link_down(p, &p->links[i], "frontend's RX ring broken");
+			link_broken(p, &p->links[i], "frontend's RX ring broken");
 			return r;
 		}
 		p->resv_link = (int)i;
@@ -1250,7 +1264,7 @@ int vm_port_tx_commit(struct vm_port *p, const struct vp_pkt *pkts, unsigned n)
 		return 0;  /* the link went away in between: nothing was sent */
 	r = vp_net_tx_commit(p->links[p->resv_link].net, pkts, n);
 	if (r == -EIO)
-		link_down(p, &p->links[p->resv_link], "frontend's RX ring broken");
+		link_broken(p, &p->links[p->resv_link], "frontend's RX ring broken");
 	p->resv_link = -1;
 	return r;
 }

@@ -1070,6 +1070,52 @@ TEST(row1_call_eventfd_at_max_never_blocks_backend)
 	rig_cleanup(r, tu_failed_checks);
 }
 
+/* Row 1, the other way to block a backend: the frontend clears O_NONBLOCK
+ * on the call eventfd it shares with the backend, then fills it. That link
+ * breaks with the reason; the backend never waits. */
+TEST(row1_call_fd_made_blocking_breaks_only_that_link)
+{
+	struct rig *r = &the_rig;
+	struct hfe f;
+	uint64_t v = 0xfffffffffffffffeull, id;
+	char st[32], why[400] = "";
+	int64_t deadline;
+
+	REQUIRE(rig_init(r) && rig_up(r));
+	REQUIRE(hfe_init(&f, 1, DEF_FEATURES));
+	hfe_post_rx(&f, 32);
+	id = hfe_connect(&f, r->sock);
+	REQUIRE(id);
+	CHECK(wait_backend(r, id, "attached"));
+	hfe_send(&f, 8);
+	CHECK(hfe_wait_used(&f, RX, 8));
+	/* Fill one to the brim while it is still non-blocking (the backend may
+	 * signal it meanwhile), then undo the O_NONBLOCK the backend set. */
+	for (int i = 0; i < 100; i++) {
+		uint64_t junk;
+
+		if (read(f.call[TX], &junk, 8) < 0 && errno != EAGAIN)
+			break;
+		if (write(f.call[TX], &v, 8) == 8)
+			break;
+	}
+	CHECK(fcntl(f.call[TX], F_SETFL, 0) == 0 && fcntl(f.call[RX], F_SETFL, 0) == 0);
+	hfe_send(&f, 8);
+	deadline = now_ms() + WAIT_MS;
+	do {
+		backend_of(r, id, st, sizeof(st), why, sizeof(why));
+		if (strstr(why, "O_NONBLOCK"))
+			break;
+		sleep_ms(20);
+	} while (now_ms() < deadline);
+	CHECK(strstr(why, "frontend cleared O_NONBLOCK on its call eventfd") != NULL);
+	check_during(r);
+	hfe_free(&f);
+	check_after(r);
+	rig_down(r, 0);
+	rig_cleanup(r, tu_failed_checks);
+}
+
 /* Row 1: a full blocking pipe as call fd is refused, in both dialects. */
 TEST(row1_call_pipe_refused)
 {
