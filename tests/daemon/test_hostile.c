@@ -53,7 +53,6 @@
 #include "vhostpci/log.h"
 #include "vhostpci/proto.h"
 #include "vhostpci/sock.h"
-#include "json.h"
 
 /* testutil's main() is not used: cases are forked one by one below. */
 int tu_main(int argc, char **argv);
@@ -61,6 +60,7 @@ int tu_main(int argc, char **argv);
 #define TESTUTIL_MAIN
 #include "testutil.h"
 #undef main
+#include "daemon_testutil.h"
 
 /* The sanitizers slow every program down several times. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -91,21 +91,6 @@ static char *skip_reason;   /* shared with main(): set by a skipped case */
 		snprintf(skip_reason, 256, __VA_ARGS__);                       \
 		return;                                                        \
 	} while (0)
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
 
 /* ------------------------------------------------------------------------ */
 /* processes */
@@ -140,15 +125,6 @@ static pid_t spawn(char *const argv[], const char *out, const char *err)
 	return pid;
 }
 
-/* Running, and not yet reaped? (Leaves the exit status for reap().) */
-static bool alive(pid_t pid)
-{
-	siginfo_t si = { 0 };
-
-	return pid > 0 && waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-	       si.si_pid == 0;
-}
-
 /* Wait up to timeout_ms for pid: its wait status, or -1 (then it is killed). */
 static int reap(pid_t pid, int timeout_ms)
 {
@@ -174,19 +150,6 @@ static int reap(pid_t pid, int timeout_ms)
 static bool exited_0(int st)
 {
 	return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-static int fds_of(pid_t pid)
-{
-	char path[64];
-	struct stat st;
-	int n = 0;
-
-	for (int fd = 0; fd < 1024; fd++) {
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-		n += lstat(path, &st) == 0;
-	}
-	return n;
 }
 
 /* User + system CPU seconds of pid so far; -1 if unknown. */
@@ -259,7 +222,7 @@ struct rig {
 	int d_fds, b_fds;          /* with the good frontend: before the hostile peer */
 };
 
-/* One per case process: a case that gives up early leaves it to run_case(). */
+/* One per case process; run_case() cleans it up after the case. */
 static struct rig the_rig;
 
 static bool rig_init(struct rig *r)
@@ -281,43 +244,10 @@ static bool rig_init(struct rig *r)
 /* The control socket's answer to cmd, parsed; NULL on failure. */
 static struct jv *ask(const struct rig *r, const char *cmd)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int64_t deadline = now_ms() + WAIT_MS;
-	size_t cap = 1 << 20, have = 0;
-	char line[300], err[128], *buf;
-	struct jv *doc = NULL;
-	int fd;
+	char line[300];
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.99s", r->ctl);
 	snprintf(line, sizeof(line), "%s\n", cmd);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	buf = malloc(cap);
-	if (fd < 0 || !buf || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
-		goto out;
-	while (have < cap - 1) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			goto out;
-		n = recv(fd, buf + have, cap - 1 - have, MSG_DONTWAIT);
-		if (n == 0)
-			break;
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			goto out;
-		if (n > 0)
-			have += (size_t)n;
-	}
-	buf[have] = 0;
-	if (jv_parse(buf, have, &doc, err, sizeof(err)) < 0)
-		doc = NULL;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return doc;
+	return ctl_ask_raw(r->ctl, line, strlen(line), WAIT_MS);
 }
 
 static bool is_socket(const char *path)
@@ -341,7 +271,7 @@ static bool rig_daemon(struct rig *r)
 		argv[n++] = (char *)r->dopt[i];
 	argv[n] = NULL;
 	r->daemon = spawn(argv, NULL, r->dlog);
-	while (r->daemon > 0 && alive(r->daemon) && now_ms() < deadline) {
+	while (r->daemon > 0 && pid_alive(r->daemon) && now_ms() < deadline) {
 		struct jv *doc = ask(r, "servers");
 
 		if (doc) {
@@ -366,7 +296,7 @@ static bool rig_backend(struct rig *r)
 		argv[n++] = (char *)r->bopt[i];
 	argv[n] = NULL;
 	r->backend = spawn(argv, NULL, r->blog);
-	while (r->backend > 0 && alive(r->backend) && now_ms() < deadline) {
+	while (r->backend > 0 && pid_alive(r->backend) && now_ms() < deadline) {
 		if (is_socket(r->be))
 			return true;
 		sleep_ms(5);
@@ -411,36 +341,54 @@ static uint64_t dev_of_pid(const struct rig *r, pid_t pid)
 	return id;
 }
 
-/* Backend state and reason of a device ("gone" if it is not listed). */
+/* Wait for the (one) vhost-user device to be listed: its id, or 0. */
+static uint64_t wait_vu_dev(const struct rig *r)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	uint64_t id = 0;
+
+	while (!id && now_ms() < deadline) {
+		struct jv *doc = ask(r, "list");
+		const struct jv *devs = jv_get(doc, "devices");
+
+		for (const struct jv *e = devs ? devs->child : NULL; e; e = e->next) {
+			const char *dl = jv_get_str(e, "dialect");
+
+			if (dl && !strcmp(dl, "vhost-user"))
+				jv_get_u64(e, "id", &id);
+		}
+		jv_free(doc);
+		if (!id)
+			sleep_ms(10);
+	}
+	return id;
+}
+
 static void backend_of(const struct rig *r, uint64_t id, char *st, size_t stlen, char *why,
 		       size_t whylen)
 {
-	char cmd[64];
-	struct jv *doc;
-	const struct jv *dev, *b;
-
-	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
-	doc = ask(r, cmd);
-	dev = jv_get(doc, "device");
-	b = jv_get(dev, "backend");
-	snprintf(st, stlen, "%s", !dev ? "gone" : b && jv_get_str(b, "state") ?
-		 jv_get_str(b, "state") : "");
-	snprintf(why, whylen, "%s", b && jv_get_str(b, "reason") ? jv_get_str(b, "reason") : "");
-	jv_free(doc);
+	ctl_backend_of(r->ctl, id, st, stlen, why, whylen, WAIT_MS);
 }
 
 static bool wait_backend(const struct rig *r, uint64_t id, const char *want)
+{
+	return ctl_wait_backend(r->ctl, id, want, WAIT_MS);
+}
+
+/* Poll until the backend's reason for device id has what in it. */
+static bool wait_reason(const struct rig *r, uint64_t id, const char *what)
 {
 	int64_t deadline = now_ms() + WAIT_MS;
 	char st[32], why[400];
 
 	do {
 		backend_of(r, id, st, sizeof(st), why, sizeof(why));
-		if (!strcmp(st, want))
+		if (strstr(why, what))
 			return true;
-		sleep_ms(10);
+		sleep_ms(20);
 	} while (now_ms() < deadline);
-	fprintf(stderr, "  device %" PRIu64 ": backend %s (%s), wanted %s\n", id, st, why, want);
+	fprintf(stderr, "  device %" PRIu64 ": backend %s (%s), wanted a reason with '%s'\n", id,
+		st, why, what);
 	return false;
 }
 
@@ -495,8 +443,8 @@ static bool fds_settle(const struct rig *r, int d, int b)
 	int dn, bn;
 
 	do {
-		dn = fds_of(r->daemon);
-		bn = fds_of(r->backend);
+		dn = pid_fds(r->daemon);
+		bn = pid_fds(r->backend);
 		if (dn == d && bn == b)
 			return true;
 		sleep_ms(10);
@@ -511,10 +459,10 @@ static void fds_now(const struct rig *r, int *d, int *b)
 	int64_t deadline = now_ms() + WAIT_MS;
 
 	do {
-		*d = fds_of(r->daemon);
-		*b = fds_of(r->backend);
+		*d = pid_fds(r->daemon);
+		*b = pid_fds(r->backend);
 		sleep_ms(50);
-	} while ((*d != fds_of(r->daemon) || *b != fds_of(r->backend)) && now_ms() < deadline);
+	} while ((*d != pid_fds(r->daemon) || *b != pid_fds(r->backend)) && now_ms() < deadline);
 }
 
 static bool rig_good(struct rig *r)
@@ -551,9 +499,9 @@ static void check_during(const struct rig *r)
 {
 	double c0, c1;
 
-	CHECK(alive(r->daemon));
-	CHECK(alive(r->backend));
-	CHECK(alive(r->good));
+	CHECK(pid_alive(r->daemon));
+	CHECK(pid_alive(r->backend));
+	CHECK(pid_alive(r->good));
 	CHECK(good_flows(r));
 	c0 = cpu_of(r->backend);
 	sleep_ms(1000);
@@ -567,8 +515,8 @@ static void check_during(const struct rig *r)
 /* After the hostile peer left: fds as before it came, still flowing. */
 static void check_after(const struct rig *r)
 {
-	CHECK(alive(r->daemon));
-	CHECK(alive(r->backend));
+	CHECK(pid_alive(r->daemon));
+	CHECK(pid_alive(r->backend));
 	CHECK(fds_settle(r, r->d_fds, r->b_fds));
 	CHECK(good_flows(r));
 }
@@ -628,13 +576,14 @@ static void rig_down(struct rig *r, unsigned how)
 	backend_stop(r);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* The usual end of a case: checks while the hostile peer f is still there,
+ * then without it, then the good frontend's report. */
+static void finish(struct rig *r, struct frontend *f)
 {
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
+	check_during(r);
+	fe_free(f);
+	check_after(r);
+	rig_down(r, 0);
 }
 
 /* Whatever a case left running is killed; the temp dir goes (kept with
@@ -657,88 +606,41 @@ static void rig_cleanup(struct rig *r, bool failed)
 	if (getenv("VP_TEST_KEEP"))
 		fprintf(stderr, "  kept %s\n", r->dir);
 	else if (r->dir[0])
-		nftw(r->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+		rm_tree(r->dir);
 	r->dir[0] = 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* hostile frontends */
 
-#define MEM_SIZE (1u << 20)
-#define MEM_GPA 0x40000000ull
-#define RING_NUM 256u
 #define RX_BUFS 0x20000u      /* receive buffers, 2 KiB each */
 #define TX_BUFS 0x80000u      /* frames to send, 128 bytes each */
 #define FRAME_LEN (12 + 64)   /* virtio_net_hdr_v1 + a minimal Ethernet frame */
 
 enum { RX = 0, TX = 1 };
 
-/* A native frontend in this process: 1 MiB of "guest RAM", two rings. */
-struct hfe {
-	int memfd;
-	uint8_t *mem;
-	int kick[2], call[2];
-	uint16_t avail[2];
-	struct vp_frontend_info info;
-	struct vp_client *client;
-};
-
-static uint64_t ring_off(unsigned ring)
-{
-	return (uint64_t)ring * 0x4000;
-}
-
-static struct vring_desc *desc_of(struct hfe *f, unsigned ring)
+static struct vring_desc *desc_of(struct frontend *f, unsigned ring)
 {
 	return (void *)(f->mem + ring_off(ring));
 }
 
-static struct vring_avail *avail_of(struct hfe *f, unsigned ring)
+static struct vring_avail *avail_of(struct frontend *f, unsigned ring)
 {
 	return (void *)(f->mem + ring_off(ring) + 0x1000);
 }
 
-static struct vring_used *used_of(struct hfe *f, unsigned ring)
+static struct vring_used *used_of(struct frontend *f, unsigned ring)
 {
 	return (void *)(f->mem + ring_off(ring) + 0x2000);
 }
 
-/* seal = 0: memory the frontend can still truncate. */
-static bool hfe_init(struct hfe *f, int seal, uint64_t features)
+/* A native frontend in this process; seal = 0: memory it can still truncate. */
+static bool hfe_init(struct frontend *f, int seal, uint64_t features)
 {
-	memset(f, 0, sizeof(*f));
-	f->memfd = tu_memfd("vp-hostile-ram", MEM_SIZE, seal);
-	if (f->memfd < 0)
+	if (!fe_setup(f, seal, features, features))
 		return false;
-	f->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
-	if (f->mem == MAP_FAILED) {
-		f->mem = NULL;
-		return false;
-	}
 	for (unsigned i = 0; i < 16; i++)
 		f->info.uuid[i] = (uint8_t)(0x40 + i);
-	f->info.device_type = VP_VIRTIO_ID_NET;
-	f->info.device_features = features;
-	f->info.driver_features = features;
-	f->info.nregions = 1;
-	f->info.regions[0] = (struct vp_dev_region){
-		.gpa = MEM_GPA, .size = MEM_SIZE, .uaddr = (uint64_t)(uintptr_t)f->mem,
-		.fd_offset = 0, .prot = VP_MEM_RW, .fd = f->memfd,
-	};
-	f->info.nrings = 2;
-	for (unsigned i = 0; i < 2; i++) {
-		f->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		f->call[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (f->kick[i] < 0 || f->call[i] < 0)
-			return false;
-		f->info.rings[i] = (struct vp_frontend_ring){
-			.num = RING_NUM, .enabled = true,
-			.desc = MEM_GPA + ring_off(i),
-			.avail = MEM_GPA + ring_off(i) + 0x1000,
-			.used = MEM_GPA + ring_off(i) + 0x2000,
-			.kick_fd = f->kick[i], .call_fd = f->call[i],
-		};
-	}
 	f->info.config_len = 6;
 	memcpy(f->info.config, "\x52\x54\x00\x66\x66\x66", 6);
 	return true;
@@ -747,7 +649,7 @@ static bool hfe_init(struct hfe *f, int seal, uint64_t features)
 #define DEF_FEATURES (F(VIRTIO_F_VERSION_1) | F(VIRTIO_NET_F_MRG_RXBUF))
 
 /* Give ring `ring` a kick (is_kick) or call fd of the hostile's choosing. */
-static void hfe_set_fd(struct hfe *f, bool is_kick, unsigned ring, int fd)
+static void hfe_set_fd(struct frontend *f, bool is_kick, unsigned ring, int fd)
 {
 	int *slot = is_kick ? &f->kick[ring] : &f->call[ring];
 
@@ -759,25 +661,9 @@ static void hfe_set_fd(struct hfe *f, bool is_kick, unsigned ring, int fd)
 		f->info.rings[ring].call_fd = fd;
 }
 
-static void hfe_free(struct hfe *f)
-{
-	vp_client_free(f->client);
-	for (unsigned i = 0; i < 2; i++) {
-		if (f->kick[i] > 0)
-			close(f->kick[i]);
-		if (f->call[i] > 0)
-			close(f->call[i]);
-	}
-	if (f->mem)
-		munmap(f->mem, MEM_SIZE);
-	if (f->memfd > 0)
-		close(f->memfd);
-	memset(f, 0, sizeof(*f));
-}
-
 /* Connect through the daemon and wait for START: the device id, or 0 (the
  * reason is in vp_client_error()). */
-static uint64_t hfe_connect(struct hfe *f, const char *path)
+static uint64_t hfe_connect(struct frontend *f, const char *path)
 {
 	if (vp_client_connect(&f->client, path, &f->info) < 0 ||
 	    vp_client_wait(f->client, WAIT_MS) < 0)
@@ -785,13 +671,13 @@ static uint64_t hfe_connect(struct hfe *f, const char *path)
 	return vp_client_device_id(f->client);
 }
 
-static const char *hfe_error(const struct hfe *f)
+static const char *hfe_error(const struct frontend *f)
 {
 	return f->client ? vp_client_error(f->client) : "(no client)";
 }
 
 /* Post n receive buffers; the backend's echo needs them to take frames. */
-static void hfe_post_rx(struct hfe *f, unsigned n)
+static void hfe_post_rx(struct frontend *f, unsigned n)
 {
 	struct vring_avail *a = avail_of(f, RX);
 
@@ -809,7 +695,7 @@ static void hfe_post_rx(struct hfe *f, unsigned n)
 }
 
 /* Post n frames to send (a header of zeros and a broadcast frame) and kick. */
-static void hfe_send(struct hfe *f, unsigned n)
+static void hfe_send(struct frontend *f, unsigned n)
 {
 	struct vring_avail *a = avail_of(f, TX);
 	uint64_t one = 1;
@@ -834,7 +720,7 @@ static void hfe_send(struct hfe *f, unsigned n)
 }
 
 /* Wait until the backend has used n chains of the ring. */
-static bool hfe_wait_used(struct hfe *f, unsigned ring, uint16_t n)
+static bool hfe_wait_used(struct frontend *f, unsigned ring, uint16_t n)
 {
 	int64_t deadline = now_ms() + WAIT_MS;
 	uint16_t u;
@@ -861,65 +747,7 @@ static bool full_pipe(int p[2])
 	return fcntl(p[1], F_SETFL, 0) == 0 && fcntl(p[0], F_SETFL, 0) == 0;
 }
 
-static int unix_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", path);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* True once the peer closed fd within timeout_ms (what it sent is read and
- * thrown away). */
-static bool closed_by_peer(int fd, int timeout_ms)
-{
-	int64_t deadline = now_ms() + timeout_ms;
-	char buf[512];
-
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			return false;
-		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return true;
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return false;
-	}
-}
-
 /* ---- raw vhost-user, as QEMU speaks it ---- */
-
-static int vu_send(int fd, uint32_t req, uint32_t flags, uint64_t u64, int pass_fd)
-{
-	struct vp_msg m;
-
-	vp_msg_init(&m, req, flags);
-	m.p.u64 = u64;
-	if (pass_fd >= 0) {
-		m.fds[0] = pass_fd;
-		m.nfds = 1;
-	}
-	return vp_sock_send(fd, &m);
-}
-
-static int vu_state(int fd, uint32_t req, uint32_t idx, uint32_t num)
-{
-	struct vp_msg m;
-
-	vp_msg_init(&m, req, 0);
-	m.p.state.index = idx;
-	m.p.state.num = num;
-	return vp_sock_send(fd, &m);
-}
 
 /* The next message from the server (1), or <= 0 (closed, timeout). */
 static int vu_recv(int fd, struct vp_msg *m)
@@ -948,14 +776,14 @@ static bool vu_hello(int fd)
 {
 	struct vp_msg m;
 
-	return vu_send(fd, VP_VU_GET_FEATURES, 0, 0, -1) == 0 && vu_recv(fd, &m) == 1 &&
-	       vu_send(fd, VP_VU_SET_OWNER, 0, 0, -1) == 0 &&
-	       vu_send(fd, VP_VU_SET_PROTOCOL_FEATURES, 0, F(VP_VU_PROTOCOL_F_REPLY_ACK), -1) == 0 &&
-	       vu_send(fd, VP_VU_SET_FEATURES, 0, DEF_FEATURES | F(VP_VU_F_PROTOCOL_FEATURES),
+	return vu_raw_send(fd, VP_VU_GET_FEATURES, 0, 0, -1) == 0 && vu_recv(fd, &m) == 1 &&
+	       vu_raw_send(fd, VP_VU_SET_OWNER, 0, 0, -1) == 0 &&
+	       vu_raw_send(fd, VP_VU_SET_PROTOCOL_FEATURES, 0, F(VP_VU_PROTOCOL_F_REPLY_ACK), -1) == 0 &&
+	       vu_raw_send(fd, VP_VU_SET_FEATURES, 0, DEF_FEATURES | F(VP_VU_F_PROTOCOL_FEATURES),
 		       -1) == 0;
 }
 
-static int vu_mem(int fd, const struct hfe *f, int memfd, uint32_t flags)
+static int vu_mem(int fd, const struct frontend *f, int memfd, uint32_t flags)
 {
 	struct vp_msg m;
 
@@ -968,12 +796,12 @@ static int vu_mem(int fd, const struct hfe *f, int memfd, uint32_t flags)
 	return vp_sock_send(fd, &m);
 }
 
-static int vu_ring(int fd, const struct hfe *f, uint32_t i)
+static int vu_ring(int fd, const struct frontend *f, uint32_t i)
 {
 	struct vp_msg m;
 
-	vu_state(fd, VP_VU_SET_VRING_NUM, i, RING_NUM);
-	vu_state(fd, VP_VU_SET_VRING_BASE, i, 0);
+	vu_raw_state(fd, VP_VU_SET_VRING_NUM, i, RING_NUM);
+	vu_raw_state(fd, VP_VU_SET_VRING_BASE, i, 0);
 	vp_msg_init(&m, VP_VU_SET_VRING_ADDR, 0);
 	m.p.addr.index = i;
 	m.p.addr.desc = (uint64_t)(uintptr_t)f->mem + ring_off(i);
@@ -998,7 +826,7 @@ static int64_t vu_ack(int fd, uint32_t req)
  * memory table) carries bad_fd: the server must answer a non-zero ack and
  * close the connection.
  */
-static void vu_refused(const struct rig *r, struct hfe *f, uint32_t req, int bad_fd)
+static void vu_refused(const struct rig *r, struct frontend *f, uint32_t req, int bad_fd)
 {
 	int fd = unix_connect(r->sock);
 	int64_t ack;
@@ -1011,7 +839,7 @@ static void vu_refused(const struct rig *r, struct hfe *f, uint32_t req, int bad
 		vu_mem(fd, f, f->memfd, VP_MSG_NEED_REPLY);
 		CHECK_EQ(vu_ack(fd, VP_VU_SET_MEM_TABLE), 0);
 		vu_ring(fd, f, 0);
-		vu_send(fd, req, VP_MSG_NEED_REPLY, 0, bad_fd);
+		vu_raw_send(fd, req, VP_MSG_NEED_REPLY, 0, bad_fd);
 	}
 	ack = vu_ack(fd, req);
 	if (ack <= 0)
@@ -1029,7 +857,7 @@ static void vu_refused(const struct rig *r, struct hfe *f, uint32_t req, int bad
 TEST(row1_call_eventfd_at_max_never_blocks_backend)
 {
 	struct rig *r = &the_rig;
-	struct hfe f;
+	struct frontend f;
 	uint64_t v = 0xfffffffffffffffeull, id;
 	int efd;
 
@@ -1064,10 +892,9 @@ TEST(row1_call_eventfd_at_max_never_blocks_backend)
 		CHECK(poll(&p, 1, 0) == 1 && read(f.call[TX], &v, 8) == 8 &&
 		      v == 0xfffffffffffffffeull);
 	}
-	hfe_free(&f);
+	fe_free(&f);
 	check_after(r);
 	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
 }
 
 /* Row 1, the other way to block a backend: the frontend clears O_NONBLOCK
@@ -1076,10 +903,8 @@ TEST(row1_call_eventfd_at_max_never_blocks_backend)
 TEST(row1_call_fd_made_blocking_breaks_only_that_link)
 {
 	struct rig *r = &the_rig;
-	struct hfe f;
+	struct frontend f;
 	uint64_t v = 0xfffffffffffffffeull, id;
-	char st[32], why[400] = "";
-	int64_t deadline;
 
 	REQUIRE(rig_init(r) && rig_up(r));
 	REQUIRE(hfe_init(&f, 1, DEF_FEATURES));
@@ -1101,48 +926,50 @@ TEST(row1_call_fd_made_blocking_breaks_only_that_link)
 	}
 	CHECK(fcntl(f.call[TX], F_SETFL, 0) == 0 && fcntl(f.call[RX], F_SETFL, 0) == 0);
 	hfe_send(&f, 8);
-	deadline = now_ms() + WAIT_MS;
-	do {
-		backend_of(r, id, st, sizeof(st), why, sizeof(why));
-		if (strstr(why, "O_NONBLOCK"))
-			break;
-		sleep_ms(20);
-	} while (now_ms() < deadline);
-	CHECK(strstr(why, "frontend cleared O_NONBLOCK on its call eventfd") != NULL);
-	check_during(r);
-	hfe_free(&f);
-	check_after(r);
-	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
+	CHECK(wait_reason(r, id, "frontend cleared O_NONBLOCK on its call eventfd"));
+	finish(r, &f);
 }
 
-/* Row 1: a full blocking pipe as call fd is refused, in both dialects. */
-TEST(row1_call_pipe_refused)
+/*
+ * Rows 1 and 3: a pipe as ring 1's call fd (full, blocking) or kick fd
+ * (readable for ever: what made the backend spin) is refused in both
+ * dialects, with the reason. The refused native peer stays connected
+ * through the idle second: the old backend spun only while it was.
+ */
+static void pipe_refused(bool is_kick)
 {
 	struct rig *r = &the_rig;
-	struct hfe f;
-	int p[2];
+	struct frontend f;
+	char want[64];
+	int p[2], bad;
 
 	REQUIRE(rig_init(r) && rig_up(r));
 	REQUIRE(hfe_init(&f, 1, DEF_FEATURES));
-	REQUIRE(full_pipe(p));
-	hfe_set_fd(&f, false, TX, p[1]);
+	if (is_kick)
+		REQUIRE(pipe2(p, O_CLOEXEC) == 0 && write(p[1], "x", 1) == 1);
+	else
+		REQUIRE(full_pipe(p));
+	bad = is_kick ? p[0] : p[1];
+	hfe_set_fd(&f, is_kick, TX, bad);
 	CHECK(hfe_connect(&f, r->sock) == 0);
-	CHECK(strstr(hfe_error(&f), "call fd of ring 1 is a pipe, not an eventfd") != NULL);
-	vu_refused(r, &f, VP_VU_SET_VRING_CALL, p[1]);
-	close(p[0]);
-	check_during(r);
-	hfe_free(&f);
-	check_after(r);
-	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
+	snprintf(want, sizeof(want), "%s fd of ring 1 is a pipe, not an eventfd",
+		 is_kick ? "kick" : "call");
+	CHECK(strstr(hfe_error(&f), want) != NULL);
+	vu_refused(r, &f, is_kick ? VP_VU_SET_VRING_KICK : VP_VU_SET_VRING_CALL, bad);
+	close(is_kick ? p[1] : p[0]);
+	finish(r, &f);
+}
+
+TEST(row1_call_pipe_refused)
+{
+	pipe_refused(false);
 }
 
 /* Row 2: memory that can shrink is refused, and the frontend is told. */
 TEST(row2_unsealed_memory_refused_both_dialects)
 {
 	struct rig *r = &the_rig;
-	struct hfe f;
+	struct frontend f;
 	char path[] = "/tmp/vp-hostile-file-XXXXXX";
 	int file;
 	unsigned announced;
@@ -1165,10 +992,9 @@ TEST(row2_unsealed_memory_refused_both_dialects)
 	check_during(r);
 	/* Refused at the daemon: the backend never saw any of it. */
 	CHECK_EQ(count_lines(r->blog, "frontend connected"), announced);
-	hfe_free(&f);
+	fe_free(&f);
 	check_after(r);
 	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
 }
 
 /*
@@ -1178,7 +1004,7 @@ TEST(row2_unsealed_memory_refused_both_dialects)
 TEST(row2_opted_in_memory_truncated_breaks_one_link)
 {
 	struct rig *r = &the_rig;
-	struct hfe f;
+	struct frontend f;
 	siginfo_t si = { 0 };
 	uint64_t id, one = 1;
 	int64_t deadline;
@@ -1201,16 +1027,16 @@ TEST(row2_opted_in_memory_truncated_breaks_one_link)
 	CHECK(write(f.kick[TX], &one, 8) == 8);
 	CHECK(write(f.kick[RX], &one, 8) == 8);
 	deadline = now_ms() + 1000 * SLOW;
-	while (alive(r->backend) && now_ms() < deadline)
+	while (pid_alive(r->backend) && now_ms() < deadline)
 		sleep_ms(10);
-	if (!alive(r->backend)) {
+	if (!pid_alive(r->backend)) {
 		bool bus = waitid(P_PID, (id_t)r->backend, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
 			   ((si.si_code != CLD_EXITED && si.si_status == SIGBUS) ||
 			    count_lines(r->blog, "BUS") > 0);
 
 		CHECK(bus);  /* any other death is a plain failure */
-		CHECK(alive(r->daemon));
-		hfe_free(&f);
+		CHECK(pid_alive(r->daemon));
+		fe_free(&f);
 		rig_cleanup(r, tu_failed_checks);
 		if (bus)
 			SKIP("known gap (#9): the backend dies of SIGBUS when opted-in unsealed "
@@ -1230,34 +1056,12 @@ TEST(row2_opted_in_memory_truncated_breaks_one_link)
 		}
 		CHECK(strcmp(st, "attached") != 0);
 	}
-	check_during(r);
-	hfe_free(&f);
-	check_after(r);
-	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
+	finish(r, &f);
 }
 
-/* Row 3: a pipe as kick fd is refused, in both dialects; nothing spins. */
 TEST(row3_kick_pipe_refused)
 {
-	struct rig *r = &the_rig;
-	struct hfe f;
-	int p[2];
-
-	REQUIRE(rig_init(r) && rig_up(r));
-	REQUIRE(hfe_init(&f, 1, DEF_FEATURES));
-	/* Readable for ever: what made the backend spin. */
-	REQUIRE(pipe2(p, O_CLOEXEC) == 0 && write(p[1], "x", 1) == 1);
-	hfe_set_fd(&f, true, TX, p[0]);
-	CHECK(hfe_connect(&f, r->sock) == 0);
-	CHECK(strstr(hfe_error(&f), "kick fd of ring 1 is a pipe, not an eventfd") != NULL);
-	vu_refused(r, &f, VP_VU_SET_VRING_KICK, p[0]);
-	close(p[1]);
-	check_during(r);
-	hfe_free(&f);
-	check_after(r);
-	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
+	pipe_refused(true);
 }
 
 /* Row 3: an eventfd kick that never empties (EFD_SEMAPHORE with a huge
@@ -1265,10 +1069,9 @@ TEST(row3_kick_pipe_refused)
 TEST(row3_sticky_kick_eventfd_does_not_spin)
 {
 	struct rig *r = &the_rig;
-	struct hfe f;
+	struct frontend f;
 	uint64_t id, v = 1ull << 40;
 	int efd;
-	char st[32], why[400];
 
 	REQUIRE(rig_init(r) && rig_up(r));
 	REQUIRE(hfe_init(&f, 1, DEF_FEATURES));
@@ -1278,20 +1081,8 @@ TEST(row3_sticky_kick_eventfd_does_not_spin)
 	id = hfe_connect(&f, r->sock);
 	REQUIRE(id);
 	/* The backend breaks the link and says why; the daemon retries. */
-	int64_t deadline = now_ms() + WAIT_MS;
-
-	do {
-		backend_of(r, id, st, sizeof(st), why, sizeof(why));
-		if (strstr(why, "stays readable"))
-			break;
-		sleep_ms(20);
-	} while (now_ms() < deadline);
-	CHECK(strstr(why, "kick eventfd stays readable after draining") != NULL);
-	check_during(r);
-	hfe_free(&f);
-	check_after(r);
-	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
+	CHECK(wait_reason(r, id, "kick eventfd stays readable after draining"));
+	finish(r, &f);
 }
 
 /* Row 4: the backend is killed and restarted: every READY device is offered
@@ -1299,7 +1090,7 @@ TEST(row3_sticky_kick_eventfd_does_not_spin)
 TEST(row4_backend_restart_gets_ready_devices)
 {
 	struct rig *r = &the_rig;
-	struct hfe f;
+	struct frontend f;
 	uint64_t id, good;
 
 	REQUIRE(rig_init(r));
@@ -1331,10 +1122,9 @@ TEST(row4_backend_restart_gets_ready_devices)
 	vp_client_dispatch(f.client);
 	CHECK_EQ(vp_client_state(f.client), VP_CLIENT_STARTED);
 	check_during(r);
-	hfe_free(&f);
+	fe_free(&f);
 	check_after(r);
 	rig_down(r, LOSS_OK);
-	rig_cleanup(r, tu_failed_checks);
 }
 
 /* Row 5: more frontends than the backend has links: the excess is refused
@@ -1342,7 +1132,7 @@ TEST(row4_backend_restart_gets_ready_devices)
 TEST(row5_excess_frontends_refused_visibly_then_picked_up)
 {
 	struct rig *r = &the_rig;
-	struct hfe f[4];
+	struct frontend f[4];
 	uint64_t id[4];
 	char st[32], why[400], out[8192];
 
@@ -1362,16 +1152,9 @@ TEST(row5_excess_frontends_refused_visibly_then_picked_up)
 			CHECK(wait_backend(r, id[i], "attached"));
 	}
 	for (unsigned i = 2; i < 4; i++) {
-		int64_t deadline = now_ms() + WAIT_MS;
-
-		do {
-			backend_of(r, id[i], st, sizeof(st), why, sizeof(why));
-			if (strstr(why, "backend full"))
-				break;
-			sleep_ms(20);
-		} while (now_ms() < deadline);
+		CHECK(wait_reason(r, id[i], "refused: backend full: 3 of 3 links in use"));
+		backend_of(r, id[i], st, sizeof(st), why, sizeof(why));
 		CHECK_STR(st, "waiting");
-		CHECK(strstr(why, "refused: ") && strstr(why, "backend full: 3 of 3 links in use"));
 	}
 	/* What an operator sees. */
 	{
@@ -1397,8 +1180,8 @@ TEST(row5_excess_frontends_refused_visibly_then_picked_up)
 		CHECK_EQ(vp_client_state(f[i].client), VP_CLIENT_STARTED);
 	}
 	/* Links free up: the waiting devices are driven, one per link. */
-	hfe_free(&f[0]);
-	hfe_free(&f[1]);
+	fe_free(&f[0]);
+	fe_free(&f[1]);
 	CHECK(wait_backend(r, id[2], "attached"));
 	CHECK(wait_backend(r, id[3], "attached"));
 	for (unsigned i = 2; i < 4; i++) {
@@ -1406,11 +1189,10 @@ TEST(row5_excess_frontends_refused_visibly_then_picked_up)
 		CHECK(hfe_wait_used(&f[i], RX, 4));
 	}
 	check_during(r);
-	hfe_free(&f[2]);
-	hfe_free(&f[3]);
+	fe_free(&f[2]);
+	fe_free(&f[3]);
 	check_after(r);
 	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
 }
 
 /* Row 6: peers that never finish the handshake (silent, one GET_FEATURES,
@@ -1419,7 +1201,7 @@ TEST(row5_excess_frontends_refused_visibly_then_picked_up)
 TEST(row6_silent_and_trickling_peers_dropped_by_deadline)
 {
 	struct rig *r = &the_rig;
-	struct hfe h, g;
+	struct frontend h, g;
 	struct vp_msg m;
 	int s[4], open_n = 5;
 	bool closed[5] = { false };
@@ -1438,10 +1220,10 @@ TEST(row6_silent_and_trickling_peers_dropped_by_deadline)
 	}
 	/* s[0] says nothing; s[1] one GET_FEATURES, then nothing; s[2] one
 	 * message every 200 ms; s[3] QEMU's start without SET_OWNER. */
-	CHECK(vu_send(s[1], VP_VU_GET_FEATURES, 0, 0, -1) == 0 && vu_recv(s[1], &m) == 1);
-	CHECK(vu_send(s[2], VP_VU_GET_FEATURES, 0, 0, -1) == 0);
-	CHECK(vu_send(s[3], VP_VU_GET_FEATURES, 0, 0, -1) == 0 && vu_recv(s[3], &m) == 1);
-	CHECK(vu_send(s[3], VP_VU_SET_FEATURES, 0, DEF_FEATURES, -1) == 0);
+	CHECK(vu_raw_send(s[1], VP_VU_GET_FEATURES, 0, 0, -1) == 0 && vu_recv(s[1], &m) == 1);
+	CHECK(vu_raw_send(s[2], VP_VU_GET_FEATURES, 0, 0, -1) == 0);
+	CHECK(vu_raw_send(s[3], VP_VU_GET_FEATURES, 0, 0, -1) == 0 && vu_recv(s[3], &m) == 1);
+	CHECK(vu_raw_send(s[3], VP_VU_SET_FEATURES, 0, DEF_FEATURES, -1) == 0);
 	CHECK(vu_mem(s[3], &h, h.memfd, 0) == 0);
 	/* h: a native HELLO, then no answers. */
 	CHECK(vp_client_connect(&h.client, r->sock, &h.info) == 0);
@@ -1471,7 +1253,7 @@ TEST(row6_silent_and_trickling_peers_dropped_by_deadline)
 			}
 		}
 		if (!closed[2] && now_ms() >= next_trickle) {
-			vu_send(s[2], VP_VU_GET_FEATURES, 0, 0, -1);
+			vu_raw_send(s[2], VP_VU_GET_FEATURES, 0, 0, -1);
 			next_trickle += 200;
 		}
 	}
@@ -1490,11 +1272,10 @@ TEST(row6_silent_and_trickling_peers_dropped_by_deadline)
 	check_during(r);
 	for (unsigned i = 0; i < 4; i++)
 		close(s[i]);
-	hfe_free(&h);
-	hfe_free(&g);
+	fe_free(&h);
+	fe_free(&g);
 	check_after(r);
 	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
 }
 
 /* Row 7: a connect loop past the connection limit: refused, and logged a
@@ -1536,10 +1317,47 @@ TEST(row7_connect_flood_logs_bounded)
 	close(fill[1]);
 	check_after(r);
 	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
 }
 
-/* Row 8: the backend dies: past backend-grace the good frontend's link goes
+/* Poll the log at path until a line has what in it. */
+static bool wait_log(const char *path, const char *what)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	while (!count_lines(path, what)) {
+		if (now_ms() > deadline) {
+			fprintf(stderr, "  no '%s' in %s\n", what, path);
+			return false;
+		}
+		sleep_ms(20);
+	}
+	return true;
+}
+
+/*
+ * Row 8, the end of each case: past backend-grace the daemon dropped the
+ * good frontend's undriven device (so its link went down); a backend that
+ * takes the device comes (back), and the frontend's own reconnect brings
+ * the traffic back. recount: the fds to come back to are counted now (the
+ * case had no backend before).
+ */
+static void row8_link_down_then_back(struct rig *r, bool recount)
+{
+	CHECK(wait_log(r->dlog, "no backend attached within 1 s"));
+	CHECK(pid_alive(r->good) && pid_alive(r->daemon));
+	if (r->backend)
+		backend_stop(r);
+	r->bopt[0] = NULL;
+	REQUIRE(rig_backend(r));
+	CHECK(good_flows(r));
+	if (recount)
+		fds_now(r, &r->d_fds, &r->b_fds);
+	check_during(r);
+	check_after(r);
+	rig_down(r, LOSS_OK | LINK_DOWN);
+}
+
+/* Row 8: the backend dies. Past backend-grace the good frontend's link goes
  * down (the daemon drops its connection, as QEMU needs to see it), new
  * frontends are refused with the reason, and when the backend is back the
  * frontend's own reconnect brings traffic back. */
@@ -1560,42 +1378,20 @@ TEST(row8_backend_dead_link_down_then_resumes)
 	while (dev_of_pid(r, r->good) == good && now_ms() < deadline)
 		sleep_ms(20);
 	CHECK(dev_of_pid(r, r->good) != good);
-	CHECK(count_lines(r->dlog, "no backend attached within 1 s") >= 1);
-	deadline = now_ms() + WAIT_MS;
-	while (!count_lines(r->dlog, "refusing new frontends") && now_ms() < deadline)
-		sleep_ms(20);
-	CHECK(count_lines(r->dlog, "refusing new frontends") >= 1);
-	CHECK(alive(r->good) && alive(r->daemon));
-	REQUIRE(rig_backend(r));
-	CHECK(good_flows(r));
-	check_during(r);
-	check_after(r);
-	rig_down(r, LOSS_OK | LINK_DOWN);
-	rig_cleanup(r, tu_failed_checks);
+	CHECK(wait_log(r->dlog, "refusing new frontends"));
+	row8_link_down_then_back(r, false);
 }
 
 /* Row 8: the backend is not there when the device becomes READY. */
 TEST(row8_backend_late_link_down_then_resumes)
 {
 	struct rig *r = &the_rig;
-	int64_t deadline;
 
 	REQUIRE(rig_init(r));
 	r->spec = "backend-grace=1";
 	r->late = true;
 	REQUIRE(rig_up(r));
-	deadline = now_ms() + WAIT_MS;
-	while (!count_lines(r->dlog, "no backend attached within 1 s") && now_ms() < deadline)
-		sleep_ms(20);
-	CHECK(count_lines(r->dlog, "no backend attached within 1 s") >= 1);
-	CHECK(alive(r->good) && alive(r->daemon));
-	REQUIRE(rig_backend(r));
-	CHECK(good_flows(r));
-	fds_now(r, &r->d_fds, &r->b_fds);
-	check_during(r);
-	check_after(r);
-	rig_down(r, LOSS_OK | LINK_DOWN);
-	rig_cleanup(r, tu_failed_checks);
+	row8_link_down_then_back(r, true);
 }
 
 /* Row 8: the backend refuses the device (here: features it was told not to
@@ -1604,7 +1400,6 @@ TEST(row8_backend_late_link_down_then_resumes)
 TEST(row8_backend_refusing_link_down_then_resumes)
 {
 	struct rig *r = &the_rig;
-	char st[32], why[400] = "";
 	int64_t deadline;
 	uint64_t id = 0;
 
@@ -1616,27 +1411,11 @@ TEST(row8_backend_refusing_link_down_then_resumes)
 	fds_now(r, &r->d_empty, &r->b_empty);
 	REQUIRE(rig_good(r));
 	deadline = now_ms() + WAIT_MS;
-	while (!strstr(why, "refused: ") && now_ms() < deadline) {
-		id = dev_of_pid(r, r->good);
-		if (id)
-			backend_of(r, id, st, sizeof(st), why, sizeof(why));
-		sleep_ms(20);
-	}
-	CHECK(strstr(why, "refused: ") != NULL);
-	deadline = now_ms() + WAIT_MS;
-	while (!count_lines(r->dlog, "no backend attached within 1 s") && now_ms() < deadline)
-		sleep_ms(20);
-	CHECK(count_lines(r->dlog, "no backend attached within 1 s") >= 1);
-	CHECK(alive(r->good) && alive(r->daemon) && alive(r->backend));
-	backend_stop(r);
-	r->bopt[0] = NULL;
-	REQUIRE(rig_backend(r));
-	CHECK(good_flows(r));
-	fds_now(r, &r->d_fds, &r->b_fds);
-	check_during(r);
-	check_after(r);
-	rig_down(r, LOSS_OK | LINK_DOWN);
-	rig_cleanup(r, tu_failed_checks);
+	while (!(id = dev_of_pid(r, r->good)) && now_ms() < deadline)
+		sleep_ms(10);
+	CHECK(id && wait_reason(r, id, "refused: frontend driver uses features"));
+	CHECK(pid_alive(r->backend));
+	row8_link_down_then_back(r, true);
 }
 
 /* Row 9: frontends that negotiate CSUM / GUEST_CSUM (a stock QEMU guest's
@@ -1647,7 +1426,7 @@ TEST(row9_csum_guest_csum_accepted)
 		"--features", "csum,guest_csum,mrg_rxbuf,event_idx,indirect_desc",
 		"--count", "2000", "--rate", "20000", NULL };
 	struct rig *r = &the_rig;
-	struct hfe f;
+	struct frontend f;
 	struct jv *doc;
 	char out[160], cmd[64], buf[8192], err[128];
 	uint64_t id, feat = 0, rx = 0;
@@ -1663,7 +1442,7 @@ TEST(row9_csum_guest_csum_accepted)
 	snprintf(out, sizeof(out), "%.63s/csum.json", r->dir);
 	gen = vm_frontend(r, "csum", out, r->glog, opts);
 	REQUIRE(gen > 0);
-	for (int64_t t = now_ms(); !seen && alive(gen) && now_ms() - t < WAIT_MS; sleep_ms(5)) {
+	for (int64_t t = now_ms(); !seen && pid_alive(gen) && now_ms() - t < WAIT_MS; sleep_ms(5)) {
 		id = dev_of_pid(r, gen);
 		snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
 		doc = id ? ask(r, cmd) : NULL;
@@ -1689,18 +1468,7 @@ TEST(row9_csum_guest_csum_accepted)
 	vu = vp_vu_frontend_start(r->sock, &f.info, &feat, WAIT_MS);
 	CHECK(vu >= 0);
 	CHECK((feat & 3) == 3);
-	id = 0;
-	for (int64_t t = now_ms(); !id && now_ms() - t < WAIT_MS; sleep_ms(10)) {
-		doc = ask(r, "list");
-		for (const struct jv *e = jv_get(doc, "devices") ? jv_get(doc, "devices")->child :
-		     NULL; e; e = e->next) {
-			const char *dl = jv_get_str(e, "dialect");
-
-			if (dl && !strcmp(dl, "vhost-user"))
-				jv_get_u64(e, "id", &id);
-		}
-		jv_free(doc);
-	}
+	id = wait_vu_dev(r);
 	CHECK(id != 0);
 	if (id)
 		CHECK(wait_backend(r, id, "attached"));
@@ -1708,10 +1476,9 @@ TEST(row9_csum_guest_csum_accepted)
 	check_during(r);
 	if (vu >= 0)
 		close(vu);
-	hfe_free(&f);
+	fe_free(&f);
 	check_after(r);
 	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
 }
 
 /* Row 10: QEMU's start (which replaces a call fd right after the rings
@@ -1719,10 +1486,10 @@ TEST(row9_csum_guest_csum_accepted)
 TEST(row10_one_ready_one_backend_connection)
 {
 	struct rig *r = &the_rig;
-	struct hfe f;
+	struct frontend f;
 	struct vp_msg m;
 	unsigned before;
-	uint64_t id = 0;
+	uint64_t id;
 	int fd, call2;
 
 	REQUIRE(rig_init(r) && rig_up(r));
@@ -1732,41 +1499,30 @@ TEST(row10_one_ready_one_backend_connection)
 	fd = unix_connect(r->sock);
 	REQUIRE(fd >= 0);
 	/* QEMU at DRIVER_OK, no PROTOCOL_FEATURES: rings start enabled. */
-	CHECK(vu_send(fd, VP_VU_GET_FEATURES, 0, 0, -1) == 0 && vu_recv(fd, &m) == 1);
-	vu_send(fd, VP_VU_SET_OWNER, 0, 0, -1);
-	vu_send(fd, VP_VU_SET_FEATURES, 0, DEF_FEATURES, -1);
+	CHECK(vu_raw_send(fd, VP_VU_GET_FEATURES, 0, 0, -1) == 0 && vu_recv(fd, &m) == 1);
+	vu_raw_send(fd, VP_VU_SET_OWNER, 0, 0, -1);
+	vu_raw_send(fd, VP_VU_SET_FEATURES, 0, DEF_FEATURES, -1);
 	vu_mem(fd, &f, f.memfd, 0);
 	for (uint32_t i = 0; i < 2; i++) {
 		vu_ring(fd, &f, i);
-		vu_send(fd, VP_VU_SET_VRING_KICK, 0, i, f.kick[i]);
-		vu_send(fd, VP_VU_SET_VRING_CALL, 0, i, f.call[i]);
+		vu_raw_send(fd, VP_VU_SET_VRING_KICK, 0, i, f.kick[i]);
+		vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, i, f.call[i]);
 	}
 	call2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	vu_send(fd, VP_VU_SET_VRING_CALL, 0, 0, call2);
-	for (int64_t t = now_ms(); !id && now_ms() - t < WAIT_MS; sleep_ms(10)) {
-		struct jv *doc = ask(r, "list");
-
-		for (const struct jv *e = jv_get(doc, "devices") ? jv_get(doc, "devices")->child :
-		     NULL; e; e = e->next) {
-			const char *dl = jv_get_str(e, "dialect");
-
-			if (dl && !strcmp(dl, "vhost-user"))
-				jv_get_u64(e, "id", &id);
-		}
-		jv_free(doc);
-	}
+	vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, 0, call2);
+	id = wait_vu_dev(r);
 	REQUIRE(id);
 	CHECK(wait_backend(r, id, "attached"));
 	/* The guest's driver resets the device and starts it again. */
 	for (uint32_t i = 0; i < 2; i++) {
-		vu_state(fd, VP_VU_GET_VRING_BASE, i, 0);
+		vu_raw_state(fd, VP_VU_GET_VRING_BASE, i, 0);
 		CHECK(vu_recv(fd, &m) == 1 && m.request == VP_VU_GET_VRING_BASE);
 	}
 	CHECK(wait_backend(r, id, "stopped"));
 	for (uint32_t i = 0; i < 2; i++) {
 		vu_ring(fd, &f, i);
-		vu_send(fd, VP_VU_SET_VRING_KICK, 0, i, f.kick[i]);
-		vu_send(fd, VP_VU_SET_VRING_CALL, 0, i, f.call[i]);
+		vu_raw_send(fd, VP_VU_SET_VRING_KICK, 0, i, f.kick[i]);
+		vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, i, f.call[i]);
 	}
 	CHECK(wait_backend(r, id, "attached"));
 	/* A second of quiet: no late second connection either. */
@@ -1775,11 +1531,10 @@ TEST(row10_one_ready_one_backend_connection)
 	CHECK_EQ(count_lines(r->blog, "roken pipe"), 0);
 	close(fd);
 	close(call2);
-	hfe_free(&f);
+	fe_free(&f);
 	check_after(r);
 	CHECK_EQ(count_lines(r->blog, "frontend connected"), before + 1);
 	rig_down(r, 0);
-	rig_cleanup(r, tu_failed_checks);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1797,7 +1552,7 @@ static int run_case(const struct tu_case *c)
 		die_with_parent(parent);
 		alarm(CASE_LIMIT_S);
 		c->fn();
-		rig_cleanup(&the_rig, tu_failed_checks);  /* a case that gave up early */
+		rig_cleanup(&the_rig, tu_failed_checks);
 		if (tu_failed_checks)
 			_exit(1);
 		if (skip_reason[0])
