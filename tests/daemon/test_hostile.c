@@ -82,6 +82,7 @@ int tu_main(int argc, char **argv);
 #define GOOD_RATE "2000"
 
 #define F(bit) (1ull << (bit))
+#define CASE_DIR_FMT "/tmp/vp-hostile-%d"
 
 static const char *pcid_bin, *ctl_bin, *vm_bin;
 static char *skip_reason;   /* shared with main(): set by a skipped case */
@@ -228,8 +229,11 @@ static struct rig the_rig;
 static bool rig_init(struct rig *r)
 {
 	memset(r, 0, sizeof(*r));
-	snprintf(r->dir, sizeof(r->dir), "/tmp/vp-hostile-XXXXXX");
-	if (!mkdtemp(r->dir))
+	/* Named after the case's process, so main() can remove it whatever
+	 * became of the case. */
+	snprintf(r->dir, sizeof(r->dir), CASE_DIR_FMT, (int)getpid());
+	rm_tree(r->dir);
+	if (mkdir(r->dir, 0700) < 0)
 		return false;
 	snprintf(r->sock, sizeof(r->sock), "%s/net0.sock", r->dir);
 	snprintf(r->ctl, sizeof(r->ctl), "%s/control.sock", r->dir);
@@ -1567,12 +1571,19 @@ static int run_case(const struct tu_case *c)
 			fprintf(stderr, "  %s: no end after %d s, killed\n", c->name, CASE_LIMIT_S);
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
-			return 1;
+			break;
 		}
 		sleep_ms(20);
 	}
-	if (WIFSIGNALED(st))
+	if (WIFSIGNALED(st)) {
+		char dir[64];
+
+		/* It could not clean up after itself. */
 		fprintf(stderr, "  %s: killed by signal %d\n", c->name, WTERMSIG(st));
+		snprintf(dir, sizeof(dir), CASE_DIR_FMT, (int)pid);
+		if (!getenv("VP_TEST_KEEP"))
+			rm_tree(dir);
+	}
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }
 
