@@ -142,6 +142,25 @@ static void link_down(struct vp_port *p, struct link *l, const char *why)
 	port_log(p, VP_LOG_INFO, "link down (device %" PRIu64 "): %s", l->dev_id, why);
 }
 
+/*
+ * The data path found a link broken: let go of it AND drop the device with
+ * the library's reason. Only letting go would leave the device attached in
+ * the sender's eyes (the daemon's relay, or a native frontend), holding a
+ * link that nobody drives; dropped, the sender learns why and may offer it
+ * again.
+ */
+static void link_broken(struct vp_port *p, struct link *l, const char *what)
+{
+	char why[200];
+
+	if (!l->net)
+		return;
+	snprintf(why, sizeof(why), "%s: %s", what,
+		 vp_net_broken(l->net) ? vp_net_broken(l->net) : "broken");
+	link_down(p, l, why);
+	vp_server_drop(p->srv, l->dev_id, why);
+}
+
 static struct link *find_link(struct vp_port *p, uint64_t id)
 {
 	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
@@ -195,7 +214,7 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 	char uuid[40];
 	int r;
 
-	(void)srv;  /* p->srv: refuse() and link_down() reach it from there */
+	(void)srv;  /* p->srv: refuse() and link_broken() reach it from there */
 	switch (ev) {
 	case VP_EV_DEVICE_NEW:
 		/* Full: refuse before the handshake, so that the frontend never
@@ -284,13 +303,8 @@ static int be_control(struct vp_port *p)
 	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++) {
 		struct link *l = &p->links[i];
 
-		if (l->net && vp_net_broken(l->net)) {
-			char why[200];
-
-			snprintf(why, sizeof(why), "ring broken: %s", vp_net_broken(l->net));
-			link_down(p, l, why);
-			vp_server_drop(p->srv, l->dev_id, why);
-		}
+		if (l->net && vp_net_broken(l->net))
+			link_broken(p, l, "ring broken");
 	}
 	return 0;
 }
@@ -319,7 +333,7 @@ static int be_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link)
 			continue;
 		r = vp_net_rx_burst(l->net, pkts, n);
 		if (r < 0) {
-			link_down(p, l, "frontend's TX ring broken");
+			link_broken(p, l, "frontend's TX ring broken");
 			continue;
 		}
 		if (r > 0) {
@@ -344,7 +358,7 @@ static int be_rx_link(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned
 		return 0;
 	r = into ? vp_net_rx_into(l->net, pkts, n) : vp_net_rx_burst(l->net, pkts, n);
 	if (r == -EIO)
-		link_down(p, l, "frontend's TX ring broken");
+		link_broken(p, l, "frontend's TX ring broken");
 	return r;
 }
 
@@ -362,7 +376,7 @@ static int be_tx(struct vp_port *p, int link, const struct vp_pkt *pkts, unsigne
 		return 0;
 	r = vp_net_tx_burst(l->net, pkts, n, flags);
 	if (r < 0)
-		link_down(p, l, "frontend's RX ring broken");
+		link_broken(p, l, "frontend's RX ring broken");
 	return r;
 }
 
@@ -380,7 +394,7 @@ static int be_tx_reserve(struct vp_port *p, int link, struct vp_pkt *pkts, unsig
 		}
 		r = vp_net_tx_reserve(p->links[i].net, pkts, n);
 		if (r < 0) {
-			link_down(p, &p->links[i], "frontend's RX ring broken");
+			link_broken(p, &p->links[i], "frontend's RX ring broken");
 			return r;
 		}
 		p->resv_link = (int)i;
@@ -398,7 +412,7 @@ static int be_tx_commit(struct vp_port *p, const struct vp_pkt *pkts, unsigned n
 		return 0;  /* the link went away in between: nothing was sent */
 	r = vp_net_tx_commit(l->net, pkts, n);
 	if (r == -EIO)
-		link_down(p, l, "frontend's RX ring broken");
+		link_broken(p, l, "frontend's RX ring broken");
 	p->resv_link = -1;
 	return r;
 }

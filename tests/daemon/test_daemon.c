@@ -36,7 +36,6 @@
 #include "vhostpci/server.h"
 #include "vhostpci/sock.h"
 #include "daemon.h"
-#include "json.h"
 
 /* testutil's main() takes argv[1] as a filter; ours takes the binaries first. */
 int tu_main(int argc, char **argv);
@@ -44,6 +43,7 @@ int tu_main(int argc, char **argv);
 #define TESTUTIL_MAIN
 #include "testutil.h"
 #undef main
+#include "daemon_testutil.h"
 
 static const char *pcid_bin, *ctl_bin;
 
@@ -56,21 +56,6 @@ static const char *pcid_bin, *ctl_bin;
 #define F_EVENT_IDX (1ull << VIRTIO_RING_F_EVENT_IDX)
 #define F_INDIRECT (1ull << VIRTIO_RING_F_INDIRECT_DESC)
 #define F_VERSION_1 (1ull << VIRTIO_F_VERSION_1)
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
 
 /* ------------------------------------------------------------------------ */
 /* child processes */
@@ -227,15 +212,6 @@ struct daemon {
 	char ctl[128], net0[128], net1[128], log[128], conf[128];
 };
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static bool daemon_init(struct daemon *d)
 {
 	memset(d, 0, sizeof(*d));
@@ -250,55 +226,15 @@ static bool daemon_init(struct daemon *d)
 	return true;
 }
 
-/* Read one answer from fd until EOF (bounded), parsed; NULL on failure. */
 static struct jv *read_doc(int fd)
 {
-	int64_t deadline = now_ms() + WAIT_MS;
-	size_t cap = 1 << 20, have = 0;
-	char *buf = malloc(cap), err[128];
-	struct jv *doc = NULL;
-
-	if (!buf)
-		return NULL;
-	while (have < cap - 1) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			goto out;
-		n = recv(fd, buf + have, cap - 1 - have, MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			break;
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			goto out;
-		if (n > 0)
-			have += (size_t)n;
-	}
-	buf[have] = 0;
-	if (jv_parse(buf, have, &doc, err, sizeof(err)) < 0)
-		fprintf(stderr, "  bad JSON from the daemon (%s): %.200s\n", err, buf);
-out:
-	free(buf);
-	return doc;
+	return ctl_read(fd, WAIT_MS);
 }
 
 /* Answer of the control socket at path to raw bytes, parsed; NULL on failure. */
 static struct jv *ask_raw(const char *path, const void *data, size_t len)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct jv *doc = NULL;
-	int fd;
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return NULL;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    send(fd, data, len, MSG_NOSIGNAL) == (ssize_t)len)
-		doc = read_doc(fd);
-	close(fd);
-	return doc;
+	return ctl_ask_raw(path, data, len, WAIT_MS);
 }
 
 static struct jv *ask(const struct daemon *d, const char *cmd)
@@ -312,11 +248,7 @@ static struct jv *ask(const struct daemon *d, const char *cmd)
 /* Still running? (Does not reap it: its exit status stays for wait_exit().) */
 static bool daemon_alive(const struct daemon *d)
 {
-	siginfo_t si = { 0 };
-
-	return d->pid > 0 &&
-	       waitid(P_PID, (id_t)d->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-	       si.si_pid == 0;
+	return pid_alive(d->pid);
 }
 
 /* Start vhost-pcid with argv (NULL-terminated, after the binary); wait until
@@ -411,7 +343,7 @@ static void daemon_cleanup(struct daemon *d)
 		return;
 	}
 	if (d->dir[0])
-		nftw(d->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+		rm_tree(d->dir);
 	kill_kids();
 }
 
@@ -531,73 +463,22 @@ static const struct jv *nth(const struct jv *arr, unsigned i)
 
 static int daemon_fds(const struct daemon *d)
 {
-	char path[64];
-	struct stat st;
-	int n = 0;
-
-	for (int fd = 0; fd < 1024; fd++) {
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)d->pid, fd);
-		n += lstat(path, &st) == 0;
-	}
-	return n;
+	return pid_fds(d->pid);
 }
 
 /* ------------------------------------------------------------------------ */
 /* frontends */
 
-#define MEM_GPA 0x40000000ull
-#define MEM_SIZE (1u << 20)
-#define RING_NUM 256
 #define BUF_OFF 0x10000u
 #define BAD_ADDR 0xdead0000ull
-
-/* A virtio-net frontend: 1 MiB of "guest RAM" in a memfd, two rings in it. */
-struct frontend {
-	int memfd;
-	uint8_t *mem;
-	int kick[2], call[2];
-	struct vp_frontend_info info;
-	struct vp_client *client;
-};
-
-static uint64_t ring_off(unsigned ring)
-{
-	return (uint64_t)ring * 0x4000;
-}
 
 /* seal = 0: RAM the frontend can still truncate (a hostile frontend's). */
 static bool fe_init_sealed(struct frontend *f, const char *uuid, int seal)
 {
-	memset(f, 0, sizeof(*f));
-	f->memfd = tu_memfd("vpd-test-ram", MEM_SIZE, seal);
-	if (f->memfd < 0)
-		return false;
-	f->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
-	if (f->mem == MAP_FAILED)
+	if (!fe_setup(f, seal, F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX | F_INDIRECT | F_CSUM,
+		      F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX))
 		return false;
 	vp_uuid_parse(uuid, f->info.uuid);
-	f->info.device_type = VP_VIRTIO_ID_NET;
-	f->info.device_features = F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX | F_INDIRECT | F_CSUM;
-	f->info.driver_features = F_VERSION_1 | F_MRG_RXBUF | F_EVENT_IDX;
-	f->info.nregions = 1;
-	f->info.regions[0] = (struct vp_dev_region){
-		.gpa = MEM_GPA, .size = MEM_SIZE, .uaddr = (uint64_t)(uintptr_t)f->mem,
-		.fd_offset = 0, .prot = VP_MEM_RW, .fd = f->memfd,
-	};
-	f->info.nrings = 2;
-	for (unsigned i = 0; i < 2; i++) {
-		f->kick[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		f->call[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (f->kick[i] < 0 || f->call[i] < 0)
-			return false;
-		f->info.rings[i] = (struct vp_frontend_ring){
-			.num = RING_NUM, .enabled = true,
-			.desc = MEM_GPA + ring_off(i),
-			.avail = MEM_GPA + ring_off(i) + 0x1000,
-			.used = MEM_GPA + ring_off(i) + 0x2000,
-			.kick_fd = f->kick[i], .call_fd = f->call[i],
-		};
-	}
 	f->info.config_len = 6;
 	memcpy(f->info.config, "\x52\x54\x00\x12\x34\x56", 6);
 	return true;
@@ -621,23 +502,6 @@ static void fe_post_buffers(struct frontend *f)
 		avail->ring[i] = (uint16_t)i;
 	}
 	__atomic_store_n(&avail->idx, 3, __ATOMIC_RELEASE);
-}
-
-static void fe_free(struct frontend *f)
-{
-	vp_client_free(f->client);
-	f->client = NULL;
-	for (unsigned i = 0; i < 2; i++) {
-		if (f->kick[i] > 0)
-			close(f->kick[i]);
-		if (f->call[i] > 0)
-			close(f->call[i]);
-	}
-	if (f->mem && f->mem != MAP_FAILED)
-		munmap(f->mem, MEM_SIZE);
-	if (f->memfd > 0)
-		close(f->memfd);
-	memset(f, 0, sizeof(*f));
 }
 
 /* Connect a native frontend and wait for START: the device id, or 0. */
@@ -744,40 +608,6 @@ static uint64_t newest_dev(const struct daemon *d, const char *dialect)
 	}
 	jv_free(doc);
 	return best;
-}
-
-static int raw_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* True once the peer closed fd (EOF or reset) within timeout_ms. */
-static bool closed_by_peer(int fd, int timeout_ms)
-{
-	int64_t deadline = now_ms() + timeout_ms;
-	char buf[256];
-
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			return false;
-		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return true;
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return false;
-	}
 }
 
 static bool is_socket(const char *path)
@@ -1069,12 +899,12 @@ static void garbage_body(struct daemon *d)
 	REQUIRE(idb);
 
 	/* A frontend that stalls mid-header must not hold anyone up... */
-	slow = raw_connect(d->net0);
+	slow = unix_connect(d->net0);
 	CHECK(slow >= 0);
 	CHECK(send(slow, hdr_only, sizeof(hdr_only), MSG_NOSIGNAL) == sizeof(hdr_only));
 
 	/* ...nor one that sends garbage: it alone is dropped. */
-	g = raw_connect(d->net1);
+	g = unix_connect(d->net1);
 	REQUIRE(g >= 0);
 	for (unsigned i = 0; i < 32; i++)
 		junk[i] = 0xdeadbeefcafef00dull * (i + 1);
@@ -1191,7 +1021,7 @@ static void control_body(struct daemon *d)
 	CHECK(error_has(ask_raw(d->ctl, line, sizeof(line)), "longer than 256 bytes"));
 	/* No newline, but a shut-down write side, ends the line too. */
 	{
-		int fd = raw_connect(d->ctl);
+		int fd = unix_connect(d->ctl);
 
 		CHECK(fd >= 0);
 		CHECK(send(fd, "servers", 7, MSG_NOSIGNAL) == 7);
@@ -1208,9 +1038,9 @@ static void control_body(struct daemon *d)
 	 * are turned away, and the silent ones are dropped after the timeout. */
 	t0 = now_ms();
 	for (int i = 0; i < VPD_CTL_MAX_CLIENTS; i++)
-		silent[i] = raw_connect(d->ctl);
+		silent[i] = unix_connect(d->ctl);
 	sleep_ms(100);
-	lone = raw_connect(d->ctl);
+	lone = unix_connect(d->ctl);
 	CHECK(lone >= 0);
 	if (lone >= 0) {
 		/* Turned away at once, with a reason. */
@@ -1503,19 +1333,19 @@ TEST(handshake_timeout_frees_slots)
 	}
 	/* Every slot of net1 taken by connectors that say nothing... */
 	for (int i = 0; i < 8; i++)
-		idle[i] = raw_connect(d.net1);
+		idle[i] = unix_connect(d.net1);
 	sleep_ms(100);
 	CHECK(count_devs(&d) == 8);
 	/* ...a stock vhost-user frontend through QEMU's init (up to SET_OWNER:
 	 * QEMU then waits for its guest's driver, for as long as it takes), one
 	 * that only asks for features and then says nothing (it held a slot for
 	 * ever), and one stuck in a header. */
-	vu = raw_connect(d.net0);
+	vu = unix_connect(d.net0);
 	CHECK(vu >= 0 && send(vu, get_features, 12, MSG_NOSIGNAL) == 12);
 	CHECK(send(vu, set_owner, 12, MSG_NOSIGNAL) == 12);
-	asker = raw_connect(d.net0);
+	asker = unix_connect(d.net0);
 	CHECK(asker >= 0 && send(asker, get_features, 12, MSG_NOSIGNAL) == 12);
-	half = raw_connect(d.net0);
+	half = unix_connect(d.net0);
 	CHECK(half >= 0 && send(half, get_features, 5, MSG_NOSIGNAL) == 5);
 	t0 = now_ms();
 	for (int i = 0; i < 8; i++)
@@ -1555,7 +1385,7 @@ static void leak_body(struct daemon *d)
 	REQUIRE(before > 0);
 	REQUIRE(fe_init(&f, UUID0) && fe_init(&g, UUID0));
 	for (int round = 0; round < 3; round++) {
-		int junk = raw_connect(d->net0);
+		int junk = unix_connect(d->net0);
 		struct jv *doc;
 
 		CHECK(fe_connect(&f, d->net0) != 0);
@@ -1820,36 +1650,13 @@ TEST(backend_relay_absent_backend)
 
 /* A vhost-user frontend replaces its call eventfd while running (CHANGED):
  * the backend gets the device again, resuming where the rings got to. */
-static int vu_raw_send(int fd, uint32_t req, uint64_t u64, int pass_fd)
-{
-	struct vp_msg m;
-
-	vp_msg_init(&m, req, 0);
-	m.p.u64 = u64;
-	if (pass_fd >= 0) {
-		m.fds[0] = pass_fd;
-		m.nfds = 1;
-	}
-	return vp_sock_send(fd, &m);
-}
-
-static int vu_raw_state(int fd, uint32_t req, uint32_t idx, uint32_t num)
-{
-	struct vp_msg m;
-
-	vp_msg_init(&m, req, 0);
-	m.p.state.index = idx;
-	m.p.state.num = num;
-	return vp_sock_send(fd, &m);
-}
-
 /* What QEMU sends at DRIVER_OK (no PROTOCOL_FEATURES: rings start enabled),
  * resuming ring i from base[i]. */
 static void vu_raw_start(int fd, const struct frontend *f, const uint16_t base[2])
 {
 	struct vp_msg m;
 
-	vu_raw_send(fd, VP_VU_SET_FEATURES, F_VERSION_1 | F_MRG_RXBUF, -1);
+	vu_raw_send(fd, VP_VU_SET_FEATURES, 0, F_VERSION_1 | F_MRG_RXBUF, -1);
 	vp_msg_init(&m, VP_VU_SET_MEM_TABLE, 0);
 	m.p.mem.nregions = 1;
 	m.p.mem.regions[0] = (struct vp_mem_region_wire){ MEM_GPA, MEM_SIZE,
@@ -1866,8 +1673,8 @@ static void vu_raw_start(int fd, const struct frontend *f, const uint16_t base[2
 		m.p.addr.avail = m.p.addr.desc + 0x1000;
 		m.p.addr.used = m.p.addr.desc + 0x2000;
 		vp_sock_send(fd, &m);
-		vu_raw_send(fd, VP_VU_SET_VRING_KICK, i, f->kick[i]);
-		vu_raw_send(fd, VP_VU_SET_VRING_CALL, i, f->call[i]);
+		vu_raw_send(fd, VP_VU_SET_VRING_KICK, 0, i, f->kick[i]);
+		vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, i, f->call[i]);
 	}
 }
 
@@ -1889,14 +1696,14 @@ static void relay_changed_body(struct daemon *d)
 
 	REQUIRE(daemon_spawn_argv(d, args));
 	REQUIRE(fe_init(&f, UUID0));
-	fd = raw_connect(d->net0);
+	fd = unix_connect(d->net0);
 	REQUIRE(fd >= 0);
 	vu_raw_start(fd, &f, NULL);
 	/* QEMU replaces a call fd right after it starts the rings: still one
 	 * announcement, one backend connection, nothing stopped. */
 	int call2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
-	vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, call2);
+	vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, 0, call2);
 	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_READY, 1));
 	bk_pump(b, NULL, VP_EV_DEVICE_STOPPED, 1);  /* must not come: times out */
 	CHECK_EQ(bk.n[VP_EV_DEVICE_NEW], 1);
@@ -1912,7 +1719,7 @@ static void relay_changed_body(struct daemon *d)
 
 	memcpy(f.mem + ring_off(1) + 0x2002, &seven, 2);
 	newcall = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	vu_raw_send(fd, VP_VU_SET_VRING_CALL, 1, newcall);
+	vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, 1, newcall);
 	CHECK(bk_pump(b, NULL, VP_EV_DEVICE_READY, 2));
 	CHECK_EQ(bk.n[VP_EV_DEVICE_STOPPED], 1);
 	REQUIRE(bk.dev);
@@ -1943,38 +1750,15 @@ TEST(backend_relay_changed_resumes)
 /* ------------------------------------------------------------------------ */
 /* relay policy: late and restarted backends, one connection, grace, refusals */
 
-/* The device's backend state and reason from "show ID" ("" if none). */
 static void backend_of(const struct daemon *d, uint64_t id, char *st, size_t stlen,
 		       char *why, size_t whylen)
 {
-	char cmd[64];
-	struct jv *doc;
-	const struct jv *b;
-
-	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
-	st[0] = why[0] = '\0';
-	doc = ask(d, cmd);
-	b = doc ? jv_get(jv_get(doc, "device"), "backend") : NULL;
-	if (b) {
-		snprintf(st, stlen, "%s", jv_get_str(b, "state") ? jv_get_str(b, "state") : "");
-		snprintf(why, whylen, "%s", jv_get_str(b, "reason") ? jv_get_str(b, "reason") : "");
-	}
-	jv_free(doc);
+	ctl_backend_of(d->ctl, id, st, stlen, why, whylen, WAIT_MS);
 }
 
 static bool wait_backend(const struct daemon *d, uint64_t id, const char *want)
 {
-	int64_t deadline = now_ms() + WAIT_MS;
-	char st[32], why[400];
-
-	do {
-		backend_of(d, id, st, sizeof(st), why, sizeof(why));
-		if (!strcmp(st, want))
-			return true;
-		sleep_ms(10);
-	} while (now_ms() < deadline);
-	fprintf(stderr, "  device %" PRIu64 ": backend %s (%s), wanted %s\n", id, st, why, want);
-	return false;
+	return ctl_wait_backend(d->ctl, id, want, WAIT_MS);
 }
 
 static struct vp_server *backend_new(const char *path, vp_event_fn fn)
@@ -2336,7 +2120,7 @@ static bool rig_up(struct daemon *d, struct stop_rig *k, unsigned stop_ms)
 	k->b = sb_new(bpath);
 	if (!k->b || !fe_init(&k->f, UUID0))
 		return false;
-	k->fd = raw_connect(d->net0);
+	k->fd = unix_connect(d->net0);
 	if (k->fd < 0)
 		return false;
 	vu_raw_start(k->fd, &k->f, NULL);
@@ -2489,7 +2273,7 @@ static void stop_no_backend_body(struct daemon *d)
 	fds0 = daemon_fds(d);
 	REQUIRE(fe_init(&f, UUID0));
 	for (unsigned k = 0; k < 2; k++) {
-		int fd = raw_connect(paths[k]), ms;
+		int fd = unix_connect(paths[k]), ms;
 		uint64_t id = 0;
 
 		REQUIRE(fd >= 0);
