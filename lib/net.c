@@ -929,3 +929,18 @@ const char *vp_net_broken(const struct vp_net *n)
 	/* Seen by the guard but by no burst yet (a store into a lent buffer). */
 	return vp_mem_is_shrunk(n->mem) ? VP_MEM_SHRUNK_REASON : NULL;
 }
+
+void vp_net_stats_add(struct vp_net_stats *acc, const struct vp_net_stats *s)
+{
+	acc->tx_packets += s->tx_packets;
+	acc->tx_bytes += s->tx_bytes;
+	acc->rx_packets += s->rx_packets;
+	acc->rx_bytes += s->rx_bytes;
+	acc->tx_drop_no_buf += s->tx_drop_no_buf;
+	acc->tx_drop_too_big += s->tx_drop_too_big;
+	acc->rx_drop_too_big += s->rx_drop_too_big;
+	acc->rx_drop_bad += s->rx_drop_bad;
+	acc->signals += s->signals;
+	acc->signals_dropped += s->signals_dropped;
+	acc->wakeups += s->wakeups;
+}

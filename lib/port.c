@@ -112,21 +112,6 @@ static void port_log(const struct vp_port *p, enum vp_log_level lvl, const char 
 	vp_log(lvl, "%s: %s", p->name, msg);
 }
 
-static void add_stats(struct vp_net_stats *a, const struct vp_net_stats *b)
-{
-	a->tx_packets += b->tx_packets;
-	a->tx_bytes += b->tx_bytes;
-	a->rx_packets += b->rx_packets;
-	a->rx_bytes += b->rx_bytes;
-	a->tx_drop_no_buf += b->tx_drop_no_buf;
-	a->tx_drop_too_big += b->tx_drop_too_big;
-	a->rx_drop_too_big += b->rx_drop_too_big;
-	a->rx_drop_bad += b->rx_drop_bad;
-	a->signals += b->signals;
-	a->signals_dropped += b->signals_dropped;
-	a->wakeups += b->wakeups;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Backend                                                                  */
 
@@ -134,7 +119,7 @@ static void link_down(struct vp_port *p, struct link *l, const char *why)
 {
 	if (!l->net)
 		return;
-	add_stats(&p->acc, vp_net_stats(l->net));
+	vp_net_stats_add(&p->acc, vp_net_stats(l->net));
 	vp_net_free(l->net);
 	l->net = NULL;
 	p->cnt.link_downs++;
@@ -448,7 +433,7 @@ static void be_stats(const struct vp_port *p, struct vp_net_stats *out)
 	*out = p->acc;
 	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
 		if (p->links[i].net)
-			add_stats(out, vp_net_stats(p->links[i].net));
+			vp_net_stats_add(out, vp_net_stats(p->links[i].net));
 }
 
 static int be_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,

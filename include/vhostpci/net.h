@@ -180,6 +180,8 @@ VP_API int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx);
 VP_API void vp_net_disarm(struct vp_net *n);
 
 VP_API const struct vp_net_stats *vp_net_stats(const struct vp_net *n);
+/* acc += s, counter by counter: totals over links that come and go. */
+VP_API void vp_net_stats_add(struct vp_net_stats *acc, const struct vp_net_stats *s);
 /* The frontend broke a ring rule (reason logged), or shrank the memory we
  * mapped ("frontend memory shrank under us (truncated)": needs the SIGBUS
  * guard, vp_mem_sigbus_guard()); NULL if neither. */

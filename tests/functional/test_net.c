@@ -284,20 +284,6 @@ static void rxb_arm(struct rxb *r)
 	}
 }
 
-static void stats_add(struct vp_net_stats *a, const struct vp_net_stats *b)
-{
-	a->tx_packets += b->tx_packets;
-	a->tx_bytes += b->tx_bytes;
-	a->rx_packets += b->rx_packets;
-	a->rx_bytes += b->rx_bytes;
-	a->tx_drop_no_buf += b->tx_drop_no_buf;
-	a->tx_drop_too_big += b->tx_drop_too_big;
-	a->rx_drop_too_big += b->rx_drop_too_big;
-	a->rx_drop_bad += b->rx_drop_bad;
-	a->signals += b->signals;
-	a->wakeups += b->wakeups;
-}
-
 /* ---- the backend: a server whose READY devices get a vp_net ---- */
 
 #define BE_MAX_DEV 8
@@ -337,7 +323,7 @@ static void be_event(struct vp_server *s, enum vp_event ev, const struct vp_devi
 	case VP_EV_DEVICE_STOPPED:
 		b->stopped++;
 		if (b->dev[i].net) {
-			stats_add(&b->freed, vp_net_stats(b->dev[i].net));
+			vp_net_stats_add(&b->freed, vp_net_stats(b->dev[i].net));
 			vp_net_free(b->dev[i].net);
 			b->dev[i].net = NULL;
 		}
@@ -645,7 +631,7 @@ static int be_main(const struct tp_opts *o, struct shm *sh)
 	sh->st = b.freed;
 	for (unsigned i = 0; i < b.ndev; i++)
 		if (b.dev[i].net)
-			stats_add(&sh->st, vp_net_stats(b.dev[i].net));
+			vp_net_stats_add(&sh->st, vp_net_stats(b.dev[i].net));
 	be_fini(&b);
 	free(t.buf);
 	free(rb.buf);
