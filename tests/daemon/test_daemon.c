@@ -3139,6 +3139,16 @@ static void bevm_garbage_body(struct daemon *d)
 	doc = bv_show(d, k.id, &b);
 	CHECK(jv_get_u64(b, "bad_pages", &bad) && bad == 1);
 	jv_free(doc);
+	/* A doorbell flood: the daemon stops listening for a second, and says so. */
+	eventfd_write(k.v.peer[BV_NVEC - 1], 100000);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(10))
+		if (log_has(d, "rings the daemon more than 4096 times a second"))
+			break;
+	CHECK(log_has(d, "rings the daemon more than 4096 times a second"));
+	doc = bv_show(d, k.id, &b);
+	CHECK(u64_is(b, "doorbell_floods", 1));
+	jv_free(doc);
+	sleep_ms(1100);  /* muted for a second: its pages are read again after that */
 	/* It keeps at it: the device is unplugged with the reason. */
 	for (uint32_t g = 2; g <= 8; g++) {
 		drv.driver_gen = g;
