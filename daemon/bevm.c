@@ -706,29 +706,17 @@ static void on_reply(void *opaque, const struct vpd_qmp_reply *r)
 		plug_failed(b, why);
 		return;
 	}
-	switch (step) {
-	case S_OBJ:
-		b->have_obj = true;
-		break;
-	case S_INFO:
-		b->have_info = true;
-		break;
-	case S_CHR:
-		b->have_chr = true;
-		break;
-	case S_MEM:
-		b->have_mem = true;
-		break;
-	case S_QUERY:
+	if (step == S_QUERY) {
 		qname(b, "i", id, sizeof(id));
 		find_pci(r->ret, id, b->info_pci, sizeof(b->info_pci));
 		qname(b, "m", id, sizeof(id));
 		find_pci(r->ret, id, b->mem_pci, sizeof(b->mem_pci));
 		plugged(b);
 		return;
-	default:
-		return;
 	}
+	/* What QEMU now has, so that an unplug removes exactly that. */
+	*(step == S_OBJ ? &b->have_obj : step == S_INFO ? &b->have_info :
+	  step == S_CHR ? &b->have_chr : &b->have_mem) = true;
 	if (b->unplug_asked || b->gone) {
 		unplug_start(b, b->gone ? "frontend gone" : b->why);
 		return;

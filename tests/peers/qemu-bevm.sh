@@ -46,16 +46,7 @@ trap cleanup EXIT
 
 json() { "$ctl" --control "$work/ctl.sock" --json "$@"; }
 
-# wait_serial SECONDS PATTERN [FROM-LINE]: a guest marker after line FROM.
-wait_serial() {
-	local _
-	for _ in $(seq $(($1 * 10))); do
-		tail -n +"${3:-1}" "$work/serial.log" 2>/dev/null | grep -q -- "$2" && return 0
-		kill -0 "$gpid" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
+wait_serial() { vp_wait_serial "$work/serial.log" "$gpid" "$@"; }
 lines() { wc -l <"$work/serial.log" 2>/dev/null || echo 0; }
 
 frontend() {
