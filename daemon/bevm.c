@@ -87,6 +87,7 @@
 #define BAD_PAGES_MAX 8            /* refused driver pages in a row: unplug */
 #define DOORBELL_MAX_PER_S 4096    /* "driver wrote" rings: more mutes it 1 s */
 #define LOG_EVERY_MS 10000
+#define FLUSH_MS 500               /* shutdown: time to send the last device_dels */
 
 enum plug_state {
 	P_NONE,        /* nothing in QEMU: settling, waiting for QMP, or held off */
@@ -1458,10 +1459,29 @@ int vpd_bevm_init(struct vpd *d)
 	return 0;
 }
 
+/* Shutdown: the device_del commands the frontends' REMOVED events queued go
+ * out, for at most FLUSH_MS: the guest then releases the pairs by itself. */
+static void vm_flush(struct vpd_bevm *vm)
+{
+	int64_t end = vpd_now_ms() + FLUSH_MS;
+
+	while (vm->q && vm->up && (vpd_qmp_poll_events(vm->q) & POLLOUT)) {
+		struct pollfd p = { .fd = vpd_qmp_fd(vm->q), .events = POLLOUT };
+		int64_t left = end - vpd_now_ms();
+
+		if (left <= 0 || poll(&p, 1, (int)left) != 1 ||
+		    vpd_qmp_dispatch(vm->q, vpd_now_ms()) == VPD_QMP_CLOSED)
+			break;
+	}
+}
+
 void vpd_bevm_free_all(struct vpd *d)
 {
 	for (struct vpd_bevm *vm = d->bevms; vm; vm = vm->next) {
-		struct vpd_qmp *q = vm->q;
+		struct vpd_qmp *q;
+
+		vm_flush(vm);
+		q = vm->q;
 
 		watch_del(d, vm->reg_fd);
 		vm->q = NULL;

@@ -3337,6 +3337,37 @@ TEST(bevm_unplug_timeout_frees_the_daemon_side)
 	WITH_OWN_DAEMON(bevm_unplug_timeout_body);
 }
 
+/* SIGTERM with a pair plugged: its device_dels go out before QMP closes. */
+TEST(bevm_shutdown_sends_device_del)
+{
+	struct daemon d;
+	struct bv_rig k;
+	unsigned dels = 0;
+
+	REQUIRE(daemon_init(&d));
+	if (bv_up(&d, &k, NULL)) {
+		kill(d.pid, SIGTERM);
+		for (unsigned n = 0; n < 2; n++) {
+			struct jv *c = fv_read(&k.v, WAIT_MS);
+			const char *ex = jv_get_str(c, "execute");
+
+			dels += ex && !strcmp(ex, "device_del");
+			jv_free(c);
+		}
+		CHECK(exited_with(wait_exit(d.pid, WAIT_MS), 0));
+		d.pid = 0;
+		CHECK_EQ(dels, 2);
+		CHECK_EQ(dir_entries(k.run), 0);
+	} else {
+		CHECK(!"backend VM rig up");
+	}
+	if (k.fd >= 0)
+		close(k.fd);
+	fe_free(&k.f);
+	fv_free(&k.v);
+	daemon_cleanup(&d);
+}
+
 int main(int argc, char **argv)
 {
 	char *args[8];
