@@ -132,6 +132,8 @@ static void render_backend(struct jw *w, const struct vpd *d, const struct vp_de
 	for (unsigned i = 0; i < d->nservers; i++)
 		if (d->servers[i].srv && !strcmp(d->servers[i].spec.id, dev->server_id))
 			s = &d->servers[i];
+	if (s && vpd_bevm_render_device(w, d, s, dev->id))
+		return;
 	if (!s || !s->spec.backend) {
 		jw_null(w, "backend");
 		return;
@@ -260,6 +262,7 @@ static void render_server(struct jw *w, const struct vpd_server *s)
 		jw_u64(w, "stop_timeout_ms", s->spec.stop_timeout_ms);
 		jw_u64(w, "stop_timeouts", s->stop_timeouts);
 	}
+	vpd_bevm_render_server(w, s);
 	jw_obj_end(w);
 }
 

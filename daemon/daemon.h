@@ -16,6 +16,8 @@ enum vpd_watch_kind {
 	VPD_W_CONTROL,
 	VPD_W_CONTROL_CLIENT,
 	VPD_W_RELAY,
+	VPD_W_BEVM,            /* obj: a struct vpd_bevm (its QMP connection) */
+	VPD_W_BDEV,            /* obj: a struct vpd_bdev (one of its fds) */
 };
 
 struct vpd_watch {
@@ -40,6 +42,10 @@ struct vpd_server {
 	uint64_t refused_new;          /* frontends refused while closed */
 	uint64_t stop_timeouts;        /* STOPs the backend did not ack in time */
 	int64_t refuse_log_ms;         /* next summary line about them */
+	/* backend-vm= state (bevm.c) */
+	struct vpd_bevm *bevm;         /* shared by the servers naming one QMP socket */
+	uint64_t bevm_refused;         /* frontends refused for their memory */
+	char bevm_refusal[256];        /* why the last one was */
 };
 
 #define VPD_HANDSHAKE_TIMEOUT_S 10
@@ -50,6 +56,9 @@ struct vpd {
 	unsigned nservers;
 	int handshake_ms;              /* 0: no limit (passed to each vp_server) */
 	struct vpd_relay *relays;      /* devices announced to backends (relay.c) */
+	const char *run_dir;           /* per-device files for backend VMs (bevm.c) */
+	struct vpd_bevm *bevms;        /* backend VMs (bevm.c) */
+	struct vpd_bdev *bdevs;        /* devices given to them */
 };
 
 /* ---- relay.c: announcing devices to backend VMs (backend=PATH) ---- */
@@ -73,6 +82,32 @@ const char *vpd_relay_describe(const struct vpd *d, uint64_t id, const char **wh
 void vpd_relay_reap(struct vpd *d);
 /* Shutdown: tell every backend, close everything. */
 void vpd_relay_free_all(struct vpd *d);
+
+/* ---- bevm.c: backend VMs under stock QEMU (backend-vm=QMP_SOCKET) ---- */
+
+struct vpd_bevm;
+struct vpd_bdev;
+struct jw;
+
+/* Make the run directory and one backend VM per QMP socket named by the
+ * servers, and start connecting. 0 or -errno (logged). */
+int vpd_bevm_init(struct vpd *d);
+/* A device event of a server with backend-vm=. */
+void vpd_bevm_event(struct vpd_server *s, enum vp_event ev, const struct vp_device *dev);
+/* An epoll event of a VPD_W_BEVM or VPD_W_BDEV watch. */
+void vpd_bevm_watch(struct vpd *d, struct vpd_watch *w, uint32_t events);
+/* Milliseconds until the next deadline, -1 if none; vpd_bevm_tick() does it. */
+int vpd_bevm_timeout(const struct vpd *d);
+void vpd_bevm_tick(struct vpd *d);
+/* Free what ended during the last epoll batch. */
+void vpd_bevm_reap(struct vpd *d);
+/* Shutdown: close every QMP connection and free everything. */
+void vpd_bevm_free_all(struct vpd *d);
+/* The "backend" object of one device / the backend-VM keys of one server,
+ * for the control socket. false: the device is not the backend VM's. */
+bool vpd_bevm_render_device(struct jw *w, const struct vpd *d, const struct vpd_server *s,
+			    uint64_t id);
+void vpd_bevm_render_server(struct jw *w, const struct vpd_server *s);
 
 /* mkdir -p of the directory that will hold path (mode 0755). 0 or -errno. */
 int vpd_mkdir_parents(const char *path);

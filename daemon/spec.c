@@ -82,7 +82,8 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 {
 	static const char *const keys[] = {
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
-		"allow-unsealed", "backend-grace", "stop-timeout",
+		"allow-unsealed", "backend-grace", "stop-timeout", "backend-vm",
+		"unplug-timeout",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -93,7 +94,8 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 	if (k == sizeof(keys) / sizeof(keys[0]))
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
-				"features, backend, allow-unsealed, backend-grace, stop-timeout)",
+				"features, backend, allow-unsealed, backend-grace, stop-timeout, "
+				"backend-vm, unplug-timeout)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -173,6 +175,20 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 					v, VPD_STOP_TIMEOUT_MAX_MS);
 		s->stop_timeout_ms = (unsigned)n;
 		return 0;
+	case 11:
+		if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return spec_err(err, errlen, -EINVAL,
+					"backend-vm '%s' is too long for a Unix socket (max %zu bytes)",
+					v, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		s->backend_vm = strdup(v);
+		return s->backend_vm ? 0 : -ENOMEM;
+	case 12:
+		if (!parse_uint(v, 10, VPD_UNPLUG_TIMEOUT_MAX_MS, &n) || n == 0)
+			return spec_err(err, errlen, -EINVAL,
+					"unplug-timeout '%s' is not a number of milliseconds in 1..%d",
+					v, VPD_UNPLUG_TIMEOUT_MAX_MS);
+		s->unplug_timeout_ms = (unsigned)n;
+		return 0;
 	case 6:
 		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
 		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
@@ -200,6 +216,7 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 	memset(s, 0, sizeof(*s));
 	s->backend_grace_ms = VPD_BACKEND_GRACE_MS;
 	s->stop_timeout_ms = VPD_STOP_TIMEOUT_MS;
+	s->unplug_timeout_ms = VPD_UNPLUG_TIMEOUT_MS;
 	if (!tok)
 		return spec_err(err, errlen, -ENOMEM, "out of memory");
 	if (!len) {
@@ -244,6 +261,9 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 	}
 	if (!e && !s->path)
 		e = spec_err(err, errlen, -EINVAL, "server spec '%s' has no path=", text);
+	if (!e && s->backend && s->backend_vm)
+		e = spec_err(err, errlen, -EINVAL, "backend= and backend-vm= exclude each other: "
+			     "a device is driven by a userspace backend or by a backend VM");
 	if (!e && !s->id) {
 		const char *base = strrchr(s->path, '/');
 
@@ -274,6 +294,7 @@ void vpd_spec_free(struct vpd_spec *s)
 	free(s->path);
 	free(s->id);
 	free(s->backend);
+	free(s->backend_vm);
 	memset(s, 0, sizeof(*s));
 }
 

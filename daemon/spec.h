@@ -24,16 +24,23 @@ struct vpd_spec {
 	uint8_t uuid[16];
 	uint64_t features;      /* 0: the library's default */
 	char *backend;          /* backend VM socket to announce READY devices to, or NULL */
+	char *backend_vm;       /* QMP socket of the backend VM to hot-plug READY
+				 * devices into (bevm.c), or NULL; excludes backend */
 	bool allow_unsealed;    /* accept frontend memory that can shrink (risky) */
 	unsigned backend_grace_ms; /* READY but not attached this long: drop the
 				    * frontend (its link goes down); 0: never */
 	unsigned stop_timeout_ms;  /* GET_VRING_BASE waits this long at most for
 				    * the backend's STOP ack */
+	unsigned unplug_timeout_ms; /* backend-vm=: a guest that has not released
+				     * the functions this long after device_del is
+				     * given up on (logged, counted) */
 };
 
 #define VPD_BACKEND_GRACE_MS 2000
 #define VPD_STOP_TIMEOUT_MS 1000
 #define VPD_STOP_TIMEOUT_MAX_MS 60000
+#define VPD_UNPLUG_TIMEOUT_MS 10000
+#define VPD_UNPLUG_TIMEOUT_MAX_MS 600000
 
 struct vpd_spec_list {
 	struct vpd_spec *v;

@@ -37,6 +37,7 @@
 #endif
 
 #define DEFAULT_CONTROL "/run/vhost-pci/control.sock"
+#define DEFAULT_RUN_DIR "/run/vhost-pci/bevm"
 
 enum { EXIT_USAGE = 2 };
 
@@ -69,10 +70,16 @@ static const char usage_text[] =
 "                           backend=PATH     announce each READY device to the\n"
 "                                            backend VM listening on PATH (native\n"
 "                                            vhost-pci); it then drives the rings\n"
+"                           backend-vm=QMP   hot-plug each READY device into the\n"
+"                                            running backend VM whose QMP socket\n"
+"                                            is QMP (docs/device.md); excludes\n"
+"                                            backend=\n"
 "  -c, --config FILE      read 'server SPEC' lines from FILE ('#' comments);\n"
 "                         may be combined with --server\n"
 "  -C, --control PATH     control socket (default " DEFAULT_CONTROL ");\n"
 "                         its directory is created if missing\n"
+"  -r, --run-dir DIR      per-device files for backend VMs (ivshmem sockets,\n"
+"                         info windows) (default " DEFAULT_RUN_DIR ")\n"
 "  -t, --handshake-timeout SEC\n"
 "                         drop a frontend that is not READY within SEC seconds\n"
 "                         (a vhost-user one: through QEMU's init up to SET_OWNER,\n"
@@ -183,9 +190,11 @@ static void on_event(struct vp_server *srv, enum vp_event ev, const struct vp_de
 		vp_log(VP_LOG_INFO, "device %" PRIu64 " new: server %s, peer pid %d uid %d",
 		       dev->id, s->spec.id, (int)dev->peer_pid, (int)dev->peer_uid);
 		vpd_relay_event(s, ev, dev);
+		vpd_bevm_event(s, ev, dev);
 		return;
 	}
 	vpd_relay_event(s, ev, dev);
+	vpd_bevm_event(s, ev, dev);
 	vp_uuid_format(dev->uuid, uuid);
 	vp_log(VP_LOG_INFO, "device %" PRIu64 " %s: server %s, uuid %s, dialect %s, "
 	       "state %s, type %s, generation %u, features 0x%" PRIx64 ", %u regions, %u rings",
@@ -302,7 +311,9 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 
 	for (;;) {
 		int n = epoll_wait(d->epfd, evs, 32,
-				   min_timeout(vpd_control_timeout(ctl), vpd_relay_timeout(d)));
+				   min_timeout(min_timeout(vpd_control_timeout(ctl),
+							   vpd_relay_timeout(d)),
+					       vpd_bevm_timeout(d)));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -336,10 +347,16 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 			case VPD_W_RELAY:
 				vpd_relay_readable(w->obj);
 				break;
+			case VPD_W_BEVM:
+			case VPD_W_BDEV:
+				vpd_bevm_watch(d, w, evs[i].events);
+				break;
 			}
 		}
 		vpd_relay_tick(d);
 		vpd_relay_reap(d);
+		vpd_bevm_tick(d);
+		vpd_bevm_reap(d);
 		vpd_control_expire(ctl);
 	}
 }
@@ -363,6 +380,7 @@ static int usage_error(const char *fmt, ...)
 struct opts {
 	struct vpd_spec_list specs;
 	const char *control;
+	const char *run_dir;
 	int handshake_s;
 	bool have_level;
 	enum vp_log_level level;
@@ -375,6 +393,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "server", required_argument, NULL, 's' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "control", required_argument, NULL, 'C' },
+		{ "run-dir", required_argument, NULL, 'r' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "handshake-timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
@@ -385,7 +404,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":s:c:C:l:t:hV", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":s:c:C:r:l:t:hV", lopts, NULL)) != -1) {
 		struct vpd_spec s;
 
 		switch (c) {
@@ -405,6 +424,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (!*optarg)
 				return usage_error("--control needs a path");
 			o->control = optarg;
+			break;
+		case 'r':
+			if (optarg[0] != '/')
+				return usage_error("--run-dir needs an absolute path");
+			o->run_dir = optarg;
 			break;
 		case 'l':
 			if (parse_level(optarg, &o->level) < 0)
@@ -447,7 +471,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .control = DEFAULT_CONTROL, .handshake_s = VPD_HANDSHAKE_TIMEOUT_S };
+	struct opts o = { .control = DEFAULT_CONTROL, .run_dir = DEFAULT_RUN_DIR, .handshake_s = VPD_HANDSHAKE_TIMEOUT_S };
 	struct vpd d = { .epfd = -1 };
 	struct vpd_control *ctl = NULL;
 	sigset_t mask;
@@ -464,6 +488,7 @@ int main(int argc, char **argv)
 	if (o.have_level)
 		vp_log_set_level(o.level);
 	d.handshake_ms = o.handshake_s * 1000;
+	d.run_dir = o.run_dir;
 
 	signal(SIGPIPE, SIG_IGN);
 	/*
@@ -512,12 +537,15 @@ int main(int argc, char **argv)
 		if (start_server(&d, &d.servers[i]) < 0)
 			goto out;
 	}
+	if (vpd_bevm_init(&d) < 0)
+		goto out;
 	vp_log(VP_LOG_INFO, "vhost-pcid %s running: %u server%s, control socket %s",
 	       VPD_VERSION, d.nservers, d.nservers == 1 ? "" : "s", o.control);
 	status = run(&d, ctl, sigfd);
 out:
 	stop_servers(&d);
 	vpd_relay_free_all(&d);
+	vpd_bevm_free_all(&d);
 	vpd_control_close(ctl);
 	for (unsigned i = 0; i < d.nservers; i++)
 		vpd_spec_free(&d.servers[i].spec);

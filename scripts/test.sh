@@ -87,8 +87,8 @@ fi
 
 say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid"
 if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
-	for t in qemu-daemon qemu-backend dpdk-daemon qemu-ivshmem; do
-		"$root/tests/peers/$t.sh" "$B/gcc/daemon/vhost-pcid" "$B/gcc/tools/vhost-pci-ctl" \
+	for t in qemu-daemon qemu-backend dpdk-daemon qemu-ivshmem qemu-bevm; do
+		timeout 900 "$root/tests/peers/$t.sh" "$B/gcc/daemon/vhost-pcid" "$B/gcc/tools/vhost-pci-ctl" \
 			"$B/gcc/tools/vp-vm" >"$B/$t.log" 2>&1
 		rc=$?
 		grep -E "^(device|$t|run-guest)" "$B/$t.log" | sed 's/^/  /'

@@ -224,20 +224,29 @@ static char *join(const struct jv *arr, const char *sep)
 
 #define LIST_COLS 8
 
-/* "attached", "waiting (refused: backend full: ...)", or "-" without backend=. */
+/* "attached", "waiting (refused: backend full: ...)", "plugged 00:04.0+00:03.0" (a
+ * backend VM's memory and info functions), or "-" without a backend. */
 static char *backend_cell(const struct jv *b)
 {
-	const char *st, *why;
-	char *out;
+	const char *st, *why, *mem, *info;
+	char *out, *tmp = NULL;
 
 	if (!b || b->type != JV_OBJ)
 		return strdup("-");
 	st = str_or(b, "state", "?");
+	mem = str_or(b, "memory_pci", NULL);
+	info = str_or(b, "info_pci", NULL);
+	if (mem && info) {
+		if (asprintf(&tmp, "%s %s+%s", st, mem, info) < 0)
+			return NULL;
+		st = tmp;
+	}
 	why = str_or(b, "reason", NULL);
 	if (!why || !*why)
-		return strdup(st);
-	if (asprintf(&out, "%s (%s)", st, why) < 0)
-		return NULL;
+		out = strdup(st);
+	else if (asprintf(&out, "%s (%s)", st, why) < 0)
+		out = NULL;
+	free(tmp);
 	return out;
 }
 
@@ -395,6 +404,12 @@ static int print_device(const struct jv *doc)
 	names = backend_cell(jv_get(d, "backend"));
 	printf("  backend:    %s\n", names ? names : "?");
 	free(names);
+	if (str_or(jv_get(d, "backend"), "kind", NULL))
+		printf("  backend VM: %s, memory function %s (peer %s), info function %s\n",
+		       str_or(jv_get(d, "backend"), "path", "-"),
+		       str_or(jv_get(d, "backend"), "memory_pci", "-"),
+		       num_or(jv_get(d, "backend"), "memory_peer", b, sizeof(b)),
+		       str_or(jv_get(d, "backend"), "info_pci", "-"));
 	if (jv_get(jv_get(d, "backend"), "stop_timeouts"))
 		printf("  stop acks:  %s missed (backend did not ack STOP within stop-timeout)\n",
 		       num_or(jv_get(d, "backend"), "stop_timeouts", a, sizeof(a)));

@@ -11,6 +11,7 @@
  * Every wait has a deadline; a daemon still running when a case ends is
  * killed, so a failure never hangs the run.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -32,6 +33,7 @@
 #include <linux/virtio_ring.h>
 
 #include "vhostpci/client.h"
+#include "vhostpci/devinfo.h"
 #include "vhostpci/log.h"
 #include "vhostpci/server.h"
 #include "vhostpci/sock.h"
@@ -1651,8 +1653,10 @@ TEST(backend_relay_absent_backend)
 /* A vhost-user frontend replaces its call eventfd while running (CHANGED):
  * the backend gets the device again, resuming where the rings got to. */
 /* What QEMU sends at DRIVER_OK (no PROTOCOL_FEATURES: rings start enabled),
- * resuming ring i from base[i]. */
-static void vu_raw_start(int fd, const struct frontend *f, const uint16_t base[2])
+ * resuming ring i from base[i]; extra_fd >= 0: a second RAM region of
+ * MEM_SIZE above the first, in that fd (as a guest with two memory backends). */
+static void vu_raw_start_mem(int fd, const struct frontend *f, const uint16_t base[2],
+			     int extra_fd)
 {
 	struct vp_msg m;
 
@@ -1663,6 +1667,13 @@ static void vu_raw_start(int fd, const struct frontend *f, const uint16_t base[2
 		(uint64_t)(uintptr_t)f->mem, 0 };
 	m.fds[0] = f->memfd;
 	m.nfds = 1;
+	if (extra_fd >= 0) {
+		m.p.mem.nregions = 2;
+		m.p.mem.regions[1] = (struct vp_mem_region_wire){ MEM_GPA + MEM_SIZE, MEM_SIZE,
+			(uint64_t)(uintptr_t)f->mem + MEM_SIZE, 0 };
+		m.fds[1] = extra_fd;
+		m.nfds = 2;
+	}
 	vp_sock_send(fd, &m);
 	for (uint32_t i = 0; i < 2; i++) {
 		vu_raw_state(fd, VP_VU_SET_VRING_NUM, i, RING_NUM);
@@ -1676,6 +1687,11 @@ static void vu_raw_start(int fd, const struct frontend *f, const uint16_t base[2
 		vu_raw_send(fd, VP_VU_SET_VRING_KICK, 0, i, f->kick[i]);
 		vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, i, f->call[i]);
 	}
+}
+
+static void vu_raw_start(int fd, const struct frontend *f, const uint16_t base[2])
+{
+	vu_raw_start_mem(fd, f, base, -1);
 }
 
 static void relay_changed_body(struct daemon *d)
@@ -2298,6 +2314,842 @@ static void stop_no_backend_body(struct daemon *d)
 TEST(stop_without_backend_answered_at_once)
 {
 	WITH_OWN_DAEMON(stop_no_backend_body);
+}
+
+/* ------------------------------------------------------------------------ */
+/* backend VMs (backend-vm=QMP): a fake QEMU in this process speaks QMP,
+ * connects to the ivshmem socket the daemon names in chardev-add as QEMU's
+ * ivshmem client, maps the info window file it names in object-add, and a
+ * fake driver reads and writes that window. */
+
+#define BV_NVEC 3
+
+struct fake_vm {
+	int lfd, q;                 /* QMP: listening, connected */
+	char buf[1 << 16];
+	size_t len;
+	char ivs_path[160], info_path[160];
+	char obj[64], info[64], chr[64], mem[64];
+	int ivs;                    /* the ivshmem connection, as QEMU's client */
+	int64_t my_id, peer_id;
+	int shm;
+	int own[BV_NVEC], peer[BV_NVEC];
+	uint8_t *win;
+};
+
+static void fv_close_dev(struct fake_vm *v)
+{
+	if (v->ivs >= 0)
+		close(v->ivs);
+	v->ivs = -1;
+	if (v->shm >= 0)
+		close(v->shm);
+	v->shm = -1;
+	for (unsigned i = 0; i < BV_NVEC; i++) {
+		if (v->own[i] >= 0)
+			close(v->own[i]);
+		if (v->peer[i] >= 0)
+			close(v->peer[i]);
+		v->own[i] = v->peer[i] = -1;
+	}
+	if (v->win)
+		munmap(v->win, VP_INFO_WINDOW_SIZE);
+	v->win = NULL;
+}
+
+static bool fv_listen(struct fake_vm *v, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	memset(v, 0, sizeof(*v));
+	v->q = v->ivs = v->shm = -1;
+	for (unsigned i = 0; i < BV_NVEC; i++)
+		v->own[i] = v->peer[i] = -1;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return false;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	v->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	return v->lfd >= 0 && bind(v->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	       listen(v->lfd, 4) == 0;
+}
+
+static void fv_send(struct fake_vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fv_send(struct fake_vm *v, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	strcpy(line + n, "\r\n");
+	if (v->q < 0 || send(v->q, line, (size_t)n + 2, MSG_NOSIGNAL) != n + 2)
+		fprintf(stderr, "  fake QMP: cannot send %s\n", line);
+}
+
+/* The next command the daemon sent, within ms; NULL if none. */
+static struct jv *fv_read(struct fake_vm *v, int ms)
+{
+	int64_t end = now_ms() + ms;
+
+	while (v->q >= 0) {
+		char *nl = memchr(v->buf, '\n', v->len), err[64];
+		struct jv *doc = NULL;
+		ssize_t r;
+
+		if (nl) {
+			size_t l = (size_t)(nl - v->buf);
+
+			jv_parse(v->buf, l, &doc, err, sizeof(err));
+			memmove(v->buf, nl + 1, v->len - l - 1);
+			v->len -= l + 1;
+			return doc;
+		}
+		if (now_ms() >= end ||
+		    poll(&(struct pollfd){ .fd = v->q, .events = POLLIN }, 1,
+			 (int)(end - now_ms())) != 1)
+			return NULL;
+		r = recv(v->q, v->buf + v->len, sizeof(v->buf) - v->len, MSG_DONTWAIT);
+		if (r <= 0)
+			return NULL;
+		v->len += (size_t)r;
+	}
+	return NULL;
+}
+
+/* Expect command name; *id its id. NULL (logged) if another came or none. */
+static struct jv *fv_expect(struct fake_vm *v, const char *name, uint64_t *id)
+{
+	struct jv *c = fv_read(v, WAIT_MS);
+	const char *ex = jv_get_str(c, "execute");
+
+	if (!c || !ex || strcmp(ex, name) || !jv_get_u64(c, "id", id)) {
+		fprintf(stderr, "  fake QMP: expected %s, got %s\n", name, ex ? ex : "nothing");
+		jv_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void fv_ok(struct fake_vm *v, uint64_t id, const char *ret)
+{
+	fv_send(v, "{\"return\": %s, \"id\": %" PRIu64 "}", ret, id);
+}
+
+/* Accept the daemon's QMP connection and do the handshake. */
+static bool fv_accept(struct fake_vm *v, int ms)
+{
+	uint64_t id;
+	struct jv *c;
+
+	if (poll(&(struct pollfd){ .fd = v->lfd, .events = POLLIN }, 1, ms) != 1)
+		return false;
+	v->q = accept4(v->lfd, NULL, NULL, SOCK_CLOEXEC);
+	v->len = 0;
+	fv_send(v, "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, "
+		"\"major\": 7}}, \"capabilities\": []}}");
+	c = fv_expect(v, "qmp_capabilities", &id);
+	if (!c)
+		return false;
+	fv_ok(v, id, "{}");
+	jv_free(c);
+	return true;
+}
+
+static bool recv_msg(int fd, int64_t *val, int *fd_out)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec io = { val, sizeof(*val) };
+	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+
+	*fd_out = -1;
+	if (poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, WAIT_MS) != 1 ||
+	    recvmsg(fd, &m, MSG_CMSG_CLOEXEC) != (ssize_t)sizeof(*val))
+		return false;
+	cm = CMSG_FIRSTHDR(&m);
+	if (cm && cm->cmsg_type == SCM_RIGHTS)
+		memcpy(fd_out, CMSG_DATA(cm), sizeof(int));
+	return true;
+}
+
+/* What QEMU reads from its ivshmem server (ivshmem-spec.rst). */
+static bool fv_read_setup(struct fake_vm *v)
+{
+	int64_t val;
+	int fd;
+
+	if (!recv_msg(v->ivs, &val, &fd) || val != 0 || fd >= 0)
+		return false;
+	if (!recv_msg(v->ivs, &v->my_id, &fd) || fd >= 0)
+		return false;
+	if (!recv_msg(v->ivs, &val, &v->shm) || val != -1 || v->shm < 0)
+		return false;
+	for (unsigned i = 0; i < BV_NVEC; i++)
+		if (!recv_msg(v->ivs, &v->peer_id, &v->peer[i]) || v->peer[i] < 0)
+			return false;
+	for (unsigned i = 0; i < BV_NVEC; i++)
+		if (!recv_msg(v->ivs, &val, &v->own[i]) || val != v->my_id || v->own[i] < 0)
+			return false;
+	return true;
+}
+
+/* QEMU's side of a hot-plug: the five commands, in order. */
+static bool fv_plug(struct fake_vm *v)
+{
+	struct jv *c;
+	const struct jv *a;
+	uint64_t id, size = 0;
+	int fd;
+	bool ok = false;
+
+	if (!(c = fv_expect(v, "object-add", &id)))
+		return false;
+	a = jv_get(c, "arguments");
+	snprintf(v->obj, sizeof(v->obj), "%s", jv_get_str(a, "id") ?: "");
+	snprintf(v->info_path, sizeof(v->info_path), "%s", jv_get_str(a, "mem-path") ?: "");
+	CHECK(str_is(a, "qom-type", "memory-backend-file"));
+	CHECK(jv_get_u64(a, "size", &size) && size == VP_INFO_WINDOW_SIZE);
+	fd = open(v->info_path, O_RDWR | O_CLOEXEC);
+	v->win = fd >= 0 ? mmap(NULL, VP_INFO_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				fd, 0) : MAP_FAILED;
+	if (fd >= 0)
+		close(fd);
+	if (v->win == MAP_FAILED) {
+		v->win = NULL;
+		fprintf(stderr, "  cannot map %s\n", v->info_path);
+		goto out;
+	}
+	fv_ok(v, id, "{}");
+	jv_free(c);
+	/* info first */
+	if (!(c = fv_expect(v, "device_add", &id)))
+		return false;
+	a = jv_get(c, "arguments");
+	CHECK(str_is(a, "driver", "ivshmem-plain"));
+	CHECK(str_is(a, "memdev", v->obj));
+	snprintf(v->info, sizeof(v->info), "%s", jv_get_str(a, "id") ?: "");
+	fv_ok(v, id, "{}");
+	jv_free(c);
+	if (!(c = fv_expect(v, "chardev-add", &id)))
+		return false;
+	a = jv_get(c, "arguments");
+	snprintf(v->chr, sizeof(v->chr), "%s", jv_get_str(a, "id") ?: "");
+	snprintf(v->ivs_path, sizeof(v->ivs_path), "%s",
+		 jv_get_str(jv_get(jv_get(jv_get(jv_get(a, "backend"), "data"), "addr"), "data"),
+			    "path") ?: "");
+	v->ivs = raw_connect(v->ivs_path);
+	if (v->ivs < 0) {
+		fprintf(stderr, "  cannot connect to %s\n", v->ivs_path);
+		goto out;
+	}
+	fv_ok(v, id, "{}");
+	jv_free(c);
+	if (!(c = fv_expect(v, "device_add", &id)))
+		return false;
+	a = jv_get(c, "arguments");
+	CHECK(str_is(a, "driver", "ivshmem-doorbell"));
+	CHECK(str_is(a, "chardev", v->chr));
+	snprintf(v->mem, sizeof(v->mem), "%s", jv_get_str(a, "id") ?: "");
+	/* As QEMU: the setup is read inside device_add, before its answer. */
+	if (!fv_read_setup(v)) {
+		fprintf(stderr, "  no ivshmem setup while device_add was pending\n");
+		goto out;
+	}
+	fv_ok(v, id, "{}");
+	jv_free(c);
+	if (!(c = fv_expect(v, "query-pci", &id)))
+		return false;
+	fv_send(v, "{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, \"slot\": 3, "
+		"\"function\": 0, \"qdev_id\": \"%s\"}, {\"bus\": 0, \"slot\": 4, "
+		"\"function\": 0, \"qdev_id\": \"%s\"}]}], \"id\": %" PRIu64 "}",
+		v->info, v->mem, id);
+	ok = true;
+out:
+	jv_free(c);
+	return ok;
+}
+
+/* QEMU's side of a hot-unplug; deleted: the guest releases the functions. */
+static bool fv_unplug(struct fake_vm *v, bool deleted)
+{
+	bool seen_i = false, seen_m = false, ok = true;
+
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t id;
+		struct jv *c = fv_expect(v, "device_del", &id);
+		const char *dev = jv_get_str(jv_get(c, "arguments"), "id");
+
+		if (!c || !dev)
+			return false;
+		seen_i |= !strcmp(dev, v->info);
+		seen_m |= !strcmp(dev, v->mem);
+		fv_ok(v, id, "{}");
+		if (deleted)
+			fv_send(v, "{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"%s\", "
+				"\"path\": \"/machine/peripheral/%s\"}, \"timestamp\": {\"seconds\": 1, "
+				"\"microseconds\": 2}}", dev, dev);
+		jv_free(c);
+	}
+	CHECK(seen_i && seen_m);
+	if (deleted) {
+		for (unsigned k = 0; k < 2; k++) {
+			struct jv *c = fv_read(v, WAIT_MS);
+			const char *ex = jv_get_str(c, "execute");
+			const char *id = jv_get_str(jv_get(c, "arguments"), "id");
+			uint64_t cid;
+
+			ok &= ex && id && ((!strcmp(ex, "chardev-remove") && !strcmp(id, v->chr)) ||
+					   (!strcmp(ex, "object-del") && !strcmp(id, v->obj)));
+			if (jv_get_u64(c, "id", &cid))
+				fv_ok(v, cid, "{}");
+			jv_free(c);
+		}
+	}
+	fv_close_dev(v);
+	return ok && seen_i && seen_m;
+}
+
+static void fv_free(struct fake_vm *v)
+{
+	fv_close_dev(v);
+	if (v->q >= 0)
+		close(v->q);
+	if (v->lfd >= 0)
+		close(v->lfd);
+	v->q = v->lfd = -1;
+}
+
+/* The driver: a checked snapshot of the daemon page. */
+static bool drv_snap(struct fake_vm *v, struct vp_devinfo *info)
+{
+	char why[200];
+	int e = vp_devinfo_snapshot(v->win, info, why, sizeof(why));
+
+	if (e < 0)
+		fprintf(stderr, "  snapshot: %s\n", e == -EINVAL ? why : strerror(-e));
+	return e == 0;
+}
+
+/* The driver writes its page and rings the daemon. */
+static void drv_write(struct fake_vm *v, const struct vp_devinfo_driver *in)
+{
+	vp_devinfo_write_driver(v->win, in);
+	eventfd_write(v->peer[BV_NVEC - 1], 1);
+}
+
+/* An eventfd fired within ms (and is drained). */
+static bool fired(int efd, int ms)
+{
+	eventfd_t n;
+
+	return poll(&(struct pollfd){ .fd = efd, .events = POLLIN }, 1, ms) == 1 &&
+	       eventfd_read(efd, &n) == 0 && n > 0;
+}
+
+/* "show ID"'s backend object, or NULL. */
+static struct jv *bv_show(const struct daemon *d, uint64_t id, const struct jv **b)
+{
+	char cmd[64];
+	struct jv *doc;
+
+	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
+	doc = ask(d, cmd);
+	*b = jv_get(jv_get(doc, "device"), "backend");
+	return doc;
+}
+
+static bool bv_wait(const struct daemon *d, uint64_t id, const char *want)
+{
+	int64_t end = now_ms() + WAIT_MS;
+	char st[64] = "";
+
+	while (now_ms() < end) {
+		const struct jv *b;
+		struct jv *doc = bv_show(d, id, &b);
+
+		snprintf(st, sizeof(st), "%s", jv_get_str(b, "state") ?: "?");
+		jv_free(doc);
+		if (!strcmp(st, want))
+			return true;
+		sleep_ms(10);
+	}
+	fprintf(stderr, "  device %" PRIu64 ": backend VM state %s, wanted %s\n", id, st, want);
+	return false;
+}
+
+/* A daemon whose net0 serves the fake backend VM, and its files. */
+struct bv_rig {
+	struct fake_vm v;
+	char qmp[160], run[160];
+	struct frontend f;
+	int fd, fds0;
+	uint64_t id;
+};
+
+static bool bv_daemon(struct daemon *d, struct bv_rig *k, const char *extra)
+{
+	char spec[600];
+	char *args[] = { "--server", spec, "--control", d->ctl, "--run-dir", k->run,
+			 "--log-level", "debug", NULL };
+
+	memset(k, 0, sizeof(*k));
+	k->fd = -1;
+	snprintf(k->qmp, sizeof(k->qmp), "%s/qmp.sock", d->dir);
+	snprintf(k->run, sizeof(k->run), "%s/run/bevm", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend-vm=%s%s%s", d->net0, k->qmp,
+		 extra ? "," : "", extra ? extra : "");
+	if (!fv_listen(&k->v, k->qmp) || !daemon_spawn_argv(d, args))
+		return false;
+	return fv_accept(&k->v, WAIT_MS);
+}
+
+/* ... plus a QEMU-like frontend on net0 whose device got plugged. */
+static bool bv_up(struct daemon *d, struct bv_rig *k, const char *extra)
+{
+	if (!bv_daemon(d, k, extra))
+		return false;
+	k->fds0 = daemon_fds(d);
+	if (!fe_init(&k->f, UUID0) || (k->fd = raw_connect(d->net0)) < 0)
+		return false;
+	vu_raw_start(k->fd, &k->f, NULL);
+	return fv_plug(&k->v) && (k->id = newest_dev(d, "vhost-user")) &&
+	       bv_wait(d, k->id, "plugged");
+}
+
+static unsigned dir_entries(const char *path)
+{
+	DIR *dir = opendir(path);
+	struct dirent *e;
+	unsigned n = 0;
+
+	while (dir && (e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	if (dir)
+		closedir(dir);
+	return n;
+}
+
+/* The frontend goes: device_del of both, then the backends; nothing left. */
+static void bv_down(struct daemon *d, struct bv_rig *k)
+{
+	if (k->fd >= 0)
+		close(k->fd);
+	k->fd = -1;
+	CHECK(fv_unplug(&k->v, true));
+	CHECK(wait_state(d, k->id, "gone"));
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), k->fds0);
+	CHECK_EQ(dir_entries(k->run), 0);
+	fe_free(&k->f);
+	fv_free(&k->v);
+}
+
+static void bevm_plug_body(struct daemon *d)
+{
+	struct bv_rig k;
+	struct vp_devinfo info;
+	struct vp_devinfo_driver drv = { 0 };
+	struct vp_msg rep;
+	const struct jv *b;
+	struct jv *doc;
+	uint8_t uuid[16];
+	uint16_t base[2];
+	uint64_t st = 0;
+	int ms, newkick, newcall;
+
+	REQUIRE(bv_up(d, &k, "stop-timeout=5000"));
+	/* The window: the frontend's four answers, READY, paired by peer id. */
+	REQUIRE(drv_snap(&k.v, &info));
+	doc = bv_show(d, k.id, &b);
+	CHECK(vp_uuid_parse(jv_get_str(jv_get(doc, "device"), "uuid") ?: "", uuid) == 0);
+	jv_free(doc);
+	CHECK(!memcmp(info.uuid, uuid, 16));
+	CHECK_EQ(info.status, VP_INFO_ST_PRESENT | VP_INFO_ST_READY);
+	CHECK_EQ(info.memory_peer, (uint16_t)k.v.my_id);
+	CHECK_EQ(info.daemon_peer, (uint16_t)k.v.peer_id);
+	CHECK(k.v.my_id != k.v.peer_id);
+	CHECK_EQ(info.device_id, k.id);
+	CHECK_EQ(info.bar2_size, MEM_SIZE);
+	CHECK_EQ(info.nregions, 1);
+	CHECK_EQ(info.regions[0].gpa, MEM_GPA);
+	CHECK_EQ(info.num_queues, 2);
+	CHECK_EQ(info.queues[0].num, RING_NUM);
+	CHECK_EQ(info.queues[1].desc, MEM_GPA + ring_off(1));
+	CHECK_EQ(info.device_type, VP_VIRTIO_ID_NET);
+	/* The window file is gone from the run dir once QEMU has it mapped. */
+	CHECK(access(k.v.info_path, F_OK) < 0);
+	/* The BAR2 fd is the frontend's RAM. */
+	CHECK(k.v.shm >= 0 && lseek(k.v.shm, 0, SEEK_END) == MEM_SIZE);
+	/* Fig. 4: the frontend's kick is the function's vector 1 + q, its call the doorbell q. */
+	eventfd_write(k.f.kick[0], 1);
+	CHECK(fired(k.v.own[1], WAIT_MS));
+	eventfd_write(k.v.peer[1], 1);
+	CHECK(fired(k.f.call[1], WAIT_MS));
+	doc = bv_show(d, k.id, &b);
+	CHECK(str_is(b, "kind", "vm"));
+	CHECK(str_is(b, "path", k.qmp));
+	CHECK(str_is(b, "memory_pci", "00:04.0"));
+	CHECK(str_is(b, "info_pci", "00:03.0"));
+	CHECK(u64_is(b, "memory_peer", (uint64_t)k.v.my_id));
+	jv_free(doc);
+
+	/* The driver comes up: the daemon reads its page on the doorbell. */
+	drv.driver_gen = 1;
+	drv.driver_status = VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER | VP_INFO_DS_DRIVER_OK;
+	drv.features_accepted = info.features;
+	drv.acked_gen = info.generation;
+	drv_write(&k.v, &drv);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && st != 7; sleep_ms(10)) {
+		doc = bv_show(d, k.id, &b);
+		jv_get_hex(b, "driver_status", &st);
+		jv_free(doc);
+	}
+	CHECK_EQ(st, 7);
+
+	/* STOP: held until the driver answers with where it stopped. */
+	fe_post_buffers(&k.f);  /* avail idx 3 on ring 0 */
+	fired(k.v.own[0], 0);   /* the generations so far */
+	vu_raw_state(k.fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK(fired(k.v.own[0], WAIT_MS));  /* the config vector */
+	REQUIRE(drv_snap(&k.v, &info));
+	CHECK(info.status & VP_INFO_ST_STOP);
+	CHECK(!(info.status & VP_INFO_ST_READY));
+	CHECK_EQ(vu_wait_reply(NULL, k.fd, 300, &rep), -1);
+	CHECK(bv_wait(d, k.id, "stopping"));
+	drv.driver_gen = 2;
+	drv.acked_gen = info.generation;
+	drv.stopped[0] = VP_INFO_STOPPED_VALID | 3;
+	drv_write(&k.v, &drv);
+	ms = vu_wait_reply(NULL, k.fd, WAIT_MS, &rep);
+	CHECK(ms >= 0);
+	CHECK_EQ(rep.request, VP_VU_GET_VRING_BASE);
+	CHECK(log_has(d, "driver acked STOP"));
+	base[0] = (uint16_t)rep.p.state.num;
+	vu_raw_state(k.fd, VP_VU_GET_VRING_BASE, 1, 0);
+	CHECK(vu_wait_reply(NULL, k.fd, WAIT_MS, &rep) >= 0);
+	base[1] = (uint16_t)rep.p.state.num;
+	CHECK(bv_wait(d, k.id, "plugged"));
+
+	/* The guest reboots: new kick and call eventfds under the same pair. */
+	newkick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	newcall = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	close(k.f.kick[0]);
+	close(k.f.call[0]);
+	k.f.kick[0] = newkick;
+	k.f.call[0] = newcall;
+	vu_raw_start(k.fd, &k.f, base);
+	/* New call fds: the virtual peer disconnects and comes again. */
+	{
+		int64_t val;
+		int fd, peer[BV_NVEC];
+
+		CHECK(recv_msg(k.v.ivs, &val, &fd) && val == k.v.peer_id && fd < 0);
+		for (unsigned i = 0; i < BV_NVEC; i++) {
+			CHECK(recv_msg(k.v.ivs, &val, &peer[i]) && val == k.v.peer_id);
+			close(k.v.peer[i]);
+			k.v.peer[i] = peer[i];
+		}
+	}
+	eventfd_write(k.v.peer[0], 1);
+	CHECK(fired(newcall, WAIT_MS));
+	/* The new kick fd is relayed into the function's original vector. */
+	eventfd_write(newkick, 1);
+	CHECK(fired(k.v.own[1], WAIT_MS));
+	CHECK(fired(k.v.own[0], WAIT_MS));  /* and a new generation */
+	REQUIRE(drv_snap(&k.v, &info));
+	CHECK_EQ(info.status, VP_INFO_ST_PRESENT | VP_INFO_ST_READY);
+	CHECK_EQ(info.queues[0].last_avail_idx, base[0]);
+	CHECK(log_has(d, "kick fd replaced"));
+	bv_down(d, &k);
+}
+
+TEST(bevm_plug_stop_follow_unplug)
+{
+	WITH_OWN_DAEMON(bevm_plug_body);
+}
+
+/* A driver that never answers STOP: the reply goes at stop-timeout. */
+static void bevm_stop_timeout_body(struct daemon *d)
+{
+	struct bv_rig k;
+	struct vp_msg rep;
+	int ms;
+
+	REQUIRE(bv_up(d, &k, "stop-timeout=300"));
+	vu_raw_state(k.fd, VP_VU_GET_VRING_BASE, 0, 0);
+	ms = vu_wait_reply(NULL, k.fd, WAIT_MS, &rep);
+	CHECK(ms >= 290 && ms <= 1300);
+	CHECK(log_has(d, "did not acknowledge STOP within 300 ms"));
+	CHECK_EQ(dev_stop_timeouts(d, k.id), 1);
+	CHECK_EQ(server_stop_timeouts(d), 1);
+	bv_down(d, &k);
+}
+
+TEST(bevm_stop_unacked_answered_after_timeout)
+{
+	WITH_OWN_DAEMON(bevm_stop_timeout_body);
+}
+
+/* Garbage in the driver page: refused with the reason, then unplugged. */
+static void bevm_garbage_body(struct daemon *d)
+{
+	struct bv_rig k;
+	struct vp_devinfo info;
+	struct vp_devinfo_driver drv = { 0 };
+	const struct jv *b;
+	struct jv *doc;
+	uint64_t bad = 0;
+
+	REQUIRE(bv_up(d, &k, NULL));
+	REQUIRE(drv_snap(&k.v, &info));
+	drv.driver_status = 0x40;  /* not a bit of the ABI */
+	drv.acked_gen = info.generation;
+	drv.driver_gen = 1;
+	fired(k.v.own[0], 0);
+	drv_write(&k.v, &drv);
+	CHECK(fired(k.v.own[0], WAIT_MS));
+	REQUIRE(drv_snap(&k.v, &info));
+	CHECK(strstr(info.reason, "driver page refused") != NULL);
+	CHECK(log_has(d, "driver page refused"));
+	doc = bv_show(d, k.id, &b);
+	CHECK(jv_get_u64(b, "bad_pages", &bad) && bad == 1);
+	jv_free(doc);
+	/* A doorbell without a new page is not a new page. */
+	eventfd_write(k.v.peer[BV_NVEC - 1], 1);
+	sleep_ms(50);
+	doc = bv_show(d, k.id, &b);
+	CHECK(jv_get_u64(b, "bad_pages", &bad) && bad == 1);
+	jv_free(doc);
+	/* A doorbell flood: the daemon stops listening for a second, and says so. */
+	eventfd_write(k.v.peer[BV_NVEC - 1], 100000);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(10))
+		if (log_has(d, "rings the daemon more than 4096 times a second"))
+			break;
+	CHECK(log_has(d, "rings the daemon more than 4096 times a second"));
+	doc = bv_show(d, k.id, &b);
+	CHECK(u64_is(b, "doorbell_floods", 1));
+	jv_free(doc);
+	sleep_ms(1100);  /* muted for a second: its pages are read again after that */
+	/* It keeps at it: the device is unplugged with the reason. */
+	for (uint32_t g = 2; g <= 8; g++) {
+		drv.driver_gen = g;
+		drv.stopped[0] = 0x12345;  /* valid bit missing, bits set */
+		drv_write(&k.v, &drv);
+		sleep_ms(20);
+	}
+	CHECK(fv_unplug(&k.v, true));
+	CHECK(log_has(d, "driver wrote 8 bad pages in a row"));
+	CHECK(bv_wait(d, k.id, "waiting"));
+	doc = bv_show(d, k.id, &b);
+	CHECK(strstr(jv_get_str(b, "reason") ?: "", "bad pages") != NULL);
+	jv_free(doc);
+	/* Not plugged again for the same READY: the fake sees nothing. */
+	CHECK(fv_read(&k.v, 200) == NULL);
+	close(k.fd);
+	CHECK(wait_state(d, k.id, "gone"));
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), k.fds0);
+	fe_free(&k.f);
+	fv_free(&k.v);
+}
+
+TEST(bevm_garbage_driver_page_unplugged)
+{
+	WITH_OWN_DAEMON(bevm_garbage_body);
+}
+
+/* Frontend RAM a BAR cannot be: refused with the reason, told to the frontend. */
+static void bevm_refused_body(struct daemon *d)
+{
+	struct bv_rig k;
+	struct frontend f;
+	struct jv *doc;
+	const char *last;
+	/* Unsealed memory is the library's to refuse (allow-unsealed off), at
+	 * SET_MEM_TABLE; the other two reach READY and are the daemon's. */
+	static const char *const whys[] = {
+		"unsealed", "not a power of two", "memory fds",
+	};
+
+	REQUIRE(bv_daemon(d, &k, NULL));
+	k.fds0 = daemon_fds(d);
+	for (unsigned c = 0; c < 3; c++) {
+		int fd, extra = -1;
+
+		REQUIRE(fe_init_sealed(&f, UUID0, c != 0));
+		if (c == 1) {
+			/* 1.5 MiB: not a power of two (the ring region is its first MiB). */
+			int big = tu_memfd("vpd-test-ram", MEM_SIZE + MEM_SIZE / 2, 1);
+
+			REQUIRE(big >= 0);
+			dup2(big, f.memfd);
+			close(big);
+		}
+		fd = raw_connect(d->net0);
+		REQUIRE(fd >= 0);
+		if (c == 2)  /* a second region of another file (two memory backends) */
+			extra = tu_memfd("vpd-test-ram2", MEM_SIZE, 1);
+		vu_raw_start_mem(fd, &f, NULL, extra);
+		CHECK(closed_by_peer(fd, WAIT_MS));
+		close(fd);
+		if (extra >= 0)
+			close(extra);
+		CHECK(log_has(d, whys[c]));
+		if (c == 0) {
+			fe_free(&f);
+			continue;
+		}
+		doc = ask(d, "servers");
+		last = jv_get_str(nth(jv_get(doc, "servers"), 0), "last_refusal");
+		if (!last || !strstr(last, whys[c]))
+			fprintf(stderr, "  last_refusal: %s\n", last ? last : "(none)");
+		CHECK(last && strstr(last, whys[c]));
+		CHECK(u64_is(nth(jv_get(doc, "servers"), 0), "refused", c));
+		jv_free(doc);
+		fe_free(&f);
+	}
+	/* QEMU was never asked for anything. */
+	CHECK(fv_read(&k.v, 100) == NULL);
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), k.fds0);
+	fv_free(&k.v);
+}
+
+TEST(bevm_refuses_ram_a_bar_cannot_be)
+{
+	WITH_OWN_DAEMON(bevm_refused_body);
+}
+
+/* QMP lost: unattached; QMP back: plugged again. Lost for good: link down. */
+static void bevm_qmp_lost_body(struct daemon *d)
+{
+	struct bv_rig k;
+	const struct jv *b;
+	struct jv *doc;
+	struct vp_devinfo info;
+	char old[64];
+
+	REQUIRE(bv_up(d, &k, "backend-grace=1"));
+	snprintf(old, sizeof(old), "%s", k.v.mem);
+	close(k.v.q);
+	k.v.q = -1;
+	fv_close_dev(&k.v);
+	CHECK(bv_wait(d, k.id, "waiting"));
+	CHECK(log_has(d, "QMP lost"));
+	doc = bv_show(d, k.id, &b);
+	CHECK(strstr(jv_get_str(b, "reason") ?: "", "QMP lost") != NULL);
+	jv_free(doc);
+	/* Back within backend-grace: the device is plugged again, new names. */
+	REQUIRE(fv_accept(&k.v, WAIT_MS));
+	REQUIRE(fv_plug(&k.v));
+	CHECK(strcmp(old, k.v.mem) != 0);
+	CHECK(bv_wait(d, k.id, "plugged"));
+	CHECK(drv_snap(&k.v, &info) && (info.status & VP_INFO_ST_READY));
+	/* Gone for good: after backend-grace the frontend is dropped. */
+	close(k.v.q);
+	k.v.q = -1;
+	fv_close_dev(&k.v);
+	close(k.v.lfd);
+	k.v.lfd = -1;
+	unlink(k.qmp);
+	CHECK(closed_by_peer(k.fd, 3000));
+	CHECK(log_has(d, "no backend VM took the device within 1 s"));
+	close(k.fd);
+	CHECK(wait_state(d, k.id, "gone"));
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), k.fds0 - 1);  /* no QMP connection now */
+	fe_free(&k.f);
+	fv_free(&k.v);
+}
+
+TEST(bevm_qmp_lost_reconnects_then_link_down)
+{
+	WITH_OWN_DAEMON(bevm_qmp_lost_body);
+}
+
+/* A guest that never releases the functions does not wedge anything. */
+static void bevm_unplug_timeout_body(struct daemon *d)
+{
+	struct bv_rig k;
+	char info[64], mem[64], chr[64], obj[64];
+	struct jv *doc;
+	bool saw_chr = false, saw_obj = false;
+
+	REQUIRE(bv_up(d, &k, "unplug-timeout=300"));
+	snprintf(info, sizeof(info), "%s", k.v.info);
+	snprintf(mem, sizeof(mem), "%s", k.v.mem);
+	snprintf(chr, sizeof(chr), "%s", k.v.chr);
+	snprintf(obj, sizeof(obj), "%s", k.v.obj);
+	close(k.fd);
+	k.fd = -1;
+	CHECK(fv_unplug(&k.v, false));  /* device_del answered, never DEVICE_DELETED */
+	CHECK(wait_state(d, k.id, "gone"));
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(20))
+		if (log_has(d, "did not release"))
+			break;
+	CHECK(log_has(d, "did not release"));
+	doc = ask(d, "servers");
+	CHECK(u64_is(nth(jv_get(doc, "servers"), 0), "unplug_timeouts", 1));
+	jv_free(doc);
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), k.fds0);
+	CHECK_EQ(dir_entries(k.run), 0);
+	/* It lets go late: the backends are removed then. */
+	fv_send(&k.v, "{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"%s\"}, "
+		"\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}", info);
+	fv_send(&k.v, "{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"%s\"}, "
+		"\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}", mem);
+	for (unsigned n = 0; n < 2; n++) {
+		struct jv *c = fv_read(&k.v, WAIT_MS);
+		const char *ex = jv_get_str(c, "execute");
+		const char *id = jv_get_str(jv_get(c, "arguments"), "id");
+
+		saw_chr |= ex && id && !strcmp(ex, "chardev-remove") && !strcmp(id, chr);
+		saw_obj |= ex && id && !strcmp(ex, "object-del") && !strcmp(id, obj);
+		jv_free(c);
+	}
+	CHECK(saw_chr && saw_obj);
+	fe_free(&k.f);
+	fv_free(&k.v);
+}
+
+TEST(bevm_unplug_timeout_frees_the_daemon_side)
+{
+	WITH_OWN_DAEMON(bevm_unplug_timeout_body);
+}
+
+/* SIGTERM with a pair plugged: its device_dels go out before QMP closes. */
+TEST(bevm_shutdown_sends_device_del)
+{
+	struct daemon d;
+	struct bv_rig k;
+	unsigned dels = 0;
+
+	REQUIRE(daemon_init(&d));
+	if (bv_up(&d, &k, NULL)) {
+		kill(d.pid, SIGTERM);
+		for (unsigned n = 0; n < 2; n++) {
+			struct jv *c = fv_read(&k.v, WAIT_MS);
+			const char *ex = jv_get_str(c, "execute");
+
+			dels += ex && !strcmp(ex, "device_del");
+			jv_free(c);
+		}
+		CHECK(exited_with(wait_exit(d.pid, WAIT_MS), 0));
+		d.pid = 0;
+		CHECK_EQ(dels, 2);
+		CHECK_EQ(dir_entries(k.run), 0);
+	} else {
+		CHECK(!"backend VM rig up");
+	}
+	if (k.fd >= 0)
+		close(k.fd);
+	fe_free(&k.f);
+	fv_free(&k.v);
+	daemon_cleanup(&d);
 }
 
 int main(int argc, char **argv)

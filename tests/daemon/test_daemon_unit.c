@@ -255,12 +255,20 @@ TEST(spec_defaults_and_keys)
 	CHECK(!s.have_uid && !s.have_uuid && s.features == 0);
 	CHECK(s.backend == NULL);
 	CHECK_EQ(s.stop_timeout_ms, VPD_STOP_TIMEOUT_MS);
+	CHECK_EQ(s.unplug_timeout_ms, VPD_UNPLUG_TIMEOUT_MS);
+	CHECK(s.backend_vm == NULL);
 	vpd_spec_free(&s);
 
 	REQUIRE(vpd_spec_parse("path=/a.sock,backend=/run/vm2/backend.sock,stop-timeout=250", &s,
 			       err, sizeof(err)) == 0);
 	CHECK(s.backend && !strcmp(s.backend, "/run/vm2/backend.sock"));
 	CHECK_EQ(s.stop_timeout_ms, 250);
+	vpd_spec_free(&s);
+
+	REQUIRE(vpd_spec_parse("path=/a.sock,backend-vm=/run/vm2/qmp.sock,unplug-timeout=500", &s,
+			       err, sizeof(err)) == 0);
+	CHECK(s.backend_vm && !strcmp(s.backend_vm, "/run/vm2/qmp.sock") && !s.backend);
+	CHECK_EQ(s.unplug_timeout_ms, 500);
 	vpd_spec_free(&s);
 
 	REQUIRE(vpd_spec_parse("path=/tmp/a,,b.sock,id=net0,connections=1024,mode=0660,uid=0,"
@@ -325,6 +333,9 @@ TEST(spec_errors_name_the_problem)
 	CHECK(spec_fails("path=/a,stop-timeout=60001", "stop-timeout"));
 	CHECK(spec_fails("path=/a,stop-timeout=1s", "stop-timeout"));
 	CHECK(spec_fails("path=/a,backend=", "empty value"));
+	CHECK(spec_fails("path=/a,backend=/b,backend-vm=/q", "exclude each other"));
+	CHECK(spec_fails("path=/a,unplug-timeout=0", "unplug-timeout"));
+	CHECK(spec_fails("path=/a,unplug-timeout=600001", "unplug-timeout"));
 	CHECK(spec_fails("path=/a,features=0xzz", "not a number"));
 	CHECK(spec_fails("path=/a,features=0x", "not a number"));
 	CHECK(spec_fails("path=/a,id=bad id", "invalid"));

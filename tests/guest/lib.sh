@@ -40,3 +40,15 @@ vp_have_real_kvm() {
 
 # Print the script's leading comment block (its usage text).
 vp_usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; }
+
+# vp_wait_serial LOG PID SECONDS PATTERN [FROM-LINE]: PATTERN in the serial log LOG after
+# line FROM, as long as the guest's QEMU (PID) runs. Polls every 0.1 s; 1 on timeout.
+vp_wait_serial() {
+    local _
+    for _ in $(seq $(($3 * 10))); do
+        tail -n +"${5:-1}" "$1" 2>/dev/null | grep -q -- "$4" && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
