@@ -2540,7 +2540,7 @@ static bool fv_plug(struct fake_vm *v)
 	snprintf(v->ivs_path, sizeof(v->ivs_path), "%s",
 		 jv_get_str(jv_get(jv_get(jv_get(jv_get(a, "backend"), "data"), "addr"), "data"),
 			    "path") ?: "");
-	v->ivs = raw_connect(v->ivs_path);
+	v->ivs = unix_connect(v->ivs_path);
 	if (v->ivs < 0) {
 		fprintf(stderr, "  cannot connect to %s\n", v->ivs_path);
 		goto out;
@@ -2712,7 +2712,7 @@ static bool bv_up(struct daemon *d, struct bv_rig *k, const char *extra)
 	if (!bv_daemon(d, k, extra))
 		return false;
 	k->fds0 = daemon_fds(d);
-	if (!fe_init(&k->f, UUID0) || (k->fd = raw_connect(d->net0)) < 0)
+	if (!fe_init(&k->f, UUID0) || (k->fd = unix_connect(d->net0)) < 0)
 		return false;
 	vu_raw_start(k->fd, &k->f, NULL);
 	return fv_plug(&k->v) && (k->id = newest_dev(d, "vhost-user")) &&
@@ -2988,7 +2988,7 @@ static void bevm_refused_body(struct daemon *d)
 			dup2(big, f.memfd);
 			close(big);
 		}
-		fd = raw_connect(d->net0);
+		fd = unix_connect(d->net0);
 		REQUIRE(fd >= 0);
 		if (c == 2)  /* a second region of another file (two memory backends) */
 			extra = tu_memfd("vpd-test-ram2", MEM_SIZE, 1);
