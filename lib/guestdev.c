@@ -65,6 +65,7 @@ struct vp_guestdev {
 	uint64_t bar2_len;
 	uint32_t gen_seen;		/* the last generation word looked at */
 	bool have_snap;
+	bool foreign;			/* another frontend's (UUID filter): never written */
 	struct vp_devinfo snap;		/* last accepted */
 	struct vp_mem *mem;
 	struct vp_device dev;		/* the view vp_net attaches to */
@@ -287,7 +288,7 @@ static void write_driver(struct vp_guestdev *d, uint32_t status, bool stopped)
 {
 	struct vp_devinfo_driver p = { 0 };
 
-	if (!d->window)
+	if (!d->window || d->foreign)
 		return;
 	p.driver_gen = ++d->driver_gen;
 	p.driver_status = status;
@@ -340,7 +341,7 @@ static void remove_dev(struct vp_guestdev *d, const char *why)
 		munmap(d->window, VP_INFO_WINDOW_SIZE);
 	d->window = NULL;
 	d->st = G_GONE;
-	gd_log(d, VP_LOG_INFO, "removed: %s", why);
+	gd_log(d, was_paired ? VP_LOG_INFO : VP_LOG_DEBUG, "removed: %s", why);
 	if (was_paired)
 		emit(d, VP_GUEST_REMOVED);
 }
@@ -556,6 +557,20 @@ static void new_generation(struct vp_guestdev *d, uint32_t gen)
 		return;
 	}
 	d->gen_seen = s.generation;
+	/* Another frontend's device: not paired, not written, not reported. */
+	d->foreign = g->have_uuid && memcmp(s.uuid, g->uuid, 16);
+	if (d->foreign) {
+		if (d->st != G_PAIRING) {
+			let_go(d, "now another frontend's (UUID)");
+			unmap_memfn(d);
+			emit(d, VP_GUEST_REMOVED);
+		}
+		d->st = G_PAIRING;
+		d->snap = s;
+		d->have_snap = true;
+		set_name(d);
+		return;
+	}
 	if (s.status & VP_INFO_ST_GONE) {
 		d->snap = s;
 		d->have_snap = true;
@@ -605,12 +620,6 @@ static void new_generation(struct vp_guestdev *d, uint32_t gen)
 		d->snap = s;
 		d->st = G_IDLE;
 		fail(d, "%s", why);
-		return;
-	}
-	if (g->have_uuid && memcmp(s.uuid, g->uuid, 16)) {
-		d->snap = s;
-		let_go(d, "not the frontend UUID asked for");
-		d->st = G_IDLE;
 		return;
 	}
 	d->snap = s;
@@ -717,7 +726,7 @@ static void rescan(struct vp_guest *g)
 			forget(d);
 		else if (d->st == G_GONE)
 			peek_gone(d);
-		else if (d->st == G_PAIRING)
+		else if (d->st == G_PAIRING && !d->foreign)
 			d->gen_seen = 0;	/* try the pairing again */
 	}
 	dir = opendir(g->root);

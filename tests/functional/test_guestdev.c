@@ -505,6 +505,12 @@ TEST(two_devices_by_uuid)
 	CHECK_EQ(r.ev[VP_GUEST_UP], 1);
 	CHECK(dev_of(&r, 0) && !vp_guestdev_net(dev_of(&r, 0)));
 	CHECK(dev_of(&r, 1) && vp_guestdev_net(dev_of(&r, 1)));
+	CHECK_EQ(r.ev[VP_GUEST_NEW], 1);	/* the other one is not ours to report */
+	vp_guest_free(r.g);
+	r.g = NULL;
+	/* ... nor to write: its driver page was never touched. */
+	CHECK_EQ(*(volatile uint32_t *)((uint8_t *)r.f[0].window + VP_INFO_DRIVER_OFFSET), 0);
+	CHECK(*(volatile uint32_t *)((uint8_t *)r.f[1].window + VP_INFO_DRIVER_OFFSET) != 0);
 	rig_free(&r);
 	free(reg);
 	CHECK_EQ(tu_count_fds(), fds);
