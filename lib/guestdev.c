@@ -259,11 +259,12 @@ static void let_go(struct vp_guestdev *d, const char *why)
 		snprintf(d->reason, sizeof(d->reason), "%s", why);
 	if (!d->net)
 		return;
+	gd_log(d, VP_LOG_INFO, "link down: %s", d->reason);
+	/* The owner of the link reads its last stats in the event. */
+	emit(d, VP_GUEST_DOWN);
 	vp_net_free(d->net);
 	d->net = NULL;
 	d->dev.state = VP_DEV_STOPPED;
-	gd_log(d, VP_LOG_INFO, "link down: %s", d->reason);
-	emit(d, VP_GUEST_DOWN);
 }
 
 static void ring(struct vp_guestdev *d, unsigned vector)

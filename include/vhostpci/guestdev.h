@@ -61,11 +61,15 @@ struct vp_guestdev;
 enum vp_guest_event {
 	VP_GUEST_NEW,      /* a pair found and its window accepted once */
 	VP_GUEST_UP,       /* a link: vp_guestdev_net() valid until DOWN */
-	VP_GUEST_DOWN,     /* the link is gone (STOP, not ready, broken, GONE);
+	VP_GUEST_DOWN,     /* the link goes (STOP, not ready, broken, GONE):
+			    * vp_guestdev_net() is still valid for its stats
+			    * during the event, freed after it returns;
 			    * vp_guestdev_reason() says why */
 	VP_GUEST_REMOVED,  /* GONE or unplugged: last look at the device */
 };
 
+/* Called from vp_guest_control() and vp_guest_free() (and vp_guestdev_fail()
+ * for its DOWN); it must not call vp_guest_control() or vp_guest_free(). */
 typedef void (*vp_guest_event_fn)(struct vp_guest *g, enum vp_guest_event ev,
 				  struct vp_guestdev *d, void *opaque);
 

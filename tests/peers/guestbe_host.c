@@ -22,7 +22,8 @@
  *
  * Prints "guestbe-host: ready" once the device is published, progress lines,
  * and "guestbe-host: PASS ..." (exit 0) or "guestbe-host: FAIL ..." (exit 1)
- * within TIMEOUT_S (default 120).
+ * within TIMEOUT_S (default 120). Either way it publishes GONE at the end, so
+ * the backend lets the device go.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -314,6 +315,11 @@ int main(int argc, char **argv)
 		if (r || !(drv.driver_status & VP_INFO_DS_DRIVER_OK))
 			bad++;
 	}
+	/* Done: the frontend leaves (GONE), as vhost-pcid says it before an unplug. */
+	pub.status = VP_INFO_ST_GONE;
+	pub.generation = vp_devinfo_next_gen(pub.generation);
+	if (vp_devinfo_publish(window, &pub) == 0)
+		say("published GONE (generation %u)", pub.generation);
 	vpd_ivshmem_destroy(ivs);
 	if (got < count || bad) {
 		say("FAIL: %" PRIu64 " of %" PRIu64 " frames came back, %" PRIu64 " wrong",
