@@ -199,8 +199,8 @@ static int map_resource(const char *root, const char *name, int bar, uint64_t wa
 
 static uint32_t load32(const volatile void *base, unsigned off)
 {
-	return __atomic_load_n((const uint32_t *)((const volatile char *)base + off),
-			       __ATOMIC_ACQUIRE);
+	/* off is a multiple of 4 in a page-aligned mapping. */
+	return __atomic_load_n((const volatile uint32_t *)base + off / 4, __ATOMIC_ACQUIRE);
 }
 
 /* The IVPosition of memory function name, or -errno. */
@@ -271,7 +271,7 @@ static void ring(struct vp_guestdev *d, unsigned vector)
 {
 	if (!d->bar0 || !d->have_snap)
 		return;
-	__atomic_store_n((uint32_t *)((volatile char *)d->bar0 + VP_IVSHMEM_DOORBELL),
+	__atomic_store_n(&d->bar0[VP_IVSHMEM_DOORBELL / 4],
 			 ((uint32_t)d->snap.daemon_peer << 16) | (vector & 0xffff), __ATOMIC_RELEASE);
 	d->doorbells++;
 }

@@ -47,6 +47,12 @@ struct rig {
 	unsigned ev[4];			/* per vp_guest_event */
 };
 
+/* A word of a mapping (page-aligned; offsets are multiples of the size). */
+static volatile uint32_t *u32_at(volatile void *base, size_t off)
+{
+	return (volatile uint32_t *)(volatile void *)((volatile uint8_t *)base + off);
+}
+
 static void put_file(const char *dir, const char *name, const char *text)
 {
 	char p[512];
@@ -147,7 +153,7 @@ static int add_frontend(struct rig *r, unsigned i, uint8_t uuid_byte)
 	f->regs = put_bin(f->mem_dir, "resource0", 256);
 	if (!f->regs)
 		return -1;
-	*(volatile uint32_t *)(f->regs + VP_IVSHMEM_IVPOSITION) = f->pub.memory_peer;
+	*u32_at(f->regs, VP_IVSHMEM_IVPOSITION) = f->pub.memory_peer;
 	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)getpid(), f->ramfd);
 	snprintf(p, sizeof(p), "%s/resource2", f->mem_dir);
 	if (symlink(link, p) < 0)
@@ -339,7 +345,7 @@ static struct vp_devinfo_driver read_page(struct rig_fe *f, int *err)
 
 static uint32_t doorbell(struct rig_fe *f)
 {
-	return *(volatile uint32_t *)(f->regs + VP_IVSHMEM_DOORBELL);
+	return *u32_at(f->regs, VP_IVSHMEM_DOORBELL);
 }
 
 TEST(irq_mode_refused)
@@ -509,8 +515,8 @@ TEST(two_devices_by_uuid)
 	vp_guest_free(r.g);
 	r.g = NULL;
 	/* ... nor to write: its driver page was never touched. */
-	CHECK_EQ(*(volatile uint32_t *)((uint8_t *)r.f[0].window + VP_INFO_DRIVER_OFFSET), 0);
-	CHECK(*(volatile uint32_t *)((uint8_t *)r.f[1].window + VP_INFO_DRIVER_OFFSET) != 0);
+	CHECK_EQ(*u32_at(r.f[0].window, VP_INFO_DRIVER_OFFSET), 0);
+	CHECK(*u32_at(r.f[1].window, VP_INFO_DRIVER_OFFSET) != 0);
 	rig_free(&r);
 	free(reg);
 	CHECK_EQ(tu_count_fds(), fds);
@@ -520,7 +526,7 @@ TEST(two_devices_by_uuid)
 /* Rewrite one field of a published page as a hostile writer would: odd, store, even. */
 static void scribble(struct rig_fe *f, unsigned off, const void *val, size_t len)
 {
-	volatile uint32_t *gen = (volatile uint32_t *)((uint8_t *)f->window + 0x10);
+	volatile uint32_t *gen = u32_at(f->window, 0x10);
 	uint32_t g = *gen;
 
 	__atomic_store_n(gen, g + 1, __ATOMIC_RELEASE);
@@ -585,8 +591,8 @@ TEST(hostile_window_and_ring_break_only_their_device)
 	vp_guest_control(r.g);
 	REQUIRE(vp_guestdev_net(bad) != NULL);
 	{
-		volatile uint16_t *avail_idx = (volatile uint16_t *)((uint8_t *)r.f[1].ram +
-								    r.f[1].pub.queues[1].avail + 2);
+		volatile uint16_t *avail_idx = (volatile uint16_t *)(volatile void *)
+			((uint8_t *)r.f[1].ram + r.f[1].pub.queues[1].avail + 2);
 		uint8_t b[2048];
 		struct vp_pkt p = { .data = b, .len = sizeof(b) };
 
@@ -623,7 +629,7 @@ TEST(sysfs_lies)
 		void *bar2 = put_bin(p, "resource2", 1 << 20);
 
 		REQUIRE(regs && bar2);
-		*(volatile uint32_t *)(regs + VP_IVSHMEM_IVPOSITION) = peer;
+		*u32_at(regs, VP_IVSHMEM_IVPOSITION) = peer;
 		munmap((void *)regs, 256);
 		munmap(bar2, 1 << 20);
 	}

@@ -72,6 +72,12 @@ static void say(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A word of a mapping (page-aligned; offsets are multiples of the size). */
+static volatile uint32_t *u32_at(volatile void *base, size_t off)
+{
+	return (volatile uint32_t *)(volatile void *)((volatile uint8_t *)base + off);
+}
+
 static int put_file(const char *dir, const char *name, const char *text)
 {
 	char p[512];
@@ -217,7 +223,7 @@ int main(int argc, char **argv)
 			say("FAIL: memory function: %s", strerror(errno));
 			return 1;
 		}
-		*(volatile uint32_t *)(regs + VP_IVSHMEM_IVPOSITION) = MEMORY_PEER;
+		*u32_at(regs, VP_IVSHMEM_IVPOSITION) = MEMORY_PEER;
 		put_file(inf, "vendor", "0x1af4\n");
 		put_file(inf, "device", "0x1110\n");
 		snprintf(p, sizeof(p), "%s/resource2", inf);
