@@ -379,7 +379,7 @@ static int pair(struct vp_guestdev *d, uint16_t peer)
 			continue;
 		}
 		d->bar0 = p;
-		snprintf(d->mem_name, sizeof(d->mem_name), "%s", e->d_name);
+		snprintf(d->mem_name, sizeof(d->mem_name), "%.*s", NAME_MAX_SYSFS - 1, e->d_name);
 		r = 0;
 		break;
 	}

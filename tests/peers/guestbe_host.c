@@ -327,6 +327,10 @@ int main(int argc, char **argv)
 	if (vp_devinfo_publish(window, &pub) == 0)
 		say("published GONE (generation %u)", pub.generation);
 	vpd_ivshmem_destroy(ivs);
+	vp_netfe_free(fe);
+	munmap(window, VP_INFO_WINDOW_SIZE);
+	munmap(ram, RAM_SIZE);
+	close(ramfd);
 	if (got < count || bad) {
 		say("FAIL: %" PRIu64 " of %" PRIu64 " frames came back, %" PRIu64 " wrong",
 		    got, count, bad);
