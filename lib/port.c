@@ -488,23 +488,24 @@ static void be_close(struct vp_port *p)
 			link_down(p, &p->links[i], "shutting down");
 }
 
+/* The data path of every port whose links are vp_nets (a server's, a guest's). */
+#define LINK_DATA_OPS                                                          \
+	.state = be_state, .link_up = be_link_up, .rx = be_rx, .rx_link = be_rx_link, \
+	.tx = be_tx, .tx_reserve = be_tx_reserve, .tx_commit = be_tx_commit,   \
+	.rx_borrow = be_rx_borrow, .rx_release = be_rx_release,                \
+	.rx_pending = be_rx_pending, .features = be_features, .stats = be_stats
+
 static const struct port_ops backend_ops = {
 	.control = be_control,
-	.state = be_state,
-	.link_up = be_link_up,
-	.rx = be_rx,
-	.rx_link = be_rx_link,
-	.tx = be_tx,
-	.tx_reserve = be_tx_reserve,
-	.tx_commit = be_tx_commit,
-	.rx_borrow = be_rx_borrow,
-	.rx_release = be_rx_release,
-	.rx_pending = be_rx_pending,
-	.features = be_features,
-	.stats = be_stats,
+	LINK_DATA_OPS,
 	.wait_prep = be_wait_prep,
 	.close = be_close,
 };
+
+static unsigned config_max_links(const struct vp_port_config *c)
+{
+	return c->max_links && c->max_links < VP_PORT_MAX_LINKS ? c->max_links : VP_PORT_MAX_LINKS;
+}
 
 static int be_new(struct vp_port *p, const struct vp_port_config *c)
 {
@@ -518,8 +519,7 @@ static int be_new(struct vp_port *p, const struct vp_port_config *c)
 	 * vhost-user frontends connecting straight here get the transport bit. */
 	cfg.features = features | (1ull << VP_VU_F_PROTOCOL_FEATURES);
 	cfg.allow_unsealed = c->allow_unsealed;
-	p->max_links = c->max_links && c->max_links < VP_PORT_MAX_LINKS ? c->max_links
-									 : VP_PORT_MAX_LINKS;
+	p->max_links = config_max_links(c);
 	cfg.on_event = on_server_event;
 	cfg.opaque = p;
 	r = vp_server_new(&p->srv, &cfg);
@@ -630,18 +630,7 @@ static void gu_close(struct vp_port *p)
 
 static const struct port_ops guest_ops = {
 	.control = gu_control,
-	.state = be_state,
-	.link_up = be_link_up,
-	.rx = be_rx,
-	.rx_link = be_rx_link,
-	.tx = be_tx,
-	.tx_reserve = be_tx_reserve,
-	.tx_commit = be_tx_commit,
-	.rx_borrow = be_rx_borrow,
-	.rx_release = be_rx_release,
-	.rx_pending = be_rx_pending,
-	.features = be_features,
-	.stats = be_stats,
+	LINK_DATA_OPS,
 	.wait_prep = gu_wait_prep,
 	.close = gu_close,
 };
@@ -651,8 +640,7 @@ static int gu_new(struct vp_port *p, const struct vp_port_config *c)
 	struct vp_guest_config gc = { 0 };
 	int r;
 
-	p->max_links = c->max_links && c->max_links < VP_PORT_MAX_LINKS ? c->max_links
-									 : VP_PORT_MAX_LINKS;
+	p->max_links = config_max_links(c);
 	gc.sysfs_root = c->sysfs_root;
 	gc.have_uuid = c->guest_uuid_set;
 	memcpy(gc.uuid, c->uuid, 16);

@@ -23,6 +23,7 @@
 #include "vhostpci/guestdev.h"
 #include "vhostpci/log.h"
 #include "vhostpci/net.h"
+#include "fakepci.h"
 
 #define RAM_SIZE (4u << 20)
 #define FRAME 200u
@@ -47,45 +48,6 @@ struct rig {
 	unsigned ev[4];			/* per vp_guest_event */
 };
 
-/* A word of a mapping (page-aligned; offsets are multiples of the size). */
-static volatile uint32_t *u32_at(volatile void *base, size_t off)
-{
-	return (volatile uint32_t *)(volatile void *)((volatile uint8_t *)base + off);
-}
-
-static void put_file(const char *dir, const char *name, const char *text)
-{
-	char p[512];
-	FILE *f;
-
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	f = fopen(p, "w");
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-}
-
-/* A zero file of size bytes in dir, mapped shared. */
-static void *put_bin(const char *dir, const char *name, size_t size)
-{
-	char p[512];
-	void *m;
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return NULL;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		close(fd);
-		return NULL;
-	}
-	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	return m == MAP_FAILED ? NULL : m;
-}
-
 static void publish(struct rig_fe *f)
 {
 	f->pub.generation = vp_devinfo_next_gen(f->pub.generation);
@@ -100,7 +62,7 @@ static int add_frontend(struct rig *r, unsigned i, uint8_t uuid_byte)
 	struct vp_netfe_config c = { 0 };
 	struct vp_frontend_info info;
 	struct vp_device dev = { 0 };
-	char why[160], link[64], p[400];
+	char why[160];
 
 	f->ramfd = tu_memfd("guest-ram", RAM_SIZE, 1);
 	f->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f->ramfd, 0);
@@ -120,19 +82,7 @@ static int add_frontend(struct rig *r, unsigned i, uint8_t uuid_byte)
 	if (vp_netfe_start(f->fe, info.driver_features) < 0)
 		return -1;
 	/* The device as the daemon's server would hold it. */
-	dev.id = 100 + i;
-	dev.type = VP_VIRTIO_ID_NET;
-	memcpy(dev.uuid, info.uuid, 16);
-	dev.state = VP_DEV_READY;
-	dev.driver_features = info.driver_features;
-	dev.nregions = info.nregions;
-	memcpy(dev.regions, info.regions, sizeof(info.regions));
-	dev.nrings = 2;
-	for (unsigned q = 0; q < 2; q++)
-		dev.rings[q] = (struct vp_dev_ring){ .num = info.rings[q].num,
-			.last_avail_idx = info.rings[q].last_avail_idx, .desc = info.rings[q].desc,
-			.avail = info.rings[q].avail, .used = info.rings[q].used, .addr_set = true,
-			.enabled = true, .started = true, .kick_fd = -1, .call_fd = -1 };
+	fp_device(&info, 100 + i, &dev);
 	if (vp_devinfo_from_device(&dev, &f->pub, why, sizeof(why)) < 0) {
 		fprintf(stderr, "  from_device: %s\n", why);
 		return -1;
@@ -145,25 +95,12 @@ static int add_frontend(struct rig *r, unsigned i, uint8_t uuid_byte)
 	memcpy(root, r->root, sizeof(root));
 	snprintf(f->mem_dir, sizeof(f->mem_dir), "%s/0000:00:%02x.0", root, 2 * i + 4);
 	snprintf(f->info_dir, sizeof(f->info_dir), "%s/0000:00:%02x.0", root, 2 * i + 5);
-	mkdir(f->mem_dir, 0700);
-	mkdir(f->info_dir, 0700);
-	put_file(f->mem_dir, "vendor", "0x1af4\n");
-	put_file(f->mem_dir, "device", "0x1110\n");
-	put_file(f->mem_dir, "enable", "1\n");
-	f->regs = put_bin(f->mem_dir, "resource0", 256);
-	if (!f->regs)
+	f->regs = fp_memory_function(f->mem_dir, f->pub.memory_peer, f->ramfd);
+	f->window = fp_info_function(f->info_dir);
+	if (!f->regs || !f->window)
 		return -1;
-	*u32_at(f->regs, VP_IVSHMEM_IVPOSITION) = f->pub.memory_peer;
-	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)getpid(), f->ramfd);
-	snprintf(p, sizeof(p), "%s/resource2", f->mem_dir);
-	if (symlink(link, p) < 0)
-		return -1;
-	put_file(f->info_dir, "vendor", "0x1af4\n");
-	put_file(f->info_dir, "device", "0x1110\n");
-	put_file(f->info_dir, "enable", "0\n");	/* the guest must enable it */
-	f->window = put_bin(f->info_dir, "resource2", VP_INFO_WINDOW_SIZE);
-	if (!f->window)
-		return -1;
+	fp_put_file(f->mem_dir, "enable", "1\n");
+	fp_put_file(f->info_dir, "enable", "0\n");	/* the guest must enable it */
 	publish(f);
 	r->nf = i + 1 > r->nf ? i + 1 : r->nf;
 	return 0;
@@ -352,7 +289,7 @@ static struct vp_devinfo_driver read_page(struct rig_fe *f, int *err)
 
 static uint32_t doorbell(struct rig_fe *f)
 {
-	return *u32_at(f->regs, VP_IVSHMEM_DOORBELL);
+	return *fp_u32(f->regs, VP_IVSHMEM_DOORBELL);
 }
 
 TEST(irq_mode_refused)
@@ -522,8 +459,8 @@ TEST(two_devices_by_uuid)
 	vp_guest_free(r.g);
 	r.g = NULL;
 	/* ... nor to write: its driver page was never touched. */
-	CHECK_EQ(*u32_at(r.f[0].window, VP_INFO_DRIVER_OFFSET), 0);
-	CHECK(*u32_at(r.f[1].window, VP_INFO_DRIVER_OFFSET) != 0);
+	CHECK_EQ(*fp_u32(r.f[0].window, VP_INFO_DRIVER_OFFSET), 0);
+	CHECK(*fp_u32(r.f[1].window, VP_INFO_DRIVER_OFFSET) != 0);
 	rig_free(&r);
 	free(reg);
 	CHECK_EQ(tu_count_fds(), fds);
@@ -533,7 +470,7 @@ TEST(two_devices_by_uuid)
 /* Rewrite one field of a published page as a hostile writer would: odd, store, even. */
 static void scribble(struct rig_fe *f, unsigned off, const void *val, size_t len)
 {
-	volatile uint32_t *gen = u32_at(f->window, 0x10);
+	volatile uint32_t *gen = fp_u32(f->window, 0x10);
 	uint32_t g = *gen;
 
 	__atomic_store_n(gen, g + 1, __ATOMIC_RELEASE);
@@ -628,15 +565,13 @@ TEST(sysfs_lies)
 	REQUIRE(rig_new(&r, 1, NULL) == 0);
 	/* A second memory function claiming the same IVPosition, BAR2 of the wrong size. */
 	snprintf(p, sizeof(p), "%s/0000:00:03.0", r.root);
-	mkdir(p, 0700);
-	put_file(p, "vendor", "0x1af4\n");
-	put_file(p, "device", "0x1110\n");
+	REQUIRE(fp_function(p) == 0);
 	{
-		volatile uint8_t *regs = put_bin(p, "resource0", 256);
-		void *bar2 = put_bin(p, "resource2", 1 << 20);
+		volatile uint8_t *regs = fp_put_bin(p, "resource0", 256);
+		void *bar2 = fp_put_bin(p, "resource2", 1 << 20);
 
 		REQUIRE(regs && bar2);
-		*u32_at(regs, VP_IVSHMEM_IVPOSITION) = peer;
+		*fp_u32(regs, VP_IVSHMEM_IVPOSITION) = peer;
 		munmap((void *)regs, 256);
 		munmap(bar2, 1 << 20);
 	}

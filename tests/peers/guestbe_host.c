@@ -44,6 +44,7 @@
 #include "vhostpci/log.h"
 #include "vhostpci/net.h"
 #include "ivshmem.h"
+#include "fakepci.h"
 
 #define RAM_SIZE (4u << 20)
 #define FRAME 128u
@@ -72,42 +73,6 @@ static void say(const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A word of a mapping (page-aligned; offsets are multiples of the size). */
-static volatile uint32_t *u32_at(volatile void *base, size_t off)
-{
-	return (volatile uint32_t *)(volatile void *)((volatile uint8_t *)base + off);
-}
-
-static int put_file(const char *dir, const char *name, const char *text)
-{
-	char p[512];
-	FILE *f;
-
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	f = fopen(p, "w");
-	if (!f)
-		return -1;
-	fputs(text, f);
-	return fclose(f);
-}
-
-/* A zero file of size bytes, mapped shared. */
-static void *put_bin(const char *path, size_t size)
-{
-	void *m;
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0)
-		return NULL;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		close(fd);
-		return NULL;
-	}
-	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	return m == MAP_FAILED ? NULL : m;
-}
-
 static void fill(uint8_t *b, uint64_t seq)
 {
 	static const uint8_t hdr[14] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
@@ -132,7 +97,7 @@ int main(int argc, char **argv)
 	bool fake = argc >= 4 && !strcmp(argv[1], "fake");
 	struct vp_netfe_config c = { 0 };
 	struct vp_frontend_info info;
-	struct vp_device dev = { 0 };
+	struct vp_device dev;
 	struct vp_devinfo pub;
 	struct vpd_ivshmem *ivs = NULL;
 	uint64_t count, sent = 0, got = 0, bad = 0;
@@ -181,19 +146,7 @@ int main(int argc, char **argv)
 	}
 
 	/* The device as vhost-pcid's server holds it, then its window. */
-	dev.id = 1;
-	dev.type = VP_VIRTIO_ID_NET;
-	memcpy(dev.uuid, info.uuid, 16);
-	dev.state = VP_DEV_READY;
-	dev.driver_features = info.driver_features;
-	dev.nregions = info.nregions;
-	memcpy(dev.regions, info.regions, sizeof(info.regions));
-	dev.nrings = 2;
-	for (unsigned q = 0; q < 2; q++)
-		dev.rings[q] = (struct vp_dev_ring){ .num = info.rings[q].num,
-			.last_avail_idx = info.rings[q].last_avail_idx, .desc = info.rings[q].desc,
-			.avail = info.rings[q].avail, .used = info.rings[q].used, .addr_set = true,
-			.enabled = true, .started = true, .kick_fd = -1, .call_fd = -1 };
+	fp_device(&info, 1, &dev);
 	if (vp_devinfo_from_device(&dev, &pub, why, sizeof(why)) < 0) {
 		say("FAIL: device info: %s", why);
 		return 1;
@@ -203,35 +156,26 @@ int main(int argc, char **argv)
 	pub.generation = vp_devinfo_next_gen(0);
 
 	if (fake) {
-		char mem[400], inf[400], link[64], p[512];
-		volatile uint8_t *regs;
+		char mem[400], inf[400];
 
 		snprintf(mem, sizeof(mem), "%s/0000:00:04.0", argv[2]);
 		snprintf(inf, sizeof(inf), "%s/0000:00:05.0", argv[2]);
-		if ((mkdir(argv[2], 0700) < 0 && errno != EEXIST) || mkdir(mem, 0700) < 0 ||
-		    mkdir(inf, 0700) < 0) {
-			say("FAIL: mkdir: %s", strerror(errno));
-			return 1;
-		}
-		put_file(mem, "vendor", "0x1af4\n");
-		put_file(mem, "device", "0x1110\n");
-		snprintf(p, sizeof(p), "%s/resource0", mem);
-		regs = put_bin(p, 256);
-		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)getpid(), ramfd);
-		snprintf(p, sizeof(p), "%s/resource2", mem);
-		if (!regs || symlink(link, p) < 0) {
+		if ((mkdir(argv[2], 0700) < 0 && errno != EEXIST) ||
+		    !fp_memory_function(mem, MEMORY_PEER, ramfd)) {
 			say("FAIL: memory function: %s", strerror(errno));
 			return 1;
 		}
-		*u32_at(regs, VP_IVSHMEM_IVPOSITION) = MEMORY_PEER;
-		put_file(inf, "vendor", "0x1af4\n");
-		put_file(inf, "device", "0x1110\n");
-		snprintf(p, sizeof(p), "%s/resource2", inf);
-		window = put_bin(p, VP_INFO_WINDOW_SIZE);
+		window = fp_info_function(inf);
 	} else {
 		struct vpd_ivshmem_client cl;
 
-		window = put_bin(argv[3], VP_INFO_WINDOW_SIZE);
+		char dir[400], *slash;
+
+		snprintf(dir, sizeof(dir), "%s", argv[3]);
+		slash = strrchr(dir, '/');
+		if (slash)
+			*slash = 0;
+		window = fp_put_bin(slash ? dir : ".", slash ? slash + 1 : dir, VP_INFO_WINDOW_SIZE);
 		for (unsigned i = 0; i < 3; i++) {
 			own[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 			peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
