@@ -80,6 +80,8 @@ struct vp_net {
 	unsigned sticky_kicks;	/* drains in a row that left a kick fd readable */
 	int tx_call, rx_call;		/* we write these to interrupt the frontend */
 	int tx_kick, rx_kick;		/* the frontend writes these to wake us */
+	vp_net_notify_fn notify;	/* set: called instead of the call eventfd writes */
+	void *notify_opaque;
 	struct vp_net_stats st;
 	/* Cold. */
 	const struct vp_mem *mem;	/* the frontend's RAM: shrunk? */
@@ -159,6 +161,23 @@ static inline void signal_fd(struct vp_net *n, int fd)
 		n->st.signals++;
 	else
 		n->st.signals_dropped++;
+}
+
+/*
+ * Interrupt the frontend about queue q (VP_NET_Q_*): its call eventfd, or
+ * the caller's hook (a doorbell register, where there is no eventfd). The
+ * decision to signal at all (event index, NO_INTERRUPT) is made before.
+ */
+static inline void signal_peer(struct vp_net *n, unsigned q)
+{
+	if (unlikely(n->notify != NULL)) {
+		if (!n->broken) {
+			n->notify(n->notify_opaque, q);
+			n->st.signals++;
+		}
+		return;
+	}
+	signal_fd(n, q == VP_NET_Q_RX ? n->tx_call : n->rx_call);
 }
 
 /*
@@ -506,7 +525,7 @@ static int tx_finish(struct vp_net *n, struct tx_state *s, unsigned nu)
 	if (unlikely(r < 0))
 		return ring_fail(n, n->txq);
 	if (vp_vq_dev_need_signal(n->txq))
-		signal_fd(n, n->tx_call);
+		signal_peer(n, VP_NET_Q_RX);
 	return 0;
 }
 
@@ -599,7 +618,7 @@ int vp_net_tx_commit(struct vp_net *n, const struct vp_pkt *pkts, unsigned count
 	if (unlikely(r < 0))
 		return ring_fail(n, n->txq);
 	if (vp_vq_dev_need_signal(n->txq))
-		signal_fd(n, n->tx_call);
+		signal_peer(n, VP_NET_Q_RX);
 	return (int)count;
 }
 
@@ -760,7 +779,7 @@ static inline int rx_do(struct vp_net *n, struct vp_pkt *pkts, unsigned count, b
 	if (unlikely(vp_vq_dev_push_burst(n->rxq, used, (unsigned)r) < 0))
 		return ring_fail(n, n->rxq);
 	if (vp_vq_dev_need_signal(n->rxq))
-		signal_fd(n, n->rx_call);
+		signal_peer(n, VP_NET_Q_TX);
 	return (int)got;
 }
 
@@ -915,6 +934,17 @@ void vp_net_disarm(struct vp_net *n)
 	else if (++n->sticky_kicks >= STICKY_KICKS_MAX && !n->broken)
 		net_fail(n, "frontend's kick eventfd stays readable after draining "
 			 "(EFD_SEMAPHORE?): it would wake us for ever");
+}
+
+void vp_net_set_notify(struct vp_net *n, vp_net_notify_fn fn, void *opaque)
+{
+	n->notify = fn;
+	n->notify_opaque = opaque;
+}
+
+uint16_t vp_net_last_avail(const struct vp_net *n, unsigned queue)
+{
+	return vp_vq_dev_last_avail(queue == VP_NET_Q_RX ? n->txq : n->rxq);
 }
 
 const struct vp_net_stats *vp_net_stats(const struct vp_net *n)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "vhostpci/client.h"
+#include "vhostpci/guestdev.h"
 #include "vhostpci/log.h"
 #include "vhostpci/port.h"
 #include "util.h"
@@ -36,6 +37,7 @@ struct link {
 	uint64_t dev_id;
 	bool used;                    /* a device holds the slot (up or not) */
 	const struct vp_device *dev;  /* valid while used */
+	struct vp_guestdev *gdev;     /* guest-pci: the device owns net */
 };
 
 struct vp_port;
@@ -87,6 +89,7 @@ struct vp_port {
 
 	/* backend */
 	struct vp_server *srv;
+	struct vp_guest *guest;       /* guest-pci: devices of our own PCI tree */
 	unsigned max_links;           /* devices driven at once; more are refused */
 	unsigned rr;
 	int resv_link;                /* the link of the last tx_reserve, -1 none */
@@ -117,14 +120,21 @@ static void port_log(const struct vp_port *p, enum vp_log_level lvl, const char 
 
 static void link_down(struct vp_port *p, struct link *l, const char *why)
 {
-	if (!l->net)
+	struct vp_net *n = l->net;
+
+	if (!n)
 		return;
-	vp_net_stats_add(&p->acc, vp_net_stats(l->net));
-	vp_net_free(l->net);
+	vp_net_stats_add(&p->acc, vp_net_stats(n));
 	l->net = NULL;
 	p->cnt.link_downs++;
 	snprintf(p->down_why, sizeof(p->down_why), "%s", why);
 	port_log(p, VP_LOG_INFO, "link down (device %" PRIu64 "): %s", l->dev_id, why);
+	/* A guest device's link is its own: failing the device frees it
+	 * (its DOWN event finds the link already down here). */
+	if (l->gdev)
+		vp_guestdev_fail(l->gdev, why);
+	else
+		vp_net_free(n);
 }
 
 /*
@@ -137,13 +147,15 @@ static void link_down(struct vp_port *p, struct link *l, const char *why)
 static void link_broken(struct vp_port *p, struct link *l, const char *what)
 {
 	char why[200];
+	bool guest = l->gdev != NULL;  /* link_down() fails a guest device itself */
 
 	if (!l->net)
 		return;
 	snprintf(why, sizeof(why), "%s: %s", what,
 		 vp_net_broken(l->net) ? vp_net_broken(l->net) : "broken");
 	link_down(p, l, why);
-	vp_server_drop(p->srv, l->dev_id, why);
+	if (!guest)
+		vp_server_drop(p->srv, l->dev_id, why);
 }
 
 static struct link *find_link(struct vp_port *p, uint64_t id)
@@ -436,16 +448,12 @@ static void be_stats(const struct vp_port *p, struct vp_net_stats *out)
 			vp_net_stats_add(out, vp_net_stats(p->links[i].net));
 }
 
-static int be_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
-			unsigned max_it, struct pollfd *pf, unsigned max_fd, unsigned *nfd,
-			int *timeout_ms)
+/* Every link that is up, for a wait. -EAGAIN: one broke, control first. */
+static int links_wait_items(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
+			    unsigned max_it)
 {
 	unsigned nit = 0;
 
-	(void)timeout_ms;  /* no timers: the server's own (deadlines) wake its fd */
-	*nfd = 0;
-	if (max_fd)
-		pf[(*nfd)++] = (struct pollfd){ .fd = vp_server_fd(p->srv), .events = POLLIN };
 	if (!rx && !tx)
 		return 0;
 	for (unsigned i = 0; i < VP_PORT_MAX_LINKS && nit < max_it; i++) {
@@ -460,6 +468,17 @@ static int be_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item
 	return (int)nit;
 }
 
+static int be_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
+			unsigned max_it, struct pollfd *pf, unsigned max_fd, unsigned *nfd,
+			int *timeout_ms)
+{
+	(void)timeout_ms;  /* no timers: the server's own (deadlines) wake its fd */
+	*nfd = 0;
+	if (max_fd)
+		pf[(*nfd)++] = (struct pollfd){ .fd = vp_server_fd(p->srv), .events = POLLIN };
+	return links_wait_items(p, rx, tx, it, max_it);
+}
+
 static void be_close(struct vp_port *p)
 {
 	/* REMOVED events free the links (and add their stats). */
@@ -470,23 +489,24 @@ static void be_close(struct vp_port *p)
 			link_down(p, &p->links[i], "shutting down");
 }
 
+/* The data path of every port whose links are vp_nets (a server's, a guest's). */
+#define LINK_DATA_OPS                                                          \
+	.state = be_state, .link_up = be_link_up, .rx = be_rx, .rx_link = be_rx_link, \
+	.tx = be_tx, .tx_reserve = be_tx_reserve, .tx_commit = be_tx_commit,   \
+	.rx_borrow = be_rx_borrow, .rx_release = be_rx_release,                \
+	.rx_pending = be_rx_pending, .features = be_features, .stats = be_stats
+
 static const struct port_ops backend_ops = {
 	.control = be_control,
-	.state = be_state,
-	.link_up = be_link_up,
-	.rx = be_rx,
-	.rx_link = be_rx_link,
-	.tx = be_tx,
-	.tx_reserve = be_tx_reserve,
-	.tx_commit = be_tx_commit,
-	.rx_borrow = be_rx_borrow,
-	.rx_release = be_rx_release,
-	.rx_pending = be_rx_pending,
-	.features = be_features,
-	.stats = be_stats,
+	LINK_DATA_OPS,
 	.wait_prep = be_wait_prep,
 	.close = be_close,
 };
+
+static unsigned config_max_links(const struct vp_port_config *c)
+{
+	return c->max_links && c->max_links < VP_PORT_MAX_LINKS ? c->max_links : VP_PORT_MAX_LINKS;
+}
 
 static int be_new(struct vp_port *p, const struct vp_port_config *c)
 {
@@ -500,8 +520,7 @@ static int be_new(struct vp_port *p, const struct vp_port_config *c)
 	 * vhost-user frontends connecting straight here get the transport bit. */
 	cfg.features = features | (1ull << VP_VU_F_PROTOCOL_FEATURES);
 	cfg.allow_unsealed = c->allow_unsealed;
-	p->max_links = c->max_links && c->max_links < VP_PORT_MAX_LINKS ? c->max_links
-									 : VP_PORT_MAX_LINKS;
+	p->max_links = config_max_links(c);
 	cfg.on_event = on_server_event;
 	cfg.opaque = p;
 	r = vp_server_new(&p->srv, &cfg);
@@ -512,6 +531,136 @@ static int be_new(struct vp_port *p, const struct vp_port_config *c)
 		return r;
 	}
 	port_log(p, VP_LOG_INFO, "listening on %s", c->path);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backend inside a backend VM: vhost-pci devices of our own PCI tree        */
+
+static struct link *find_gdev(struct vp_port *p, const struct vp_guestdev *d)
+{
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		if (p->links[i].used && p->links[i].gdev == d)
+			return &p->links[i];
+	return NULL;
+}
+
+/* A device keeps its link number from NEW to REMOVED (one TAP per link). */
+static void on_guest_event(struct vp_guest *g, enum vp_guest_event ev, struct vp_guestdev *d,
+			   void *opaque)
+{
+	struct vp_port *p = opaque;
+	struct link *l = find_gdev(p, d);
+	char uuid[40];
+
+	(void)g;
+	switch (ev) {
+	case VP_GUEST_NEW:
+		for (unsigned i = 0; i < p->max_links && !l; i++)
+			if (!p->links[i].used) {
+				l = &p->links[i];
+				memset(l, 0, sizeof(*l));
+				l->used = true;
+				l->gdev = d;
+			}
+		if (!l) {  /* vp_guest watches no more than max_links devices */
+			p->cnt.refused++;
+			vp_guestdev_fail(d, "backend full");
+		}
+		break;
+	case VP_GUEST_UP:
+		if (!l)
+			break;
+		l->net = vp_guestdev_net(d);
+		l->dev = vp_guestdev_device(d);
+		l->dev_id = l->dev->id;
+		p->cnt.link_ups++;
+		vp_uuid_format(l->dev->uuid, uuid);
+		port_log(p, VP_LOG_INFO, "link %d up: device %" PRIu64 " (guest-pci %s, uuid %s, "
+			 "generation %u, features 0x%" PRIx64 ")", (int)(l - p->links), l->dev_id,
+			 vp_guestdev_name(d), uuid, l->dev->generation, l->dev->driver_features);
+		break;
+	case VP_GUEST_DOWN:
+		if (l && l->net) {
+			vp_net_stats_add(&p->acc, vp_net_stats(l->net));
+			l->net = NULL;
+			p->cnt.link_downs++;
+			snprintf(p->down_why, sizeof(p->down_why), "%s", vp_guestdev_reason(d));
+			port_log(p, VP_LOG_INFO, "link %d down (device %" PRIu64 "): %s",
+				 (int)(l - p->links), l->dev_id, p->down_why);
+		}
+		break;
+	case VP_GUEST_REMOVED:
+		if (l)
+			memset(l, 0, sizeof(*l));
+		break;
+	}
+}
+
+static int gu_control(struct vp_port *p)
+{
+	/* Links whose ring broke are failed by the device's own control pass. */
+	vp_guest_control(p->guest);
+	return 0;
+}
+
+/* No interrupt reaches us: the generations are looked at this often when idle. */
+#define GUEST_IDLE_LOOK_MS 10
+
+static int gu_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
+			unsigned max_it, struct pollfd *pf, unsigned max_fd, unsigned *nfd,
+			int *timeout_ms)
+{
+	int t = vp_guest_timeout(p->guest);
+
+	(void)pf, (void)max_fd;
+	*nfd = 0;
+	if (t > GUEST_IDLE_LOOK_MS)
+		t = GUEST_IDLE_LOOK_MS;
+	if (*timeout_ms < 0 || t < *timeout_ms)
+		*timeout_ms = t;
+	return links_wait_items(p, rx, tx, it, max_it);
+}
+
+static void gu_close(struct vp_port *p)
+{
+	/* DOWN and REMOVED events add the links' stats. */
+	vp_guest_free(p->guest);
+	p->guest = NULL;
+}
+
+static const struct port_ops guest_ops = {
+	.control = gu_control,
+	LINK_DATA_OPS,
+	.wait_prep = gu_wait_prep,
+	.close = gu_close,
+};
+
+static int gu_new(struct vp_port *p, const struct vp_port_config *c)
+{
+	struct vp_guest_config gc = { 0 };
+	int r;
+
+	p->max_links = config_max_links(c);
+	gc.sysfs_root = c->sysfs_root;
+	gc.have_uuid = c->guest_uuid_set;
+	memcpy(gc.uuid, c->uuid, 16);
+	gc.mode = c->mode;
+	gc.features = c->features;
+	gc.max_devices = p->max_links;
+	gc.on_event = on_guest_event;
+	gc.opaque = p;
+	r = vp_guest_new(&p->guest, &gc);
+	if (r < 0) {
+		snprintf(p->last_err, sizeof(p->last_err), "%s",
+			 r == -ENOTSUP ? "guest-pci: irq mode needs interrupts userspace cannot "
+					 "have in this guest; use poll or adaptive"
+				       : "guest-pci: cannot watch the PCI tree");
+		p->guest = NULL;
+		return r;
+	}
+	port_log(p, VP_LOG_INFO, "watching %s for vhost-pci devices",
+		 c->sysfs_root ? c->sysfs_root : VP_GUEST_SYSFS_DEFAULT);
 	return 0;
 }
 
@@ -929,25 +1078,28 @@ int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg)
 	int r;
 
 	*out = NULL;
-	if (!cfg || !cfg->path || (unsigned)cfg->mode > VP_NET_ADAPTIVE ||
+	if (!cfg || (!cfg->path && !(cfg->guest_pci && cfg->side == VP_PORT_BACKEND)) ||
+	    (unsigned)cfg->mode > VP_NET_ADAPTIVE ||
 	    (cfg->side != VP_PORT_BACKEND && cfg->side != VP_PORT_FRONTEND) ||
 	    (cfg->side == VP_PORT_FRONTEND && !cfg->ram))
 		return -EINVAL;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->path = strdup(cfg->path);
+	p->path = strdup(cfg->path ? cfg->path : "guest-pci");
 	if (!p->path) {
 		free(p);
 		return -ENOMEM;
 	}
 	p->side = cfg->side;
-	p->ops = cfg->side == VP_PORT_BACKEND ? &backend_ops : &frontend_ops;
+	p->ops = cfg->side == VP_PORT_FRONTEND ? &frontend_ops
+		 : cfg->guest_pci ? &guest_ops : &backend_ops;
 	snprintf(p->name, sizeof(p->name), "%s", cfg->name ? cfg->name : "port");
 	p->mode = cfg->mode;
 	p->vu_sock = -1;
 	p->resv_link = -1;
-	r = cfg->side == VP_PORT_BACKEND ? be_new(p, cfg) : fe_new(p, cfg);
+	r = cfg->side == VP_PORT_FRONTEND ? fe_new(p, cfg)
+	    : cfg->guest_pci ? gu_new(p, cfg) : be_new(p, cfg);
 	if (r < 0) {
 		port_log(p, VP_LOG_ERR, "%s", p->last_err);
 		free(p->path);
@@ -1028,7 +1180,7 @@ int vp_port_drop_link(struct vp_port *p, int link, const char *why)
 	if (!l)
 		return -ENOENT;
 	link_down(p, l, why);
-	return vp_server_drop(p->srv, l->dev_id, why);
+	return p->srv ? vp_server_drop(p->srv, l->dev_id, why) : 0;
 }
 
 const char *vp_port_error(const struct vp_port *p)
@@ -1044,6 +1196,16 @@ const char *vp_port_down_reason(const struct vp_port *p)
 uint64_t vp_port_features(const struct vp_port *p)
 {
 	return p->ops->features(p);
+}
+
+uint64_t vp_port_link_features(const struct vp_port *p, int link)
+{
+	const struct link *l;
+
+	if (p->side == VP_PORT_FRONTEND)
+		return link == 0 ? p->ops->features(p) : 0;
+	l = up_link(p, link);
+	return l ? l->dev->driver_features : 0;
 }
 
 void vp_port_counters(const struct vp_port *p, struct vp_port_counters *out)

@@ -14,7 +14,11 @@
  *                  a vhost-pci-net driver (vp_net) that drives the frontend
  *                  VM's rings in the frontend VM's mapped memory.
  *
- *   apps: gen, sink, echo, ping, fwd (two ports), tap (a Linux TAP device).
+ *   guest-pci:     a backend port inside a backend VM: the vhost-pci devices
+ *                  of the guest's own PCI tree (lib/guestdev.c), one link each.
+ *
+ *   apps: gen, sink, echo, ping, fwd (two ports), tap (a Linux TAP device
+ *   per link).
  *
  * `vp-vm chain N` starts N of them as a chain (gen -> fwd ... -> sink), each
  * hop a vhost-pci link, and reports delivered packets per CPU-second.
@@ -52,6 +56,7 @@
 static const char usage_text[] =
 "Usage: vp-vm [OPTIONS] --frontend --connect SOCK [--vhost-user] --app APP\n"
 "       vp-vm [OPTIONS] --backend --listen SOCK --app APP\n"
+"       vp-vm [OPTIONS] --backend --guest-pci[=UUID] --app APP   (inside a backend VM)\n"
 "       vp-vm chain N [OPTIONS]\n"
 "\n"
 "A userspace VM: RAM is a memfd, guest-physical address = offset in it.\n"
@@ -65,8 +70,14 @@ static const char usage_text[] =
 "  --backend              a vhost-pci server on SOCK; every READY frontend device\n"
 "  --listen SOCK            gets a vhost-pci-net driver (vhost-user frontends\n"
 "                           are accepted too)\n"
+"  --guest-pci[=UUID]     inside a backend VM: the vhost-pci devices of this\n"
+"                           guest's PCI tree (sysfs), one link each, or only\n"
+"                           the frontend UUID's; --mode poll or adaptive\n"
+"  --sysfs-root DIR       --guest-pci: the PCI tree to search (default\n"
+"                           /sys/bus/pci/devices; tests use a fake one)\n"
 "  --port2 SPEC           second port, for --app fwd:\n"
 "                           frontend,connect=SOCK[,vhost-user] | backend,listen=SOCK\n"
+"                           | backend,guest-pci\n"
 "  --connect-timeout SEC  keep retrying the first connection; a backend gen/ping\n"
 "                         waits this long for a frontend (default 10)\n"
 "\n"
@@ -98,8 +109,9 @@ static const char usage_text[] =
 "  --tx-first N           echo: send N test frames at link-up, then reflect all\n"
 "                         (two echo VMs, one or both with --tx-first: a loop\n"
 "                         like testpmd's 'start tx_first'; default 0)\n"
-"  --tap NAME             tap: interface name (default vpvm%%d)\n"
-"  --tap-addr A.B.C.D/N   tap: IPv4 address to give it (default none)\n"
+"  --tap NAME             tap: interface name (default vpvm%%d); a backend's\n"
+"                           link N > 0 gets NAME followed by N\n"
+"  --tap-addr A.B.C.D/N   tap: IPv4 address of link 0's (default none)\n"
 "\n"
 "Machine:\n"
 "  --ram SIZE             RAM, power of two >= 1M (default 64M)\n"
@@ -144,6 +156,9 @@ struct port_spec {
 	enum vp_port_side kind;
 	const char *path;
 	bool vhost_user;
+	bool guest_pci;          /* backend inside a backend VM (--guest-pci) */
+	bool guest_uuid_set;
+	uint8_t guest_uuid[16];
 };
 
 struct opts {
@@ -179,6 +194,7 @@ struct opts {
 	unsigned max_links;      /* backend ports: devices at once; 0 = server limit */
 	bool allow_unsealed;     /* backend ports: accept memory that can shrink */
 	uint64_t truncate_after; /* test hook: frames before a frontend cuts its RAM */
+	const char *sysfs_root;  /* --guest-pci: PCI tree to search (tests: a fake one) */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -199,6 +215,11 @@ static int parse_port_spec(char *s, struct port_spec *ps)
 			ps->kind = VP_PORT_BACKEND;
 		else if (!strcmp(t, "vhost-user"))
 			ps->vhost_user = true;
+		else if (!strcmp(t, "guest-pci")) {
+			ps->guest_pci = true;
+			if (!ps->kind)
+				ps->kind = VP_PORT_BACKEND;
+		}
 		else if (!strncmp(t, "connect=", 8) && t[8]) {
 			ps->path = t + 8;
 			if (!ps->kind)
@@ -213,8 +234,18 @@ static int parse_port_spec(char *s, struct port_spec *ps)
 	return 0;
 }
 
-static int check_port(const struct port_spec *ps, const char *what)
+static int check_port(const struct port_spec *ps, const char *what, enum vp_net_mode mode)
 {
+	if (ps->guest_pci) {
+		if (ps->kind == VP_PORT_FRONTEND || ps->path || ps->vhost_user)
+			return vm_usage_error("%s: --guest-pci is a backend port of its own "
+					   "(no --frontend, --connect, --listen or --vhost-user)", what);
+		if (mode == VP_NET_IRQ)
+			return vm_usage_error("%s: --guest-pci runs in --mode poll or adaptive: the "
+					   "frontend's kicks are MSI-X interrupts that userspace in a "
+					   "guest cannot receive (no VFIO no-IOMMU)", what);
+		return 0;
+	}
 	if (!ps->kind)
 		return vm_usage_error("%s: say --frontend --connect SOCK or --backend --listen SOCK",
 				   what);
@@ -233,7 +264,7 @@ enum {
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
-	O_UNSEALED, O_TRUNCATE,
+	O_UNSEALED, O_TRUNCATE, O_GUESTPCI, O_SYSFS,
 };
 
 static const struct option lopts[] = {
@@ -242,6 +273,8 @@ static const struct option lopts[] = {
 	{ "connect", required_argument, NULL, O_CONNECT },
 	{ "listen", required_argument, NULL, O_LISTEN },
 	{ "vhost-user", no_argument, NULL, O_VU },
+	{ "guest-pci", optional_argument, NULL, O_GUESTPCI },
+	{ "sysfs-root", required_argument, NULL, O_SYSFS },
 	{ "port2", required_argument, NULL, O_PORT2 },
 	{ "connect-timeout", required_argument, NULL, O_CTIMEOUT },
 	{ "app", required_argument, NULL, O_APP },
@@ -325,6 +358,19 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 				return vm_usage_error("--listen is for a backend; a frontend uses --connect");
 			o->port[0].kind = VP_PORT_BACKEND;
 			o->port[0].path = optarg;
+			break;
+		case O_GUESTPCI:
+			o->port[0].guest_pci = true;
+			if (!o->port[0].kind)
+				o->port[0].kind = VP_PORT_BACKEND;
+			if (optarg) {
+				if (vp_uuid_parse(optarg, o->port[0].guest_uuid) < 0)
+					return vm_usage_error("bad --guest-pci UUID '%s'", optarg);
+				o->port[0].guest_uuid_set = true;
+			}
+			break;
+		case O_SYSFS:
+			o->sysfs_root = optarg;
 			break;
 		case O_VU:
 			o->port[0].vhost_user = true;
@@ -495,16 +541,18 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		return vm_usage_error("unexpected argument '%s'", argv[optind]);
 	if (chain)
 		return -1;
+	if (o->sysfs_root && !o->port[0].guest_pci && !o->port[1].guest_pci)
+		return vm_usage_error("--sysfs-root is for --guest-pci");
 	if (!o->port[0].kind && !o->port[0].path)
 		return vm_usage_error("no port: say --frontend --connect SOCK or --backend --listen SOCK");
-	c = check_port(&o->port[0], "port 1");
+	c = check_port(&o->port[0], "port 1", o->mode);
 	if (c)
 		return c;
 	if (o->nports == 2) {
-		c = check_port(&o->port[1], "--port2");
+		c = check_port(&o->port[1], "--port2", o->mode);
 		if (c)
 			return c;
-		if (!strcmp(o->port[0].path, o->port[1].path))
+		if (o->port[0].path && o->port[1].path && !strcmp(o->port[0].path, o->port[1].path))
 			return vm_usage_error("port 1 and --port2 use the same socket %s",
 					   o->port[0].path);
 	}
@@ -544,7 +592,7 @@ struct vm {
 	struct vp_port *port[2];
 	unsigned nports;
 	struct vp_waitset *ws;
-	int ws_port[2], ws_tap;   /* wait set member ids */
+	int ws_port[2];           /* wait set member ids */
 	int64_t t0, t_up, deadline;
 	bool has_deadline;
 
@@ -588,9 +636,13 @@ struct vm {
 	int64_t ping_at, ping_next;
 
 	/* tap */
-	int tapfd;
-	char tap_ifname[IFNAMSIZ];
-	uint64_t tap_offload;
+	struct vm_tap {           /* one TAP per link of port 1, opened when it first comes up */
+		int fd;
+		bool failed;      /* could not be opened: not tried again */
+		uint64_t offload;
+		char ifname[IFNAMSIZ];
+	} tap[VP_PORT_MAX_LINKS];
+	unsigned tap_rr;          /* tap -> port: the TAP to read first */
 
 	bool failed;
 	char fail_reason[200];
@@ -1099,8 +1151,16 @@ static bool ping_finished(struct vm *vm, int64_t now)
 
 /* ---- tap ---- */
 
-static int tap_open(struct vm *vm)
+/*
+ * The TAP of link `link`: --tap NAME for link 0, NAME followed by the link
+ * number for the others (a NAME with %d lets the kernel number them all);
+ * --tap-addr goes to link 0's. Returns its fd (also in vm->tap[link]), -1.
+ */
+static int tap_open(struct vm *vm, unsigned link)
 {
+	const char *base = vm->o.tap_name ? vm->o.tap_name : "vpvm%d";
+	struct vm_tap *t = &vm->tap[link];
+	const char *addr = link == 0 ? vm->o.tap_addr : NULL;
 	struct ifreq ifr;
 	int fd, s, hs = VP_NET_HDR_LEN;
 
@@ -1112,14 +1172,21 @@ static int tap_open(struct vm *vm)
 	}
 	memset(&ifr, 0, sizeof(ifr));
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	/* Length checked at parse time (< IFNAMSIZ). */
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", vm->o.tap_name ? vm->o.tap_name : "vpvm%d");
+	/* Length checked at parse time (< IFNAMSIZ); a link number may cut the base. */
+	if (link == 0 || strchr(base, '%')) {
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", base);
+	} else {
+		char num[12];
+		int room = (int)sizeof(ifr.ifr_name) - 1 - snprintf(num, sizeof(num), "%u", link);
+
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%.*s%s", room, base, num);
+	}
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		vp_log(VP_LOG_ERR, "tap: TUNSETIFF %s: %s", ifr.ifr_name, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	snprintf(vm->tap_ifname, sizeof(vm->tap_ifname), "%s", ifr.ifr_name);
+	snprintf(t->ifname, sizeof(t->ifname), "%s", ifr.ifr_name);
 	/* The 12-byte virtio_net_hdr_v1, the same header the rings carry. */
 	if (ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
 		vp_log(VP_LOG_ERR, "tap: setting the vnet header on %s: %s", ifr.ifr_name,
@@ -1133,12 +1200,12 @@ static int tap_open(struct vm *vm)
 		close(fd);
 		return -1;
 	}
-	if (vm->o.tap_addr) {
+	if (addr) {
 		char a[64], *slash;
 		unsigned long pfx = 24;
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
 
-		snprintf(a, sizeof(a), "%s", vm->o.tap_addr);
+		snprintf(a, sizeof(a), "%s", addr);
 		slash = strchr(a, '/');
 		if (slash) {
 			char *end;
@@ -1151,29 +1218,31 @@ static int tap_open(struct vm *vm)
 		memset(&ifr.ifr_addr, 0, sizeof(ifr.ifr_addr));
 		sin->sin_family = AF_INET;
 		if (pfx > 32 || inet_pton(AF_INET, a, &sin->sin_addr) != 1) {
-			vp_log(VP_LOG_ERR, "tap: bad --tap-addr '%s' (want A.B.C.D/N)", vm->o.tap_addr);
+			vp_log(VP_LOG_ERR, "tap: bad --tap-addr '%s' (want A.B.C.D/N)", addr);
 			goto fail;
 		}
 		if (ioctl(s, SIOCSIFADDR, &ifr) < 0) {
-			vp_log(VP_LOG_ERR, "tap: setting the address of %s: %s", vm->tap_ifname,
+			vp_log(VP_LOG_ERR, "tap: setting the address of %s: %s", t->ifname,
 			       strerror(errno));
 			goto fail;
 		}
 		sin->sin_addr.s_addr = pfx ? htonl(0xffffffffu << (32 - pfx)) : 0;
 		if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0) {
-			vp_log(VP_LOG_ERR, "tap: setting the netmask of %s: %s", vm->tap_ifname,
+			vp_log(VP_LOG_ERR, "tap: setting the netmask of %s: %s", t->ifname,
 			       strerror(errno));
 			goto fail;
 		}
 	}
 	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
 	    (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)) {
-		vp_log(VP_LOG_ERR, "tap: bringing %s up: %s", vm->tap_ifname, strerror(errno));
+		vp_log(VP_LOG_ERR, "tap: bringing %s up: %s", t->ifname, strerror(errno));
 		goto fail;
 	}
 	close(s);
-	vp_log(VP_LOG_INFO, "tap: %s is up%s%s", vm->tap_ifname, vm->o.tap_addr ? ", address " : "",
-	       vm->o.tap_addr ? vm->o.tap_addr : "");
+	vp_log(VP_LOG_INFO, "tap: %s is up (link %u)%s%s", t->ifname, link, addr ? ", address " : "",
+	       addr ? addr : "");
+	t->fd = fd;
+	t->offload = 0;
 	return fd;
 fail:
 	close(s);
@@ -1181,10 +1250,11 @@ fail:
 	return -1;
 }
 
-/* Offloads the kernel may hand us: only what the link's peer accepts. */
-static void tap_offloads(struct vm *vm)
+/* Offloads the kernel may hand us on link's TAP: only what that link's peer accepts. */
+static void tap_offloads(struct vm *vm, unsigned link)
 {
-	uint64_t f = vp_port_features(vm->port[0]), want = 0;
+	struct vm_tap *t = &vm->tap[link];
+	uint64_t f = vp_port_link_features(vm->port[0], (int)link), want = 0;
 	bool fe = vp_port_side(vm->port[0]) == VP_PORT_FRONTEND;
 
 	/* We transmit what the tap gives us: partial checksums are fine if the
@@ -1192,12 +1262,51 @@ static void tap_offloads(struct vm *vm)
 	 * driver's GUEST_CSUM (we are the device). */
 	if (f & (1ull << (fe ? VIRTIO_NET_F_CSUM : VIRTIO_NET_F_GUEST_CSUM)))
 		want = TUN_F_CSUM;
-	if (want == vm->tap_offload)
+	if (want == t->offload)
 		return;
-	if (ioctl(vm->tapfd, TUNSETOFFLOAD, (unsigned long)want) < 0)
-		vp_log(VP_LOG_WARN, "tap: TUNSETOFFLOAD: %s", strerror(errno));
+	if (ioctl(t->fd, TUNSETOFFLOAD, (unsigned long)want) < 0)
+		vp_log(VP_LOG_WARN, "tap: %s: TUNSETOFFLOAD: %s", t->ifname, strerror(errno));
 	else
-		vm->tap_offload = want;
+		t->offload = want;
+}
+
+/* Up to max frames from link's TAP into pk[]; returns how many. */
+static unsigned tap_read(struct vm *vm, unsigned link, struct vp_pkt *pk, unsigned max)
+{
+	unsigned n = 0;
+
+	while (n < max) {
+		struct vp_pkt *t = &pk[n];
+		struct iovec iov[2] = { { &t->hdr, VP_NET_HDR_LEN }, { t->data, vm->buf_cap } };
+		ssize_t r = readv(vm->tap[link].fd, iov, 2);
+
+		if (r < (ssize_t)VP_NET_HDR_LEN)
+			break;
+		t->len = (uint32_t)(r - VP_NET_HDR_LEN);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * A backend port: every link gets its own TAP the first time it comes up
+ * (link 0's exists from the start), kept until we exit; a frame from a TAP
+ * goes to its link only, a frame from a link to its TAP only.
+ */
+static void tap_new_links(struct vm *vm)
+{
+	struct vp_port *p = vm->port[0];
+
+	for (unsigned i = 1; i < vp_port_max_links(p); i++) {
+		struct vm_tap *t = &vm->tap[i];
+
+		if (t->fd >= 0 || t->failed || !vp_port_link_up(p, (int)i))
+			continue;
+		if (tap_open(vm, i) < 0 || vp_waitset_add_fd(vm->ws, t->fd, POLLIN) < 0) {
+			vp_log(VP_LOG_ERR, "tap: link %u has no TAP: its frames are dropped", i);
+			t->failed = true;
+		}
+	}
 }
 
 static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
@@ -1205,41 +1314,68 @@ static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 	struct vp_port *p = vm->port[0];
 	struct txq *q = &vm->txq[0];
 	struct vp_pkt *pk = vm->rx[0];
+	unsigned max = vp_port_max_links(p);
 	bool did = false;
 	int n, link;
 
 	*want_rx = true;
 	*want_tx = false;
-	if (!vp_port_up(p))
-		return false;
-	tap_offloads(vm);
+	if (vp_port_side(p) == VP_PORT_BACKEND)
+		tap_new_links(vm);
 	/* tap -> port */
-	while (q->n < vm->o.burst) {
-		struct vp_pkt *t = &q->pk[q->n];
-		struct iovec iov[2] = { { &t->hdr, VP_NET_HDR_LEN }, { t->data, vm->buf_cap } };
-		ssize_t r = readv(vm->tapfd, iov, 2);
+	if (vp_port_side(p) == VP_PORT_FRONTEND) {
+		/* One link: frames wait (in order) while the ring is full. */
+		if (!vp_port_up(p))
+			return false;
+		tap_offloads(vm, 0);
+		q->link = 0;
+		q->n += tap_read(vm, 0, q->pk + q->n, vm->o.burst - q->n);
+		if (q->n) {
+			if (txq_flush(vm, p, q, now) > 0)
+				did = true;
+			else
+				*want_tx = true;
+		}
+	} else {
+		/*
+		 * Several links: a frame that finds no receive buffer is dropped
+		 * and counted (drops.tx_no_buf), as a NIC drops, so that one slow
+		 * frontend never holds up another's TAP. A TAP whose link is
+		 * down is emptied, or its frames would wake every sleep.
+		 */
+		for (unsigned k = 0; k < max; k++) {
+			unsigned i = (vm->tap_rr + k) % max;
+			unsigned got;
 
-		if (r < (ssize_t)VP_NET_HDR_LEN)
-			break;
-		t->len = (uint32_t)(r - VP_NET_HDR_LEN);
-		q->n++;
-	}
-	if (q->n) {
-		if (txq_flush(vm, p, q, now) > 0)
+			if (vm->tap[i].fd < 0)
+				continue;
+			if (vp_port_link_up(p, (int)i))
+				tap_offloads(vm, i);
+			got = tap_read(vm, i, q->pk, vm->o.burst);
+			if (!got)
+				continue;
 			did = true;
-		else
-			*want_tx = true;
+			n = vp_port_link_up(p, (int)i) ? vp_port_tx(p, (int)i, q->pk, got, VP_NET_TX_DROP)
+						     : 0;
+			if (n > 0)
+				note_tx(vm, q->pk, n, now);
+		}
+		vm->tap_rr = (vm->tap_rr + 1) % max;
+		if (!vp_port_up(p))
+			return did;
 	}
-	/* port -> tap */
+	/* port -> tap: each link to its own TAP */
 	reset_caps(vm, pk, vm->o.burst);
 	n = vp_port_rx(p, pk, vm->o.burst, &link);
 	if (n > 0) {
+		int fd = link >= 0 && link < VP_PORT_MAX_LINKS ? vm->tap[link].fd : -1;
+
 		did = true;
 		note_rx(vm, pk, n, now);
 		for (int i = 0; i < n; i++) {
 			struct iovec iov[2] = { { &pk[i].hdr, VP_NET_HDR_LEN }, { pk[i].data, pk[i].len } };
 
-			if (writev(vm->tapfd, iov, 2) < 0)
+			if (fd < 0 || writev(fd, iov, 2) < 0)
 				vm->tap_drops++;
 		}
 	}
@@ -1476,8 +1612,9 @@ static void free_vm(struct vm *vm)
 	vp_waitset_free(vm->ws);
 	for (unsigned i = 0; i < vm->nports; i++)
 		vp_port_free(vm->port[i]);
-	if (vm->tapfd >= 0)
-		close(vm->tapfd);
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		if (vm->tap[i].fd >= 0)
+			close(vm->tap[i].fd);
 	vm_ram_free(&vm->ram);
 	free(vm->mem);
 	for (unsigned i = 0; i < 2; i++) {
@@ -1519,7 +1656,8 @@ static int run_vm(struct opts *o)
 	memset(vm, 0, sizeof(*vm));
 	vm->o = *o;
 	vm->inject_left = o->tx_first;
-	vm->tapfd = -1;
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		vm->tap[i].fd = -1;
 	vm->ram.fd = -1;
 	vm->nports = o->nports;
 	vm_random_bytes(&vm->stream, sizeof(vm->stream));
@@ -1553,12 +1691,12 @@ static int run_vm(struct opts *o)
 		free_vm(vm);
 		return VM_EXIT_FAIL;
 	}
-	if (o->app == APP_TAP && (vm->tapfd = tap_open(vm)) < 0) {
+	if (o->app == APP_TAP && tap_open(vm, 0) < 0) {
 		free_vm(vm);
 		return VM_EXIT_FAIL;
 	}
 	if (vp_waitset_new(&vm->ws) < 0 ||
-	    (vm->tapfd >= 0 && (vm->ws_tap = vp_waitset_add_fd(vm->ws, vm->tapfd, POLLIN)) < 0)) {
+	    (vm->tap[0].fd >= 0 && vp_waitset_add_fd(vm->ws, vm->tap[0].fd, POLLIN) < 0)) {
 		vp_log(VP_LOG_ERR, "out of memory");
 		free_vm(vm);
 		return VM_EXIT_FAIL;
@@ -1574,6 +1712,8 @@ static int run_vm(struct opts *o)
 			.features = o->features,
 			/* backend */
 			.max_links = o->max_links, .allow_unsealed = o->allow_unsealed,
+			.guest_pci = ps->guest_pci, .sysfs_root = o->sysfs_root,
+			.guest_uuid_set = ps->guest_uuid_set,
 			/* frontend */
 			.vhost_user = ps->vhost_user, .ram = vm->ram.p, .ram_size = vm->ram.size,
 			.ram_fd = vm->ram.fd, .ram_offset = i * (o->ram / 2), .ring = (uint16_t)o->ring,
@@ -1582,7 +1722,7 @@ static int run_vm(struct opts *o)
 
 		memcpy(pc.mac, vm->o.mac, 6);
 		pc.mac[5] = (uint8_t)(pc.mac[5] + i);
-		memcpy(pc.uuid, vm->o.uuid, 16);
+		memcpy(pc.uuid, ps->guest_uuid_set ? ps->guest_uuid : vm->o.uuid, 16);
 		/* The port logs why it could not be made. */
 		r = vp_port_new(&vm->port[i], &pc);
 		if (r >= 0)

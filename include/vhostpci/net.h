@@ -78,7 +78,7 @@ struct vp_net_stats {
 	uint64_t rx_drop_too_big;        /* larger than the caller's buffer */
 	uint64_t rx_drop_bad;            /* chain shorter than the net header, or a
 					  * writable buffer on TX */
-	uint64_t signals;                /* eventfd writes to the peer */
+	uint64_t signals;                /* eventfd writes (or notify hooks) to the peer */
 	uint64_t signals_dropped;        /* a signal to the peer that could not be
 					  * delivered (its count full, or any error):
 					  * never waited for, never retried */
@@ -178,6 +178,26 @@ VP_API int vp_net_rx_fd(const struct vp_net *n);
 VP_API int vp_net_tx_fd(const struct vp_net *n);
 VP_API int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx);
 VP_API void vp_net_disarm(struct vp_net *n);
+
+/*
+ * Where there is no call eventfd to write (a backend inside a backend VM
+ * rings the frontend through a doorbell register, docs/device.md 2.2): fn
+ * is called with the frontend's queue number (VP_NET_Q_RX after receive
+ * buffers were filled, VP_NET_Q_TX after transmit buffers were returned)
+ * instead of the eventfd write, when and only when the event index (or
+ * NO_INTERRUPT) says the frontend wants it; counted in signals. fn must not
+ * block nor call back into n. NULL: the eventfds again.
+ */
+typedef void (*vp_net_notify_fn)(void *opaque, unsigned queue);
+VP_API void vp_net_set_notify(struct vp_net *n, vp_net_notify_fn fn, void *opaque);
+
+/*
+ * The next avail index this link would take on the frontend's queue
+ * (VP_NET_Q_RX or VP_NET_Q_TX): where a driver that stops here tells the
+ * frontend to resume. Buffers lent by vp_net_tx_reserve() and not committed
+ * count as taken: give them back first (vp_net_tx_burst() with count 0).
+ */
+VP_API uint16_t vp_net_last_avail(const struct vp_net *n, unsigned queue);
 
 VP_API const struct vp_net_stats *vp_net_stats(const struct vp_net *n);
 /* acc += s, counter by counter: totals over links that come and go. */

@@ -8,6 +8,10 @@
  *    STOPPED and REMOVED let go of it. A device the port cannot drive (full,
  *    not virtio-net, features) is refused with the reason (vp_server_drop()),
  *    so its sender can offer it again; a link that frees up takes the next.
+ *  - A backend port with guest_pci runs INSIDE a backend VM: its links are
+ *    the vhost-pci devices of the guest's own PCI tree (guestdev.h), one
+ *    link per device, each keeping its link number until it is removed.
+ *    Poll and adaptive modes only (irq: -ENOTSUP, see guestdev.h).
  *  - A FRONTEND port is a vp_netfe in the caller's RAM, announced to a
  *    vhost-pci server (native protocol) or to a stock vhost-user backend. A
  *    lost connection is re-announced after a backoff; frames the backend
@@ -66,6 +70,11 @@ struct vp_port_config {
 				    * VP_PORT_MAX_LINKS: VP_PORT_MAX_LINKS; more
 				    * are refused with the reason */
 	bool allow_unsealed;       /* accept frontend memory that can shrink */
+	bool guest_pci;            /* backend inside a backend VM: devices found in
+				    * sysfs_root, path unused (may be NULL) */
+	const char *sysfs_root;    /* NULL: VP_GUEST_SYSFS_DEFAULT */
+	bool guest_uuid_set;       /* guest_pci: only the frontend whose UUID is
+				    * uuid (below) */
 
 	/* both: backend, features accepted from frontends (0: VP_NET_FEATURES);
 	 * frontend, features offered (0: VP_NETFE_DEFAULT_FEATURES) */
@@ -135,6 +144,9 @@ VP_API const char *vp_port_error(const struct vp_port *p);
 VP_API const char *vp_port_down_reason(const struct vp_port *p);
 /* Negotiated virtio features of the (first) link that is up; 0 if none. */
 VP_API uint64_t vp_port_features(const struct vp_port *p);
+/* Those of one link (a backend's links each have their own frontend); 0 if
+ * it is not up. */
+VP_API uint64_t vp_port_link_features(const struct vp_port *p, int link);
 
 struct vp_port_counters {
 	uint64_t link_ups, link_downs;

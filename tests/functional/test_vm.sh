@@ -503,6 +503,43 @@ t_unsealed_truncated() {
 	return 0
 }
 
+# One TAP per link: a backend tap VM with two frontends makes NAME for link 0
+# and NAME1 for link 1, and each frontend's frames reach its own TAP only
+# (before, every link but the first was dropped without a word).
+t_tap_per_link() {
+	local tb="vpt$$" a b
+	if [ ! -c /dev/net/tun ] || [ "$(id -u)" != 0 ]; then
+		skipped=yes skipmsg="needs /dev/net/tun and root"
+		return 0
+	fi
+	bg tap "$VM" --backend --listen "$T/be.sock" --app tap --tap "$tb" --seconds 20 \
+		--mode irq "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg g1 "$VM" --frontend --connect "$T/be.sock" --app gen --count 3000 --rate 1000 \
+		--ram 4M --name g1 "${Q[@]}"
+	# g1 holds link 0 once its frames reach the first TAP; g2 then gets link 1.
+	for _ in $(seq 100); do
+		[ "$(cat "/sys/class/net/$tb/statistics/rx_packets" 2>/dev/null)" -gt 0 ] 2>/dev/null &&
+			break
+		sleep 0.05
+	done
+	bg g2 "$VM" --frontend --connect "$T/be.sock" --app gen --count 700 --rate 3000 \
+		--ram 4M --name g2 "${Q[@]}"
+	waitfor g2 20
+	waitfor g1 20
+	a=$(cat "/sys/class/net/$tb/statistics/rx_packets" 2>/dev/null)
+	b=$(cat "/sys/class/net/${tb}1/statistics/rx_packets" 2>/dev/null)
+	[ -n "$a" ] || failmsg+="    no TAP $tb for link 0"$'\n'
+	[ -n "$b" ] || failmsg+="    no TAP ${tb}1 for link 1"$'\n'
+	# Each TAP got its own frontend's frames (and its END marker), nothing of the other's.
+	[ "${a:-0}" -ge 3001 ] && [ "${a:-0}" -le 3010 ] ||
+		failmsg+="    $tb received '${a}' frames, want g1's 3000 and its END"$'\n'
+	[ "${b:-0}" -ge 701 ] && [ "${b:-0}" -le 710 ] ||
+		failmsg+="    ${tb}1 received '${b}' frames, want g2's 700 and its END"$'\n'
+	stop tap
+	return 0
+}
+
 run_case help t_help
 run_case bad-options t_bad_options
 run_case frontend-to-backend-100k t_fe_to_be
@@ -520,6 +557,7 @@ run_case many-frontends-one-backend t_many_frontends
 run_case max-links-refuse-then-attach t_max_links
 run_case offload-features t_offload_features
 run_case unsealed-frontend-truncates-its-ram t_unsealed_truncated
+run_case tap-per-link t_tap_per_link
 run_case sigterm-report t_sigterm_report
 run_case demo-quick t_demo_quick
 run_case demo-interrupt t_demo_interrupt

@@ -1,0 +1,890 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhost-pci devices in the guest's own PCI tree, driven from userspace
+ * (docs/device.md; API and life cycle in include/vhostpci/guestdev.h).
+ *
+ * Security model
+ *  - Untrusted: the info window (both pages can be scribbled on by anyone
+ *    with the device; page 0 is the daemon's), the frontend's RAM behind the
+ *    memory function's BAR2, and what sysfs says about the functions (a test
+ *    or a confused host can make them anything). The window is read only by
+ *    vp_devinfo_snapshot() (a checked copy) and the generation word (one
+ *    aligned load); the RAM only by vring.c through a vp_mem whose regions
+ *    vp_devinfo_mem_add() bounded by the BAR2 mapping; sysfs sizes are
+ *    checked against what the window says before anything is mapped or used.
+ *  - A bad value fails that device only: its link goes, the reason is logged
+ *    and written into the driver page (FAILED), the daemon is rung. A new
+ *    generation is another chance.
+ *  - Mappings are dropped as soon as a device is GONE, so the kernel never
+ *    has to revoke them under us on hot-unplug.
+ *
+ * Threading: one vp_guest, one thread; no allocation on the control pass
+ * except when a device attaches.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vhostpci/guestdev.h"
+#include "vhostpci/log.h"
+#include "util.h"
+
+#define IVSHMEM_VENDOR 0x1af4
+#define IVSHMEM_DEVICE 0x1110
+#define BAR0_MAP 256u		/* the ivshmem register BAR: its size, exactly */
+#define NAME_MAX_SYSFS 64
+#define REASON_MAX VP_INFO_DRV_REASON_LEN	/* it goes into the driver page */
+
+enum gstate {
+	G_PAIRING,	/* window mapped; waiting for a good snapshot and its memory function */
+	G_IDLE,		/* paired; frontend not READY (or another UUID) */
+	G_UP,		/* link attached */
+	G_STOPPED,	/* answered STOP */
+	G_FAILED,	/* until the next generation */
+	G_GONE,		/* unmapped; waiting for the sysfs entries to vanish */
+};
+
+struct vp_guestdev {
+	struct vp_guest *g;
+	bool used;
+	enum gstate st;
+	char info_name[NAME_MAX_SYSFS], mem_name[NAME_MAX_SYSFS];
+	char name[2 * NAME_MAX_SYSFS + 2];
+	void *window;			/* 8 KiB, info function resource2 */
+	volatile uint32_t *bar0;	/* memory function resource0 */
+	void *bar2;			/* memory function resource2: the frontend's RAM */
+	uint64_t bar2_len;
+	uint32_t gen_seen;		/* the last generation word looked at */
+	bool have_snap;
+	bool foreign;			/* another frontend's (UUID filter): never written */
+	struct vp_devinfo snap;		/* last accepted */
+	struct vp_mem *mem;
+	struct vp_device dev;		/* the view vp_net attaches to */
+	struct vp_net *net;
+	uint16_t pos[2];		/* where the rings resume / stopped */
+	uint32_t driver_gen;
+	uint64_t doorbells;
+	char reason[REASON_MAX];
+};
+
+struct vp_guest {
+	char *root;
+	bool have_uuid;
+	uint8_t uuid[16];
+	enum vp_net_mode mode;
+	uint64_t features;
+	unsigned max_devices;
+	vp_guest_event_fn on_event;
+	void *opaque;
+	uint64_t next_scan_ns;
+	int events;
+	struct vp_guestdev devs[VP_GUEST_MAX_DEVICES];
+};
+
+static void gd_log(const struct vp_guestdev *d, enum vp_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void gd_log(const struct vp_guestdev *d, enum vp_log_level lvl, const char *fmt, ...)
+{
+	char msg[320];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	vp_log(lvl, "guest-pci %s: %s", d->name, msg);
+}
+
+static void emit(struct vp_guestdev *d, enum vp_guest_event ev)
+{
+	struct vp_guest *g = d->g;
+
+	g->events++;
+	if (g->on_event)
+		g->on_event(g, ev, d, g->opaque);
+}
+
+/* ------------------------------------------------------------------------ */
+/* sysfs                                                                    */
+
+/* A small sysfs attribute of entry name, NUL-terminated; -errno. */
+static int read_attr(const char *root, const char *name, const char *attr, char *buf, size_t len)
+{
+	char path[512];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", root, name, attr);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return 0;
+}
+
+static bool is_ivshmem(const char *root, const char *name)
+{
+	char v[16], dv[16];
+
+	return read_attr(root, name, "vendor", v, sizeof(v)) == 0 &&
+	       read_attr(root, name, "device", dv, sizeof(dv)) == 0 &&
+	       strtoul(v, NULL, 16) == IVSHMEM_VENDOR && strtoul(dv, NULL, 16) == IVSHMEM_DEVICE;
+}
+
+/* A function nobody enabled decodes no memory: enable it (write 1). */
+static void enable_function(const char *root, const char *name)
+{
+	char path[512], v[8];
+	int fd;
+
+	if (read_attr(root, name, "enable", v, sizeof(v)) < 0 || v[0] != '0')
+		return;
+	snprintf(path, sizeof(path), "%s/%s/enable", root, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "1", 1) != 1)
+		vp_log(VP_LOG_WARN, "guest-pci %s: cannot enable the function: %s", name,
+		       strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * Map resource<bar> of entry name whole, shared read-write. want: the size
+ * it must have (0: any size from min up). -errno, or -EINVAL for the size.
+ */
+static int map_resource(const char *root, const char *name, int bar, uint64_t want,
+			uint64_t min, void **out, uint64_t *len)
+{
+	char path[512];
+	struct stat sb;
+	void *p;
+	int fd, e;
+
+	snprintf(path, sizeof(path), "%s/%s/resource%d", root, name, bar);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) < 0) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	if (sb.st_size <= 0 || (uint64_t)sb.st_size < min || (want && (uint64_t)sb.st_size != want) ||
+	    (uint64_t)sb.st_size > SIZE_MAX) {
+		close(fd);
+		return -EINVAL;
+	}
+	p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	e = p == MAP_FAILED ? -errno : 0;
+	close(fd);
+	if (e)
+		return e;
+	*out = p;
+	*len = (uint64_t)sb.st_size;
+	return 0;
+}
+
+static uint32_t load32(const volatile void *base, unsigned off)
+{
+	/* off is a multiple of 4 in a page-aligned mapping. */
+	return __atomic_load_n((const volatile uint32_t *)base + off / 4, __ATOMIC_ACQUIRE);
+}
+
+/* The IVPosition of memory function name, or -errno. */
+static int ivposition(const char *root, const char *name)
+{
+	uint64_t len;
+	void *p;
+	uint32_t v;
+
+	if (map_resource(root, name, 0, BAR0_MAP, 0, &p, &len) < 0)
+		return -ENODEV;
+	v = load32(p, VP_IVSHMEM_IVPOSITION);
+	munmap(p, (size_t)len);
+	return v > 0xffff ? -ERANGE : (int)v;
+}
+
+/* Does sysfs still list entry name? */
+static bool entry_exists(const char *root, const char *name)
+{
+	char path[512];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s", root, name);
+	return name[0] && stat(path, &sb) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One device                                                               */
+
+static void unmap_memfn(struct vp_guestdev *d)
+{
+	vp_mem_free(d->mem);
+	d->mem = NULL;
+	if (d->bar2)
+		munmap(d->bar2, (size_t)d->bar2_len);
+	if (d->bar0)
+		munmap((void *)d->bar0, BAR0_MAP);
+	d->bar2 = NULL;
+	d->bar0 = NULL;
+	d->bar2_len = 0;
+	d->mem_name[0] = 0;
+}
+
+static void set_name(struct vp_guestdev *d)
+{
+	char n[sizeof(d->name)];
+
+	snprintf(n, sizeof(n), "%s+%s", d->mem_name[0] ? d->mem_name : "?", d->info_name);
+	memcpy(d->name, n, sizeof(n));
+}
+
+/* Take the link down (no driver page: the caller writes the answer). */
+static void let_go(struct vp_guestdev *d, const char *why)
+{
+	if (why)
+		snprintf(d->reason, sizeof(d->reason), "%s", why);
+	if (!d->net)
+		return;
+	gd_log(d, VP_LOG_INFO, "link down: %s", d->reason);
+	/* The owner of the link reads its last stats in the event. */
+	emit(d, VP_GUEST_DOWN);
+	vp_net_free(d->net);
+	d->net = NULL;
+	d->dev.state = VP_DEV_STOPPED;
+}
+
+static void ring(struct vp_guestdev *d, unsigned vector)
+{
+	if (!d->bar0 || !d->have_snap)
+		return;
+	__atomic_store_n(&d->bar0[VP_IVSHMEM_DOORBELL / 4],
+			 ((uint32_t)d->snap.daemon_peer << 16) | (vector & 0xffff), __ATOMIC_RELEASE);
+	d->doorbells++;
+}
+
+/* The frontend's call (vp_net's notify hook): doorbell q to the daemon's peer. */
+static void notify_frontend(void *opaque, unsigned q)
+{
+	struct vp_guestdev *d = opaque;
+
+	ring(d, d->snap.queues[q].call_doorbell);
+}
+
+/* Page 1 answering the last snapshot; stopped: answer STOP too. */
+static void write_driver(struct vp_guestdev *d, uint32_t status, bool stopped)
+{
+	struct vp_devinfo_driver p = { 0 };
+
+	if (!d->window || d->foreign)
+		return;
+	p.driver_gen = ++d->driver_gen;
+	p.driver_status = status;
+	p.acked_gen = d->have_snap ? d->snap.generation : 0;
+	if (!(status & VP_INFO_DS_FAILED))
+		p.features_accepted = d->snap.features;
+	for (unsigned q = 0; stopped && q < 2 && q < d->snap.num_queues; q++)
+		if (d->snap.queues[q].num)
+			p.stopped[q] = VP_INFO_STOPPED_VALID | d->pos[q];
+	if (status & VP_INFO_DS_FAILED)
+		snprintf(p.reason, sizeof(p.reason), "%s", d->reason);
+	vp_devinfo_write_driver(d->window, &p);
+	ring(d, VP_INFO_DB_DRIVER(d->snap.num_queues));
+}
+
+#define DS_OK (VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER | VP_INFO_DS_DRIVER_OK)
+
+static void fail(struct vp_guestdev *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct vp_guestdev *d, const char *fmt, ...)
+{
+	char why[REASON_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	let_go(d, why);
+	if (d->st == G_FAILED)
+		return;
+	d->st = G_FAILED;
+	gd_log(d, VP_LOG_WARN, "device failed: %s", d->reason);
+	write_driver(d, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_FAILED, false);
+}
+
+void vp_guestdev_fail(struct vp_guestdev *d, const char *why)
+{
+	if (d && d->st != G_GONE)
+		fail(d, "%s", why ? why : "failed by the caller");
+}
+
+/* GONE, unplugged, or the watcher closing: nothing mapped stays. */
+static void remove_dev(struct vp_guestdev *d, const char *why)
+{
+	bool was_paired = d->st != G_PAIRING;
+
+	let_go(d, why);
+	unmap_memfn(d);
+	if (d->window)
+		munmap(d->window, VP_INFO_WINDOW_SIZE);
+	d->window = NULL;
+	d->st = G_GONE;
+	gd_log(d, was_paired ? VP_LOG_INFO : VP_LOG_DEBUG, "removed: %s", why);
+	if (was_paired)
+		emit(d, VP_GUEST_REMOVED);
+}
+
+/* Find and map the memory function whose IVPosition is peer. */
+static int pair(struct vp_guestdev *d, uint16_t peer)
+{
+	struct vp_guest *g = d->g;
+	struct dirent *e;
+	uint64_t len;
+	void *p;
+	DIR *dir;
+	int r = -ENODEV;
+
+	dir = opendir(g->root);
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= NAME_MAX_SYSFS ||
+		    !strcmp(e->d_name, d->info_name) || !is_ivshmem(g->root, e->d_name))
+			continue;
+		enable_function(g->root, e->d_name);
+		if (ivposition(g->root, e->d_name) != peer)
+			continue;
+		/* Another function may claim the same id (sysfs is not ours to
+		 * trust): one whose BAR2 is not the size announced is passed over. */
+		if (map_resource(g->root, e->d_name, 0, BAR0_MAP, 0, &p, &len) < 0)
+			continue;
+		if (map_resource(g->root, e->d_name, 2, d->snap.bar2_size, 1, &d->bar2,
+				 &d->bar2_len) < 0) {
+			munmap(p, BAR0_MAP);
+			d->bar2 = NULL;
+			r = -EMSGSIZE;
+			continue;
+		}
+		d->bar0 = p;
+		snprintf(d->mem_name, sizeof(d->mem_name), "%.*s", NAME_MAX_SYSFS - 1, e->d_name);
+		r = 0;
+		break;
+	}
+	closedir(dir);
+	set_name(d);
+	return r;
+}
+
+static bool same_layout(const struct vp_devinfo *a, const struct vp_devinfo *b)
+{
+	if (a->features != b->features || a->bar2_size != b->bar2_size ||
+	    a->nregions != b->nregions || a->num_queues != b->num_queues ||
+	    memcmp(a->regions, b->regions, sizeof(a->regions[0]) * a->nregions))
+		return false;
+	for (unsigned q = 0; q < 2; q++) {
+		const struct vp_devinfo_queue *x = &a->queues[q], *y = &b->queues[q];
+
+		if (x->num != y->num || x->flags != y->flags || x->desc != y->desc ||
+		    x->avail != y->avail || x->used != y->used)
+			return false;
+	}
+	return true;
+}
+
+/* The view vp_net_new() takes, from the snapshot and the mapping. */
+static int build_view(struct vp_guestdev *d)
+{
+	const struct vp_devinfo *s = &d->snap;
+	struct vp_device *v = &d->dev;
+	int r;
+
+	vp_mem_free(d->mem);
+	d->mem = vp_mem_new();
+	if (!d->mem)
+		return -ENOMEM;
+	r = vp_devinfo_mem_add(d->mem, s, VP_MEM_RW, d->bar2, d->bar2_len);
+	if (r < 0)
+		return r;
+	memset(v, 0, sizeof(*v));
+	v->id = s->device_id;
+	v->type = s->device_type;
+	memcpy(v->uuid, s->uuid, 16);
+	v->dialect = VP_DIALECT_UNKNOWN;
+	v->state = VP_DEV_READY;
+	v->server_id = "guest-pci";
+	v->peer_pid = -1;
+	v->device_features = v->driver_features = s->features;
+	r = vp_devinfo_regions(s, VP_MEM_RW, v->regions, VP_PCI_MAX_REGIONS);
+	if (r < 0)
+		return r;
+	v->nregions = (unsigned)r;
+	v->mem = d->mem;
+	v->nrings = 2;
+	for (unsigned q = 0; q < 2; q++) {
+		const struct vp_devinfo_queue *iq = &s->queues[q];
+		struct vp_dev_ring *rg = &v->rings[q];
+
+		rg->num = iq->num;
+		rg->last_avail_idx = iq->last_avail_idx;
+		rg->desc = iq->desc;
+		rg->avail = iq->avail;
+		rg->used = iq->used;
+		rg->addr_set = true;
+		rg->enabled = iq->flags & VP_INFO_Q_ENABLED;
+		rg->started = iq->flags & VP_INFO_Q_STARTED;
+		rg->kick_fd = rg->call_fd = -1;	/* kicks: polled; calls: doorbells */
+	}
+	v->config_len = (uint16_t)(s->config_len < VP_PCI_CONFIG_MAX ? s->config_len
+								     : VP_PCI_CONFIG_MAX);
+	memcpy(v->config, s->config, v->config_len);
+	v->generation = s->generation;
+	return 0;
+}
+
+/* READY: attach from the snapshot's last_avail_idx. */
+static void attach(struct vp_guestdev *d)
+{
+	const struct vp_devinfo *s = &d->snap;
+	char u[40];
+	int r;
+
+	for (unsigned q = 0; q < 2; q++)
+		if (!s->queues[q].num || s->queues[q].flags != VP_INFO_Q_ALL) {
+			let_go(d, "rings not started");
+			d->st = G_IDLE;
+			write_driver(d, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER, false);
+			return;
+		}
+	r = build_view(d);
+	if (r < 0) {
+		fail(d, "memory table unusable over BAR2 (%s)", strerror(-r));
+		return;
+	}
+	r = vp_net_new(&d->net, &d->dev, d->g->mode);
+	if (r < 0) {
+		d->net = NULL;
+		fail(d, "cannot drive the rings: %s", strerror(-r));
+		return;
+	}
+	vp_net_set_notify(d->net, notify_frontend, d);
+	d->pos[0] = s->queues[0].last_avail_idx;
+	d->pos[1] = s->queues[1].last_avail_idx;
+	d->st = G_UP;
+	d->reason[0] = 0;
+	write_driver(d, DS_OK, false);
+	vp_uuid_format(s->uuid, u);
+	gd_log(d, VP_LOG_INFO,
+	       "link up: device %" PRIu64 " (uuid %s, generation %u, features 0x%" PRIx64
+	       ", resuming at %u/%u)", s->device_id, u, s->generation, s->features, d->pos[0],
+	       d->pos[1]);
+	emit(d, VP_GUEST_UP);
+}
+
+/* STOP: stop walking, say where, ring the daemon. */
+static void stop(struct vp_guestdev *d)
+{
+	if (d->net) {
+		/* Lent buffers not committed go back before we say where we are. */
+		vp_net_tx_burst(d->net, NULL, 0, 0);
+		if (!vp_net_broken(d->net)) {
+			d->pos[0] = vp_net_last_avail(d->net, VP_NET_Q_RX);
+			d->pos[1] = vp_net_last_avail(d->net, VP_NET_Q_TX);
+		}
+	} else if (d->st != G_STOPPED) {
+		/* Never walked since the last attach point: we are where it said. */
+		d->pos[0] = d->snap.queues[0].last_avail_idx;
+		d->pos[1] = d->snap.queues[1].last_avail_idx;
+	}
+	let_go(d, "frontend stopping (STOP)");
+	d->st = G_STOPPED;
+	gd_log(d, VP_LOG_INFO, "stopped at %u/%u (generation %u)", d->pos[0], d->pos[1],
+	       d->snap.generation);
+	write_driver(d, DS_OK, true);
+}
+
+/* What we can drive, checked on every accepted snapshot. */
+static int usable(struct vp_guestdev *d, const struct vp_devinfo *s, char *why, size_t n)
+{
+	if (s->device_type != VP_VIRTIO_ID_NET)
+		return snprintf(why, n, "device type %u is not virtio-net", s->device_type), -1;
+	if (s->num_queues < 2)
+		return snprintf(why, n, "%u queues: virtio-net needs 2", s->num_queues), -1;
+	if (!(s->features & (1ull << VIRTIO_F_VERSION_1)))
+		return snprintf(why, n, "frontend driver without VERSION_1"), -1;
+	if (s->features & ~d->g->features)
+		return snprintf(why, n, "features 0x%" PRIx64 " we do not drive",
+				s->features & ~d->g->features), -1;
+	if (d->bar2 && s->bar2_size != d->bar2_len)
+		return snprintf(why, n, "bar2_size %" PRIu64 " but the memory function's BAR2 is %"
+				PRIu64 " bytes", s->bar2_size, d->bar2_len), -1;
+	return 0;
+}
+
+/* The generation moved: take a snapshot and act on it. */
+static void new_generation(struct vp_guestdev *d, uint32_t gen)
+{
+	struct vp_guest *g = d->g;
+	struct vp_devinfo s;
+	char why[REASON_MAX];
+	int r;
+
+	r = vp_devinfo_snapshot(d->window, &s, why, sizeof(why));
+	d->gen_seen = gen;
+	if (r == -EAGAIN)
+		return;	/* being rewritten: the next change brings us back */
+	if (r < 0) {
+		if (d->st == G_PAIRING) {
+			/* No pair without a trustworthy memory_peer; say so once per generation. */
+			snprintf(d->reason, sizeof(d->reason), "window refused: %.100s", why);
+			gd_log(d, VP_LOG_WARN, "%s", d->reason);
+			write_driver(d, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_FAILED, false);
+			return;
+		}
+		d->st = G_IDLE;	/* fail() below is not a no-op */
+		fail(d, "window refused: %.100s", why);
+		return;
+	}
+	d->gen_seen = s.generation;
+	/* Another frontend's device: not paired, not written, not reported. */
+	d->foreign = g->have_uuid && memcmp(s.uuid, g->uuid, 16);
+	if (d->foreign) {
+		if (d->st != G_PAIRING) {
+			let_go(d, "now another frontend's (UUID)");
+			unmap_memfn(d);
+			emit(d, VP_GUEST_REMOVED);
+		}
+		d->st = G_PAIRING;
+		d->snap = s;
+		d->have_snap = true;
+		set_name(d);
+		return;
+	}
+	if (s.status & VP_INFO_ST_GONE) {
+		d->snap = s;
+		d->have_snap = true;
+		write_driver(d, VP_INFO_DS_ACKNOWLEDGE, false);
+		remove_dev(d, "frontend gone (GONE)");
+		return;
+	}
+	if (!d->mem_name[0] || s.memory_peer != d->snap.memory_peer) {
+		if (d->mem_name[0]) {
+			let_go(d, "memory_peer changed");
+			unmap_memfn(d);
+		}
+		d->snap = s;
+		d->have_snap = true;
+		r = pair(d, s.memory_peer);
+		if (r < 0) {
+			if (r == -EMSGSIZE)
+				snprintf(d->reason, sizeof(d->reason),
+					 "memory function (IVPosition %u) has a BAR2 of another size "
+					 "than bar2_size %" PRIu64, s.memory_peer, s.bar2_size);
+			else
+				snprintf(d->reason, sizeof(d->reason),
+					 "no memory function with IVPosition %u", s.memory_peer);
+			d->st = G_PAIRING;
+			d->gen_seen = 0;	/* look again at the next rescan */
+			if (r == -EMSGSIZE) {
+				gd_log(d, VP_LOG_WARN, "%s", d->reason);
+				write_driver(d, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_FAILED, false);
+			}
+			return;
+		}
+		if (d->st == G_PAIRING) {
+			d->st = G_IDLE;
+			gd_log(d, VP_LOG_INFO, "found: device %" PRIu64 ", memory function IVPosition %u, "
+			       "BAR2 %" PRIu64 " bytes", s.device_id, s.memory_peer, d->bar2_len);
+			emit(d, VP_GUEST_NEW);
+		}
+	}
+	if (d->net && !(s.status & VP_INFO_ST_STOP) && (s.status & VP_INFO_ST_READY) &&
+	    same_layout(&d->snap, &s) && !memcmp(s.uuid, d->snap.uuid, 16)) {
+		d->snap = s;	/* status or config news: the rings go on */
+		d->dev.generation = s.generation;
+		write_driver(d, DS_OK, false);
+		return;
+	}
+	if (usable(d, &s, why, sizeof(why)) < 0) {
+		d->snap = s;
+		d->st = G_IDLE;
+		fail(d, "%s", why);
+		return;
+	}
+	d->snap = s;
+	d->have_snap = true;
+	if (s.status & VP_INFO_ST_STOP) {
+		stop(d);
+	} else if ((s.status & (VP_INFO_ST_PRESENT | VP_INFO_ST_READY)) ==
+		   (VP_INFO_ST_PRESENT | VP_INFO_ST_READY)) {
+		let_go(d, "device republished: re-attaching");
+		attach(d);
+	} else {
+		let_go(d, "frontend not ready");
+		d->st = G_IDLE;
+		write_driver(d, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER, false);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* The watcher                                                              */
+
+static struct vp_guestdev *find_info(struct vp_guest *g, const char *name)
+{
+	for (unsigned i = 0; i < VP_GUEST_MAX_DEVICES; i++)
+		if (g->devs[i].used && !strcmp(g->devs[i].info_name, name))
+			return &g->devs[i];
+	return NULL;
+}
+
+static void forget(struct vp_guestdev *d)
+{
+	if (d->st != G_GONE)
+		remove_dev(d, "the function was unplugged");
+	memset(d, 0, sizeof(*d));
+}
+
+/* A function whose 8 KiB resource2 has the magic: a device to watch. */
+static void consider(struct vp_guest *g, const char *name)
+{
+	struct vp_guestdev *d = NULL;
+	uint64_t len;
+	void *w;
+
+	enable_function(g->root, name);
+	if (map_resource(g->root, name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len) < 0)
+		return;
+	if (__atomic_load_n((const uint64_t *)w, __ATOMIC_ACQUIRE) != VP_INFO_MAGIC) {
+		munmap(w, VP_INFO_WINDOW_SIZE);
+		return;
+	}
+	for (unsigned i = 0, n = 0; i < VP_GUEST_MAX_DEVICES && n < g->max_devices; i++) {
+		n += g->devs[i].used;
+		if (!g->devs[i].used) {
+			d = &g->devs[i];
+			break;
+		}
+	}
+	if (!d) {
+		vp_log(VP_LOG_WARN, "guest-pci %s: ignored: %u devices watched already", name,
+		       g->max_devices);
+		munmap(w, VP_INFO_WINDOW_SIZE);
+		return;
+	}
+	memset(d, 0, sizeof(*d));
+	d->g = g;
+	d->used = true;
+	d->st = G_PAIRING;
+	d->window = w;
+	snprintf(d->info_name, sizeof(d->info_name), "%s", name);
+	set_name(d);
+	d->driver_gen = load32(w, VP_INFO_DRIVER_OFFSET);
+}
+
+/* A device left GONE: has its (cold-plugged) window been published again? */
+static void peek_gone(struct vp_guestdev *d)
+{
+	uint64_t len;
+	void *w;
+
+	if (map_resource(d->g->root, d->info_name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len) < 0)
+		return;
+	if (load32(w, offsetof(struct vp_info_daemon_page, generation)) == d->gen_seen) {
+		munmap(w, VP_INFO_WINDOW_SIZE);
+		return;
+	}
+	d->window = w;
+	d->st = G_PAIRING;
+	d->have_snap = false;
+	d->gen_seen = 0;
+	memset(&d->snap, 0, sizeof(d->snap));
+}
+
+static void rescan(struct vp_guest *g)
+{
+	struct dirent *e;
+	DIR *dir;
+
+	for (unsigned i = 0; i < VP_GUEST_MAX_DEVICES; i++) {
+		struct vp_guestdev *d = &g->devs[i];
+
+		if (!d->used)
+			continue;
+		if (!entry_exists(g->root, d->info_name) ||
+		    (d->mem_name[0] && !entry_exists(g->root, d->mem_name)))
+			forget(d);
+		else if (d->st == G_GONE)
+			peek_gone(d);
+		else if (d->st == G_PAIRING && !d->foreign)
+			d->gen_seen = 0;	/* try the pairing again */
+	}
+	dir = opendir(g->root);
+	if (!dir)
+		return;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= NAME_MAX_SYSFS ||
+		    find_info(g, e->d_name) || !is_ivshmem(g->root, e->d_name))
+			continue;
+		consider(g, e->d_name);
+	}
+	closedir(dir);
+}
+
+int vp_guest_new(struct vp_guest **out, const struct vp_guest_config *cfg)
+{
+	struct vp_guest *g;
+
+	if (!out || !cfg)
+		return -EINVAL;
+	*out = NULL;
+	if (cfg->mode == VP_NET_IRQ) {
+		vp_log(VP_LOG_ERR, "guest-pci: interrupt mode is not available: the frontend's kicks "
+		       "are MSI-X interrupts of the memory function, which userspace in this "
+		       "guest cannot receive (no VFIO no-IOMMU); use poll or adaptive");
+		return -ENOTSUP;
+	}
+	if ((unsigned)cfg->mode > VP_NET_ADAPTIVE)
+		return -EINVAL;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->root = strdup(cfg->sysfs_root ? cfg->sysfs_root : VP_GUEST_SYSFS_DEFAULT);
+	if (!g->root) {
+		free(g);
+		return -ENOMEM;
+	}
+	g->have_uuid = cfg->have_uuid;
+	memcpy(g->uuid, cfg->uuid, 16);
+	g->mode = cfg->mode;
+	g->features = cfg->features ? cfg->features : VP_NET_FEATURES;
+	g->max_devices = cfg->max_devices && cfg->max_devices < VP_GUEST_MAX_DEVICES
+				 ? cfg->max_devices : VP_GUEST_MAX_DEVICES;
+	g->on_event = cfg->on_event;
+	g->opaque = cfg->opaque;
+	*out = g;
+	return 0;
+}
+
+void vp_guest_free(struct vp_guest *g)
+{
+	if (!g)
+		return;
+	for (unsigned i = 0; i < VP_GUEST_MAX_DEVICES; i++)
+		if (g->devs[i].used) {
+			struct vp_guestdev *d = &g->devs[i];
+
+			if (d->st != G_GONE) {
+				if (d->net) {
+					/* Leave the rings where a next driver can resume. */
+					let_go(d, "shutting down");
+				}
+				write_driver(d, VP_INFO_DS_ACKNOWLEDGE, false);
+				remove_dev(d, "shutting down");
+			}
+			memset(d, 0, sizeof(*d));
+		}
+	free(g->root);
+	free(g);
+}
+
+int vp_guest_control(struct vp_guest *g)
+{
+	uint64_t t = now_ns();
+
+	g->events = 0;
+	if (t >= g->next_scan_ns) {
+		rescan(g);
+		g->next_scan_ns = t + VP_GUEST_RESCAN_MS * 1000000ull;
+	}
+	for (unsigned i = 0; i < VP_GUEST_MAX_DEVICES; i++) {
+		struct vp_guestdev *d = &g->devs[i];
+		uint32_t gen;
+
+		if (!d->used || !d->window)
+			continue;
+		gen = load32(d->window, offsetof(struct vp_info_daemon_page, generation));
+		if (gen != d->gen_seen)
+			new_generation(d, gen);
+		if (d->net && vp_net_broken(d->net))
+			fail(d, "ring broken: %s", vp_net_broken(d->net));
+	}
+	return g->events;
+}
+
+int vp_guest_timeout(const struct vp_guest *g)
+{
+	uint64_t t = now_ns();
+
+	return t >= g->next_scan_ns ? 0 : (int)((g->next_scan_ns - t + 999999) / 1000000);
+}
+
+void vp_guest_registry(const struct vp_guest *g, struct vp_pci_info *out)
+{
+	out->count = 0;
+	for (unsigned i = 0; i < VP_GUEST_MAX_DEVICES; i++) {
+		const struct vp_guestdev *d = &g->devs[i];
+
+		if (d->used && d->net)
+			out->dev[out->count++] = (struct vp_pci_dev){
+				.device_type = d->snap.device_type, .device_id = d->snap.device_id,
+				.dev = &d->dev };
+	}
+}
+
+struct vp_guestdev *vp_guest_find(const struct vp_guest *g, const uint8_t uuid[16])
+{
+	for (unsigned i = 0; i < VP_GUEST_MAX_DEVICES; i++) {
+		const struct vp_guestdev *d = &g->devs[i];
+
+		if (d->used && d->have_snap && d->st != G_GONE && !memcmp(d->snap.uuid, uuid, 16))
+			return (struct vp_guestdev *)d;
+	}
+	return NULL;
+}
+
+struct vp_net *vp_guestdev_net(const struct vp_guestdev *d)
+{
+	return d->net;
+}
+
+const struct vp_device *vp_guestdev_device(const struct vp_guestdev *d)
+{
+	return &d->dev;
+}
+
+const struct vp_devinfo *vp_guestdev_info(const struct vp_guestdev *d)
+{
+	return &d->snap;
+}
+
+const char *vp_guestdev_name(const struct vp_guestdev *d)
+{
+	return d->name;
+}
+
+const char *vp_guestdev_reason(const struct vp_guestdev *d)
+{
+	return d->reason;
+}
+
+bool vp_guestdev_failed(const struct vp_guestdev *d)
+{
+	return d->st == G_FAILED;
+}
+
+uint64_t vp_guestdev_doorbells(const struct vp_guestdev *d)
+{
+	return d->doorbells;
+}
