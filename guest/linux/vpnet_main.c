@@ -547,6 +547,8 @@ static void vp_try_pair(struct vp_infofn *info)
 	vn->mem = found;
 	mutex_init(&vn->lock);
 	INIT_WORK(&vn->cfg_work, vpnet_cfg_work);
+	/* Carry on from the page a previous load of the driver left. */
+	vn->driver_gen = le32_to_cpu(READ_ONCE(((struct vp_info_window *)info->win)->driver.driver_gen));
 	vn->vpdev = (struct vhost_pci_dev){
 		.device_type = in->device_type, .device_id = in->device_id, .dev = ndev,
 	};
@@ -557,8 +559,10 @@ static void vp_try_pair(struct vp_infofn *info)
 	SET_NETDEV_DEV(ndev, &info->pdev->dev);
 	ndev->min_mtu = ETH_MIN_MTU;
 	ndev->max_mtu = ETH_DATA_LEN;
-	if ((in->features & BIT_ULL(VIRTIO_NET_F_MAC)) && in->config_len >= ETH_ALEN &&
-	    is_valid_ether_addr(in->config))
+	/* The frontend device's config space holds its MAC whether or not its
+	 * driver negotiated VIRTIO_NET_F_MAC (a driver with a MAC of its own
+	 * need not). */
+	if (in->config_len >= ETH_ALEN && is_valid_ether_addr(in->config))
 		eth_hw_addr_set(ndev, in->config);
 	else
 		eth_hw_addr_random(ndev);
