@@ -232,8 +232,8 @@ int main(int argc, char **argv)
 			} else if (step == 1 && d.acked_gen == 4) {
 				for (unsigned q = 0; q < NQ; q++) {
 					/* The frontend's avail->idx, in its RAM. */
-					uint16_t aidx = le16toh(*(volatile uint16_t *)
-						((char *)ram + fi.rings[q].avail + 2));
+					uint16_t aidx = le16toh(__atomic_load_n((uint16_t *)(void *)
+						((char *)ram + fi.rings[q].avail + 2), __ATOMIC_ACQUIRE));
 
 					err = vp_devinfo_check_stopped(d.stopped[q], fi.rings[q].num,
 								       aidx, why, sizeof(why));
