@@ -26,12 +26,16 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#ifndef __KERNEL__	/* the guest kernel driver builds the guest side (guest/linux/) */
 #include <sys/stat.h>
+#endif
 
 #include "vhostpci/devinfo.h"
 #include "vhostpci/server.h"
 #include "devinfo_internal.h"
+#ifndef __KERNEL__
 #include "util.h"
+#endif
 
 #define PAGE_WORDS (VP_INFO_PAGE_SIZE / 8)
 /* The driver page bytes that carry fields; the rest is reserved. */
@@ -187,6 +191,7 @@ int vp_devinfo_check(const struct vp_devinfo *in, char *why, size_t whylen)
 
 /* ---- encode / decode (host-endian <-> little-endian wire) --------------- */
 
+#ifndef __KERNEL__	/* host side: publish() only */
 static void encode(const struct vp_devinfo *in, struct vp_info_daemon_page *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -228,6 +233,7 @@ static void encode(const struct vp_devinfo *in, struct vp_info_daemon_page *p)
 	p->reason_gen = htole32(in->reason_gen);
 	memcpy(p->reason, in->reason, sizeof(p->reason));
 }
+#endif
 
 /* Every table entry is decoded, counts included as they are: the check that
  * follows judges them, and entries past a count are never looked at. */
@@ -279,6 +285,7 @@ uint32_t vp_devinfo_next_gen(uint32_t prev)
 	return next ? next : 2;
 }
 
+#ifndef __KERNEL__
 int vp_devinfo_from_device(const struct vp_device *dev, struct vp_devinfo *out, char *why,
 			   size_t whylen)
 {
@@ -430,6 +437,7 @@ int vp_devinfo_read_driver(const volatile void *window, const struct vp_devinfo 
 			    sizeof(out->reason));
 	return 0;
 }
+#endif /* !__KERNEL__ */
 
 int vp_devinfo_check_stopped(uint32_t stopped, uint16_t num, uint16_t avail_idx, char *why,
 			     size_t whylen)

@@ -24,21 +24,31 @@
  *    queue and descriptor was bad and logs that. Rejected regions are.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef __KERNEL__
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "vhostpci/fd.h"
+#endif
 #include "vhostpci/log.h"
 #include "mem_internal.h"
+
+/*
+ * The guest kernel driver (guest/linux/) builds this file too, through its
+ * portability headers, for the table and the translation only: it adds local
+ * regions over a BAR mapping, so mmap(), the SIGBUS guard and the checked
+ * read are left out of that build (#ifndef __KERNEL__).
+ */
+#ifndef __KERNEL__
 
 /* ------------------------------------------------------------------------ */
 /* The SIGBUS guard (vp_mem_sigbus_guard())                                 */
@@ -244,6 +254,7 @@ static void warn_unsealed(const struct vp_mem_region_desc *d, bool guarded)
 	       "guarded: a peer that truncates it breaks only its own links" :
 	       "a peer that truncates it can crash this process (no SIGBUS guard)");
 }
+#endif /* !__KERNEL__ */
 
 /* Does [start, start + len) pass 2^64? len 0 counts as 1. */
 static inline bool range_wraps(uint64_t start, uint64_t len)
@@ -360,6 +371,7 @@ static int insert(struct vp_mem *mem, const struct vp_mem_region_desc *d,
 	return (int)i;
 }
 
+#ifndef __KERNEL__
 /*
  * mmap offsets must be page aligned; hugetlbfs needs its huge page size,
  * which it reports as st_blksize.
@@ -373,6 +385,7 @@ static uint64_t map_align(const struct stat *st)
 		return bs;
 	return pg;
 }
+#endif /* !__KERNEL__ */
 
 struct vp_mem *vp_mem_new(void)
 {
@@ -387,6 +400,7 @@ void vp_mem_free(struct vp_mem *mem)
 	free(mem);
 }
 
+#ifndef __KERNEL__
 int vp_mem_add_region(struct vp_mem *mem, const struct vp_mem_region_desc *d)
 {
 	uint64_t align, delta, fsize;
@@ -439,6 +453,7 @@ int vp_mem_add_region(struct vp_mem *mem, const struct vp_mem_region_desc *d)
 	}
 	return insert(mem, d, (uint8_t *)base + delta, base, len, guard);
 }
+#endif /* !__KERNEL__ */
 
 int vp_mem_add_local(struct vp_mem *mem, const struct vp_mem_region_desc *d,
 		     void *host)
@@ -459,10 +474,12 @@ int vp_mem_add_local(struct vp_mem *mem, const struct vp_mem_region_desc *d,
 
 static void drop(struct vp_mem *mem, unsigned i)
 {
+#ifndef __KERNEL__	/* the kernel build has local regions only */
 	if (mem->map[i].guard >= 0)
 		guard_del(mem->map[i].guard);
 	if (mem->map[i].base)
 		munmap(mem->map[i].base, mem->map[i].len);
+#endif
 	/* Keep the others in order so indexes stay meaningful to callers. */
 	memmove(&mem->reg[i], &mem->reg[i + 1],
 		(mem->n - i - 1) * sizeof(mem->reg[0]));
@@ -626,6 +643,7 @@ int vp_mem_gpa_iov(const struct vp_mem *mem, uint64_t gpa, uint64_t len,
 	return n > iov_max ? -ENOBUFS : (int)n;
 }
 
+#ifndef __KERNEL__
 int vp_mem_read_safe(const struct vp_mem *mem, uint64_t gpa, void *buf, size_t len)
 {
 	int err = vp_mem_check_gpa(mem, gpa, len, VP_MEM_READ);
@@ -645,3 +663,4 @@ int vp_mem_read_safe(const struct vp_mem *mem, uint64_t gpa, void *buf, size_t l
 	/* Zero pages the guard put there are no answer either. */
 	return vp_mem_is_shrunk(mem) ? -EFAULT : 0;
 }
+#endif /* !__KERNEL__ */

@@ -38,8 +38,10 @@
 #include "vhostpci/vring.h"
 #include "mem_internal.h"
 
+#ifndef __KERNEL__	/* the kernel's own in the guest driver's build (guest/linux/) */
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
 
 #define VQ_NAME_MAX   32
 #define VQ_REASON_MAX 192
@@ -48,12 +50,16 @@
 /*
  * Shared ring memory is read and written only through these, so each access
  * happens exactly once (no re-read after a check) and races with the peer
- * are defined behaviour.
+ * are defined behaviour. The guest kernel driver maps them (and
+ * atomic_thread_fence()) to READ_ONCE(), virt_load_acquire(), WRITE_ONCE(),
+ * virt_store_release() and virt_mb(): guest/linux/compat/vp_kcompat.h.
  */
+#ifndef __KERNEL__
 #define LOAD_RELAXED(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define LOAD_ACQUIRE(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define STORE_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#endif
 
 /* Unaligned views, for indirect tables a driver placed at odd addresses. */
 typedef uint64_t __attribute__((aligned(1))) u64_una;
@@ -132,7 +138,7 @@ struct vp_vq_dev {
  * broken; the real reason is the shrinking (vp_mem_sigbus_guard()). Checked
  * at the end of each burst, and before any other reason is believed.
  */
-__attribute__((cold, noinline))
+__attribute__((cold, __noinline__))
 static int dev_fail_shrunk(struct vp_vq_dev *vq)
 {
 	if (!vq->broken) {
@@ -144,7 +150,7 @@ static int dev_fail_shrunk(struct vp_vq_dev *vq)
 }
 
 /* Mark the queue broken; returns -EIO so callers can `return dev_fail()`. */
-__attribute__((cold, noinline, format(printf, 2, 3)))
+__attribute__((cold, __noinline__, format(printf, 2, 3)))
 static int dev_fail(struct vp_vq_dev *vq, const char *fmt, ...)
 {
 	va_list ap;
@@ -418,7 +424,7 @@ next:
 }
 
 /* The full walk, out of line: keeps the fast path's loop small. */
-__attribute__((noinline))
+__attribute__((__noinline__))
 static int dev_walk_slow(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 			 struct vp_chain *ch, struct iovec *iov, unsigned iov_max)
 {
@@ -677,7 +683,7 @@ struct vp_vq_drv {
 	struct drv_slot slots[];
 };
 
-__attribute__((cold, noinline, format(printf, 2, 3)))
+__attribute__((cold, __noinline__, format(printf, 2, 3)))
 static int drv_fail(struct vp_vq_drv *vq, const char *fmt, ...)
 {
 	va_list ap;

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* <stdio.h> for the lib/ sources in the kernel build: see vp_kcompat.h. */
+#include "vp_kcompat.h"
