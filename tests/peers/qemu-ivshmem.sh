@@ -60,7 +60,7 @@ wait_serial() {
 
 "$here/../guest/run-guest.sh" -t ivshmem --name qemu-ivshmem --initrd "$work/initrd.cpio" \
 	-e VP_IVS_MARKER="$marker" -e VP_IVS_ID=$id -e VP_IVS_PEER=$peer -T 60 \
-	-l "$work/serial.log" -q -qmp -q "unix:$work/qmp.sock,server=on,wait=off" \
+	-l "$work/serial.log" -q -qmp -q "unix:$work/qmp.sock,server=on,wait=off" -q -no-shutdown \
 	>"$work/guest.out" 2>&1 &
 gpid=$!
 

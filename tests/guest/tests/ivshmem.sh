@@ -6,7 +6,7 @@
 #   VP_IVS_ID=N          the peer id the host gave the device (its IVPosition)
 #   VP_IVS_PEER=N        the host's virtual peer: ring its vector 2 once the marker is read
 # Markers: "ivshmem: waiting", "ivshmem: found ...", "ivshmem: marker ok ...",
-# "ivshmem: rang ...", "ivshmem: gone".
+# "ivshmem: rang ...", "ivshmem: gone", "ivshmem: ejected".
 . /lib/vp.sh
 
 find_ivshmem() {
@@ -41,4 +41,9 @@ devmem $((bar0 + 12)) 32 $(((VP_IVS_PEER << 16) | 2)) || vp_fail "doorbell write
 vp_info "rang peer $VP_IVS_PEER vector 2"
 vp_wait_for 60 test ! -e "$d" || vp_fail "$(basename "$d") still there 60 s after the doorbell"
 vp_info "gone"
+# The sysfs entry goes before acpiphp evaluates _EJ0 (which makes QEMU release the device
+# and send DEVICE_DELETED), in the same work item and under the PCI rescan lock. A rescan
+# waits for that lock, so once it returns the eject is done and we may power off.
+echo 1 >/sys/bus/pci/rescan || vp_fail "cannot rescan the PCI bus"
+vp_info "ejected"
 exit 0
