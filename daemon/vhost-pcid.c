@@ -29,12 +29,10 @@
 #include "vhostpci/mem.h"
 #include "vhostpci/server.h"
 #include "daemon.h"
+#include "vp-version.h"
 #include "names.h"
 #include "spec.h"
 
-#ifndef VPD_VERSION
-#define VPD_VERSION "unknown"
-#endif
 
 #define DEFAULT_CONTROL "/run/vhost-pci/control.sock"
 #define DEFAULT_RUN_DIR "/run/vhost-pci/bevm"
@@ -452,7 +450,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			fputs(usage_text, stdout);
 			return -1;
 		case 'V':
-			printf("vhost-pcid %s\n", VPD_VERSION);
+			printf("vhost-pcid %s\n", VP_VERSION);
 			return -1;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
@@ -540,7 +538,7 @@ int main(int argc, char **argv)
 	if (vpd_bevm_init(&d) < 0)
 		goto out;
 	vp_log(VP_LOG_INFO, "vhost-pcid %s running: %u server%s, control socket %s",
-	       VPD_VERSION, d.nservers, d.nservers == 1 ? "" : "s", o.control);
+	       VP_VERSION, d.nservers, d.nservers == 1 ? "" : "s", o.control);
 	status = run(&d, ctl, sigfd);
 out:
 	stop_servers(&d);
