@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -31,6 +30,7 @@
 #include "daemon.h"
 #include "vp-version.h"
 #include "names.h"
+#include "service.h"
 #include "spec.h"
 
 
@@ -85,6 +85,10 @@ static const char usage_text[] =
 "                         between is QEMU waiting for its guest); 0: never\n"
 "                         (default 10)\n"
 "  -l, --log-level LEVEL  err, warn, info (default) or debug\n"
+"      --log-target TARGET\n"
+"                         journal (\"<N>\" priority prefixes, no timestamp),\n"
+"                         syslog, stderr, or auto (default: journal when\n"
+"                         stderr is the journal stream JOURNAL_STREAM names)\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
@@ -135,34 +139,6 @@ int vpd_mkdir_parents(const char *path)
 	}
 	free(dir);
 	return e;
-}
-
-static const char *const level_names[] = { "err", "warn", "info", "debug" };
-
-static void log_handler(enum vp_log_level level, const char *msg, void *opaque)
-{
-	struct timespec ts;
-	struct tm tm;
-	char when[32];
-
-	(void)opaque;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	localtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-	/* One fprintf per line: stderr is unbuffered, lines stay whole. */
-	fprintf(stderr, "%s.%03ld vhost-pcid[%d] %s: %s\n", when, ts.tv_nsec / 1000000,
-		(int)getpid(), (unsigned)level <= VP_LOG_DEBUG ? level_names[level] : "?", msg);
-}
-
-static int parse_level(const char *s, enum vp_log_level *out)
-{
-	for (int i = 0; i <= VP_LOG_DEBUG; i++) {
-		if (!strcasecmp(s, level_names[i])) {
-			*out = (enum vp_log_level)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
 }
 
 static int min_timeout(int a, int b)
@@ -382,6 +358,7 @@ struct opts {
 	int handshake_s;
 	bool have_level;
 	enum vp_log_level level;
+	enum vpd_log_target log_target;
 };
 
 /* 0 to go on, or an exit status (help/version: 0, errors: 2). -1 means exit 0. */
@@ -393,6 +370,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "control", required_argument, NULL, 'C' },
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-target", required_argument, NULL, 'L' },
 		{ "handshake-timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -429,10 +407,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->run_dir = optarg;
 			break;
 		case 'l':
-			if (parse_level(optarg, &o->level) < 0)
+			if (vpd_log_level_parse(optarg, &o->level) < 0)
 				return usage_error("unknown log level '%s' (use err, warn, info or debug)",
 						   optarg);
 			o->have_level = true;
+			break;
+		case 'L':
+			if (vpd_log_target_parse(optarg, &o->log_target) < 0)
+				return usage_error("unknown log target '%s' (use journal, syslog, "
+						   "stderr or auto)", optarg);
 			break;
 		case 't': {
 			char *end;
@@ -482,7 +465,7 @@ int main(int argc, char **argv)
 		vpd_spec_list_free(&o.specs);
 		return r < 0 ? 0 : r;
 	}
-	vp_log_set_handler(log_handler, NULL);
+	vpd_log_start(o.log_target);
 	if (o.have_level)
 		vp_log_set_level(o.level);
 	d.handshake_ms = o.handshake_s * 1000;
