@@ -25,6 +25,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/etherdevice.h>
+#include <linux/if_vlan.h>
 #include <linux/ethtool.h>
 #include <linux/interrupt.h>
 #include <linux/io.h>
@@ -38,79 +39,27 @@
 #include <uapi/linux/virtio_net.h>
 #include <uapi/linux/virtio_ring.h>
 
-#include "vhostpci/device.h"
-#include "vhostpci/devinfo.h"
-#include "vhostpci/vring.h"
+#include "vhostpci/net.h"
 #include "mem_internal.h"
+#include "vpnet.h"
 
 #define VPNET_DRV_NAME "vhost_pci_net"
 #define VPNET_MAX_VEC (1 + VP_INFO_MAX_QUEUES)
-#define VPNET_WHY 160
 
 /* Features this driver can drive; features_accepted is their intersection
- * with what the frontend negotiated. */
+ * with what the frontend negotiated. Offloads: we take partial checksums and
+ * TSO frames from the frontend (CSUM, HOST_TSO*) and hand it partial
+ * checksums (GUEST_CSUM); we never send it GSO frames. */
 #define VPNET_FEATURES (BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_NET_F_MAC) | \
 			BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_NET_F_STATUS) | \
 			BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | \
-			BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC))
-
-/* An info function (ivshmem-plain whose BAR2 holds the magic). */
-struct vp_infofn {
-	struct pci_dev *pdev;
-	void *win;		/* memremap() of BAR2, VP_INFO_WINDOW_SIZE bytes */
-	struct list_head node;
-	struct vpnet *vn;	/* paired device, or NULL */
-};
-
-/* A memory function candidate (ivshmem-doorbell: MSI-X, IVPosition). */
-struct vp_memfn {
-	struct pci_dev *pdev;
-	void __iomem *regs;	/* BAR0 */
-	u16 peer;		/* IVPosition */
-	void *ram;		/* memremap() of BAR2: the frontend's RAM */
-	u64 ram_len;
-	struct list_head node;
-	struct vpnet *vn;
-};
-
-/* The vhost-pci design's registry: one vhost_pci_dev per device. */
-struct vhost_pci_dev {
-	u32 device_type;	/* virtio device id */
-	u64 device_id;		/* the daemon's id */
-	u8 uuid[16];		/* the frontend VM's */
-	struct net_device *dev;
-	struct list_head node;
-};
+			BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_NET_F_CSUM) | \
+			BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | \
+			BIT_ULL(VIRTIO_NET_F_HOST_TSO6) | BIT_ULL(VIRTIO_NET_F_HOST_ECN))
 
 struct vhost_pci_info {
 	struct list_head devs;
 	unsigned int ndevs;
-};
-
-struct vpnet_stats {
-	u64 config_irqs, snapshots, snapshot_retry, rejected, stops_answered;
-	u64 kicks[VP_INFO_MAX_QUEUES];
-	u64 tx_dropped_no_path;
-};
-
-struct vpnet {
-	struct net_device *ndev;
-	struct vp_infofn *info;
-	struct vp_memfn *mem;
-	struct vhost_pci_dev vpdev;
-	struct mutex lock;	/* everything below */
-	struct work_struct cfg_work;
-	int nvec;
-	bool irqs_on;
-	bool broken;		/* a bad window or ring: link down until re-published */
-	struct vp_devinfo cur;	/* last accepted snapshot */
-	bool have_cur;
-	u32 driver_gen;
-	u32 answered_gen;	/* generation the driver page answers */
-	struct vp_mem *vmem;	/* the snapshot's memory table over mem->ram */
-	struct vp_vq_dev *vq[VP_INFO_MAX_QUEUES];
-	char reason[VP_INFO_DRV_REASON_LEN];
-	struct vpnet_stats st;
 };
 
 static DEFINE_MUTEX(vp_lock);
@@ -131,6 +80,7 @@ static void vpnet_drop_rings(struct vpnet *vn)
 {
 	unsigned int q;
 
+	vpnet_dp_detach(vn);
 	for (q = 0; q < VP_INFO_MAX_QUEUES; q++) {
 		vp_vq_dev_free(vn->vq[q]);
 		vn->vq[q] = NULL;
@@ -218,6 +168,7 @@ static void vpnet_answer_stop(struct vpnet *vn, const struct vp_devinfo *in)
 	u32 stopped[VP_INFO_MAX_QUEUES] = { 0 };
 	unsigned int q;
 
+	vpnet_dp_detach(vn);	/* frames written are published first */
 	for (q = 0; q < in->num_queues; q++) {
 		u16 idx;
 
@@ -278,6 +229,11 @@ static void vpnet_reconfigure(struct vpnet *vn)
 	}
 	vpnet_drop_rings(vn);
 	err = vpnet_attach_rings(vn, in, why, sizeof(why));
+	if (!err) {
+		err = vpnet_dp_attach(vn, in->features & VPNET_FEATURES, in->daemon_peer);
+		if (err)
+			snprintf(why, sizeof(why), "the data path needs queues 0 and 1 (%d)", err);
+	}
 	if (err) {
 		vpnet_break(vn, in, why);
 		goto out;
@@ -295,7 +251,13 @@ static void vpnet_cfg_work(struct work_struct *w)
 {
 	struct vpnet *vn = container_of(w, struct vpnet, cfg_work);
 
+	char why[VP_INFO_DRV_REASON_LEN];
+
 	mutex_lock(&vn->lock);
+	/* A ring rule broken on the data path: the link stays down until the
+	 * frontend's device is published again (a new generation). */
+	if (vpnet_dp_take_failure(vn, why, sizeof(why)) && !vn->broken)
+		vpnet_break(vn, vn->have_cur ? &vn->cur : NULL, why);
 	vpnet_reconfigure(vn);
 	mutex_unlock(&vn->lock);
 }
@@ -314,38 +276,20 @@ static irqreturn_t vpnet_kick_irq(int irq, void *data)
 	struct vpnet *vn = data;
 	int q = irq - pci_irq_vector(vn->mem->pdev, 1);
 
-	if (q >= 0 && q < VP_INFO_MAX_QUEUES)
+	if (q >= 0 && q < VP_INFO_MAX_QUEUES) {
 		vn->st.kicks[q]++;
+		vpnet_dp_kick(vn, q);
+	}
 	return IRQ_HANDLED;
 }
 
 /* ---- net_device ---------------------------------------------------------- */
 
-static int vpnet_open(struct net_device *ndev)
-{
-	return 0;
-}
-
-static int vpnet_stop(struct net_device *ndev)
-{
-	return 0;
-}
-
-/* No data path yet (guest/linux/README.md): frames are counted and dropped. */
-static netdev_tx_t vpnet_start_xmit(struct sk_buff *skb, struct net_device *ndev)
-{
-	struct vpnet *vn = netdev_priv(ndev);
-
-	vn->st.tx_dropped_no_path++;
-	ndev->stats.tx_dropped++;
-	dev_kfree_skb_any(skb);
-	return NETDEV_TX_OK;
-}
-
 static const struct net_device_ops vpnet_netdev_ops = {
-	.ndo_open = vpnet_open,
-	.ndo_stop = vpnet_stop,
-	.ndo_start_xmit = vpnet_start_xmit,
+	.ndo_open = vpnet_dp_open,
+	.ndo_stop = vpnet_dp_stop,
+	.ndo_start_xmit = vpnet_dp_xmit,
+	.ndo_get_stats64 = vpnet_dp_get_stats64,
 	.ndo_set_mac_address = eth_mac_addr,
 	.ndo_validate_addr = eth_validate_addr,
 };
@@ -364,7 +308,11 @@ static const char vpnet_stat_names[][ETH_GSTRING_LEN] = {
 	"config_irqs", "snapshots", "snapshot_retry", "rejected", "stops_answered",
 	"kicks_q0", "kicks_q1", "kicks_q2", "kicks_q3",
 	"kicks_q4", "kicks_q5", "kicks_q6", "kicks_q7",
-	"tx_dropped_no_path",
+	"rx_packets", "rx_bytes", "rx_drop_bad", "rx_drop_too_big", "rx_drop_offload",
+	"rx_drop_nomem", "rx_csum_partial", "rx_gso",
+	"tx_packets", "tx_bytes", "tx_drop_too_big", "tx_drop_link_down", "tx_drop_csum",
+	"tx_queue_stopped", "tx_queue_woken", "tx_csum_partial",
+	"signals_q0", "signals_q1", "napi_polls",
 };
 
 static int vpnet_get_sset_count(struct net_device *ndev, int sset)
@@ -392,7 +340,10 @@ static void vpnet_get_ethtool_stats(struct net_device *ndev, struct ethtool_stat
 	data[i++] = s->stops_answered;
 	for (q = 0; q < VP_INFO_MAX_QUEUES; q++)
 		data[i++] = s->kicks[q];
-	data[i++] = s->tx_dropped_no_path;
+	/* The data path's counters, in struct order (vpnet.h). */
+	memcpy(&data[i], &s->dp, sizeof(s->dp));
+	BUILD_BUG_ON(5 + VP_INFO_MAX_QUEUES + sizeof(s->dp) / sizeof(u64) !=
+		     ARRAY_SIZE(vpnet_stat_names));
 }
 
 static const struct ethtool_ops vpnet_ethtool_ops = {
@@ -500,9 +451,34 @@ static void vpnet_destroy(struct vpnet *vn)
 		vpnet_write_driver(vn, &vn->cur, 0, NULL);	/* status 0: driver gone */
 	vpnet_drop_rings(vn);
 	mutex_unlock(&vn->lock);
+	/* Publishing the last frames may have found a broken ring and queued
+	 * the work again. */
+	cancel_work_sync(&vn->cfg_work);
 	vn->info->vn = NULL;
 	vn->mem->vn = NULL;
 	free_netdev(vn->ndev);
+}
+
+/*
+ * The largest MTU the frontend's receive buffers allow: any frame up to the
+ * 64 KiB bound with MRG_RXBUF (spread over several buffers), else 1500 (a
+ * frame must fit one buffer, whose size we learn only when we pop it:
+ * larger frames are counted in tx_drop_too_big). The frontend's own MTU
+ * (VIRTIO_NET_F_MTU, config bytes 10-11) caps it.
+ */
+static unsigned int vpnet_max_mtu(const struct vp_devinfo *in)
+{
+	unsigned int mtu = ETH_DATA_LEN;
+
+	if (in->features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF))
+		mtu = VP_NET_MAX_PKT - ETH_HLEN - VLAN_HLEN - VP_NET_HDR_LEN;
+	if ((in->features & BIT_ULL(VIRTIO_NET_F_MTU)) && in->config_len >= 12) {
+		unsigned int cm = in->config[10] | (in->config[11] << 8);
+
+		if (cm >= ETH_MIN_MTU && cm < mtu)
+			mtu = cm;
+	}
+	return mtu;
 }
 
 /* Pair info with a memory function if the window names one. vp_lock held. */
@@ -557,8 +533,11 @@ static void vp_try_pair(struct vp_infofn *info)
 	ndev->ethtool_ops = &vpnet_ethtool_ops;
 	ndev->sysfs_groups[0] = &vpnet_attr_group;
 	SET_NETDEV_DEV(ndev, &info->pdev->dev);
+	vpnet_dp_init(vn);
 	ndev->min_mtu = ETH_MIN_MTU;
-	ndev->max_mtu = ETH_DATA_LEN;
+	ndev->max_mtu = vpnet_max_mtu(in);
+	ndev->hw_features = NETIF_F_SG | NETIF_F_HW_CSUM;
+	ndev->features = ndev->hw_features;
 	/* The frontend device's config space holds its MAC whether or not its
 	 * driver negotiated VIRTIO_NET_F_MAC (a driver with a MAC of its own
 	 * need not). */
