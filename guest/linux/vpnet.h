@@ -105,6 +105,10 @@ struct vpnet {
 	bool have_cur;
 	u32 driver_gen;
 	u32 answered_gen;	/* generation the driver page answers */
+	/* Left by a previous load at rmmod (status 0): for generation resume_gen,
+	 * queue q resumes at resume[q] (VP_INFO_STOPPED_*), not last_avail_idx. */
+	u32 resume_gen;
+	u32 resume[VP_INFO_MAX_QUEUES];
 	struct vp_mem *vmem;	/* the snapshot's memory table over mem->ram */
 	struct vp_vq_dev *vq[VP_INFO_MAX_QUEUES];
 	char reason[VP_INFO_DRV_REASON_LEN];

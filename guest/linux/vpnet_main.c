@@ -89,6 +89,18 @@ static void vpnet_drop_rings(struct vpnet *vn)
 	vn->vmem = NULL;
 }
 
+/*
+ * Where queue q resumes: the window's last_avail_idx, unless a previous load
+ * of this driver answered this very generation and left stopped indexes at
+ * rmmod (status 0): the rings ran on since the window was written.
+ */
+static u16 vpnet_resume_idx(const struct vpnet *vn, const struct vp_devinfo *in, unsigned int q)
+{
+	if (vn->resume_gen == in->generation && (vn->resume[q] & VP_INFO_STOPPED_VALID))
+		return vn->resume[q] & VP_INFO_STOPPED_IDX_MASK;
+	return in->queues[q].last_avail_idx;
+}
+
 /* Attach the walker to every present queue of a READY snapshot. */
 static int vpnet_attach_rings(struct vpnet *vn, const struct vp_devinfo *in, char *why,
 			      size_t whylen)
@@ -111,8 +123,9 @@ static int vpnet_attach_rings(struct vpnet *vn, const struct vp_devinfo *in, cha
 		const struct vp_devinfo_queue *iq = &in->queues[q];
 		struct vp_vq_dev_config cfg = {
 			.num = iq->num, .desc = iq->desc, .avail = iq->avail, .used = iq->used,
-			.ring_space = VP_ADDR_GPA, .last_avail_idx = iq->last_avail_idx,
-			.last_used_idx = iq->last_avail_idx, .event_idx = ev, .indirect = ind,
+			.ring_space = VP_ADDR_GPA, .last_avail_idx = vpnet_resume_idx(vn, in, q),
+			.last_used_idx = vpnet_resume_idx(vn, in, q), .event_idx = ev,
+			.indirect = ind,
 			.name = q == 0 ? "fe-rx" : q == 1 ? "fe-tx" : "fe-q",
 		};
 
@@ -162,10 +175,12 @@ static void vpnet_break(struct vpnet *vn, const struct vp_devinfo *in, const cha
 		vpnet_write_driver(vn, in, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_FAILED, NULL);
 }
 
-/* Answer STOP: where each queue would resume (the walker's next avail index). */
-static void vpnet_answer_stop(struct vpnet *vn, const struct vp_devinfo *in)
+/*
+ * Stop walking and say where each queue would resume: the walker's next
+ * avail index (every chain popped is pushed by then, so used == avail).
+ */
+static void vpnet_stop_rings(struct vpnet *vn, const struct vp_devinfo *in, u32 *stopped)
 {
-	u32 stopped[VP_INFO_MAX_QUEUES] = { 0 };
 	unsigned int q;
 
 	vpnet_dp_detach(vn);	/* frames written are published first */
@@ -174,10 +189,18 @@ static void vpnet_answer_stop(struct vpnet *vn, const struct vp_devinfo *in)
 
 		if (!in->queues[q].num)
 			continue;
-		idx = vn->vq[q] ? vp_vq_dev_last_avail(vn->vq[q]) : in->queues[q].last_avail_idx;
+		idx = vn->vq[q] ? vp_vq_dev_last_avail(vn->vq[q]) : vpnet_resume_idx(vn, in, q);
 		stopped[q] = VP_INFO_STOPPED_VALID | idx;
 	}
 	vpnet_drop_rings(vn);
+}
+
+/* Answer STOP. */
+static void vpnet_answer_stop(struct vpnet *vn, const struct vp_devinfo *in)
+{
+	u32 stopped[VP_INFO_MAX_QUEUES] = { 0 };
+
+	vpnet_stop_rings(vn, in, stopped);
 	vpnet_write_driver(vn, in, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER, stopped);
 	vn->st.stops_answered++;
 }
@@ -447,8 +470,16 @@ static void vpnet_destroy(struct vpnet *vn)
 	list_del(&vn->vpdev.node);
 	vhost_pci_info.ndevs--;
 	mutex_lock(&vn->lock);
-	if (vn->have_cur && !(vn->cur.status & VP_INFO_ST_GONE))
-		vpnet_write_driver(vn, &vn->cur, 0, NULL);	/* status 0: driver gone */
+	if (vn->have_cur && !(vn->cur.status & VP_INFO_ST_GONE)) {
+		u32 stopped[VP_INFO_MAX_QUEUES] = { 0 };
+		bool live = vn->vq[0] || vn->vq[1];
+
+		/* Status 0: driver gone; with rings that ran, stopped says where
+		 * the next load resumes (docs/device.md, life cycle). */
+		if (live)
+			vpnet_stop_rings(vn, &vn->cur, stopped);
+		vpnet_write_driver(vn, &vn->cur, 0, live ? stopped : NULL);
+	}
 	vpnet_drop_rings(vn);
 	mutex_unlock(&vn->lock);
 	/* Publishing the last frames may have found a broken ring and queued
@@ -524,7 +555,17 @@ static void vp_try_pair(struct vp_infofn *info)
 	mutex_init(&vn->lock);
 	INIT_WORK(&vn->cfg_work, vpnet_cfg_work);
 	/* Carry on from the page a previous load of the driver left. */
-	vn->driver_gen = le32_to_cpu(READ_ONCE(((struct vp_info_window *)info->win)->driver.driver_gen));
+	{
+		const struct vp_info_driver_page *pg = &((struct vp_info_window *)info->win)->driver;
+		unsigned int q;
+
+		vn->driver_gen = le32_to_cpu(READ_ONCE(pg->driver_gen));
+		if (!le32_to_cpu(READ_ONCE(pg->driver_status))) {
+			vn->resume_gen = le32_to_cpu(READ_ONCE(pg->acked_gen));
+			for (q = 0; q < VP_INFO_MAX_QUEUES; q++)
+				vn->resume[q] = le32_to_cpu(READ_ONCE(pg->stopped[q]));
+		}
+	}
 	vn->vpdev = (struct vhost_pci_dev){
 		.device_type = in->device_type, .device_id = in->device_id, .dev = ndev,
 	};
