@@ -8,9 +8,9 @@
 # must take only the link down (reason in sysfs, dmesg and the driver page), with a clean
 # kernel log.
 #
-#   tests/peers/qemu-kmod-data.sh VHOST_PCID [MIB]
+#   [VP_KD_MIB=N] tests/peers/qemu-kmod-data.sh VHOST_PCID [...]
 #
-# VHOST_PCID only locates the build; MIB (default 2) per bulk run and direction.
+# VHOST_PCID only locates the build; VP_KD_MIB (default 2) MiB per bulk run and direction.
 # Exit 0 PASS, 77 SKIP (no root, no QEMU, no guest kernel or headers, no static libc),
 # 1 FAIL. The boot holds /tmp/vp-guest-boot.lock.
 set -uo pipefail
@@ -18,8 +18,8 @@ vp_prog=qemu-kmod-data
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 
-pcid=$(realpath "${1:?usage: $0 VHOST_PCID [MIB]}")
-mib=${2:-2}
+pcid=$(realpath "${1:?usage: $0 VHOST_PCID [...]}")
+mib=${VP_KD_MIB:-2}
 host=$(dirname "$pcid")/../tests/peers/kmod-host
 
 skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
