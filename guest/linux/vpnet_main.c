@@ -28,6 +28,7 @@
 #include <linux/if_vlan.h>
 #include <linux/ethtool.h>
 #include <linux/interrupt.h>
+#include <linux/ip.h>
 #include <linux/io.h>
 #include <linux/list.h>
 #include <linux/module.h>
@@ -491,8 +492,8 @@ static void vpnet_destroy(struct vpnet *vn)
 }
 
 /*
- * The largest MTU the frontend's receive buffers allow: any frame up to the
- * 64 KiB bound with MRG_RXBUF (spread over several buffers), else 1500 (a
+ * The largest MTU the frontend's receive buffers allow: IP's 65535 with
+ * MRG_RXBUF (spread over several buffers), else 1500 (a
  * frame must fit one buffer, whose size we learn only when we pop it:
  * larger frames are counted in tx_drop_too_big). The frontend's own MTU
  * (VIRTIO_NET_F_MTU, config bytes 10-11) caps it.
@@ -502,7 +503,7 @@ static unsigned int vpnet_max_mtu(const struct vp_devinfo *in)
 	unsigned int mtu = ETH_DATA_LEN;
 
 	if (in->features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF))
-		mtu = VP_NET_MAX_PKT - ETH_HLEN - VLAN_HLEN - VP_NET_HDR_LEN;
+		mtu = IP_MAX_MTU;	/* a frame of it, tagged, is within VP_NET_MAX_PKT */
 	if ((in->features & BIT_ULL(VIRTIO_NET_F_MTU)) && in->config_len >= 12) {
 		unsigned int cm = in->config[10] | (in->config[11] << 8);
 
