@@ -4,7 +4,7 @@
  * cold-plugged vhost-pci device for a backend VM, served as vhost-pcid serves one
  * (docs/device.md), with no daemon:
  *
- *   kmod-host DIR [TIMEOUT_S] [data [hostile]]
+ *   kmod-host DIR [TIMEOUT_S] [data [hostile|loop]]
  *
  * - a frontend (lib/netfe.c) in a sealed 64 MiB memfd, started;
  * - its info window published into DIR/info (8 KiB, the ivshmem-plain's memory) with
@@ -23,7 +23,7 @@
  * 10.77.0.1 behind the guest's vpnet0 (kmod_net.c: ARP, ICMP echo both ways, and the
  * UDP bulk protocol of tests/peers/kmod_guest.c, every byte checked). "hostile": on
  * the guest's request, a descriptor outside the frontend's RAM is posted on its
- * transmitq; the driver must answer FAILED with a reason. Exits 0 if the driver took
+ * transmitq ("loop": a descriptor chained to itself); the driver must answer FAILED with a reason. Exits 0 if the driver took
  * DRIVER_OK, no byte was wrong, and (hostile) FAILED came after the bad descriptor.
  */
 #include <endian.h>
@@ -58,14 +58,6 @@ static int fail(const char *what, int err)
 	return 1;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int publish(void *win, struct vp_devinfo *info, uint32_t gen, uint32_t status, int cfg_fd)
 {
 	uint64_t one = 1;
@@ -97,7 +89,8 @@ int main(int argc, char **argv)
 	char path[512], why[256];
 	int step = 0, pages = 0, okays = 0, err, memfd, wfd, timeout_s;
 	bool data = argc > 3 && !strcmp(argv[3], "data");
-	bool hostile = data && argc > 4 && !strcmp(argv[4], "hostile");
+	bool loop = data && argc > 4 && !strcmp(argv[4], "loop");
+	bool hostile = loop || (data && argc > 4 && !strcmp(argv[4], "hostile"));
 	bool failed_seen = false;
 	struct kn_host *kn = NULL;
 	void *ram, *win;
@@ -189,9 +182,9 @@ int main(int argc, char **argv)
 		return fail("vpd_ivshmem_expect", err);
 	printf("kmod-host: listening\n");
 
-	deadline = now_ms() + timeout_s * 1000ll;
+	deadline = kn_now_ms() + timeout_s * 1000ll;
 	if (data) {
-		err = kn_host_new(&kn, fe, ram, RAM_SIZE, &fi, hostile ? own[2] : -1);
+		err = kn_host_new(&kn, fe, ram, RAM_SIZE, &fi, hostile ? own[2] : -1, loop);
 		if (err)
 			return fail("kn_host_new", err);
 	}
@@ -202,7 +195,7 @@ int main(int argc, char **argv)
 			{ .fd = vp_netfe_rx_fd(fe), .events = POLLIN },
 			{ .fd = vp_netfe_tx_fd(fe), .events = POLLIN },
 		};
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - kn_now_ms();
 		int wait = (int)left;
 		uint64_t v;
 

@@ -32,6 +32,7 @@ struct kn_host {
 	uint64_t ram_size;
 	struct vp_frontend_info fi;
 	int kick_fd;
+	bool loop;
 	uint8_t mac[6], guest_mac[6];
 	uint16_t ip_id;
 	/* frames waiting for transmit slots */
@@ -56,7 +57,7 @@ struct kn_host {
 	bool hostile_sent;
 };
 
-static int64_t kn_now_ms(void)
+int64_t kn_now_ms(void)
 {
 	struct timespec ts;
 
@@ -204,8 +205,8 @@ static bool send_ping(struct kn_host *kn)
 	return true;
 }
 
-/* Post a descriptor outside our RAM on the transmitq and kick: the guest driver
- * must take its link down, nothing else. */
+/* Post a descriptor outside our RAM (or one chained to itself) on the transmitq and
+ * kick: the guest driver must take its link down, nothing else. */
 static void go_hostile(struct kn_host *kn)
 {
 	const struct vp_frontend_ring *r = &kn->fi.rings[VP_NET_Q_TX];
@@ -215,15 +216,20 @@ static void go_hostile(struct kn_host *kn)
 	uint16_t head = (uint16_t)(r->num - 1);
 	uint64_t one = 1;
 
-	d[head] = (struct vring_desc){ .addr = htole64(kn->ram_size + 0x10000),
-				       .len = htole32(64) };
+	if (kn->loop)	/* inside our RAM, but its own next */
+		d[head] = (struct vring_desc){ .addr = htole64(r->desc), .len = htole32(64),
+					       .flags = htole16(VRING_DESC_F_NEXT),
+					       .next = htole16(head) };
+	else
+		d[head] = (struct vring_desc){ .addr = htole64(kn->ram_size + 0x10000),
+					       .len = htole32(64) };
 	avail[2 + idx % r->num] = htole16(head);
 	__atomic_store_n(&avail[1], htole16((uint16_t)(idx + 1)), __ATOMIC_RELEASE);
 	if (write(kn->kick_fd, &one, sizeof(one)) != sizeof(one))
 		printf("kmod-host: hostile kick: %s\n", strerror(errno));
 	kn->hostile_sent = true;
-	printf("kmod-host: hostile descriptor posted (head %u, addr 0x%" PRIx64 ")\n", head,
-	       kn->ram_size + 0x10000);
+	printf("kmod-host: hostile descriptor posted (head %u, %s)\n", head,
+	       kn->loop ? "chained to itself" : "outside our RAM");
 }
 
 static void on_udp(struct kn_host *kn, const unsigned char *ip, const unsigned char *u,
@@ -457,7 +463,7 @@ int kn_host_run(struct kn_host *kn, int wait_ms)
 }
 
 int kn_host_new(struct kn_host **out, struct vp_netfe *fe, void *ram, uint64_t ram_size,
-		const struct vp_frontend_info *fi, int kick_fd)
+		const struct vp_frontend_info *fi, int kick_fd, bool loop)
 {
 	static const uint8_t mac[6] = KN_HOST_MAC;
 	struct kn_host *kn = calloc(1, sizeof(*kn));
@@ -469,6 +475,7 @@ int kn_host_new(struct kn_host **out, struct vp_netfe *fe, void *ram, uint64_t r
 	kn->ram_size = ram_size;
 	kn->fi = *fi;
 	kn->kick_fd = kick_fd;
+	kn->loop = loop;
 	memcpy(kn->mac, mac, 6);
 	for (unsigned i = 0; i < KN_TXQ; i++)
 		if (!(kn->txb[i] = malloc(KN_FRAME)))

@@ -16,14 +16,17 @@
 struct kn_host;
 
 /* kick_fd: the frontend's transmitq kick (written after the hostile
- * descriptor), or -1 for no hostile request. */
+ * descriptor), or -1 for no hostile request; loop: that descriptor chains to
+ * itself instead of pointing outside our RAM. */
 int kn_host_new(struct kn_host **out, struct vp_netfe *fe, void *ram, uint64_t ram_size,
-		const struct vp_frontend_info *fi, int kick_fd);
+		const struct vp_frontend_info *fi, int kick_fd, bool loop);
 void kn_host_free(struct kn_host *kn);
 /* Receive, answer, send what is queued. Returns how long the caller may
  * sleep in poll() on the frontend's fds (<= wait_ms; armed), or -EIO. */
 int kn_host_run(struct kn_host *kn, int wait_ms);
 bool kn_host_hostile_sent(const struct kn_host *kn);
+/* CLOCK_MONOTONIC in ms. */
+int64_t kn_now_ms(void);
 /* Summary; -EIO if any frame was wrong. */
 int kn_host_end(struct kn_host *kn);
 

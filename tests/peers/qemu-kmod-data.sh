@@ -6,7 +6,7 @@
 # tests/guest/tests/kmod-data.sh: ping both ways, UDP bulk both ways with every byte
 # checked at MTU 1500 and 9000, rmmod/insmod under traffic, then a hostile descriptor that
 # must take only the link down (reason in sysfs, dmesg and the driver page), with a clean
-# kernel log.
+# kernel log; then a second, short boot whose hostile descriptor is a loop.
 #
 #   [VP_KD_MIB=N] tests/peers/qemu-kmod-data.sh VHOST_PCID [...]
 #
@@ -16,69 +16,28 @@
 set -uo pipefail
 vp_prog=qemu-kmod-data
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../guest/lib.sh"
+. "$here/kmod-lib.sh"
 
-pcid=$(realpath "${1:?usage: $0 VHOST_PCID [...]}")
 mib=${VP_KD_MIB:-2}
-host=$(dirname "$pcid")/../tests/peers/kmod-host
-
-skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
-fail() {
-    echo "$vp_prog: FAIL: $*"
-    [ -f "$work/host.out" ] && sed 's/^/  host: /' "$work/host.out" | tail -30
-    [ -f "$work/serial.log" ] && grep -h -E "VPGUEST|vpnet|vhost_pci|WARNING|BUG|Oops" \
-        "$work/serial.log" | tail -30 | sed 's/^/  guest: /'
-    exit 1
-}
-
-[ -x "$host" ] || { echo "$vp_prog: FAIL: no $host (build it first)"; exit 1; }
-[ "$(id -u)" = 0 ] || skip "needs root (packages)"
-"$here/../guest/setup.sh" --headers >/dev/null || skip "tests/guest/setup.sh --headers failed"
-command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
-
-work=$(mktemp -d /tmp/vp-qemu-kmod-data.XXXXXX)
-hpid=''
-cleanup() {
-    [ -z "$hpid" ] || { kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null; }
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-ko=$("$here/../../guest/linux/build.sh" -o "$work/kbuild" 2>"$work/kbuild.err") ||
-    { cat "$work/kbuild.err"; fail "the module did not build warning-free"; }
-echo "$vp_prog: module built warning-free (W=1): $(basename "$ko")"
+kmod_prepare "${1:-}"
 ${CC:-cc} -O2 -static -Wall -Wextra -Werror -o "$work/kmod-guest" "$here/kmod_guest.c" \
     2>"$work/kg.err" || skip "cannot build kmod-guest static: $(head -3 "$work/kg.err")"
-"$here/../guest/mkinitrd.sh" -n -K "$ko" -f "$work/kmod-guest:/kmod-guest" \
-    -o "$work/initrd.cpio" 2>"$work/mkinitrd.log" ||
-    fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
-
-timeout 330 "$host" "$work" 310 data hostile >"$work/host.out" 2>&1 &
-hpid=$!
-for _ in $(seq 100); do
-    grep -q "kmod-host: listening" "$work/host.out" && break
-    kill -0 "$hpid" 2>/dev/null || fail "kmod-host ended before listening"
-    sleep 0.1
-done
-grep -q "kmod-host: listening" "$work/host.out" || fail "kmod-host did not listen in 10 s"
-
-timeout 320 flock /tmp/vp-guest-boot.lock "$here/../guest/run-guest.sh" -t kmod-data \
-    --name qemu-kmod-data --initrd "$work/initrd.cpio" -T 280 -l "$work/serial.log" \
-    --loglevel 6 -e VP_KD_MIB="$mib" -e VP_KD_HOSTILE=1 \
-    -q -object -q "memory-backend-file,id=vpinfo,mem-path=$work/info,size=8K,share=on" \
-    -q -device -q "ivshmem-plain,memdev=vpinfo" \
-    -q -chardev -q "socket,id=vpivs,path=$work/ivs.sock" \
-    -q -device -q "ivshmem-doorbell,chardev=vpivs,vectors=3" \
-    >"$work/guest.out" 2>&1
-grc=$?
-wait "$hpid"
-hrc=$?
-hpid=''
-grep -v "driver page gen" "$work/host.out" | sed 's/^/  host: /'
-grep -h "VPGUEST: INFO" "$work/serial.log" | sed 's/^/  guest: /'
-[ "$grc" = 0 ] || { tail -5 "$work/guest.out"; fail "guest test failed (rc $grc)"; }
-[ "$hrc" = 0 ] || fail "kmod-host failed (rc $hrc)"
-grep -q "kmod-host: FAILED reported" "$work/host.out" ||
-    fail "the driver page did not report the hostile descriptor"
-! grep -q "MISMATCH" "$work/host.out" || fail "the host saw wrong frames"
+kmod_initrd -f "$work/kmod-guest:/kmod-guest"
+# run HOSTILE-KIND SECS [guest env...]: one boot against kmod-host "data KIND".
+run() {
+    local kind=$1 secs=$2
+    shift 2
+    rm -f "$work/info" "$work/ivs.sock" "$work/serial.log"
+    kmod_host_start $((secs + 30)) data "$kind"
+    kmod_boot kmod-data "$secs" -e VP_KD_HOSTILE=1 "$@"
+    grep -v "driver page gen" "$work/host.out" | sed "s/^/  host($kind): /"
+    grep -h "VPGUEST: INFO" "$work/serial.log" | sed "s/^/  guest($kind): /"
+    [ "$grc" = 0 ] || { tail -5 "$work/guest.out"; fail "guest test failed (rc $grc)"; }
+    [ "$hrc" = 0 ] || fail "kmod-host failed (rc $hrc)"
+    grep -q "kmod-host: FAILED reported" "$work/host.out" ||
+        fail "the driver page did not report the hostile descriptor"
+    ! grep -q "MISMATCH" "$work/host.out" || fail "the host saw wrong frames"
+}
+run hostile 280 -e VP_KD_MIB="$mib"
+run loop 100 -e VP_KD_QUICK=1
 echo "$vp_prog: PASS"
