@@ -4,9 +4,12 @@
 #
 #   kmod_prepare VHOST_PCID       checks (exit 77 to skip), $work, $host, $ko
 #   kmod_initrd [mkinitrd args]   $work/initrd.cpio with the module (not loaded)
-#   kmod_host_start SECS ARGS...  kmod-host $work SECS ARGS... until it listens
-#   kmod_boot TEST SECS [run-guest args...]   boot under /tmp/vp-guest-boot.lock; sets
-#                                 $grc (guest) and $hrc (kmod-host, waited for)
+#   kmod_host_start SECS ARGS...  kmod-host $work SECS ARGS... until it listens (SECS
+#                                 from now: the guest's SECS plus the lock wait)
+#   kmod_boot TEST SECS [run-guest args...]   boot under /tmp/vp-guest-boot.lock (waited
+#                                 for up to $kmod_lock_wait s); sets $grc (guest) and
+#                                 $hrc (kmod-host, waited for)
+kmod_lock_wait=300
 . "$here/../guest/lib.sh"
 
 skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
@@ -48,6 +51,7 @@ kmod_initrd() {
 kmod_host_start() {
     local secs=$1
     shift
+    secs=$((secs + kmod_lock_wait))
     timeout $((secs + 20)) "$host" "$work" "$secs" "$@" >"$work/host.out" 2>&1 &
     hpid=$!
     for _ in $(seq 100); do
@@ -61,7 +65,8 @@ kmod_host_start() {
 kmod_boot() {
     local test=$1 secs=$2
     shift 2
-    timeout $((secs + 40)) flock /tmp/vp-guest-boot.lock "$here/../guest/run-guest.sh" \
+    timeout $((secs + kmod_lock_wait + 40)) flock -w $kmod_lock_wait /tmp/vp-guest-boot.lock \
+        "$here/../guest/run-guest.sh" \
         -t "$test" --name "qemu-$test" --initrd "$work/initrd.cpio" -T "$secs" \
         -l "$work/serial.log" --loglevel 6 "$@" \
         -q -object -q "memory-backend-file,id=vpinfo,mem-path=$work/info,size=8K,share=on" \

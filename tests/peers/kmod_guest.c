@@ -6,8 +6,9 @@
  *
  *   kmod-guest tx COUNT SIZE      COUNT datagrams of SIZE pattern bytes to the host,
  *                                 which checks every byte; its verdict is the result
- *   kmod-guest rx COUNT SIZE      pull COUNT datagrams from the host 16 at a time and
- *                                 check every byte here (a lost window is pulled again)
+ *   kmod-guest rx COUNT SIZE      pull COUNT datagrams from the host a window at a time
+ *                                 (16 to 256, by size) and check every byte here (a lost
+ *                                 window is pulled again)
  *   kmod-guest pingme COUNT SIZE  the host pings us COUNT times; all must come back
  *   kmod-guest hostile            ask the host to post a descriptor outside its RAM
  *
@@ -26,7 +27,9 @@
 
 #include "kmod_proto.h"
 
-#define WINDOW 16u
+/* Datagrams pulled at a time: what our receive buffer holds with room to spare. */
+#define WINDOW_BYTES 160000u
+#define WINDOW_MAX 256u
 #define MAXD 65536u
 
 static int sock = -1;
@@ -129,14 +132,16 @@ static int do_tx(uint32_t count, uint32_t size)
 
 static int do_rx(uint32_t count, uint32_t size)
 {
+	uint32_t window = WINDOW_BYTES / (size + 512u);
 	unsigned retries = 0;
 	uint32_t first = 0;
 	double t0 = now_s();
 	struct kn_msg m;
 	char r[96];
 
+	window = window < 16 ? 16 : window > WINDOW_MAX ? WINDOW_MAX : window;
 	while (first < count) {
-		uint32_t n = count - first < WINDOW ? count - first : WINDOW, want = first;
+		uint32_t n = count - first < window ? count - first : window, want = first;
 
 		if (send_msg(KN_PULL, first, n, size, 0))
 			return die("send");

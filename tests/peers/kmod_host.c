@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,14 @@ static int fail(const char *what, int err)
 {
 	printf("kmod-host: FAIL: %s (%d)\n", what, err);
 	return 1;
+}
+
+static volatile sig_atomic_t dump_asked;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	dump_asked = 1;
 }
 
 static int publish(void *win, struct vp_devinfo *info, uint32_t gen, uint32_t status, int cfg_fd)
@@ -184,11 +193,15 @@ int main(int argc, char **argv)
 
 	deadline = kn_now_ms() + timeout_s * 1000ll;
 	if (data) {
+		struct sigaction sa = { .sa_handler = on_usr1 };
+
+		sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART: poll() returns */
 		err = kn_host_new(&kn, fe, ram, RAM_SIZE, &fi, hostile ? own[2] : -1, loop);
 		if (err)
 			return fail("kn_host_new", err);
 	}
-	for (;;) {
+	for (bool slept_idle = false;;) {
+		int pr;
 		struct pollfd pfd[4] = {
 			{ .fd = vpd_ivshmem_fd(ivs), .events = POLLIN },
 			{ .fd = peer[NQ], .events = POLLIN },
@@ -202,13 +215,23 @@ int main(int argc, char **argv)
 		if (left <= 0)
 			return fail("timeout", step);
 		if (kn) {
-			/* Work first; sleep only when the frontend has none. */
-			wait = kn_host_run(kn, wait);
+			/* Work first; sleep only when the frontend has none. Never
+			 * long: a wake-up the guest owed and did not send is then
+			 * found and counted (kn_host_end()) instead of hanging. */
+			wait = kn_host_run(kn, wait, slept_idle);
 			if (wait < 0)
 				return fail("frontend", wait);
+			if (wait > 100)
+				wait = 100;
 		}
-		if (poll(pfd, kn ? 4 : 2, wait) < 0 && errno != EINTR)
+		pr = poll(pfd, kn ? 4 : 2, wait);
+		if (pr < 0 && errno != EINTR)
 			return fail("poll", -errno);
+		slept_idle = pr == 0 && wait > 0;
+		if (dump_asked && kn) {
+			dump_asked = 0;
+			kn_host_dump(kn);
+		}
 		if (kn)
 			vp_netfe_disarm(fe);
 		if (pfd[0].revents) {

@@ -54,6 +54,7 @@ struct kn_host {
 	int64_t ping_deadline;
 	uint64_t echo_replied, arp_replied, frames_in;
 	unsigned mismatches;
+	unsigned missed_wakeups;
 	bool hostile_sent;
 };
 
@@ -391,10 +392,12 @@ static void on_frame(struct kn_host *kn, const unsigned char *f, uint32_t len)
 		on_icmp(kn, ip, ip + ihl, tot - ihl);
 }
 
-int kn_host_run(struct kn_host *kn, int wait_ms)
+int kn_host_run(struct kn_host *kn, int wait_ms, bool idle_timeout)
 {
 	struct vp_pkt p[KN_RXB];
 	int r, rounds = 0;
+
+	bool more;
 
 	do {
 		for (unsigned i = 0; i < KN_RXB; i++)
@@ -405,6 +408,14 @@ int kn_host_run(struct kn_host *kn, int wait_ms)
 		for (int i = 0; i < r; i++)
 			on_frame(kn, kn->rxb[i], p[i].len);
 	} while (r == (int)KN_RXB && ++rounds < 8);
+	/* A full burst may leave frames pulled from the used ring but not yet
+	 * handed out (and their buffers not posted again): arming looks at the
+	 * ring only, so come back at once instead of sleeping on them. */
+	more = r == (int)KN_RXB;
+	/* Armed, slept the whole timeout with no call, and yet frames: a missed
+	 * notification (ours to arm or the guest's to send). */
+	if (idle_timeout && (rounds || r > 0))
+		kn->missed_wakeups++;
 
 	while (kn->pull_next < kn->pull_end) {
 		struct kn_msg m = { KN_PUSHED, kn->pull_next, 0, 0 };
@@ -454,7 +465,7 @@ int kn_host_run(struct kn_host *kn, int wait_ms)
 		if (left < wait_ms)
 			wait_ms = left > 0 ? (int)left : 0;
 	}
-	if (kn->pull_next < kn->pull_end && kn->qn < KN_TXQ)
+	if (more || (kn->pull_next < kn->pull_end && kn->qn < KN_TXQ))
 		wait_ms = 0;
 	r = vp_netfe_arm(kn->fe, true, kn->qn > 0);
 	if (r < 0)
@@ -506,12 +517,33 @@ bool kn_host_hostile_sent(const struct kn_host *kn)
 	return kn->hostile_sent;
 }
 
+static uint16_t ring16(const struct kn_host *kn, uint64_t gpa)
+{
+	return le16toh(__atomic_load_n((const uint16_t *)(const void *)(kn->ram + gpa),
+				       __ATOMIC_ACQUIRE));
+}
+
+void kn_host_dump(const struct kn_host *kn)
+{
+	for (unsigned q = 0; q < 2; q++) {
+		const struct vp_frontend_ring *r = &kn->fi.rings[q];
+
+		printf("kmod-host: ring %u: avail flags %u idx %u used_event %u; used flags %u "
+		       "idx %u avail_event %u\n", q, ring16(kn, r->avail), ring16(kn, r->avail + 2),
+		       ring16(kn, r->avail + 4 + 2u * r->num), ring16(kn, r->used),
+		       ring16(kn, r->used + 2), ring16(kn, r->used + 4 + 8u * r->num));
+	}
+	printf("kmod-host: queued %u, pull %u..%u, next_seq %u, ping %u/%u out %d\n", kn->qn,
+	       kn->pull_next, kn->pull_end, kn->next_seq, kn->ping_sent, kn->ping_n, kn->ping_out);
+}
+
 int kn_host_end(struct kn_host *kn)
 {
 	const struct vp_net_stats *s = vp_netfe_stats(kn->fe);
 
 	printf("kmod-host: frontend: %" PRIu64 " frames in, %" PRIu64 " out; %" PRIu64
-	       " ARP and %" PRIu64 " echo replies; %u mismatches\n", s->rx_packets,
-	       s->tx_packets, kn->arp_replied, kn->echo_replied, kn->mismatches);
+	       " ARP and %" PRIu64 " echo replies; %u mismatches; %u missed wake-ups\n",
+	       s->rx_packets, s->tx_packets, kn->arp_replied, kn->echo_replied, kn->mismatches,
+	       kn->missed_wakeups);
 	return kn->mismatches ? -EIO : 0;
 }

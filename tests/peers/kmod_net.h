@@ -22,9 +22,13 @@ int kn_host_new(struct kn_host **out, struct vp_netfe *fe, void *ram, uint64_t r
 		const struct vp_frontend_info *fi, int kick_fd, bool loop);
 void kn_host_free(struct kn_host *kn);
 /* Receive, answer, send what is queued. Returns how long the caller may
- * sleep in poll() on the frontend's fds (<= wait_ms; armed), or -EIO. */
-int kn_host_run(struct kn_host *kn, int wait_ms);
+ * sleep in poll() on the frontend's fds (<= wait_ms; armed), or -EIO.
+ * idle_timeout: the last sleep ran out with no fd ready (frames found now
+ * count as a missed wake-up). */
+int kn_host_run(struct kn_host *kn, int wait_ms, bool idle_timeout);
 bool kn_host_hostile_sent(const struct kn_host *kn);
+/* The rings' indexes and our state, for a test that hangs (SIGUSR1). */
+void kn_host_dump(const struct kn_host *kn);
 /* CLOCK_MONOTONIC in ms. */
 int64_t kn_now_ms(void);
 /* Summary; -EIO if any frame was wrong. */

@@ -49,6 +49,9 @@ if [ "${VP_KD_QUICK:-0}" != 1 ]; then
 n=$((mib * 1048576 / 1400))
 kgrun tx $n 1400
 kgrun rx $n 1400
+# Small frames (128 bytes on the wire): the per-frame cost.
+kgrun tx 20000 70
+kgrun rx 20000 70
 counters
 [ "$(stat tx_dropped)" = 0 ] || vp_fail "tx_dropped $(stat tx_dropped) at MTU 1500"
 
