@@ -33,6 +33,7 @@ struct vp_wait_ops {
 
 extern const struct vp_wait_ops vp_net_wait_ops;
 extern const struct vp_wait_ops vp_netfe_wait_ops;
+extern const struct vp_wait_ops vp_net21_wait_ops;
 
 struct vp_wait_item {
 	const struct vp_wait_ops *ops;
