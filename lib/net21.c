@@ -181,11 +181,14 @@ static void resync(struct vp_net21 *n, uint32_t pe)
  * Is the link up? A new epoch of theirs is acknowledged here. Their
  * indexes are trusted to belong to this session only after the acquire of
  * their peer_epoch matches ours (pairs with the store-release in resync()
- * or attach() on their side).
+ * or attach() on their side). A peer that detached (state 0, same epoch)
+ * can still be drained of what it published before (rx true): its section
+ * stays with the allocator; only sending to it stops.
  */
-static bool link_ok(struct vp_net21 *n)
+static bool session_ok(struct vp_net21 *n, bool rx)
 {
 	uint32_t pe;
+	bool ok;
 
 	if (unlikely(n->broken))
 		return false;
@@ -197,9 +200,14 @@ static bool link_ok(struct vp_net21 *n)
 		}
 		resync(n, pe);
 	}
-	n->up = ld32_acq(&n->pc->peer_epoch) == n->epoch &&
-		ld32_acq(&n->pc->state) == VP21_STATE_ATTACHED;
-	return n->up;
+	ok = ld32_acq(&n->pc->peer_epoch) == n->epoch;
+	n->up = ok && ld32_acq(&n->pc->state) == VP21_STATE_ATTACHED;
+	return rx ? ok : n->up;
+}
+
+static bool link_ok(struct vp_net21 *n)
+{
+	return session_ok(n, false);
 }
 
 /*
@@ -234,13 +242,14 @@ static int violation(struct vp_net21 *n, const char *fmt, ...)
 static int rx_walk(struct vp_net21 *n, struct vp_pkt *pkts, unsigned count, bool into)
 {
 	const struct geom *g = &n->pg;
-	uint16_t avail, old = n->consumed, pos = old, pending;
+	uint16_t avail, old, pos, pending;
 	unsigned got = 0;
 
 	if (unlikely(n->broken))
 		return -EIO;
-	if (!link_ok(n))
+	if (!session_ok(n, true))
 		return 0;
+	old = pos = n->consumed;  /* after a resync, not before */
 	/* Pairs with the store-release of avail in their publish(). */
 	avail = ld16_acq(&n->pc->avail);
 	pending = (uint16_t)(avail - pos);
@@ -307,7 +316,7 @@ unsigned vp_net21_rx_pending(struct vp_net21 *n)
 {
 	uint16_t d;
 
-	if (!link_ok(n))
+	if (!session_ok(n, true))
 		return 0;
 	d = (uint16_t)(ld16_acq(&n->pc->avail) - n->consumed);
 	return d <= n->pg.num ? d : 0;
@@ -377,9 +386,9 @@ static int tx_prep(struct vp_net21 *n)
 int vp_net21_tx_burst(struct vp_net21 *n, const struct vp_pkt *pkts, unsigned count,
 		      unsigned flags)
 {
-	uint16_t old = n->avail;
 	unsigned done = 0;
 	int room = tx_prep(n);
+	uint16_t old = n->avail;  /* after a resync, not before */
 
 	if (room < 0)
 		return room == -EAGAIN ? 0 : room;
@@ -460,7 +469,7 @@ int vp_net21_tx_commit(struct vp_net21 *n, const struct vp_pkt *pkts, unsigned c
 
 static bool rx_ready(struct vp_net21 *n)
 {
-	return link_ok(n) && ld16_acq(&n->pc->avail) != n->consumed;
+	return session_ok(n, true) && ld16_acq(&n->pc->avail) != n->consumed;
 }
 
 static bool tx_ready(struct vp_net21 *n)
