@@ -69,6 +69,43 @@ VP_API int vp_window21_peer_fds(const struct vp_window21 *w, unsigned peer,
 /* The window's size in bytes (header and both sections). */
 VP_API uint64_t vp_window21_size(const struct vp_window21 *w);
 
+/* ---- the pair broker: a socket that hands out a window's two halves ----
+ *
+ * Native protocol (docs/protocol.md, VHOST_PCI_PAIR21_JOIN): a peer
+ * connects and sends PAIR21_JOIN; the broker answers with the peer id it
+ * got and that peer's seven fds, and keeps the connection: its end is how
+ * the broker frees the slot (a peer that comes back gets its section
+ * again). A third peer, or anything but a JOIN, gets ERROR with the reason.
+ */
+
+struct vp_pair21;
+
+/*
+ * Listen on path (an existing socket file is replaced) with a new window
+ * (cfg as vp_window21_new()). -errno, logged.
+ */
+VP_API int vp_pair21_new(struct vp_pair21 **out, const char *path,
+			 const struct vp_window21_config *cfg);
+VP_API void vp_pair21_free(struct vp_pair21 *b);
+/* One fd to poll (POLLIN) for everything the broker serves: an epoll fd. */
+VP_API int vp_pair21_fd(const struct vp_pair21 *b);
+/* Serve what is there without blocking. 0, or a fatal -errno. */
+VP_API int vp_pair21_control(struct vp_pair21 *b);
+/* Peer slot i (0, 1) is held by a connection that joined. */
+VP_API bool vp_pair21_joined(const struct vp_pair21 *b, unsigned i);
+/* Joins served and refused (pair full, bad messages) so far. */
+VP_API void vp_pair21_counts(const struct vp_pair21 *b, uint64_t *joins, uint64_t *refused);
+
+/*
+ * A peer's side: connect to a broker at path, JOIN, and receive the fds
+ * (the caller's: vp_net21_fds_close()). *sock is the connection, kept open
+ * for as long as the peer uses the window (the caller closes it; it reads
+ * as closed when the broker goes away). Blocks up to timeout_ms. -errno,
+ * -ECONNREFUSED with the broker's reason logged when it refuses.
+ */
+VP_API int vp_pair21_join(const char *path, int timeout_ms, struct vp_net21_fds *fds,
+			  int *sock);
+
 /* ---- a peer ---- */
 
 struct vp_net21;
