@@ -288,6 +288,23 @@ void vp_pair21_counts(const struct vp_pair21 *b, uint64_t *joins, uint64_t *refu
 	*refused = b->refused;
 }
 
+int vp_pair21_join_local(struct vp_pair21 *b, struct vp_net21_fds *fds)
+{
+	for (unsigned i = 0; i < VP21_PEERS; i++) {
+		int r;
+
+		if (b->held[i])
+			continue;
+		r = vp_window21_peer_fds(b->w, i, fds);
+		if (r < 0)
+			return r;
+		b->held[i] = true;  /* ours for the broker's life */
+		b->joins++;
+		return 0;
+	}
+	return -EBUSY;
+}
+
 static int64_t mono_ms(void)
 {
 	return (int64_t)(now_ns() / 1000000);

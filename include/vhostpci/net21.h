@@ -97,6 +97,13 @@ VP_API bool vp_pair21_joined(const struct vp_pair21 *b, unsigned i);
 VP_API void vp_pair21_counts(const struct vp_pair21 *b, uint64_t *joins, uint64_t *refused);
 
 /*
+ * The broker's own process as a peer (vp-vm serving a pair itself): the
+ * first free slot, held until vp_pair21_free(), and its fds as a JOIN
+ * would give them. -EBUSY if both are held.
+ */
+VP_API int vp_pair21_join_local(struct vp_pair21 *b, struct vp_net21_fds *fds);
+
+/*
  * A peer's side: connect to a broker at path, JOIN, and receive the fds
  * (the caller's: vp_net21_fds_close()). *sock is the connection, kept open
  * for as long as the peer uses the window (the caller closes it; it reads

@@ -20,6 +20,8 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -975,4 +977,146 @@ TEST(refusals_at_attach_close_nothing_of_ours)
 	CHECK_EQ(tu_count_fds(), fds0);
 	vp_net21_fds_close(&f);
 	vp_window21_free(w);
+}
+
+/* ---- the pair broker ---- */
+
+static char sock_dir[64];
+
+static const char *broker_path(void)
+{
+	static char path[128];
+
+	if (!sock_dir[0]) {
+		strcpy(sock_dir, "/tmp/vp-net21-test-XXXXXX");
+		if (!mkdtemp(sock_dir))
+			sock_dir[0] = 0;
+	}
+	snprintf(path, sizeof(path), "%s/pair.sock", sock_dir);
+	return path;
+}
+
+/* A child that joins, and runs `count` frames each way (who from its id). */
+static pid_t spawn_joiner(const char *path, uint32_t count)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct vp_net21_fds f;
+		struct vp_net21 *n = NULL;
+		int s, rc;
+
+		alarm(120);
+		if (vp_pair21_join(path, 5000, &f, &s) < 0)
+			_exit(70);
+		if (vp_net21_new(&n, &f, VP_NET_IRQ) < 0)
+			_exit(71);
+		vp_net21_fds_close(&f);
+		rc = run_peer(n, f.peer, 1, count, 1, count, 100);
+		vp_net21_free(n);
+		close(s);
+		_exit(rc);
+	}
+	return pid;
+}
+
+/* Serve the broker until the children are gone (or 60 s). */
+static void serve_until_exit(struct vp_pair21 *b, pid_t *pids, int *codes, unsigned n)
+{
+	int64_t end = now_ms() + 60000;
+	unsigned left = n;
+
+	for (unsigned i = 0; i < n; i++)
+		codes[i] = -1;
+	while (left && now_ms() < end) {
+		struct pollfd p = { .fd = vp_pair21_fd(b), .events = POLLIN };
+
+		poll(&p, 1, 10);
+		CHECK_EQ(vp_pair21_control(b), 0);
+		for (unsigned i = 0; i < n; i++) {
+			int st;
+
+			if (codes[i] < 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+				codes[i] = WIFSIGNALED(st) ? 1000 + WTERMSIG(st) : WEXITSTATUS(st);
+				left--;
+			}
+		}
+	}
+}
+
+TEST(pair_broker_two_peers_traffic_third_refused_fds)
+{
+	int fds0 = tu_count_fds();
+	const char *path = broker_path();
+	struct vp_pair21 *b;
+	pid_t pid[2];
+	int code[2];
+	uint64_t joins, refused;
+
+	REQUIRE(vp_pair21_new(&b, path, NULL) == 0);
+	pid[0] = spawn_joiner(path, 100000);
+	pid[1] = spawn_joiner(path, 100000);
+	/* Once both joined, a third is refused with the reason. */
+	{
+		int64_t end = now_ms() + 10000;
+
+		while (!(vp_pair21_joined(b, 0) && vp_pair21_joined(b, 1)) && now_ms() < end) {
+			struct pollfd p = { .fd = vp_pair21_fd(b), .events = POLLIN };
+
+			poll(&p, 1, 10);
+			vp_pair21_control(b);
+		}
+		CHECK(vp_pair21_joined(b, 0) && vp_pair21_joined(b, 1));
+	}
+	{
+		pid_t third = fork();
+
+		if (third == 0) {
+			struct vp_net21_fds f;
+			int s;
+
+			alarm(20);
+			_exit(vp_pair21_join(path, 5000, &f, &s) == -ECONNREFUSED ? 0 : 1);
+		}
+		serve_until_exit(b, &third, code, 1);
+		CHECK_EQ(code[0], 0);
+	}
+	/* Anything but a JOIN: ERROR, closed. */
+	{
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		struct vp_msg m;
+		struct vp_rx rx;
+		int r = 0;
+		int64_t end = now_ms() + 5000;
+
+		strcpy(sa.sun_path, path);
+		REQUIRE(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+		vp_msg_init(&m, VP_PCI_HELLO, 0);
+		m.p.hello.magic = VP_PCI_MAGIC;
+		m.p.hello.major = 1;
+		REQUIRE(vp_sock_send(s, &m) == 0);
+		fcntl(s, F_SETFL, O_NONBLOCK);
+		vp_rx_init(&rx);
+		while (r == 0 && now_ms() < end) {
+			vp_pair21_control(b);
+			r = vp_sock_recv(s, &rx, &m);
+			if (!r)
+				usleep(1000);
+		}
+		CHECK_EQ(r, 1);
+		CHECK_EQ(m.request, VP_PCI_ERROR);
+		close(s);
+	}
+	serve_until_exit(b, pid, code, 2);
+	CHECK_EQ(code[0], 0);
+	CHECK_EQ(code[1], 0);
+	vp_pair21_counts(b, &joins, &refused);
+	CHECK_EQ(joins, 2);
+	CHECK_EQ(refused, 2);
+	/* Both left: their slots are free again, a returning peer joins. */
+	CHECK(!vp_pair21_joined(b, 0) && !vp_pair21_joined(b, 1));
+	vp_pair21_free(b);
+	CHECK_EQ(tu_count_fds(), fds0);
+	rmdir(sock_dir);
 }
