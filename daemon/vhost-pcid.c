@@ -351,6 +351,10 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 			case VPD_W_BDEV:
 				vpd_bevm_watch(d, w, evs[i].events);
 				break;
+			case VPD_W_PAIR21:
+				if (vpd_pair21_event(w->obj) < 0)
+					return 1;
+				break;
 			}
 		}
 		vpd_relay_tick(d);
@@ -530,11 +534,18 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (unsigned i = 0; i < o.specs.n; i++) {
-		d.servers[i].d = &d;
-		d.servers[i].spec = o.specs.v[i];
+		struct vpd_server *s = &d.servers[d.nservers];
+
+		if (o.specs.v[i].pair21) {
+			if (vpd_pair21_add(&d, &o.specs.v[i]) < 0)
+				goto out;
+			continue;
+		}
+		s->d = &d;
+		s->spec = o.specs.v[i];
 		memset(&o.specs.v[i], 0, sizeof(o.specs.v[i]));
 		d.nservers++;
-		if (start_server(&d, &d.servers[i]) < 0)
+		if (start_server(&d, s) < 0)
 			goto out;
 	}
 	if (vpd_bevm_init(&d) < 0)
@@ -544,6 +555,7 @@ int main(int argc, char **argv)
 	status = run(&d, ctl, sigfd);
 out:
 	stop_servers(&d);
+	vpd_pair21_free_all(&d);
 	vpd_relay_free_all(&d);
 	vpd_bevm_free_all(&d);
 	vpd_control_close(ctl);
