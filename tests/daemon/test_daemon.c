@@ -3185,7 +3185,7 @@ int main(int argc, char **argv)
  * fault: checked through the fd's access mode and a refused mprotect), move
  * 20000 frames each way, and "pairs" shows who joined; a third is refused.
  */
-static int pair_peer(const char *path, unsigned *who)
+static int pair_peer(const char *path, unsigned *who, int hold_fd)
 {
 	struct vp_net21_fds f;
 	struct vp_net21 *n = NULL;
@@ -3236,6 +3236,12 @@ static int pair_peer(const char *path, unsigned *who)
 		if (!r && !e)
 			vp_net21_wait(n, got < 20000, sent < 20000, 50);
 	}
+	/* Stay joined until the test has looked (the pipe's write end closes). */
+	{
+		struct pollfd hp = { .fd = hold_fd, .events = POLLIN };
+
+		poll(&hp, 1, 20000);
+	}
 	vp_net21_free(n);
 	close(s);
 	return sent == 20000 && got == 20000 ? 0 : 17;
@@ -3249,19 +3255,23 @@ TEST(pair21_design_served_shown_and_full)
 	pid_t kid[2];
 	struct jv *doc;
 	const struct jv *p;
+	int hold[2];
 
 	REQUIRE(daemon_init(&d));
 	snprintf(s0, sizeof(s0), "path=%s,id=pair0,design=2.1", d.net0);
 	REQUIRE(daemon_spawn_argv(&d, args));
+	REQUIRE(pipe2(hold, O_CLOEXEC) == 0);
 	for (unsigned i = 0; i < 2; i++) {
 		kid[i] = fork();
 		if (kid[i] == 0) {
 			unsigned who = 9;
 
 			alarm(60);
-			_exit(pair_peer(d.net0, &who));
+			close(hold[1]);
+			_exit(pair_peer(d.net0, &who, hold[0]));
 		}
 	}
+	close(hold[0]);
 	/* Both joined: shown, and a third is refused. */
 	{
 		int64_t end = now_ms() + 10000;
@@ -3284,6 +3294,7 @@ TEST(pair21_design_served_shown_and_full)
 		}
 		CHECK(both);
 	}
+	close(hold[1]);
 	for (unsigned i = 0; i < 2; i++)
 		CHECK(exited_with(wait_exit(kid[i], 30000), 0));
 	doc = ask(&d, "pairs");
