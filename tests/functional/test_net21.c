@@ -733,6 +733,18 @@ TEST(hostile_random_garbage_racing)
 		alarm(60);
 		for (uint32_t k = 0;; k++) {
 			x = mix(k) ^ x;
+			if (!(k & 63)) {
+				/* Now and then behave for a moment: a valid frame
+				 * proves the link still works between the breaks. */
+				uint16_t at = o->consumed;
+
+				c->peer_epoch = o->epoch;
+				ring[at % 16].off = h.geo.buf_off;
+				ring[at % 16].len = HDR + 60;
+				c->avail = (uint16_t)(at + 1);
+				usleep(200);
+				continue;
+			}
 			switch (x % 8) {
 			case 0: c->avail = (uint16_t)(x >> 8); break;
 			case 1: c->consumed = (uint16_t)(x >> 8); break;
@@ -740,9 +752,14 @@ TEST(hostile_random_garbage_racing)
 			case 3: ring[(x >> 4) % 16].len = mix(x) % 4096; break;
 			case 4: c->avail = (uint16_t)(c->avail + 1); break;
 			case 5: c->peer_epoch = o->epoch; break;
-			case 6:  /* just ahead of what it consumed: often valid */
-				c->avail = (uint16_t)(o->consumed + x % 3);
+			case 6: {  /* now and then a valid frame: the link must still work */
+				uint16_t at = o->consumed;
+
+				ring[at % 16].off = h.geo.buf_off;
+				ring[at % 16].len = HDR + 60;
+				c->avail = (uint16_t)(at + 1);
 				break;
+			}
 			default:
 				ring[(x >> 4) % 16].off = h.geo.buf_off + (x >> 12) % 1024;
 				ring[(x >> 4) % 16].len = x % 3000;
