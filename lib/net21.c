@@ -555,14 +555,11 @@ const struct vp_wait_ops vp_net21_wait_ops = {
 
 int vp_net21_wait(struct vp_net21 *n, bool want_rx, bool want_tx, int timeout_ms)
 {
-	const struct vp_wait_item it = { &vp_net21_wait_ops, n, want_rx, want_tx };
-	struct pollfd pf[2];
-	unsigned short owner[2];
 	int r;
 
 	if (n->broken)
 		return -EIO;
-	r = vp_wait_core(&it, 1, pf, owner, 0, 2, timeout_ms);
+	r = vp_wait_one(&vp_net21_wait_ops, n, want_rx, want_tx, timeout_ms);
 	return n->broken ? -EIO : r;
 }
 

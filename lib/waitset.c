@@ -126,6 +126,15 @@ out:
 	return r;
 }
 
+int vp_wait_one(const struct vp_wait_ops *ops, void *obj, bool rx, bool tx, int timeout_ms)
+{
+	const struct vp_wait_item it = { ops, obj, rx, tx };
+	struct pollfd pf[2];
+	unsigned short owner[2];
+
+	return vp_wait_core(&it, 1, pf, owner, 0, 2, timeout_ms);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Wait sets                                                                */
 

@@ -407,6 +407,26 @@ static void vm_args(struct argv_b *b, const char *name, int cpu, enum vp_net_mod
 	}
 }
 
+/* The traffic apps of a throughput run: a generator of D.seconds, a sink
+ * that ends with the generator's END frame. */
+static void app_gen(struct argv_b *b, unsigned size)
+{
+	arg(b, "--app");
+	arg(b, "gen");
+	arg(b, "--size");
+	argf(b, "%u", size);
+	arg(b, "--seconds");
+	argf(b, "%.3f", D.seconds);
+}
+
+static void app_sink(struct argv_b *b)
+{
+	arg(b, "--app");
+	arg(b, "sink");
+	arg(b, "--ends");
+	arg(b, "1");
+}
+
 enum path { P_FE2BE, P_BE2FE, P_PAIR21, P_VSWITCH, P_LAT_VP, P_LAT_VS, NPATHS };
 static const char *const path_label[NPATHS] = {
 	"vhost-pci  frontend -> backend", "vhost-pci  backend -> frontend",
@@ -521,17 +541,9 @@ static struct result run(enum path p, unsigned size, unsigned round)
 			arg(&b, "--app");
 			arg(&b, "echo");
 		} else if (be_sends) {
-			arg(&b, "--app");
-			arg(&b, "gen");
-			arg(&b, "--size");
-			argf(&b, "%u", size);
-			arg(&b, "--seconds");
-			argf(&b, "%.3f", D.seconds);
+			app_gen(&b, size);
 		} else {
-			arg(&b, "--app");
-			arg(&b, "sink");
-			arg(&b, "--ends");
-			arg(&b, "1");
+			app_sink(&b);
 		}
 		if (spawn(&D.kids[D.nkids++], names[0], b.a) < 0)
 			break;
@@ -550,17 +562,9 @@ static struct result run(enum path p, unsigned size, unsigned round)
 			arg(&b, "--seconds");
 			argf(&b, "%.3f", D.lat_seconds);
 		} else if (be_sends) {
-			arg(&b, "--app");
-			arg(&b, "sink");
-			arg(&b, "--ends");
-			arg(&b, "1");
+			app_sink(&b);
 		} else {
-			arg(&b, "--app");
-			arg(&b, "gen");
-			arg(&b, "--size");
-			argf(&b, "%u", size);
-			arg(&b, "--seconds");
-			argf(&b, "%.3f", D.seconds);
+			app_gen(&b, size);
 		}
 		spawn(&D.kids[D.nkids++], names[1], b.a);
 		need[nneed++] = 1;
@@ -580,10 +584,7 @@ static struct result run(enum path p, unsigned size, unsigned round)
 		arg(&b, "--pair21-serve");
 		arg(&b, p21_sock);
 		arg(&b, "--quiet");
-		arg(&b, "--app");
-		arg(&b, "sink");
-		arg(&b, "--ends");
-		arg(&b, "1");
+		app_sink(&b);
 		if (spawn(&D.kids[D.nkids++], names[0], b.a) < 0)
 			break;
 		wait_for_file(p21_sock, 3000);
@@ -591,12 +592,7 @@ static struct result run(enum path p, unsigned size, unsigned round)
 		arg(&b, "--pair21");
 		arg(&b, p21_sock);
 		arg(&b, "--quiet");
-		arg(&b, "--app");
-		arg(&b, "gen");
-		arg(&b, "--size");
-		argf(&b, "%u", size);
-		arg(&b, "--seconds");
-		argf(&b, "%.3f", D.seconds);
+		app_gen(&b, size);
 		spawn(&D.kids[D.nkids++], names[1], b.a);
 		need[nneed++] = 1;
 		need[nneed++] = 0;
