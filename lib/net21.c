@@ -736,6 +736,34 @@ static void geom_of(struct geom *g, const struct vp21_section *s)
 	g->num = le16toh(s->ring_num);
 }
 
+/*
+ * Map a section between two PROT_NONE guard pages: a read or write past
+ * either end faults at once instead of landing in whatever the kernel put
+ * next to it, so a bound missed anywhere shows up in every test instead of
+ * reading neighbouring memory.
+ */
+static void *map_guarded(int fd, uint64_t size, int prot)
+{
+	uint8_t *r = mmap(NULL, size + 2 * VP21_PAGE, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (r == MAP_FAILED)
+		return MAP_FAILED;
+	if (mmap(r + VP21_PAGE, size, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+		int e = errno;
+
+		munmap(r, size + 2 * VP21_PAGE);
+		errno = e;
+		return MAP_FAILED;
+	}
+	return r + VP21_PAGE;
+}
+
+static void unmap_guarded(const void *p, uint64_t size)
+{
+	munmap((uint8_t *)(uintptr_t)p - VP21_PAGE, size + 2 * VP21_PAGE);
+}
+
 int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *f, enum vp_net_mode mode)
 {
 	struct vp21_header h;
@@ -770,13 +798,13 @@ int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *f, enum vp_ne
 		r = check_fd(f->peer_fd, n->pg.size, false, "the other's section", n->me);
 	if (r)
 		goto fail;
-	m = mmap(NULL, n->mg.size, PROT_READ | PROT_WRITE, MAP_SHARED, f->my_fd, 0);
+	m = map_guarded(f->my_fd, n->mg.size, PROT_READ | PROT_WRITE);
 	if (m == MAP_FAILED) {
 		r = -errno;
 		goto fail;
 	}
 	n->my = m;
-	m = mmap(NULL, n->pg.size, PROT_READ, MAP_SHARED, f->peer_fd, 0);
+	m = map_guarded(f->peer_fd, n->pg.size, PROT_READ);
 	if (m == MAP_FAILED) {
 		r = -errno;
 		goto fail;
@@ -827,9 +855,9 @@ void vp_net21_free(struct vp_net21 *n)
 			signal_peer(n, n->peer_tx_fd);
 	}
 	if (n->my)
-		munmap(n->my, n->mg.size);
+		unmap_guarded(n->my, n->mg.size);
 	if (n->peer)
-		munmap((void *)n->peer, n->pg.size);
+		unmap_guarded(n->peer, n->pg.size);
 	close_fd(&n->rx_fd);
 	close_fd(&n->tx_fd);
 	close_fd(&n->peer_rx_fd);

@@ -854,6 +854,51 @@ static uintptr_t find_mapping(const char *name, char perms[5])
 	return lo;
 }
 
+/* The mapping named name has a PROT_NONE page right before and right after
+ * it (the library's guards: a missed bound faults instead of reading a
+ * neighbour). */
+static bool guarded(const char *name)
+{
+	FILE *fp = fopen("/proc/self/maps", "r");
+	char line[512], prev_perms[5] = "", perms[5];
+	uintptr_t lo, hi, prev_hi = 0, sec_hi = 0;
+	bool before = false, after = false, in = false;
+
+	if (!fp)
+		return false;
+	while (fgets(line, sizeof(line), fp)) {
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %4s", &lo, &hi, perms) != 3)
+			continue;
+		if (in) {
+			after = lo == sec_hi && !strcmp(perms, "---p");
+			break;
+		}
+		if (strstr(line, name)) {
+			before = prev_hi == lo && !strcmp(prev_perms, "---p");
+			sec_hi = hi;
+			in = true;
+		}
+		prev_hi = hi;
+		memcpy(prev_perms, perms, sizeof(perms));
+	}
+	fclose(fp);
+	return before && after;
+}
+
+TEST(sections_are_mapped_between_guard_pages)
+{
+	struct vp_window21 *w = win_new(16);
+	struct vp_net21 *n;
+
+	REQUIRE(w);
+	n = peer_new(w, 0, VP_NET_POLL);
+	REQUIRE(n);
+	CHECK(guarded("vp21-section0"));
+	CHECK(guarded("vp21-section1"));
+	vp_net21_free(n);
+	vp_window21_free(w);
+}
+
 TEST(permissions_write_into_other_section_dies_of_sigsegv)
 {
 	struct vp_window21 *w = win_new(16);
