@@ -322,6 +322,16 @@ unsigned vp_net21_rx_pending(struct vp_net21 *n)
 	return d <= n->pg.num ? d : 0;
 }
 
+unsigned vp_net21_tx_pending(struct vp_net21 *n)
+{
+	uint16_t d;
+
+	if (!link_ok(n))
+		return 0;
+	d = (uint16_t)(n->avail - ld16_acq(&n->pc->consumed));
+	return d <= n->mg.num ? d : 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Transmit                                                                 */
 

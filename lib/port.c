@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vhostpci/client.h"
@@ -1097,6 +1098,7 @@ static void p21_lost(struct vp_port *p, const char *why, const char *detail)
 static void p21_detach(struct vp_port *p, const char *why)
 {
 	p21_lost(p, why, NULL);
+	p->drain_until_ns = 0;
 	if (p->n21) {
 		vp_net_stats_add(&p->acc, vp_net21_stats(p->n21));
 		vp_net21_free(p->n21);
@@ -1158,8 +1160,17 @@ static int p21_control(struct vp_port *p)
 			return r;
 		}
 	}
-	if (p->n21 && p21_broker_gone(p))
+	/* The broker went away: what the other peer published before is still
+	 * in the window, read it first (up to DRAIN_NS), then join anew. */
+	if (p->n21 && p21_broker_gone(p)) {
+		close_fd(&p->p21_sock);
+		p->drain_until_ns = now() + DRAIN_NS;
+	}
+	if (p->n21 && p->drain_until_ns &&
+	    (!vp_net21_rx_pending(p->n21) || now() >= p->drain_until_ns)) {
+		p->drain_until_ns = 0;
 		p21_detach(p, "the pair broker went away");
+	}
 	if (p->n21 && vp_net21_broken(p->n21)) {
 		p21_lost(p, "the other peer broke the window", vp_net21_broken(p->n21));
 		/* A new epoch in our section: the other peer may come back sane. */
@@ -1282,6 +1293,8 @@ static int p21_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_ite
 		lower_timeout(timeout_ms, p->retry_at_ns);
 		return 0;
 	}
+	if (p->drain_until_ns)
+		lower_timeout(timeout_ms, p->drain_until_ns);
 	if (vp_net21_broken(p->n21) || vp_net21_up(p->n21) != p->p21_up)
 		return -EAGAIN;  /* control has something to do */
 	if ((!rx && !tx) || !max_it)
@@ -1292,6 +1305,20 @@ static int p21_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_ite
 
 static void p21_close(struct vp_port *p)
 {
+	/* Like a frontend shutting down cleanly: let the other peer take what
+	 * we published (up to 1 s) before we leave and our broker with us. */
+	if (p->n21 && vp_net21_up(p->n21)) {
+		int64_t end = now() + CLOSE_NS;
+
+		while (now() < end && vp_net21_tx_pending(p->n21) && vp_net21_up(p->n21)) {
+			struct timespec nap = { 0, 1000000 };
+
+			/* A wait for room would return at once: nap instead. */
+			if (p->pair)
+				vp_pair21_control(p->pair);
+			nanosleep(&nap, NULL);
+		}
+	}
 	p21_detach(p, "closed");
 	vp_pair21_free(p->pair);
 	p->pair = NULL;

@@ -162,6 +162,9 @@ VP_API int vp_net21_rx_burst(struct vp_net21 *n, struct vp_pkt *pkts, unsigned c
 VP_API int vp_net21_rx_into(struct vp_net21 *n, struct vp_pkt *pkts, unsigned count);
 /* Frames waiting from the other peer (0 if not up or broken). */
 VP_API unsigned vp_net21_rx_pending(struct vp_net21 *n);
+/* Frames we published that the other peer has not taken yet (0 if not up
+ * or broken): a peer that leaves waits for 0 first. */
+VP_API unsigned vp_net21_tx_pending(struct vp_net21 *n);
 
 /*
  * Zero copy TX: lend up to count free slots of our own section

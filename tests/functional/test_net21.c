@@ -443,6 +443,7 @@ TEST(zero_copy_reserve_commit)
 		frame_fill(&p[i], 0, 3, i);
 	CHECK_EQ(vp_net21_tx_commit(a, p, 5), 5);
 	CHECK_EQ(vp_net21_rx_pending(b), 5);
+	CHECK_EQ(vp_net21_tx_pending(a), 5);
 	for (unsigned i = 0; i < BURST; i++) {
 		bf->rp[i].data = bf->rx[i];
 		bf->rp[i].len = CAP;
@@ -454,6 +455,7 @@ TEST(zero_copy_reserve_commit)
 	CHECK_EQ(vp_net21_rx_into(b, bf->rp + 2, 3), 3);
 	for (unsigned i = 0; i < 5; i++)
 		CHECK_EQ(frame_check(&bf->rp[i], 0, 3, i), 0);
+	CHECK_EQ(vp_net21_tx_pending(a), 0);
 	vp_net21_free(a);
 	vp_net21_free(b);
 	vp_window21_free(w);
