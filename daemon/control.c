@@ -361,17 +361,20 @@ static char *run_command(struct vpd_control *c, char *line, size_t *len)
 		argv[argc++] = tok;
 	}
 	if (!argc)
-		return jw_error_doc("empty command (commands: list, servers, show ID, drop ID)", len);
+		return jw_error_doc("empty command (commands: list, servers, pairs, show ID, "
+				    "drop ID)", len);
 
 	bool list = !strcmp(argv[0], "list"), servers = !strcmp(argv[0], "servers");
 	bool show = !strcmp(argv[0], "show"), drop = !strcmp(argv[0], "drop");
+	bool pairs = !strcmp(argv[0], "pairs");
 
-	if (!list && !servers && !show && !drop) {
+	if (!list && !servers && !show && !drop && !pairs) {
 		snprintf(msg, sizeof(msg),
-			 "unknown command '%s' (commands: list, servers, show ID, drop ID)", argv[0]);
+			 "unknown command '%s' (commands: list, servers, pairs, show ID, drop ID)",
+			 argv[0]);
 		return jw_error_doc(msg, len);
 	}
-	if ((list || servers) && argc != 1) {
+	if ((list || servers || pairs) && argc != 1) {
 		snprintf(msg, sizeof(msg), "'%s' takes no argument", argv[0]);
 		return jw_error_doc(msg, len);
 	}
@@ -405,6 +408,10 @@ static char *run_command(struct vpd_control *c, char *line, size_t *len)
 			if (c->d->servers[s].srv)
 				render_server(&w, &c->d->servers[s]);
 		jw_arr_end(&w);
+		jw_obj_end(&w);
+	} else if (pairs) {
+		jw_obj_begin(&w, NULL);
+		vpd_pair21_render(&w, c->d);
 		jw_obj_end(&w);
 	} else if (show) {
 		jw_obj_begin(&w, NULL);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vhostpci/net21.h"
 #include "vhostpci/server.h"
 #include "spec.h"
 
@@ -18,6 +19,7 @@ enum vpd_watch_kind {
 	VPD_W_RELAY,
 	VPD_W_BEVM,            /* obj: a struct vpd_bevm (its QMP connection) */
 	VPD_W_BDEV,            /* obj: a struct vpd_bdev (one of its fds) */
+	VPD_W_PAIR21,          /* obj: a struct vpd_pair21 (its broker's epoll fd) */
 };
 
 struct vpd_watch {
@@ -61,7 +63,25 @@ struct vpd {
 	const char *run_dir;           /* per-device files for backend VMs (bevm.c) */
 	struct vpd_bevm *bevms;        /* backend VMs (bevm.c) */
 	struct vpd_bdev *bdevs;        /* devices given to them */
+	struct vpd_pair21 *pairs;      /* design=2.1 specs: pair brokers (pair21.c) */
+	unsigned npairs;
 };
+
+/* ---- pair21.c: 2.1 pairs (design=2.1) ---- */
+
+struct vpd_pair21;
+struct jw;
+
+/* Serve a design=2.1 spec (taken over: *spec is cleared). -errno, logged. */
+int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec);
+/* Its broker's fd fired. A negative errno is fatal for the daemon. */
+int vpd_pair21_event(struct vpd_pair21 *p);
+void vpd_pair21_free_all(struct vpd *d);
+/* Is a pair broker running with exactly this spec? (SIGHUP: pairs only
+ * change with a restart.) */
+bool vpd_pair21_running(const struct vpd *d, const struct vpd_spec *spec);
+/* "pairs": [ {id, path, design, peer0, peer1, joins, refused} ] */
+void vpd_pair21_render(struct jw *w, const struct vpd *d);
 
 /* ---- relay.c: announcing devices to backend VMs (backend=PATH) ---- */
 

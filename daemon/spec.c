@@ -83,7 +83,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 	static const char *const keys[] = {
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
 		"allow-unsealed", "backend-grace", "stop-timeout", "backend-vm",
-		"unplug-timeout",
+		"unplug-timeout", "design",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -95,7 +95,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
 				"features, backend, allow-unsealed, backend-grace, stop-timeout, "
-				"backend-vm, unplug-timeout)",
+				"backend-vm, unplug-timeout, design)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -189,6 +189,13 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 					v, VPD_UNPLUG_TIMEOUT_MAX_MS);
 		s->unplug_timeout_ms = (unsigned)n;
 		return 0;
+	case 13:
+		/* The vhost-pci design's 2.0 (a server for frontends) or 2.1 (a
+		 * broker for a symmetric pair, docs/window21.md). */
+		if (strcmp(v, "2.0") && strcmp(v, "2.1"))
+			return spec_err(err, errlen, -EINVAL, "design '%s' is not 2.0 or 2.1", v);
+		s->pair21 = !strcmp(v, "2.1");
+		return 0;
 	case 6:
 		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
 		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
@@ -261,6 +268,10 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 	}
 	if (!e && !s->path)
 		e = spec_err(err, errlen, -EINVAL, "server spec '%s' has no path=", text);
+	if (!e && s->pair21 && (s->backend || s->backend_vm || s->have_uuid || s->features ||
+				s->allow_unsealed))
+		e = spec_err(err, errlen, -EINVAL, "design=2.1 serves a pair of peers: no backend=, "
+			     "backend-vm=, uuid=, features= or allow-unsealed=");
 	if (!e && s->backend && s->backend_vm)
 		e = spec_err(err, errlen, -EINVAL, "backend= and backend-vm= exclude each other: "
 			     "a device is driven by a userspace backend or by a backend VM");
@@ -327,7 +338,7 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* A new key changes the size: compare it below, then update the number. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 96,
+_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 104,
 	       "struct vpd_spec changed: compare the new key in vpd_spec_equal()");
 
 bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
@@ -341,7 +352,7 @@ bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
 	       str_eq(a->backend_vm, b->backend_vm) && a->allow_unsealed == b->allow_unsealed &&
 	       a->backend_grace_ms == b->backend_grace_ms &&
 	       a->stop_timeout_ms == b->stop_timeout_ms &&
-	       a->unplug_timeout_ms == b->unplug_timeout_ms;
+	       a->unplug_timeout_ms == b->unplug_timeout_ms && a->pair21 == b->pair21;
 }
 
 void vpd_spec_list_free(struct vpd_spec_list *l)

@@ -31,6 +31,7 @@ struct vpd_spec {
 				    * frontend (its link goes down); 0: never */
 	unsigned stop_timeout_ms;  /* GET_VRING_BASE waits this long at most for
 				    * the backend's STOP ack */
+	bool pair21;            /* design=2.1: a pair broker, not a server (pair21.c) */
 	unsigned unplug_timeout_ms; /* backend-vm=: a guest that has not released
 				     * the functions this long after device_del is
 				     * given up on (logged, counted) */

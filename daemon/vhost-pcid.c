@@ -392,13 +392,14 @@ static const struct vpd_spec *find_spec(const struct vpd_spec_list *l, const cha
  * SIGHUP: read the config again. Servers whose spec is unchanged keep
  * running with their devices; removed ones stop (their frontends are
  * dropped); changed ones are restarted; new ones start. A server with
- * backend= or backend-vm= cannot come, go or change this way (the backend
- * state is set up at start-up): such a reload is refused as a whole.
+ * backend= or backend-vm=, and a design=2.1 pair, cannot come, go or change
+ * this way (that state is set up at start-up): such a reload is refused as a
+ * whole.
  */
 static void reload(struct vpd *d, const struct opts *o)
 {
 	struct vpd_spec_list nl = { 0 };
-	unsigned kept = 0, added = 0, removed = 0, failed = 0;
+	unsigned kept = 0, added = 0, removed = 0, failed = 0, npairs = 0;
 	char err[700];
 
 	vpd_notify("RELOADING=1");
@@ -421,9 +422,16 @@ static void reload(struct vpd *d, const struct opts *o)
 			goto out;
 		}
 	}
+	for (unsigned i = 0; i < nl.n; i++)
+		npairs += nl.v[i].pair21;
 	for (unsigned i = 0; i < nl.n; i++) {
 		bool have = false;
 
+		if (npairs != d->npairs || (nl.v[i].pair21 && !vpd_pair21_running(d, &nl.v[i]))) {
+			vp_log(VP_LOG_ERR, "reload refused, configuration unchanged: the design=2.1 "
+			       "pairs differ from the running ones, which only a restart can change");
+			goto out;
+		}
 		for (unsigned j = 0; j < d->nservers; j++)
 			have |= d->servers[j].spec.id && vpd_spec_equal(&d->servers[j].spec, &nl.v[i]);
 		if (!have && nl.v[i].backend_vm) {
@@ -457,7 +465,7 @@ static void reload(struct vpd *d, const struct opts *o)
 
 		for (unsigned j = 0; j < d->nservers; j++)
 			have |= d->servers[j].spec.id && !strcmp(d->servers[j].spec.id, nl.v[i].id);
-		if (have)
+		if (have || nl.v[i].pair21)  /* pairs: unchanged, checked above */
 			continue;
 		s = free_slot(d);
 		if (!s)
@@ -548,6 +556,10 @@ static int run(struct vpd *d, const struct opts *o, struct vpd_control *ctl, int
 			case VPD_W_BEVM:
 			case VPD_W_BDEV:
 				vpd_bevm_watch(d, w, evs[i].events);
+				break;
+			case VPD_W_PAIR21:
+				if (vpd_pair21_event(w->obj) < 0)
+					return 1;
 				break;
 			}
 		}
@@ -728,9 +740,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (unsigned i = 0; i < o.specs.n; i++) {
-		struct vpd_server *s = free_slot(&d);
+		struct vpd_server *s;
 		int fd;
 
+		if (o.specs.v[i].pair21) {
+			if (vpd_pair21_add(&d, &o.specs.v[i]) < 0)
+				goto out;
+			continue;
+		}
+		s = free_slot(&d);
 		s->spec = o.specs.v[i];
 		memset(&o.specs.v[i], 0, sizeof(o.specs.v[i]));
 		fd = take_passed(s->spec.path);
@@ -755,6 +773,7 @@ int main(int argc, char **argv)
 	vpd_notify("STOPPING=1");
 out:
 	stop_servers(&d);
+	vpd_pair21_free_all(&d);
 	vpd_relay_free_all(&d);
 	vpd_bevm_free_all(&d);
 	vpd_control_close(ctl);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "vhostpci/client.h"
+#include "internal.h"
 #include "vhostpci/log.h"
 #include "vhostpci/sock.h"
 
@@ -33,48 +34,12 @@ struct vp_client {
 	char error[VP_PCI_REASON_MAX + 16];
 };
 
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, e;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Receive one whole message within the deadline (socket is non-blocking). */
-static int recv_until(int sock, struct vp_rx *rx, struct vp_msg *m, int64_t deadline)
-{
-	for (;;) {
-		int r = vp_sock_recv(sock, rx, m);
-		int64_t left = deadline - now_ms();
-		struct pollfd p = { .fd = sock, .events = POLLIN };
-
-		if (r != 0)
-			return r < 0 ? r : 0;
-		if (left <= 0)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
-			return -errno;
-	}
 }
 
 static bool check_info(const struct vp_frontend_info *info)
@@ -135,7 +100,7 @@ int vp_client_connect(struct vp_client **out, const char *path,
 	*out = NULL;
 	if (!path || !info || !check_info(info))
 		return -EINVAL;
-	fd = connect_unix(path);
+	fd = vp_unix_connect(path);
 	if (fd < 0)
 		return fd;
 	c = calloc(1, sizeof(*c));
@@ -401,7 +366,7 @@ static int vu_call(struct vu *v, struct vp_msg *m, struct vp_msg *reply)
 		return e;
 	if (!want_reply && !v->ack)
 		return 0;
-	e = recv_until(v->sock, &v->rx, &r, now_ms() + v->timeout_ms);
+	e = vp_sock_recv_until(v->sock, &v->rx, &r, now_ms() + v->timeout_ms);
 	if (e < 0)
 		return e;
 	if (!(r.flags & VP_MSG_REPLY) || r.request != m->request) {
@@ -559,7 +524,7 @@ int vp_vu_frontend_start(const char *path, const struct vp_frontend_info *info,
 
 	if (!path || !info || !check_info(info) || info->nrings > 8)
 		return -EINVAL;
-	v.sock = connect_unix(path);
+	v.sock = vp_unix_connect(path);
 	if (v.sock < 0)
 		return v.sock;
 	vp_rx_init(&v.rx);

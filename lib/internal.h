@@ -3,9 +3,20 @@
 #ifndef VP_LIB_INTERNAL_H
 #define VP_LIB_INTERNAL_H
 
+#include <stdint.h>
+
 /* Every row of the server's dispatch table agrees with the codec's table
  * about fds (a row that takes none: the codec allows none) and appears once.
  * 0, or -EINVAL with the row logged. */
 int vp_server_check_dispatch_table(void);
+
+/* sock.c: a blocking connect to a Unix stream socket: the fd, or -errno. */
+int vp_unix_connect(const char *path);
+struct vp_rx;
+struct vp_msg;
+/* sock.c: receive one whole message before deadline_ms (CLOCK_MONOTONIC,
+ * milliseconds) on a non-blocking socket: 1, -ETIMEDOUT or an error of
+ * vp_sock_recv(). */
+int vp_sock_recv_until(int sock, struct vp_rx *rx, struct vp_msg *m, int64_t deadline_ms);
 
 #endif

@@ -45,6 +45,7 @@
 #include "util.h"
 #include "mem_internal.h"
 #include "wait.h"
+#include "evfd.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
@@ -89,11 +90,6 @@ struct vp_net {
 	char reason[REASON_MAX];
 };
 
-static int dup_fd(int fd)
-{
-	return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
-}
-
 /* Break the link for good; keeps the first reason. Returns -EIO. */
 __attribute__((cold, noinline, format(printf, 2, 3)))
 static int net_fail(struct vp_net *n, const char *fmt, ...)
@@ -122,45 +118,26 @@ static int ring_fail(struct vp_net *n, struct vp_vq_dev *vq)
 }
 
 /*
- * Interrupt the frontend without ever waiting on it. An eventfd write blocks
- * when the count would pass 0xfffffffffffffffe unless the file is
- * O_NONBLOCK, and the kernel offers no per-call NOWAIT for eventfd writes.
- * The open file description is shared with the frontend, which can clear
- * O_NONBLOCK after vp_net_new() set it: so each signal first checks the flag
- * (a frontend that cleared it is breaking the rules: link down, no more
- * writes) and then that the count has room (poll POLLOUT). What remains is
- * a peer that both clears the flag and fills the count inside the few
- * hundred nanoseconds between those checks and the write; it gets one try
- * per link, since the next signal sees the flag. A failed write is a
- * dropped signal, counted, never retried.
+ * Interrupt the frontend without ever waiting on it (vp_evfd_signal()).
+ * What remains is a peer that both clears O_NONBLOCK and fills the count
+ * inside the few hundred nanoseconds between its checks and the write; it
+ * gets one try per link, since the next signal sees the flag.
  */
-__attribute__((cold, noinline))
-static void signal_slow(struct vp_net *n, int fd, int fl)
-{
-	if (fl < 0)
-		n->st.signals_dropped++;
-	else
-		net_fail(n, "frontend cleared O_NONBLOCK on its call eventfd (fd %d)", fd);
-}
-
 static inline void signal_fd(struct vp_net *n, int fd)
 {
-	static const uint64_t one = 1;
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
-	int fl;
-
 	if (fd < 0 || n->broken)
 		return;
-	fl = fcntl(fd, F_GETFL);
-	if (unlikely(fl < 0 || !(fl & O_NONBLOCK))) {
-		signal_slow(n, fd, fl);
-		return;
-	}
-	if (likely(poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) &&
-		   write(fd, &one, sizeof(one)) == sizeof(one)))
+	switch (vp_evfd_signal(fd)) {
+	case VP_EVFD_SENT:
 		n->st.signals++;
-	else
+		break;
+	case VP_EVFD_DROPPED:
 		n->st.signals_dropped++;
+		break;
+	case VP_EVFD_BLOCKING:
+		net_fail(n, "frontend cleared O_NONBLOCK on its call eventfd (fd %d)", fd);
+		break;
+	}
 }
 
 /*
@@ -190,25 +167,11 @@ static inline void signal_peer(struct vp_net *n, unsigned q)
 static int take_fd(struct vp_net *n, int fd, const char *what)
 {
 	char kind[48];
-	int e, d, fl;
+	int d = vp_evfd_take(fd);
 
-	if (fd < 0)
-		return -1;
-	e = vp_fd_check_eventfd(fd);
-	if (e) {
+	if (d == -EINVAL)
 		vp_log(VP_LOG_WARN, "net dev%" PRIu64 ": refused: %s fd is a %s, not an eventfd",
 		       n->dev_id, what, vp_fd_kind(fd, kind, sizeof(kind)));
-		return e == -ENOTSUP ? -ENOTSUP : -EINVAL;
-	}
-	d = dup_fd(fd);
-	if (d < 0)
-		return -errno;
-	fl = fcntl(d, F_GETFL);
-	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0)) {
-		e = -errno;
-		close(d);
-		return e;
-	}
 	return d;
 }
 
@@ -893,38 +856,11 @@ int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx)
 	return hit ? 1 : 0;
 }
 
-/*
- * Empty a kick eventfd without ever blocking, whatever the frontend did to
- * the shared O_NONBLOCK flag: eventfd reads honour RWF_NOWAIT. Older
- * kernels without it: read only if poll() says readable.
- * Returns true if the fd is still readable right after a successful read:
- * a normal eventfd read takes the whole count, but an EFD_SEMAPHORE one
- * takes 1, so a huge count would wake every sleep for ever.
- */
-static bool drain_ready(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	uint64_t v;
-	struct iovec iov = { &v, sizeof(v) };
-
-	if (fd < 0)
-		return false;
-	if (preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0)
-		return preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0;
-	if (errno != EOPNOTSUPP && errno != ENOSYS)
-		return false;
-	if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
-		drain_fd(fd);
-		return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
-	}
-	return false;
-}
-
 void vp_net_disarm(struct vp_net *n)
 {
-	bool sticky = drain_ready(n->rx_kick);
+	bool sticky = vp_evfd_drain(n->rx_kick);
 
-	sticky |= drain_ready(n->tx_kick);
+	sticky |= vp_evfd_drain(n->tx_kick);
 	vp_vq_dev_disable_notify(n->rxq);
 	vp_vq_dev_disable_notify(n->txq);
 	/* A kick between our two reads can make one drain look sticky; many in

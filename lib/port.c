@@ -19,10 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vhostpci/client.h"
 #include "vhostpci/guestdev.h"
+#include "vhostpci/net21.h"
 #include "vhostpci/log.h"
 #include "vhostpci/port.h"
 #include "util.h"
@@ -94,6 +96,13 @@ struct vp_port {
 	unsigned rr;
 	int resv_link;                /* the link of the last tx_reserve, -1 none */
 	struct link links[VP_PORT_MAX_LINKS];
+
+	/* 2.1 peer */
+	struct vp_net21 *n21;
+	struct vp_pair21 *pair;       /* serve: the broker, in this process */
+	int p21_sock;                 /* our JOIN connection: its end = broker gone */
+	bool p21_up;                  /* the link as last seen, for the counters */
+	uint64_t p21_resyncs;         /* vp_net21_resyncs() as last seen */
 };
 
 static int64_t now(void)
@@ -1070,6 +1079,289 @@ static int fe_new(struct vp_port *p, const struct vp_port_config *c)
 }
 
 /* ------------------------------------------------------------------------ */
+/* 2.1 peer: one vp_net21 over a window a pair broker handed out            */
+
+#define JOIN_TIMEOUT_MS 1000
+
+/* The link that was up is not: counted once, with why (and the detail). */
+static void p21_lost(struct vp_port *p, const char *why, const char *detail)
+{
+	if (!p->p21_up)
+		return;
+	p->cnt.link_downs++;
+	p->p21_up = false;
+	snprintf(p->down_why, sizeof(p->down_why), "%s%s%s", why, detail ? ": " : "",
+		 detail ? detail : "");
+	port_log(p, VP_LOG_INFO, "link down: %s", p->down_why);
+}
+
+static void p21_detach(struct vp_port *p, const char *why)
+{
+	p21_lost(p, why, NULL);
+	p->drain_until_ns = 0;
+	if (p->n21) {
+		vp_net_stats_add(&p->acc, vp_net21_stats(p->n21));
+		vp_net21_free(p->n21);
+		p->n21 = NULL;
+		p->p21_resyncs = 0;
+	}
+	close_fd(&p->p21_sock);
+	p->retry_at_ns = now() + RETRY_NS;
+}
+
+static void p21_try_join(struct vp_port *p)
+{
+	struct vp_net21_fds f;
+	int r;
+
+	if (p->n21 || now() < p->retry_at_ns)
+		return;
+	p->retry_at_ns = now() + RETRY_NS;
+	/* Serving: our half straight from our own broker (a JOIN over the
+	 * socket would wait for an answer only our own control can give). */
+	r = p->pair ? vp_pair21_join_local(p->pair, &f)
+		    : vp_pair21_join(p->path, JOIN_TIMEOUT_MS, &f, &p->p21_sock);
+	if (r < 0) {
+		snprintf(p->last_err, sizeof(p->last_err), "cannot join the pair at %s: %s",
+			 p->path, strerror(-r));
+		return;
+	}
+	r = vp_net21_new(&p->n21, &f, p->mode);
+	vp_net21_fds_close(&f);
+	if (r < 0) {
+		snprintf(p->last_err, sizeof(p->last_err), "the window from %s was refused: %s",
+			 p->path, strerror(-r));
+		p->n21 = NULL;
+		close_fd(&p->p21_sock);
+		return;
+	}
+	port_log(p, VP_LOG_INFO, "joined the pair at %s", p->path);
+}
+
+/* Our JOIN connection readable: the broker went away (or broke the rules:
+ * it has nothing more to say). The window is then the old one: join anew. */
+static bool p21_broker_gone(const struct vp_port *p)
+{
+	struct pollfd pf = { .fd = p->p21_sock, .events = POLLIN };
+
+	return p->p21_sock >= 0 && poll(&pf, 1, 0) == 1;
+}
+
+static int p21_control(struct vp_port *p)
+{
+	bool up;
+
+	if (p->pair) {
+		int r = vp_pair21_control(p->pair);
+
+		if (r < 0) {
+			snprintf(p->last_err, sizeof(p->last_err), "pair broker: %s",
+				 strerror(-r));
+			return r;
+		}
+	}
+	/* The broker went away: what the other peer published before is still
+	 * in the window, read it first (up to DRAIN_NS), then join anew. */
+	if (p->n21 && p21_broker_gone(p)) {
+		close_fd(&p->p21_sock);
+		p->drain_until_ns = now() + DRAIN_NS;
+	}
+	if (p->n21 && p->drain_until_ns &&
+	    (!vp_net21_rx_pending(p->n21) || now() >= p->drain_until_ns)) {
+		p->drain_until_ns = 0;
+		p21_detach(p, "the pair broker went away");
+	}
+	if (p->n21 && vp_net21_broken(p->n21)) {
+		p21_lost(p, "the other peer broke the window", vp_net21_broken(p->n21));
+		/* A new epoch in our section: the other peer may come back sane. */
+		vp_net21_reset(p->n21);
+	}
+	p21_try_join(p);
+	up = p->n21 && vp_net21_up(p->n21);
+	/* The other peer restarted between two looks (a new epoch, resynced
+	 * at once): a link down and up all the same. */
+	if (p->n21 && vp_net21_resyncs(p->n21) != p->p21_resyncs) {
+		p->p21_resyncs = vp_net21_resyncs(p->n21);
+		p21_lost(p, "the other peer restarted", NULL);
+	}
+	if (up && !p->p21_up) {
+		p->cnt.link_ups++;
+		port_log(p, VP_LOG_INFO, "link up (peer %s)", p->path);
+	} else if (!up) {
+		p21_lost(p, "the other peer left or restarted", NULL);
+	}
+	p->p21_up = up;
+	return 0;
+}
+
+static enum vp_port_state p21_state(const struct vp_port *p)
+{
+	if (!p->n21)
+		return VP_PORT_DOWN;
+	return p->p21_up ? VP_PORT_UP : VP_PORT_HANDSHAKE;
+}
+
+static bool p21_link_up(const struct vp_port *p, int link)
+{
+	return link == 0 && p->p21_up;
+}
+
+/* A data call's result: a broken window is taken care of by control. */
+static int p21_done(struct vp_port *p, int r)
+{
+	(void)p;
+	return r == -EIO ? 0 : r;
+}
+
+static int p21_rx_link(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n, bool into)
+{
+	if (link != 0)
+		return link < 0 ? -EINVAL : 0;
+	if (!p->n21)
+		return 0;
+	return p21_done(p, into ? vp_net21_rx_into(p->n21, pkts, n)
+				: vp_net21_rx_burst(p->n21, pkts, n));
+}
+
+static int p21_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link)
+{
+	*link = 0;
+	return p21_rx_link(p, 0, pkts, n, false);
+}
+
+static int p21_tx(struct vp_port *p, int link, const struct vp_pkt *pkts, unsigned n,
+		  unsigned flags)
+{
+	if ((link != 0 && link != -1) || !p->n21)
+		return 0;
+	return p21_done(p, vp_net21_tx_burst(p->n21, pkts, n, flags));
+}
+
+static int p21_tx_reserve(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n)
+{
+	if ((link != 0 && link != -1) || !p->n21)
+		return 0;
+	return p21_done(p, vp_net21_tx_reserve(p->n21, pkts, n));
+}
+
+static int p21_tx_commit(struct vp_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	if (!p->n21)
+		return n ? -EINVAL : 0;
+	return p21_done(p, vp_net21_tx_commit(p->n21, pkts, n));
+}
+
+static int p21_rx_borrow(struct vp_port *p, struct vp_pkt *pkts, unsigned n)
+{
+	(void)p, (void)pkts, (void)n;
+	return -ENOTSUP;  /* receiving copies out of the other's section: the check */
+}
+
+static void p21_rx_release(struct vp_port *p)
+{
+	(void)p;
+}
+
+static unsigned p21_rx_pending(struct vp_port *p, int link)
+{
+	return link == 0 && p->n21 ? vp_net21_rx_pending(p->n21) : 0;
+}
+
+static uint64_t p21_features(const struct vp_port *p)
+{
+	/* The frame carries a VERSION_1 net header; no offload is negotiated. */
+	return p->p21_up ? 1ull << VIRTIO_F_VERSION_1 : 0;
+}
+
+static void p21_stats(const struct vp_port *p, struct vp_net_stats *out)
+{
+	*out = p->acc;
+	if (p->n21)
+		vp_net_stats_add(out, vp_net21_stats(p->n21));
+}
+
+static int p21_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,
+			 unsigned max_it, struct pollfd *pf, unsigned max_fd, unsigned *nfd,
+			 int *timeout_ms)
+{
+	*nfd = 0;
+	if (p->pair && *nfd < max_fd)
+		pf[(*nfd)++] = (struct pollfd){ .fd = vp_pair21_fd(p->pair), .events = POLLIN };
+	if (p->p21_sock >= 0 && *nfd < max_fd)
+		pf[(*nfd)++] = (struct pollfd){ .fd = p->p21_sock, .events = POLLIN };
+	if (!p->n21) {
+		lower_timeout(timeout_ms, p->retry_at_ns);
+		return 0;
+	}
+	if (p->drain_until_ns)
+		lower_timeout(timeout_ms, p->drain_until_ns);
+	if (vp_net21_broken(p->n21) || vp_net21_up(p->n21) != p->p21_up)
+		return -EAGAIN;  /* control has something to do */
+	if ((!rx && !tx) || !max_it)
+		return 0;
+	it[0] = (struct vp_wait_item){ &vp_net21_wait_ops, p->n21, rx, tx };
+	return 1;
+}
+
+static void p21_close(struct vp_port *p)
+{
+	/* Like a frontend shutting down cleanly: let the other peer take what
+	 * we published (up to 1 s) before we leave and our broker with us. */
+	if (p->n21 && vp_net21_up(p->n21)) {
+		int64_t end = now() + CLOSE_NS;
+
+		while (now() < end && vp_net21_tx_pending(p->n21) && vp_net21_up(p->n21)) {
+			struct timespec nap = { 0, 1000000 };
+
+			/* A wait for room would return at once: nap instead. */
+			if (p->pair)
+				vp_pair21_control(p->pair);
+			nanosleep(&nap, NULL);
+		}
+	}
+	p21_detach(p, "closed");
+	vp_pair21_free(p->pair);
+	p->pair = NULL;
+}
+
+static const struct port_ops peer21_ops = {
+	.control = p21_control,
+	.state = p21_state,
+	.link_up = p21_link_up,
+	.rx = p21_rx,
+	.rx_link = p21_rx_link,
+	.tx = p21_tx,
+	.tx_reserve = p21_tx_reserve,
+	.tx_commit = p21_tx_commit,
+	.rx_borrow = p21_rx_borrow,
+	.rx_release = p21_rx_release,
+	.rx_pending = p21_rx_pending,
+	.features = p21_features,
+	.stats = p21_stats,
+	.wait_prep = p21_wait_prep,
+	.close = p21_close,
+};
+
+static int p21_new(struct vp_port *p, const struct vp_port_config *c)
+{
+	p->max_links = 1;
+	p->p21_sock = -1;
+	if (c->pair21_serve) {
+		struct vp_window21_config wc = { .ring_num = c->ring };
+		int r = vp_pair21_new(&p->pair, c->path, &wc);
+
+		if (r < 0) {
+			snprintf(p->last_err, sizeof(p->last_err),
+				 "cannot serve a 2.1 pair at %s: %s", c->path, strerror(-r));
+			p->pair = NULL;
+			return r;
+		}
+	}
+	p21_try_join(p);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The port                                                                 */
 
 int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg)
@@ -1080,7 +1372,8 @@ int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg)
 	*out = NULL;
 	if (!cfg || (!cfg->path && !(cfg->guest_pci && cfg->side == VP_PORT_BACKEND)) ||
 	    (unsigned)cfg->mode > VP_NET_ADAPTIVE ||
-	    (cfg->side != VP_PORT_BACKEND && cfg->side != VP_PORT_FRONTEND) ||
+	    (cfg->side != VP_PORT_BACKEND && cfg->side != VP_PORT_FRONTEND &&
+	     cfg->side != VP_PORT_PEER21) ||
 	    (cfg->side == VP_PORT_FRONTEND && !cfg->ram))
 		return -EINVAL;
 	p = calloc(1, sizeof(*p));
@@ -1093,12 +1386,14 @@ int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg)
 	}
 	p->side = cfg->side;
 	p->ops = cfg->side == VP_PORT_FRONTEND ? &frontend_ops
+		 : cfg->side == VP_PORT_PEER21 ? &peer21_ops
 		 : cfg->guest_pci ? &guest_ops : &backend_ops;
 	snprintf(p->name, sizeof(p->name), "%s", cfg->name ? cfg->name : "port");
 	p->mode = cfg->mode;
 	p->vu_sock = -1;
 	p->resv_link = -1;
 	r = cfg->side == VP_PORT_FRONTEND ? fe_new(p, cfg)
+	    : cfg->side == VP_PORT_PEER21 ? p21_new(p, cfg)
 	    : cfg->guest_pci ? gu_new(p, cfg) : be_new(p, cfg);
 	if (r < 0) {
 		port_log(p, VP_LOG_ERR, "%s", p->last_err);
@@ -1202,7 +1497,7 @@ uint64_t vp_port_link_features(const struct vp_port *p, int link)
 {
 	const struct link *l;
 
-	if (p->side == VP_PORT_FRONTEND)
+	if (p->side != VP_PORT_BACKEND)
 		return link == 0 ? p->ops->features(p) : 0;
 	l = up_link(p, link);
 	return l ? l->dev->driver_features : 0;
@@ -1276,7 +1571,9 @@ bool vp_port_busy_polls(const struct vp_port *p)
 void vp_port_wait_cap(const struct vp_port *p, unsigned *items, unsigned *fds)
 {
 	*items = p->side == VP_PORT_BACKEND ? VP_PORT_MAX_LINKS : 1;
-	*fds = 1;  /* the server's epoll fd, or the client's socket */
+	/* the server's epoll fd, or the client's socket; a 2.1 peer's JOIN
+	 * socket and its own broker's epoll fd */
+	*fds = p->side == VP_PORT_PEER21 ? 2 : 1;
 }
 
 int vp_port_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *it,

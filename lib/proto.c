@@ -90,6 +90,7 @@ enum fd_rule {
 	FD_ONE,
 	FD_OPTIONAL,  /* 0 or 1: REM_MEM_REG (QEMU sends one, rust-vmm none) */
 	FD_PAYLOAD,   /* follows from the payload (region count, NOFD, ring flags) */
+	FD_WINDOW21,  /* VP_PCI_PAIR21_NFDS: a 2.1 peer's window */
 };
 
 struct msg_row {
@@ -168,6 +169,8 @@ static const struct msg_row msg_table[] = {
 	ROW(VP_PCI_START, "VHOST_PCI_START", B2F, U64, NONE, false, ZERO, ZERO),
 	ROW(VP_PCI_STOP, "VHOST_PCI_STOP", F2B, U64, NONE, false, ZERO, ZERO),
 	ROW(VP_PCI_ERROR, "VHOST_PCI_ERROR", BOTH, ERROR, NONE, false, ZERO, ZERO),
+	ROW(VP_PCI_PAIR21_JOIN, "VHOST_PCI_PAIR21_JOIN", F2B, HELLO, U64, true, ZERO,
+	    WINDOW21),
 };
 
 /*
@@ -257,6 +260,8 @@ unsigned vp_msg_max_fds(uint32_t request, bool reply)
 	case FD_ONE:
 	case FD_OPTIONAL:
 		return 1;
+	case FD_WINDOW21:
+		return VP_PCI_PAIR21_NFDS;
 	default:
 		return VP_MSG_MAX_FDS;
 	}
@@ -468,6 +473,9 @@ static void fd_range(enum fd_rule rule, enum vp_payload kind,
 	case FD_OPTIONAL:
 		*min = 0;
 		*max = 1;
+		return;
+	case FD_WINDOW21:
+		*min = *max = VP_PCI_PAIR21_NFDS;
 		return;
 	case FD_PAYLOAD:
 		break;

@@ -10,12 +10,16 @@
  * path each fd received for the message is closed.
  */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vhostpci/log.h"
 #include "vhostpci/sock.h"
+#include "internal.h"
 
 void vp_rx_init(struct vp_rx *rx)
 {
@@ -165,4 +169,47 @@ int vp_sock_send(int sock, const struct vp_msg *msg)
 		off += (size_t)n;
 	}
 	return 0;
+}
+
+int vp_unix_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int vp_sock_recv_until(int sock, struct vp_rx *rx, struct vp_msg *m, int64_t deadline_ms)
+{
+	for (;;) {
+		int r = vp_sock_recv(sock, rx, m);
+		int64_t left = deadline_ms - mono_ms();
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+
+		if (r != 0)
+			return r < 0 ? r : 1;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			return -errno;
+	}
 }

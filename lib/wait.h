@@ -33,6 +33,7 @@ struct vp_wait_ops {
 
 extern const struct vp_wait_ops vp_net_wait_ops;
 extern const struct vp_wait_ops vp_netfe_wait_ops;
+extern const struct vp_wait_ops vp_net21_wait_ops;
 
 struct vp_wait_item {
 	const struct vp_wait_ops *ops;
@@ -49,6 +50,9 @@ struct vp_wait_item {
  */
 int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 		 unsigned short *owner, unsigned nfixed, unsigned cap, int timeout_ms);
+
+/* vp_wait_core() over one object and no fixed fds: a bare object's wait. */
+int vp_wait_one(const struct vp_wait_ops *ops, void *obj, bool rx, bool tx, int timeout_ms);
 
 /* A port in VP_NET_POLL mode with a link up: a wait returns at once. */
 bool vp_port_busy_polls(const struct vp_port *p);

@@ -126,10 +126,19 @@ out:
 	return r;
 }
 
+int vp_wait_one(const struct vp_wait_ops *ops, void *obj, bool rx, bool tx, int timeout_ms)
+{
+	const struct vp_wait_item it = { ops, obj, rx, tx };
+	struct pollfd pf[2];
+	unsigned short owner[2];
+
+	return vp_wait_core(&it, 1, pf, owner, 0, 2, timeout_ms);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Wait sets                                                                */
 
-enum member_kind { M_FREE = 0, M_PORT, M_NET, M_NETFE, M_FD };
+enum member_kind { M_FREE = 0, M_PORT, M_NET, M_NETFE, M_NET21, M_FD };
 
 struct member {
 	enum member_kind kind;
@@ -250,6 +259,13 @@ int vp_waitset_add_netfe(struct vp_waitset *ws, struct vp_netfe *fe)
 	return fe ? add(ws, &m) : -EINVAL;
 }
 
+int vp_waitset_add_net21(struct vp_waitset *ws, struct vp_net21 *n)
+{
+	struct member m = { .kind = M_NET21, .obj = n, .rx = true, .fd = -1, .max_items = 1 };
+
+	return n ? add(ws, &m) : -EINVAL;
+}
+
 int vp_waitset_add_fd(struct vp_waitset *ws, int fd, short events)
 {
 	struct member m = { .kind = M_FD, .fd = fd, .events = events, .max_fds = 1 };
@@ -329,11 +345,13 @@ int vp_waitset_wait(struct vp_waitset *ws, int timeout_ms)
 			break;
 		case M_NET:
 		case M_NETFE:
+		case M_NET21:
 			if (!m->rx && !m->tx)
 				break;
 			ws->items[nit++] = (struct vp_wait_item){
-				m->kind == M_NET ? &vp_net_wait_ops : &vp_netfe_wait_ops, m->obj,
-				m->rx, m->tx };
+				m->kind == M_NET ? &vp_net_wait_ops
+				: m->kind == M_NETFE ? &vp_netfe_wait_ops : &vp_net21_wait_ops,
+				m->obj, m->rx, m->tx };
 			break;
 		case M_FD:
 		case M_FREE:

@@ -40,6 +40,7 @@ static const char usage_text[] =
 "  show DEV    one device: features, memory regions, rings (with a live look\n"
 "              at the ring indexes and the newest descriptors)\n"
 "  servers     the listening servers and how many frontends each has\n"
+"  pairs       the 2.1 pairs (design=2.1) and which of their peers joined\n"
 "  drop DEV    disconnect a device's frontend\n"
 "\n"
 "Options:\n"
@@ -333,6 +334,25 @@ static int print_servers(const struct jv *doc)
 	return 0;
 }
 
+static int print_pairs(const struct jv *doc)
+{
+	const struct jv *prs = jv_get(doc, "pairs");
+	char a[32], b[32];
+
+	if (!prs || prs->type != JV_ARR) {
+		die_msg("bad answer from vhost-pcid: no pair list");
+		return 1;
+	}
+	printf("%-16s  %-6s  %-5s  %-5s  %-5s  %-7s  %s\n", "ID", "DESIGN", "PEER0", "PEER1",
+	       "JOINS", "REFUSED", "PATH");
+	for (const struct jv *p = prs->child; p; p = p->next)
+		printf("%-16s  %-6s  %-5s  %-5s  %-5s  %-7s  %s\n", str_or(p, "id", "-"),
+		       str_or(p, "design", "-"), yes(p, "peer0"), yes(p, "peer1"),
+		       num_or(p, "joins", a, sizeof(a)), num_or(p, "refused", b, sizeof(b)),
+		       str_or(p, "path", "-"));
+	return 0;
+}
+
 /* "2 MiB" for a "0x200000" size. */
 static void human_size(const struct jv *v, const char *key, char *buf, size_t len)
 {
@@ -508,7 +528,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return usage_error("no command given (list, show DEV, servers, drop DEV)");
+		return usage_error("no command given (list, show DEV, servers, pairs, drop DEV)");
 	cmd = argv[optind++];
 	if (!strcmp(cmd, "show") || !strcmp(cmd, "drop")) {
 		if (optind >= argc)
@@ -517,8 +537,9 @@ int main(int argc, char **argv)
 		if (!is_id(arg))
 			return usage_error("'%s' is not a device id (a number, see 'vhost-pci-ctl list')",
 					   arg);
-	} else if (strcmp(cmd, "list") && strcmp(cmd, "servers")) {
-		return usage_error("unknown command '%s' (list, show DEV, servers, drop DEV)", cmd);
+	} else if (strcmp(cmd, "list") && strcmp(cmd, "servers") && strcmp(cmd, "pairs")) {
+		return usage_error("unknown command '%s' (list, show DEV, servers, pairs, drop DEV)",
+				   cmd);
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
@@ -543,6 +564,8 @@ int main(int argc, char **argv)
 		r = print_list(doc);
 	} else if (!strcmp(cmd, "servers")) {
 		r = print_servers(doc);
+	} else if (!strcmp(cmd, "pairs")) {
+		r = print_pairs(doc);
 	} else if (!strcmp(cmd, "show")) {
 		r = print_device(doc);
 	} else {

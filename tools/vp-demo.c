@@ -42,7 +42,8 @@ static const char usage_text[] =
 "\n"
 "The vhost-pci demo: a frontend VM and a backend VM (userspace processes,\n"
 "no QEMU) exchange verified traffic over vhost-pci, both ways, at 64 B and\n"
-"1518 B; then the same through a vSwitch-style path (VM -> switch -> VM)\n"
+"1518 B; a 2.1 pair (two peers over a window) beside it; then the same\n"
+"through a vSwitch-style path (VM -> switch -> VM)\n"
 "for comparison. Prints throughput, round-trip latency and the ratio.\n"
 "\n"
 "Options:\n"
@@ -408,10 +409,31 @@ static void vm_args(struct argv_b *b, const char *name, int cpu, enum vp_net_mod
 	}
 }
 
-enum path { P_FE2BE, P_BE2FE, P_VSWITCH, P_LAT_VP, P_LAT_VS, NPATHS };
+/* The traffic apps of a throughput run: a generator of D.seconds, a sink
+ * that ends with the generator's END frame. */
+static void app_gen(struct argv_b *b, unsigned size)
+{
+	arg(b, "--app");
+	arg(b, "gen");
+	arg(b, "--size");
+	argf(b, "%u", size);
+	arg(b, "--seconds");
+	argf(b, "%.3f", D.seconds);
+}
+
+static void app_sink(struct argv_b *b)
+{
+	arg(b, "--app");
+	arg(b, "sink");
+	arg(b, "--ends");
+	arg(b, "1");
+}
+
+enum path { P_FE2BE, P_BE2FE, P_PAIR21, P_VSWITCH, P_LAT_VP, P_LAT_VS, NPATHS };
 static const char *const path_label[NPATHS] = {
 	"vhost-pci  frontend -> backend", "vhost-pci  backend -> frontend",
-	"vSwitch    VM -> switch -> VM", "vhost-pci  round trip", "vSwitch    round trip",
+	"2.1 pair   peer -> peer (window)", "vSwitch    VM -> switch -> VM",
+	"vhost-pci  round trip", "vSwitch    round trip",
 };
 
 struct result {
@@ -521,17 +543,9 @@ static struct result run(enum path p, unsigned size, unsigned round)
 			arg(&b, "--app");
 			arg(&b, "echo");
 		} else if (be_sends) {
-			arg(&b, "--app");
-			arg(&b, "gen");
-			arg(&b, "--size");
-			argf(&b, "%u", size);
-			arg(&b, "--seconds");
-			argf(&b, "%.3f", D.seconds);
+			app_gen(&b, size);
 		} else {
-			arg(&b, "--app");
-			arg(&b, "sink");
-			arg(&b, "--ends");
-			arg(&b, "1");
+			app_sink(&b);
 		}
 		if (spawn(&D.kids[D.nkids++], names[0], b.a) < 0)
 			break;
@@ -550,22 +564,40 @@ static struct result run(enum path p, unsigned size, unsigned round)
 			arg(&b, "--seconds");
 			argf(&b, "%.3f", D.lat_seconds);
 		} else if (be_sends) {
-			arg(&b, "--app");
-			arg(&b, "sink");
-			arg(&b, "--ends");
-			arg(&b, "1");
+			app_sink(&b);
 		} else {
-			arg(&b, "--app");
-			arg(&b, "gen");
-			arg(&b, "--size");
-			argf(&b, "%u", size);
-			arg(&b, "--seconds");
-			argf(&b, "%.3f", D.seconds);
+			app_gen(&b, size);
 		}
 		spawn(&D.kids[D.nkids++], names[1], b.a);
 		need[nneed++] = 1;
 		if (p != P_LAT_VP)
 			need[nneed++] = 0;
+		break;
+	}
+	case P_PAIR21: {
+		/* 2.1 (docs/window21.md): the sink serves the pair broker itself
+		 * and takes one half of the window; the generator joins. */
+		char p21_sock[128];
+
+		snprintf(p21_sock, sizeof(p21_sock), "%s/p21.sock", D.dir);
+		names[0] = "peer21-sink";
+		names[1] = "peer21-gen";
+		vm_args(&b, names[0], cpu_b, D.vp_mode);
+		arg(&b, "--pair21-serve");
+		arg(&b, p21_sock);
+		arg(&b, "--quiet");
+		app_sink(&b);
+		if (spawn(&D.kids[D.nkids++], names[0], b.a) < 0)
+			break;
+		wait_for_file(p21_sock, 3000);
+		vm_args(&b, names[1], cpu_a, D.vp_mode);
+		arg(&b, "--pair21");
+		arg(&b, p21_sock);
+		arg(&b, "--quiet");
+		app_gen(&b, size);
+		spawn(&D.kids[D.nkids++], names[1], b.a);
+		need[nneed++] = 1;
+		need[nneed++] = 0;
 		break;
 	}
 	case P_VSWITCH:
@@ -639,6 +671,7 @@ static struct result run(enum path p, unsigned size, unsigned round)
 	switch (p) {
 	case P_FE2BE: tx = js[1]; rx = js[0]; break;
 	case P_BE2FE: tx = js[0]; rx = js[1]; break;
+	case P_PAIR21: tx = js[1]; rx = js[0]; break;
 	case P_VSWITCH: tx = js[2]; rx = js[1]; break;
 	case P_LAT_VP: tx = rx = js[1]; break;
 	case P_LAT_VS: tx = rx = js[2]; break;
@@ -739,14 +772,14 @@ static double med_field(enum path p, unsigned si, enum field f)
 	return median(v, n);
 }
 
-/* Median over rounds of vhost-pci(frontend -> backend) / vSwitch. */
-static double med_ratio(unsigned si, bool per_cpu)
+/* Median over rounds of path a / path b (e.g. vhost-pci frontend -> backend / vSwitch). */
+static double med_ratio(enum path pa, enum path pb, unsigned si, bool per_cpu)
 {
 	double v[MAX_ROUNDS];
 	unsigned n = 0;
 
 	for (unsigned r = 0; r < D.rounds; r++) {
-		const struct result *a = &results[P_FE2BE][si][r], *b = &results[P_VSWITCH][si][r];
+		const struct result *a = &results[pa][si][r], *b = &results[pb][si][r];
 		double x = per_cpu ? (a->cpu > 0 ? a->delivered / a->cpu : 0) : a->mpps;
 		double y = per_cpu ? (b->cpu > 0 ? b->delivered / b->cpu : 0) : b->mpps;
 
@@ -786,10 +819,12 @@ static void report(void)
 		say("\n");
 	}
 	say("%s", rule);
-	say("  %-34s %8.1fx %8s %8.1fx\n", "vhost-pci / vSwitch, throughput", med_ratio(0, false), "",
-	    med_ratio(1, false));
-	say("  %-34s %8.1fx %8s %8.1fx\n", "vhost-pci / vSwitch, per CPU-second", med_ratio(0, true),
-	    "", med_ratio(1, true));
+	say("  %-34s %8.1fx %8s %8.1fx\n", "vhost-pci / vSwitch, throughput",
+	    med_ratio(P_FE2BE, P_VSWITCH, 0, false), "", med_ratio(P_FE2BE, P_VSWITCH, 1, false));
+	say("  %-34s %8.1fx %8s %8.1fx\n", "vhost-pci / vSwitch, per CPU-second",
+	    med_ratio(P_FE2BE, P_VSWITCH, 0, true), "", med_ratio(P_FE2BE, P_VSWITCH, 1, true));
+	say("  %-34s %8.2fx %8s %8.2fx\n", "2.1 pair / 2.0 fe->be, throughput",
+	    med_ratio(P_PAIR21, P_FE2BE, 0, false), "", med_ratio(P_PAIR21, P_FE2BE, 1, false));
 	say("\n  Round trip, 64 B ping-pong:  vhost-pci  p50 %7.1f us   p99 %7.1f us\n"
 	    "                               vSwitch    p50 %7.1f us   p99 %7.1f us\n",
 	    med_field(P_LAT_VP, 0, F_P50) / 1e3, med_field(P_LAT_VP, 0, F_P99) / 1e3,
@@ -872,7 +907,7 @@ int main(int argc, char **argv)
 				vs_mode_set = true;
 			break;
 		case 'h':
-			printf(usage_text, 3 * 2 * 3 + 2);
+			printf(usage_text, 3 * 2 * 4 + 2);
 			return 0;
 		case 'V':
 			printf("vp-demo %s\n", VP_VERSION);
@@ -902,7 +937,7 @@ int main(int argc, char **argv)
 	if (!vs_mode_set)
 		D.vs_mode = ncpu >= 3 ? D.vp_mode : VP_NET_IRQ;
 	D.tty = isatty(1);
-	D.runs_total = D.rounds * 2 * 3 + 2;
+	D.runs_total = D.rounds * 2 * 4 + 2;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -917,11 +952,13 @@ int main(int argc, char **argv)
 	say("vhost-pci demo: VM-to-VM networking without a vSwitch in the middle\n\n");
 	say("  Two userspace VMs (vp-vm; RAM = a memfd). The backend VM maps the frontend\n"
 	    "  VM's RAM and drives its virtio-net rings: it copies each frame once, between\n"
-	    "  the two VMs' memories. For comparison, the vSwitch path: frontend VM ->\n"
+	    "  the two VMs' memories. Beside it, the 2.1 design: two symmetric peers that\n"
+	    "  share only an intermediate window, each writing its own half (one copy in,\n"
+	    "  one copy out). For comparison, the vSwitch path: frontend VM ->\n"
 	    "  vp-vswitch -> frontend VM (stock vhost-user; the switch copies each frame\n"
 	    "  out of one VM and into the other). Every frame is verified end to end.\n\n");
 	say("  %u traffic runs of %.1f s (%u round%s, paths interleaved); wait modes:\n"
-	    "  vhost-pci VMs %s, vSwitch path %s; %ld CPUs.\n", D.rounds * 6, D.seconds, D.rounds,
+	    "  vhost-pci VMs %s, vSwitch path %s; %ld CPUs.\n", D.rounds * 8, D.seconds, D.rounds,
 	    D.rounds == 1 ? "" : "s", vm_mode_name(D.vp_mode), vm_mode_name(D.vs_mode), ncpu);
 	start_daemon();
 	say("\n");
@@ -937,6 +974,9 @@ int main(int argc, char **argv)
 			if (interrupted)
 				break;
 			results[P_BE2FE][si][r] = run(P_BE2FE, sizes[si], r);
+			if (interrupted)
+				break;
+			results[P_PAIR21][si][r] = run(P_PAIR21, sizes[si], r);
 		}
 	if (!interrupted)
 		results[P_LAT_VP][0][0] = run(P_LAT_VP, 64, 0);

@@ -58,6 +58,7 @@ static const char usage_text[] =
 "Usage: vp-vm [OPTIONS] --frontend --connect SOCK [--vhost-user] --app APP\n"
 "       vp-vm [OPTIONS] --backend --listen SOCK --app APP\n"
 "       vp-vm [OPTIONS] --backend --guest-pci[=UUID] --app APP   (inside a backend VM)\n"
+"       vp-vm [OPTIONS] --pair21 SOCK | --pair21-serve SOCK --app APP   (2.1 peers)\n"
 "       vp-vm chain N [OPTIONS]\n"
 "\n"
 "A userspace VM: RAM is a memfd, guest-physical address = offset in it.\n"
@@ -76,9 +77,13 @@ static const char usage_text[] =
 "                           the frontend UUID's; --mode poll or adaptive\n"
 "  --sysfs-root DIR       --guest-pci: the PCI tree to search (default\n"
 "                           /sys/bus/pci/devices; tests use a fake one)\n"
+"  --pair21 SOCK          a symmetric 2.1 peer (docs/window21.md): join the pair\n"
+"                           broker at SOCK; each peer writes only its own half\n"
+"  --pair21-serve SOCK    the same, serving the pair broker at SOCK ourselves\n"
+"                           (and taking one half; the other peer joins)\n"
 "  --port2 SPEC           second port, for --app fwd:\n"
 "                           frontend,connect=SOCK[,vhost-user] | backend,listen=SOCK\n"
-"                           | backend,guest-pci\n"
+"                           | backend,guest-pci | pair21=SOCK | pair21-serve=SOCK\n"
 "  --connect-timeout SEC  keep retrying the first connection; a backend gen/ping\n"
 "                         waits this long for a frontend (default 10)\n"
 "\n"
@@ -159,6 +164,7 @@ struct port_spec {
 	const char *path;
 	bool vhost_user;
 	bool guest_pci;          /* backend inside a backend VM (--guest-pci) */
+	bool pair21_serve;       /* 2.1 peer serving the pair broker itself */
 	bool guest_uuid_set;
 	uint8_t guest_uuid[16];
 };
@@ -226,6 +232,13 @@ static int parse_port_spec(char *s, struct port_spec *ps)
 			ps->path = t + 8;
 			if (!ps->kind)
 				ps->kind = VP_PORT_FRONTEND;
+		} else if (!strncmp(t, "pair21=", 7) && t[7]) {
+			ps->path = t + 7;
+			ps->kind = VP_PORT_PEER21;
+		} else if (!strncmp(t, "pair21-serve=", 13) && t[13]) {
+			ps->path = t + 13;
+			ps->kind = VP_PORT_PEER21;
+			ps->pair21_serve = true;
 		} else if (!strncmp(t, "listen=", 7) && t[7]) {
 			ps->path = t + 7;
 			if (!ps->kind)
@@ -251,6 +264,9 @@ static int check_port(const struct port_spec *ps, const char *what, enum vp_net_
 	if (!ps->kind)
 		return vm_usage_error("%s: say --frontend --connect SOCK or --backend --listen SOCK",
 				   what);
+	if (ps->kind == VP_PORT_PEER21)
+		return ps->vhost_user ? vm_usage_error("%s: --vhost-user is for a frontend port",
+						       what) : 0;
 	if (!ps->path)
 		return vm_usage_error("%s: %s needs a socket path (%s)", what,
 				   ps->kind == VP_PORT_FRONTEND ? "a frontend" : "a backend",
@@ -266,7 +282,7 @@ enum {
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
-	O_UNSEALED, O_TRUNCATE, O_GUESTPCI, O_SYSFS,
+	O_UNSEALED, O_TRUNCATE, O_GUESTPCI, O_SYSFS, O_PAIR21, O_PAIR21_SERVE,
 };
 
 static const struct option lopts[] = {
@@ -277,6 +293,8 @@ static const struct option lopts[] = {
 	{ "vhost-user", no_argument, NULL, O_VU },
 	{ "guest-pci", optional_argument, NULL, O_GUESTPCI },
 	{ "sysfs-root", required_argument, NULL, O_SYSFS },
+	{ "pair21", required_argument, NULL, O_PAIR21 },
+	{ "pair21-serve", required_argument, NULL, O_PAIR21_SERVE },
 	{ "port2", required_argument, NULL, O_PORT2 },
 	{ "connect-timeout", required_argument, NULL, O_CTIMEOUT },
 	{ "app", required_argument, NULL, O_APP },
@@ -374,6 +392,15 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			break;
 		case O_SYSFS:
 			o->sysfs_root = optarg;
+			break;
+		case O_PAIR21:
+		case O_PAIR21_SERVE:
+			if (o->port[0].kind)
+				return vm_usage_error("--pair21 is a port of its own (no --frontend, "
+						   "--backend, --connect or --listen)");
+			o->port[0].kind = VP_PORT_PEER21;
+			o->port[0].path = optarg;
+			o->port[0].pair21_serve = c == O_PAIR21_SERVE;
 			break;
 		case O_VU:
 			o->port[0].vhost_user = true;
@@ -1391,6 +1418,18 @@ static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 /* ------------------------------------------------------------------------ */
 /* progress and report */
 
+static const char *role_name(const struct vp_port *p)
+{
+	switch (vp_port_side(p)) {
+	case VP_PORT_FRONTEND:
+		return "frontend";
+	case VP_PORT_PEER21:
+		return "peer21";
+	default:
+		return "backend";
+	}
+}
+
 static void progress(struct vm *vm, int64_t now)
 {
 	double dt = (double)(now - vm->prog_at) / 1e9;
@@ -1471,7 +1510,7 @@ static void report(struct vm *vm, int64_t now)
 		vm_json_begin(&j);
 		vm_json_str(&j, "name", g_name);
 		vm_json_str(&j, "app", app_names[vm->o.app]);
-		vm_json_str(&j, "role", vp_port_side(vm->port[0]) == VP_PORT_FRONTEND ? "frontend" : "backend");
+		vm_json_str(&j, "role", role_name(vm->port[0]));
 		vm_json_str(&j, "mode", vm_mode_name(vm->o.mode));
 		vm_json_dbl(&j, "seconds", (double)(now - vm->t0) / 1e9);
 		vm_json_u64(&j, "tx_packets", vm->tx_pkts);
@@ -1526,7 +1565,7 @@ static void report(struct vm *vm, int64_t now)
 		printf("%s\n", vm_json_finish(&j));
 	} else {
 		printf("vp-vm[%s] %s (%s, %s): %.2f s\n", g_name, app_names[vm->o.app],
-		       vp_port_side(vm->port[0]) == VP_PORT_FRONTEND ? "frontend" : "backend",
+		       role_name(vm->port[0]),
 		       vm_mode_name(vm->o.mode), (double)(now - vm->t0) / 1e9);
 		printf("  tx %" PRIu64 " packets, %" PRIu64 " bytes: %.3f Mpps, %.3f Gbit/s\n",
 		       vm->tx_pkts, vm->tx_bytes, vm_mpps(vm->tx_pkts, tx_ns),
@@ -1719,6 +1758,7 @@ static int run_vm(struct opts *o)
 			/* backend */
 			.max_links = o->max_links, .allow_unsealed = o->allow_unsealed,
 			.guest_pci = ps->guest_pci, .sysfs_root = o->sysfs_root,
+			.pair21_serve = ps->pair21_serve,
 			.guest_uuid_set = ps->guest_uuid_set,
 			/* frontend */
 			.vhost_user = ps->vhost_user, .ram = vm->ram.p, .ram_size = vm->ram.size,

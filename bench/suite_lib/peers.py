@@ -38,6 +38,9 @@ def vp_vm_argv(bins, role, sock, app, cpu, mode, size=64, ring=1024, vhost_user=
         a += ["--frontend", "--connect", sock]
         if vhost_user:
             a.append("--vhost-user")
+    elif role in ("pair21", "pair21-serve"):
+        # 2.1 peers (docs/window21.md): one serves the pair broker, one joins
+        a += ["--" + role, sock]
     else:
         a += ["--backend", "--listen", sock]
     a += ["--app", app, "--mode", mode, "--verify", verify, "--json", "--ring", str(ring),

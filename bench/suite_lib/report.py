@@ -13,6 +13,7 @@ PATHS = {
     "D": "D VM -> testpmd io -> VM",
     "E": "E VM -> vp-vswitch -> VM",
     "A-daemon": "A via vhost-pcid (backend=)",
+    "A21": "A21 2.1 pair (vp-vm peer <-> vp-vm peer over a window)",
 }
 DIRS = {"fe2be": "frontend -> backend", "be2fe": "backend -> frontend",
         "bidir": "bidirectional (sum)", "loop": "loop (per direction)"}
@@ -118,6 +119,24 @@ def tables(doc, res):
              "round trip (the backend echo receives into the frontend's receive buffer; the frontend echo "
              "copies in and out) against DPDK's two (see docs/performance.md).\n")
 
+    # ---- 2.1 pair vs 2.0 (the pair21 phase: its own A runs, interleaved)
+    tp21 = group(res, test="tput")
+    rows = []
+    for d in DIRS:
+        for s in sorted({r["size"] for r in tp21 if r.get("path") == "A21" and r.get("dir") == d}):
+            r21 = [r for r in tp21 if r.get("path") == "A21" and r.get("dir") == d and r.get("size") == s]
+            r20 = [r for r in tp21 if r.get("path") == "A" and r.get("dir") == d and r.get("size") == s
+                   and "(21)" in r.get("label", "")]
+            rt, n = ratio_mmm(r21, r20)
+            rows.append(f"| {DIRS[d]} | {s} | {fmt_mmm(mmm(vals(r21)))} | {fmt_mmm(mmm(vals(r20)))} | "
+                        f"{fmt_mmm(rt)} | {n} |")
+    if rows:
+        L.append("## 2.1 pair (A21) vs 2.0 (A)\n")
+        L.append("| direction | frame B | A21 Mpps | A Mpps | A21/A | pairs |")
+        L.append("|---|---|---|---|---|---|")
+        L += rows
+        L.append("")
+
     # ---- throughput A vs B
     tp = group(res, test="tput")
     sizes = sorted({r["size"] for r in tp if r.get("path") in ("A", "B")})
@@ -125,7 +144,7 @@ def tables(doc, res):
         rows = []
         for s in sizes:
             ra = [r for r in tp if r.get("path") == "A" and r.get("dir") == d and r.get("size") == s
-                  and "(vs)" not in r.get("label", "")]
+                  and "(vs)" not in r.get("label", "") and "(21)" not in r.get("label", "")]
             rb = [r for r in tp if r.get("path") == "B" and r.get("dir") == d and r.get("size") == s]
             if not ra and not rb:
                 continue

@@ -237,17 +237,20 @@ def ensure_ovs(ctx):
 # ---------------------------------------------------------------- throughput: VM paths
 
 def run_vm_tput(ctx, path, direction, size):
-    """A (vhost-pci), C (OVS), D (testpmd io), E (vp-vswitch) with vp-vm VMs.
+    """A (vhost-pci), A21 (2.1 pair), C (OVS), D (testpmd io), E (vp-vswitch) with vp-vm VMs.
 
-    direction: fe2be | be2fe (A only) | bidir | loop. For C/D/E 'fe2be' means
-    VM1 -> switch -> VM2 (the only one-way direction there)."""
+    direction: fe2be | be2fe (A, A21 only) | bidir | loop. For C/D/E 'fe2be' means
+    VM1 -> switch -> VM2 (the only one-way direction there). For A21 the
+    'backend' is the peer serving the pair broker, the 'frontend' the one
+    joining it."""
     o = ctx.o
     sampler = Sampler()
     vms, measured, sw = [], [], None
     res = {"test": "tput", "path": path, "dir": direction, "size": size}
     res["probe_ns"] = probe(ctx)
     try:
-        if path == "A":
+        if path in ("A", "A21"):
+            be_role, fe_role = ("pair21-serve", "pair21") if path == "A21" else ("backend", "frontend")
             d = ctx.sockdir()
             sock = os.path.join(d, "be.sock")
             mode = "poll"
@@ -257,13 +260,13 @@ def run_vm_tput(ctx, path, direction, size):
             # frames first ('start tx_first 32' = 32 bursts of 32 per port)
             extra = ["--tx-first", "1024", "--size", str(size)] if direction == "loop" else []
             be = ctx.procs.spawn("vm-be-" + be_app, vp_vm_argv(
-                ctx.bins, "backend", sock, be_app, 1, mode, size, name="be",
+                ctx.bins, be_role, sock, be_app, 1, mode, size, name="be",
                 seconds=600 if be_app == "gen" else None, extra=extra),
                 pipe_err=True, sampler=sampler)
             if not wait_path(sock, 10, be):
                 raise RunError("backend VM did not listen")
             fe = ctx.procs.spawn("vm-fe-" + fe_app, vp_vm_argv(
-                ctx.bins, "frontend", sock, fe_app, 0, mode, size, name="fe",
+                ctx.bins, fe_role, sock, fe_app, 0, mode, size, name="fe",
                 seconds=600 if fe_app == "gen" else None, extra=extra),
                 pipe_err=True, sampler=sampler)
             vms = [fe, be]
@@ -408,7 +411,8 @@ def run_latency(ctx, path, mode):
     vms, tp, sw = [], None, None
     secs = o.lat_seconds
     try:
-        if path == "A":
+        if path in ("A", "A21"):
+            be_role, fe_role = ("pair21-serve", "pair21") if path == "A21" else ("backend", "frontend")
             d = ctx.sockdir()
             sock = os.path.join(d, "be.sock")
             be = ctx.procs.spawn("vm-be-echo", vp_vm_argv(ctx.bins, "backend", sock, "echo", 1, mode),
@@ -494,7 +498,8 @@ def zl_trial(ctx, path, rate, size=64):
     vms, tp, sw = [], None, None
     before = rx = None
     try:
-        if path == "A":
+        if path in ("A", "A21"):
+            be_role, fe_role = ("pair21-serve", "pair21") if path == "A21" else ("backend", "frontend")
             d = ctx.sockdir()
             sock = os.path.join(d, "be.sock")
             rx = ctx.procs.spawn("vm-be-sink", vp_vm_argv(ctx.bins, "backend", sock, "sink", 1, "poll", size),

@@ -12,12 +12,17 @@
  *    the vhost-pci devices of the guest's own PCI tree (guestdev.h), one
  *    link per device, each keeping its link number until it is removed.
  *    Poll and adaptive modes only (irq: -ENOTSUP, see guestdev.h).
+ *  - A PEER21 port is one side of a symmetric 2.1 pair (net21.h,
+ *    docs/window21.md): a vp_net21 over a window from a pair broker at path
+ *    (joined; rejoined when the broker goes away), or from the broker the
+ *    port runs itself (pair21_serve). One link, number 0; a window the
+ *    other peer broke is reset (a new epoch) until it behaves.
  *  - A FRONTEND port is a vp_netfe in the caller's RAM, announced to a
  *    vhost-pci server (native protocol) or to a stock vhost-user backend. A
  *    lost connection is re-announced after a backoff; frames the backend
  *    delivered before it went are drained first (state DRAIN).
  *
- * Both sides have the same calls; a frontend port has one link, number 0.
+ * All sides have the same calls; a frontend or 2.1 port has one link, number 0.
  * The data path calls never block and never allocate; a broken ring takes
  * its link down (logged, counted) and the port reconnects or waits for the
  * next device by itself, driven by vp_port_control().
@@ -47,7 +52,7 @@ extern "C" {
 /* A backend port serves what its server admits. */
 #define VP_PORT_MAX_LINKS VP_SERVER_DEFAULT_CONNECTIONS
 
-enum vp_port_side { VP_PORT_BACKEND = 1, VP_PORT_FRONTEND };
+enum vp_port_side { VP_PORT_BACKEND = 1, VP_PORT_FRONTEND, VP_PORT_PEER21 };
 
 /*
  * Link state. A backend port is UP while any link is up, else DOWN.
@@ -75,6 +80,11 @@ struct vp_port_config {
 	const char *sysfs_root;    /* NULL: VP_GUEST_SYSFS_DEFAULT */
 	bool guest_uuid_set;       /* guest_pci: only the frontend whose UUID is
 				    * uuid (below) */
+
+	/* 2.1 peer */
+	bool pair21_serve;         /* run the pair broker at path ourselves (and
+				    * take one half); else join the broker there.
+				    * ring: descriptors per direction (0: 256) */
 
 	/* both: backend, features accepted from frontends (0: VP_NET_FEATURES);
 	 * frontend, features offered (0: VP_NETFE_DEFAULT_FEATURES) */

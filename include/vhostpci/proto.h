@@ -100,7 +100,14 @@ enum {
 	VP_PCI_START = VP_PCI_BASE + 7,           /* server -> frontend: device live */
 	VP_PCI_STOP = VP_PCI_BASE + 8,            /* frontend -> server: device gone/reset */
 	VP_PCI_ERROR = VP_PCI_BASE + 9,           /* either way, then the sender closes */
+	VP_PCI_PAIR21_JOIN = VP_PCI_BASE + 10,    /* 2.1 peer -> pair broker, reply has
+						   * the window's fds (docs/window21.md) */
 };
+
+/* PAIR21_JOIN's reply: u64 peer id, and the fds of struct vp_net21_fds in
+ * this order: header, own section, other's section, rx, tx, other's rx,
+ * other's tx. */
+#define VP_PCI_PAIR21_NFDS 7u
 
 #define VP_PCI_MAGIC 0x49435056u   /* "VPCI" as little-endian bytes */
 #define VP_PCI_VERSION_MAJOR 1

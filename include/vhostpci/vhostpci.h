@@ -12,6 +12,7 @@
 #include "server.h"
 #include "client.h"
 #include "net.h"
+#include "net21.h"
 #include "fd.h"
 #include "device.h"
 #include "devinfo.h"

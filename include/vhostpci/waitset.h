@@ -2,7 +2,7 @@
 /*
  * Wait sets: sleep until any of many links, or one of the caller's own fds,
  * may have work. One poll() over everything: ports (every link and control
- * socket of each), bare vp_net / vp_netfe objects, and fds (a TAP device, a
+ * socket of each), bare vp_net / vp_netfe / vp_net21 objects, and fds (a TAP device, a
  * pipe, a timerfd). Nothing is time-sliced: every object is armed before
  * the sleep and disarmed after it, with the race check in between (a
  * buffer posted after the last look and before the sleep is seen by the
@@ -32,6 +32,7 @@
 
 #include "common.h"
 #include "net.h"
+#include "net21.h"
 #include "port.h"
 
 #ifdef __cplusplus
@@ -53,6 +54,7 @@ VP_API void vp_waitset_free(struct vp_waitset *ws);
 VP_API int vp_waitset_add_port(struct vp_waitset *ws, struct vp_port *p);
 VP_API int vp_waitset_add_net(struct vp_waitset *ws, struct vp_net *n);
 VP_API int vp_waitset_add_netfe(struct vp_waitset *ws, struct vp_netfe *fe);
+VP_API int vp_waitset_add_net21(struct vp_waitset *ws, struct vp_net21 *n);
 /* events: POLLIN, POLLOUT, ... as for poll(). */
 VP_API int vp_waitset_add_fd(struct vp_waitset *ws, int fd, short events);
 VP_API int vp_waitset_remove(struct vp_waitset *ws, int id);

@@ -3178,3 +3178,144 @@ int main(int argc, char **argv)
 	kill_kids();
 	return r;
 }
+
+/*
+ * design=2.1: the daemon serves a pair broker. Two peers (child processes)
+ * join, get their halves (the other's read-only, so a write into it would
+ * fault: checked through the fd's access mode and a refused mprotect), move
+ * 20000 frames each way, and "pairs" shows who joined; a third is refused.
+ */
+static int pair_peer(const char *path, unsigned *who, int hold_fd)
+{
+	struct vp_net21_fds f;
+	struct vp_net21 *n = NULL;
+	uint8_t buf[256];
+	struct vp_pkt pk = { .data = buf };
+	uint32_t sent = 0, got = 0;
+	int s, e = 0;
+	int64_t end = now_ms() + 20000;
+	void *m;
+
+	if (vp_pair21_join(path, 5000, &f, &s) < 0)
+		return 10;
+	*who = f.peer;
+	if ((fcntl(f.peer_fd, F_GETFL) & O_ACCMODE) != O_RDONLY)
+		return 11;
+	m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, f.peer_fd, 0);
+	if (m == MAP_FAILED || mprotect(m, 4096, PROT_READ | PROT_WRITE) == 0 || errno != EACCES)
+		return 12;
+	munmap(m, 4096);
+	if (vp_net21_new(&n, &f, VP_NET_IRQ) < 0)
+		return 13;
+	vp_net21_fds_close(&f);
+	while ((sent < 20000 || got < 20000) && now_ms() < end) {
+		int r = 0;
+
+		if (sent < 20000) {
+			memset(&pk.hdr, 0, sizeof(pk.hdr));
+			pk.len = 60 + sent % 100;
+			memset(buf, (int)(sent & 0xff), pk.len);
+			memcpy(buf, &sent, 4);
+			r = vp_net21_tx_burst(n, &pk, 1, 0);
+			if (r < 0)
+				return 14;
+			sent += (uint32_t)r;
+		}
+		pk.len = sizeof(buf);
+		e = vp_net21_rx_burst(n, &pk, 1);
+		if (e < 0)
+			return 15;
+		if (e == 1) {
+			uint32_t seq;
+
+			memcpy(&seq, buf, 4);
+			if (seq != got || pk.len != 60 + got % 100 || buf[pk.len - 1] != (got & 0xff))
+				return 16;
+			got++;
+		}
+		if (!r && !e)
+			vp_net21_wait(n, got < 20000, sent < 20000, 50);
+	}
+	/* Stay joined until the test has looked (the pipe's write end closes). */
+	{
+		struct pollfd hp = { .fd = hold_fd, .events = POLLIN };
+
+		poll(&hp, 1, 20000);
+	}
+	vp_net21_free(n);
+	close(s);
+	return sent == 20000 && got == 20000 ? 0 : 17;
+}
+
+TEST(pair21_design_served_shown_and_full)
+{
+	struct daemon d;
+	char s0[200];
+	char *args[] = { "--server", s0, "--control", d.ctl, "--log-level", "debug", NULL };
+	pid_t kid[2];
+	struct jv *doc;
+	const struct jv *p;
+	int hold[2];
+
+	REQUIRE(daemon_init(&d));
+	snprintf(s0, sizeof(s0), "path=%s,id=pair0,design=2.1", d.net0);
+	REQUIRE(daemon_spawn_argv(&d, args));
+	REQUIRE(pipe2(hold, O_CLOEXEC) == 0);
+	for (unsigned i = 0; i < 2; i++) {
+		kid[i] = fork();
+		if (kid[i] == 0) {
+			unsigned who = 9;
+
+			alarm(60);
+			close(hold[1]);
+			_exit(pair_peer(d.net0, &who, hold[0]));
+		}
+	}
+	close(hold[0]);
+	/* Both joined: shown, and a third is refused. */
+	{
+		int64_t end = now_ms() + 10000;
+		bool both = false;
+
+		while (!both && now_ms() < end) {
+			doc = ask(&d, "pairs");
+			p = nth(jv_get(doc, "pairs"), 0);
+			both = p && bool_is(p, "peer0", true) && bool_is(p, "peer1", true);
+			if (both) {
+				struct vp_net21_fds f;
+				int s;
+
+				CHECK(str_is(p, "id", "pair0") && str_is(p, "design", "2.1"));
+				CHECK_EQ(vp_pair21_join(d.net0, 2000, &f, &s), -ECONNREFUSED);
+			}
+			jv_free(doc);
+			if (!both)
+				sleep_ms(10);
+		}
+		CHECK(both);
+	}
+	close(hold[1]);
+	for (unsigned i = 0; i < 2; i++)
+		CHECK(exited_with(wait_exit(kid[i], 30000), 0));
+	/* Both left: the daemon frees their slots once it sees them go. */
+	{
+		int64_t end = now_ms() + 5000;
+		bool freed = false;
+
+		for (;;) {
+			doc = ask(&d, "pairs");
+			p = nth(jv_get(doc, "pairs"), 0);
+			freed = p && bool_is(p, "peer0", false) && bool_is(p, "peer1", false);
+			if (freed || now_ms() > end)
+				break;
+			jv_free(doc);
+			sleep_ms(10);
+		}
+		CHECK(freed);
+		CHECK(p && u64_is(p, "joins", 2) && u64_is(p, "refused", 1));
+		jv_free(doc);
+	}
+	CHECK(exited_with(daemon_stop(&d), 0));
+	CHECK(gone(d.net0));
+	daemon_cleanup(&d);
+}

@@ -289,6 +289,14 @@ TEST(spec_defaults_and_keys)
 	CHECK(!strcmp(s.path, "/tmp/x.sock") && s.have_uid && s.uid == 0);
 	CHECK(s.features == 1ull << VIRTIO_F_VERSION_1);
 	vpd_spec_free(&s);
+
+	/* design=: 2.0 is a server (the default), 2.1 a pair broker. */
+	REQUIRE(vpd_spec_parse("path=/p.sock,design=2.1,mode=0660", &s, err, sizeof(err)) == 0);
+	CHECK(s.pair21 && s.mode == 0660);
+	vpd_spec_free(&s);
+	REQUIRE(vpd_spec_parse("path=/p.sock,design=2.0", &s, err, sizeof(err)) == 0);
+	CHECK(!s.pair21);
+	vpd_spec_free(&s);
 }
 
 static bool spec_fails(const char *text, const char *msg_part)
@@ -334,6 +342,10 @@ TEST(spec_errors_name_the_problem)
 	CHECK(spec_fails("path=/a,stop-timeout=1s", "stop-timeout"));
 	CHECK(spec_fails("path=/a,backend=", "empty value"));
 	CHECK(spec_fails("path=/a,backend=/b,backend-vm=/q", "exclude each other"));
+	CHECK(spec_fails("path=/a,design=2.2", "design"));
+	CHECK(spec_fails("path=/a,design=2.1,backend=/b", "serves a pair"));
+	CHECK(spec_fails("path=/a,design=2.1,backend-vm=/q", "serves a pair"));
+	CHECK(spec_fails("path=/a,design=2.1,features=0x100000000", "serves a pair"));
 	CHECK(spec_fails("path=/a,unplug-timeout=0", "unplug-timeout"));
 	CHECK(spec_fails("path=/a,unplug-timeout=600001", "unplug-timeout"));
 	CHECK(spec_fails("path=/a,features=0xzz", "not a number"));

@@ -540,6 +540,73 @@ t_tap_per_link() {
 	return 0
 }
 
+# 2.1 peers (docs/window21.md): a million frames of random sizes each way,
+# every byte verified; one peer serves the pair broker, the other joins.
+t_pair21_million_each_way() {
+	bg sink "$VM" --pair21-serve "$T/p21.sock" --app sink --ends 1 --seconds 60 "${Q[@]}"
+	sock_wait "$T/p21.sock"
+	bg gen "$VM" --pair21 "$T/p21.sock" --app gen --count 1000000 --size 64-1518 "${Q[@]}"
+	waitfor gen 60; waitfor sink 60
+	expect "joining generator" "$T/gen.json" tx_packets 1000000
+	expect "joining generator" "$T/gen.json" ok true
+	expect "serving sink" "$T/sink.json" received 1000000
+	expect "serving sink" "$T/sink.json" lost 0
+	expect "serving sink" "$T/sink.json" corrupt 0
+	expect "serving sink" "$T/sink.json" reordered 0
+	expect "serving sink" "$T/sink.json" ok true
+	rm -f "$T/p21.sock"
+	bg gen2 "$VM" --pair21-serve "$T/p21.sock" --app gen --count 1000000 --size 64-1518 \
+		--connect-timeout 20 "${Q[@]}"
+	sock_wait "$T/p21.sock"
+	bg sink2 "$VM" --pair21 "$T/p21.sock" --app sink --ends 1 --seconds 60 "${Q[@]}"
+	waitfor gen2 60; waitfor sink2 60
+	expect "serving generator" "$T/gen2.json" tx_packets 1000000
+	expect "serving generator" "$T/gen2.json" ok true
+	expect "joining sink" "$T/sink2.json" received 1000000
+	expect "joining sink" "$T/sink2.json" lost 0
+	expect "joining sink" "$T/sink2.json" corrupt 0
+	expect "joining sink" "$T/sink2.json" reordered 0
+	expect "joining sink" "$T/sink2.json" ok true
+	return 0
+}
+
+# Kill one peer and start another: traffic resumes. First the joining
+# generator (the serving sink keeps its half and resyncs to the new epoch),
+# then the serving sink (the generator rejoins the new broker's window).
+t_pair21_restart() {
+	local got
+	bg sink "$VM" --pair21-serve "$T/p21.sock" --app sink --seconds 30 "${Q[@]}"
+	sock_wait "$T/p21.sock"
+	bg gen "$VM" --pair21 "$T/p21.sock" --app gen --seconds 30 --rate 100k "${Q[@]}"
+	sleep 0.7
+	kill -9 "$pid_gen"; wait "$pid_gen" 2>/dev/null
+	bg gen2 "$VM" --pair21 "$T/p21.sock" --app gen --seconds 1 --rate 100k "${Q[@]}"
+	waitfor gen2 15
+	expect "second generator" "$T/gen2.json" ok true
+	expect "second generator" "$T/gen2.json" link_ups 1
+	stop sink
+	expect "sink" "$T/sink.json" corrupt 0
+	expect "sink" "$T/sink.json" link_ups 2
+	got=$(jget "$T/sink.json" received)
+	[ "${got:-0}" -gt 100000 ] || failmsg+="    sink received only '${got}' from two generators"$'\n'
+	rm -f "$T/p21.sock"
+	bg sink2 "$VM" --pair21-serve "$T/p21.sock" --app sink "${Q[@]}"
+	sock_wait "$T/p21.sock"
+	bg gen3 "$VM" --pair21 "$T/p21.sock" --app gen --seconds 3 --rate 100k "${Q[@]}"
+	sleep 0.7
+	stop sink2
+	rm -f "$T/p21.sock"
+	bg sink3 "$VM" --pair21-serve "$T/p21.sock" --app sink --ends 1 --seconds 10 "${Q[@]}"
+	waitfor gen3 15; waitfor sink3 15
+	expect "generator" "$T/gen3.json" link_ups 2
+	expect "generator" "$T/gen3.json" ok true
+	expect "new sink" "$T/sink3.json" corrupt 0
+	expect "new sink" "$T/sink3.json" ends 1
+	got=$(jget "$T/sink3.json" received)
+	[ "${got:-0}" -gt 1000 ] || failmsg+="    new sink received only '${got}'"$'\n'
+	return 0
+}
+
 run_case help t_help
 run_case bad-options t_bad_options
 run_case frontend-to-backend-100k t_fe_to_be
@@ -561,6 +628,8 @@ run_case tap-per-link t_tap_per_link
 run_case sigterm-report t_sigterm_report
 run_case demo-quick t_demo_quick
 run_case demo-interrupt t_demo_interrupt
+run_case pair21-million-each-way t_pair21_million_each_way
+run_case pair21-restart t_pair21_restart
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

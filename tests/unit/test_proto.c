@@ -58,7 +58,7 @@ __attribute__((constructor)) static void setup(void)
 static const uint32_t all_requests[] = {
 	1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
 	21, 24, 25, 34, 36, 37, 38, 39, 40,
-	0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107, 0x108, 0x109,
+	0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107, 0x108, 0x109, 0x10a,
 };
 #define N_REQUESTS (sizeof(all_requests) / sizeof(all_requests[0]))
 
@@ -141,6 +141,8 @@ static unsigned expected_fds(const struct vp_msg *m, bool reply)
 				     !!(m->p.devinfo.rings[i].flags & VP_PCI_RING_CALLFD);
 			return n;
 		}
+		if (m->request == VP_PCI_PAIR21_JOIN)
+			return 7;  /* docs/protocol.md: the window's fds */
 		return 0;
 	}
 	switch (m->request) {
@@ -375,6 +377,7 @@ PTEST(table_matches_spec)
 		{ 0x107, VP_DIR_BACK_TO_FRONT, VP_PL_U64, VP_PL_NONE, false },
 		{ 0x108, VP_DIR_FRONT_TO_BACK, VP_PL_U64, VP_PL_NONE, false },
 		{ 0x109, VP_DIR_BOTH, VP_PL_ERROR, VP_PL_NONE, false },
+		{ 0x10a, VP_DIR_FRONT_TO_BACK, VP_PL_HELLO, VP_PL_U64, true },
 	};
 	CHECK_EQ(sizeof(want) / sizeof(want[0]), N_REQUESTS);
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -797,7 +800,7 @@ PTEST(reject_bad_flags)
 PTEST(reject_unknown_request)
 {
 	static const uint32_t unknown[] = { 0, 22, 23, 26, 33, 35, 41, 0x100,
-					    0x10a, 0xffffffffu };
+					    0x10b, 0xffffffffu };
 	uint8_t b[BUF_MAX] = { 0 };
 
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
