@@ -3152,6 +3152,293 @@ TEST(bevm_shutdown_sends_device_del)
 	daemon_cleanup(&d);
 }
 
+/* ---- cold plug: qemu-args for a backend VM started by hand (no QMP) ---- */
+
+/* A daemon whose net0 has no backend: cold plug only. */
+static bool cold_daemon(struct daemon *d, char *run, size_t runlen)
+{
+	char spec[300];
+	char *args[] = { "--server", spec, "--control", d->ctl, "--run-dir", run,
+			 "--log-level", "debug", NULL };
+
+	snprintf(run, runlen, "%s/run/bevm", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0", d->net0);
+	return daemon_spawn_argv(d, args);
+}
+
+/* key's value in a QEMU option string ("type,key=v,..."), ",," undone. */
+static bool qopt_get(const char *opts, const char *key, char *out, size_t len)
+{
+	size_t kl = strlen(key), o = 0;
+	const char *p = opts;
+
+	while ((p = strstr(p, key))) {
+		if ((p == opts || p[-1] == ',') && p[kl] == '=')
+			break;
+		p += kl;
+	}
+	if (!p)
+		return false;
+	for (p += kl + 1; *p && o + 1 < len; p++) {
+		if (*p == ',' && p[1] != ',')
+			break;
+		if (*p == ',')
+			p++;
+		out[o++] = *p;
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/* QEMU started with the arguments: its chardev connects, it maps the window. */
+static bool cold_qemu(struct fake_vm *v, const char *sock, const char *win)
+{
+	int fd;
+
+	v->ivs = unix_connect(sock);
+	if (v->ivs < 0)
+		return false;
+	fd = open(win, O_RDWR | O_CLOEXEC);
+	v->win = fd >= 0 ? mmap(NULL, VP_INFO_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				fd, 0) : MAP_FAILED;
+	if (fd >= 0)
+		close(fd);
+	if (v->win == MAP_FAILED) {
+		v->win = NULL;
+		return false;
+	}
+	return fv_read_setup(v);
+}
+
+static void fv_none(struct fake_vm *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->q = v->lfd = v->ivs = v->shm = -1;
+	for (unsigned i = 0; i < BV_NVEC; i++)
+		v->own[i] = v->peer[i] = -1;
+}
+
+/* Reserve device id through vhost-pci-ctl; the socket and window it names. */
+static bool cold_args(const struct daemon *d, uint64_t id, const char *slot, char *sock,
+		      char *win, size_t len)
+{
+	static struct prog p;
+	char dev[48], *lines[16], *save = NULL;
+	unsigned n = 0;
+
+	snprintf(dev, sizeof(dev), "%" PRIu64 "%s%s", id, slot ? "@" : "", slot ? slot : "");
+	run(&p, ctl_bin, "--control", d->ctl, "qemu-args", "--timeout", "30", "net0", dev, NULL);
+	if (p.status != 0) {
+		fprintf(stderr, "  qemu-args: exit %d: %s\n", p.status, p.err);
+		return false;
+	}
+	for (char *l = strtok_r(p.out, "\n", &save); l && n < 16; l = strtok_r(NULL, "\n", &save))
+		lines[n++] = l;
+	CHECK_EQ(n, 8);
+	if (n != 8)
+		return false;
+	CHECK(!strcmp(lines[0], "-chardev") && !strncmp(lines[1], "socket,", 7));
+	CHECK(!strcmp(lines[2], "-object") && !strncmp(lines[3], "memory-backend-file,", 20));
+	CHECK(!strcmp(lines[4], "-device") && !strncmp(lines[5], "ivshmem-plain,", 14));
+	CHECK(!strcmp(lines[6], "-device") && !strncmp(lines[7], "ivshmem-doorbell,", 17));
+	CHECK(strstr(lines[7], "vectors=3") != NULL);
+	CHECK(strstr(lines[3], ",size=8192,") != NULL);
+	CHECK(strstr(p.err, "reserved as") != NULL);
+	if (slot) {
+		CHECK(strstr(lines[5], ",addr=0x05") != NULL);
+		CHECK(strstr(lines[7], ",addr=0x06") != NULL);
+	}
+	return qopt_get(lines[1], "path", sock, len) && qopt_get(lines[3], "mem-path", win, len);
+}
+
+static void coldplug_body(struct daemon *d)
+{
+	char run_dir[160], sock[200], win[200], cmd[96];
+	struct fake_vm v;
+	struct frontend f;
+	struct vp_devinfo info;
+	struct vp_devinfo_driver drv = { 0 };
+	struct vp_msg rep;
+	const struct jv *b;
+	struct jv *doc;
+	uint8_t uuid[16];
+	uint64_t id;
+	int fd, fds0;
+
+	fv_none(&v);
+	REQUIRE(cold_daemon(d, run_dir, sizeof(run_dir)));
+	fds0 = daemon_fds(d);
+	CHECK(error_has(ask(d, "qemu-args nosuch"), "no server 'nosuch'"));
+	CHECK(error_has(ask(d, "qemu-args net0"), "no ready device"));
+	REQUIRE(fe_init(&f, UUID0));
+	fd = unix_connect(d->net0);
+	REQUIRE(fd >= 0);
+	vu_raw_start(fd, &f, NULL);
+	REQUIRE((id = newest_dev(d, "vhost-user")) && wait_state(d, id, "ready"));
+	/* Without qemu-args nothing is made for it. */
+	CHECK_EQ(dir_entries(run_dir), 0);
+	REQUIRE(cold_args(d, id, "5", sock, win, sizeof(sock)));
+	CHECK(is_socket(sock));
+	CHECK(access(win, R_OK | W_OK) == 0);
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64, id);
+	CHECK(error_has(ask(d, cmd), "already reserved"));
+	doc = bv_show(d, id, &b);
+	CHECK(str_is(b, "state", "reserved"));
+	CHECK(bool_is(b, "cold", true));
+	CHECK(jv_get(b, "path") && jv_get(b, "path")->type == JV_NULL);
+	jv_free(doc);
+
+	/* QEMU starts: the pair carries the frontend (the window file stays ours). */
+	REQUIRE(cold_qemu(&v, sock, win));
+	CHECK(bv_wait(d, id, "plugged"));
+	REQUIRE(drv_snap(&v, &info));
+	doc = bv_show(d, id, &b);
+	CHECK(vp_uuid_parse(jv_get_str(jv_get(doc, "device"), "uuid") ?: "", uuid) == 0);
+	CHECK(str_is(b, "info_pci", "00:05.0"));
+	CHECK(str_is(b, "memory_pci", "00:06.0"));
+	CHECK(u64_is(b, "memory_peer", (uint64_t)v.my_id));
+	jv_free(doc);
+	CHECK(!memcmp(info.uuid, uuid, 16));
+	CHECK_EQ(info.status, VP_INFO_ST_PRESENT | VP_INFO_ST_READY);
+	CHECK_EQ(info.memory_peer, (uint16_t)v.my_id);
+	CHECK_EQ(info.device_id, id);
+	CHECK_EQ(info.bar2_size, MEM_SIZE);
+	CHECK(v.shm >= 0 && lseek(v.shm, 0, SEEK_END) == MEM_SIZE);
+	eventfd_write(f.kick[0], 1);
+	CHECK(fired(v.own[1], WAIT_MS));
+	eventfd_write(v.peer[1], 1);
+	CHECK(fired(f.call[1], WAIT_MS));
+
+	/* STOP through the driver page, as when hot-plugged. */
+	drv.driver_gen = 1;
+	drv.driver_status = VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER | VP_INFO_DS_DRIVER_OK;
+	drv.features_accepted = info.features;
+	drv.acked_gen = info.generation;
+	drv_write(&v, &drv);
+	fe_post_buffers(&f);
+	sleep_ms(50);
+	fired(v.own[0], 0);
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK(fired(v.own[0], WAIT_MS));
+	REQUIRE(drv_snap(&v, &info));
+	CHECK(info.status & VP_INFO_ST_STOP);
+	CHECK_EQ(vu_wait_reply(NULL, fd, 300, &rep), -1);
+	drv.driver_gen = 2;
+	drv.acked_gen = info.generation;
+	drv.stopped[0] = VP_INFO_STOPPED_VALID | 3;
+	drv_write(&v, &drv);
+	CHECK(vu_wait_reply(NULL, fd, WAIT_MS, &rep) >= 0);
+	CHECK_EQ(rep.request, VP_VU_GET_VRING_BASE);
+	CHECK(log_has(d, "driver acked STOP"));
+
+	/* The frontend goes: GONE in the window, the pair stays in the VM. */
+	close(fd);
+	CHECK(wait_state(d, id, "gone"));
+	CHECK(fired(v.own[0], WAIT_MS));
+	REQUIRE(drv_snap(&v, &info));
+	CHECK_EQ(info.status, VP_INFO_ST_GONE);
+	CHECK(log_has(d, "keeps its functions"));
+	sleep_ms(50);
+	CHECK_EQ(dir_entries(run_dir), 0);
+	CHECK_EQ(daemon_fds(d), fds0);
+	fv_close_dev(&v);
+	fe_free(&f);
+}
+
+TEST(coldplug_qemu_args_plug_stop_gone)
+{
+	WITH_OWN_DAEMON(coldplug_body);
+}
+
+/* Refusals, a reservation that lapses, a backend VM that goes. */
+static void coldplug_refusals_body(struct daemon *d)
+{
+	char run_dir[160], sock[200], win[200], cmd[128];
+	struct fake_vm v;
+	struct frontend f, g;
+	const struct jv *b;
+	struct jv *doc;
+	uint64_t id, id2;
+	int fd, fd2, fds0, big;
+
+	fv_none(&v);
+	REQUIRE(cold_daemon(d, run_dir, sizeof(run_dir)));
+	fds0 = daemon_fds(d);
+	REQUIRE(fe_init(&f, UUID0));
+	fd = unix_connect(d->net0);
+	REQUIRE(fd >= 0);
+	vu_raw_start(fd, &f, NULL);
+	REQUIRE((id = newest_dev(d, "vhost-user")) && wait_state(d, id, "ready"));
+	CHECK(error_has(ask(d, "qemu-args net0 999"), "no device 999"));
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64 "@31", id);
+	CHECK(error_has(ask(d, cmd), "slot"));
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64 " %" PRIu64, id, id);
+	CHECK(error_has(ask(d, cmd), "named twice"));
+	CHECK(error_has(ask(d, "qemu-args net0 timeout=0"), "timeout"));
+	CHECK(error_has(ask(d, "qemu-args net0 x@1"), "invalid device id"));
+
+	/* RAM a BAR cannot be (1.5 MiB): refused, the frontend keeps its link. */
+	REQUIRE(fe_init(&g, UUID1));
+	big = tu_memfd("vpd-test-ram", MEM_SIZE + MEM_SIZE / 2, 1);
+	REQUIRE(big >= 0);
+	dup2(big, g.memfd);
+	close(big);
+	fd2 = unix_connect(d->net0);
+	REQUIRE(fd2 >= 0);
+	vu_raw_start(fd2, &g, NULL);
+	REQUIRE((id2 = newest_dev(d, "vhost-user")) && id2 != id && wait_state(d, id2, "ready"));
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64, id2);
+	CHECK(error_has(ask(d, cmd), "power of two"));
+	/* All or nothing: a good device with a bad one reserves neither. */
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64 " %" PRIu64, id, id2);
+	CHECK(error_has(ask(d, cmd), "power of two"));
+	CHECK_EQ(dir_entries(run_dir), 0);
+	CHECK(wait_state(d, id2, "ready"));
+	close(fd2);
+	CHECK(wait_state(d, id2, "gone"));
+	fe_free(&g);
+
+	/* Nobody starts QEMU: the reservation lapses, its files go. */
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 timeout=1 %" PRIu64, id);
+	doc = ask(d, cmd);
+	CHECK(u64_is(doc, "timeout_s", 1));
+	CHECK_EQ(jv_get(doc, "args") ? jv_get(doc, "args")->n : 0, 8);
+	jv_free(doc);
+	CHECK_EQ(dir_entries(run_dir), 2);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && !log_has(d, "lapsed");)
+		sleep_ms(20);
+	CHECK(log_has(d, "reservation lapsed"));
+	CHECK_EQ(dir_entries(run_dir), 0);
+	doc = bv_show(d, id, &b);
+	CHECK(b && b->type == JV_NULL);
+	jv_free(doc);
+
+	/* Again, and QEMU starts then quits: the device is free for the next. */
+	REQUIRE(cold_args(d, id, NULL, sock, win, sizeof(sock)));
+	REQUIRE(cold_qemu(&v, sock, win));
+	CHECK(bv_wait(d, id, "plugged"));
+	fv_close_dev(&v);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && !log_has(d, "let go of");)
+		sleep_ms(20);
+	CHECK(log_has(d, "can be cold-plugged again"));
+	CHECK_EQ(dir_entries(run_dir), 0);
+	REQUIRE(cold_args(d, id, NULL, sock, win, sizeof(sock)));
+	CHECK(bv_wait(d, id, "reserved"));
+	/* The frontend goes while reserved: the reservation ends, QEMU cannot connect. */
+	close(fd);
+	CHECK(wait_state(d, id, "gone"));
+	sleep_ms(50);
+	CHECK(unix_connect(sock) < 0);
+	CHECK_EQ(dir_entries(run_dir), 0);
+	CHECK_EQ(daemon_fds(d), fds0);
+	fe_free(&f);
+}
+
+TEST(coldplug_refusals_lapse_and_vm_exit)
+{
+	WITH_OWN_DAEMON(coldplug_refusals_body);
+}
+
 int main(int argc, char **argv)
 {
 	char *args[8];
