@@ -427,6 +427,8 @@ static char *run_command(struct vpd_control *c, char *line, size_t *len)
 				    "qemu-args SERVER [ID...])", len);
 	if (!strcmp(argv[0], "qemu-args"))
 		return qemu_args(c->d, argv, argc, len);
+	if (argc > 4)
+		return jw_error_doc("too many arguments", len);
 
 	bool list = !strcmp(argv[0], "list"), servers = !strcmp(argv[0], "servers");
 	bool show = !strcmp(argv[0], "show"), drop = !strcmp(argv[0], "drop");
