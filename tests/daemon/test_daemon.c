@@ -2357,20 +2357,31 @@ static void fv_close_dev(struct fake_vm *v)
 	v->win = NULL;
 }
 
-static bool fv_listen(struct fake_vm *v, const char *path)
+/* Listen for the daemon's QMP connection, keeping the device side as it is. */
+static bool fv_listen_keep(struct fake_vm *v, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
-	memset(v, 0, sizeof(*v));
-	v->q = v->ivs = v->shm = -1;
-	for (unsigned i = 0; i < BV_NVEC; i++)
-		v->own[i] = v->peer[i] = -1;
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return false;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	v->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	return v->lfd >= 0 && bind(v->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
 	       listen(v->lfd, 4) == 0;
+}
+
+static void fv_none(struct fake_vm *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->q = v->lfd = v->ivs = v->shm = -1;
+	for (unsigned i = 0; i < BV_NVEC; i++)
+		v->own[i] = v->peer[i] = -1;
+}
+
+static bool fv_listen(struct fake_vm *v, const char *path)
+{
+	fv_none(v);
+	return fv_listen_keep(v, path);
 }
 
 static void fv_send(struct fake_vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -3210,14 +3221,6 @@ static bool cold_qemu(struct fake_vm *v, const char *sock, const char *win)
 	return fv_read_setup(v);
 }
 
-static void fv_none(struct fake_vm *v)
-{
-	memset(v, 0, sizeof(*v));
-	v->q = v->lfd = v->ivs = v->shm = -1;
-	for (unsigned i = 0; i < BV_NVEC; i++)
-		v->own[i] = v->peer[i] = -1;
-}
-
 /* Reserve device id through vhost-pci-ctl; the socket and window it names. */
 static bool cold_args(const struct daemon *d, uint64_t id, const char *slot, char *sock,
 		      char *win, size_t len)
@@ -3452,6 +3455,77 @@ static void coldplug_refusals_body(struct daemon *d)
 TEST(coldplug_refusals_lapse_and_vm_exit)
 {
 	WITH_OWN_DAEMON(coldplug_refusals_body);
+}
+
+/* Cold plug into a backend VM with QMP (backend-vm= too): device_del when it goes. */
+static void coldplug_qmp_body(struct daemon *d)
+{
+	char run_dir[160], qmp[160], spec[400], sock[200], win[200], cmd[96];
+	char *args[] = { "--server", spec, "--control", d->ctl, "--run-dir", run_dir,
+			 "--log-level", "debug", NULL };
+	struct fake_vm v;
+	struct frontend f;
+	struct jv *doc;
+	const struct jv *b;
+	const char *name;
+	uint64_t id;
+	int fd, fds0;
+
+	fv_none(&v);
+	snprintf(run_dir, sizeof(run_dir), "%s/run/bevm", d->dir);
+	snprintf(qmp, sizeof(qmp), "%s/qmp.sock", d->dir);
+	/* The backend VM is not running yet: its QMP socket does not answer. */
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend-vm=%s,backend-grace=60", d->net0,
+		 qmp);
+	REQUIRE(daemon_spawn_argv(d, args));
+	fds0 = daemon_fds(d);
+	REQUIRE(fe_init(&f, UUID0));
+	fd = unix_connect(d->net0);
+	REQUIRE(fd >= 0);
+	vu_raw_start(fd, &f, NULL);
+	REQUIRE((id = newest_dev(d, "vhost-user")) && wait_state(d, id, "ready"));
+	CHECK(bv_wait(d, id, "waiting"));
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64, id);
+	doc = ask(d, cmd);
+	CHECK(str_is(doc, "backend_vm", qmp));
+	name = jv_get_str(nth(jv_get(doc, "devices"), 0), "qemu_id");
+	REQUIRE(name);
+	snprintf(v.info, sizeof(v.info), "%s-i", name);
+	snprintf(v.mem, sizeof(v.mem), "%s-m", name);
+	snprintf(v.chr, sizeof(v.chr), "%s-c", name);
+	snprintf(v.obj, sizeof(v.obj), "%s-im", name);
+	snprintf(sock, sizeof(sock), "%s", jv_get_str(nth(jv_get(doc, "devices"), 0), "socket") ?: "");
+	snprintf(win, sizeof(win), "%s", jv_get_str(nth(jv_get(doc, "devices"), 0), "window") ?: "");
+	jv_free(doc);
+	CHECK(bv_wait(d, id, "reserved"));
+
+	/* QEMU starts: chardev first, then its monitor answers. */
+	REQUIRE(cold_qemu(&v, sock, win));
+	CHECK(bv_wait(d, id, "plugged"));
+	REQUIRE(fv_listen_keep(&v, qmp));
+	REQUIRE(fv_accept(&v, 8000));
+	/* Nothing to hot-plug: it is there already. */
+	CHECK(fv_read(&v, 200) == NULL);
+	doc = bv_show(d, id, &b);
+	CHECK(str_is(b, "state", "plugged"));
+	CHECK(bool_is(b, "cold", true));
+	CHECK(str_is(b, "path", qmp));
+	jv_free(doc);
+
+	/* The frontend goes: device_del of both, then chardev-remove and object-del. */
+	close(fd);
+	CHECK(fv_unplug(&v, true));
+	CHECK(wait_state(d, id, "gone"));
+	sleep_ms(50);
+	CHECK_EQ(dir_entries(run_dir), 0);
+	fv_free(&v);
+	CHECK_EQ(daemon_fds(d), fds0);
+	fe_free(&f);
+}
+
+TEST(coldplug_with_qmp_unplugged_by_device_del)
+{
+	WITH_OWN_DAEMON(coldplug_qmp_body);
 }
 
 int main(int argc, char **argv)
