@@ -2507,13 +2507,29 @@ static bool fv_read_setup(struct fake_vm *v)
 	return true;
 }
 
+/* QEMU maps the info window's file (memory-backend-file). */
+static bool fv_map_window(struct fake_vm *v, const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	v->win = fd >= 0 ? mmap(NULL, VP_INFO_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				fd, 0) : MAP_FAILED;
+	if (fd >= 0)
+		close(fd);
+	if (v->win == MAP_FAILED) {
+		v->win = NULL;
+		fprintf(stderr, "  cannot map %s\n", path);
+		return false;
+	}
+	return true;
+}
+
 /* QEMU's side of a hot-plug: the five commands, in order. */
 static bool fv_plug(struct fake_vm *v)
 {
 	struct jv *c;
 	const struct jv *a;
 	uint64_t id, size = 0;
-	int fd;
 	bool ok = false;
 
 	if (!(c = fv_expect(v, "object-add", &id)))
@@ -2523,16 +2539,8 @@ static bool fv_plug(struct fake_vm *v)
 	snprintf(v->info_path, sizeof(v->info_path), "%s", jv_get_str(a, "mem-path") ?: "");
 	CHECK(str_is(a, "qom-type", "memory-backend-file"));
 	CHECK(jv_get_u64(a, "size", &size) && size == VP_INFO_WINDOW_SIZE);
-	fd = open(v->info_path, O_RDWR | O_CLOEXEC);
-	v->win = fd >= 0 ? mmap(NULL, VP_INFO_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-				fd, 0) : MAP_FAILED;
-	if (fd >= 0)
-		close(fd);
-	if (v->win == MAP_FAILED) {
-		v->win = NULL;
-		fprintf(stderr, "  cannot map %s\n", v->info_path);
+	if (!fv_map_window(v, v->info_path))
 		goto out;
-	}
 	fv_ok(v, id, "{}");
 	jv_free(c);
 	/* info first */
@@ -2691,6 +2699,51 @@ static bool bv_wait(const struct daemon *d, uint64_t id, const char *want)
 	return false;
 }
 
+/*
+ * The driver comes up (the daemon reads its page on the doorbell), then the
+ * frontend's GET_VRING_BASE 0 is held until the driver answers with where it
+ * stopped; *rep is the reply.
+ */
+static void drv_up_then_stop(const struct daemon *d, uint64_t id, struct fake_vm *v,
+			     struct frontend *f, int fd, struct vp_msg *rep)
+{
+	struct vp_devinfo info;
+	struct vp_devinfo_driver drv = { 0 };
+	const struct jv *b;
+	struct jv *doc;
+	uint64_t st = 0;
+
+	REQUIRE(drv_snap(v, &info));
+	drv.driver_gen = 1;
+	drv.driver_status = VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER | VP_INFO_DS_DRIVER_OK;
+	drv.features_accepted = info.features;
+	drv.acked_gen = info.generation;
+	drv_write(v, &drv);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && st != 7; sleep_ms(10)) {
+		doc = bv_show(d, id, &b);
+		jv_get_hex(b, "driver_status", &st);
+		jv_free(doc);
+	}
+	CHECK_EQ(st, 7);
+
+	fe_post_buffers(f);     /* avail idx 3 on ring 0 */
+	fired(v->own[0], 0);    /* the generations so far */
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK(fired(v->own[0], WAIT_MS));  /* the config vector */
+	REQUIRE(drv_snap(v, &info));
+	CHECK(info.status & VP_INFO_ST_STOP);
+	CHECK(!(info.status & VP_INFO_ST_READY));
+	CHECK_EQ(vu_wait_reply(NULL, fd, 300, rep), -1);
+	CHECK(bv_wait(d, id, "stopping"));
+	drv.driver_gen = 2;
+	drv.acked_gen = info.generation;
+	drv.stopped[0] = VP_INFO_STOPPED_VALID | 3;
+	drv_write(v, &drv);
+	CHECK(vu_wait_reply(NULL, fd, WAIT_MS, rep) >= 0);
+	CHECK_EQ(rep->request, VP_VU_GET_VRING_BASE);
+	CHECK(log_has(d, "driver acked STOP"));
+}
+
 /* A daemon whose net0 serves the fake backend VM, and its files. */
 struct bv_rig {
 	struct fake_vm v;
@@ -2762,14 +2815,12 @@ static void bevm_plug_body(struct daemon *d)
 {
 	struct bv_rig k;
 	struct vp_devinfo info;
-	struct vp_devinfo_driver drv = { 0 };
 	struct vp_msg rep;
 	const struct jv *b;
 	struct jv *doc;
 	uint8_t uuid[16];
 	uint16_t base[2];
-	uint64_t st = 0;
-	int ms, newkick, newcall;
+	int newkick, newcall;
 
 	REQUIRE(bv_up(d, &k, "stop-timeout=5000"));
 	/* The window: the frontend's four answers, READY, paired by peer id. */
@@ -2807,37 +2858,7 @@ static void bevm_plug_body(struct daemon *d)
 	CHECK(u64_is(b, "memory_peer", (uint64_t)k.v.my_id));
 	jv_free(doc);
 
-	/* The driver comes up: the daemon reads its page on the doorbell. */
-	drv.driver_gen = 1;
-	drv.driver_status = VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER | VP_INFO_DS_DRIVER_OK;
-	drv.features_accepted = info.features;
-	drv.acked_gen = info.generation;
-	drv_write(&k.v, &drv);
-	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && st != 7; sleep_ms(10)) {
-		doc = bv_show(d, k.id, &b);
-		jv_get_hex(b, "driver_status", &st);
-		jv_free(doc);
-	}
-	CHECK_EQ(st, 7);
-
-	/* STOP: held until the driver answers with where it stopped. */
-	fe_post_buffers(&k.f);  /* avail idx 3 on ring 0 */
-	fired(k.v.own[0], 0);   /* the generations so far */
-	vu_raw_state(k.fd, VP_VU_GET_VRING_BASE, 0, 0);
-	CHECK(fired(k.v.own[0], WAIT_MS));  /* the config vector */
-	REQUIRE(drv_snap(&k.v, &info));
-	CHECK(info.status & VP_INFO_ST_STOP);
-	CHECK(!(info.status & VP_INFO_ST_READY));
-	CHECK_EQ(vu_wait_reply(NULL, k.fd, 300, &rep), -1);
-	CHECK(bv_wait(d, k.id, "stopping"));
-	drv.driver_gen = 2;
-	drv.acked_gen = info.generation;
-	drv.stopped[0] = VP_INFO_STOPPED_VALID | 3;
-	drv_write(&k.v, &drv);
-	ms = vu_wait_reply(NULL, k.fd, WAIT_MS, &rep);
-	CHECK(ms >= 0);
-	CHECK_EQ(rep.request, VP_VU_GET_VRING_BASE);
-	CHECK(log_has(d, "driver acked STOP"));
+	drv_up_then_stop(d, k.id, &k.v, &k.f, k.fd, &rep);
 	base[0] = (uint16_t)rep.p.state.num;
 	vu_raw_state(k.fd, VP_VU_GET_VRING_BASE, 1, 0);
 	CHECK(vu_wait_reply(NULL, k.fd, WAIT_MS, &rep) >= 0);
@@ -3177,6 +3198,18 @@ static bool cold_daemon(struct daemon *d, char *run, size_t runlen)
 	return daemon_spawn_argv(d, args);
 }
 
+/* A QEMU-like frontend (UUID0) on net0 whose device is ready: its id, 0 if not. */
+static uint64_t vu_ready(const struct daemon *d, struct frontend *f, int *fd)
+{
+	uint64_t id;
+
+	if (!fe_init(f, UUID0) || (*fd = unix_connect(d->net0)) < 0)
+		return 0;
+	vu_raw_start(*fd, f, NULL);
+	id = newest_dev(d, "vhost-user");
+	return id && wait_state(d, id, "ready") ? id : 0;
+}
+
 /* key's value in a QEMU option string ("type,key=v,..."), ",," undone. */
 static bool qopt_get(const char *opts, const char *key, char *out, size_t len)
 {
@@ -3204,21 +3237,8 @@ static bool qopt_get(const char *opts, const char *key, char *out, size_t len)
 /* QEMU started with the arguments: its chardev connects, it maps the window. */
 static bool cold_qemu(struct fake_vm *v, const char *sock, const char *win)
 {
-	int fd;
-
 	v->ivs = unix_connect(sock);
-	if (v->ivs < 0)
-		return false;
-	fd = open(win, O_RDWR | O_CLOEXEC);
-	v->win = fd >= 0 ? mmap(NULL, VP_INFO_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-				fd, 0) : MAP_FAILED;
-	if (fd >= 0)
-		close(fd);
-	if (v->win == MAP_FAILED) {
-		v->win = NULL;
-		return false;
-	}
-	return fv_read_setup(v);
+	return v->ivs >= 0 && fv_map_window(v, win) && fv_read_setup(v);
 }
 
 /* Reserve device id through vhost-pci-ctl; the socket and window it names. */
@@ -3260,7 +3280,6 @@ static void coldplug_body(struct daemon *d)
 	struct fake_vm v;
 	struct frontend f;
 	struct vp_devinfo info;
-	struct vp_devinfo_driver drv = { 0 };
 	struct vp_msg rep;
 	const struct jv *b;
 	struct jv *doc;
@@ -3273,11 +3292,7 @@ static void coldplug_body(struct daemon *d)
 	fds0 = daemon_fds(d);
 	CHECK(error_has(ask(d, "qemu-args nosuch"), "no server 'nosuch'"));
 	CHECK(error_has(ask(d, "qemu-args net0"), "no ready device"));
-	REQUIRE(fe_init(&f, UUID0));
-	fd = unix_connect(d->net0);
-	REQUIRE(fd >= 0);
-	vu_raw_start(fd, &f, NULL);
-	REQUIRE((id = newest_dev(d, "vhost-user")) && wait_state(d, id, "ready"));
+	REQUIRE((id = vu_ready(d, &f, &fd)));
 	/* Without qemu-args nothing is made for it. */
 	CHECK_EQ(dir_entries(run_dir), 0);
 	REQUIRE(cold_args(d, id, "5", sock, win, sizeof(sock)));
@@ -3313,26 +3328,7 @@ static void coldplug_body(struct daemon *d)
 	CHECK(fired(f.call[1], WAIT_MS));
 
 	/* STOP through the driver page, as when hot-plugged. */
-	drv.driver_gen = 1;
-	drv.driver_status = VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER | VP_INFO_DS_DRIVER_OK;
-	drv.features_accepted = info.features;
-	drv.acked_gen = info.generation;
-	drv_write(&v, &drv);
-	fe_post_buffers(&f);
-	sleep_ms(50);
-	fired(v.own[0], 0);
-	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
-	CHECK(fired(v.own[0], WAIT_MS));
-	REQUIRE(drv_snap(&v, &info));
-	CHECK(info.status & VP_INFO_ST_STOP);
-	CHECK_EQ(vu_wait_reply(NULL, fd, 300, &rep), -1);
-	drv.driver_gen = 2;
-	drv.acked_gen = info.generation;
-	drv.stopped[0] = VP_INFO_STOPPED_VALID | 3;
-	drv_write(&v, &drv);
-	CHECK(vu_wait_reply(NULL, fd, WAIT_MS, &rep) >= 0);
-	CHECK_EQ(rep.request, VP_VU_GET_VRING_BASE);
-	CHECK(log_has(d, "driver acked STOP"));
+	drv_up_then_stop(d, id, &v, &f, fd, &rep);
 
 	/* The frontend goes: GONE in the window, the pair stays in the VM. */
 	close(fd);
@@ -3367,11 +3363,7 @@ static void coldplug_refusals_body(struct daemon *d)
 	fv_none(&v);
 	REQUIRE(cold_daemon(d, run_dir, sizeof(run_dir)));
 	fds0 = daemon_fds(d);
-	REQUIRE(fe_init(&f, UUID0));
-	fd = unix_connect(d->net0);
-	REQUIRE(fd >= 0);
-	vu_raw_start(fd, &f, NULL);
-	REQUIRE((id = newest_dev(d, "vhost-user")) && wait_state(d, id, "ready"));
+	REQUIRE((id = vu_ready(d, &f, &fd)));
 	CHECK(error_has(ask(d, "qemu-args net0 999"), "no device 999"));
 	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64 "@31", id);
 	CHECK(error_has(ask(d, cmd), "slot"));
@@ -3479,11 +3471,7 @@ static void coldplug_qmp_body(struct daemon *d)
 		 qmp);
 	REQUIRE(daemon_spawn_argv(d, args));
 	fds0 = daemon_fds(d);
-	REQUIRE(fe_init(&f, UUID0));
-	fd = unix_connect(d->net0);
-	REQUIRE(fd >= 0);
-	vu_raw_start(fd, &f, NULL);
-	REQUIRE((id = newest_dev(d, "vhost-user")) && wait_state(d, id, "ready"));
+	REQUIRE((id = vu_ready(d, &f, &fd)));
 	CHECK(bv_wait(d, id, "waiting"));
 	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64, id);
 	doc = ask(d, cmd);
