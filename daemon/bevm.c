@@ -1824,6 +1824,12 @@ int vpd_bevm_qemu_args(struct vpd *d, struct vpd_server *s, const struct vpd_col
 			 "cold plug is for servers without one or with backend-vm=", s->spec.id);
 		return -EINVAL;
 	}
+	if (s->bevm && s->bevm->up) {
+		/* Its QEMU is running: a command line can no longer matter. */
+		snprintf(err, errlen, "backend VM %s is running (QMP answers): server %s's devices "
+			 "are hot-plugged into it", s->bevm->path, s->spec.id);
+		return -EBUSY;
+	}
 	if (n > VPD_COLD_MAX) {
 		snprintf(err, errlen, "at most %u devices per request", VPD_COLD_MAX);
 		return -E2BIG;

@@ -3494,6 +3494,7 @@ static void coldplug_qmp_body(struct daemon *d)
 	REQUIRE(fv_accept(&v, 8000));
 	/* Nothing to hot-plug: it is there already. */
 	CHECK(fv_read(&v, 200) == NULL);
+	CHECK(error_has(ask(d, "qemu-args net0"), "is running"));
 	doc = bv_show(d, id, &b);
 	CHECK(str_is(b, "state", "plugged"));
 	CHECK(bool_is(b, "cold", true));
