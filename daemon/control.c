@@ -15,6 +15,7 @@
  * its memory file gets an error in the answer instead of killing us.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -284,6 +285,8 @@ static int render_list(struct vpd *d, struct jw *w)
 	if (!info)
 		return -ENOMEM;
 	for (unsigned s = 0; s < d->nservers; s++) {
+		if (!d->servers[s].srv)  /* a slot a reload emptied */
+			continue;
 		vp_server_info(d->servers[s].srv, info);
 		for (unsigned i = 0; i < info->count; i++) {
 			if (n == cap) {
@@ -317,7 +320,8 @@ static int render_list(struct vpd *d, struct jw *w)
 static const struct vp_device *find_device(struct vpd *d, uint64_t id, struct vpd_server **srv)
 {
 	for (unsigned s = 0; s < d->nservers; s++) {
-		const struct vp_device *dev = vp_server_find(d->servers[s].srv, id);
+		const struct vp_device *dev = d->servers[s].srv ?
+					      vp_server_find(d->servers[s].srv, id) : NULL;
 
 		if (dev) {
 			*srv = &d->servers[s];
@@ -470,7 +474,8 @@ static char *run_command(struct vpd_control *c, char *line, size_t *len)
 		jw_obj_begin(&w, NULL);
 		jw_arr_begin(&w, "servers");
 		for (unsigned s = 0; s < c->d->nservers; s++)
-			render_server(&w, &c->d->servers[s]);
+			if (c->d->servers[s].srv)
+				render_server(&w, &c->d->servers[s]);
 		jw_arr_end(&w);
 		jw_obj_end(&w);
 	} else if (show) {
@@ -728,15 +733,26 @@ void vpd_control_expire(struct vpd_control *c)
 /* ------------------------------------------------------------------------ */
 /* the listening socket */
 
-int vpd_control_open(struct vpd *d, const char *path, struct vpd_control **out)
+int vpd_control_open(struct vpd *d, const char *path, int passed_fd, struct vpd_control **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct vpd_control *c;
-	struct stat st;
+	struct stat st = { 0 };
 	int fd = -1, e;
 
 	*out = NULL;
+	if (passed_fd >= 0) {
+		/* Socket activation: the manager made it (and removes its file). */
+		fd = passed_fd;
+		e = fcntl(fd, F_GETFL);
+		if (e < 0 || fcntl(fd, F_SETFL, e | O_NONBLOCK) < 0) {
+			e = -errno;
+			close(fd);
+			return e;
+		}
+		goto ready;
+	}
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		vp_log(VP_LOG_ERR, "control socket path %s is too long (max %zu bytes)", path,
 		       sizeof(sa.sun_path) - 1);
@@ -783,6 +799,7 @@ int vpd_control_open(struct vpd *d, const char *path, struct vpd_control **out)
 		vp_log(VP_LOG_ERR, "cannot set up control socket %s: %s", path, strerror(-e));
 		goto err;
 	}
+ready:
 	c = calloc(1, sizeof(*c));
 	if (!c || !(c->path = strdup(path))) {
 		free(c);
@@ -805,7 +822,8 @@ int vpd_control_open(struct vpd *d, const char *path, struct vpd_control **out)
 	*out = c;
 	return 0;
 err:
-	unlink(path);
+	if (passed_fd < 0)
+		unlink(path);
 	close(fd);
 	return e;
 }

@@ -49,11 +49,13 @@ struct vpd_server {
 };
 
 #define VPD_HANDSHAKE_TIMEOUT_S 10
+#define VPD_MAX_SERVERS 64        /* d->servers is this many slots, never moved */
 
 struct vpd {
 	int epfd;
-	struct vpd_server *servers;
-	unsigned nservers;
+	struct vpd_server *servers;    /* VPD_MAX_SERVERS slots; one whose spec.id is
+					* NULL is free (a reload emptied it) */
+	unsigned nservers;             /* slots in use: the last used one + 1 */
 	int handshake_ms;              /* 0: no limit (passed to each vp_server) */
 	struct vpd_relay *relays;      /* devices announced to backends (relay.c) */
 	const char *run_dir;           /* per-device files for backend VMs (bevm.c) */
@@ -146,10 +148,12 @@ int64_t vpd_now_ms(void);
 
 struct vpd_control;
 
-/* Create the control socket at path (replacing a stale one) and register it
- * with d->epfd. Logs why on failure: -EADDRINUSE (a live daemon answers),
- * -EEXIST (not a socket), or another -errno. */
-int vpd_control_open(struct vpd *d, const char *path, struct vpd_control **out);
+/* Create the control socket at path (replacing a stale one), or take
+ * passed_fd (>= 0: a listening socket from socket activation, whose file is
+ * then never removed by us), and register it with d->epfd. Logs why on
+ * failure: -EADDRINUSE (a live daemon answers), -EEXIST (not a socket), or
+ * another -errno. */
+int vpd_control_open(struct vpd *d, const char *path, int passed_fd, struct vpd_control **out);
 
 /* Drop every client, close the socket and remove its file (if still ours). */
 void vpd_control_close(struct vpd_control *c);

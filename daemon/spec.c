@@ -321,6 +321,29 @@ int vpd_spec_list_add(struct vpd_spec_list *l, struct vpd_spec *s, char *err, si
 	return 0;
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/* A new key changes the size: compare it below, then update the number. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 96,
+	       "struct vpd_spec changed: compare the new key in vpd_spec_equal()");
+
+bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
+{
+	return str_eq(a->path, b->path) && str_eq(a->id, b->id) &&
+	       a->connections == b->connections && a->mode == b->mode &&
+	       a->have_uid == b->have_uid && (!a->have_uid || a->uid == b->uid) &&
+	       a->have_uuid == b->have_uuid &&
+	       (!a->have_uuid || !memcmp(a->uuid, b->uuid, sizeof(a->uuid))) &&
+	       a->features == b->features && str_eq(a->backend, b->backend) &&
+	       str_eq(a->backend_vm, b->backend_vm) && a->allow_unsealed == b->allow_unsealed &&
+	       a->backend_grace_ms == b->backend_grace_ms &&
+	       a->stop_timeout_ms == b->stop_timeout_ms &&
+	       a->unplug_timeout_ms == b->unplug_timeout_ms;
+}
+
 void vpd_spec_list_free(struct vpd_spec_list *l)
 {
 	for (unsigned i = 0; i < l->n; i++)

@@ -60,6 +60,10 @@ void vpd_spec_free(struct vpd_spec *s);
 int vpd_spec_list_add(struct vpd_spec_list *l, struct vpd_spec *s, char *err, size_t errlen);
 void vpd_spec_list_free(struct vpd_spec_list *l);
 
+/* Whether two specs describe the same server (every key equal): a reload
+ * keeps such a server, and its devices, as they are. */
+bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b);
+
 /*
  * Read a config file: "server SPEC" lines, '#' comment lines, blank lines.
  * Errors are "FILE:LINE: reason" in err. 0, -EINVAL, -ENOMEM or the errno

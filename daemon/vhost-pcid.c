@@ -13,15 +13,17 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,15 +31,17 @@
 #include "vhostpci/mem.h"
 #include "vhostpci/server.h"
 #include "daemon.h"
+#include "vp-version.h"
 #include "names.h"
+#include "service.h"
 #include "spec.h"
 
-#ifndef VPD_VERSION
-#define VPD_VERSION "unknown"
-#endif
 
 #define DEFAULT_CONTROL "/run/vhost-pci/control.sock"
 #define DEFAULT_RUN_DIR "/run/vhost-pci/bevm"
+#ifndef VPD_DEFAULT_CONFIG
+#define VPD_DEFAULT_CONFIG "/etc/vhost-pci/vhost-pcid.conf"
+#endif
 
 enum { EXIT_USAGE = 2 };
 
@@ -87,6 +91,10 @@ static const char usage_text[] =
 "                         between is QEMU waiting for its guest); 0: never\n"
 "                         (default 10)\n"
 "  -l, --log-level LEVEL  err, warn, info (default) or debug\n"
+"      --log-target TARGET\n"
+"                         journal (\"<N>\" priority prefixes, no timestamp),\n"
+"                         syslog, stderr, or auto (default: journal when\n"
+"                         stderr is the journal stream JOURNAL_STREAM names)\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
@@ -139,34 +147,6 @@ int vpd_mkdir_parents(const char *path)
 	return e;
 }
 
-static const char *const level_names[] = { "err", "warn", "info", "debug" };
-
-static void log_handler(enum vp_log_level level, const char *msg, void *opaque)
-{
-	struct timespec ts;
-	struct tm tm;
-	char when[32];
-
-	(void)opaque;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	localtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-	/* One fprintf per line: stderr is unbuffered, lines stay whole. */
-	fprintf(stderr, "%s.%03ld vhost-pcid[%d] %s: %s\n", when, ts.tv_nsec / 1000000,
-		(int)getpid(), (unsigned)level <= VP_LOG_DEBUG ? level_names[level] : "?", msg);
-}
-
-static int parse_level(const char *s, enum vp_log_level *out)
-{
-	for (int i = 0; i <= VP_LOG_DEBUG; i++) {
-		if (!strcasecmp(s, level_names[i])) {
-			*out = (enum vp_log_level)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
 static int min_timeout(int a, int b)
 {
 	if (a < 0)
@@ -206,7 +186,8 @@ static void on_event(struct vp_server *srv, enum vp_event ev, const struct vp_de
 /* ------------------------------------------------------------------------ */
 /* servers */
 
-static int start_server(struct vpd *d, struct vpd_server *s)
+/* passed_fd >= 0: the listening socket socket activation gave us for it. */
+static int start_server(struct vpd *d, struct vpd_server *s, int passed_fd)
 {
 	struct vp_server_config cfg = {
 		.path = s->spec.path,
@@ -227,11 +208,23 @@ static int start_server(struct vpd *d, struct vpd_server *s)
 		.stop_timeout_ms = s->spec.stop_timeout_ms,
 		.on_event = on_event,
 		.opaque = s,
+		.use_listen_fd = passed_fd >= 0,
+		.listen_fd = passed_fd,
 	};
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->w };
 	int e;
 
 	memcpy(cfg.uuid, s->spec.uuid, sizeof(cfg.uuid));
+	/*
+	 * A server with allow-unsealed=on maps memory that can shrink. The
+	 * control plane reads it through vp_mem_read_safe() (no fault at
+	 * all); the guard is for everything else that touches a mapping.
+	 * Installing it again (a second such server, a reload) does nothing.
+	 */
+	if (s->spec.allow_unsealed && (e = vp_mem_sigbus_guard()) < 0) {
+		vp_log(VP_LOG_ERR, "cannot install the SIGBUS guard: %s", strerror(-e));
+		return e;
+	}
 	e = vpd_mkdir_parents(s->spec.path);
 	if (e < 0) {
 		vp_log(VP_LOG_ERR, "server %s: cannot create the directory of %s: %s",
@@ -268,24 +261,230 @@ static int start_server(struct vpd *d, struct vpd_server *s)
 	return 0;
 }
 
+static void stop_server(struct vpd *d, struct vpd_server *s)
+{
+	if (s->srv) {
+		epoll_ctl(d->epfd, EPOLL_CTL_DEL, vp_server_fd(s->srv), NULL);
+		/* Tells native peers, drops everyone, unlinks the socket. */
+		vp_server_free(s->srv);
+		s->srv = NULL;
+	}
+}
+
 static void stop_servers(struct vpd *d)
 {
-	for (unsigned i = 0; i < d->nservers; i++) {
-		struct vpd_server *s = &d->servers[i];
+	for (unsigned i = 0; i < d->nservers; i++)
+		stop_server(d, &d->servers[i]);
+}
 
-		if (s->srv) {
-			epoll_ctl(d->epfd, EPOLL_CTL_DEL, vp_server_fd(s->srv), NULL);
-			/* Tells native peers, drops everyone, unlinks the socket. */
-			vp_server_free(s->srv);
-			s->srv = NULL;
+/* ------------------------------------------------------------------------ */
+/* socket activation */
+
+static struct vpd_listen_fd *passed;
+static int npassed;
+
+/* The passed socket bound to path (taken: the caller owns it), or -1. */
+static int take_passed(const char *path)
+{
+	for (int i = 0; i < npassed; i++) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+		int fd = passed[i].fd;
+
+		if (fd < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+		    sa.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path))
+			continue;
+		if (strnlen(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path)) ==
+			    strlen(path) && !strncmp(sa.sun_path, path, strlen(path))) {
+			passed[i].fd = -1;
+			return fd;
 		}
+	}
+	return -1;
+}
+
+/* Passed sockets no server or control path named: not ours to use. */
+static void close_unclaimed(void)
+{
+	for (int i = 0; i < npassed; i++) {
+		if (passed[i].fd < 0)
+			continue;
+		vp_log(VP_LOG_WARN, "socket activation: fd %d%s%s is bound to no configured "
+		       "server or control path: closing it", passed[i].fd,
+		       passed[i].name ? " named " : "", passed[i].name ? passed[i].name : "");
+		close(passed[i].fd);
+		passed[i].fd = -1;
 	}
 }
 
 /* ------------------------------------------------------------------------ */
 /* main loop */
 
-static int handle_signals(int sigfd)
+struct opts {
+	const char **server_args;      /* --server SPECs, in order */
+	const char **config_files;     /* --config FILEs (re-read on SIGHUP) */
+	unsigned nserver_args, nconfig_files;
+	struct vpd_spec_list specs;
+	const char *control;
+	const char *run_dir;
+	int handshake_s;
+	bool have_level;
+	enum vp_log_level level;
+	enum vpd_log_target log_target;
+};
+
+/* The servers the command line and the config files name now. 0, or -errno
+ * with the reason in err. */
+static int build_specs(const struct opts *o, struct vpd_spec_list *l, char *err, size_t errlen)
+{
+	char msg[600];
+	int e;
+
+	for (unsigned i = 0; i < o->nserver_args; i++) {
+		struct vpd_spec s;
+
+		e = vpd_spec_parse(o->server_args[i], &s, msg, sizeof(msg));
+		if (!e) {
+			e = vpd_spec_list_add(l, &s, msg, sizeof(msg));
+			vpd_spec_free(&s);
+		}
+		if (e) {
+			snprintf(err, errlen, "--server: %s", msg);
+			return e;
+		}
+	}
+	for (unsigned i = 0; i < o->nconfig_files; i++) {
+		e = vpd_config_load(o->config_files[i], l, err, errlen);
+		if (e)
+			return e;
+	}
+	if (l->n > VPD_MAX_SERVERS) {
+		snprintf(err, errlen, "%u servers: at most %u", l->n, VPD_MAX_SERVERS);
+		return -E2BIG;
+	}
+	return 0;
+}
+
+/* A slot of d->servers for a new server. Slots never move: relays, backend
+ * VMs, epoll and the library's callbacks hold pointers into them. */
+static struct vpd_server *free_slot(struct vpd *d)
+{
+	for (unsigned i = 0; i < VPD_MAX_SERVERS; i++) {
+		if (!d->servers[i].srv && !d->servers[i].spec.id) {
+			if (i >= d->nservers)
+				d->nservers = i + 1;
+			d->servers[i].d = d;
+			return &d->servers[i];
+		}
+	}
+	return NULL;
+}
+
+static const struct vpd_spec *find_spec(const struct vpd_spec_list *l, const char *id)
+{
+	for (unsigned i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].id, id))
+			return &l->v[i];
+	return NULL;
+}
+
+/*
+ * SIGHUP: read the config again. Servers whose spec is unchanged keep
+ * running with their devices; removed ones stop (their frontends are
+ * dropped); changed ones are restarted; new ones start. A server with
+ * backend= or backend-vm= cannot come, go or change this way (the backend
+ * state is set up at start-up): such a reload is refused as a whole.
+ */
+static void reload(struct vpd *d, const struct opts *o)
+{
+	struct vpd_spec_list nl = { 0 };
+	unsigned kept = 0, added = 0, removed = 0, failed = 0;
+	char err[700];
+
+	vpd_notify("RELOADING=1");
+	vp_log(VP_LOG_INFO, "SIGHUP: reloading the configuration");
+	if (build_specs(o, &nl, err, sizeof(err)) < 0) {
+		vp_log(VP_LOG_ERR, "reload failed, configuration unchanged: %s", err);
+		goto out;
+	}
+	for (unsigned i = 0; i < d->nservers; i++) {
+		const struct vpd_server *s = &d->servers[i];
+		const struct vpd_spec *n;
+
+		if (!s->spec.id)
+			continue;
+		n = find_spec(&nl, s->spec.id);
+		if ((s->spec.backend || s->spec.backend_vm) && (!n || !vpd_spec_equal(n, &s->spec))) {
+			vp_log(VP_LOG_ERR, "reload refused, configuration unchanged: server %s has "
+			       "a backend (backend= or backend-vm=), which only a restart can "
+			       "remove or change", s->spec.id);
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < nl.n; i++) {
+		bool have = false;
+
+		for (unsigned j = 0; j < d->nservers; j++)
+			have |= d->servers[j].spec.id && vpd_spec_equal(&d->servers[j].spec, &nl.v[i]);
+		if (!have && nl.v[i].backend_vm) {
+			vp_log(VP_LOG_ERR, "reload refused, configuration unchanged: new server %s "
+			       "has backend-vm=, which only a restart can add", nl.v[i].id);
+			goto out;
+		}
+	}
+	/* Stop first: a changed server may reuse its path. */
+	for (unsigned i = 0; i < d->nservers; i++) {
+		struct vpd_server *s = &d->servers[i];
+		const struct vpd_spec *n;
+
+		if (!s->spec.id)
+			continue;
+		n = find_spec(&nl, s->spec.id);
+		if (n && vpd_spec_equal(n, &s->spec)) {
+			kept++;
+			continue;
+		}
+		vp_log(VP_LOG_INFO, "server %s: %s", s->spec.id, n ? "changed: restarting it" :
+		       "no longer configured: stopping it");
+		stop_server(d, s);
+		vpd_spec_free(&s->spec);
+		memset(s, 0, sizeof(*s));
+		removed += !n;
+	}
+	for (unsigned i = 0; i < nl.n; i++) {
+		struct vpd_server *s;
+		bool have = false;
+
+		for (unsigned j = 0; j < d->nservers; j++)
+			have |= d->servers[j].spec.id && !strcmp(d->servers[j].spec.id, nl.v[i].id);
+		if (have)
+			continue;
+		s = free_slot(d);
+		if (!s)
+			break;  /* cannot happen: build_specs() bounds the count */
+		s->spec = nl.v[i];
+		memset(&nl.v[i], 0, sizeof(nl.v[i]));
+		if (start_server(d, s, -1) < 0) {
+			/* Logged; the others go on. A later SIGHUP may retry it. */
+			stop_server(d, s);
+			vpd_spec_free(&s->spec);
+			memset(s, 0, sizeof(*s));
+			failed++;
+			continue;
+		}
+		added++;
+	}
+	while (d->nservers && !d->servers[d->nservers - 1].spec.id)
+		d->nservers--;
+	vp_log(VP_LOG_INFO, "reloaded: %u server%s kept, %u started, %u stopped, %u failed",
+	       kept, kept == 1 ? "" : "s", added, removed, failed);
+out:
+	vpd_spec_list_free(&nl);
+	vpd_notify("READY=1");
+}
+
+/* 1: stop. */
+static int handle_signals(struct vpd *d, const struct opts *o, int sigfd)
 {
 	struct signalfd_siginfo si;
 
@@ -297,15 +496,14 @@ static int handle_signals(int sigfd)
 			       si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT", si.ssi_pid);
 			return 1;
 		default:
-			vp_log(VP_LOG_INFO, "SIGHUP ignored (nothing to reload: restart to change "
-			       "the configuration)");
+			reload(d, o);
 			break;
 		}
 	}
 	return 0;
 }
 
-static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
+static int run(struct vpd *d, const struct opts *o, struct vpd_control *ctl, int sigfd)
 {
 	struct epoll_event evs[32];
 
@@ -328,7 +526,7 @@ static int run(struct vpd *d, struct vpd_control *ctl, int sigfd)
 
 			switch (w->kind) {
 			case VPD_W_SIGNAL:
-				if (handle_signals(sigfd))
+				if (handle_signals(d, o, sigfd))
 					return 0;
 				break;
 			case VPD_W_SERVER:
@@ -377,14 +575,6 @@ static int usage_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-struct opts {
-	struct vpd_spec_list specs;
-	const char *control;
-	const char *run_dir;
-	int handshake_s;
-	bool have_level;
-	enum vp_log_level level;
-};
 
 /* 0 to go on, or an exit status (help/version: 0, errors: 2). -1 means exit 0. */
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -395,30 +585,28 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "control", required_argument, NULL, 'C' },
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-target", required_argument, NULL, 'L' },
 		{ "handshake-timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char err[600];
+	char err[700];
 	int c;
 
+	/* argv outlives the daemon's run: SIGHUP re-reads these. */
+	o->server_args = calloc((size_t)argc + 1, sizeof(*o->server_args));
+	o->config_files = calloc((size_t)argc + 1, sizeof(*o->config_files));
+	if (!o->server_args || !o->config_files)
+		return usage_error("out of memory");
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":s:c:C:r:l:t:hV", lopts, NULL)) != -1) {
-		struct vpd_spec s;
-
 		switch (c) {
 		case 's':
-			if (vpd_spec_parse(optarg, &s, err, sizeof(err)) < 0)
-				return usage_error("--server: %s", err);
-			if (vpd_spec_list_add(&o->specs, &s, err, sizeof(err)) < 0) {
-				vpd_spec_free(&s);
-				return usage_error("--server: %s", err);
-			}
+			o->server_args[o->nserver_args++] = optarg;
 			break;
 		case 'c':
-			if (vpd_config_load(optarg, &o->specs, err, sizeof(err)) < 0)
-				return usage_error("%s", err);
+			o->config_files[o->nconfig_files++] = optarg;
 			break;
 		case 'C':
 			if (!*optarg)
@@ -431,10 +619,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->run_dir = optarg;
 			break;
 		case 'l':
-			if (parse_level(optarg, &o->level) < 0)
+			if (vpd_log_level_parse(optarg, &o->level) < 0)
 				return usage_error("unknown log level '%s' (use err, warn, info or debug)",
 						   optarg);
 			o->have_level = true;
+			break;
+		case 'L':
+			if (vpd_log_target_parse(optarg, &o->log_target) < 0)
+				return usage_error("unknown log target '%s' (use journal, syslog, "
+						   "stderr or auto)", optarg);
 			break;
 		case 't': {
 			char *end;
@@ -452,7 +645,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			fputs(usage_text, stdout);
 			return -1;
 		case 'V':
-			printf("vhost-pcid %s\n", VPD_VERSION);
+			printf("vhost-pcid %s\n", VP_VERSION);
 			return -1;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
@@ -464,8 +657,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!o->specs.n)
-		return usage_error("no server given: use --server SPEC or --config FILE");
+	/* Neither: the installed config, if there is one. */
+	if (!o->nserver_args && !o->nconfig_files && access(VPD_DEFAULT_CONFIG, F_OK) == 0)
+		o->config_files[o->nconfig_files++] = VPD_DEFAULT_CONFIG;
+	if (build_specs(o, &o->specs, err, sizeof(err)) < 0)
+		return usage_error("%s", err);
+	/* A config file may list no server yet: SIGHUP adds them later. */
+	if (!o->specs.n && !o->nconfig_files)
+		return usage_error("no server given: use --server SPEC or --config FILE "
+				   "(default " VPD_DEFAULT_CONFIG ")");
 	return 0;
 }
 
@@ -482,26 +682,17 @@ int main(int argc, char **argv)
 	r = parse_args(argc, argv, &o);
 	if (r) {
 		vpd_spec_list_free(&o.specs);
+		free(o.server_args);
+		free(o.config_files);
 		return r < 0 ? 0 : r;
 	}
-	vp_log_set_handler(log_handler, NULL);
+	vpd_log_start(o.log_target);
 	if (o.have_level)
 		vp_log_set_level(o.level);
 	d.handshake_ms = o.handshake_s * 1000;
 	d.run_dir = o.run_dir;
 
 	signal(SIGPIPE, SIG_IGN);
-	/*
-	 * A server with allow-unsealed=on maps memory that can shrink. The
-	 * control plane reads it through vp_mem_read_safe() (no fault at
-	 * all); the guard is for everything else that touches a mapping.
-	 */
-	for (unsigned i = 0; i < o.specs.n; i++) {
-		if (o.specs.v[i].allow_unsealed && (r = vp_mem_sigbus_guard()) < 0) {
-			vp_log(VP_LOG_ERR, "cannot install the SIGBUS guard: %s", strerror(-r));
-			goto out;
-		}
-	}
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -521,27 +712,47 @@ int main(int argc, char **argv)
 		vp_log(VP_LOG_ERR, "epoll: %s", strerror(errno));
 		goto out;
 	}
-	/* The control socket first: it tells us whether a daemon already runs. */
-	if (vpd_control_open(&d, o.control, &ctl) < 0)
+	npassed = vpd_listen_fds(&passed);
+	if (npassed < 0) {
+		vp_log(VP_LOG_ERR, "socket activation: bad LISTEN_FDS/LISTEN_PID: %s",
+		       strerror(-npassed));
 		goto out;
-	d.servers = calloc(o.specs.n, sizeof(*d.servers));
+	}
+	/* The control socket first: it tells us whether a daemon already runs. */
+	if (vpd_control_open(&d, o.control, take_passed(o.control), &ctl) < 0)
+		goto out;
+	/* Fixed: a reload fills free slots, pointers into it stay valid. */
+	d.servers = calloc(VPD_MAX_SERVERS, sizeof(*d.servers));
 	if (!d.servers) {
 		vp_log(VP_LOG_ERR, "out of memory");
 		goto out;
 	}
 	for (unsigned i = 0; i < o.specs.n; i++) {
-		d.servers[i].d = &d;
-		d.servers[i].spec = o.specs.v[i];
+		struct vpd_server *s = free_slot(&d);
+		int fd;
+
+		s->spec = o.specs.v[i];
 		memset(&o.specs.v[i], 0, sizeof(o.specs.v[i]));
-		d.nservers++;
-		if (start_server(&d, &d.servers[i]) < 0)
+		fd = take_passed(s->spec.path);
+		if (start_server(&d, s, fd) < 0) {
+			if (fd >= 0 && !s->srv)
+				close(fd);
 			goto out;
+		}
 	}
+	close_unclaimed();
 	if (vpd_bevm_init(&d) < 0)
 		goto out;
+	if (!d.nservers)
+		vp_log(VP_LOG_WARN, "no servers configured: add 'server SPEC' lines to the config "
+		       "and send SIGHUP");
 	vp_log(VP_LOG_INFO, "vhost-pcid %s running: %u server%s, control socket %s",
-	       VPD_VERSION, d.nservers, d.nservers == 1 ? "" : "s", o.control);
-	status = run(&d, ctl, sigfd);
+	       VP_VERSION, d.nservers, d.nservers == 1 ? "" : "s", o.control);
+	/* Every socket listens now: a frontend started after us can connect. */
+	if ((r = vpd_notify("READY=1")) < 0)
+		vp_log(VP_LOG_WARN, "cannot notify the service manager: %s", strerror(-r));
+	status = run(&d, &o, ctl, sigfd);
+	vpd_notify("STOPPING=1");
 out:
 	stop_servers(&d);
 	vpd_relay_free_all(&d);
@@ -551,6 +762,10 @@ out:
 		vpd_spec_free(&d.servers[i].spec);
 	free(d.servers);
 	vpd_spec_list_free(&o.specs);
+	free(o.server_args);
+	free(o.config_files);
+	close_unclaimed();
+	vpd_listen_fds_free(passed, npassed);
 	if (d.epfd >= 0)
 		close(d.epfd);
 	if (sigfd >= 0)

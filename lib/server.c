@@ -112,6 +112,7 @@ struct vp_server {
 	vp_event_fn cb;
 	void *opaque;
 	int lsock;
+	bool lsock_adopted;    /* socket activation: the file is not ours to unlink */
 	int epfd;
 	struct conn *conns;
 	unsigned nconns;
@@ -1498,6 +1499,27 @@ int vp_server_dispatch(struct vp_server *s)
 /* ------------------------------------------------------------------------ */
 /* the listening socket */
 
+/* A listening socket made by someone else (socket activation). */
+static int adopt_listener(struct vp_server *s, int fd)
+{
+	int type = 0, domain = 0, acc = 0, fl;
+	socklen_t l1 = sizeof(type), l2 = sizeof(domain), l3 = sizeof(acc);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l2) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l3) < 0)
+		return errno == ENOTSOCK ? -ENOTSOCK : -errno;
+	if (type != SOCK_STREAM || domain != AF_UNIX || !acc)
+		return -EPROTOTYPE;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return -errno;
+	s->lsock = fd;
+	s->lsock_adopted = true;
+	return 0;
+}
+
 static int listen_on(struct vp_server *s)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1588,25 +1610,27 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 		e = -errno;
 		goto err;
 	}
-	if (!s->path) {
+	if (!s->path && !cfg->use_listen_fd) {
 		/* Sessions come only from vp_server_adopt(). */
 		*out = s;
 		return 0;
 	}
-	e = listen_on(s);
+	e = cfg->use_listen_fd ? adopt_listener(s, cfg->listen_fd) : listen_on(s);
 	if (e < 0)
 		goto err;
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lsock, &ev) < 0) {
 		e = -errno;
-		unlink(s->path);
+		if (!s->lsock_adopted)
+			unlink(s->path);
 		goto err;
 	}
-	vp_log(VP_LOG_INFO, "%s: listening on %s (max %u connections)", s->id, s->path,
+	vp_log(VP_LOG_INFO, "%s: listening on %s%s (max %u connections)", s->id,
+	       s->path ? s->path : "a passed socket", s->lsock_adopted ? " (passed to us)" : "",
 	       s->max_conns);
 	*out = s;
 	return 0;
 err:
-	if (s->lsock >= 0)
+	if (s->lsock >= 0 && !s->lsock_adopted)  /* an adopted one stays the caller's */
 		close(s->lsock);
 	if (s->epfd >= 0)
 		close(s->epfd);
@@ -1630,7 +1654,8 @@ void vp_server_free(struct vp_server *s)
 	reap(s);
 	if (s->lsock >= 0) {
 		close(s->lsock);
-		unlink(s->path);
+		if (!s->lsock_adopted)
+			unlink(s->path);
 	}
 	close(s->epfd);
 	close(s->timerfd);

@@ -23,10 +23,8 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "vp-version.h"
 
-#ifndef VPD_VERSION
-#define VPD_VERSION "unknown"
-#endif
 
 #define DEFAULT_CONTROL "/run/vhost-pci/control.sock"
 #define ANSWER_MAX (64u << 20)    /* far above any real answer */
@@ -630,7 +628,7 @@ int main(int argc, char **argv)
 			fputs(usage_text, stdout);
 			return 0;
 		case 'V':
-			printf("vhost-pci-ctl %s\n", VPD_VERSION);
+			printf("vhost-pci-ctl %s\n", VP_VERSION);
 			return 0;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);

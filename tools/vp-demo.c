@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "vmlib.h"
+#include "vp-version.h"
 
 static const char usage_text[] =
 "Usage: vp-demo [OPTIONS]\n"
@@ -56,6 +57,7 @@ static const char usage_text[] =
 "  --keep          keep the temporary directory (logs, reports)\n"
 "  --verbose       show the children's logs as they run\n"
 "  -h, --help      this help\n"
+"  -V, --version   show the version and exit\n"
 "\n"
 "Exit status: 0 every frame verified, 1 loss, corruption or a failed run,\n"
 "2 usage error, 130 interrupted.\n";
@@ -817,6 +819,7 @@ int main(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "vswitch-mode", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sigaction sa = { .sa_handler = on_sigint };
@@ -829,7 +832,7 @@ int main(int argc, char **argv)
 	D.rounds = 3;
 	D.vp_mode = VP_NET_ADAPTIVE;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hV", lopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (vm_parse_seconds(optarg, &D.seconds) < 0 || D.seconds < 0.05 || D.seconds > 30) {
@@ -870,6 +873,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			printf(usage_text, 3 * 2 * 3 + 2);
+			return 0;
+		case 'V':
+			printf("vp-demo %s\n", VP_VERSION);
 			return 0;
 		case ':':
 			fprintf(stderr, "vp-demo: option '%s' needs a value\nTry 'vp-demo --help'.\n",

@@ -52,6 +52,7 @@
 #include "vhostpci/log.h"
 #include "vhostpci/mem.h"
 #include "vmlib.h"
+#include "vp-version.h"
 
 static const char usage_text[] =
 "Usage: vp-vm [OPTIONS] --frontend --connect SOCK [--vhost-user] --app APP\n"
@@ -140,6 +141,7 @@ static const char usage_text[] =
 "  --quiet                no progress line (every second on stderr)\n"
 "  --log-level LEVEL      err, warn, info (default) or debug\n"
 "  -h, --help             this help\n"
+"  -V, --version          show the version and exit\n"
 "\n"
 "chain N: VM1 (gen) -> VM2 (fwd) -> ... -> VMn (sink), each hop a vhost-pci\n"
 "link (VMi+1 is the backend of VMi's frontend port). Options: --seconds,\n"
@@ -308,6 +310,7 @@ static const struct option lopts[] = {
 	{ "quiet", no_argument, NULL, O_QUIET },
 	{ "log-level", required_argument, NULL, O_LOGLEVEL },
 	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -335,7 +338,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 	o->nports = 1;
 	opterr = 0;
 	optind = chain ? 3 : 1;  /* after "chain N" */
-	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hV", lopts, NULL)) != -1) {
 		switch (c) {
 		case O_FRONTEND:
 		case O_BACKEND: {
@@ -530,6 +533,9 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		case 'h':
 			printf(usage_text, VM_PKT_MIN, VM_PKT_MAX, VP_NET_MAX_BURST, (unsigned)VP_PORT_MAX_LINKS,
 		       (unsigned)VP_PORT_MAX_LINKS);
+			return VM_EXIT_OK;
+		case 'V':
+			printf("vp-vm %s\n", VP_VERSION);
 			return VM_EXIT_OK;
 		case ':':
 			return vm_usage_error("option '%s' needs a value", argv[optind - 1]);

@@ -27,6 +27,7 @@
 
 #include "vhostpci/log.h"
 #include "vmlib.h"
+#include "vp-version.h"
 
 static const char usage_text[] =
 "Usage: vp-vswitch --listen SOCK [OPTIONS]\n"
@@ -50,6 +51,7 @@ static const char usage_text[] =
 "  --quiet                no progress line (every second on stderr)\n"
 "  --log-level LEVEL      err, warn, info (default) or debug\n"
 "  -h, --help             this help\n"
+"  -V, --version          show the version and exit\n"
 "\n"
 "SIGINT/SIGTERM: report and exit 0. Exit status 1 on a runtime error, 2 on\n"
 "a usage error.\n";
@@ -305,6 +307,7 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "log-level", required_argument, NULL, O_LOGLEVEL },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct sw sw;
@@ -322,7 +325,7 @@ int main(int argc, char **argv)
 	s->burst = 32;
 	s->mode = VP_NET_ADAPTIVE;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hV", lopts, NULL)) != -1) {
 		switch (c) {
 		case O_LISTEN:
 			path = optarg;
@@ -374,6 +377,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			printf(usage_text, VP_PORT_MAX_LINKS, VP_NET_MAX_BURST);
+			return VM_EXIT_OK;
+		case 'V':
+			printf("vp-vswitch %s\n", VP_VERSION);
 			return VM_EXIT_OK;
 		case ':':
 			return vm_usage_error("option '%s' needs a value", argv[optind - 1]);

@@ -37,7 +37,7 @@ src=$out/src
 mkdir -p "$src/guest/linux"
 ln -sfn "$top/lib" "$src/lib"
 ln -sfn "$top/include" "$src/include"
-cp -a "$here/Kbuild" "$here/Makefile" "$here"/*.c "$src/guest/linux/"
+cp -a "$here/Kbuild" "$here/Makefile" "$here"/*.c "$here"/*.h "$src/guest/linux/"
 rm -rf "$src/guest/linux/compat"
 cp -a "$here/compat" "$src/guest/linux/compat"
 log=$out/build.log

@@ -25,8 +25,10 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/etherdevice.h>
+#include <linux/if_vlan.h>
 #include <linux/ethtool.h>
 #include <linux/interrupt.h>
+#include <linux/ip.h>
 #include <linux/io.h>
 #include <linux/list.h>
 #include <linux/module.h>
@@ -38,79 +40,27 @@
 #include <uapi/linux/virtio_net.h>
 #include <uapi/linux/virtio_ring.h>
 
-#include "vhostpci/device.h"
-#include "vhostpci/devinfo.h"
-#include "vhostpci/vring.h"
+#include "vhostpci/net.h"
 #include "mem_internal.h"
+#include "vpnet.h"
 
 #define VPNET_DRV_NAME "vhost_pci_net"
 #define VPNET_MAX_VEC (1 + VP_INFO_MAX_QUEUES)
-#define VPNET_WHY 160
 
 /* Features this driver can drive; features_accepted is their intersection
- * with what the frontend negotiated. */
+ * with what the frontend negotiated. Offloads: we take partial checksums and
+ * TSO frames from the frontend (CSUM, HOST_TSO*) and hand it partial
+ * checksums (GUEST_CSUM); we never send it GSO frames. */
 #define VPNET_FEATURES (BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_NET_F_MAC) | \
 			BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_NET_F_STATUS) | \
 			BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | \
-			BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC))
-
-/* An info function (ivshmem-plain whose BAR2 holds the magic). */
-struct vp_infofn {
-	struct pci_dev *pdev;
-	void *win;		/* memremap() of BAR2, VP_INFO_WINDOW_SIZE bytes */
-	struct list_head node;
-	struct vpnet *vn;	/* paired device, or NULL */
-};
-
-/* A memory function candidate (ivshmem-doorbell: MSI-X, IVPosition). */
-struct vp_memfn {
-	struct pci_dev *pdev;
-	void __iomem *regs;	/* BAR0 */
-	u16 peer;		/* IVPosition */
-	void *ram;		/* memremap() of BAR2: the frontend's RAM */
-	u64 ram_len;
-	struct list_head node;
-	struct vpnet *vn;
-};
-
-/* The vhost-pci design's registry: one vhost_pci_dev per device. */
-struct vhost_pci_dev {
-	u32 device_type;	/* virtio device id */
-	u64 device_id;		/* the daemon's id */
-	u8 uuid[16];		/* the frontend VM's */
-	struct net_device *dev;
-	struct list_head node;
-};
+			BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_NET_F_CSUM) | \
+			BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | \
+			BIT_ULL(VIRTIO_NET_F_HOST_TSO6) | BIT_ULL(VIRTIO_NET_F_HOST_ECN))
 
 struct vhost_pci_info {
 	struct list_head devs;
 	unsigned int ndevs;
-};
-
-struct vpnet_stats {
-	u64 config_irqs, snapshots, snapshot_retry, rejected, stops_answered;
-	u64 kicks[VP_INFO_MAX_QUEUES];
-	u64 tx_dropped_no_path;
-};
-
-struct vpnet {
-	struct net_device *ndev;
-	struct vp_infofn *info;
-	struct vp_memfn *mem;
-	struct vhost_pci_dev vpdev;
-	struct mutex lock;	/* everything below */
-	struct work_struct cfg_work;
-	int nvec;
-	bool irqs_on;
-	bool broken;		/* a bad window or ring: link down until re-published */
-	struct vp_devinfo cur;	/* last accepted snapshot */
-	bool have_cur;
-	u32 driver_gen;
-	u32 answered_gen;	/* generation the driver page answers */
-	struct vp_mem *vmem;	/* the snapshot's memory table over mem->ram */
-	struct vp_vq_dev *vq[VP_INFO_MAX_QUEUES];
-	char reason[VP_INFO_DRV_REASON_LEN];
-	struct vpnet_stats st;
 };
 
 static DEFINE_MUTEX(vp_lock);
@@ -131,12 +81,25 @@ static void vpnet_drop_rings(struct vpnet *vn)
 {
 	unsigned int q;
 
+	vpnet_dp_detach(vn);
 	for (q = 0; q < VP_INFO_MAX_QUEUES; q++) {
 		vp_vq_dev_free(vn->vq[q]);
 		vn->vq[q] = NULL;
 	}
 	vp_mem_free(vn->vmem);
 	vn->vmem = NULL;
+}
+
+/*
+ * Where queue q resumes: the window's last_avail_idx, unless a previous load
+ * of this driver answered this very generation and left stopped indexes at
+ * rmmod (status 0): the rings ran on since the window was written.
+ */
+static u16 vpnet_resume_idx(const struct vpnet *vn, const struct vp_devinfo *in, unsigned int q)
+{
+	if (vn->resume_gen == in->generation && (vn->resume[q] & VP_INFO_STOPPED_VALID))
+		return vn->resume[q] & VP_INFO_STOPPED_IDX_MASK;
+	return in->queues[q].last_avail_idx;
 }
 
 /* Attach the walker to every present queue of a READY snapshot. */
@@ -161,8 +124,9 @@ static int vpnet_attach_rings(struct vpnet *vn, const struct vp_devinfo *in, cha
 		const struct vp_devinfo_queue *iq = &in->queues[q];
 		struct vp_vq_dev_config cfg = {
 			.num = iq->num, .desc = iq->desc, .avail = iq->avail, .used = iq->used,
-			.ring_space = VP_ADDR_GPA, .last_avail_idx = iq->last_avail_idx,
-			.last_used_idx = iq->last_avail_idx, .event_idx = ev, .indirect = ind,
+			.ring_space = VP_ADDR_GPA, .last_avail_idx = vpnet_resume_idx(vn, in, q),
+			.last_used_idx = vpnet_resume_idx(vn, in, q), .event_idx = ev,
+			.indirect = ind,
 			.name = q == 0 ? "fe-rx" : q == 1 ? "fe-tx" : "fe-q",
 		};
 
@@ -212,21 +176,32 @@ static void vpnet_break(struct vpnet *vn, const struct vp_devinfo *in, const cha
 		vpnet_write_driver(vn, in, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_FAILED, NULL);
 }
 
-/* Answer STOP: where each queue would resume (the walker's next avail index). */
-static void vpnet_answer_stop(struct vpnet *vn, const struct vp_devinfo *in)
+/*
+ * Stop walking and say where each queue would resume: the walker's next
+ * avail index (every chain popped is pushed by then, so used == avail).
+ */
+static void vpnet_stop_rings(struct vpnet *vn, const struct vp_devinfo *in, u32 *stopped)
 {
-	u32 stopped[VP_INFO_MAX_QUEUES] = { 0 };
 	unsigned int q;
 
+	vpnet_dp_detach(vn);	/* frames written are published first */
 	for (q = 0; q < in->num_queues; q++) {
 		u16 idx;
 
 		if (!in->queues[q].num)
 			continue;
-		idx = vn->vq[q] ? vp_vq_dev_last_avail(vn->vq[q]) : in->queues[q].last_avail_idx;
+		idx = vn->vq[q] ? vp_vq_dev_last_avail(vn->vq[q]) : vpnet_resume_idx(vn, in, q);
 		stopped[q] = VP_INFO_STOPPED_VALID | idx;
 	}
 	vpnet_drop_rings(vn);
+}
+
+/* Answer STOP. */
+static void vpnet_answer_stop(struct vpnet *vn, const struct vp_devinfo *in)
+{
+	u32 stopped[VP_INFO_MAX_QUEUES] = { 0 };
+
+	vpnet_stop_rings(vn, in, stopped);
 	vpnet_write_driver(vn, in, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER, stopped);
 	vn->st.stops_answered++;
 }
@@ -278,6 +253,11 @@ static void vpnet_reconfigure(struct vpnet *vn)
 	}
 	vpnet_drop_rings(vn);
 	err = vpnet_attach_rings(vn, in, why, sizeof(why));
+	if (!err) {
+		err = vpnet_dp_attach(vn, in->features & VPNET_FEATURES, in->daemon_peer);
+		if (err)
+			snprintf(why, sizeof(why), "the data path needs queues 0 and 1 (%d)", err);
+	}
 	if (err) {
 		vpnet_break(vn, in, why);
 		goto out;
@@ -295,7 +275,13 @@ static void vpnet_cfg_work(struct work_struct *w)
 {
 	struct vpnet *vn = container_of(w, struct vpnet, cfg_work);
 
+	char why[VP_INFO_DRV_REASON_LEN];
+
 	mutex_lock(&vn->lock);
+	/* A ring rule broken on the data path: the link stays down until the
+	 * frontend's device is published again (a new generation). */
+	if (vpnet_dp_take_failure(vn, why, sizeof(why)) && !vn->broken)
+		vpnet_break(vn, vn->have_cur ? &vn->cur : NULL, why);
 	vpnet_reconfigure(vn);
 	mutex_unlock(&vn->lock);
 }
@@ -314,38 +300,20 @@ static irqreturn_t vpnet_kick_irq(int irq, void *data)
 	struct vpnet *vn = data;
 	int q = irq - pci_irq_vector(vn->mem->pdev, 1);
 
-	if (q >= 0 && q < VP_INFO_MAX_QUEUES)
+	if (q >= 0 && q < VP_INFO_MAX_QUEUES) {
 		vn->st.kicks[q]++;
+		vpnet_dp_kick(vn, q);
+	}
 	return IRQ_HANDLED;
 }
 
 /* ---- net_device ---------------------------------------------------------- */
 
-static int vpnet_open(struct net_device *ndev)
-{
-	return 0;
-}
-
-static int vpnet_stop(struct net_device *ndev)
-{
-	return 0;
-}
-
-/* No data path yet (guest/linux/README.md): frames are counted and dropped. */
-static netdev_tx_t vpnet_start_xmit(struct sk_buff *skb, struct net_device *ndev)
-{
-	struct vpnet *vn = netdev_priv(ndev);
-
-	vn->st.tx_dropped_no_path++;
-	ndev->stats.tx_dropped++;
-	dev_kfree_skb_any(skb);
-	return NETDEV_TX_OK;
-}
-
 static const struct net_device_ops vpnet_netdev_ops = {
-	.ndo_open = vpnet_open,
-	.ndo_stop = vpnet_stop,
-	.ndo_start_xmit = vpnet_start_xmit,
+	.ndo_open = vpnet_dp_open,
+	.ndo_stop = vpnet_dp_stop,
+	.ndo_start_xmit = vpnet_dp_xmit,
+	.ndo_get_stats64 = vpnet_dp_get_stats64,
 	.ndo_set_mac_address = eth_mac_addr,
 	.ndo_validate_addr = eth_validate_addr,
 };
@@ -364,7 +332,11 @@ static const char vpnet_stat_names[][ETH_GSTRING_LEN] = {
 	"config_irqs", "snapshots", "snapshot_retry", "rejected", "stops_answered",
 	"kicks_q0", "kicks_q1", "kicks_q2", "kicks_q3",
 	"kicks_q4", "kicks_q5", "kicks_q6", "kicks_q7",
-	"tx_dropped_no_path",
+	"rx_packets", "rx_bytes", "rx_drop_bad", "rx_drop_too_big", "rx_drop_offload",
+	"rx_drop_nomem", "rx_csum_partial", "rx_gso",
+	"tx_packets", "tx_bytes", "tx_drop_too_big", "tx_drop_link_down", "tx_drop_csum",
+	"tx_queue_stopped", "tx_queue_woken", "tx_csum_partial",
+	"signals_q0", "signals_q1", "napi_polls",
 };
 
 static int vpnet_get_sset_count(struct net_device *ndev, int sset)
@@ -392,7 +364,10 @@ static void vpnet_get_ethtool_stats(struct net_device *ndev, struct ethtool_stat
 	data[i++] = s->stops_answered;
 	for (q = 0; q < VP_INFO_MAX_QUEUES; q++)
 		data[i++] = s->kicks[q];
-	data[i++] = s->tx_dropped_no_path;
+	/* The data path's counters, in struct order (vpnet.h). */
+	memcpy(&data[i], &s->dp, sizeof(s->dp));
+	BUILD_BUG_ON(5 + VP_INFO_MAX_QUEUES + sizeof(s->dp) / sizeof(u64) !=
+		     ARRAY_SIZE(vpnet_stat_names));
 }
 
 static const struct ethtool_ops vpnet_ethtool_ops = {
@@ -496,13 +471,46 @@ static void vpnet_destroy(struct vpnet *vn)
 	list_del(&vn->vpdev.node);
 	vhost_pci_info.ndevs--;
 	mutex_lock(&vn->lock);
-	if (vn->have_cur && !(vn->cur.status & VP_INFO_ST_GONE))
-		vpnet_write_driver(vn, &vn->cur, 0, NULL);	/* status 0: driver gone */
+	if (vn->have_cur && !(vn->cur.status & VP_INFO_ST_GONE)) {
+		u32 stopped[VP_INFO_MAX_QUEUES] = { 0 };
+		bool live = vn->vq[0] || vn->vq[1];
+
+		/* Status 0: driver gone; with rings that ran, stopped says where
+		 * the next load resumes (docs/device.md, life cycle). */
+		if (live)
+			vpnet_stop_rings(vn, &vn->cur, stopped);
+		vpnet_write_driver(vn, &vn->cur, 0, live ? stopped : NULL);
+	}
 	vpnet_drop_rings(vn);
 	mutex_unlock(&vn->lock);
+	/* Publishing the last frames may have found a broken ring and queued
+	 * the work again. */
+	cancel_work_sync(&vn->cfg_work);
 	vn->info->vn = NULL;
 	vn->mem->vn = NULL;
 	free_netdev(vn->ndev);
+}
+
+/*
+ * The largest MTU the frontend's receive buffers allow: IP's 65535 with
+ * MRG_RXBUF (spread over several buffers), else 1500 (a
+ * frame must fit one buffer, whose size we learn only when we pop it:
+ * larger frames are counted in tx_drop_too_big). The frontend's own MTU
+ * (VIRTIO_NET_F_MTU, config bytes 10-11) caps it.
+ */
+static unsigned int vpnet_max_mtu(const struct vp_devinfo *in)
+{
+	unsigned int mtu = ETH_DATA_LEN;
+
+	if (in->features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF))
+		mtu = IP_MAX_MTU;	/* a frame of it, tagged, is within VP_NET_MAX_PKT */
+	if ((in->features & BIT_ULL(VIRTIO_NET_F_MTU)) && in->config_len >= 12) {
+		unsigned int cm = in->config[10] | (in->config[11] << 8);
+
+		if (cm >= ETH_MIN_MTU && cm < mtu)
+			mtu = cm;
+	}
+	return mtu;
 }
 
 /* Pair info with a memory function if the window names one. vp_lock held. */
@@ -548,7 +556,17 @@ static void vp_try_pair(struct vp_infofn *info)
 	mutex_init(&vn->lock);
 	INIT_WORK(&vn->cfg_work, vpnet_cfg_work);
 	/* Carry on from the page a previous load of the driver left. */
-	vn->driver_gen = le32_to_cpu(READ_ONCE(((struct vp_info_window *)info->win)->driver.driver_gen));
+	{
+		const struct vp_info_driver_page *pg = &((struct vp_info_window *)info->win)->driver;
+		unsigned int q;
+
+		vn->driver_gen = le32_to_cpu(READ_ONCE(pg->driver_gen));
+		if (!le32_to_cpu(READ_ONCE(pg->driver_status))) {
+			vn->resume_gen = le32_to_cpu(READ_ONCE(pg->acked_gen));
+			for (q = 0; q < VP_INFO_MAX_QUEUES; q++)
+				vn->resume[q] = le32_to_cpu(READ_ONCE(pg->stopped[q]));
+		}
+	}
 	vn->vpdev = (struct vhost_pci_dev){
 		.device_type = in->device_type, .device_id = in->device_id, .dev = ndev,
 	};
@@ -557,8 +575,11 @@ static void vp_try_pair(struct vp_infofn *info)
 	ndev->ethtool_ops = &vpnet_ethtool_ops;
 	ndev->sysfs_groups[0] = &vpnet_attr_group;
 	SET_NETDEV_DEV(ndev, &info->pdev->dev);
+	vpnet_dp_init(vn);
 	ndev->min_mtu = ETH_MIN_MTU;
-	ndev->max_mtu = ETH_DATA_LEN;
+	ndev->max_mtu = vpnet_max_mtu(in);
+	ndev->hw_features = NETIF_F_SG | NETIF_F_HW_CSUM;
+	ndev->features = ndev->hw_features;
 	/* The frontend device's config space holds its MAC whether or not its
 	 * driver negotiated VIRTIO_NET_F_MAC (a driver with a MAC of its own
 	 * need not). */

@@ -155,6 +155,14 @@ struct vp_server_config {
 				    * 0: VP_SERVER_DEFAULT_STOP_MS */
 	vp_event_fn on_event;
 	void *opaque;
+	bool use_listen_fd;        /* listen_fd is an AF_UNIX stream socket already
+				    * bound and listening (socket activation):
+				    * used instead of creating one at path
+				    * (path then only names it, and its file is
+				    * left alone: its creator removes it). The
+				    * server owns it from a successful
+				    * vp_server_new() on. */
+	int listen_fd;
 };
 
 #define VP_SERVER_DEFAULT_STOP_MS 2000
@@ -166,10 +174,12 @@ struct vp_server_config {
 	 (1ull << VIRTIO_RING_F_INDIRECT_DESC))
 
 /*
- * Create the server and its listening socket (none if cfg->path is NULL). A
- * stale socket file (nobody listening) is replaced; a live one gives
- * -EADDRINUSE. -EINVAL for a bad config, -ENAMETOOLONG for a path too long
- * for sockaddr_un.
+ * Create the server and its listening socket (none if cfg->path is NULL and
+ * no cfg->listen_fd is given). A stale socket file (nobody listening) is
+ * replaced; a live one gives -EADDRINUSE. -EINVAL for a bad config,
+ * -ENAMETOOLONG for a path too long for sockaddr_un, -ENOTSOCK /
+ * -EPROTOTYPE for a listen_fd that is not a listening Unix stream socket
+ * (it then stays the caller's).
  */
 VP_API int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg);
 

@@ -4,7 +4,7 @@
  * cold-plugged vhost-pci device for a backend VM, served as vhost-pcid serves one
  * (docs/device.md), with no daemon:
  *
- *   kmod-host DIR [TIMEOUT_S]
+ *   kmod-host DIR [TIMEOUT_S] [data [hostile|loop]]
  *
  * - a frontend (lib/netfe.c) in a sealed 64 MiB memfd, started;
  * - its info window published into DIR/info (8 KiB, the ivshmem-plain's memory) with
@@ -18,12 +18,20 @@
  * READY again (generation 6) answered with DRIVER_OK; then counts every later
  * driver page (the guest's rmmod writes status 0, its insmod DRIVER_OK again) until
  * QEMU disconnects. Exits 0 if the sequence completed, 1 with the reason otherwise.
+ *
+ * "data" (tests/peers/qemu-kmod-data.sh): no STOP; the frontend is a tiny host at
+ * 10.77.0.1 behind the guest's vpnet0 (kmod_net.c: ARP, ICMP echo both ways, and the
+ * UDP bulk protocol of tests/peers/kmod_guest.c, every byte checked). "hostile": on
+ * the guest's request, a descriptor outside the frontend's RAM is posted on its
+ * transmitq ("loop": a descriptor chained to itself); the driver must answer FAILED with a reason. Exits 0 if the driver took
+ * DRIVER_OK, no byte was wrong, and (hostile) FAILED came after the bad descriptor.
  */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +45,7 @@
 #include "vhostpci/net.h"
 #include "vhostpci/server.h"
 #include "ivshmem.h"
+#include "kmod_net.h"
 
 #define RAM_SIZE (64u << 20)
 #define MEM_PEER 5
@@ -50,12 +59,12 @@ static int fail(const char *what, int err)
 	return 1;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
+static volatile sig_atomic_t dump_asked;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+static void on_usr1(int sig)
+{
+	(void)sig;
+	dump_asked = 1;
 }
 
 static int publish(void *win, struct vp_devinfo *info, uint32_t gen, uint32_t status, int cfg_fd)
@@ -88,6 +97,11 @@ int main(int argc, char **argv)
 	struct vp_netfe *fe;
 	char path[512], why[256];
 	int step = 0, pages = 0, okays = 0, err, memfd, wfd, timeout_s;
+	bool data = argc > 3 && !strcmp(argv[3], "data");
+	bool loop = data && argc > 4 && !strcmp(argv[4], "loop");
+	bool hostile = loop || (data && argc > 4 && !strcmp(argv[4], "hostile"));
+	bool failed_seen = false;
+	struct kn_host *kn = NULL;
 	void *ram, *win;
 	int64_t deadline;
 
@@ -177,19 +191,49 @@ int main(int argc, char **argv)
 		return fail("vpd_ivshmem_expect", err);
 	printf("kmod-host: listening\n");
 
-	deadline = now_ms() + timeout_s * 1000ll;
-	for (;;) {
-		struct pollfd pfd[2] = {
+	deadline = kn_now_ms() + timeout_s * 1000ll;
+	if (data) {
+		struct sigaction sa = { .sa_handler = on_usr1 };
+
+		sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART: poll() returns */
+		err = kn_host_new(&kn, fe, ram, RAM_SIZE, &fi, hostile ? own[2] : -1, loop);
+		if (err)
+			return fail("kn_host_new", err);
+	}
+	for (bool slept_idle = false;;) {
+		int pr;
+		struct pollfd pfd[4] = {
 			{ .fd = vpd_ivshmem_fd(ivs), .events = POLLIN },
 			{ .fd = peer[NQ], .events = POLLIN },
+			{ .fd = vp_netfe_rx_fd(fe), .events = POLLIN },
+			{ .fd = vp_netfe_tx_fd(fe), .events = POLLIN },
 		};
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - kn_now_ms();
+		int wait = (int)left;
 		uint64_t v;
 
 		if (left <= 0)
 			return fail("timeout", step);
-		if (poll(pfd, 2, (int)left) < 0 && errno != EINTR)
+		if (kn) {
+			/* Work first; sleep only when the frontend has none. Never
+			 * long: a wake-up the guest owed and did not send is then
+			 * found and counted (kn_host_end()) instead of hanging. */
+			wait = kn_host_run(kn, wait, slept_idle);
+			if (wait < 0)
+				return fail("frontend", wait);
+			if (wait > 100)
+				wait = 100;
+		}
+		pr = poll(pfd, kn ? 4 : 2, wait);
+		if (pr < 0 && errno != EINTR)
 			return fail("poll", -errno);
+		slept_idle = pr == 0 && wait > 0;
+		if (dump_asked && kn) {
+			dump_asked = 0;
+			kn_host_dump(kn);
+		}
+		if (kn)
+			vp_netfe_disarm(fe);
 		if (pfd[0].revents) {
 			int r = vpd_ivshmem_dispatch(ivs);
 
@@ -217,12 +261,20 @@ int main(int argc, char **argv)
 			printf("kmod-host: driver page gen %u status 0x%x acked %u features 0x%" PRIx64
 			       " stopped 0x%x 0x%x\n", d.driver_gen, d.driver_status, d.acked_gen,
 			       d.features_accepted, d.stopped[0], d.stopped[1]);
-			if (d.driver_status & VP_INFO_DS_FAILED)
-				return fail(d.reason, -EIO);
+			if (d.driver_status & VP_INFO_DS_FAILED) {
+				if (!kn || !kn_host_hostile_sent(kn))
+					return fail(d.reason, -EIO);
+				printf("kmod-host: FAILED reported: %s\n", d.reason);
+				failed_seen = true;
+				continue;
+			}
 			if (d.driver_status & VP_INFO_DS_DRIVER_OK)
 				okays++;
-			if (step == 0 && (d.driver_status & VP_INFO_DS_DRIVER_OK) &&
-			    d.acked_gen == 2) {
+			if (step == 0 && data && (d.driver_status & VP_INFO_DS_DRIVER_OK)) {
+				printf("kmod-host: DRIVER_OK\n");
+				step = 3;
+			} else if (step == 0 && (d.driver_status & VP_INFO_DS_DRIVER_OK) &&
+				   d.acked_gen == 2) {
 				printf("kmod-host: DRIVER_OK\n");
 				err = publish(win, &info, 4, VP_INFO_ST_PRESENT | VP_INFO_ST_READY |
 					      VP_INFO_ST_STOP, own[0]);
@@ -256,6 +308,14 @@ int main(int argc, char **argv)
 		}
 	}
 	vpd_ivshmem_destroy(ivs);
+	if (kn) {
+		err = kn_host_end(kn);
+		kn_host_free(kn);
+		if (err)
+			return fail("the data path", err);
+		if (hostile && !failed_seen)
+			return fail("the bad descriptor was not answered with FAILED", -EIO);
+	}
 	vp_netfe_free(fe);
 	if (step != 3)
 		return fail("the sequence did not complete", step);

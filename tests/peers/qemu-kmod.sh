@@ -16,61 +16,13 @@
 set -uo pipefail
 vp_prog=qemu-kmod
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../guest/lib.sh"
+. "$here/kmod-lib.sh"
 
-pcid=$(realpath "${1:?usage: $0 VHOST_PCID [...]}")
-host=$(dirname "$pcid")/../tests/peers/kmod-host
 mac=52:54:00:6b:6d:01 uuid=6b6d6f64-2d68-6f73-742d-66726f6e7431 devid=42
-
-skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
-fail() {
-    echo "$vp_prog: FAIL: $*"
-    [ -f "$work/host.out" ] && sed 's/^/  host: /' "$work/host.out" | tail -20
-    [ -f "$work/serial.log" ] && grep -h -E "VPGUEST|vpnet|vhost_pci" "$work/serial.log" |
-        tail -20 | sed 's/^/  guest: /'
-    exit 1
-}
-
-[ -x "$host" ] || { echo "$vp_prog: FAIL: no $host (build it first)"; exit 1; }
-[ "$(id -u)" = 0 ] || skip "needs root (packages)"
-"$here/../guest/setup.sh" --headers >/dev/null || skip "tests/guest/setup.sh --headers failed"
-command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
-
-work=$(mktemp -d /tmp/vp-qemu-kmod.XXXXXX)
-hpid=''
-cleanup() {
-    [ -z "$hpid" ] || { kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null; }
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-ko=$("$here/../../guest/linux/build.sh" -o "$work/kbuild" 2>"$work/kbuild.err") ||
-    { cat "$work/kbuild.err"; fail "the module did not build warning-free"; }
-echo "$vp_prog: module built warning-free (W=1): $(basename "$ko")"
-"$here/../guest/mkinitrd.sh" -n -K "$ko" -o "$work/initrd.cpio" 2>"$work/mkinitrd.log" ||
-    fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
-
-timeout 200 "$host" "$work" 180 >"$work/host.out" 2>&1 &
-hpid=$!
-for _ in $(seq 100); do
-    grep -q "kmod-host: listening" "$work/host.out" && break
-    kill -0 "$hpid" 2>/dev/null || fail "kmod-host ended before listening"
-    sleep 0.1
-done
-grep -q "kmod-host: listening" "$work/host.out" || fail "kmod-host did not listen in 10 s"
-
-timeout 190 flock /tmp/vp-guest-boot.lock "$here/../guest/run-guest.sh" -t kmod --name qemu-kmod \
-    --initrd "$work/initrd.cpio" -T 150 -l "$work/serial.log" --loglevel 6 \
-    -e VP_KMOD_MAC=$mac -e VP_KMOD_UUID=$uuid -e VP_KMOD_ID=$devid \
-    -q -object -q "memory-backend-file,id=vpinfo,mem-path=$work/info,size=8K,share=on" \
-    -q -device -q "ivshmem-plain,memdev=vpinfo" \
-    -q -chardev -q "socket,id=vpivs,path=$work/ivs.sock" \
-    -q -device -q "ivshmem-doorbell,chardev=vpivs,vectors=3" \
-    >"$work/guest.out" 2>&1
-grc=$?
-wait "$hpid"
-hrc=$?
-hpid=''
+kmod_prepare "${1:-}"
+kmod_initrd
+kmod_host_start 180
+kmod_boot kmod 150 -e VP_KMOD_MAC=$mac -e VP_KMOD_UUID=$uuid -e VP_KMOD_ID=$devid
 sed 's/^/  host: /' "$work/host.out"
 grep -h "VPGUEST: INFO" "$work/serial.log" | sed 's/^/  guest: /'
 [ "$grc" = 0 ] || { tail -5 "$work/guest.out"; fail "guest test failed (rc $grc)"; }
