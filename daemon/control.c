@@ -361,8 +361,8 @@ static char *qemu_args(struct vpd *d, char **argv, unsigned argc, size_t *len)
 	if (argc < 2)
 		return jw_error_doc("usage: qemu-args SERVER [timeout=SEC] [ID[@SLOT]]...", len);
 	for (unsigned i = 0; i < d->nservers; i++)
-		if (!strcmp(d->servers[i].spec.id, argv[1]))
-			s = &d->servers[i];
+		if (d->servers[i].srv && !strcmp(d->servers[i].spec.id, argv[1]))
+			s = &d->servers[i];  /* not a slot a reload emptied */
 	if (!s) {
 		snprintf(msg, sizeof(msg), "no server '%s' (see 'servers')", argv[1]);
 		return jw_error_doc(msg, len);
