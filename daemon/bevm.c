@@ -94,11 +94,12 @@ enum plug_state {
 	P_PLUGGING,    /* QMP commands under way */
 	P_PLUGGED,
 	P_UNPLUGGING,  /* device_del sent, waiting for DEVICE_DELETED */
+	P_RESERVED,    /* cold plug: waiting for QEMU started with qemu-args */
 };
 
 static const char *const plug_names[] = {
 	[P_NONE] = "waiting", [P_PLUGGING] = "plugging", [P_PLUGGED] = "plugged",
-	[P_UNPLUGGING] = "unplugging",
+	[P_UNPLUGGING] = "unplugging", [P_RESERVED] = "reserved",
 };
 
 enum step { S_OBJ, S_INFO, S_CHR, S_MEM, S_QUERY, S_DEL_INFO, S_DEL_MEM };
@@ -127,6 +128,7 @@ struct vpd_bevm {
 	unsigned serial;             /* QEMU object names */
 	uint64_t connects, unplug_timeouts;
 	struct stale *stale;
+	bool noqmp;                  /* cold plug only: VMs started by hand, no QMP */
 };
 
 struct vpd_bdev {
@@ -175,6 +177,11 @@ struct vpd_bdev {
 	uint64_t db_count;
 	char why[320];               /* the last failure, for vhost-pci-ctl */
 	char reason_pub[VP_INFO_REASON_LEN];
+	/* cold plug (qemu-args) */
+	bool cold;                   /* on QEMU's command line, not hot-plugged */
+	int cold_slot;               /* PCI slot of the info function, -1: QEMU's choice */
+	int64_t cold_due_ms;         /* P_RESERVED: the reservation lapses */
+	unsigned cold_timeout_s;
 };
 
 struct cmd_ctx {
@@ -184,6 +191,12 @@ struct cmd_ctx {
 
 static void unplug_start(struct vpd_bdev *b, const char *why);
 static void plug_start(struct vpd_bdev *b);
+/* cold plug (qemu-args), at the end */
+static void cold_cancel(struct vpd_bdev *b, const char *why);
+static void cold_lapsed(struct vpd_bdev *b);
+static void cold_connected(struct vpd_bdev *b);
+static void cold_let_go(struct vpd_bdev *b, const char *why);
+static void cold_vm_left(struct vpd_bdev *b);
 static void vm_lost(struct vpd_bevm *vm, const char *why);
 
 /* ---- small helpers ---- */
@@ -378,6 +391,7 @@ static void local_free(struct vpd_bdev *b)
 	b->info_gone = b->mem_gone = false;
 	b->info_pci[0] = b->mem_pci[0] = '\0';
 	b->st = P_NONE;
+	b->cold = false;
 }
 
 static int new_eventfd(void)
@@ -770,7 +784,7 @@ static void plug_start(struct vpd_bdev *b)
 static void unplug_done(struct vpd_bdev *b)
 {
 	local_free(b);
-	if (b->gone) {
+	if (b->gone || b->vm->noqmp) {
 		b->dead = true;
 		return;
 	}
@@ -800,10 +814,17 @@ static void unplug_start(struct vpd_bdev *b, const char *why)
 		break;
 	case P_UNPLUGGING:
 		return;
+	case P_RESERVED:
+		cold_cancel(b, why);
+		return;
 	}
 	if (b->stopping) {
 		vp_server_release_stop(b->s->srv, b->id);
 		b->stopping = false;
+	}
+	if (b->vm->noqmp) {
+		cold_let_go(b, why);
+		return;
 	}
 	if (!b->have_info && !b->have_mem) {
 		deleted(b);
@@ -984,7 +1005,7 @@ static void on_ready(struct vpd_bdev *b, const struct vp_device *dev, bool first
 		refuse(b, why);
 		return;
 	}
-	if (!b->unattached_ms && b->st != P_PLUGGED)
+	if (!b->unattached_ms && b->st != P_PLUGGED && b->st != P_RESERVED)
 		b->unattached_ms = vpd_now_ms();
 	switch (b->st) {
 	case P_NONE:
@@ -996,6 +1017,7 @@ static void on_ready(struct vpd_bdev *b, const struct vp_device *dev, bool first
 		break;
 	case P_PLUGGING:
 	case P_PLUGGED:
+	case P_RESERVED:
 		if (fstat(dev->regions[0].fd, &st) < 0 || st.st_dev != b->ram_dev ||
 		    st.st_ino != b->ram_ino) {
 			/* A BAR cannot change its memory: a new pair. */
@@ -1035,34 +1057,41 @@ static void on_stopped(struct vpd_bdev *b, const struct vp_device *dev)
 	b->stop_gen = b->pub.generation;
 }
 
+static struct vpd_bdev *bdev_new(struct vpd_server *s, struct vpd_bevm *vm, uint64_t id)
+{
+	struct vpd_bdev *b = calloc(1, sizeof(*b));
+
+	if (!b) {
+		vp_log(VP_LOG_WARN, "device %" PRIu64 ": out of memory", id);
+		return NULL;
+	}
+	b->vm = vm;
+	b->s = s;
+	b->id = id;
+	b->ram_fd = b->cfg_fd = b->drv_fd = -1;
+	b->cold_slot = -1;
+	for (unsigned q = 0; q < VP_DEV_MAX_RINGS; q++)
+		b->own_kick[q] = b->relay_kick[q] = b->peer_call[q] = -1;
+	b->next = s->d->bdevs;
+	s->d->bdevs = b;
+	return b;
+}
+
 void vpd_bevm_event(struct vpd_server *s, enum vp_event ev, const struct vp_device *dev)
 {
 	struct vpd *d = s->d;
 	struct vpd_bdev *b;
 
-	if (!s->bevm)
-		return;
 	b = find(d, dev->id);
+	if (!s->bevm && (!b || b->s != s))
+		return;  /* neither hot- nor cold-plugged */
 	switch (ev) {
 	case VP_EV_DEVICE_NEW:
 		break;
 	case VP_EV_DEVICE_READY:
 	case VP_EV_DEVICE_CHANGED:
-		if (!b) {
-			b = calloc(1, sizeof(*b));
-			if (!b) {
-				vp_log(VP_LOG_WARN, "device %" PRIu64 ": out of memory", dev->id);
-				return;
-			}
-			b->vm = s->bevm;
-			b->s = s;
-			b->id = dev->id;
-			b->ram_fd = b->cfg_fd = b->drv_fd = -1;
-			for (unsigned q = 0; q < VP_DEV_MAX_RINGS; q++)
-				b->own_kick[q] = b->relay_kick[q] = b->peer_call[q] = -1;
-			b->next = d->bdevs;
-			d->bdevs = b;
-		}
+		if (!b && !(b = bdev_new(s, s->bevm, dev->id)))
+			return;
 		on_ready(b, dev, ev == VP_EV_DEVICE_READY);
 		break;
 	case VP_EV_DEVICE_STOPPED:
@@ -1294,9 +1323,14 @@ void vpd_bevm_watch(struct vpd *d, struct vpd_watch *w, uint32_t events)
 
 		if (m & VPD_IVSHMEM_SETUP_SENT)
 			vp_log(VP_LOG_DEBUG, "device %" PRIu64 ": QEMU has its ivshmem setup", b->id);
-		if ((m & VPD_IVSHMEM_GONE) && b->st == P_PLUGGED)
+		if ((m & VPD_IVSHMEM_CONNECTED) && b->st == P_RESERVED)
+			cold_connected(b);
+		if ((m & VPD_IVSHMEM_GONE) && b->st == P_PLUGGED) {
 			vp_log(VP_LOG_INFO, "device %" PRIu64 ": QEMU closed its ivshmem connection "
 			       "(%s)", b->id, vpd_ivshmem_reason(b->ivs));
+			if (b->vm->noqmp)
+				cold_vm_left(b);
+		}
 	} else if (w == &b->drv_w && b->drv_watched) {
 		doorbell(b);
 	} else {
@@ -1329,6 +1363,8 @@ int vpd_bevm_timeout(const struct vpd *d)
 			earliest(&best, b->stop_due_ms);
 		if (b->st == P_UNPLUGGING)
 			earliest(&best, b->unplug_due_ms);
+		if (b->st == P_RESERVED)
+			earliest(&best, b->cold_due_ms);
 		if (!b->drv_watched && b->unmute_ms)
 			earliest(&best, b->unmute_ms);
 		if (b->ready && b->unattached_ms && b->s->spec.backend_grace_ms)
@@ -1364,6 +1400,10 @@ void vpd_bevm_tick(struct vpd *d)
 		}
 		if (b->st == P_UNPLUGGING && now >= b->unplug_due_ms) {
 			unplug_timed_out(b);
+			continue;
+		}
+		if (b->st == P_RESERVED && now >= b->cold_due_ms) {
+			cold_lapsed(b);
 			continue;
 		}
 		if (!b->drv_watched && b->unmute_ms && now >= b->unmute_ms && b->drv_fd >= 0) {
@@ -1511,20 +1551,22 @@ bool vpd_bevm_render_device(struct jw *w, const struct vpd *d, const struct vpd_
 			    uint64_t id)
 {
 	const struct vpd_bdev *b = NULL;
+	const struct vpd_bevm *vm;
 
-	if (!s->bevm)
-		return false;
 	for (const struct vpd_bdev *x = d->bdevs; x; x = x->next)
-		if (x->id == id && !x->dead)
+		if (x->id == id && !x->dead && x->s == s)
 			b = x;
+	if (!s->bevm && !b)
+		return false;
+	vm = b ? b->vm : s->bevm;
 	jw_obj_begin(w, "backend");
 	jw_str(w, "kind", "vm");
-	jw_str(w, "path", s->bevm->path);
-	jw_str(w, "state", !b ? (s->bevm->up ? "none" : "waiting") :
+	jw_str(w, "path", vm->noqmp ? NULL : vm->path);
+	jw_str(w, "state", !b ? (vm->up ? "none" : "waiting") :
 		   b->stopping ? "stopping" : plug_names[b->st]);
-	jw_str(w, "reason", b && b->why[0] ? b->why : !s->bevm->up && s->bevm->why[0] ?
-		   s->bevm->why : NULL);
+	jw_str(w, "reason", b && b->why[0] ? b->why : !vm->up && vm->why[0] ? vm->why : NULL);
 	jw_u64(w, "stop_timeouts", b ? b->stop_timeouts : 0);
+	jw_bool(w, "cold", b && b->cold);
 	if (b && b->st != P_NONE) {
 		jw_str(w, "qemu_id", b->name);
 		jw_str(w, "memory_pci", b->mem_pci[0] ? b->mem_pci : NULL);
@@ -1553,4 +1595,332 @@ void vpd_bevm_render_server(struct jw *w, const struct vpd_server *s)
 	jw_str(w, "last_refusal", s->bevm_refusal[0] ? s->bevm_refusal : NULL);
 	jw_u64(w, "stop_timeout_ms", s->spec.stop_timeout_ms);
 	jw_u64(w, "stop_timeouts", s->stop_timeouts);
+}
+
+/* ---- cold plug: backend VMs started by hand (vhost-pci-ctl qemu-args) ----
+ *
+ * QEMU reads an ivshmem-doorbell's shared memory once, when the device is
+ * realized (at QEMU's start for -device), and never again: a cold-plugged
+ * memory function can only carry a frontend whose RAM exists now. So
+ * qemu-args takes READY devices, makes their window and ivshmem server at
+ * once (as plug_start() does) and prints the QEMU arguments naming them,
+ * with the QEMU ids the hot-plug uses. The device stays P_RESERVED until
+ * QEMU connects to its socket (then P_PLUGGED, handled like a hot-plugged
+ * device) or the reservation lapses (logged; the files go). In a backend VM
+ * with QMP (backend-vm= too) the unplug is the usual device_del; without,
+ * nothing can remove the pair: GONE is published and the daemon lets go.
+ * The window's file stays in the run directory while the device is ours:
+ * QEMU opens memory backends after connecting its chardevs, so the ivshmem
+ * connection does not tell that the file was mapped.
+ */
+
+/* The one backend "VM" of cold plugs without QMP: every VM started by hand
+ * for servers without backend-vm= (peer ids stay unique in the daemon). */
+static struct vpd_bevm *cold_vm(struct vpd *d)
+{
+	struct vpd_bevm *vm;
+
+	for (vm = d->bevms; vm; vm = vm->next)
+		if (vm->noqmp)
+			return vm;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm || !(vm->path = strdup("(started by hand, no QMP)"))) {
+		free(vm);
+		return NULL;
+	}
+	vm->d = d;
+	vm->reg_fd = -1;
+	vm->noqmp = true;
+	vm->w = (struct vpd_watch){ .kind = VPD_W_BEVM, .obj = vm };
+	vm->next = d->bevms;
+	d->bevms = vm;
+	return vm;
+}
+
+/* The reservation ends before QEMU came: files and socket go; with QMP,
+ * the device is hot-plugged as usual. */
+static void cold_cancel(struct vpd_bdev *b, const char *why)
+{
+	vp_log(VP_LOG_INFO, "device %" PRIu64 ": cold-plug reservation %s ended: %s", b->id,
+	       b->name, why);
+	set_why(b, "cold-plug reservation ended: %s", why);
+	b->replug = !b->vm->noqmp && !b->held_off;
+	unplug_done(b);
+}
+
+static void cold_lapsed(struct vpd_bdev *b)
+{
+	char why[sizeof(b->sock_path) + 96];
+
+	snprintf(why, sizeof(why), "no QEMU connected to %s within %u s", b->sock_path,
+		 b->cold_timeout_s);
+	vp_log(VP_LOG_WARN, "device %" PRIu64 ": %s: its cold-plug reservation lapsed (run "
+	       "vhost-pci-ctl qemu-args again)", b->id, why);
+	cold_cancel(b, why);
+}
+
+/* QEMU started with the arguments: its ivshmem client came. */
+static void cold_connected(struct vpd_bdev *b)
+{
+	b->cold_due_ms = 0;
+	/* What QEMU has, so that a device_del (with QMP) removes exactly that. */
+	b->have_obj = b->have_info = b->have_chr = b->have_mem = true;
+	if (b->cold_slot >= 0) {
+		snprintf(b->info_pci, sizeof(b->info_pci), "00:%02x.0", (unsigned)b->cold_slot);
+		snprintf(b->mem_pci, sizeof(b->mem_pci), "00:%02x.0", (unsigned)b->cold_slot + 1);
+	}
+	plugged(b);
+}
+
+/*
+ * Without QMP the pair cannot be removed: GONE (and why) is published, the
+ * config vector fires, and the daemon lets go. The guest's driver drops the
+ * device; the functions stay in the VM (its BAR2 still maps the frontend's
+ * old RAM) until the backend VM restarts.
+ */
+static void cold_let_go(struct vpd_bdev *b, const char *why)
+{
+	vp_log(VP_LOG_INFO, "device %" PRIu64 ": %s: published GONE; the backend VM started by "
+	       "hand keeps its functions %s-i/%s-m (no QMP to remove them) until it restarts",
+	       b->id, why, b->name, b->name);
+	snprintf(b->reason_pub, sizeof(b->reason_pub), "%s", why);
+	b->gone = true;
+	publish(b);
+	unplug_done(b);
+}
+
+/* The backend VM without QMP went (QEMU closed its ivshmem connection). */
+static void cold_vm_left(struct vpd_bdev *b)
+{
+	if (b->stopping)
+		stop_done(b);
+	vp_log(VP_LOG_INFO, "device %" PRIu64 ": the backend VM started by hand let go of %s: "
+	       "the device can be cold-plugged again", b->id, b->name);
+	unplug_done(b);
+}
+
+/* QEMU option syntax: a ',' in a value is written ",,". */
+static void qopt(char *out, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s && o + 2 < len; s++) {
+		if (*s == ',')
+			out[o++] = ',';
+		out[o++] = *s;
+	}
+	out[o] = '\0';
+}
+
+static void cold_args(struct jw *w, const struct vpd_bdev *b)
+{
+	char sock[2 * sizeof(b->sock_path)], info[2 * sizeof(b->info_path)], addr[2][24];
+
+	qopt(sock, sizeof(sock), b->sock_path);
+	qopt(info, sizeof(info), b->info_path);
+	addr[0][0] = addr[1][0] = '\0';
+	if (b->cold_slot >= 0) {
+		snprintf(addr[0], sizeof(addr[0]), ",addr=0x%02x", (unsigned)b->cold_slot);
+		snprintf(addr[1], sizeof(addr[1]), ",addr=0x%02x", (unsigned)b->cold_slot + 1);
+	}
+	/* The chardev first: QEMU connects it before any -device is realized. */
+	jw_str(w, NULL, "-chardev");
+	jw_strf(w, NULL, "socket,id=%s-c,path=%s", b->name, sock);
+	jw_str(w, NULL, "-object");
+	jw_strf(w, NULL, "memory-backend-file,id=%s-im,mem-path=%s,size=%u,share=on", b->name,
+		info, (unsigned)VP_INFO_WINDOW_SIZE);
+	jw_str(w, NULL, "-device");
+	jw_strf(w, NULL, "ivshmem-plain,id=%s-i,memdev=%s-im%s", b->name, b->name, addr[0]);
+	jw_str(w, NULL, "-device");
+	jw_strf(w, NULL, "ivshmem-doorbell,id=%s-m,chardev=%s-c,vectors=%u%s", b->name, b->name,
+		1 + b->nq, addr[1]);
+}
+
+/* Why device want->id of s cannot be cold-plugged now ("" if it can). */
+static int cold_check(struct vpd *d, struct vpd_server *s, const struct vpd_cold_dev *want,
+		      char *err, size_t errlen)
+{
+	const struct vp_device *dev = vp_server_find(s->srv, want->id);
+	const struct vpd_bdev *b = find(d, want->id);
+	struct vp_devinfo tmp;
+	char why[200];
+
+	if (!dev) {
+		snprintf(err, errlen, "no device %" PRIu64 " on server %s", want->id, s->spec.id);
+		return -ENOENT;
+	}
+	if (dev->state != VP_DEV_READY) {
+		snprintf(err, errlen, "device %" PRIu64 " is %s, not ready: its RAM and rings must "
+			 "exist when the backend VM starts (a memory function's BAR never changes)",
+			 want->id, vp_dev_state_name(dev->state));
+		return -EAGAIN;
+	}
+	if (b && b->st != P_NONE) {
+		snprintf(err, errlen, "device %" PRIu64 " is already %s in backend VM %s (as %s)",
+			 want->id, plug_names[b->st], b->vm->path, b->name);
+		return -EBUSY;
+	}
+	if (check_memory(s, dev, &tmp, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "device %" PRIu64 ": %s", want->id, why);
+		return -EINVAL;
+	}
+	if (want->slot >= 0 && (want->slot < 1 || want->slot > 30)) {
+		snprintf(err, errlen, "device %" PRIu64 ": slot %d: a pair takes slots SLOT and "
+			 "SLOT+1, 1..31", want->id, want->slot);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Make the device's window and ivshmem server and reserve it. 0 or -errno. */
+static int cold_reserve(struct vpd_server *s, const struct vpd_cold_dev *want,
+			unsigned timeout_s, char *err, size_t errlen)
+{
+	struct vpd *d = s->d;
+	const struct vp_device *dev = vp_server_find(s->srv, want->id);
+	struct vpd_bdev *b = find(d, want->id);
+	struct vpd_bevm *vm = s->bevm ? s->bevm : cold_vm(d);
+	bool fresh = !b;
+	int e;
+
+	if (!vm || (!b && !(b = bdev_new(s, vm, want->id)))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	b->ready = true;
+	b->why[0] = '\0';
+	e = local_setup(b, dev);
+	if (e < 0) {
+		snprintf(err, errlen, "device %" PRIu64 ": %s", want->id, b->why);
+		local_free(b);
+		if (fresh)
+			b->dead = true;
+		return e;
+	}
+	b->unattached_ms = 0;  /* the reservation's timeout rules now, not backend-grace */
+	b->due_ms = 0;
+	b->held_off = false;   /* asked for by hand */
+	b->st = P_RESERVED;
+	b->cold = true;
+	b->cold_slot = want->slot;
+	b->cold_timeout_s = timeout_s;
+	b->cold_due_ms = vpd_now_ms() + (int64_t)timeout_s * 1000;
+	vp_log(VP_LOG_INFO, "device %" PRIu64 ": reserved for a backend VM started by hand as %s "
+	       "(ivshmem socket %s, peer %u) for %u s", b->id, b->name, b->sock_path, b->mem_peer,
+	       timeout_s);
+	return 0;
+}
+
+int vpd_bevm_qemu_args(struct vpd *d, struct vpd_server *s, const struct vpd_cold_dev *want,
+		       unsigned n, unsigned timeout_s, struct jw *w, char *err, size_t errlen)
+{
+	struct vpd_cold_dev all[VPD_COLD_MAX];
+	struct vpd_bdev *done[VPD_COLD_MAX];
+	char probe[200];
+	int e;
+
+	if (s->spec.backend) {
+		snprintf(err, errlen, "server %s hands its devices to a host backend (backend=); "
+			 "cold plug is for servers without one or with backend-vm=", s->spec.id);
+		return -EINVAL;
+	}
+	if (s->bevm && s->bevm->up) {
+		/* Its QEMU is running: a command line can no longer matter. */
+		snprintf(err, errlen, "backend VM %s is running (QMP answers): server %s's devices "
+			 "are hot-plugged into it", s->bevm->path, s->spec.id);
+		return -EBUSY;
+	}
+	if (n > VPD_COLD_MAX) {
+		snprintf(err, errlen, "at most %u devices per request", VPD_COLD_MAX);
+		return -E2BIG;
+	}
+	if (!n) {
+		struct vp_pci_info *info = malloc(sizeof(*info));
+
+		if (!info) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		vp_server_info(s->srv, info);
+		for (unsigned i = 0; i < info->count && n < VPD_COLD_MAX; i++) {
+			const struct vp_device *dev = info->dev[i].dev;
+			const struct vpd_bdev *b = find(d, dev->id);
+
+			if (dev->state == VP_DEV_READY && (!b || b->st == P_NONE))
+				all[n++] = (struct vpd_cold_dev){ .id = dev->id, .slot = -1 };
+		}
+		free(info);
+		if (!n) {
+			snprintf(err, errlen, "server %s has no ready device that is in no backend "
+				 "VM (a frontend's RAM must exist when the backend VM starts)",
+				 s->spec.id);
+			return -ENOENT;
+		}
+		want = all;
+	}
+	/* All checked before anything is made: all or nothing. */
+	for (unsigned i = 0; i < n; i++) {
+		if ((e = cold_check(d, s, &want[i], err, errlen)) < 0)
+			return e;
+		for (unsigned j = 0; j < i; j++) {
+			if (want[j].id == want[i].id) {
+				snprintf(err, errlen, "device %" PRIu64 " named twice", want[i].id);
+				return -EINVAL;
+			}
+			if (want[i].slot >= 0 && want[j].slot >= 0 &&
+			    want[i].slot - want[j].slot <= 1 && want[j].slot - want[i].slot <= 1) {
+				snprintf(err, errlen, "devices %" PRIu64 " and %" PRIu64 ": slots %d "
+					 "and %d overlap (each pair takes SLOT and SLOT+1)", want[j].id,
+					 want[i].id, want[j].slot, want[i].slot);
+				return -EINVAL;
+			}
+		}
+	}
+	/* Sockets of sun_path size: "DIR/vpdNNNvNNN.sock" must fit. */
+	if (strlen(d->run_dir) > 80) {
+		snprintf(err, errlen, "run directory %s is too long (80 bytes at most)", d->run_dir);
+		return -ENAMETOOLONG;
+	}
+	snprintf(probe, sizeof(probe), "%s/x", d->run_dir);
+	if ((e = vpd_mkdir_parents(probe)) < 0) {
+		snprintf(err, errlen, "cannot create the run directory %s: %s", d->run_dir,
+			 strerror(-e));
+		return e;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if ((e = cold_reserve(s, &want[i], timeout_s, err, errlen)) < 0) {
+			for (unsigned j = 0; j < i; j++)
+				cold_cancel(done[j], "another device of the request failed");
+			return e;
+		}
+		done[i] = find(d, want[i].id);
+	}
+	jw_obj_begin(w, NULL);
+	jw_str(w, "server", s->spec.id);
+	jw_str(w, "backend_vm", s->bevm ? s->bevm->path : NULL);
+	jw_u64(w, "timeout_s", timeout_s);
+	jw_arr_begin(w, "devices");
+	for (unsigned i = 0; i < n; i++) {
+		const struct vpd_bdev *b = done[i];
+
+		jw_obj_begin(w, NULL);
+		jw_u64(w, "id", b->id);
+		jw_str(w, "qemu_id", b->name);
+		jw_str(w, "socket", b->sock_path);
+		jw_str(w, "window", b->info_path);
+		jw_u64(w, "memory_peer", b->mem_peer);
+		jw_u64(w, "vectors", 1 + b->nq);
+		if (b->cold_slot >= 0)
+			jw_u64(w, "slot", (unsigned)b->cold_slot);
+		else
+			jw_null(w, "slot");
+		jw_obj_end(w);
+	}
+	jw_arr_end(w);
+	jw_arr_begin(w, "args");
+	for (unsigned i = 0; i < n; i++)
+		cold_args(w, done[i]);
+	jw_arr_end(w);
+	jw_obj_end(w);
+	return 0;
 }

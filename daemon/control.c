@@ -346,9 +346,75 @@ static bool parse_id(const char *s, uint64_t *id)
  * Run one command; returns the answer document (malloc()ed) or NULL when
  * out of memory.
  */
+/*
+ * "qemu-args SERVER [timeout=SEC] [ID[@SLOT]]...": cold plug (bevm.c).
+ * Only checked words reach the log.
+ */
+static char *qemu_args(struct vpd *d, char **argv, unsigned argc, size_t *len)
+{
+	struct vpd_cold_dev want[VPD_COLD_MAX];
+	struct vpd_server *s = NULL;
+	unsigned n = 0, timeout_s = VPD_COLD_TIMEOUT_S;
+	char msg[VPD_CTL_LINE_MAX + 256];
+	struct jw w;
+
+	if (argc < 2)
+		return jw_error_doc("usage: qemu-args SERVER [timeout=SEC] [ID[@SLOT]]...", len);
+	for (unsigned i = 0; i < d->nservers; i++)
+		if (d->servers[i].srv && !strcmp(d->servers[i].spec.id, argv[1]))
+			s = &d->servers[i];  /* not a slot a reload emptied */
+	if (!s) {
+		snprintf(msg, sizeof(msg), "no server '%s' (see 'servers')", argv[1]);
+		return jw_error_doc(msg, len);
+	}
+	for (unsigned i = 2; i < argc; i++) {
+		char *at = strchr(argv[i], '@'), *end;
+		unsigned long v;
+
+		if (!strncmp(argv[i], "timeout=", 8)) {
+			errno = 0;
+			v = strtoul(argv[i] + 8, &end, 10);
+			if (errno || *end || end == argv[i] + 8 || v < 1 || v > VPD_COLD_TIMEOUT_MAX_S)
+				return jw_error_doc("timeout=SEC: 1..86400 seconds", len);
+			timeout_s = (unsigned)v;
+			continue;
+		}
+		if (n == VPD_COLD_MAX) {
+			snprintf(msg, sizeof(msg), "at most %u devices per request", VPD_COLD_MAX);
+			return jw_error_doc(msg, len);
+		}
+		if (at)
+			*at++ = '\0';
+		if (!parse_id(argv[i], &want[n].id))
+			return jw_error_doc("invalid device id (ID or ID@SLOT)", len);
+		want[n].slot = -1;
+		if (at) {
+			errno = 0;
+			v = strtoul(at, &end, 0);
+			if (errno || *end || end == at || v > 31)
+				return jw_error_doc("invalid slot in ID@SLOT (0x1..0x1e)", len);
+			want[n].slot = (int)v;
+		}
+		n++;
+	}
+	vp_log(VP_LOG_DEBUG, "control: qemu-args %s, %u devices, timeout %u s", s->spec.id, n,
+	       timeout_s);
+	jw_init(&w);
+	if (vpd_bevm_qemu_args(d, s, want, n, timeout_s, &w, msg, sizeof(msg)) < 0) {
+		jw_free(&w);
+		vp_log(VP_LOG_INFO, "control: qemu-args %s refused: %s", s->spec.id, msg);
+		return jw_error_doc(msg, len);
+	}
+	if (!jw_finish(&w, len)) {
+		jw_free(&w);
+		return jw_error_doc("out of memory", len);
+	}
+	return w.buf;
+}
+
 static char *run_command(struct vpd_control *c, char *line, size_t *len)
 {
-	char *argv[4], *save = NULL, *tok, msg[VPD_CTL_LINE_MAX + 128];
+	char *argv[2 + VPD_COLD_MAX + 1], *save = NULL, *tok, msg[VPD_CTL_LINE_MAX + 128];
 	const struct vp_device *dev = NULL;
 	struct vpd_server *srv = NULL;
 	unsigned argc = 0;
@@ -361,8 +427,12 @@ static char *run_command(struct vpd_control *c, char *line, size_t *len)
 		argv[argc++] = tok;
 	}
 	if (!argc)
-		return jw_error_doc("empty command (commands: list, servers, pairs, show ID, "
-				    "drop ID)", len);
+		return jw_error_doc("empty command (commands: list, servers, pairs, show ID, drop ID, "
+				    "qemu-args SERVER [ID...])", len);
+	if (!strcmp(argv[0], "qemu-args"))
+		return qemu_args(c->d, argv, argc, len);
+	if (argc > 4)
+		return jw_error_doc("too many arguments", len);
 
 	bool list = !strcmp(argv[0], "list"), servers = !strcmp(argv[0], "servers");
 	bool show = !strcmp(argv[0], "show"), drop = !strcmp(argv[0], "drop");
@@ -370,8 +440,8 @@ static char *run_command(struct vpd_control *c, char *line, size_t *len)
 
 	if (!list && !servers && !show && !drop && !pairs) {
 		snprintf(msg, sizeof(msg),
-			 "unknown command '%s' (commands: list, servers, pairs, show ID, drop ID)",
-			 argv[0]);
+			 "unknown command '%s' (commands: list, servers, pairs, show ID, drop ID, "
+			 "qemu-args SERVER [ID...])", argv[0]);
 		return jw_error_doc(msg, len);
 	}
 	if ((list || servers || pairs) && argc != 1) {

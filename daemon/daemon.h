@@ -131,6 +131,29 @@ bool vpd_bevm_render_device(struct jw *w, const struct vpd *d, const struct vpd_
 			    uint64_t id);
 void vpd_bevm_render_server(struct jw *w, const struct vpd_server *s);
 
+/* Cold plug (vhost-pci-ctl qemu-args): one device to put on the command
+ * line of a backend VM started by hand. */
+struct vpd_cold_dev {
+	uint64_t id;
+	int slot;                  /* PCI slot of its info function (the memory
+				    * function takes slot + 1), -1: QEMU's choice */
+};
+
+#define VPD_COLD_MAX 16                /* devices per request */
+#define VPD_COLD_TIMEOUT_S 120         /* default reservation */
+#define VPD_COLD_TIMEOUT_MAX_S 86400
+
+/*
+ * Reserve devices of server s (n == 0: every READY device of s that is in
+ * no backend VM) for a backend VM started by hand: for each, the info
+ * window and an ivshmem server expecting QEMU, reserved for timeout_s
+ * seconds. Writes the answer ({"server", "devices", "args"}) into w. All or
+ * nothing: 0, or -errno with the reason in err (unknown device, not READY,
+ * already plugged or reserved, RAM a BAR cannot be, a host backend= server).
+ */
+int vpd_bevm_qemu_args(struct vpd *d, struct vpd_server *s, const struct vpd_cold_dev *want,
+		       unsigned n, unsigned timeout_s, struct jw *w, char *err, size_t errlen);
+
 /* mkdir -p of the directory that will hold path (mode 0755). 0 or -errno. */
 int vpd_mkdir_parents(const char *path);
 

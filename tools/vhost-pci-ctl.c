@@ -42,6 +42,12 @@ static const char usage_text[] =
 "  servers     the listening servers and how many frontends each has\n"
 "  pairs       the 2.1 pairs (design=2.1) and which of their peers joined\n"
 "  drop DEV    disconnect a device's frontend\n"
+"  qemu-args [--shell] [--timeout SEC] SERVER [DEV[@SLOT]...]\n"
+"              cold plug: reserve ready devices of SERVER (default: all that\n"
+"              are in no backend VM) for a backend VM started by hand, and\n"
+"              print its QEMU arguments, one per line (--shell: one shell-\n"
+"              quoted line). QEMU must start within SEC seconds (default 120);\n"
+"              @SLOT puts the pair at PCI slots SLOT and SLOT+1\n"
 "\n"
 "Options:\n"
 "  -C, --control PATH  vhost-pcid's control socket\n"
@@ -487,6 +493,131 @@ static bool is_id(const char *s)
 	return n > 0 && n <= 20 && strspn(s, "0123456789") == n;
 }
 
+/* A word of the control line: printable, no blank. */
+static bool is_word(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+			return false;
+	return true;
+}
+
+/* "qemu-args [--shell] [--timeout SEC] SERVER [DEV[@SLOT]...]" into a control line. */
+static int qemu_args_line(int argc, char **argv, int optind_, char *line, size_t len,
+			  bool *shell)
+{
+	const char *server = NULL, *timeout = NULL;
+	size_t o;
+
+	for (int i = optind_; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--shell")) {
+			*shell = true;
+		} else if (!strcmp(a, "--timeout")) {
+			if (++i >= argc)
+				return usage_error("option '--timeout' needs an argument");
+			timeout = argv[i];
+		} else if (!strncmp(a, "--timeout=", 10)) {
+			timeout = a + 10;
+		} else if (a[0] == '-') {
+			return usage_error("unknown option '%s' of qemu-args", a);
+		} else if (!server) {
+			if (!is_word(a))
+				return usage_error("'%s' is not a server id", a);
+			server = a;
+		}
+	}
+	if (!server)
+		return usage_error("'qemu-args' needs a server id (see 'vhost-pci-ctl servers')");
+	if (timeout && !is_id(timeout))
+		return usage_error("--timeout '%s': a number of seconds", timeout);
+	o = (size_t)snprintf(line, len, "qemu-args %s", server);
+	if (timeout)
+		o += (size_t)snprintf(line + o, o < len ? len - o : 0, " timeout=%s", timeout);
+	server = NULL;
+	for (int i = optind_; i < argc; i++) {
+		const char *a = argv[i], *at = strchr(a, '@');
+		char id[32];
+
+		if (!strcmp(a, "--timeout")) {
+			i++;
+			continue;
+		}
+		if (a[0] == '-')
+			continue;
+		if (!server) {
+			server = a;
+			continue;
+		}
+		snprintf(id, sizeof(id), "%.*s", at ? (int)(at - a) : (int)strlen(a), a);
+		if (!is_id(id) || (at && (!at[1] || !is_word(at + 1))))
+			return usage_error("'%s' is not DEV or DEV@SLOT (see 'vhost-pci-ctl list')", a);
+		o += (size_t)snprintf(line + o, o < len ? len - o : 0, " %s", a);
+	}
+	if (o + 2 > len)
+		return usage_error("too many devices for one request");
+	strcpy(line + o, "\n");
+	return 0;
+}
+
+/* POSIX shell quoting: bare if only safe bytes, else in single quotes. */
+static void put_shell(const char *s)
+{
+	if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+		    ",._=/:@+-%") == strlen(s)) {
+		fputs(s, stdout);
+		return;
+	}
+	putchar('\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*s);
+	}
+	putchar('\'');
+}
+
+/* The arguments, one per line or as one shell line; what was reserved on stderr. */
+static int print_qemu_args(const struct jv *doc, bool shell)
+{
+	const struct jv *args = jv_get(doc, "args"), *devs = jv_get(doc, "devices");
+	uint64_t t = 0;
+	bool first = true;
+
+	if (!args || args->type != JV_ARR) {
+		die_msg("bad answer from vhost-pcid: no \"args\"");
+		return 1;
+	}
+	jv_get_u64(doc, "timeout_s", &t);
+	for (const struct jv *d = devs && devs->type == JV_ARR ? devs->child : NULL; d;
+	     d = d->next) {
+		char buf[32];
+
+		fprintf(stderr, "vhost-pci-ctl: device %s reserved as %s until QEMU connects to %s "
+			"(within %" PRIu64 " s)\n", num_or(d, "id", buf, sizeof(buf)),
+			str_or(d, "qemu_id", "-"), str_or(d, "socket", "-"), t);
+	}
+	for (const struct jv *a = args->child; a; a = a->next) {
+		if (a->type != JV_STR)
+			continue;
+		if (!shell) {
+			puts(a->str);
+			continue;
+		}
+		if (!first)
+			putchar(' ');
+		put_shell(a->str);
+		first = false;
+	}
+	if (shell)
+		putchar('\n');
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -497,8 +628,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *control = DEFAULT_CONTROL, *cmd, *arg = NULL, *err;
-	bool json = false;
-	char line[64], perr[128], *answer = NULL;
+	bool json = false, shell = false;
+	char line[300], perr[128], *answer = NULL;
 	struct jv *doc = NULL;
 	size_t len = 0;
 	int c, r;
@@ -528,9 +659,14 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return usage_error("no command given (list, show DEV, servers, pairs, drop DEV)");
+		return usage_error("no command given (list, show DEV, servers, pairs, drop DEV, "
+				   "qemu-args SERVER)");
 	cmd = argv[optind++];
-	if (!strcmp(cmd, "show") || !strcmp(cmd, "drop")) {
+	if (!strcmp(cmd, "qemu-args")) {
+		if ((r = qemu_args_line(argc, argv, optind, line, sizeof(line), &shell)))
+			return r;
+		optind = argc;
+	} else if (!strcmp(cmd, "show") || !strcmp(cmd, "drop")) {
 		if (optind >= argc)
 			return usage_error("'%s' needs a device id (see 'vhost-pci-ctl list')", cmd);
 		arg = argv[optind++];
@@ -538,13 +674,14 @@ int main(int argc, char **argv)
 			return usage_error("'%s' is not a device id (a number, see 'vhost-pci-ctl list')",
 					   arg);
 	} else if (strcmp(cmd, "list") && strcmp(cmd, "servers") && strcmp(cmd, "pairs")) {
-		return usage_error("unknown command '%s' (list, show DEV, servers, pairs, drop DEV)",
-				   cmd);
+		return usage_error("unknown command '%s' (list, show DEV, servers, pairs, drop DEV, "
+				   "qemu-args SERVER)", cmd);
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 
-	snprintf(line, sizeof(line), "%s%s%s\n", cmd, arg ? " " : "", arg ? arg : "");
+	if (strcmp(cmd, "qemu-args"))
+		snprintf(line, sizeof(line), "%s%s%s\n", cmd, arg ? " " : "", arg ? arg : "");
 	if (ask(control, line, &answer, &len))
 		return 1;
 	if (jv_parse(answer, len, &doc, perr, sizeof(perr)) < 0) {
@@ -568,6 +705,8 @@ int main(int argc, char **argv)
 		r = print_pairs(doc);
 	} else if (!strcmp(cmd, "show")) {
 		r = print_device(doc);
+	} else if (!strcmp(cmd, "qemu-args")) {
+		r = print_qemu_args(doc, shell);
 	} else {
 		uint64_t id = 0;
 

@@ -2357,20 +2357,31 @@ static void fv_close_dev(struct fake_vm *v)
 	v->win = NULL;
 }
 
-static bool fv_listen(struct fake_vm *v, const char *path)
+/* Listen for the daemon's QMP connection, keeping the device side as it is. */
+static bool fv_listen_keep(struct fake_vm *v, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
-	memset(v, 0, sizeof(*v));
-	v->q = v->ivs = v->shm = -1;
-	for (unsigned i = 0; i < BV_NVEC; i++)
-		v->own[i] = v->peer[i] = -1;
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return false;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	v->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	return v->lfd >= 0 && bind(v->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
 	       listen(v->lfd, 4) == 0;
+}
+
+static void fv_none(struct fake_vm *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->q = v->lfd = v->ivs = v->shm = -1;
+	for (unsigned i = 0; i < BV_NVEC; i++)
+		v->own[i] = v->peer[i] = -1;
+}
+
+static bool fv_listen(struct fake_vm *v, const char *path)
+{
+	fv_none(v);
+	return fv_listen_keep(v, path);
 }
 
 static void fv_send(struct fake_vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -2496,13 +2507,29 @@ static bool fv_read_setup(struct fake_vm *v)
 	return true;
 }
 
+/* QEMU maps the info window's file (memory-backend-file). */
+static bool fv_map_window(struct fake_vm *v, const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	v->win = fd >= 0 ? mmap(NULL, VP_INFO_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				fd, 0) : MAP_FAILED;
+	if (fd >= 0)
+		close(fd);
+	if (v->win == MAP_FAILED) {
+		v->win = NULL;
+		fprintf(stderr, "  cannot map %s\n", path);
+		return false;
+	}
+	return true;
+}
+
 /* QEMU's side of a hot-plug: the five commands, in order. */
 static bool fv_plug(struct fake_vm *v)
 {
 	struct jv *c;
 	const struct jv *a;
 	uint64_t id, size = 0;
-	int fd;
 	bool ok = false;
 
 	if (!(c = fv_expect(v, "object-add", &id)))
@@ -2512,16 +2539,8 @@ static bool fv_plug(struct fake_vm *v)
 	snprintf(v->info_path, sizeof(v->info_path), "%s", jv_get_str(a, "mem-path") ?: "");
 	CHECK(str_is(a, "qom-type", "memory-backend-file"));
 	CHECK(jv_get_u64(a, "size", &size) && size == VP_INFO_WINDOW_SIZE);
-	fd = open(v->info_path, O_RDWR | O_CLOEXEC);
-	v->win = fd >= 0 ? mmap(NULL, VP_INFO_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-				fd, 0) : MAP_FAILED;
-	if (fd >= 0)
-		close(fd);
-	if (v->win == MAP_FAILED) {
-		v->win = NULL;
-		fprintf(stderr, "  cannot map %s\n", v->info_path);
+	if (!fv_map_window(v, v->info_path))
 		goto out;
-	}
 	fv_ok(v, id, "{}");
 	jv_free(c);
 	/* info first */
@@ -2680,6 +2699,51 @@ static bool bv_wait(const struct daemon *d, uint64_t id, const char *want)
 	return false;
 }
 
+/*
+ * The driver comes up (the daemon reads its page on the doorbell), then the
+ * frontend's GET_VRING_BASE 0 is held until the driver answers with where it
+ * stopped; *rep is the reply.
+ */
+static void drv_up_then_stop(const struct daemon *d, uint64_t id, struct fake_vm *v,
+			     struct frontend *f, int fd, struct vp_msg *rep)
+{
+	struct vp_devinfo info;
+	struct vp_devinfo_driver drv = { 0 };
+	const struct jv *b;
+	struct jv *doc;
+	uint64_t st = 0;
+
+	REQUIRE(drv_snap(v, &info));
+	drv.driver_gen = 1;
+	drv.driver_status = VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER | VP_INFO_DS_DRIVER_OK;
+	drv.features_accepted = info.features;
+	drv.acked_gen = info.generation;
+	drv_write(v, &drv);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && st != 7; sleep_ms(10)) {
+		doc = bv_show(d, id, &b);
+		jv_get_hex(b, "driver_status", &st);
+		jv_free(doc);
+	}
+	CHECK_EQ(st, 7);
+
+	fe_post_buffers(f);     /* avail idx 3 on ring 0 */
+	fired(v->own[0], 0);    /* the generations so far */
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK(fired(v->own[0], WAIT_MS));  /* the config vector */
+	REQUIRE(drv_snap(v, &info));
+	CHECK(info.status & VP_INFO_ST_STOP);
+	CHECK(!(info.status & VP_INFO_ST_READY));
+	CHECK_EQ(vu_wait_reply(NULL, fd, 300, rep), -1);
+	CHECK(bv_wait(d, id, "stopping"));
+	drv.driver_gen = 2;
+	drv.acked_gen = info.generation;
+	drv.stopped[0] = VP_INFO_STOPPED_VALID | 3;
+	drv_write(v, &drv);
+	CHECK(vu_wait_reply(NULL, fd, WAIT_MS, rep) >= 0);
+	CHECK_EQ(rep->request, VP_VU_GET_VRING_BASE);
+	CHECK(log_has(d, "driver acked STOP"));
+}
+
 /* A daemon whose net0 serves the fake backend VM, and its files. */
 struct bv_rig {
 	struct fake_vm v;
@@ -2751,14 +2815,12 @@ static void bevm_plug_body(struct daemon *d)
 {
 	struct bv_rig k;
 	struct vp_devinfo info;
-	struct vp_devinfo_driver drv = { 0 };
 	struct vp_msg rep;
 	const struct jv *b;
 	struct jv *doc;
 	uint8_t uuid[16];
 	uint16_t base[2];
-	uint64_t st = 0;
-	int ms, newkick, newcall;
+	int newkick, newcall;
 
 	REQUIRE(bv_up(d, &k, "stop-timeout=5000"));
 	/* The window: the frontend's four answers, READY, paired by peer id. */
@@ -2796,37 +2858,7 @@ static void bevm_plug_body(struct daemon *d)
 	CHECK(u64_is(b, "memory_peer", (uint64_t)k.v.my_id));
 	jv_free(doc);
 
-	/* The driver comes up: the daemon reads its page on the doorbell. */
-	drv.driver_gen = 1;
-	drv.driver_status = VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_DRIVER | VP_INFO_DS_DRIVER_OK;
-	drv.features_accepted = info.features;
-	drv.acked_gen = info.generation;
-	drv_write(&k.v, &drv);
-	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && st != 7; sleep_ms(10)) {
-		doc = bv_show(d, k.id, &b);
-		jv_get_hex(b, "driver_status", &st);
-		jv_free(doc);
-	}
-	CHECK_EQ(st, 7);
-
-	/* STOP: held until the driver answers with where it stopped. */
-	fe_post_buffers(&k.f);  /* avail idx 3 on ring 0 */
-	fired(k.v.own[0], 0);   /* the generations so far */
-	vu_raw_state(k.fd, VP_VU_GET_VRING_BASE, 0, 0);
-	CHECK(fired(k.v.own[0], WAIT_MS));  /* the config vector */
-	REQUIRE(drv_snap(&k.v, &info));
-	CHECK(info.status & VP_INFO_ST_STOP);
-	CHECK(!(info.status & VP_INFO_ST_READY));
-	CHECK_EQ(vu_wait_reply(NULL, k.fd, 300, &rep), -1);
-	CHECK(bv_wait(d, k.id, "stopping"));
-	drv.driver_gen = 2;
-	drv.acked_gen = info.generation;
-	drv.stopped[0] = VP_INFO_STOPPED_VALID | 3;
-	drv_write(&k.v, &drv);
-	ms = vu_wait_reply(NULL, k.fd, WAIT_MS, &rep);
-	CHECK(ms >= 0);
-	CHECK_EQ(rep.request, VP_VU_GET_VRING_BASE);
-	CHECK(log_has(d, "driver acked STOP"));
+	drv_up_then_stop(d, k.id, &k.v, &k.f, k.fd, &rep);
 	base[0] = (uint16_t)rep.p.state.num;
 	vu_raw_state(k.fd, VP_VU_GET_VRING_BASE, 1, 0);
 	CHECK(vu_wait_reply(NULL, k.fd, WAIT_MS, &rep) >= 0);
@@ -3150,6 +3182,339 @@ TEST(bevm_shutdown_sends_device_del)
 	fe_free(&k.f);
 	fv_free(&k.v);
 	daemon_cleanup(&d);
+}
+
+/* ---- cold plug: qemu-args for a backend VM started by hand (no QMP) ---- */
+
+/* A daemon whose net0 has no backend: cold plug only. */
+static bool cold_daemon(struct daemon *d, char *run, size_t runlen)
+{
+	char spec[300];
+	char *args[] = { "--server", spec, "--control", d->ctl, "--run-dir", run,
+			 "--log-level", "debug", NULL };
+
+	snprintf(run, runlen, "%s/run/bevm", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0", d->net0);
+	return daemon_spawn_argv(d, args);
+}
+
+/* A QEMU-like frontend (UUID0) on net0 whose device is ready: its id, 0 if not. */
+static uint64_t vu_ready(const struct daemon *d, struct frontend *f, int *fd)
+{
+	uint64_t id;
+
+	if (!fe_init(f, UUID0) || (*fd = unix_connect(d->net0)) < 0)
+		return 0;
+	vu_raw_start(*fd, f, NULL);
+	id = newest_dev(d, "vhost-user");
+	return id && wait_state(d, id, "ready") ? id : 0;
+}
+
+/* key's value in a QEMU option string ("type,key=v,..."), ",," undone. */
+static bool qopt_get(const char *opts, const char *key, char *out, size_t len)
+{
+	size_t kl = strlen(key), o = 0;
+	const char *p = opts;
+
+	while ((p = strstr(p, key))) {
+		if ((p == opts || p[-1] == ',') && p[kl] == '=')
+			break;
+		p += kl;
+	}
+	if (!p)
+		return false;
+	for (p += kl + 1; *p && o + 1 < len; p++) {
+		if (*p == ',' && p[1] != ',')
+			break;
+		if (*p == ',')
+			p++;
+		out[o++] = *p;
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/* QEMU started with the arguments: its chardev connects, it maps the window. */
+static bool cold_qemu(struct fake_vm *v, const char *sock, const char *win)
+{
+	v->ivs = unix_connect(sock);
+	return v->ivs >= 0 && fv_map_window(v, win) && fv_read_setup(v);
+}
+
+/* Reserve device id through vhost-pci-ctl; the socket and window it names. */
+static bool cold_args(const struct daemon *d, uint64_t id, const char *slot, char *sock,
+		      char *win, size_t len)
+{
+	static struct prog p;
+	char dev[48], *lines[16], *save = NULL;
+	unsigned n = 0;
+
+	snprintf(dev, sizeof(dev), "%" PRIu64 "%s%s", id, slot ? "@" : "", slot ? slot : "");
+	run(&p, ctl_bin, "--control", d->ctl, "qemu-args", "--timeout", "30", "net0", dev, NULL);
+	if (p.status != 0) {
+		fprintf(stderr, "  qemu-args: exit %d: %s\n", p.status, p.err);
+		return false;
+	}
+	for (char *l = strtok_r(p.out, "\n", &save); l && n < 16; l = strtok_r(NULL, "\n", &save))
+		lines[n++] = l;
+	CHECK_EQ(n, 8);
+	if (n != 8)
+		return false;
+	CHECK(!strcmp(lines[0], "-chardev") && !strncmp(lines[1], "socket,", 7));
+	CHECK(!strcmp(lines[2], "-object") && !strncmp(lines[3], "memory-backend-file,", 20));
+	CHECK(!strcmp(lines[4], "-device") && !strncmp(lines[5], "ivshmem-plain,", 14));
+	CHECK(!strcmp(lines[6], "-device") && !strncmp(lines[7], "ivshmem-doorbell,", 17));
+	CHECK(strstr(lines[7], "vectors=3") != NULL);
+	CHECK(strstr(lines[3], ",size=8192,") != NULL);
+	CHECK(strstr(p.err, "reserved as") != NULL);
+	if (slot) {
+		CHECK(strstr(lines[5], ",addr=0x05") != NULL);
+		CHECK(strstr(lines[7], ",addr=0x06") != NULL);
+	}
+	return qopt_get(lines[1], "path", sock, len) && qopt_get(lines[3], "mem-path", win, len);
+}
+
+static void coldplug_body(struct daemon *d)
+{
+	char run_dir[160], sock[200], win[200], cmd[96];
+	struct fake_vm v;
+	struct frontend f;
+	struct vp_devinfo info;
+	struct vp_msg rep;
+	const struct jv *b;
+	struct jv *doc;
+	uint8_t uuid[16];
+	uint64_t id;
+	int fd, fds0;
+
+	fv_none(&v);
+	REQUIRE(cold_daemon(d, run_dir, sizeof(run_dir)));
+	fds0 = daemon_fds(d);
+	CHECK(error_has(ask(d, "qemu-args nosuch"), "no server 'nosuch'"));
+	CHECK(error_has(ask(d, "qemu-args net0"), "no ready device"));
+	REQUIRE((id = vu_ready(d, &f, &fd)));
+	/* Without qemu-args nothing is made for it. */
+	CHECK_EQ(dir_entries(run_dir), 0);
+	REQUIRE(cold_args(d, id, "5", sock, win, sizeof(sock)));
+	CHECK(is_socket(sock));
+	CHECK(access(win, R_OK | W_OK) == 0);
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64, id);
+	CHECK(error_has(ask(d, cmd), "already reserved"));
+	doc = bv_show(d, id, &b);
+	CHECK(str_is(b, "state", "reserved"));
+	CHECK(bool_is(b, "cold", true));
+	CHECK(jv_get(b, "path") && jv_get(b, "path")->type == JV_NULL);
+	jv_free(doc);
+
+	/* QEMU starts: the pair carries the frontend (the window file stays ours). */
+	REQUIRE(cold_qemu(&v, sock, win));
+	CHECK(bv_wait(d, id, "plugged"));
+	REQUIRE(drv_snap(&v, &info));
+	doc = bv_show(d, id, &b);
+	CHECK(vp_uuid_parse(jv_get_str(jv_get(doc, "device"), "uuid") ?: "", uuid) == 0);
+	CHECK(str_is(b, "info_pci", "00:05.0"));
+	CHECK(str_is(b, "memory_pci", "00:06.0"));
+	CHECK(u64_is(b, "memory_peer", (uint64_t)v.my_id));
+	jv_free(doc);
+	CHECK(!memcmp(info.uuid, uuid, 16));
+	CHECK_EQ(info.status, VP_INFO_ST_PRESENT | VP_INFO_ST_READY);
+	CHECK_EQ(info.memory_peer, (uint16_t)v.my_id);
+	CHECK_EQ(info.device_id, id);
+	CHECK_EQ(info.bar2_size, MEM_SIZE);
+	CHECK(v.shm >= 0 && lseek(v.shm, 0, SEEK_END) == MEM_SIZE);
+	eventfd_write(f.kick[0], 1);
+	CHECK(fired(v.own[1], WAIT_MS));
+	eventfd_write(v.peer[1], 1);
+	CHECK(fired(f.call[1], WAIT_MS));
+
+	/* STOP through the driver page, as when hot-plugged. */
+	drv_up_then_stop(d, id, &v, &f, fd, &rep);
+
+	/* The frontend goes: GONE in the window, the pair stays in the VM. */
+	close(fd);
+	CHECK(wait_state(d, id, "gone"));
+	CHECK(fired(v.own[0], WAIT_MS));
+	REQUIRE(drv_snap(&v, &info));
+	CHECK_EQ(info.status, VP_INFO_ST_GONE);
+	CHECK(log_has(d, "keeps its functions"));
+	sleep_ms(50);
+	CHECK_EQ(dir_entries(run_dir), 0);
+	CHECK_EQ(daemon_fds(d), fds0);
+	fv_close_dev(&v);
+	fe_free(&f);
+}
+
+TEST(coldplug_qemu_args_plug_stop_gone)
+{
+	WITH_OWN_DAEMON(coldplug_body);
+}
+
+/* Refusals, a reservation that lapses, a backend VM that goes. */
+static void coldplug_refusals_body(struct daemon *d)
+{
+	char run_dir[160], sock[200], win[200], cmd[128];
+	struct fake_vm v;
+	struct frontend f, g;
+	const struct jv *b;
+	struct jv *doc;
+	uint64_t id, id2;
+	int fd, fd2, fds0, big;
+
+	fv_none(&v);
+	REQUIRE(cold_daemon(d, run_dir, sizeof(run_dir)));
+	fds0 = daemon_fds(d);
+	REQUIRE((id = vu_ready(d, &f, &fd)));
+	CHECK(error_has(ask(d, "qemu-args net0 999"), "no device 999"));
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64 "@31", id);
+	CHECK(error_has(ask(d, cmd), "slot"));
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64 " %" PRIu64, id, id);
+	CHECK(error_has(ask(d, cmd), "named twice"));
+	CHECK(error_has(ask(d, "qemu-args net0 timeout=0"), "timeout"));
+	CHECK(error_has(ask(d, "qemu-args net0 x@1"), "invalid device id"));
+
+	/* RAM a BAR cannot be (1.5 MiB): refused, the frontend keeps its link. */
+	REQUIRE(fe_init(&g, UUID1));
+	big = tu_memfd("vpd-test-ram", MEM_SIZE + MEM_SIZE / 2, 1);
+	REQUIRE(big >= 0);
+	dup2(big, g.memfd);
+	close(big);
+	fd2 = unix_connect(d->net0);
+	REQUIRE(fd2 >= 0);
+	vu_raw_start(fd2, &g, NULL);
+	REQUIRE((id2 = newest_dev(d, "vhost-user")) && id2 != id && wait_state(d, id2, "ready"));
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64, id2);
+	CHECK(error_has(ask(d, cmd), "power of two"));
+	/* All or nothing: a good device with a bad one reserves neither. */
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64 " %" PRIu64, id, id2);
+	CHECK(error_has(ask(d, cmd), "power of two"));
+	CHECK_EQ(dir_entries(run_dir), 0);
+	CHECK(wait_state(d, id2, "ready"));
+	close(fd2);
+	CHECK(wait_state(d, id2, "gone"));
+	fe_free(&g);
+
+	/* Nobody starts QEMU: the reservation lapses, its files go. */
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 timeout=1 %" PRIu64, id);
+	doc = ask(d, cmd);
+	CHECK(u64_is(doc, "timeout_s", 1));
+	CHECK_EQ(jv_get(doc, "args") ? jv_get(doc, "args")->n : 0, 8);
+	jv_free(doc);
+	CHECK_EQ(dir_entries(run_dir), 2);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && !log_has(d, "lapsed");)
+		sleep_ms(20);
+	CHECK(log_has(d, "reservation lapsed"));
+	CHECK_EQ(dir_entries(run_dir), 0);
+	doc = bv_show(d, id, &b);
+	CHECK(b && b->type == JV_NULL);
+	jv_free(doc);
+
+	/* Again, and QEMU starts then quits: the device is free for the next. */
+	REQUIRE(cold_args(d, id, NULL, sock, win, sizeof(sock)));
+	REQUIRE(cold_qemu(&v, sock, win));
+	CHECK(bv_wait(d, id, "plugged"));
+	fv_close_dev(&v);
+	for (int64_t end = now_ms() + WAIT_MS; now_ms() < end && !log_has(d, "let go of");)
+		sleep_ms(20);
+	CHECK(log_has(d, "can be cold-plugged again"));
+	CHECK_EQ(dir_entries(run_dir), 0);
+	{
+		static struct prog p;
+		char dev[32], *at;
+
+		snprintf(dev, sizeof(dev), "%" PRIu64, id);
+		run(&p, ctl_bin, "--control", d->ctl, "qemu-args", "--shell", "net0", dev, NULL);
+		CHECK_EQ(p.status, 0);
+		/* One shell line: the eight arguments, nothing to quote here. */
+		CHECK(!strncmp(p.out, "-chardev socket,id=", 19));
+		CHECK(strchr(p.out, '\n') == p.out + strlen(p.out) - 1);
+		CHECK(strstr(p.out, " -device ivshmem-doorbell,") != NULL);
+		at = strstr(p.out, ",path=");
+		REQUIRE(at);
+		snprintf(sock, sizeof(sock), "%.*s", (int)strcspn(at + 6, ", \n"), at + 6);
+		CHECK(is_socket(sock));
+	}
+	CHECK(bv_wait(d, id, "reserved"));
+	/* The frontend goes while reserved: the reservation ends, QEMU cannot connect. */
+	close(fd);
+	CHECK(wait_state(d, id, "gone"));
+	sleep_ms(50);
+	CHECK(unix_connect(sock) < 0);
+	CHECK_EQ(dir_entries(run_dir), 0);
+	CHECK_EQ(daemon_fds(d), fds0);
+	fe_free(&f);
+}
+
+TEST(coldplug_refusals_lapse_and_vm_exit)
+{
+	WITH_OWN_DAEMON(coldplug_refusals_body);
+}
+
+/* Cold plug into a backend VM with QMP (backend-vm= too): device_del when it goes. */
+static void coldplug_qmp_body(struct daemon *d)
+{
+	char run_dir[160], qmp[160], spec[400], sock[200], win[200], cmd[96];
+	char *args[] = { "--server", spec, "--control", d->ctl, "--run-dir", run_dir,
+			 "--log-level", "debug", NULL };
+	struct fake_vm v;
+	struct frontend f;
+	struct jv *doc;
+	const struct jv *b;
+	const char *name;
+	uint64_t id;
+	int fd, fds0;
+
+	fv_none(&v);
+	snprintf(run_dir, sizeof(run_dir), "%s/run/bevm", d->dir);
+	snprintf(qmp, sizeof(qmp), "%s/qmp.sock", d->dir);
+	/* The backend VM is not running yet: its QMP socket does not answer. */
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend-vm=%s,backend-grace=60", d->net0,
+		 qmp);
+	REQUIRE(daemon_spawn_argv(d, args));
+	fds0 = daemon_fds(d);
+	REQUIRE((id = vu_ready(d, &f, &fd)));
+	CHECK(bv_wait(d, id, "waiting"));
+	snprintf(cmd, sizeof(cmd), "qemu-args net0 %" PRIu64, id);
+	doc = ask(d, cmd);
+	CHECK(str_is(doc, "backend_vm", qmp));
+	name = jv_get_str(nth(jv_get(doc, "devices"), 0), "qemu_id");
+	REQUIRE(name);
+	snprintf(v.info, sizeof(v.info), "%s-i", name);
+	snprintf(v.mem, sizeof(v.mem), "%s-m", name);
+	snprintf(v.chr, sizeof(v.chr), "%s-c", name);
+	snprintf(v.obj, sizeof(v.obj), "%s-im", name);
+	snprintf(sock, sizeof(sock), "%s", jv_get_str(nth(jv_get(doc, "devices"), 0), "socket") ?: "");
+	snprintf(win, sizeof(win), "%s", jv_get_str(nth(jv_get(doc, "devices"), 0), "window") ?: "");
+	jv_free(doc);
+	CHECK(bv_wait(d, id, "reserved"));
+
+	/* QEMU starts: chardev first, then its monitor answers. */
+	REQUIRE(cold_qemu(&v, sock, win));
+	CHECK(bv_wait(d, id, "plugged"));
+	REQUIRE(fv_listen_keep(&v, qmp));
+	REQUIRE(fv_accept(&v, 8000));
+	/* Nothing to hot-plug: it is there already. */
+	CHECK(fv_read(&v, 200) == NULL);
+	CHECK(error_has(ask(d, "qemu-args net0"), "is running"));
+	doc = bv_show(d, id, &b);
+	CHECK(str_is(b, "state", "plugged"));
+	CHECK(bool_is(b, "cold", true));
+	CHECK(str_is(b, "path", qmp));
+	jv_free(doc);
+
+	/* The frontend goes: device_del of both, then chardev-remove and object-del. */
+	close(fd);
+	CHECK(fv_unplug(&v, true));
+	CHECK(wait_state(d, id, "gone"));
+	sleep_ms(50);
+	CHECK_EQ(dir_entries(run_dir), 0);
+	CHECK_EQ(daemon_fds(d), fds0 + 1);  /* and the QMP connection, not there at first */
+	fv_free(&v);
+	fe_free(&f);
+}
+
+TEST(coldplug_with_qmp_unplugged_by_device_del)
+{
+	WITH_OWN_DAEMON(coldplug_qmp_body);
 }
 
 int main(int argc, char **argv)

@@ -4,8 +4,12 @@
 # IVPosition is the info window's memory_peer). Whenever the set of 1af4:1110 functions
 # changes, the guest lists them and reads each info window with busybox devmem.
 #   VP_BEVM_PAIRS=N   the most pairs the host plugs at once (default 2)
+#   VP_BEVM_COLD=N    cold plug instead (tests/peers/qemu-cold.sh): N pairs are on QEMU's
+#                     command line at boot; done once every info window says GONE (the
+#                     host's frontends left; the functions stay: nothing unplugs them)
 # Markers: "bevm: waiting", "bevm: function BDF ...", "bevm: pair info BDF memory BDF
-# magic M status S uuid U peer P", "bevm: pairs N", "bevm: done" (N reached, then 0).
+# magic M status S uuid U peer P", "bevm: pairs N", "bevm: done" (N reached, then 0),
+# cold: "bevm: gone N, functions left F".
 . /lib/vp.sh
 
 want=${VP_BEVM_PAIRS:-2}
@@ -27,7 +31,7 @@ bytes() {
     echo "$_o"
 }
 report() {
-    pairs=0
+    pairs=0 infos=''
     for d in $1; do
         echo 1 >"$d/enable" 2>/dev/null
         set -- $(bar "$d" 3)
@@ -47,10 +51,32 @@ report() {
             [ "$m" != "$d" ] && [ $(($(rd $(($1 + 8)) 32))) = "$peer" ] && mem=$(basename "$m")
         done
         vp_info "pair info $(basename "$d") memory $mem magic $magic status $status uuid $uuid peer $peer"
+        infos="$infos $b2"
         pairs=$((pairs + 1))
     done
     vp_info "pairs $pairs"
 }
+
+if [ -n "${VP_BEVM_COLD:-}" ]; then
+    fns=$(ivshmem_fns)
+    report "$fns"
+    [ "$pairs" = "$VP_BEVM_COLD" ] || vp_fail "$pairs pairs at boot, expected $VP_BEVM_COLD"
+    t=0
+    while [ $t -lt 3000 ]; do
+        gone=0
+        for b2 in $infos; do
+            [ $(($(rd $((b2 + 0x14)) 32) & 0x8)) != 0 ] && gone=$((gone + 1))
+        done
+        if [ "$gone" = "$pairs" ]; then
+            vp_info "gone $gone, functions left $(ivshmem_fns | wc -l)"
+            vp_info "done"
+            exit 0
+        fi
+        sleep 0.1
+        t=$((t + 1))
+    done
+    vp_fail "the info windows did not say GONE within 300 s"
+fi
 
 [ -n "$(ivshmem_fns)" ] && vp_fail "ivshmem functions are there before the host plugged any"
 vp_info "waiting"
