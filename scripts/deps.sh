@@ -4,7 +4,9 @@
 set -euo pipefail
 
 pkgs=(meson ninja-build gcc g++ clang libclang-rt-14-dev llvm-14 pkg-config python3 libjansson-dev
-	systemd)  # g++: the public headers as C++; systemd: systemd-analyze verify (suite pkg)
+	pandoc groff-base systemd)
+# g++: the public headers as C++; pandoc: the man pages from docs/*.md; groff-base: the
+# test that renders them; systemd: systemd-analyze verify of the units (suite pkg)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -4,8 +4,9 @@
 # --sysconfdir /etc, installed into a DESTDIR. Without -Dtools exactly the
 # product lands (anything unexpected fails the test); with -Dtools=true the
 # test and demo tools come on top. The installed daemon then runs from the
-# DESTDIR against the installed shared library.
-# Usage: test_install.py MESON SOURCE_ROOT WORKDIR
+# DESTDIR against the installed shared library. With 'man' (pandoc found) the
+# man pages must be there too, the tools' only with -Dtools=true.
+# Usage: test_install.py MESON SOURCE_ROOT WORKDIR man|noman
 import fnmatch
 import glob
 import os
@@ -13,7 +14,7 @@ import shutil
 import subprocess
 import sys
 
-meson, src, work = sys.argv[1], sys.argv[2], sys.argv[3]
+meson, src, work, man = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == 'man'
 LIBDIR = 'usr/lib/x86_64-linux-gnu'
 bad = 0
 
@@ -67,6 +68,12 @@ tools = {
 }
 
 
+if man:
+    product.update({'usr/share/man/man8/vhost-pcid.8': 1, 'usr/share/man/man1/vhost-pci-ctl.1': 1,
+                    'usr/share/man/man3/libvhostpci.3': 1})
+    tools.update({f'usr/share/man/man1/{t}.1': 1 for t in ('vp-vm', 'vp-vswitch', 'vp-demo')})
+
+
 def check(destdir, expect, label):
     files = installed(destdir)
     for pat, n in expect.items():
@@ -84,7 +91,7 @@ build = os.path.join(work, 'build')
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 run(meson, 'setup', build, src, '--prefix=/usr', '--libdir', 'lib/x86_64-linux-gnu',
-    '--sysconfdir', '/etc', '--buildtype=release')
+    '--sysconfdir', '/etc', '--buildtype=release', '-Dman=' + ('enabled' if man else 'disabled'))
 run('ninja', '-C', build)
 
 d1 = os.path.join(work, 'destdir')
