@@ -308,6 +308,24 @@ static bool is_digit(unsigned char c)
 	return c >= '0' && c <= '9';
 }
 
+static int convert(json_t *j, struct jv *v, unsigned depth, char *err, size_t errlen);
+
+/* Append m (member key, or NULL in an array) to v's children at *tail. */
+static int convert_child(json_t *m, const char *key, struct jv *v, struct jv ***tail,
+			 unsigned depth, char *err, size_t errlen)
+{
+	struct jv *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	**tail = c;
+	*tail = &c->next;
+	v->n++;
+	if (key && !(c->key = strdup(key)))
+		return -ENOMEM;
+	return convert(m, c, depth + 1, err, errlen);
+}
+
 /* jansson's value j as the tree node v (zeroed by the caller). */
 static int convert(json_t *j, struct jv *v, unsigned depth, char *err, size_t errlen)
 {
@@ -315,6 +333,7 @@ static int convert(json_t *j, struct jv *v, unsigned depth, char *err, size_t er
 	const char *key;
 	json_t *m;
 	size_t i;
+	int r;
 
 	switch (json_typeof(j)) {
 	case JSON_NULL:
@@ -347,36 +366,13 @@ static int convert(json_t *j, struct jv *v, unsigned depth, char *err, size_t er
 	v->type = json_is_object(j) ? JV_OBJ : JV_ARR;
 	if (v->type == JV_OBJ) {
 		/* Members in document order: jansson keeps insertion order. */
-		json_object_foreach(j, key, m) {
-			struct jv *c = calloc(1, sizeof(*c));
-			int r;
-
-			if (!c)
-				return -ENOMEM;
-			*tail = c;
-			tail = &c->next;
-			v->n++;
-			c->key = strdup(key);
-			if (!c->key)
-				return -ENOMEM;
-			r = convert(m, c, depth + 1, err, errlen);
-			if (r)
+		json_object_foreach(j, key, m)
+			if ((r = convert_child(m, key, v, &tail, depth, err, errlen)))
 				return r;
-		}
 	} else {
-		json_array_foreach(j, i, m) {
-			struct jv *c = calloc(1, sizeof(*c));
-			int r;
-
-			if (!c)
-				return -ENOMEM;
-			*tail = c;
-			tail = &c->next;
-			v->n++;
-			r = convert(m, c, depth + 1, err, errlen);
-			if (r)
+		json_array_foreach(j, i, m)
+			if ((r = convert_child(m, NULL, v, &tail, depth, err, errlen)))
 				return r;
-		}
 	}
 	return 0;
 }

@@ -6,22 +6,16 @@
 import glob
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
+
+from pkgtest import run
 
 meson, src, build, work, version = sys.argv[1:6]
 if not os.path.exists(os.path.join(src, '.git')):
     print('SKIP: the source is not a git checkout (meson dist needs one)')
     sys.exit(77)
 
-
-def run(*cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        print(r.stdout[-4000:], r.stderr[-4000:])
-        raise SystemExit(f'FAIL {" ".join(cmd)}: exit {r.returncode}')
-    return r
 
 
 shutil.rmtree(work, ignore_errors=True)

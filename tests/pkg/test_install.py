@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 
+from pkgtest import run
+
 meson, src, work, man = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == 'man'
 LIBDIR = 'usr/lib/x86_64-linux-gnu'
 bad = 0
@@ -24,13 +26,6 @@ def fail(msg):
     print('FAIL', msg)
     bad += 1
 
-
-def run(*cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        print(r.stdout[-3000:], r.stderr[-3000:])
-        raise SystemExit(f'FAIL {" ".join(cmd)}: exit {r.returncode}')
-    return r
 
 
 def installed(destdir):
