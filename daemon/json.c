@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * JSON writer and reader (see json.h).
+ * JSON writer and reader (see json.h), on jansson: it parses, checks and
+ * prints; this file keeps the writer's streaming calls and the reader's
+ * tree, and the rules jansson does not have (see below).
  *
  * Security model: the reader parses what a daemon sent; the writer formats
  * strings a control client or a config file chose. Neither trusts its
- * input: the reader bounds nesting and checks every escape and UTF-8
- * sequence; the writer escapes every byte that could end a string or break
- * the encoding.
+ * input: jansson checks every escape and UTF-8 sequence and rejects NUL in
+ * strings, and the conversion below bounds nesting; the writer replaces
+ * bytes that are not UTF-8 (jansson would refuse the whole string) and has
+ * jansson escape every byte that could end a string or break the encoding.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,135 +73,89 @@ void jw_init(struct jw *w)
 
 void jw_free(struct jw *w)
 {
+	json_decref(w->root);
 	free(w->buf);
-	jw_init(w);
+	memset(w, 0, sizeof(*w));
 }
 
-static void put(struct jw *w, const char *s, size_t n)
+/* s with every byte that does not start a valid UTF-8 sequence replaced by
+ * U+FFFD (one per byte); malloc()ed, NULL without memory. */
+static char *clean_utf8(const char *s)
 {
-	if (w->err)
-		return;
-	if (n + 1 > w->cap - w->len || !w->buf) {
-		size_t cap = w->cap ? w->cap : 1024;
-		char *p;
+	size_t n = strlen(s), o = 0;
+	char *out = malloc(3 * n + 1);
 
-		while (cap - w->len < n + 1) {
-			if (cap > SIZE_MAX / 2) {
-				w->err = true;
-				return;
-			}
-			cap *= 2;
-		}
-		p = realloc(w->buf, cap);
-		if (!p) {
-			w->err = true;
-			return;
-		}
-		w->buf = p;
-		w->cap = cap;
-	}
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-	w->buf[w->len] = 0;
-}
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		unsigned l = utf8_len((const unsigned char *)s + i, n - i);
 
-static void puts_(struct jw *w, const char *s)
-{
-	put(w, s, strlen(s));
-}
-
-static void put_string(struct jw *w, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t left = strlen(s);
-
-	put(w, "\"", 1);
-	while (left) {
-		unsigned n = utf8_len(p, left);
-		char esc[8];
-
-		if (n == 0) {
-			/* Not UTF-8: say so rather than emit an invalid document. */
-			puts_(w, "\\ufffd");
-			n = 1;
-		} else if (n > 1) {
-			put(w, (const char *)p, n);
-		} else if (*p == '"' || *p == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)*p;
-			put(w, esc, 2);
-		} else if (*p == '\n') {
-			puts_(w, "\\n");
-		} else if (*p == '\t') {
-			puts_(w, "\\t");
-		} else if (*p == '\r') {
-			puts_(w, "\\r");
-		} else if (*p < 0x20 || *p == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\u%04x", *p);
-			puts_(w, esc);
+		if (l) {
+			memcpy(out + o, s + i, l);
+			o += l;
+			i += l;
 		} else {
-			put(w, (const char *)p, 1);
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
 		}
-		p += n;
-		left -= n;
 	}
-	put(w, "\"", 1);
+	out[o] = 0;
+	return out;
 }
 
-
-/* Separator, newline, indentation and "key": before a value. */
-static void prefix(struct jw *w, const char *key)
+/* Place v (a new reference, taken even on failure) at the current level. */
+static bool add(struct jw *w, const char *key, json_t *v)
 {
+	json_t *parent;
+	char *k;
+	int r;
+
+	if (!v || w->err)
+		goto fail;
 	if (w->depth == 0) {
 		/* One top-level value, without a key. */
-		if (w->len || key)
-			w->err = true;
-		return;
+		if (w->root || key)
+			goto fail;
+		w->root = v;
+		return true;
 	}
-	if (!!(w->is_obj & 1u << w->depth) != (key != NULL)) {
-		w->err = true;
-		return;
-	}
-	if (!w->first[w->depth])
-		put(w, ",", 1);
-	w->first[w->depth] = false;
-	put(w, "\n", 1);
-	for (unsigned i = 0; i < w->depth; i++)
-		put(w, "  ", 2);
-	if (key) {
-		put_string(w, key);
-		put(w, ": ", 2);
-	}
+	parent = w->open[w->depth - 1];
+	if (json_is_object(parent) != (key != NULL))
+		goto fail;
+	if (!key)
+		return json_array_append_new(parent, v) == 0 || (w->err = true, false);
+	k = clean_utf8(key);
+	if (!k)
+		goto fail;
+	r = json_object_set_new(parent, k, v);
+	free(k);
+	return r == 0 || (w->err = true, false);
+fail:
+	json_decref(v);
+	w->err = true;
+	return false;
 }
 
 static void open_(struct jw *w, const char *key, bool obj)
 {
-	prefix(w, key);
-	if (w->depth + 1 >= JW_MAX_DEPTH) {
+	json_t *v;
+
+	if (w->depth >= JW_MAX_DEPTH) {
 		w->err = true;
 		return;
 	}
-	put(w, obj ? "{" : "[", 1);
-	w->depth++;
-	w->first[w->depth] = true;
-	if (obj)
-		w->is_obj |= 1u << w->depth;
-	else
-		w->is_obj &= ~(1u << w->depth);
+	v = obj ? json_object() : json_array();
+	if (add(w, key, v))
+		w->open[w->depth++] = v;    /* borrowed: its parent owns it */
 }
 
 static void close_(struct jw *w, bool obj)
 {
-	if (w->depth == 0 || !!(w->is_obj & 1u << w->depth) != obj) {
+	if (!w->depth || json_is_object(w->open[w->depth - 1]) != obj) {
 		w->err = true;
 		return;
 	}
-	if (!w->first[w->depth]) {
-		put(w, "\n", 1);
-		for (unsigned i = 1; i < w->depth; i++)
-			put(w, "  ", 2);
-	}
-	put(w, obj ? "}" : "]", 1);
 	w->depth--;
 }
 
@@ -223,40 +181,43 @@ void jw_arr_end(struct jw *w)
 
 void jw_str(struct jw *w, const char *key, const char *val)
 {
-	prefix(w, key);
-	if (val)
-		put_string(w, val);
-	else
-		puts_(w, "null");
+	char *c;
+
+	if (!val) {
+		add(w, key, json_null());
+		return;
+	}
+	c = clean_utf8(val);
+	add(w, key, c ? json_string(c) : NULL);
+	free(c);
 }
 
 void jw_strf(struct jw *w, const char *key, const char *fmt, ...)
 {
-	char buf[512];
 	va_list ap;
+	char *s;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = vasprintf(&s, fmt, ap);
 	va_end(ap);
-	jw_str(w, key, buf);
+	if (n < 0) {
+		w->err = true;
+		return;
+	}
+	jw_str(w, key, s);
+	free(s);
 }
 
 void jw_u64(struct jw *w, const char *key, uint64_t v)
 {
-	char buf[24];
-
-	prefix(w, key);
-	snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	puts_(w, buf);
+	/* jansson's integers are int64_t: a larger value cannot be written. */
+	add(w, key, v <= INT64_MAX ? json_integer((json_int_t)v) : NULL);
 }
 
 void jw_i64(struct jw *w, const char *key, int64_t v)
 {
-	char buf[24];
-
-	prefix(w, key);
-	snprintf(buf, sizeof(buf), "%" PRId64, v);
-	puts_(w, buf);
+	add(w, key, json_integer(v));
 }
 
 void jw_hex(struct jw *w, const char *key, uint64_t v)
@@ -264,32 +225,61 @@ void jw_hex(struct jw *w, const char *key, uint64_t v)
 	char buf[24];
 
 	/* A string: JSON numbers lose precision past 2^53 in most readers. */
-	prefix(w, key);
-	snprintf(buf, sizeof(buf), "\"0x%" PRIx64 "\"", v);
-	puts_(w, buf);
+	snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
+	add(w, key, json_string(buf));
 }
 
 void jw_bool(struct jw *w, const char *key, bool v)
 {
-	prefix(w, key);
-	puts_(w, v ? "true" : "false");
+	add(w, key, json_boolean(v));
 }
 
 void jw_null(struct jw *w, const char *key)
 {
-	prefix(w, key);
-	puts_(w, "null");
+	add(w, key, json_null());
 }
 
 const char *jw_finish(struct jw *w, size_t *len)
 {
-	if (w->depth || !w->len)
+	char *text = NULL;
+	size_t n = 0, dels = 0, o = 0;
+
+	if (w->depth || !w->root)
 		w->err = true;
-	put(w, "\n", 1);
-	if (w->err)
+	if (!w->err)
+		text = json_dumps(w->root, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	json_decref(w->root);
+	w->root = NULL;
+	free(w->buf);
+	w->buf = NULL;
+	if (!text) {
+		w->err = true;
 		return NULL;
+	}
+	/* jansson leaves DEL raw; escape it like the other control bytes so the
+	 * document is safe on a terminal. DEL can only be inside a string. */
+	for (n = 0; text[n]; n++)
+		dels += text[n] == 0x7f;
+	w->buf = malloc(n + 5 * dels + 2);
+	if (!w->buf) {
+		free(text);
+		w->err = true;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] == 0x7f) {
+			memcpy(w->buf + o, "\\u007F", 6);  /* upper-case hex, as jansson writes */
+			o += 6;
+		} else {
+			w->buf[o++] = text[i];
+		}
+	}
+	free(text);
+	w->buf[o++] = '\n';
+	w->buf[o] = 0;
+	w->len = o;
 	if (len)
-		*len = w->len;
+		*len = o;
 	return w->buf;
 }
 
@@ -313,363 +303,105 @@ char *jw_error_doc(const char *msg, size_t *len)
 /* ------------------------------------------------------------------------ */
 /* reader */
 
-struct jp {
-	const unsigned char *s;
-	size_t len, pos;
-	unsigned depth;
-	int err;            /* 0, -EINVAL or -ENOMEM */
-	char *msg;
-	size_t msglen;
-};
-
-static int jp_fail(struct jp *p, const char *what)
-{
-	if (!p->err) {
-		p->err = -EINVAL;
-		if (p->msglen)
-			snprintf(p->msg, p->msglen, "%s at offset %zu", what, p->pos);
-	}
-	return p->err;
-}
-
-static int jp_oom(struct jp *p)
-{
-	if (!p->err) {
-		p->err = -ENOMEM;
-		if (p->msglen)
-			snprintf(p->msg, p->msglen, "out of memory");
-	}
-	return p->err;
-}
-
-static void skip_ws(struct jp *p)
-{
-	while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
-				   p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
-		p->pos++;
-}
-
-static bool lit(struct jp *p, const char *word)
-{
-	size_t n = strlen(word);
-
-	if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n))
-		return false;
-	p->pos += n;
-	return true;
-}
-
-/* A growing byte buffer for decoded strings. */
-struct sbuf {
-	char *b;
-	size_t len, cap;
-};
-
-static bool sb_put(struct sbuf *sb, const void *d, size_t n)
-{
-	if (sb->cap - sb->len < n + 1) {
-		size_t cap = sb->cap ? sb->cap * 2 : 32;
-		char *b;
-
-		while (cap - sb->len < n + 1)
-			cap *= 2;
-		b = realloc(sb->b, cap);
-		if (!b)
-			return false;
-		sb->b = b;
-		sb->cap = cap;
-	}
-	memcpy(sb->b + sb->len, d, n);
-	sb->len += n;
-	sb->b[sb->len] = 0;
-	return true;
-}
-
-static int hex4(struct jp *p, unsigned *out)
-{
-	unsigned v = 0;
-
-	if (p->len - p->pos < 4)
-		return jp_fail(p, "short \\u escape");
-	for (int i = 0; i < 4; i++) {
-		unsigned char c = p->s[p->pos++];
-
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v |= c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v |= c - 'A' + 10;
-		else
-			return jp_fail(p, "bad \\u escape");
-	}
-	*out = v;
-	return 0;
-}
-
-static size_t utf8_encode(unsigned cp, char *o)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | cp >> 6);
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | cp >> 12);
-		o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | cp >> 18);
-	o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-	o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-/* p->pos is at the opening quote. */
-static int parse_string(struct jp *p, char **out)
-{
-	struct sbuf sb = { 0 };
-
-	p->pos++;
-	if (!sb_put(&sb, "", 0))
-		return jp_oom(p);
-	for (;;) {
-		unsigned char c;
-		unsigned cp, lo;
-		char enc[4];
-
-		if (p->pos >= p->len) {
-			jp_fail(p, "unterminated string");
-			goto fail;
-		}
-		c = p->s[p->pos];
-		if (c == '"') {
-			p->pos++;
-			break;
-		}
-		if (c < 0x20) {
-			jp_fail(p, "control character in string");
-			goto fail;
-		}
-		if (c >= 0x80) {
-			unsigned n = utf8_len(p->s + p->pos, p->len - p->pos);
-
-			if (!n) {
-				jp_fail(p, "invalid UTF-8 in string");
-				goto fail;
-			}
-			if (!sb_put(&sb, p->s + p->pos, n))
-				goto oom;
-			p->pos += n;
-			continue;
-		}
-		p->pos++;
-		if (c != '\\') {
-			if (!sb_put(&sb, &c, 1))
-				goto oom;
-			continue;
-		}
-		if (p->pos >= p->len) {
-			jp_fail(p, "unterminated escape");
-			goto fail;
-		}
-		c = p->s[p->pos++];
-		switch (c) {
-		case '"': case '\\': case '/':
-			break;
-		case 'b': c = '\b'; break;
-		case 'f': c = '\f'; break;
-		case 'n': c = '\n'; break;
-		case 'r': c = '\r'; break;
-		case 't': c = '\t'; break;
-		case 'u':
-			if (hex4(p, &cp))
-				goto fail;
-			if (cp >= 0xdc00 && cp <= 0xdfff) {
-				jp_fail(p, "lone low surrogate");
-				goto fail;
-			}
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (!lit(p, "\\u") || hex4(p, &lo) || lo < 0xdc00 || lo > 0xdfff) {
-					jp_fail(p, "unpaired high surrogate");
-					goto fail;
-				}
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			}
-			if (cp == 0) {
-				/* Our strings are C strings. */
-				jp_fail(p, "NUL in string");
-				goto fail;
-			}
-			if (!sb_put(&sb, enc, utf8_encode(cp, enc)))
-				goto oom;
-			continue;
-		default:
-			jp_fail(p, "unknown escape");
-			goto fail;
-		}
-		if (!sb_put(&sb, &c, 1))
-			goto oom;
-	}
-	*out = sb.b;
-	return 0;
-oom:
-	jp_oom(p);
-fail:
-	free(sb.b);
-	return p->err;
-}
-
 static bool is_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
 }
 
-static int parse_number(struct jp *p, struct jv *v)
-{
-	size_t start = p->pos;
+static int convert(json_t *j, struct jv *v, unsigned depth, char *err, size_t errlen);
 
-	if (p->pos < p->len && p->s[p->pos] == '-')
-		p->pos++;
-	if (p->pos >= p->len || !is_digit(p->s[p->pos]))
-		return jp_fail(p, "bad number");
-	if (p->s[p->pos] == '0')
-		p->pos++;
-	else
-		while (p->pos < p->len && is_digit(p->s[p->pos]))
-			p->pos++;
-	if (p->pos < p->len && p->s[p->pos] == '.') {
-		p->pos++;
-		if (p->pos >= p->len || !is_digit(p->s[p->pos]))
-			return jp_fail(p, "bad fraction");
-		while (p->pos < p->len && is_digit(p->s[p->pos]))
-			p->pos++;
-	}
-	if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
-		p->pos++;
-		if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-'))
-			p->pos++;
-		if (p->pos >= p->len || !is_digit(p->s[p->pos]))
-			return jp_fail(p, "bad exponent");
-		while (p->pos < p->len && is_digit(p->s[p->pos]))
-			p->pos++;
-	}
-	v->type = JV_NUM;
-	v->str = strndup((const char *)p->s + start, p->pos - start);
-	return v->str ? 0 : jp_oom(p);
+/* Append m (member key, or NULL in an array) to v's children at *tail. */
+static int convert_child(json_t *m, const char *key, struct jv *v, struct jv ***tail,
+			 unsigned depth, char *err, size_t errlen)
+{
+	struct jv *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	**tail = c;
+	*tail = &c->next;
+	v->n++;
+	if (key && !(c->key = strdup(key)))
+		return -ENOMEM;
+	return convert(m, c, depth + 1, err, errlen);
 }
 
-static int parse_value(struct jp *p, struct jv *v);
-
-/* Objects and arrays: children are appended in order. */
-static int parse_container(struct jp *p, struct jv *v, bool obj)
+/* jansson's value j as the tree node v (zeroed by the caller). */
+static int convert(json_t *j, struct jv *v, unsigned depth, char *err, size_t errlen)
 {
 	struct jv **tail = &v->child;
-	char close = obj ? '}' : ']';
+	const char *key;
+	json_t *m;
+	size_t i;
+	int r;
 
-	v->type = obj ? JV_OBJ : JV_ARR;
-	if (++p->depth > JV_MAX_DEPTH)
-		return jp_fail(p, "nesting too deep");
-	p->pos++;
-	skip_ws(p);
-	if (p->pos < p->len && p->s[p->pos] == (unsigned char)close) {
-		p->pos++;
-		p->depth--;
-		return 0;
-	}
-	for (;;) {
-		struct jv *c = calloc(1, sizeof(*c));
-
-		if (!c)
-			return jp_oom(p);
-		*tail = c;
-		tail = &c->next;
-		v->n++;
-		skip_ws(p);
-		if (obj) {
-			if (p->pos >= p->len || p->s[p->pos] != '"')
-				return jp_fail(p, "expected a member name");
-			if (parse_string(p, &c->key))
-				return p->err;
-			skip_ws(p);
-			if (p->pos >= p->len || p->s[p->pos] != ':')
-				return jp_fail(p, "expected ':'");
-			p->pos++;
-			skip_ws(p);
-		}
-		if (parse_value(p, c))
-			return p->err;
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == ',') {
-			p->pos++;
-			continue;
-		}
-		if (p->pos < p->len && p->s[p->pos] == (unsigned char)close) {
-			p->pos++;
-			break;
-		}
-		return jp_fail(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
-	}
-	p->depth--;
-	return 0;
-}
-
-static int parse_value(struct jp *p, struct jv *v)
-{
-	if (p->pos >= p->len)
-		return jp_fail(p, "unexpected end of input");
-	switch (p->s[p->pos]) {
-	case '{':
-		return parse_container(p, v, true);
-	case '[':
-		return parse_container(p, v, false);
-	case '"':
-		v->type = JV_STR;
-		return parse_string(p, &v->str);
-	case 't':
-	case 'f':
-		v->type = JV_BOOL;
-		v->b = p->s[p->pos] == 't';
-		if (!lit(p, v->b ? "true" : "false"))
-			return jp_fail(p, "bad literal");
-		return 0;
-	case 'n':
+	switch (json_typeof(j)) {
+	case JSON_NULL:
 		v->type = JV_NULL;
-		if (!lit(p, "null"))
-			return jp_fail(p, "bad literal");
 		return 0;
-	default:
-		return parse_number(p, v);
+	case JSON_TRUE:
+	case JSON_FALSE:
+		v->type = JV_BOOL;
+		v->b = json_is_true(j);
+		return 0;
+	case JSON_INTEGER:
+		v->type = JV_NUM;
+		return asprintf(&v->str, "%" JSON_INTEGER_FORMAT, json_integer_value(j)) < 0 ?
+			-ENOMEM : 0;
+	case JSON_REAL:
+		v->type = JV_NUM;
+		return asprintf(&v->str, "%.17g", json_real_value(j)) < 0 ? -ENOMEM : 0;
+	case JSON_STRING:
+		v->type = JV_STR;
+		v->str = strdup(json_string_value(j));
+		return v->str ? 0 : -ENOMEM;
+	case JSON_ARRAY:
+	case JSON_OBJECT:
+		break;
 	}
+	if (depth >= JV_MAX_DEPTH) {
+		snprintf(err, errlen, "nesting deeper than %d", JV_MAX_DEPTH);
+		return -EINVAL;
+	}
+	v->type = json_is_object(j) ? JV_OBJ : JV_ARR;
+	if (v->type == JV_OBJ) {
+		/* Members in document order: jansson keeps insertion order. */
+		json_object_foreach(j, key, m)
+			if ((r = convert_child(m, key, v, &tail, depth, err, errlen)))
+				return r;
+	} else {
+		json_array_foreach(j, i, m)
+			if ((r = convert_child(m, NULL, v, &tail, depth, err, errlen)))
+				return r;
+	}
+	return 0;
 }
 
 int jv_parse(const char *text, size_t len, struct jv **out, char *err, size_t errlen)
 {
-	struct jp p = { .s = (const unsigned char *)text, .len = len, .msg = err,
-			.msglen = errlen };
-	struct jv *v = calloc(1, sizeof(*v));
+	json_error_t e;
+	json_t *root;
+	struct jv *v;
+	int r;
 
 	*out = NULL;
 	if (errlen)
 		err[0] = 0;
-	if (!v)
-		return jp_oom(&p);
-	skip_ws(&p);
-	if (!parse_value(&p, v)) {
-		skip_ws(&p);
-		if (p.pos != p.len)
-			jp_fail(&p, "trailing data");
+	/* Strict: one document, nothing after it, no NUL in strings. jansson
+	 * rejects integers outside int64_t too. */
+	root = json_loadb(text, len, JSON_DECODE_ANY, &e);
+	if (!root) {
+		snprintf(err, errlen, "%s at offset %d", e.text, e.position);
+		return json_error_code(&e) == json_error_out_of_memory ? -ENOMEM : -EINVAL;
 	}
-	if (p.err) {
+	v = calloc(1, sizeof(*v));
+	r = v ? convert(root, v, 0, err, errlen) : -ENOMEM;
+	json_decref(root);
+	if (r) {
+		if (r == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
 		jv_free(v);
-		return p.err;
+		return r;
 	}
 	*out = v;
 	return 0;

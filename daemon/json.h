@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * A small JSON writer (vhost-pcid's control answers) and reader
- * (vhost-pci-ctl's human views).
+ * JSON for vhost-pcid's control answers (writer) and vhost-pci-ctl's human
+ * views (reader), on jansson (the project's one JSON implementation).
  *
  * The writer escapes every string it is given: ids, paths and echoed control
- * input may hold any byte, so control characters are \u-escaped and bytes
- * that are not valid UTF-8 become U+FFFD. The document is always valid JSON.
+ * input may hold any byte, so control characters (and DEL) are \u-escaped and
+ * bytes that are not valid UTF-8 become U+FFFD. The document is always valid
+ * JSON, indented by two spaces. Integers are jansson's: jw_u64() of a value
+ * above INT64_MAX fails the document (jw_hex() writes any 64-bit value).
  *
  * The reader is strict RFC 8259 with limits (nesting depth, no NUL in
- * strings); anything else is rejected with a message naming the offset.
+ * strings, integers within int64_t); anything else is rejected with a message
+ * naming the offset.
  */
 #ifndef VPD_JSON_H
 #define VPD_JSON_H
@@ -19,13 +22,15 @@
 
 #define JW_MAX_DEPTH 16
 
+struct json_t;
+
 struct jw {
-	char *buf;
-	size_t len, cap;
+	char *buf;                  /* jw_finish()'s document, malloc()ed */
+	size_t len;
 	bool err;                   /* out of memory or misuse: output unusable */
-	unsigned depth;
-	bool first[JW_MAX_DEPTH];   /* nothing written yet at this level */
-	uint32_t is_obj;            /* bit d: level d is an object, not an array */
+	unsigned depth;             /* containers open */
+	struct json_t *root;        /* the document being built */
+	struct json_t *open[JW_MAX_DEPTH];  /* open containers, borrowed from root */
 };
 
 void jw_init(struct jw *w);
@@ -45,7 +50,8 @@ void jw_hex(struct jw *w, const char *key, uint64_t v);       /* "0x..." string 
 void jw_bool(struct jw *w, const char *key, bool v);
 void jw_null(struct jw *w, const char *key);
 
-/* The finished document with a trailing newline, or NULL after an error. */
+/* The finished document with a trailing newline (w->buf: the caller may take
+ * it instead of calling jw_free()), or NULL after an error. */
 const char *jw_finish(struct jw *w, size_t *len);
 
 /* One complete document: {"error": msg}. Returns malloc()ed text or NULL. */
@@ -58,7 +64,8 @@ enum jv_type { JV_NULL, JV_BOOL, JV_NUM, JV_STR, JV_ARR, JV_OBJ };
 struct jv {
 	enum jv_type type;
 	char *key;          /* member name when the parent is an object */
-	char *str;          /* JV_STR: decoded UTF-8; JV_NUM: the literal */
+	char *str;          /* JV_STR: decoded UTF-8; JV_NUM: integers as
+			     * written, other numbers as %.17g */
 	bool b;
 	size_t n;           /* JV_ARR / JV_OBJ: number of children */
 	struct jv *child;   /* first child */

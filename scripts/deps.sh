@@ -3,8 +3,10 @@
 # Does nothing (and needs no root) when everything is already there.
 set -euo pipefail
 
-pkgs=(meson ninja-build gcc clang libclang-rt-14-dev llvm-14 pkg-config python3 libjansson-dev
-	systemd)  # systemd: systemd-analyze verify of the units (suite pkg)
+pkgs=(meson ninja-build gcc g++ clang libclang-rt-14-dev llvm-14 pkg-config python3 libjansson-dev
+	pandoc groff-base systemd)
+# g++: the public headers as C++; pandoc: the man pages from docs/*.md; groff-base: the
+# test that renders them; systemd: systemd-analyze verify of the units (suite pkg)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
@@ -672,129 +673,150 @@ void vm_signals_init(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* JSON */
+/* JSON: reports are built and read with jansson */
 
-static void jput(struct vm_json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void jput(struct vm_json *j, const char *fmt, ...)
+/* Place v (a new reference, taken) under key in the innermost open object. */
+static void jset(struct vm_json *j, const char *key, json_t *v)
 {
-	va_list ap;
-	int n;
-
-	if (j->len >= sizeof(j->buf) - 1)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(j->buf + j->len, sizeof(j->buf) - j->len, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		j->len = j->len + (size_t)n < sizeof(j->buf) ? j->len + (size_t)n
-							     : sizeof(j->buf) - 1;
-}
-
-static void jkey(struct vm_json *j, const char *key)
-{
-	jput(j, "%s\"%s\":", j->first ? "" : ",", key);
-	j->first = false;
+	if (j->depth < 1 || !v || json_object_set_new(j->stack[j->depth - 1], key, v))
+		j->err = true;
 }
 
 void vm_json_begin(struct vm_json *j)
 {
-	j->len = 0;
-	j->buf[0] = 0;
-	j->first = true;
+	memset(j, 0, sizeof(*j));
+	j->stack[0] = json_object();
 	j->depth = 1;
-	jput(j, "{");
+	j->err = !j->stack[0];
 }
 
 void vm_json_obj(struct vm_json *j, const char *key)
 {
-	jkey(j, key);
-	jput(j, "{");
-	j->first = true;
-	j->depth++;
+	json_t *o = json_object();
+
+	if (!o || j->depth >= (int)(sizeof(j->stack) / sizeof(j->stack[0]))) {
+		json_decref(o);
+		j->err = true;
+		return;
+	}
+	jset(j, key, json_incref(o));
+	j->stack[j->depth++] = o;
+	json_decref(o);   /* its parent holds it */
 }
 
 void vm_json_end_obj(struct vm_json *j)
 {
-	jput(j, "}");
-	j->first = false;
-	j->depth--;
+	if (j->depth > 1)
+		j->depth--;
+	else
+		j->err = true;
 }
 
 void vm_json_str(struct vm_json *j, const char *key, const char *v)
 {
-	jkey(j, key);
-	jput(j, "\"");
-	for (const char *c = v; *c; c++) {
-		if (*c == '"' || *c == '\\')
-			jput(j, "\\%c", *c);
-		else if ((unsigned char)*c < 0x20)
-			jput(j, "\\u%04x", (unsigned char)*c);
-		else
-			jput(j, "%c", *c);
+	json_t *s = json_string(v);
+	char *c;
+
+	/* Names and paths come from the command line: not necessarily UTF-8,
+	 * which jansson refuses. Then the non-ASCII bytes become '?'. */
+	if (!s && (c = strdup(v))) {
+		for (char *p = c; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		s = json_string(c);
+		free(c);
 	}
-	jput(j, "\"");
+	jset(j, key, s);
 }
 
 void vm_json_u64(struct vm_json *j, const char *key, uint64_t v)
 {
-	jkey(j, key);
-	jput(j, "%" PRIu64, v);
+	jset(j, key, v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v));
 }
 
 void vm_json_dbl(struct vm_json *j, const char *key, double v)
 {
-	jkey(j, key);
-	jput(j, "%.4f", isfinite(v) ? v : 0.0);
+	/* Four decimals, as the reports always had; no NaN or infinity in JSON. */
+	jset(j, key, json_real(isfinite(v) ? round(v * 1e4) / 1e4 : 0.0));
 }
 
 void vm_json_bool(struct vm_json *j, const char *key, bool v)
 {
-	jkey(j, key);
-	jput(j, "%s", v ? "true" : "false");
+	jset(j, key, json_boolean(v));
 }
 
 const char *vm_json_finish(struct vm_json *j)
 {
-	while (j->depth-- > 0)
-		jput(j, "}");
+	size_t n = 0;
+
+	if (!j->err && j->stack[0])
+		n = json_dumpb(j->stack[0], j->buf, sizeof(j->buf) - 1,
+			       JSON_COMPACT | JSON_REAL_PRECISION(15));
+	json_decref(j->stack[0]);
+	memset(j->stack, 0, sizeof(j->stack));
+	j->depth = 0;
+	if (j->err || !n || n >= sizeof(j->buf))
+		snprintf(j->buf, sizeof(j->buf), "{\"error\":\"report could not be written\"}");
+	else
+		j->buf[n] = 0;
 	return j->buf;
 }
 
-static const char *json_find(const char *json, const char *key)
+/* The first member named key, depth first in document order (objects keep
+ * their insertion order). */
+static json_t *json_find(json_t *v, const char *key, unsigned depth)
 {
-	char pat[80];
-	const char *p;
+	const char *k;
+	json_t *m, *r;
+	size_t i;
 
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(json, pat);
-	return p ? p + strlen(pat) : NULL;
+	if (depth > 32)
+		return NULL;
+	if (json_is_object(v)) {
+		json_object_foreach(v, k, m) {
+			if (!strcmp(k, key))
+				return m;
+			if ((r = json_find(m, key, depth + 1)))
+				return r;
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, m)
+			if ((r = json_find(m, key, depth + 1)))
+				return r;
+	}
+	return NULL;
+}
+
+static json_t *json_lookup(const char *json, const char *key, json_t **doc)
+{
+	*doc = json_loads(json, 0, NULL);
+	return *doc ? json_find(*doc, key, 0) : NULL;
 }
 
 int vm_json_get_num(const char *json, const char *key, double *out)
 {
-	const char *p = json_find(json, key);
-	char *end;
+	json_t *doc, *v = json_lookup(json, key, &doc);
+	int r = -ENOENT;
 
-	if (!p)
-		return -ENOENT;
-	*out = strtod(p, &end);
-	return end == p ? -ENOENT : 0;
+	if (json_is_number(v)) {
+		*out = json_number_value(v);
+		r = 0;
+	}
+	json_decref(doc);
+	return r;
 }
 
 int vm_json_get_bool(const char *json, const char *key, bool *out)
 {
-	const char *p = json_find(json, key);
+	json_t *doc, *v = json_lookup(json, key, &doc);
+	int r = -ENOENT;
 
-	if (!p)
-		return -ENOENT;
-	if (!strncmp(p, "true", 4))
-		*out = true;
-	else if (!strncmp(p, "false", 5))
-		*out = false;
-	else
-		return -ENOENT;
-	return 0;
+	if (json_is_boolean(v)) {
+		*out = json_is_true(v);
+		r = 0;
+	}
+	json_decref(doc);
+	return r;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -171,12 +171,13 @@ bool vm_verify_clean(const struct vm_verify *v);
 void vm_signals_init(void);
 extern volatile int vm_stop_signal;
 
-/* ---- JSON report ---- */
+/* ---- JSON report (jansson) ---- */
+struct json_t;
 struct vm_json {
-	char buf[4096];
-	size_t len;
-	bool first;
+	char buf[4096];             /* vm_json_finish()'s one line */
+	struct json_t *stack[8];    /* [0] the report, then the open objects */
 	int depth;
+	bool err;                   /* out of memory or misuse */
 };
 void vm_json_begin(struct vm_json *j);
 void vm_json_obj(struct vm_json *j, const char *key);  /* nested object */
@@ -185,10 +186,13 @@ void vm_json_str(struct vm_json *j, const char *key, const char *v);
 void vm_json_u64(struct vm_json *j, const char *key, uint64_t v);
 void vm_json_dbl(struct vm_json *j, const char *key, double v);
 void vm_json_bool(struct vm_json *j, const char *key, bool v);
+/* The report as one compact line (closing what is open); frees the tree. A
+ * report that cannot be written becomes {"error": ...}. */
 const char *vm_json_finish(struct vm_json *j);
 
-/* Pick a number out of a flat report line: "key":NUMBER (first match,
- * nested keys are found by name too). Returns 0 or -ENOENT. */
+/* Pick a number or a boolean out of a report: the first member named key,
+ * nested ones too, in document order. Returns 0 or -ENOENT (also when the
+ * text is not JSON). */
 int vm_json_get_num(const char *json, const char *key, double *out);
 int vm_json_get_bool(const char *json, const char *key, bool *out);
 

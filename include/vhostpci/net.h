@@ -24,11 +24,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <linux/virtio_config.h>
-#include <linux/virtio_net.h>
-#include <linux/virtio_ring.h>
 
 #include "common.h"
+#include "uapi.h"
 #include "server.h"
 #include "client.h"
 

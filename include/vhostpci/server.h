@@ -25,12 +25,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <linux/virtio_config.h>
-#include <linux/virtio_ids.h>
-#include <linux/virtio_net.h>
-#include <linux/virtio_ring.h>
 
 #include "common.h"
+#include "uapi.h"
 #include "mem.h"
 #include "proto.h"
 

@@ -29,9 +29,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
-#include <linux/virtio_ring.h>
 
 #include "common.h"
+#include "uapi.h"
 #include "mem.h"
 
 #ifdef __cplusplus

