@@ -162,14 +162,51 @@ static void enable_function(const char *root, const char *name)
 }
 
 /*
- * Map resource<bar> of entry name whole, shared read-write. want: the size
- * it must have (0: any size from min up). -errno, or -EINVAL for the size.
+ * Where BAR bar starts inside its page. sysfs maps resource<bar> from the
+ * page that holds the BAR's start, so a BAR smaller than a page (ivshmem's
+ * 256-byte register BAR0) that the kernel packed behind another function's
+ * (it does, on hot-plug) sits at this offset in the mapping: without it we
+ * would read and ring the neighbour's registers. From the `resource` file;
+ * 0 without one (a fake tree) or for a line we cannot read.
+ */
+static size_t bar_page_offset(const char *root, const char *name, int bar)
+{
+	char path[512], line[128];
+	unsigned long long start = 0;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/resource", root, name);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	for (int i = 0; i <= bar; i++)
+		if (!fgets(line, sizeof(line), f) || (i == bar && sscanf(line, "%llx", &start) != 1))
+			start = 0;
+	fclose(f);
+	return (size_t)(start & (pg - 1));
+}
+
+/* Undo map_resource(). */
+static void unmap_resource(const volatile void *p, uint64_t len)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)p;
+
+	munmap((void *)(a & ~(uintptr_t)(pg - 1)), (size_t)len + (a & (pg - 1)));
+}
+
+/*
+ * Map resource<bar> of entry name whole, shared read-write (at its offset in
+ * its page: bar_page_offset()). want: the size it must have (0: any size
+ * from min up). -errno, or -EINVAL for the size. unmap_resource() undoes it.
  */
 static int map_resource(const char *root, const char *name, int bar, uint64_t want,
 			uint64_t min, void **out, uint64_t *len)
 {
 	char path[512];
 	struct stat sb;
+	size_t off;
 	void *p;
 	int fd, e;
 
@@ -187,12 +224,17 @@ static int map_resource(const char *root, const char *name, int bar, uint64_t wa
 		close(fd);
 		return -EINVAL;
 	}
-	p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	off = bar_page_offset(root, name, bar);
+	if ((uint64_t)sb.st_size > SIZE_MAX - off) {
+		close(fd);
+		return -EINVAL;
+	}
+	p = mmap(NULL, off + (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	e = p == MAP_FAILED ? -errno : 0;
 	close(fd);
 	if (e)
 		return e;
-	*out = p;
+	*out = (char *)p + off;
 	*len = (uint64_t)sb.st_size;
 	return 0;
 }
@@ -213,7 +255,7 @@ static int ivposition(const char *root, const char *name)
 	if (map_resource(root, name, 0, BAR0_MAP, 0, &p, &len) < 0)
 		return -ENODEV;
 	v = load32(p, VP_IVSHMEM_IVPOSITION);
-	munmap(p, (size_t)len);
+	unmap_resource(p, len);
 	return v > 0xffff ? -ERANGE : (int)v;
 }
 
@@ -235,9 +277,9 @@ static void unmap_memfn(struct vp_guestdev *d)
 	vp_mem_free(d->mem);
 	d->mem = NULL;
 	if (d->bar2)
-		munmap(d->bar2, (size_t)d->bar2_len);
+		unmap_resource(d->bar2, d->bar2_len);
 	if (d->bar0)
-		munmap((void *)d->bar0, BAR0_MAP);
+		unmap_resource(d->bar0, BAR0_MAP);
 	d->bar2 = NULL;
 	d->bar0 = NULL;
 	d->bar2_len = 0;
@@ -339,7 +381,7 @@ static void remove_dev(struct vp_guestdev *d, const char *why)
 	let_go(d, why);
 	unmap_memfn(d);
 	if (d->window)
-		munmap(d->window, VP_INFO_WINDOW_SIZE);
+		unmap_resource(d->window, VP_INFO_WINDOW_SIZE);
 	d->window = NULL;
 	d->st = G_GONE;
 	gd_log(d, was_paired ? VP_LOG_INFO : VP_LOG_DEBUG, "removed: %s", why);
@@ -355,7 +397,7 @@ static int pair(struct vp_guestdev *d, uint16_t peer)
 	uint64_t len;
 	void *p;
 	DIR *dir;
-	int r = -ENODEV;
+	int r = -ENODEV, iv;
 
 	dir = opendir(g->root);
 	if (!dir)
@@ -365,15 +407,20 @@ static int pair(struct vp_guestdev *d, uint16_t peer)
 		    !strcmp(e->d_name, d->info_name) || !is_ivshmem(g->root, e->d_name))
 			continue;
 		enable_function(g->root, e->d_name);
-		if (ivposition(g->root, e->d_name) != peer)
+		iv = ivposition(g->root, e->d_name);
+		if (iv != peer) {
+			vp_log(VP_LOG_DEBUG, "guest-pci %s: IVPosition %d, not %u", e->d_name, iv, peer);
 			continue;
+		}
 		/* Another function may claim the same id (sysfs is not ours to
 		 * trust): one whose BAR2 is not the size announced is passed over. */
 		if (map_resource(g->root, e->d_name, 0, BAR0_MAP, 0, &p, &len) < 0)
 			continue;
-		if (map_resource(g->root, e->d_name, 2, d->snap.bar2_size, 1, &d->bar2,
-				 &d->bar2_len) < 0) {
-			munmap(p, BAR0_MAP);
+		iv = map_resource(g->root, e->d_name, 2, d->snap.bar2_size, 1, &d->bar2, &d->bar2_len);
+		if (iv < 0) {
+			vp_log(VP_LOG_DEBUG, "guest-pci %s: resource2 (want %" PRIu64 " bytes): %s",
+			       e->d_name, d->snap.bar2_size, strerror(-iv));
+			unmap_resource(p, BAR0_MAP);
 			d->bar2 = NULL;
 			r = -EMSGSIZE;
 			continue;
@@ -597,6 +644,7 @@ static void new_generation(struct vp_guestdev *d, uint32_t gen)
 					 "no memory function with IVPosition %u", s.memory_peer);
 			d->st = G_PAIRING;
 			d->gen_seen = 0;	/* look again at the next rescan */
+			gd_log(d, VP_LOG_DEBUG, "not paired: %s", d->reason);
 			if (r == -EMSGSIZE) {
 				gd_log(d, VP_LOG_WARN, "%s", d->reason);
 				write_driver(d, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_FAILED, false);
@@ -662,12 +710,16 @@ static void consider(struct vp_guest *g, const char *name)
 	struct vp_guestdev *d = NULL;
 	uint64_t len;
 	void *w;
+	int r;
 
 	enable_function(g->root, name);
-	if (map_resource(g->root, name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len) < 0)
+	r = map_resource(g->root, name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len);
+	if (r < 0) {
+		vp_log(VP_LOG_DEBUG, "guest-pci %s: no info window: resource2: %s", name, strerror(-r));
 		return;
+	}
 	if (__atomic_load_n((const uint64_t *)w, __ATOMIC_ACQUIRE) != VP_INFO_MAGIC) {
-		munmap(w, VP_INFO_WINDOW_SIZE);
+		unmap_resource(w, VP_INFO_WINDOW_SIZE);
 		return;
 	}
 	for (unsigned i = 0, n = 0; i < VP_GUEST_MAX_DEVICES && n < g->max_devices; i++) {
@@ -680,7 +732,7 @@ static void consider(struct vp_guest *g, const char *name)
 	if (!d) {
 		vp_log(VP_LOG_WARN, "guest-pci %s: ignored: %u devices watched already", name,
 		       g->max_devices);
-		munmap(w, VP_INFO_WINDOW_SIZE);
+		unmap_resource(w, VP_INFO_WINDOW_SIZE);
 		return;
 	}
 	memset(d, 0, sizeof(*d));
@@ -702,7 +754,7 @@ static void peek_gone(struct vp_guestdev *d)
 	if (map_resource(d->g->root, d->info_name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len) < 0)
 		return;
 	if (load32(w, offsetof(struct vp_info_daemon_page, generation)) == d->gen_seen) {
-		munmap(w, VP_INFO_WINDOW_SIZE);
+		unmap_resource(w, VP_INFO_WINDOW_SIZE);
 		return;
 	}
 	d->window = w;

@@ -21,6 +21,8 @@
 #                           mkinitrd.sh when the kit's files are newer)
 #       --kernel FILE       kernel (default: the uncompressed vmlinux from setup.sh)
 #       --smp N             vCPUs (default 1)
+#       --reboot            a reboot (in the guest, or QMP system_reset) restarts the guest
+#                           instead of ending QEMU (no -no-reboot)
 #       --accel A           tcg | kvm | auto (default auto: kvm only where it is real)
 #       --loglevel N        kernel console log level (default 5: errors, warnings and oops
 #                           traces reach the serial log; 8 shows everything)
@@ -36,7 +38,7 @@ vp_prog=run-guest
 VP_DIE_RC=4
 
 tests='' mem=256M mem_path='' timeout=120 name='' initrd='' kernel='' smp=1 accel=auto
-log='' vectors='' interactive=0 append='' loglevel=5
+log='' vectors='' interactive=0 append='' loglevel=5 reboot=0
 socks=() macs=() envs=() qargs=()
 need() { [ $# -ge 2 ] || vp_die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
     --initrd) need "$@"; initrd=$2; shift ;;
     --kernel) need "$@"; kernel=$2; shift ;;
     --smp) need "$@"; smp=$2; shift ;;
+    --reboot) reboot=1 ;;
     --accel) need "$@"; accel=$2; shift ;;
     --loglevel) need "$@"; loglevel=$2; shift ;;
     -i | --interactive) interactive=1 ;;
@@ -123,8 +126,9 @@ done
 cmdline="$cmdline$append"
 
 q=(qemu-system-x86_64 -name "vp-$name" -M pc -accel "$accel" -smp "$smp" -m "$mem"
-    -nodefaults -no-user-config -display none -no-reboot
+    -nodefaults -no-user-config -display none
     -kernel "$kernel" -initrd "$initrd" -append "$cmdline")
+[ $reboot = 1 ] || q+=(-no-reboot)
 if [ -n "$mem_path" ]; then
     q+=(-object "memory-backend-file,id=vpmem,mem-path=$mem_path,size=$mem,share=on")
 else

@@ -1,0 +1,151 @@
+#!/bin/bash
+# Two real guests talking through vhost-pci, end to end, under stock QEMU 7.2 (TCG):
+#   - the backend VM: stock Debian kernel, -M pc, QMP on a Unix socket, served by vhost-pcid
+#     with backend-vm=; inside it vp-vm --backend --guest-pci --app tap (adaptive mode) gives
+#     every vhost-pci device its own TAP, and the TAPs join a bridge with 169.254.88.1;
+#   - frontend guests: stock kernel, stock virtio_net, -netdev vhost-user to vhost-pcid
+#     (memfd RAM, a power of two), 169.254.88.2 and .3.
+# Both run tests/guest/tests/twoguest.sh and take commands on a second serial port. Steps:
+#   1. the first frontend boots: its device appears in the backend guest (sysfs, "pairs 1");
+#      ping and a checksummed TCP transfer (TG_KIB KiB, default 1024) each way, started
+#      from the frontend, then from the backend;
+#   2. a second frontend: a second device, a second TAP; the same round from it;
+#   3. bad frontends through the real path: vp-vm --frontend with 3 MiB of RAM (not a power
+#      of two) and with an unsealed memfd are refused with their reasons (daemon log,
+#      vhost-pci-ctl); the backend guest survives and the first device keeps working;
+#   4. the frontends leave one by one: their devices disappear from the backend guest.
+#
+#   tests/peers/qemu-twoguest.sh VHOST_PCID VHOST_PCI_CTL VP_VM
+#
+# Exits 77 with "SKIP: reason" when QEMU or the guest kit cannot be had, 0 on success,
+# 1 on failure.
+set -uo pipefail
+vp_prog=qemu-twoguest
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../guest/lib.sh"
+. "$here/twoguest-lib.sh"
+
+usage="usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM"
+pcid=$(realpath "${1:?$usage}")
+ctl=$(realpath "${2:?$usage}")
+vpvm=$(realpath "${3:?$usage}")
+BE=169.254.88.1 FE1=169.254.88.2 FE2=169.254.88.3
+
+skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
+fail() {
+	echo "$vp_prog: FAIL: $*"
+	for n in be fe1 fe2; do
+		[ -n "${tg_pid[$n]:-}" ] && tg_cmd "$n" diag 2>/dev/null && tg_wait "$n" 10 "diag end"
+	done
+	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
+	for n in be fe1 fe2; do
+		[ -f "$work/$n.log" ] && grep -ah "VPGUEST\|BUG\|Oops" "$work/$n.log" | tail -50 | sed "s/^/  $n: /"
+	done
+	exit 1
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root (packages)"
+"$here/../guest/setup.sh" >/dev/null || skip "tests/guest/setup.sh failed (no QEMU or guest kernel)"
+command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
+
+work=$(mktemp -d /tmp/vp-qemu-twoguest.XXXXXX)
+dpid='' bad=''
+cleanup() {
+	[ -z "$bad" ] || { kill "$bad" 2>/dev/null; wait "$bad" 2>/dev/null; }
+	tg_stop_all
+	[ -z "$dpid" ] || { kill "$dpid" 2>/dev/null; wait "$dpid" 2>/dev/null; }
+	[ "${VP_KEEP_LOGS:-0}" = 1 ] && echo "$vp_prog: logs in $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+json() { "$ctl" --control "$work/ctl.sock" --json "$@"; }
+
+tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
+tg_lock
+t0=$(vp_now)
+
+# The backend VM first (the daemon's QMP client retries until it is there), then the daemon.
+tg_guest be be "$BE/24" ${TG_BE_ARGS:-}
+tg_wait be 90 "ready" || fail "the backend guest did not come up"
+tg_wait be 5 "pairs 0" || fail "vhost-pci devices in the backend guest before any frontend"
+"$pcid" --server "path=$work/net0.sock,id=net0,backend-vm=$work/be.qmp" \
+	--control "$work/ctl.sock" --run-dir "$work/run" --log-level debug 2>"$work/daemon.log" &
+dpid=$!
+for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
+[ -S "$work/ctl.sock" ] || fail "daemon did not start"
+
+# 1. The first frontend.
+from=$(tg_lines be)
+tg_guest fe1 fe "$FE1/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
+tg_wait be 90 "pairs 1" "$from" || fail "the first device did not appear in the backend guest"
+tg_wait be 30 "bridged vpB" "$from" || fail "no TAP for the first device"
+tg_wait fe1 90 "ready" || fail "the first frontend did not come up"
+tg_round fe1 1 $BE 120 || fail "frontend 1 -> backend"
+tg_round be 1 $FE1 120 || fail "backend -> frontend 1"
+
+# 2. A second frontend: a second device and TAP.
+from=$(tg_lines be)
+tg_guest fe2 fe "$FE2/24" -n "$work/net0.sock" --mac 52:54:00:88:00:03
+tg_wait be 90 "pairs 2" "$from" || fail "no second device in the backend guest"
+tg_wait be 30 "bridged vpB1" "$from" || fail "no second TAP"
+tg_wait fe2 90 "ready" || fail "the second frontend did not come up"
+tg_round fe2 1 $BE 120 || fail "frontend 2 -> backend"
+tg_round be 2 $FE2 120 || fail "backend -> frontend 2"
+json list | python3 -c '
+import json, sys
+ds = [d for d in json.load(sys.stdin)["devices"] if (d.get("backend") or {}).get("state") == "plugged"]
+print("qemu-twoguest: vhost-pci-ctl: %d devices plugged: %s" % (len(ds),
+      ", ".join("%d at %s+%s" % (d["id"], d["backend"]["info_pci"], d["backend"]["memory_pci"]) for d in ds)))
+sys.exit(len(ds) != 2)' || fail "vhost-pci-ctl does not show two plugged devices"
+
+# 3. Bad frontends: refused with their reasons; nothing in the backend guest changes.
+from=$(tg_lines be)
+badfe() { # NAME ARGS...: a vp-vm frontend the daemon must refuse; its output in NAME.out
+	local n=$1
+	shift
+	"$vpvm" --frontend --vhost-user --connect "$work/net0.sock" --app sink --quiet \
+		--connect-timeout 5 --seconds 8 "$@" >"$work/$n.out" 2>&1 &
+	bad=$!
+}
+badfe odd --ram 3M
+vp_wait_for_log() { # SECONDS PATTERN
+	local _
+	for _ in $(seq $(($1 * 10))); do
+		grep -q -- "$2" "$work/daemon.log" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+vp_wait_for_log 30 "not a power of two" || fail "3 MiB of frontend RAM was not refused"
+echo "$vp_prog: $(grep -m1 "not a power of two" "$work/daemon.log" | sed 's/.*\(info\|warn\|err\): //')"
+kill "$bad"; wait "$bad" 2>/dev/null; bad=''
+badfe unsealed --ram 4M --test-truncate-ram-after 1000000000
+vp_wait_for_log 30 "seal" || fail "an unsealed frontend memfd was not refused"
+echo "$vp_prog: $(grep -m1 "seal" "$work/daemon.log" | sed 's/.*\(info\|warn\|err\): //')"
+kill "$bad"; wait "$bad" 2>/dev/null; bad=''
+json servers | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["servers"][0]
+print("qemu-twoguest: vhost-pci-ctl: refused %d, last: %s" % (s["refused"], s["last_refusal"]))
+sys.exit(s["refused"] < 2 or "seal" not in (s["last_refusal"] or ""))' ||
+	fail "vhost-pci-ctl does not show both refusals"
+grep -a "INFO tg: pairs" <(tail -n +"$from" "$work/be.log") | grep -v "pairs 2" &&
+	fail "a refused frontend changed the backend guest's devices"
+tg_round fe1 2 $BE 120 || fail "frontend 1 after the bad frontends"
+
+# 4. The frontends leave: their devices go.
+from=$(tg_lines be)
+tg_stop fe2
+tg_wait be 60 "pairs 1" "$from" || fail "the second device did not disappear"
+tg_round fe1 3 $BE 120 || fail "frontend 1 after frontend 2 left"
+from=$(tg_lines be)
+tg_stop fe1
+tg_wait be 60 "pairs 0" "$from" || fail "the first device did not disappear"
+from=$(tg_lines be)
+tg_cmd be quit
+wait "${tg_pid[be]}" || fail "the backend guest's test failed"
+tg_pid[be]=''
+kill -0 "$dpid" || fail "the daemon died"
+n=$(grep -c "unplugged from backend VM" "$work/daemon.log")
+[ "$n" = 2 ] || fail "$n unplugs logged, expected 2"
+grep -q "such unplugs" "$work/daemon.log" && fail "an unplug timed out"
+echo "$vp_prog: PASS in $(vp_elapsed "$t0" "$(vp_now)") s"
