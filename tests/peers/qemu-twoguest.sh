@@ -34,13 +34,8 @@ BE=169.254.88.1 FE1=169.254.88.2 FE2=169.254.88.3
 skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
 fail() {
 	echo "$vp_prog: FAIL: $*"
-	for n in be fe1 fe2; do
-		[ -n "${tg_pid[$n]:-}" ] && tg_cmd "$n" diag 2>/dev/null && tg_wait "$n" 10 "diag end"
-	done
+	tg_diag be fe1 fe2
 	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
-	for n in be fe1 fe2; do
-		[ -f "$work/$n.log" ] && grep -ah "VPGUEST\|BUG\|Oops" "$work/$n.log" | tail -50 | sed "s/^/  $n: /"
-	done
 	exit 1
 }
 

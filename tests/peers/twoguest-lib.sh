@@ -124,3 +124,16 @@ tg_stop_all() {
 	local n
 	for n in "${!tg_pid[@]}"; do tg_stop "$n"; done
 }
+
+# tg_diag NAME...: ask each running guest for its state (vp-vm's log, devices, neighbours)
+# and print the markers of every guest named.
+tg_diag() {
+	local n
+	for n in "$@"; do
+		[ -n "${tg_pid[$n]:-}" ] && tg_cmd "$n" diag 2>/dev/null && tg_wait "$n" 10 "diag end"
+	done
+	for n in "$@"; do
+		[ -f "$work/$n.log" ] &&
+			grep -ah "VPGUEST\|BUG\|Oops" "$work/$n.log" | tail -50 | sed "s/^/  $n: /"
+	done
+}
