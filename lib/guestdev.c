@@ -502,6 +502,43 @@ static int build_view(struct vp_guestdev *d)
 }
 
 /* READY: attach from the snapshot's last_avail_idx. */
+/*
+ * Where a driver that comes to running rings starts: the ring's used index.
+ * The window's last_avail_idx is where the rings were when the daemon last
+ * heard of them (the handshake, or a STOP); a driver that died without a
+ * STOP (vp-vm killed and started again) left them further on, and walking
+ * from the older index would hand the frontend its old buffers again. Every
+ * buffer taken and not yet used is taken again (a frame may be sent twice,
+ * none is lost). The used index comes from the frontend's RAM: taken only
+ * when it is at most num behind the avail index, as a ring allows.
+ */
+static int ring_idx(const struct vp_mem *mem, uint64_t gpa)
+{
+	/* The idx word of an avail or used ring. A plain load: process_vm_readv()
+	 * (vp_mem_read_safe()) cannot read a sysfs BAR mapping. */
+	const uint16_t *p = gpa <= UINT64_MAX - 4 ? vp_mem_gpa_ptr(mem, gpa + 2, 2, VP_MEM_READ)
+						   : NULL;
+
+	if (!p || ((uintptr_t)p & 1))
+		return -1;
+	return __atomic_load_n((const volatile uint16_t *)p, __ATOMIC_ACQUIRE);
+}
+
+static void resume_at_used(struct vp_guestdev *d)
+{
+	for (unsigned q = 0; q < 2; q++) {
+		struct vp_dev_ring *rg = &d->dev.rings[q];
+		int avail = ring_idx(d->mem, rg->avail), used = ring_idx(d->mem, rg->used);
+
+		if (avail < 0 || used < 0 || (uint16_t)(avail - used) > rg->num ||
+		    used == rg->last_avail_idx)
+			continue;
+		gd_log(d, VP_LOG_INFO, "queue %u: resuming at the ring's used index %d, not %u "
+		       "(a driver before us left it there)", q, used, rg->last_avail_idx);
+		rg->last_avail_idx = (uint16_t)used;
+	}
+}
+
 static void attach(struct vp_guestdev *d)
 {
 	const struct vp_devinfo *s = &d->snap;
@@ -520,6 +557,7 @@ static void attach(struct vp_guestdev *d)
 		fail(d, "memory table unusable over BAR2 (%s)", strerror(-r));
 		return;
 	}
+	resume_at_used(d);
 	r = vp_net_new(&d->net, &d->dev, d->g->mode);
 	if (r < 0) {
 		d->net = NULL;
@@ -527,8 +565,8 @@ static void attach(struct vp_guestdev *d)
 		return;
 	}
 	vp_net_set_notify(d->net, notify_frontend, d);
-	d->pos[0] = s->queues[0].last_avail_idx;
-	d->pos[1] = s->queues[1].last_avail_idx;
+	d->pos[0] = d->dev.rings[0].last_avail_idx;
+	d->pos[1] = d->dev.rings[1].last_avail_idx;
 	d->st = G_UP;
 	d->reason[0] = 0;
 	write_driver(d, DS_OK, false);

@@ -76,6 +76,9 @@ if [ "$VP_TG_ROLE" = be ]; then
     [ -c /dev/net/tun ] || vp_fail "no /dev/net/tun (tun module not loaded?)"
     brctl addbr br0 || vp_fail "no bridge (bridge module not loaded?)"
     echo 0 >/sys/class/net/br0/bridge/forward_delay
+    # A fixed MAC: a bridge takes its lowest port's otherwise, and every restart of vp-vm
+    # makes new TAPs with new MACs (the peers' ARP caches would point nowhere for a while).
+    ip link set br0 address 02:00:a9:fe:58:01
     ip addr add "$VP_TG_IP" dev br0 && ip link set br0 up || vp_fail "br0: cannot set $VP_TG_IP"
     app_start
     watch_be &
