@@ -84,7 +84,6 @@ wait "${tg_pid[fe]}"
 tg_pid[fe]=''
 tg_wait be 60 "pairs 0" "$from" || fail "the dead frontend's device stayed in the backend guest"
 from=$(tg_lines be)
-mv "$work/fe.log" "$work/fe-1.log"
 frontend
 tg_wait be 90 "pairs 1" "$from" || fail "no device for the restarted frontend"
 tg_wait fe 90 "ready" || fail "the restarted frontend did not come up"

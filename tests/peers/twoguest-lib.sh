@@ -34,6 +34,10 @@ tg_initrd() {
 tg_guest() {
 	local name=$1 role=$2 ip=$3
 	shift 3
+	# A previous guest of this name must not answer for this one (run-guest.sh empties
+	# the log only once it runs).
+	[ ! -f "$work/$name.log" ] || mv "$work/$name.log" "$work/$name.log.old"
+	rm -f "$work/$name.cmd" "$work/$name.qmp"
 	"$tg_kit/run-guest.sh" -t twoguest --name "$name" --initrd "$work/initrd.cpio" \
 		-e VP_TG_ROLE="$role" -e VP_TG_IP="$ip" -e VP_TG_KIB="${TG_KIB:-1024}" \
 		-e VP_HOSTNAME="$name" -T "${TG_GUEST_TIMEOUT:-300}" -l "$work/$name.log" \
@@ -57,7 +61,7 @@ tg_wait() {
 
 # The newest marker matching PATTERN after FROM-LINE, without the prefix.
 tg_marker() {
-	tail -n +"${3:-1}" "$work/$1.log" | grep -a "INFO tg: $2" | tail -1 | sed 's/.*INFO tg: //'
+	tail -n +"${3:-1}" "$work/$1.log" | grep -a "INFO tg: $2" | tail -1 | sed 's/.*INFO tg: //' | tr -d '\r'
 }
 
 # tg_cmd NAME LINE: one command line to the guest's second serial port. The connection stays

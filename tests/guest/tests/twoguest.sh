@@ -1,14 +1,17 @@
 # Guest test: one of two real guests that talk to each other (tests/peers/qemu-twoguest*.sh,
-# bench/twoguest.sh). Every guest serves the same three TCP ports with busybox nc:
+# bench/twoguest.sh). Every guest serves the same four TCP ports with busybox nc:
 #   5001  sends /tmp/blob (VP_TG_KIB KiB of random bytes, made at boot)
 #   5002  reads to EOF and answers "SHA256 BYTES" of what it read
 #   5003  answers the sha256 of /tmp/blob
+#   5004  reads to EOF and answers the byte count (bench: no checksum in the timing)
 # and takes commands, one a line, from its second serial port (ttyS1: the host writes
 # them into a Unix socket chardev), so the host decides what happens when:
 #   round N PEER        ping PEER (waits up to 60 s for the first reply, then 5 more),
 #                       fetch PEER's blob and check it against PEER's sum, send our blob
 #                       and check PEER's answer. "tg: round N ok ..." or "tg: round N FAIL why"
-#   bench PEER COUNT MIB  ping -c COUNT (min/avg/max), then MIB MiB each way, timed
+#   bench PEER COUNT MIB  ping -c COUNT (min/avg/max), then MIB MiB of random bytes to PEER,
+#                       timed until PEER has counted them: "tg: bench rtt_ms A/B/C up_mib
+#                       N up_s S answer BYTES"
 #   app-kill            (backend) SIGKILL vp-vm, start it again: "tg: app restarted"
 #   quit                end the test (PASS)
 # Roles (VP_TG_ROLE):
@@ -36,10 +39,12 @@ printf '#!/bin/sh\ncat /tmp/blob\n' >/srv/send
 printf '#!/bin/sh\ncat /tmp/blob.sum\n' >/srv/sum
 # What the peer sent: its sum and length go back on the same connection.
 printf '#!/bin/sh\ntee /tmp/in | sha256sum | cut -d" " -f1 | tr "\\n" " "\nwc -c </tmp/in\nrm -f /tmp/in\n' >/srv/recv
-chmod +x /srv/send /srv/sum /srv/recv
+printf '#!/bin/sh\nwc -c\n' >/srv/count
+chmod +x /srv/send /srv/sum /srv/recv /srv/count
 nc -ll -p 5001 -e /srv/send &
 nc -ll -p 5002 -e /srv/recv &
 nc -ll -p 5003 -e /srv/sum &
+nc -ll -p 5004 -e /srv/count &
 
 # ---- the backend role -------------------------------------------------------------------
 pairs() {
@@ -120,7 +125,7 @@ bench() { # PEER COUNT MIB
     rtt=$(ping -c "$2" -i 0.2 -W 2 "$peer" | sed -n 's/.*min\/avg\/max = \([^ ]*\) ms.*/\1/p')
     dd if=/dev/urandom of=/tmp/bench bs=1M count="$3" 2>/dev/null
     t0=$(now)
-    timeout 120 nc "$peer" 5002 </tmp/bench >/tmp/bench.ans
+    timeout 120 nc "$peer" 5004 </tmp/bench >/tmp/bench.ans
     t1=$(now)
     vp_info "bench rtt_ms ${rtt:-none} up_mib $3 up_s $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') answer $(cat /tmp/bench.ans)"
 }
