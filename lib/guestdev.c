@@ -73,6 +73,7 @@ struct vp_guestdev {
 	uint16_t pos[2];		/* where the rings resume / stopped */
 	uint32_t driver_gen;
 	uint64_t doorbells;
+	int revoked;			/* set by the SIGBUS guard: a BAR went away */
 	char reason[REASON_MAX];
 };
 
@@ -187,22 +188,46 @@ static size_t bar_page_offset(const char *root, const char *name, int bar)
 	return (size_t)(start & (pg - 1));
 }
 
+/* A short-lived mapping's guard flag: nobody looks at it. */
+static int revoked_scratch;
+
+static void *page_base(const volatile void *p)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (void *)((uintptr_t)p & ~(uintptr_t)(pg - 1));
+}
+
 /* Undo map_resource(). */
 static void unmap_resource(const volatile void *p, uint64_t len)
 {
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = (uintptr_t)p;
+	void *base = page_base(p);
 
-	munmap((void *)(a & ~(uintptr_t)(pg - 1)), (size_t)len + (a & (pg - 1)));
+	vp_mem_unguard_mapping(base);
+	munmap(base, (size_t)len + (size_t)((uintptr_t)p - (uintptr_t)base));
+}
+
+/* A kept mapping's guard now sets the device's flag. */
+static void guard_for(const volatile void *p, uint64_t len, int *revoked)
+{
+	void *base = page_base(p);
+
+	vp_mem_unguard_mapping(base);
+	vp_mem_guard_mapping(base, (size_t)len + (size_t)((uintptr_t)p - (uintptr_t)base),
+			     PROT_READ | PROT_WRITE, revoked);
 }
 
 /*
  * Map resource<bar> of entry name whole, shared read-write (at its offset in
  * its page: bar_page_offset()). want: the size it must have (0: any size
  * from min up). -errno, or -EINVAL for the size. unmap_resource() undoes it.
+ * The mapping is under the SIGBUS guard (vp_mem_guard_mapping()): the kernel
+ * revokes it when the function is unplugged, and an access after that sets
+ * *revoked (NULL: a scratch flag) instead of killing the process, once the
+ * application installed the guard.
  */
 static int map_resource(const char *root, const char *name, int bar, uint64_t want,
-			uint64_t min, void **out, uint64_t *len)
+			uint64_t min, void **out, uint64_t *len, int *revoked)
 {
 	char path[512];
 	struct stat sb;
@@ -234,6 +259,10 @@ static int map_resource(const char *root, const char *name, int bar, uint64_t wa
 	close(fd);
 	if (e)
 		return e;
+	if (vp_mem_guard_mapping(p, off + (size_t)sb.st_size, PROT_READ | PROT_WRITE,
+				 revoked ? revoked : &revoked_scratch) < 0)
+		vp_log(VP_LOG_WARN, "guest-pci %s: resource%d is not under the SIGBUS guard "
+		       "(its table is full): an unplug without GONE would kill us", name, bar);
 	*out = (char *)p + off;
 	*len = (uint64_t)sb.st_size;
 	return 0;
@@ -252,7 +281,7 @@ static int ivposition(const char *root, const char *name)
 	void *p;
 	uint32_t v;
 
-	if (map_resource(root, name, 0, BAR0_MAP, 0, &p, &len) < 0)
+	if (map_resource(root, name, 0, BAR0_MAP, 0, &p, &len, NULL) < 0)
 		return -ENODEV;
 	v = load32(p, VP_IVSHMEM_IVPOSITION);
 	unmap_resource(p, len);
@@ -414,9 +443,10 @@ static int pair(struct vp_guestdev *d, uint16_t peer)
 		}
 		/* Another function may claim the same id (sysfs is not ours to
 		 * trust): one whose BAR2 is not the size announced is passed over. */
-		if (map_resource(g->root, e->d_name, 0, BAR0_MAP, 0, &p, &len) < 0)
+		if (map_resource(g->root, e->d_name, 0, BAR0_MAP, 0, &p, &len, &d->revoked) < 0)
 			continue;
-		iv = map_resource(g->root, e->d_name, 2, d->snap.bar2_size, 1, &d->bar2, &d->bar2_len);
+		iv = map_resource(g->root, e->d_name, 2, d->snap.bar2_size, 1, &d->bar2, &d->bar2_len,
+				  &d->revoked);
 		if (iv < 0) {
 			vp_log(VP_LOG_DEBUG, "guest-pci %s: resource2 (want %" PRIu64 " bytes): %s",
 			       e->d_name, d->snap.bar2_size, strerror(-iv));
@@ -751,7 +781,7 @@ static void consider(struct vp_guest *g, const char *name)
 	int r;
 
 	enable_function(g->root, name);
-	r = map_resource(g->root, name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len);
+	r = map_resource(g->root, name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len, NULL);
 	if (r < 0) {
 		vp_log(VP_LOG_DEBUG, "guest-pci %s: no info window: resource2: %s", name, strerror(-r));
 		return;
@@ -778,6 +808,7 @@ static void consider(struct vp_guest *g, const char *name)
 	d->used = true;
 	d->st = G_PAIRING;
 	d->window = w;
+	guard_for(w, VP_INFO_WINDOW_SIZE, &d->revoked);
 	snprintf(d->info_name, sizeof(d->info_name), "%s", name);
 	set_name(d);
 	d->driver_gen = load32(w, VP_INFO_DRIVER_OFFSET);
@@ -789,7 +820,8 @@ static void peek_gone(struct vp_guestdev *d)
 	uint64_t len;
 	void *w;
 
-	if (map_resource(d->g->root, d->info_name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len) < 0)
+	if (map_resource(d->g->root, d->info_name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len,
+			 &d->revoked) < 0)
 		return;
 	if (load32(w, offsetof(struct vp_info_daemon_page, generation)) == d->gen_seen) {
 		unmap_resource(w, VP_INFO_WINDOW_SIZE);
@@ -902,6 +934,13 @@ int vp_guest_control(struct vp_guest *g)
 		struct vp_guestdev *d = &g->devs[i];
 		uint32_t gen;
 
+		if (d->used && d->st != G_GONE && __atomic_load_n(&d->revoked, __ATOMIC_ACQUIRE)) {
+			/* Hot-unplugged without GONE: what we mapped reads zeros now. */
+			remove_dev(d, "the kernel took the function's BARs away (unplugged "
+				   "without GONE)");
+			__atomic_store_n(&d->revoked, 0, __ATOMIC_RELEASE);	/* all unmapped */
+			continue;
+		}
 		if (!d->used || !d->window)
 			continue;
 		gen = load32(d->window, offsetof(struct vp_info_daemon_page, generation));
