@@ -27,13 +27,7 @@ for f in "$pcid" "$vpvm" "$vswitch"; do [ -x "$f" ] || vp_die "no $f (build firs
 "$here/../tests/guest/setup.sh" >/dev/null || vp_die "tests/guest/setup.sh failed"
 
 work=$(mktemp -d /tmp/vp-bench-twoguest.XXXXXX)
-spid=''
-cleanup() {
-	tg_stop_all
-	[ -z "$spid" ] || { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; }
-	[ "${VP_KEEP_LOGS:-0}" = 1 ] && echo "$vp_prog: logs in $work" || rm -rf "$work"
-}
-trap cleanup EXIT
+trap tg_cleanup EXIT
 tg_initrd || vp_die "mkinitrd.sh failed"
 tg_lock
 declare -A res=()
@@ -54,26 +48,24 @@ measure() {
 # vhost-pci: B is the backend VM.
 tg_guest b be "$B/24"
 tg_wait b 90 ready || vp_die "backend guest did not come up"
-"$pcid" --server "path=$work/net0.sock,id=net0,backend-vm=$work/b.qmp" --control "$work/ctl.sock" \
-	--run-dir "$work/run" 2>"$work/daemon.log" &
-spid=$!
+tg_pcid "$pcid" b || vp_die "vhost-pcid did not start"
 tg_guest a fe "$A/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
 tg_wait a 90 ready || vp_die "frontend guest did not come up"
 measure vhost-pci a $B
 measure vhost-pci b $A
 tg_stop_all
-kill "$spid"; wait "$spid" 2>/dev/null; spid=''
+kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
 
 # vSwitch: both guests are plain virtio-net guests on vp-vswitch.
 "$vswitch" --listen "$work/vs.sock" --ports 2 --quiet >"$work/vswitch.out" 2>"$work/vswitch.log" &
-spid=$!
+tg_dpid=$!
 tg_guest b fe "$B/24" -n "$work/vs.sock" --mac 52:54:00:88:00:01
 tg_guest a fe "$A/24" -n "$work/vs.sock" --mac 52:54:00:88:00:02
 tg_wait b 90 ready && tg_wait a 90 ready || vp_die "vswitch guests did not come up"
 measure vswitch a $B
 measure vswitch b $A
 tg_stop_all
-kill "$spid"; wait "$spid" 2>/dev/null; spid=''
+kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
 
 echo
 echo "two guests, TCG, $count pings, $mib MiB TCP (busybox nc), $(date -u +%Y-%m-%d)"

@@ -27,7 +27,6 @@ ctl=$(realpath "${2:?$usage}")
 vpvm=$(realpath "${3:?$usage}")
 BE=169.254.88.1 FE=169.254.88.2
 
-skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
 fail() {
 	echo "$vp_prog: FAIL: $*"
 	tg_diag be fe
@@ -35,18 +34,10 @@ fail() {
 	exit 1
 }
 
-[ "$(id -u)" = 0 ] || skip "needs root (packages)"
-"$here/../guest/setup.sh" >/dev/null || skip "tests/guest/setup.sh failed (no QEMU or guest kernel)"
-command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
+tg_require
 
 work=$(mktemp -d /tmp/vp-qemu-twoguest-resil.XXXXXX)
-dpid=''
-cleanup() {
-	tg_stop_all
-	[ -z "$dpid" ] || { kill "$dpid" 2>/dev/null; wait "$dpid" 2>/dev/null; }
-	[ "${VP_KEEP_LOGS:-0}" = 1 ] && echo "$vp_prog: logs in $work" || rm -rf "$work"
-}
-trap cleanup EXIT
+trap tg_cleanup EXIT
 
 tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
 tg_lock
@@ -55,11 +46,7 @@ t0=$(vp_now)
 tg_guest be be "$BE/24"
 tg_wait be 90 "ready" || fail "the backend guest did not come up"
 bepid=$(tg_qemu_pid be)
-"$pcid" --server "path=$work/net0.sock,id=net0,backend-vm=$work/be.qmp" \
-	--control "$work/ctl.sock" --run-dir "$work/run" --log-level debug 2>"$work/daemon.log" &
-dpid=$!
-for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
-[ -S "$work/ctl.sock" ] || fail "daemon did not start"
+tg_pcid "$pcid" be || fail "daemon did not start"
 
 frontend() { tg_guest fe fe "$FE/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02 --reboot; }
 
@@ -96,7 +83,7 @@ tg_round fe 4 $BE 120 || fail "round after the backend app was restarted"
 tg_round be 1 $FE 120 || fail "backend -> frontend after the backend app was restarted"
 
 [ "$(tg_qemu_pid be)" = "$bepid" ] || fail "the backend VM's QEMU changed"
-kill -0 "$dpid" || fail "the daemon died"
+kill -0 "$tg_dpid" || fail "the daemon died"
 tg_cmd be quit
 wait "${tg_pid[be]}" || fail "the backend guest's test failed"
 tg_pid[be]=''

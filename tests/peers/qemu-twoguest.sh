@@ -31,7 +31,6 @@ ctl=$(realpath "${2:?$usage}")
 vpvm=$(realpath "${3:?$usage}")
 BE=169.254.88.1 FE1=169.254.88.2 FE2=169.254.88.3
 
-skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
 fail() {
 	echo "$vp_prog: FAIL: $*"
 	tg_diag be fe1 fe2
@@ -39,18 +38,10 @@ fail() {
 	exit 1
 }
 
-[ "$(id -u)" = 0 ] || skip "needs root (packages)"
-"$here/../guest/setup.sh" >/dev/null || skip "tests/guest/setup.sh failed (no QEMU or guest kernel)"
-command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
+tg_require
 
 work=$(mktemp -d /tmp/vp-qemu-twoguest.XXXXXX)
-dpid=''
-cleanup() {
-	tg_stop_all
-	[ -z "$dpid" ] || { kill "$dpid" 2>/dev/null; wait "$dpid" 2>/dev/null; }
-	[ "${VP_KEEP_LOGS:-0}" = 1 ] && echo "$vp_prog: logs in $work" || rm -rf "$work"
-}
-trap cleanup EXIT
+trap tg_cleanup EXIT
 json() { "$ctl" --control "$work/ctl.sock" --json "$@"; }
 
 tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
@@ -61,29 +52,24 @@ t0=$(vp_now)
 tg_guest be be "$BE/24" ${TG_BE_ARGS:-}
 tg_wait be 90 "ready" || fail "the backend guest did not come up"
 tg_wait be 5 "pairs 0" || fail "vhost-pci devices in the backend guest before any frontend"
-"$pcid" --server "path=$work/net0.sock,id=net0,backend-vm=$work/be.qmp" \
-	--control "$work/ctl.sock" --run-dir "$work/run" --log-level debug 2>"$work/daemon.log" &
-dpid=$!
-for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
-[ -S "$work/ctl.sock" ] || fail "daemon did not start"
+tg_pcid "$pcid" be || fail "daemon did not start"
 
-# 1. The first frontend.
-from=$(tg_lines be)
-tg_guest fe1 fe "$FE1/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
-tg_wait be 90 "pairs 1" "$from" || fail "the first device did not appear in the backend guest"
-tg_wait be 30 "bridged vpB" "$from" || fail "no TAP for the first device"
-tg_wait fe1 90 "ready" || fail "the first frontend did not come up"
-tg_round fe1 1 $BE 120 || fail "frontend 1 -> backend"
-tg_round be 1 $FE1 120 || fail "backend -> frontend 1"
+# join N IP TAP: frontend guest feN comes; the backend guest gets device N and TAP TAP; a
+# round from each side (the backend's is round N).
+join() {
+	local from
+	from=$(tg_lines be)
+	tg_guest "fe$1" fe "$2/24" -n "$work/net0.sock" --mac "52:54:00:88:00:0$((1 + $1))"
+	tg_wait be 90 "pairs $1" "$from" || fail "device $1 did not appear in the backend guest"
+	tg_wait be 30 "bridged $3" "$from" || fail "no TAP $3 for device $1"
+	tg_wait "fe$1" 90 "ready" || fail "frontend $1 did not come up"
+	tg_round "fe$1" 1 $BE 120 || fail "frontend $1 -> backend"
+	tg_round be "$1" "$2" 120 || fail "backend -> frontend $1"
+}
 
-# 2. A second frontend: a second device and TAP.
-from=$(tg_lines be)
-tg_guest fe2 fe "$FE2/24" -n "$work/net0.sock" --mac 52:54:00:88:00:03
-tg_wait be 90 "pairs 2" "$from" || fail "no second device in the backend guest"
-tg_wait be 30 "bridged vpB1" "$from" || fail "no second TAP"
-tg_wait fe2 90 "ready" || fail "the second frontend did not come up"
-tg_round fe2 1 $BE 120 || fail "frontend 2 -> backend"
-tg_round be 2 $FE2 120 || fail "backend -> frontend 2"
+# 1. The first frontend. 2. A second frontend: a second device and TAP.
+join 1 $FE1 vpB
+join 2 $FE2 vpB1
 json list | python3 -c '
 import json, sys
 ds = [d for d in json.load(sys.stdin)["devices"] if (d.get("backend") or {}).get("state") == "plugged"]
@@ -136,7 +122,7 @@ from=$(tg_lines be)
 tg_cmd be quit
 wait "${tg_pid[be]}" || fail "the backend guest's test failed"
 tg_pid[be]=''
-kill -0 "$dpid" || fail "the daemon died"
+kill -0 "$tg_dpid" || fail "the daemon died"
 n=$(grep -c "unplugged from backend VM" "$work/daemon.log")
 [ "$n" = 2 ] || fail "$n unplugs logged, expected 2"
 grep -q "such unplugs" "$work/daemon.log" && fail "an unplug timed out"

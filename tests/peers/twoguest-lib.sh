@@ -141,3 +141,30 @@ tg_diag() {
 			grep -ah "VPGUEST\|BUG\|Oops" "$work/$n.log" | tail -50 | sed "s/^/  $n: /"
 	done
 }
+
+# What every two-guest script needs before it boots anything; exit 77 (SKIP) without it.
+tg_require() {
+	[ "$(id -u)" = 0 ] || { echo "$vp_prog: SKIP: needs root (packages)"; exit 77; }
+	"$tg_kit/setup.sh" >/dev/null ||
+		{ echo "$vp_prog: SKIP: tests/guest/setup.sh failed (no QEMU or guest kernel)"; exit 77; }
+	command -v qemu-system-x86_64 >/dev/null || { echo "$vp_prog: SKIP: no qemu-system-x86_64"; exit 77; }
+}
+
+# tg_pcid VHOST_PCID BACKEND_VM_GUEST: vhost-pcid serving $work/net0.sock into that guest's
+# QMP, debug log in $work/daemon.log, control socket $work/ctl.sock. Sets tg_dpid.
+tg_pcid() {
+	"$1" --server "path=$work/net0.sock,id=net0,backend-vm=$work/$2.qmp" \
+		--control "$work/ctl.sock" --run-dir "$work/run" --log-level debug \
+		2>"$work/daemon.log" &
+	tg_dpid=$!
+	for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && return 0; sleep 0.1; done
+	return 1
+}
+
+# The EXIT trap of every two-guest script: guests, the daemon or switch, the scratch dir.
+tg_cleanup() {
+	tg_stop_all
+	[ -z "${tg_dpid:-}" ] || { kill "$tg_dpid" 2>/dev/null; wait "$tg_dpid" 2>/dev/null; }
+	tg_dpid=''
+	[ "${VP_KEEP_LOGS:-0}" = 1 ] && echo "$vp_prog: logs in $work" || rm -rf "$work"
+}
