@@ -84,7 +84,7 @@ mem_mib=$(awk -v s="$mem" 'BEGIN {
     n = s + 0; u = toupper(substr(s, length(s)));
     if (u == "G") n *= 1024; else if (u == "K") n /= 1024; else if (u != "M" && u !~ /[0-9]/) n = -1;
     print (n == int(n)) ? n : -1 }')
-[ "$mem_mib" -gt 0 ] 2>/dev/null && [ $((mem_mib & (mem_mib - 1) & (any_mem - 1))) = 0 ] ||
+[ "$mem_mib" -gt 0 ] 2>/dev/null && { [ $any_mem = 1 ] || [ $((mem_mib & (mem_mib - 1))) = 0 ]; } ||
     vp_die "--mem $mem: must be a power of two of at least 1M"
 
 case $accel in
