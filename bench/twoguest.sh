@@ -74,7 +74,7 @@ for p in vhost-pci vswitch; do
 	for g in a b; do
 		d=$([ $g = a ] && echo "A->B" || echo "B->A")
 		printf '%-10s %-8s %-22s %-10s %-10s\n' $p "$d" "${res[$p.$g.rtt]}" "${res[$p.$g.s]}" \
-			"$(awk -v m="$mib" -v s="${res[$p.$g.s]}" 'BEGIN { printf "%.1f", (s > 0) ? m / s : 0 }')"
+			"$(awk -v m="$mib" -v s="${res[$p.$g.s]}" 'BEGIN { printf "%.1f", ((s > 0) ? m / s : 0) }')"
 	done
 done
 for g in a b; do
