@@ -338,7 +338,7 @@ static void publish(struct vpd_bdev *b)
 	if (b->gone)
 		b->pub.status = VP_INFO_ST_GONE;
 	b->pub.memory_peer = b->mem_peer;
-	b->pub.daemon_peer = 0;
+	b->pub.daemon_peer = b->ivs ? vpd_ivshmem_peer_id(b->ivs) : 0;
 	b->pub.generation = vp_devinfo_next_gen(gen);
 	if (strcmp(b->pub.reason, b->reason_pub)) {
 		snprintf(b->pub.reason, sizeof(b->pub.reason), "%s", b->reason_pub);
@@ -399,9 +399,13 @@ static int new_eventfd(void)
 	return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
-/* The frontend's current kick and call fds onto the plugged function. */
-static void follow_fds(struct vpd_bdev *b, const struct vp_device *dev)
+/*
+ * The frontend's current kick and call fds onto the plugged function. 0, or
+ * -ENOSPC: no peer id left for new call fds, the caller plugs a new pair.
+ */
+static int follow_fds(struct vpd_bdev *b, const struct vp_device *dev)
 {
+	int e;
 	int calls[VP_DEV_MAX_RINGS + 1];
 	bool new_calls = false;
 
@@ -433,13 +437,20 @@ static void follow_fds(struct vpd_bdev *b, const struct vp_device *dev)
 		}
 	}
 	if (!new_calls || !b->ivs)
-		return;
+		return 0;
 	for (unsigned q = 0; q < b->nq; q++)
 		calls[q] = b->peer_call[q];
 	calls[b->nq] = b->drv_fd;
-	if (vpd_ivshmem_set_peer(b->ivs, calls) < 0)
-		vp_log(VP_LOG_WARN, "device %" PRIu64 ": cannot hand QEMU the new call fds",
-		       b->id);
+	e = vpd_ivshmem_set_peer(b->ivs, calls);
+	if (e == -ENOSPC)
+		return e;
+	if (e < 0)
+		vp_log(VP_LOG_WARN, "device %" PRIu64 ": cannot hand QEMU the new call fds: %s",
+		       b->id, strerror(-e));
+	else
+		vp_log(VP_LOG_INFO, "device %" PRIu64 ": new call fds: the guest rings peer %u now",
+		       b->id, vpd_ivshmem_peer_id(b->ivs));
+	return 0;
 }
 
 /* Everything the device needs before QEMU is asked: 0 or -errno with b->why. */
@@ -1025,7 +1036,11 @@ static void on_ready(struct vpd_bdev *b, const struct vp_device *dev, bool first
 			unplug_start(b, "frontend memory replaced");
 			break;
 		}
-		follow_fds(b, dev);
+		if (follow_fds(b, dev) == -ENOSPC) {
+			b->replug = true;
+			unplug_start(b, "the function ran out of peer ids for new call fds");
+			break;
+		}
 		if (b->stopping)
 			stop_done(b);
 		publish(b);

@@ -502,6 +502,11 @@ int vpd_ivshmem_dispatch(struct vpd_ivshmem *s)
 	return res;
 }
 
+uint16_t vpd_ivshmem_peer_id(const struct vpd_ivshmem *s)
+{
+	return s->peer_id;
+}
+
 int vpd_ivshmem_set_peer(struct vpd_ivshmem *s, const int *fds)
 {
 	int *nfds;
@@ -524,10 +529,19 @@ int vpd_ivshmem_set_peer(struct vpd_ivshmem *s, const int *fds)
 		drop_client(s, VP_LOG_WARN, "not reading its socket (too many messages queued)");
 		return -EPIPE;
 	}
-	if (s->peer_live)
-		e = queue_push(s, s->peer_id, -1);  /* disconnect: id without fd */
-	if (e == 0)
-		e = queue_peer(s);
+	if (s->peer_live) {
+		/* A new id, never a disconnect: see ivshmem.h. */
+		uint16_t id = (uint16_t)(s->peer_id + 1 + (s->peer_id + 1 == s->id));
+
+		if (id > VPD_IVSHMEM_MAX_PEER_ID) {
+			close_fds(s->peer_fds, s->n);
+			free(s->peer_fds);
+			s->peer_fds = NULL;
+			return -ENOSPC;
+		}
+		s->peer_id = id;
+	}
+	e = queue_peer(s);
 	if (e < 0) {
 		drop_client(s, VP_LOG_ERR, "out of memory queueing peer vectors");
 		return -EPIPE;

@@ -96,13 +96,25 @@ int vpd_ivshmem_expect(struct vpd_ivshmem *s, const struct vpd_ivshmem_client *c
 
 /*
  * Replace the virtual peer's vectors with fds (the expectation's nvectors
- * eventfds, borrowed). Connected: queues a disconnect of the peer id (if it
- * had vectors) and the new vectors, sent from the loop. Still expecting: the
- * new fds replace the expected ones. 0, -ENOTCONN (neither), -EINVAL,
- * -ENOMEM, -EMFILE, or -EPIPE: the client was dropped here (see reason()),
- * e.g. one that stopped reading, rather than queued for without bound.
+ * eventfds, borrowed). Still expecting: the new fds replace the expected
+ * ones, same id. Connected: the new vectors are queued under a NEW peer id
+ * (vpd_ivshmem_peer_id() says which; the old id's vectors stay with QEMU), and
+ * no disconnect is ever sent: QEMU 7.2's ivshmem frees a peer's vector array
+ * on a disconnect without forgetting it, writes the peer's next vectors into
+ * the freed memory and frees it again when the device goes (heap corruption,
+ * then an abort of the whole backend VM). 0, -ENOTCONN (neither), -EINVAL,
+ * -ENOMEM, -EMFILE, -ENOSPC (VPD_IVSHMEM_MAX_PEER_ID used up: the caller
+ * plugs a new function), or -EPIPE: the client was dropped here (see
+ * reason()), e.g. one that stopped reading, rather than queued for without
+ * bound.
  */
 int vpd_ivshmem_set_peer(struct vpd_ivshmem *s, const int *fds);
+
+/* QEMU keeps an array entry per peer id up to the highest seen: a bound. */
+#define VPD_IVSHMEM_MAX_PEER_ID 64
+
+/* The virtual peer's id now: the one a guest rings (docs/device.md daemon_peer). */
+uint16_t vpd_ivshmem_peer_id(const struct vpd_ivshmem *s);
 
 /*
  * Do what the fd is ready for: accept the client, send queued messages,

@@ -341,7 +341,9 @@ int vp_devinfo_from_device(const struct vp_device *dev, struct vp_devinfo *out, 
 	out->device_id = dev->id;
 	memcpy(out->uuid, dev->uuid, sizeof(out->uuid));
 	out->device_type = dev->type;
-	out->features = dev->driver_features;
+	/* vhost-user's PROTOCOL_FEATURES (bit 30) was the socket's business, not a
+	 * virtio feature: a driver that saw it would refuse the device. */
+	out->features = dev->driver_features & ~(1ull << VP_VU_F_PROTOCOL_FEATURES);
 	out->bar2_size = first.st_size > 0 ? (uint64_t)first.st_size : 0;
 	out->config_len = dev->config_len;
 	memcpy(out->config, dev->config, dev->config_len);

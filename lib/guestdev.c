@@ -73,6 +73,7 @@ struct vp_guestdev {
 	uint16_t pos[2];		/* where the rings resume / stopped */
 	uint32_t driver_gen;
 	uint64_t doorbells;
+	int revoked;			/* set by the SIGBUS guard: a BAR went away */
 	char reason[REASON_MAX];
 };
 
@@ -162,14 +163,75 @@ static void enable_function(const char *root, const char *name)
 }
 
 /*
- * Map resource<bar> of entry name whole, shared read-write. want: the size
- * it must have (0: any size from min up). -errno, or -EINVAL for the size.
+ * Where BAR bar starts inside its page. sysfs maps resource<bar> from the
+ * page that holds the BAR's start, so a BAR smaller than a page (ivshmem's
+ * 256-byte register BAR0) that the kernel packed behind another function's
+ * (it does, on hot-plug) sits at this offset in the mapping: without it we
+ * would read and ring the neighbour's registers. From the `resource` file;
+ * 0 without one (a fake tree) or for a line we cannot read.
+ */
+static size_t bar_page_offset(const char *root, const char *name, int bar)
+{
+	char path[512], line[128];
+	unsigned long long start = 0;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/resource", root, name);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	for (int i = 0; i <= bar; i++)
+		if (!fgets(line, sizeof(line), f) || (i == bar && sscanf(line, "%llx", &start) != 1))
+			start = 0;
+	fclose(f);
+	return (size_t)(start & (pg - 1));
+}
+
+/* A short-lived mapping's guard flag: nobody looks at it. */
+static int revoked_scratch;
+
+static void *page_base(const volatile void *p)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (void *)((uintptr_t)p & ~(uintptr_t)(pg - 1));
+}
+
+/* Undo map_resource(). */
+static void unmap_resource(const volatile void *p, uint64_t len)
+{
+	void *base = page_base(p);
+
+	vp_mem_unguard_mapping(base);
+	munmap(base, (size_t)len + (size_t)((uintptr_t)p - (uintptr_t)base));
+}
+
+/* A kept mapping's guard now sets the device's flag. */
+static void guard_for(const volatile void *p, uint64_t len, int *revoked)
+{
+	void *base = page_base(p);
+
+	vp_mem_unguard_mapping(base);
+	vp_mem_guard_mapping(base, (size_t)len + (size_t)((uintptr_t)p - (uintptr_t)base),
+			     PROT_READ | PROT_WRITE, revoked);
+}
+
+/*
+ * Map resource<bar> of entry name whole, shared read-write (at its offset in
+ * its page: bar_page_offset()). want: the size it must have (0: any size
+ * from min up). -errno, or -EINVAL for the size. unmap_resource() undoes it.
+ * The mapping is under the SIGBUS guard (vp_mem_guard_mapping()): the kernel
+ * revokes it when the function is unplugged, and an access after that sets
+ * *revoked (NULL: a scratch flag) instead of killing the process, once the
+ * application installed the guard.
  */
 static int map_resource(const char *root, const char *name, int bar, uint64_t want,
-			uint64_t min, void **out, uint64_t *len)
+			uint64_t min, void **out, uint64_t *len, int *revoked)
 {
 	char path[512];
 	struct stat sb;
+	size_t off;
 	void *p;
 	int fd, e;
 
@@ -187,12 +249,21 @@ static int map_resource(const char *root, const char *name, int bar, uint64_t wa
 		close(fd);
 		return -EINVAL;
 	}
-	p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	off = bar_page_offset(root, name, bar);
+	if ((uint64_t)sb.st_size > SIZE_MAX - off) {
+		close(fd);
+		return -EINVAL;
+	}
+	p = mmap(NULL, off + (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	e = p == MAP_FAILED ? -errno : 0;
 	close(fd);
 	if (e)
 		return e;
-	*out = p;
+	if (vp_mem_guard_mapping(p, off + (size_t)sb.st_size, PROT_READ | PROT_WRITE,
+				 revoked ? revoked : &revoked_scratch) < 0)
+		vp_log(VP_LOG_WARN, "guest-pci %s: resource%d is not under the SIGBUS guard "
+		       "(its table is full): an unplug without GONE would kill us", name, bar);
+	*out = (char *)p + off;
 	*len = (uint64_t)sb.st_size;
 	return 0;
 }
@@ -210,10 +281,10 @@ static int ivposition(const char *root, const char *name)
 	void *p;
 	uint32_t v;
 
-	if (map_resource(root, name, 0, BAR0_MAP, 0, &p, &len) < 0)
+	if (map_resource(root, name, 0, BAR0_MAP, 0, &p, &len, NULL) < 0)
 		return -ENODEV;
 	v = load32(p, VP_IVSHMEM_IVPOSITION);
-	munmap(p, (size_t)len);
+	unmap_resource(p, len);
 	return v > 0xffff ? -ERANGE : (int)v;
 }
 
@@ -235,9 +306,9 @@ static void unmap_memfn(struct vp_guestdev *d)
 	vp_mem_free(d->mem);
 	d->mem = NULL;
 	if (d->bar2)
-		munmap(d->bar2, (size_t)d->bar2_len);
+		unmap_resource(d->bar2, d->bar2_len);
 	if (d->bar0)
-		munmap((void *)d->bar0, BAR0_MAP);
+		unmap_resource(d->bar0, BAR0_MAP);
 	d->bar2 = NULL;
 	d->bar0 = NULL;
 	d->bar2_len = 0;
@@ -339,7 +410,7 @@ static void remove_dev(struct vp_guestdev *d, const char *why)
 	let_go(d, why);
 	unmap_memfn(d);
 	if (d->window)
-		munmap(d->window, VP_INFO_WINDOW_SIZE);
+		unmap_resource(d->window, VP_INFO_WINDOW_SIZE);
 	d->window = NULL;
 	d->st = G_GONE;
 	gd_log(d, was_paired ? VP_LOG_INFO : VP_LOG_DEBUG, "removed: %s", why);
@@ -355,7 +426,7 @@ static int pair(struct vp_guestdev *d, uint16_t peer)
 	uint64_t len;
 	void *p;
 	DIR *dir;
-	int r = -ENODEV;
+	int r = -ENODEV, iv;
 
 	dir = opendir(g->root);
 	if (!dir)
@@ -365,15 +436,21 @@ static int pair(struct vp_guestdev *d, uint16_t peer)
 		    !strcmp(e->d_name, d->info_name) || !is_ivshmem(g->root, e->d_name))
 			continue;
 		enable_function(g->root, e->d_name);
-		if (ivposition(g->root, e->d_name) != peer)
+		iv = ivposition(g->root, e->d_name);
+		if (iv != peer) {
+			vp_log(VP_LOG_DEBUG, "guest-pci %s: IVPosition %d, not %u", e->d_name, iv, peer);
 			continue;
+		}
 		/* Another function may claim the same id (sysfs is not ours to
 		 * trust): one whose BAR2 is not the size announced is passed over. */
-		if (map_resource(g->root, e->d_name, 0, BAR0_MAP, 0, &p, &len) < 0)
+		if (map_resource(g->root, e->d_name, 0, BAR0_MAP, 0, &p, &len, &d->revoked) < 0)
 			continue;
-		if (map_resource(g->root, e->d_name, 2, d->snap.bar2_size, 1, &d->bar2,
-				 &d->bar2_len) < 0) {
-			munmap(p, BAR0_MAP);
+		iv = map_resource(g->root, e->d_name, 2, d->snap.bar2_size, 1, &d->bar2, &d->bar2_len,
+				  &d->revoked);
+		if (iv < 0) {
+			vp_log(VP_LOG_DEBUG, "guest-pci %s: resource2 (want %" PRIu64 " bytes): %s",
+			       e->d_name, d->snap.bar2_size, strerror(-iv));
+			unmap_resource(p, BAR0_MAP);
 			d->bar2 = NULL;
 			r = -EMSGSIZE;
 			continue;
@@ -455,6 +532,43 @@ static int build_view(struct vp_guestdev *d)
 }
 
 /* READY: attach from the snapshot's last_avail_idx. */
+/*
+ * Where a driver that comes to running rings starts: the ring's used index.
+ * The window's last_avail_idx is where the rings were when the daemon last
+ * heard of them (the handshake, or a STOP); a driver that died without a
+ * STOP (vp-vm killed and started again) left them further on, and walking
+ * from the older index would hand the frontend its old buffers again. Every
+ * buffer taken and not yet used is taken again (a frame may be sent twice,
+ * none is lost). The used index comes from the frontend's RAM: taken only
+ * when it is at most num behind the avail index, as a ring allows.
+ */
+static int ring_idx(const struct vp_mem *mem, uint64_t gpa)
+{
+	/* The idx word of an avail or used ring. A plain load: process_vm_readv()
+	 * (vp_mem_read_safe()) cannot read a sysfs BAR mapping. */
+	const uint16_t *p = gpa <= UINT64_MAX - 4 ? vp_mem_gpa_ptr(mem, gpa + 2, 2, VP_MEM_READ)
+						   : NULL;
+
+	if (!p || ((uintptr_t)p & 1))
+		return -1;
+	return __atomic_load_n((const volatile uint16_t *)p, __ATOMIC_ACQUIRE);
+}
+
+static void resume_at_used(struct vp_guestdev *d)
+{
+	for (unsigned q = 0; q < 2; q++) {
+		struct vp_dev_ring *rg = &d->dev.rings[q];
+		int avail = ring_idx(d->mem, rg->avail), used = ring_idx(d->mem, rg->used);
+
+		if (avail < 0 || used < 0 || (uint16_t)(avail - used) > rg->num ||
+		    used == rg->last_avail_idx)
+			continue;
+		gd_log(d, VP_LOG_INFO, "queue %u: resuming at the ring's used index %d, not %u "
+		       "(a driver before us left it there)", q, used, rg->last_avail_idx);
+		rg->last_avail_idx = (uint16_t)used;
+	}
+}
+
 static void attach(struct vp_guestdev *d)
 {
 	const struct vp_devinfo *s = &d->snap;
@@ -473,6 +587,7 @@ static void attach(struct vp_guestdev *d)
 		fail(d, "memory table unusable over BAR2 (%s)", strerror(-r));
 		return;
 	}
+	resume_at_used(d);
 	r = vp_net_new(&d->net, &d->dev, d->g->mode);
 	if (r < 0) {
 		d->net = NULL;
@@ -480,8 +595,8 @@ static void attach(struct vp_guestdev *d)
 		return;
 	}
 	vp_net_set_notify(d->net, notify_frontend, d);
-	d->pos[0] = s->queues[0].last_avail_idx;
-	d->pos[1] = s->queues[1].last_avail_idx;
+	d->pos[0] = d->dev.rings[0].last_avail_idx;
+	d->pos[1] = d->dev.rings[1].last_avail_idx;
 	d->st = G_UP;
 	d->reason[0] = 0;
 	write_driver(d, DS_OK, false);
@@ -597,6 +712,7 @@ static void new_generation(struct vp_guestdev *d, uint32_t gen)
 					 "no memory function with IVPosition %u", s.memory_peer);
 			d->st = G_PAIRING;
 			d->gen_seen = 0;	/* look again at the next rescan */
+			gd_log(d, VP_LOG_DEBUG, "not paired: %s", d->reason);
 			if (r == -EMSGSIZE) {
 				gd_log(d, VP_LOG_WARN, "%s", d->reason);
 				write_driver(d, VP_INFO_DS_ACKNOWLEDGE | VP_INFO_DS_FAILED, false);
@@ -662,12 +778,16 @@ static void consider(struct vp_guest *g, const char *name)
 	struct vp_guestdev *d = NULL;
 	uint64_t len;
 	void *w;
+	int r;
 
 	enable_function(g->root, name);
-	if (map_resource(g->root, name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len) < 0)
+	r = map_resource(g->root, name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len, NULL);
+	if (r < 0) {
+		vp_log(VP_LOG_DEBUG, "guest-pci %s: no info window: resource2: %s", name, strerror(-r));
 		return;
+	}
 	if (__atomic_load_n((const uint64_t *)w, __ATOMIC_ACQUIRE) != VP_INFO_MAGIC) {
-		munmap(w, VP_INFO_WINDOW_SIZE);
+		unmap_resource(w, VP_INFO_WINDOW_SIZE);
 		return;
 	}
 	for (unsigned i = 0, n = 0; i < VP_GUEST_MAX_DEVICES && n < g->max_devices; i++) {
@@ -680,7 +800,7 @@ static void consider(struct vp_guest *g, const char *name)
 	if (!d) {
 		vp_log(VP_LOG_WARN, "guest-pci %s: ignored: %u devices watched already", name,
 		       g->max_devices);
-		munmap(w, VP_INFO_WINDOW_SIZE);
+		unmap_resource(w, VP_INFO_WINDOW_SIZE);
 		return;
 	}
 	memset(d, 0, sizeof(*d));
@@ -688,6 +808,7 @@ static void consider(struct vp_guest *g, const char *name)
 	d->used = true;
 	d->st = G_PAIRING;
 	d->window = w;
+	guard_for(w, VP_INFO_WINDOW_SIZE, &d->revoked);
 	snprintf(d->info_name, sizeof(d->info_name), "%s", name);
 	set_name(d);
 	d->driver_gen = load32(w, VP_INFO_DRIVER_OFFSET);
@@ -699,10 +820,11 @@ static void peek_gone(struct vp_guestdev *d)
 	uint64_t len;
 	void *w;
 
-	if (map_resource(d->g->root, d->info_name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len) < 0)
+	if (map_resource(d->g->root, d->info_name, 2, VP_INFO_WINDOW_SIZE, 0, &w, &len,
+			 &d->revoked) < 0)
 		return;
 	if (load32(w, offsetof(struct vp_info_daemon_page, generation)) == d->gen_seen) {
-		munmap(w, VP_INFO_WINDOW_SIZE);
+		unmap_resource(w, VP_INFO_WINDOW_SIZE);
 		return;
 	}
 	d->window = w;
@@ -812,6 +934,13 @@ int vp_guest_control(struct vp_guest *g)
 		struct vp_guestdev *d = &g->devs[i];
 		uint32_t gen;
 
+		if (d->used && d->st != G_GONE && __atomic_load_n(&d->revoked, __ATOMIC_ACQUIRE)) {
+			/* Hot-unplugged without GONE: what we mapped reads zeros now. */
+			remove_dev(d, "the kernel took the function's BARs away (unplugged "
+				   "without GONE)");
+			__atomic_store_n(&d->revoked, 0, __ATOMIC_RELEASE);	/* all unmapped */
+			continue;
+		}
 		if (!d->used || !d->window)
 			continue;
 		gen = load32(d->window, offsetof(struct vp_info_daemon_page, generation));

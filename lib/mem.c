@@ -200,7 +200,7 @@ int vp_mem_sigbus_guard(void)
 }
 
 /* Register a mapping of memory that can shrink. Slot index, or -ENOSPC. */
-static int guard_add(struct vp_mem *mem, void *base, size_t len, int prot)
+static int guard_add_flag(void *base, size_t len, int prot, int *flag)
 {
 	for (int i = 0; i < GUARD_SLOTS; i++) {
 		struct guard_slot *s = &guard_tab[i];
@@ -210,11 +210,16 @@ static int guard_add(struct vp_mem *mem, void *base, size_t len, int prot)
 		__atomic_store_n(&s->base, (uintptr_t)base, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->len, len, __ATOMIC_RELAXED);
 		s->prot = prot;
-		s->shrunk = &mem->shrunk;
+		s->shrunk = flag;
 		STORE(&s->state, SLOT_ARMED);
 		return i;
 	}
 	return -ENOSPC;
+}
+
+static int guard_add(struct vp_mem *mem, void *base, size_t len, int prot)
+{
+	return guard_add_flag(base, len, prot, &mem->shrunk);
 }
 
 /* Before the mapping goes: once this returns, no handler will touch it. */
@@ -229,6 +234,29 @@ static void guard_del(int i)
 			sched_yield();	/* one mmap() in another thread */
 		else if (CAS(&s->state, st, SLOT_FREE))
 			return;
+	}
+}
+
+int vp_mem_guard_mapping(void *base, size_t len, int prot, int *flag)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+
+	if (!base || !len || !flag || pg <= 0 || ((uintptr_t)base & (uintptr_t)(pg - 1)))
+		return -EINVAL;
+	return guard_add_flag(base, len, prot, flag) < 0 ? -ENOSPC : 0;
+}
+
+void vp_mem_unguard_mapping(void *base)
+{
+	for (int i = 0; i < GUARD_SLOTS; i++) {
+		struct guard_slot *s = &guard_tab[i];
+		int st = LOAD(&s->state);
+
+		if (st >= SLOT_ARMED &&
+		    __atomic_load_n(&s->base, __ATOMIC_RELAXED) == (uintptr_t)base) {
+			guard_del(i);
+			return;
+		}
 	}
 }
 

@@ -1730,8 +1730,11 @@ static int run_vm(struct opts *o)
 	}
 	vm_signals_init();
 	/* Memory that can shrink, accepted: its truncation must cost only its
-	 * link, not this process (the guard is process-wide: ours to install). */
-	if (o->allow_unsealed && (r = vp_mem_sigbus_guard()) < 0) {
+	 * link, not this process (the guard is process-wide: ours to install).
+	 * Inside a backend VM the BARs we map are revoked by the kernel when a
+	 * function is unplugged without GONE first: the same guard. */
+	if ((o->allow_unsealed || o->port[0].guest_pci || o->port[1].guest_pci) &&
+	    (r = vp_mem_sigbus_guard()) < 0) {
 		vp_log(VP_LOG_ERR, "cannot install the SIGBUS guard: %s", strerror(-r));
 		free_vm(vm);
 		return VM_EXIT_FAIL;

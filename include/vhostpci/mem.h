@@ -183,6 +183,23 @@ VP_API int vp_mem_read_safe(const struct vp_mem *mem, uint64_t gpa, void *buf,
 VP_API int vp_mem_sigbus_guard(void);
 
 /*
+ * Put a mapping the caller made itself under the SIGBUS guard: a PCI BAR
+ * mapped through sysfs, which the kernel revokes when the device is
+ * unplugged (the next access raises SIGBUS). Once vp_mem_sigbus_guard() is
+ * installed, a fault in [base, base + len) is repaired as for the memory
+ * vp_mem_add_region() maps (private zero pages, same protection) and *flag
+ * set to 1 (atomically, from the handler: the caller polls it and lets the
+ * device go). base is what mmap() returned. 0, -EINVAL (base not a page
+ * boundary, len 0, no flag), or -ENOSPC (the guard's table is full).
+ * Threading: the same as for the tables; vp_mem_unguard_mapping() before the
+ * caller unmaps it, from the thread that registered it.
+ */
+VP_API int vp_mem_guard_mapping(void *base, size_t len, int prot, int *flag);
+
+/* Take base (as given to vp_mem_guard_mapping()) out of the guard; no-op if unknown. */
+VP_API void vp_mem_unguard_mapping(void *base);
+
+/*
  * True once the SIGBUS guard replaced one of mem's mappings because the peer
  * shrank the memory behind it. Never goes back to false: everything read
  * from mem since is zeros, stores to it were lost. Callers break every link

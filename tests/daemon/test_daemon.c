@@ -2873,16 +2873,18 @@ static void bevm_plug_body(struct daemon *d)
 	k.f.kick[0] = newkick;
 	k.f.call[0] = newcall;
 	vu_raw_start(k.fd, &k.f, base);
-	/* New call fds: the virtual peer disconnects and comes again. */
+	/* New call fds: a new virtual peer (the next id, never a disconnect: QEMU
+	 * 7.2 corrupts its heap on that), which the window names. */
 	{
-		int64_t val;
-		int fd, peer[BV_NVEC];
+		int64_t val, old = k.v.peer_id;
+		int peer[BV_NVEC];
 
-		CHECK(recv_msg(k.v.ivs, &val, &fd) && val == k.v.peer_id && fd < 0);
 		for (unsigned i = 0; i < BV_NVEC; i++) {
-			CHECK(recv_msg(k.v.ivs, &val, &peer[i]) && val == k.v.peer_id);
+			CHECK(recv_msg(k.v.ivs, &val, &peer[i]) && peer[i] >= 0 && val != old &&
+			      val != k.v.my_id);
 			close(k.v.peer[i]);
 			k.v.peer[i] = peer[i];
+			k.v.peer_id = val;
 		}
 	}
 	eventfd_write(k.v.peer[0], 1);
@@ -2894,6 +2896,7 @@ static void bevm_plug_body(struct daemon *d)
 	REQUIRE(drv_snap(&k.v, &info));
 	CHECK_EQ(info.status, VP_INFO_ST_PRESENT | VP_INFO_ST_READY);
 	CHECK_EQ(info.queues[0].last_avail_idx, base[0]);
+	CHECK_EQ(info.daemon_peer, (uint16_t)k.v.peer_id);
 	CHECK(log_has(d, "kick fd replaced"));
 	bv_down(d, &k);
 }

@@ -7,6 +7,8 @@
 #   -e, --env VAR=val       pass VAR=val on the kernel command line (guest environment)
 #       --append STR        more kernel command-line words, raw
 #   -m, --mem SIZE          guest RAM, a power of two (256M default; K/M/G suffixes)
+#       --any-mem           allow a --mem that is not a power of two (a frontend that
+#                           vhost-pcid must refuse for a backend VM: tests only)
 #       --mem-path FILE     RAM from memory-backend-file FILE (share=on) instead of memfd
 #   -n, --vhost-user SOCK   add a virtio-net-pci NIC on a vhost-user netdev whose backend
 #                           listens on SOCK (QEMU is the client, reconnect=1); repeatable
@@ -21,6 +23,8 @@
 #                           mkinitrd.sh when the kit's files are newer)
 #       --kernel FILE       kernel (default: the uncompressed vmlinux from setup.sh)
 #       --smp N             vCPUs (default 1)
+#       --reboot            a reboot (in the guest, or QMP system_reset) restarts the guest
+#                           instead of ending QEMU (no -no-reboot)
 #       --accel A           tcg | kvm | auto (default auto: kvm only where it is real)
 #       --loglevel N        kernel console log level (default 5: errors, warnings and oops
 #                           traces reach the serial log; 8 shows everything)
@@ -36,7 +40,7 @@ vp_prog=run-guest
 VP_DIE_RC=4
 
 tests='' mem=256M mem_path='' timeout=120 name='' initrd='' kernel='' smp=1 accel=auto
-log='' vectors='' interactive=0 append='' loglevel=5
+log='' vectors='' interactive=0 append='' loglevel=5 reboot=0 any_mem=0
 socks=() macs=() envs=() qargs=()
 need() { [ $# -ge 2 ] || vp_die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -56,6 +60,8 @@ while [ $# -gt 0 ]; do
     --initrd) need "$@"; initrd=$2; shift ;;
     --kernel) need "$@"; kernel=$2; shift ;;
     --smp) need "$@"; smp=$2; shift ;;
+    --reboot) reboot=1 ;;
+    --any-mem) any_mem=1 ;;
     --accel) need "$@"; accel=$2; shift ;;
     --loglevel) need "$@"; loglevel=$2; shift ;;
     -i | --interactive) interactive=1 ;;
@@ -78,7 +84,7 @@ mem_mib=$(awk -v s="$mem" 'BEGIN {
     n = s + 0; u = toupper(substr(s, length(s)));
     if (u == "G") n *= 1024; else if (u == "K") n /= 1024; else if (u != "M" && u !~ /[0-9]/) n = -1;
     print (n == int(n)) ? n : -1 }')
-[ "$mem_mib" -gt 0 ] 2>/dev/null && [ $((mem_mib & (mem_mib - 1))) = 0 ] ||
+[ "$mem_mib" -gt 0 ] 2>/dev/null && { [ $any_mem = 1 ] || [ $((mem_mib & (mem_mib - 1))) = 0 ]; } ||
     vp_die "--mem $mem: must be a power of two of at least 1M"
 
 case $accel in
@@ -123,8 +129,9 @@ done
 cmdline="$cmdline$append"
 
 q=(qemu-system-x86_64 -name "vp-$name" -M pc -accel "$accel" -smp "$smp" -m "$mem"
-    -nodefaults -no-user-config -display none -no-reboot
+    -nodefaults -no-user-config -display none
     -kernel "$kernel" -initrd "$initrd" -append "$cmdline")
+[ $reboot = 1 ] || q+=(-no-reboot)
 if [ -n "$mem_path" ]; then
     q+=(-object "memory-backend-file,id=vpmem,mem-path=$mem_path,size=$mem,share=on")
 else

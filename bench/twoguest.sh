@@ -1,0 +1,87 @@
+#!/bin/bash
+# Two real guests (stock Debian kernel, QEMU 7.2 TCG) talking, through vhost-pci and through
+# a vSwitch, in one run so the ratios compare like with like:
+#   vhost-pci  guest A: stock virtio-net on vhost-user to vhost-pcid; guest B: a backend VM
+#              (backend-vm=) running vp-vm --backend --guest-pci --app tap (adaptive) with
+#              its TAP in a bridge; the frames cross once, in B's userspace;
+#   vswitch    guests A and B: stock virtio-net on vhost-user to vp-vswitch (adaptive, a
+#              host process copying each frame out of one guest's ring into the other's).
+# For each path, in each direction: ping RTT (min/avg/max of COUNT pings, busybox ping in the
+# guest) and the time to push MIB MiB of random bytes over TCP (busybox nc, until the peer has
+# counted them). A measurement, not a test: numbers depend on the machine's load.
+#
+#   bench/twoguest.sh BUILD_DIR [MIB [COUNT]]     (defaults 16 MiB, 20 pings)
+#
+# Needs root, QEMU and the guest kit (tests/guest/setup.sh). Takes the guest-boot lock.
+set -uo pipefail
+vp_prog=bench-twoguest
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../tests/guest/lib.sh"
+. "$here/../tests/peers/twoguest-lib.sh"
+
+build=$(realpath "${1:?usage: $0 BUILD_DIR [MIB [COUNT]]}")
+mib=${2:-16} count=${3:-20}
+pcid=$build/daemon/vhost-pcid vpvm=$build/tools/vp-vm vswitch=$build/tools/vp-vswitch
+A=169.254.88.2 B=169.254.88.1
+for f in "$pcid" "$vpvm" "$vswitch"; do [ -x "$f" ] || vp_die "no $f (build first)"; done
+"$here/../tests/guest/setup.sh" >/dev/null || vp_die "tests/guest/setup.sh failed"
+
+work=$(mktemp -d /tmp/vp-bench-twoguest.XXXXXX)
+trap tg_cleanup EXIT
+tg_initrd || vp_die "mkinitrd.sh failed"
+tg_lock
+declare -A res=()
+
+# measure PATH NAME PEER: one bench command; fills res[PATH.NAME.rtt|s].
+measure() {
+	local from m
+	from=$(tg_lines "$2")
+	tg_cmd "$2" "bench $3 $count $mib" || vp_die "$2: no bench"
+	tg_wait "$2" 300 "bench \(rtt\|FAIL\)" "$from" || vp_die "$2: bench did not finish"
+	m=$(tg_marker "$2" "bench " "$from")
+	echo "$vp_prog: $1 $2 -> $3: $m"
+	grep -q "answer $((mib * 1048576))\$" <<<"$m" || vp_die "$2: the peer did not get $mib MiB"
+	res[$1.$2.rtt]=$(awk '{ print $3 }' <<<"$m")
+	res[$1.$2.s]=$(awk '{ print $7 }' <<<"$m")
+}
+
+# vhost-pci: B is the backend VM.
+tg_guest b be "$B/24"
+tg_wait b 90 ready || vp_die "backend guest did not come up"
+tg_pcid "$pcid" b || vp_die "vhost-pcid did not start"
+tg_guest a fe "$A/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
+tg_wait a 90 ready || vp_die "frontend guest did not come up"
+measure vhost-pci a $B
+measure vhost-pci b $A
+tg_stop_all
+kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
+
+# vSwitch: both guests are plain virtio-net guests on vp-vswitch.
+"$vswitch" --listen "$work/vs.sock" --ports 2 --quiet >"$work/vswitch.out" 2>"$work/vswitch.log" &
+tg_dpid=$!
+tg_guest b fe "$B/24" -n "$work/vs.sock" --mac 52:54:00:88:00:01
+tg_guest a fe "$A/24" -n "$work/vs.sock" --mac 52:54:00:88:00:02
+tg_wait b 90 ready && tg_wait a 90 ready || vp_die "vswitch guests did not come up"
+measure vswitch a $B
+measure vswitch b $A
+tg_stop_all
+kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
+
+echo
+echo "two guests, TCG, $count pings, $mib MiB TCP (busybox nc), $(date -u +%Y-%m-%d)"
+printf '%-10s %-8s %-22s %-10s %-10s\n' path dir "rtt min/avg/max ms" "tcp s" "MiB/s"
+for p in vhost-pci vswitch; do
+	for g in a b; do
+		d=$([ $g = a ] && echo "A->B" || echo "B->A")
+		printf '%-10s %-8s %-22s %-10s %-10s\n' $p "$d" "${res[$p.$g.rtt]}" "${res[$p.$g.s]}" \
+			"$(awk -v m="$mib" -v s="${res[$p.$g.s]}" 'BEGIN { printf "%.1f", ((s > 0) ? m / s : 0) }')"
+	done
+done
+for g in a b; do
+	awk -v g=$g -v r1="${res[vhost-pci.$g.rtt]}" -v r2="${res[vswitch.$g.rtt]}" \
+		-v s1="${res[vhost-pci.$g.s]}" -v s2="${res[vswitch.$g.s]}" 'BEGIN {
+		split(r1, x, "/"); split(r2, y, "/");
+		d = (g == "a") ? "A->B" : "B->A"; rr = (y[2] > 0) ? x[2] / y[2] : 0
+		rs = (s2 > 0) ? s1 / s2 : 0
+		printf "ratio vhost-pci/vswitch %s: avg rtt %.2f, tcp time %.2f\n", d, rr, rs }'
+done

@@ -1,0 +1,170 @@
+# Host side of the two-guest tests (qemu-twoguest.sh, qemu-twoguest-resil.sh) and of
+# bench/twoguest.sh: boot guests running tests/guest/tests/twoguest.sh, send them commands
+# on their second serial port, wait for their markers. Sourced (bash), after lib.sh; the
+# caller sets `work` (a scratch directory), `vpvm` (the vp-vm binary) and `vp_prog`.
+# shellcheck shell=bash
+
+tg_kit=$(cd "$(dirname "${BASH_SOURCE[0]}")/../guest" && pwd)
+declare -A tg_pid=()
+
+# Every run that boots guests holds this lock: two TCG guests take both cores, and other
+# tests boot guests too. Held until the caller exits.
+tg_lock() {
+	exec {tg_lockfd}>/tmp/vp-guest-boot.lock
+	flock "$tg_lockfd"
+}
+
+# One initramfs for every role: vp-vm and the libraries ldd names (in /lib/vp: the guest's
+# /tmp is a tmpfs, so build-tree paths would be hidden), the loader where vp-vm looks for it,
+# tun and bridge for the backend's TAPs, virtio_net for the frontends.
+tg_initrd() {
+	local files=(-f "$vpvm:/bin/vp-vm") lib
+	while read -r lib; do
+		case $lib in
+		*ld-linux*) files+=(-f "$(realpath "$lib"):$lib") ;;
+		*) files+=(-f "$(realpath "$lib"):/lib/vp/$(basename "$lib")") ;;
+		esac
+	done < <(ldd "$vpvm" | grep -o '/[^ ]*' | sort -u)
+	"$tg_kit/mkinitrd.sh" -m tun,bridge "${files[@]}" -o "$work/initrd.cpio" \
+		2>"$work/mkinitrd.log"
+}
+
+# tg_guest NAME ROLE IP/N [run-guest.sh options]: boot a guest in the background. Its serial
+# log is $work/NAME.log, its command port $work/NAME.cmd, its QMP $work/NAME.qmp.
+tg_guest() {
+	local name=$1 role=$2 ip=$3
+	shift 3
+	# A previous guest of this name must not answer for this one (run-guest.sh empties
+	# the log only once it runs).
+	[ ! -f "$work/$name.log" ] || mv "$work/$name.log" "$work/$name.log.old"
+	rm -f "$work/$name.cmd" "$work/$name.qmp"
+	"$tg_kit/run-guest.sh" -t twoguest --name "$name" --initrd "$work/initrd.cpio" \
+		-e VP_TG_ROLE="$role" -e VP_TG_IP="$ip" -e VP_TG_KIB="${TG_KIB:-1024}" \
+		-e VP_HOSTNAME="$name" -T "${TG_GUEST_TIMEOUT:-300}" -l "$work/$name.log" \
+		-q -chardev -q "socket,id=tgcmd,path=$work/$name.cmd,server=on,wait=off" \
+		-q -serial -q chardev:tgcmd \
+		-q -qmp -q "unix:$work/$name.qmp,server=on,wait=off" "$@" \
+		>>"$work/$name.out" 2>&1 &
+	tg_pid[$name]=$!
+}
+
+# The guest's QEMU process (run-guest.sh writes its pid file next to the log).
+tg_qemu_pid() { cat "$work/$1.log.pid" 2>/dev/null; }
+
+# Lines in NAME's serial log so far: a starting point for tg_wait.
+tg_lines() { wc -l <"$work/$1.log" 2>/dev/null || echo 0; }
+
+# tg_wait NAME SECONDS PATTERN [FROM-LINE]: a "VPGUEST: INFO tg: PATTERN" marker.
+tg_wait() {
+	vp_wait_serial "$work/$1.log" "${tg_pid[$1]}" "$2" "INFO tg: $3" "${4:-1}"
+}
+
+# The newest marker matching PATTERN after FROM-LINE, without the prefix.
+tg_marker() {
+	tail -n +"${3:-1}" "$work/$1.log" | grep -a "INFO tg: $2" | tail -1 | sed 's/.*INFO tg: //' | tr -d '\r'
+}
+
+# tg_cmd NAME LINE: one command line to the guest's second serial port. The connection stays
+# open until the guest has echoed the line ("tg: cmd LINE"): QEMU drops what it has not yet
+# read from a chardev that hangs up.
+tg_cmd() {
+	python3 - "$work/$1.cmd" "$2" "$work/$1.log" "$(tg_lines "$1")" <<'EOF'
+import socket, sys, time
+path, line, log, skip = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+s.sendall(line.encode() + b"\n")
+want = "INFO tg: cmd " + " ".join(line.split())
+for _ in range(300):
+    with open(log, errors="replace") as f:
+        if any(want in l for l in f.readlines()[skip:]):
+            sys.exit(0)
+    time.sleep(0.1)
+sys.exit("the guest did not take the command '%s' within 30 s" % line)
+EOF
+}
+
+# tg_qmp NAME COMMAND: one QMP command, e.g. system_reset; fails on an error answer.
+tg_qmp() {
+	python3 - "$work/$1.qmp" "$2" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+json.loads(f.readline())
+for cmd in ("qmp_capabilities", sys.argv[2]):
+    f.write(json.dumps({"execute": cmd}) + "\n")
+    f.flush()
+    while True:
+        m = json.loads(f.readline())
+        if "return" in m:
+            break
+        if "error" in m:
+            sys.exit("qmp %s: %s" % (cmd, m["error"]))
+EOF
+}
+
+# tg_round NAME N PEER SECONDS: run round N from NAME against PEER; 0 when it passed.
+tg_round() {
+	local from
+	from=$(tg_lines "$1")
+	tg_cmd "$1" "round $2 $3" || return 1
+	tg_wait "$1" "$4" "round $2 \(ok\|FAIL\)" "$from" || return 1
+	echo "$vp_prog: $1: $(tg_marker "$1" "round $2 " "$from")"
+	tg_wait "$1" 1 "round $2 ok" "$from"
+}
+
+# Stop a guest: its run-guest.sh takes QEMU down with it.
+tg_stop() {
+	local p=${tg_pid[$1]:-}
+	[ -n "$p" ] || return 0
+	kill "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	tg_pid[$1]=''
+}
+
+tg_stop_all() {
+	local n
+	for n in "${!tg_pid[@]}"; do tg_stop "$n"; done
+}
+
+# tg_diag NAME...: ask each running guest for its state (vp-vm's log, devices, neighbours)
+# and print the markers of every guest named.
+tg_diag() {
+	local n
+	for n in "$@"; do
+		[ -n "${tg_pid[$n]:-}" ] && tg_cmd "$n" diag 2>/dev/null && tg_wait "$n" 10 "diag end"
+	done
+	for n in "$@"; do
+		[ -f "$work/$n.log" ] &&
+			grep -ah "VPGUEST\|BUG\|Oops" "$work/$n.log" | tail -50 | sed "s/^/  $n: /"
+	done
+}
+
+# What every two-guest script needs before it boots anything; exit 77 (SKIP) without it.
+tg_require() {
+	[ "$(id -u)" = 0 ] || { echo "$vp_prog: SKIP: needs root (packages)"; exit 77; }
+	"$tg_kit/setup.sh" >/dev/null ||
+		{ echo "$vp_prog: SKIP: tests/guest/setup.sh failed (no QEMU or guest kernel)"; exit 77; }
+	command -v qemu-system-x86_64 >/dev/null || { echo "$vp_prog: SKIP: no qemu-system-x86_64"; exit 77; }
+}
+
+# tg_pcid VHOST_PCID BACKEND_VM_GUEST: vhost-pcid serving $work/net0.sock into that guest's
+# QMP, debug log in $work/daemon.log, control socket $work/ctl.sock. Sets tg_dpid.
+tg_pcid() {
+	"$1" --server "path=$work/net0.sock,id=net0,backend-vm=$work/$2.qmp" \
+		--control "$work/ctl.sock" --run-dir "$work/run" --log-level debug \
+		2>"$work/daemon.log" &
+	tg_dpid=$!
+	for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && return 0; sleep 0.1; done
+	return 1
+}
+
+# The EXIT trap of every two-guest script: guests, the daemon or switch, the scratch dir.
+tg_cleanup() {
+	tg_stop_all
+	[ -z "${tg_dpid:-}" ] || { kill "$tg_dpid" 2>/dev/null; wait "$tg_dpid" 2>/dev/null; }
+	tg_dpid=''
+	[ "${VP_KEEP_LOGS:-0}" = 1 ] && echo "$vp_prog: logs in $work" || rm -rf "$work"
+}
