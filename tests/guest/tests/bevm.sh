@@ -92,7 +92,7 @@ while [ $t -lt 3000 ]; do
         [ "$pairs" -gt "$seen" ] && seen=$pairs
         if [ "$seen" -ge "$want" ] && [ -z "$fns" ]; then
             # Wait for acpiphp's _EJ0 (see ivshmem.sh): the rescan lock is held
-            # until the functions are ejected, so QEMU sends DEVICE_DELETED first.
+            # until the eject of the functions was asked of QEMU.
             echo 1 >/sys/bus/pci/rescan || vp_fail "cannot rescan the PCI bus"
             vp_info "done"
             exit 0

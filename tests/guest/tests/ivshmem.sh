@@ -41,9 +41,11 @@ devmem $((bar0 + 12)) 32 $(((VP_IVS_PEER << 16) | 2)) || vp_fail "doorbell write
 vp_info "rang peer $VP_IVS_PEER vector 2"
 vp_wait_for 60 test ! -e "$d" || vp_fail "$(basename "$d") still there 60 s after the doorbell"
 vp_info "gone"
-# The sysfs entry goes before acpiphp evaluates _EJ0 (which makes QEMU release the device
-# and send DEVICE_DELETED), in the same work item and under the PCI rescan lock. A rescan
-# waits for that lock, so once it returns the eject is done and we may power off.
+# The sysfs entry goes before acpiphp evaluates _EJ0 (which asks QEMU to release the
+# device), in the same work item and under the PCI rescan lock. A rescan waits for that
+# lock, so once it returns the eject was asked for and we may power off. QEMU finishes the
+# unplug in its main loop and may send DEVICE_DELETED after our SHUTDOWN: the host runs it
+# with -no-shutdown and waits for the event.
 echo 1 >/sys/bus/pci/rescan || vp_fail "cannot rescan the PCI bus"
 vp_info "ejected"
 exit 0
