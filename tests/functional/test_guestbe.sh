@@ -10,6 +10,10 @@
 #   test_guestbe.sh VP_VM GUESTBE_HOST
 set -u
 VM=${1:?usage: test_guestbe.sh VP_VM GUESTBE_HOST}
+# Under ASan, LeakSanitizer's exit-time scan of vp-vm --guest-pci was seen to hang
+# (its tracer waiting on a tracee that never stops; 1 run in 3): leaks are checked
+# by the other suites, and -k 5 makes a stuck vp-vm die instead of outliving us.
+VM_ASAN="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 HOST=${2:?}
 T=$(mktemp -d /tmp/vp-guestbe-test-XXXXXX)
 hpid='' vpid=''
@@ -24,7 +28,7 @@ timeout 90 "$HOST" fake "$T/sys" 3000 60 >"$T/host.out" 2>&1 &
 hpid=$!
 for _ in $(seq 200); do grep -q ready "$T/host.out" && break; sleep 0.05; done
 grep -q ready "$T/host.out" || fail "the host never published its device"
-timeout 90 "$VM" --backend --guest-pci=5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a --sysfs-root "$T/sys" \
+timeout -k 5 90 env ASAN_OPTIONS="$VM_ASAN" "$VM" --backend --guest-pci=5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a --sysfs-root "$T/sys" \
 	--app echo --mode poll --seconds 60 --quiet --json >"$T/vm.json" 2>"$T/vm.log" &
 vpid=$!
 wait "$hpid"; rc=$?; hpid=''

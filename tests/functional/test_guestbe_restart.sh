@@ -10,6 +10,9 @@
 #   test_guestbe_restart.sh VP_VM GUESTBE_HOST
 set -u
 VM=${1:?usage: test_guestbe_restart.sh VP_VM GUESTBE_HOST}
+# Under ASan, LeakSanitizer's exit-time scan of vp-vm --guest-pci was seen to hang
+# (see test_guestbe.sh): leaks are checked by the other suites.
+VM_ASAN="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 HOST=${2:?}
 T=$(mktemp -d /tmp/vp-guestbe-restart-XXXXXX)
 hpid='' vpid=''
@@ -34,14 +37,14 @@ echoing() { # N: vp-vm N's progress line (once a second) shows frames coming in
 timeout 60 "$HOST" fake "$T/sys" 1000000000 40 >"$T/host.out" 2>&1 &
 hpid=$!
 wait_log "$T/host.out" ready || fail "the host never published its device"
-"$VM" --backend --guest-pci --sysfs-root "$T/sys" --app echo --mode poll --seconds 30 \
+env ASAN_OPTIONS="$VM_ASAN" "$VM" --backend --guest-pci --sysfs-root "$T/sys" --app echo --mode poll --seconds 30 \
 	--json >"$T/vm1.json" 2>"$T/vm1.log" &
 vpid=$!
 wait_log "$T/vm1.log" "link up" || fail "the first vp-vm never brought the link up"
 echoing 1 || fail "the first vp-vm echoed nothing"
 kill -KILL "$vpid"
 wait "$vpid" 2>/dev/null
-"$VM" --backend --guest-pci --sysfs-root "$T/sys" --app echo --mode poll --seconds 2 \
+env ASAN_OPTIONS="$VM_ASAN" "$VM" --backend --guest-pci --sysfs-root "$T/sys" --app echo --mode poll --seconds 2 \
 	--quiet --json >"$T/vm2.json" 2>"$T/vm2.log" &
 vpid=$!
 wait "$vpid"

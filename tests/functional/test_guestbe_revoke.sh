@@ -11,6 +11,10 @@
 #   test_guestbe_revoke.sh VP_VM GUESTBE_HOST
 set -u
 VM=${1:?usage: test_guestbe_revoke.sh VP_VM GUESTBE_HOST}
+# Under ASan, LeakSanitizer's exit-time scan of vp-vm --guest-pci was seen to hang
+# (its tracer waiting on a tracee that never stops; 1 run in 3): leaks are checked
+# by the other suites, and -k 5 makes a stuck vp-vm die instead of outliving us.
+VM_ASAN="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 HOST=${2:?}
 T=$(mktemp -d /tmp/vp-guestbe-revoke-XXXXXX)
 hpid='' vpid=''
@@ -28,7 +32,7 @@ wait_log() { # FILE PATTERN
 timeout 60 "$HOST" fake "$T/sys" 1000000000 30 >"$T/host.out" 2>&1 &
 hpid=$!
 wait_log "$T/host.out" ready || fail "the host never published its device"
-timeout 60 "$VM" --backend --guest-pci --sysfs-root "$T/sys" --app echo --mode adaptive \
+timeout -k 5 60 env ASAN_OPTIONS="$VM_ASAN" "$VM" --backend --guest-pci --sysfs-root "$T/sys" --app echo --mode adaptive \
 	--seconds 30 --quiet --json >"$T/vm.json" 2>"$T/vm.log" &
 vpid=$!
 wait_log "$T/vm.log" "link up" || fail "vp-vm never brought the link up"
