@@ -85,8 +85,9 @@ struct vp_dev_ring {
  * A vhost-pci device: read-only for the caller, valid until the
  * VP_EV_DEVICE_REMOVED event for it returns. regions and rings point at
  * nregions and nrings entries owned by whoever made the view (the server,
- * vp_guest); a caller that builds one (a test, a copy with other ring bases)
- * points them at its own arrays. config keeps its array: its bound is that of
+ * vp_guest), so a copy of the struct shares them and lives no longer; a
+ * caller that builds one (a test, a copy with other ring bases) points them
+ * at its own arrays. config keeps its array: its bound is that of
  * both wire formats that carry it (VP_PCI_CONFIG_MAX in GET_DEVICE_INFO,
  * VP_INFO_CONFIG_MAX in the info window), not a limit of the library.
  */
