@@ -1850,21 +1850,22 @@ int vpd_bevm_qemu_args(struct vpd *d, struct vpd_server *s, const struct vpd_col
 		return -E2BIG;
 	}
 	if (!n) {
-		struct vp_pci_info *info = malloc(sizeof(*info));
+		struct vp_pci_info *info = vp_pci_info_new();
+		int count = info ? vp_server_info(s->srv, info) : -ENOMEM;
 
-		if (!info) {
+		if (count < 0) {
+			vp_pci_info_free(info);
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
-		vp_server_info(s->srv, info);
-		for (unsigned i = 0; i < info->count && n < VPD_COLD_MAX; i++) {
-			const struct vp_device *dev = info->dev[i].dev;
+		for (unsigned i = 0; i < (unsigned)count && n < VPD_COLD_MAX; i++) {
+			const struct vp_device *dev = vp_pci_info_get(info, i)->dev;
 			const struct vpd_bdev *b = find(d, dev->id);
 
 			if (dev->state == VP_DEV_READY && (!b || b->st == P_NONE))
 				all[n++] = (struct vpd_cold_dev){ .id = dev->id, .slot = -1 };
 		}
-		free(info);
+		vp_pci_info_free(info);
 		if (!n) {
 			snprintf(err, errlen, "server %s has no ready device that is in no backend "
 				 "VM (a frontend's RAM must exist when the backend VM starts)",

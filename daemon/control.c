@@ -278,33 +278,38 @@ static int cmp_dev(const void *a, const void *b)
 /* Every device of every server, by id. */
 static int render_list(struct vpd *d, struct jw *w)
 {
-	struct vp_pci_info *info = malloc(sizeof(*info));
+	struct vp_pci_info *info = vp_pci_info_new();
 	const struct vp_device **devs = NULL;
 	size_t n = 0, cap = 0;
+	int e;
 
 	if (!info)
 		return -ENOMEM;
 	for (unsigned s = 0; s < d->nservers; s++) {
 		if (!d->servers[s].srv)  /* a slot a reload emptied */
 			continue;
-		vp_server_info(d->servers[s].srv, info);
-		for (unsigned i = 0; i < info->count; i++) {
+		e = vp_server_info(d->servers[s].srv, info);
+		for (unsigned i = 0; e >= 0 && i < (unsigned)e; i++) {
 			if (n == cap) {
 				const struct vp_device **nd;
 
 				cap = cap ? cap * 2 : 16;
 				nd = realloc(devs, cap * sizeof(*devs));
 				if (!nd) {
-					free(devs);
-					free(info);
-					return -ENOMEM;
+					e = -ENOMEM;
+					break;
 				}
 				devs = nd;
 			}
-			devs[n++] = info->dev[i].dev;
+			devs[n++] = vp_pci_info_get(info, i)->dev;
+		}
+		if (e < 0) {
+			free(devs);
+			vp_pci_info_free(info);
+			return e;
 		}
 	}
-	free(info);
+	vp_pci_info_free(info);
 	if (n)
 		qsort(devs, n, sizeof(*devs), cmp_dev);
 	jw_obj_begin(w, NULL);

@@ -36,6 +36,7 @@
 
 #include "vhostpci/guestdev.h"
 #include "vhostpci/log.h"
+#include "internal.h"
 #include "util.h"
 
 #define IVSHMEM_VENDOR 0x1af4
@@ -69,6 +70,8 @@ struct vp_guestdev {
 	struct vp_devinfo snap;		/* last accepted */
 	struct vp_mem *mem;
 	struct vp_device dev;		/* the view vp_net attaches to */
+	struct vp_dev_region regions[VP_INFO_MAX_REGIONS];	/* dev.regions */
+	struct vp_dev_ring rings[2];				/* dev.rings */
 	struct vp_net *net;
 	uint16_t pos[2];		/* where the rings resume / stopped */
 	uint32_t driver_gen;
@@ -504,7 +507,9 @@ static int build_view(struct vp_guestdev *d)
 	v->server_id = "guest-pci";
 	v->peer_pid = -1;
 	v->device_features = v->driver_features = s->features;
-	r = vp_devinfo_regions(s, VP_MEM_RW, v->regions, VP_PCI_MAX_REGIONS);
+	v->regions = d->regions;
+	v->rings = d->rings;
+	r = vp_devinfo_regions(s, VP_MEM_RW, d->regions, VP_INFO_MAX_REGIONS);
 	if (r < 0)
 		return r;
 	v->nregions = (unsigned)r;
@@ -512,7 +517,7 @@ static int build_view(struct vp_guestdev *d)
 	v->nrings = 2;
 	for (unsigned q = 0; q < 2; q++) {
 		const struct vp_devinfo_queue *iq = &s->queues[q];
-		struct vp_dev_ring *rg = &v->rings[q];
+		struct vp_dev_ring *rg = &d->rings[q];
 
 		rg->num = iq->num;
 		rg->last_avail_idx = iq->last_avail_idx;
@@ -557,7 +562,7 @@ static int ring_idx(const struct vp_mem *mem, uint64_t gpa)
 static void resume_at_used(struct vp_guestdev *d)
 {
 	for (unsigned q = 0; q < 2; q++) {
-		struct vp_dev_ring *rg = &d->dev.rings[q];
+		struct vp_dev_ring *rg = &d->rings[q];
 		int avail = ring_idx(d->mem, rg->avail), used = ring_idx(d->mem, rg->used);
 
 		if (avail < 0 || used < 0 || (uint16_t)(avail - used) > rg->num ||
@@ -959,17 +964,21 @@ int vp_guest_timeout(const struct vp_guest *g)
 	return t >= g->next_scan_ns ? 0 : (int)((g->next_scan_ns - t + 999999) / 1000000);
 }
 
-void vp_guest_registry(const struct vp_guest *g, struct vp_pci_info *out)
+int vp_guest_registry(const struct vp_guest *g, struct vp_pci_info *out)
 {
-	out->count = 0;
+	int e;
+
+	vp_pci_info_clear(out);
 	for (unsigned i = 0; i < VP_GUEST_MAX_DEVICES; i++) {
 		const struct vp_guestdev *d = &g->devs[i];
 
-		if (d->used && d->net)
-			out->dev[out->count++] = (struct vp_pci_dev){
-				.device_type = d->snap.device_type, .device_id = d->snap.device_id,
-				.dev = &d->dev };
+		if (!d->used || !d->net)
+			continue;
+		e = vp_pci_info_add(out, &d->dev);
+		if (e < 0)
+			return e;
 	}
+	return (int)vp_pci_info_count(out);
 }
 
 struct vp_guestdev *vp_guest_find(const struct vp_guest *g, const uint8_t uuid[16])

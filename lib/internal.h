@@ -19,4 +19,11 @@ struct vp_msg;
  * vp_sock_recv(). */
 int vp_sock_recv_until(int sock, struct vp_rx *rx, struct vp_msg *m, int64_t deadline_ms);
 
+struct vp_pci_info;
+struct vp_device;
+/* registry.c: empty the registry (its storage is kept). */
+void vp_pci_info_clear(struct vp_pci_info *info);
+/* registry.c: append dev; 0, or -ENOMEM with the registry emptied. */
+int vp_pci_info_add(struct vp_pci_info *info, const struct vp_device *dev);
+
 #endif

@@ -258,11 +258,16 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 			 * would start from the handshake's last_avail_idx.)
 			 */
 			struct vp_device cur = *dev;
+			struct vp_dev_ring rings[VP_DEV_MAX_RINGS];
 			struct vp_ring_status st;
 
-			for (unsigned i = 0; i < cur.nrings && i < VP_DEV_MAX_RINGS; i++)
+			cur.nrings = dev->nrings < VP_DEV_MAX_RINGS ? dev->nrings
+								    : VP_DEV_MAX_RINGS;
+			memcpy(rings, dev->rings, cur.nrings * sizeof(rings[0]));
+			cur.rings = rings;
+			for (unsigned i = 0; i < cur.nrings; i++)
 				if (vp_device_ring_status(dev, i, &st) == 0)
-					cur.rings[i].last_avail_idx = st.used_idx;
+					rings[i].last_avail_idx = st.used_idx;
 			link_down(p, l, "eventfds replaced: re-attaching");
 			r = vp_net_new(&l->net, &cur, p->mode);
 		} else {

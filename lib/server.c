@@ -67,6 +67,8 @@ struct conn {
 	bool dead;
 	struct vp_rx rx;
 	struct vp_device dev;
+	struct vp_dev_region regions[VP_PCI_MAX_REGIONS]; /* dev.regions */
+	struct vp_dev_ring rings[VP_DEV_MAX_RINGS];       /* dev.rings */
 	struct vp_mem *mem;
 	char name[48];
 	/* vhost-user */
@@ -222,7 +224,7 @@ static void emit(struct conn *c, enum vp_event ev)
 static void drop_memory(struct conn *c)
 {
 	for (unsigned i = 0; i < c->dev.nregions; i++)
-		close_fd(&c->dev.regions[i].fd);
+		close_fd(&c->regions[i].fd);
 	c->dev.nregions = 0;
 	vp_mem_free(c->mem);
 	c->mem = NULL;
@@ -268,7 +270,7 @@ static void update_ready(struct conn *c)
 	bool ready = c->mem && c->features_set && c->dev.nrings > 0;
 
 	for (unsigned i = 0; ready && i < c->dev.nrings; i++) {
-		const struct vp_dev_ring *r = &c->dev.rings[i];
+		const struct vp_dev_ring *r = &c->rings[i];
 
 		ready = r->addr_set && r->started && r->enabled;
 	}
@@ -365,7 +367,7 @@ static bool ring_index_ok(struct conn *c, uint32_t idx, const char *what)
 /* Check that a started ring lies in memory with the access the backend needs. */
 static int check_ring_gpa(struct conn *c, unsigned idx)
 {
-	struct vp_dev_ring *r = &c->dev.rings[idx];
+	struct vp_dev_ring *r = &c->rings[idx];
 	int e;
 
 	if (r->desc % 16 || r->avail % 2 || r->used % 4) {
@@ -386,7 +388,7 @@ static int check_ring_gpa(struct conn *c, unsigned idx)
 /* vhost-user: frontend-process addresses to guest-physical. */
 static int translate_ring_uva(struct conn *c, unsigned idx)
 {
-	struct vp_dev_ring *r = &c->dev.rings[idx];
+	struct vp_dev_ring *r = &c->rings[idx];
 	int e;
 
 	e = vp_mem_uva_to_gpa(c->mem, r->desc_uva, VP_VQ_DESC_BYTES(r->num), &r->desc);
@@ -455,7 +457,7 @@ static int set_memory(struct conn *c, const struct vp_dev_region *regs, unsigned
 	drop_memory(c);
 	c->mem = mem;
 	c->dev.mem = mem;
-	memcpy(c->dev.regions, regs, n * sizeof(*regs));
+	memcpy(c->regions, regs, n * sizeof(*regs));
 	c->dev.nregions = n;
 	return 0;
 }
@@ -481,7 +483,7 @@ static bool vu_ring_idle(struct conn *c, uint32_t idx, const char *what)
 {
 	if (!ring_index_ok(c, idx, what))
 		return false;
-	if (c->dev.rings[idx].started) {
+	if (c->rings[idx].started) {
 		fail(c, -EBUSY, "%s for ring %u while it is started", what, idx);
 		return false;
 	}
@@ -502,7 +504,7 @@ static void vu_set_vring_fd(struct conn *c, struct vp_msg *m)
 			close(fd);
 		return;
 	}
-	r = &c->dev.rings[idx];
+	r = &c->rings[idx];
 	switch (m->request) {
 	case VP_VU_SET_VRING_KICK:
 		/* Receiving the kick fd starts the ring (vhost-user spec). */
@@ -532,7 +534,7 @@ static void vu_set_vring_fd(struct conn *c, struct vp_msg *m)
 /* The ring stops (the backend is told by the STOPPED event). */
 static bool vu_stop_ring(struct conn *c, uint32_t idx)
 {
-	struct vp_dev_ring *r = &c->dev.rings[idx];
+	struct vp_dev_ring *r = &c->rings[idx];
 	bool was = r->started;
 
 	r->started = false;
@@ -547,7 +549,7 @@ static bool vu_stop_ring(struct conn *c, uint32_t idx)
  * publishes used entries in order, so used->idx is its last_avail_idx. */
 static uint16_t vu_ring_base(struct conn *c, uint32_t idx, bool started)
 {
-	struct vp_dev_ring *r = &c->dev.rings[idx];
+	struct vp_dev_ring *r = &c->rings[idx];
 
 	if (started && c->mem && r->addr_set) {
 		uint16_t used_idx;
@@ -657,7 +659,7 @@ static void vu_reset(struct conn *c, struct vp_msg *m)
 {
 	(void)m;
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-		reset_ring(&c->dev.rings[i]);
+		reset_ring(&c->rings[i]);
 	c->features_set = false;
 	update_ready(c);
 }
@@ -691,7 +693,7 @@ static void vu_set_mem_table(struct conn *c, struct vp_msg *m)
 	if (set_memory(c, regs, n) < 0)
 		return;
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-		if (c->dev.rings[i].addr_set && translate_ring_uva(c, i) < 0)
+		if (c->rings[i].addr_set && translate_ring_uva(c, i) < 0)
 			return;
 	update_ready(c);
 }
@@ -717,8 +719,8 @@ static void vu_set_vring_num(struct conn *c, struct vp_msg *m)
 		     idx, m->p.state.num);
 		return;
 	}
-	c->dev.rings[idx].num = (uint16_t)m->p.state.num;
-	c->dev.rings[idx].addr_set = false;
+	c->rings[idx].num = (uint16_t)m->p.state.num;
+	c->rings[idx].addr_set = false;
 }
 
 static void vu_set_vring_base(struct conn *c, struct vp_msg *m)
@@ -731,7 +733,7 @@ static void vu_set_vring_base(struct conn *c, struct vp_msg *m)
 		fail(c, -EINVAL, "ring %u base %u out of range", idx, m->p.state.num);
 		return;
 	}
-	c->dev.rings[idx].last_avail_idx = (uint16_t)m->p.state.num;
+	c->rings[idx].last_avail_idx = (uint16_t)m->p.state.num;
 }
 
 static void vu_set_vring_addr(struct conn *c, struct vp_msg *m)
@@ -741,7 +743,7 @@ static void vu_set_vring_addr(struct conn *c, struct vp_msg *m)
 
 	if (!ring_index_ok(c, idx, "SET_VRING_ADDR"))
 		return;
-	r = &c->dev.rings[idx];
+	r = &c->rings[idx];
 	if (!r->num || !c->mem) {
 		fail(c, -EINVAL, "SET_VRING_ADDR for ring %u before %s", idx,
 		     r->num ? "SET_MEM_TABLE" : "SET_VRING_NUM");
@@ -799,7 +801,7 @@ static void vu_set_vring_enable(struct conn *c, struct vp_msg *m)
 		fail(c, -EINVAL, "SET_VRING_ENABLE %u for ring %u", m->p.state.num, idx);
 		return;
 	}
-	c->dev.rings[idx].enabled = m->p.state.num;
+	c->rings[idx].enabled = m->p.state.num;
 	update_ready(c);
 }
 
@@ -844,7 +846,7 @@ static void n_got_devinfo(struct conn *c, struct vp_msg *m)
 			return;
 	}
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-		reset_ring(&c->dev.rings[i]);
+		reset_ring(&c->rings[i]);
 	c->dev.type = d->device_type;
 	c->dev.nrings = 0;
 	for (unsigned i = 0; i < d->nrings; i++) {
@@ -855,7 +857,7 @@ static void n_got_devinfo(struct conn *c, struct vp_msg *m)
 			fail(c, -EINVAL, "ring index %u: only %u rings", w->index, VP_DEV_MAX_RINGS);
 			break;
 		}
-		r = &c->dev.rings[w->index];
+		r = &c->rings[w->index];
 		r->num = w->size;
 		r->last_avail_idx = w->last_avail_idx;
 		r->desc = w->desc;
@@ -897,13 +899,13 @@ static void n_stop(struct conn *c, const struct vp_msg *m)
 	vp_log(VP_LOG_INFO, "%s: frontend stops its device (%s)", c->name,
 	       shutdown ? "shutdown" : "reset");
 	for (unsigned i = 0; i < c->dev.nrings; i++)
-		c->dev.rings[i].started = false;
+		c->rings[i].started = false;
 	/* An ack is due: the STOPPED callback may hold it (vp_server_hold_stop). */
 	c->in_stop = !shutdown && (m->flags & VP_MSG_NEED_REPLY);
 	update_ready(c);
 	c->in_stop = false;
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-		reset_ring(&c->dev.rings[i]);
+		reset_ring(&c->rings[i]);
 	drop_memory(c);
 	c->features_set = false;
 	c->nstate = N_IDLE;
@@ -1013,7 +1015,7 @@ static void n_got_setfeat_ack(struct conn *c, struct vp_msg *m)
 	c->nstate = N_RUNNING;
 	c->features_set = true;
 	for (unsigned i = 0; i < c->dev.nrings; i++)
-		c->dev.rings[i].started = true;
+		c->rings[i].started = true;
 	update_ready(c);
 }
 
@@ -1231,7 +1233,7 @@ static void conn_destroy(struct conn *c)
 	close(c->sock);
 	vp_rx_reset(&c->rx);
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-		reset_ring(&c->dev.rings[i]);
+		reset_ring(&c->rings[i]);
 	drop_memory(c);
 	for (struct conn **p = &s->conns; *p; p = &(*p)->next) {
 		if (*p == c) {
@@ -1263,8 +1265,10 @@ static int conn_new(struct vp_server *s, int fd, const struct ucred *cred)
 	c->dev.server_id = s->id;
 	c->dev.peer_pid = cred->pid;
 	c->dev.peer_uid = cred->uid;
+	c->dev.regions = c->regions;
+	c->dev.rings = c->rings;
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
-		c->dev.rings[i].kick_fd = c->dev.rings[i].call_fd = -1;
+		c->rings[i].kick_fd = c->rings[i].call_fd = -1;
 	snprintf(c->name, sizeof(c->name), "%s#%llu", s->id, (unsigned long long)c->dev.id);
 	deadline_set(c, "first messages");
 	ev.data.ptr = c;
@@ -1689,16 +1693,19 @@ unsigned vp_server_max_connections(const struct vp_server *s)
 	return s->max_conns;
 }
 
-void vp_server_info(const struct vp_server *s, struct vp_pci_info *info)
+int vp_server_info(const struct vp_server *s, struct vp_pci_info *info)
 {
-	info->count = 0;
+	int e;
+
+	vp_pci_info_clear(info);
 	for (const struct conn *c = s->conns; c; c = c->next) {
-		if (c->dead || info->count >= VP_SERVER_MAX_CONNECTIONS)
+		if (c->dead)
 			continue;
-		info->dev[info->count++] = (struct vp_pci_dev){
-			.device_type = c->dev.type, .device_id = c->dev.id, .dev = &c->dev,
-		};
+		e = vp_pci_info_add(info, &c->dev);
+		if (e < 0)
+			return e;
 	}
+	return (int)vp_pci_info_count(info);
 }
 
 const struct vp_device *vp_server_find(const struct vp_server *s, uint64_t id)
@@ -1796,10 +1803,11 @@ int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
 		return e;
 	st->used_flags = hdr[0];
 	st->used_idx = hdr[1];
-	/* The newest avail entries, up to 8 (fewer before the ring first fills). */
+	/* The newest avail entries, up to VP_RING_STATUS_DESC (fewer before the
+	 * ring first fills). */
 	unsigned n = st->avail_idx < r->num ? st->avail_idx : r->num;
 
-	for (unsigned i = 0; i < 8 && i < n; i++) {
+	for (unsigned i = 0; i < VP_RING_STATUS_DESC && i < n; i++) {
 		uint16_t slot = (uint16_t)(st->avail_idx - 1 - i) & (r->num - 1);
 		struct vring_desc d;
 		uint16_t head;

@@ -95,24 +95,37 @@ static inline void *fp_info_function(const char *dir)
 	return fp_function(dir) < 0 ? NULL : fp_put_bin(dir, "resource2", VP_INFO_WINDOW_SIZE);
 }
 
-/* A started vp_netfe as vhost-pcid's server would hold it: READY, rings started. */
-static inline void fp_device(const struct vp_frontend_info *info, uint64_t id,
-			     struct vp_device *dev)
+/* A struct vp_device and the arrays its regions and rings point at. */
+struct fp_device {
+	struct vp_device dev;
+	struct vp_dev_region regions[VP_PCI_MAX_REGIONS];
+	struct vp_dev_ring rings[2];
+};
+
+/* A started vp_netfe as vhost-pcid's server would hold it: READY, rings
+ * started. Returns &f->dev. */
+static inline struct vp_device *fp_device(const struct vp_frontend_info *info, uint64_t id,
+					  struct fp_device *f)
 {
-	memset(dev, 0, sizeof(*dev));
+	struct vp_device *dev = &f->dev;
+
+	memset(f, 0, sizeof(*f));
+	dev->regions = f->regions;
+	dev->rings = f->rings;
 	dev->id = id;
 	dev->type = VP_VIRTIO_ID_NET;
 	memcpy(dev->uuid, info->uuid, 16);
 	dev->state = VP_DEV_READY;
 	dev->driver_features = info->driver_features;
 	dev->nregions = info->nregions;
-	memcpy(dev->regions, info->regions, sizeof(info->regions));
+	memcpy(f->regions, info->regions, sizeof(info->regions));
 	dev->nrings = 2;
 	for (unsigned q = 0; q < 2; q++)
-		dev->rings[q] = (struct vp_dev_ring){ .num = info->rings[q].num,
+		f->rings[q] = (struct vp_dev_ring){ .num = info->rings[q].num,
 			.last_avail_idx = info->rings[q].last_avail_idx, .desc = info->rings[q].desc,
 			.avail = info->rings[q].avail, .used = info->rings[q].used, .addr_set = true,
 			.enabled = true, .started = true, .kick_fd = -1, .call_fd = -1 };
+	return dev;
 }
 
 #endif

@@ -29,9 +29,14 @@
 extern "C" {
 #endif
 
-/* What a frontend tells about its device. Fds stay owned by the caller (they
+/*
+ * What a frontend tells about its device. Fds stay owned by the caller (they
  * are sent as copies). Region uaddr is where this process mapped the region:
- * vhost-user ring addresses are derived from it. */
+ * vhost-user ring addresses are derived from it. The arrays keep fixed
+ * bounds on purpose: this is what the native handshake carries (GET_MEMORY_INFO,
+ * GET_DEVICE_INFO; proto.h), and a device cannot be announced with more than
+ * those messages hold, so the bounds are the protocol's, not the library's.
+ */
 struct vp_frontend_ring {
 	uint16_t num;
 	uint16_t last_avail_idx;

@@ -55,7 +55,10 @@ struct vp_devinfo_queue {
 	uint64_t desc, avail, used;	/* frontend guest-physical */
 };
 
-/* Page 0, decoded. magic, abi_version and page_size are implied. */
+/* Page 0, decoded. magic, abi_version and page_size are implied. The arrays
+ * are the window's (device.h): their bounds are device ABI 1, not limits of
+ * the library, and change only with a new abi_version (and a new struct).
+ * The guest kernel module uses these structs as they are. */
 struct vp_devinfo {
 	uint32_t generation;	/* even, non-zero (see vp_devinfo_next_gen()) */
 	uint32_t status;	/* VP_INFO_ST_* */
@@ -73,7 +76,7 @@ struct vp_devinfo {
 	char reason[VP_INFO_REASON_LEN];	/* NUL-terminated */
 };
 
-/* Page 1, decoded. */
+/* Page 1, decoded (bounds: the window's, as above). */
 struct vp_devinfo_driver {
 	uint32_t driver_gen;
 	uint32_t driver_status;	/* VP_INFO_DS_* */

@@ -107,9 +107,11 @@ VP_API int vp_guest_control(struct vp_guest *g);
 /* Milliseconds until the next rescan is due (>= 0): a bound for a sleep. */
 VP_API int vp_guest_timeout(const struct vp_guest *g);
 
-/* The design's registry: one vp_pci_dev per device with a link up
- * (device_type, device_id, dev = its struct vp_device view). */
-VP_API void vp_guest_registry(const struct vp_guest *g, struct vp_pci_info *out);
+/* Refill the design's registry (server.h; vp_pci_info_new()) with one entry
+ * per device with a link up (device_type, device_id, dev = its struct
+ * vp_device view, valid until its DOWN). The number of entries, or -ENOMEM
+ * (out then empty). */
+VP_API int vp_guest_registry(const struct vp_guest *g, struct vp_pci_info *out);
 
 /* The device of a frontend UUID (whatever its state), or NULL. */
 VP_API struct vp_guestdev *vp_guest_find(const struct vp_guest *g, const uint8_t uuid[16]);

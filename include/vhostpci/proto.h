@@ -112,6 +112,9 @@ enum {
 #define VP_PCI_MAGIC 0x49435056u   /* "VPCI" as little-endian bytes */
 #define VP_PCI_VERSION_MAJOR 1
 #define VP_PCI_VERSION_MINOR 0
+/* Bounds of the native protocol's messages (GET_MEMORY_INFO and
+ * GET_DEVICE_INFO replies below): the arrays sized by them are wire layout,
+ * which grows only with a new protocol version. */
 #define VP_PCI_MAX_REGIONS 8
 #define VP_PCI_MAX_RINGS 4
 #define VP_PCI_CONFIG_MAX 64
@@ -225,7 +228,8 @@ struct vp_pci_error {
 	char reason[VP_PCI_REASON_MAX]; /* NUL-terminated */
 };
 
-/* A decoded message. */
+/* A decoded message: the union is the payloads above, so its size is the
+ * largest one's; fds are bounded by the transport (VP_MSG_MAX_FDS). */
 struct vp_msg {
 	uint32_t request;
 	uint32_t flags;

@@ -39,7 +39,10 @@ extern "C" {
 #define VP_SERVER_DEFAULT_HANDSHAKE_MS 10000
 #define VP_SERVER_NO_TIMEOUT (~0u)
 #define VP_SERVER_MAX_CONNECTIONS 1024
-#define VP_DEV_MAX_RINGS 2                 /* one virtio-net queue pair */
+/* Rings a device has at most in this version (one virtio-net queue pair).
+ * A limit of the library, not of any layout: struct vp_device points at its
+ * rings, so it can grow without changing the ABI. */
+#define VP_DEV_MAX_RINGS 2
 #define VP_VIRTIO_ID_NET VIRTIO_ID_NET
 
 enum vp_dialect {
@@ -78,8 +81,16 @@ struct vp_dev_ring {
 	int call_fd;
 };
 
-/* A vhost-pci device: read-only for the caller, valid until the
- * VP_EV_DEVICE_REMOVED event for it returns. */
+/*
+ * A vhost-pci device: read-only for the caller, valid until the
+ * VP_EV_DEVICE_REMOVED event for it returns. regions and rings point at
+ * nregions and nrings entries owned by whoever made the view (the server,
+ * vp_guest), so a copy of the struct shares them and lives no longer; a
+ * caller that builds one (a test, a copy with other ring bases) points them
+ * at its own arrays. config keeps its array: its bound is that of
+ * both wire formats that carry it (VP_PCI_CONFIG_MAX in GET_DEVICE_INFO,
+ * VP_INFO_CONFIG_MAX in the info window), not a limit of the library.
+ */
 struct vp_device {
 	uint64_t id;                 /* unique in this process */
 	uint32_t type;               /* virtio device id, VP_VIRTIO_ID_NET */
@@ -93,26 +104,45 @@ struct vp_device {
 	uint64_t driver_features;    /* acked by the frontend driver */
 	uint64_t protocol_features;  /* vhost-user protocol features in use */
 	unsigned nregions;
-	struct vp_dev_region regions[VP_PCI_MAX_REGIONS];
+	const struct vp_dev_region *regions;  /* nregions of them */
 	const struct vp_mem *mem;    /* the regions, mapped in this process */
 	unsigned nrings;
-	struct vp_dev_ring rings[VP_DEV_MAX_RINGS];
+	const struct vp_dev_ring *rings;      /* nrings of them */
 	uint16_t config_len;
 	uint8_t config[VP_PCI_CONFIG_MAX];
 	unsigned generation;         /* +1 each time the device becomes READY */
 };
 
-/* The vhost-pci design's registry: struct vhost_pci_info { struct vhost_pci_dev dev[MAX]; } */
+/*
+ * The vhost-pci design's registry (struct vhost_pci_info of struct
+ * vhost_pci_dev entries): a snapshot of the devices of a server
+ * (vp_server_info()) or of a backend guest (vp_guest_registry()). Opaque: its
+ * size follows the devices it holds, not a maximum. Users find a device by
+ * its frontend's UUID, or walk it by index. An entry's dev is valid as long
+ * as that device is (see struct vp_device); refill the registry after an
+ * event to see changes. Threading: one registry, one thread at a time;
+ * reading it does not touch the server or guest it came from.
+ */
 struct vp_pci_dev {
 	uint32_t device_type;
 	uint64_t device_id;
 	const struct vp_device *dev;
 };
 
-struct vp_pci_info {
-	unsigned count;
-	struct vp_pci_dev dev[VP_SERVER_MAX_CONNECTIONS];
-};
+struct vp_pci_info;
+
+/* An empty registry, or NULL (out of memory). */
+VP_API struct vp_pci_info *vp_pci_info_new(void);
+/* NULL is fine. The devices it names are not touched. */
+VP_API void vp_pci_info_free(struct vp_pci_info *info);
+/* Entries in the registry. */
+VP_API unsigned vp_pci_info_count(const struct vp_pci_info *info);
+/* Entry i (0 <= i < count), or NULL beyond the count. Valid until the
+ * registry is refilled or freed. */
+VP_API const struct vp_pci_dev *vp_pci_info_get(const struct vp_pci_info *info, unsigned i);
+/* The entry whose device's frontend has this UUID, or NULL. */
+VP_API const struct vp_pci_dev *vp_pci_info_find(const struct vp_pci_info *info,
+						 const uint8_t uuid[16]);
 
 enum vp_event {
 	VP_EV_DEVICE_NEW,      /* a frontend connected */
@@ -210,8 +240,9 @@ VP_API const char *vp_server_path(const struct vp_server *srv); /* NULL: no sock
 VP_API unsigned vp_server_connections(const struct vp_server *srv);
 VP_API unsigned vp_server_max_connections(const struct vp_server *srv);
 
-/* Fill the registry with every connected frontend's device. */
-VP_API void vp_server_info(const struct vp_server *srv, struct vp_pci_info *info);
+/* Refill the registry with every connected frontend's device (what it held
+ * before is dropped). The number of entries, or -ENOMEM (info then empty). */
+VP_API int vp_server_info(const struct vp_server *srv, struct vp_pci_info *info);
 
 /* The device with this id, or NULL. */
 VP_API const struct vp_device *vp_server_find(const struct vp_server *srv, uint64_t id);
@@ -242,7 +273,11 @@ VP_API int vp_server_hold_stop(struct vp_server *srv, uint64_t dev_id);
  * answered). Safe inside or outside a callback. */
 VP_API int vp_server_release_stop(struct vp_server *srv, uint64_t dev_id);
 
-/* A live look at one ring of a device through its mapped memory. */
+/* A live look at one ring of a device through its mapped memory. desc is a
+ * sample of bounded size for a log or vhost-pci-ctl, not a table to be
+ * complete: its bound is part of this struct's layout, and ndesc says how
+ * many entries are filled. */
+#define VP_RING_STATUS_DESC 8
 struct vp_ring_status {
 	uint16_t avail_idx;      /* what the frontend driver published */
 	uint16_t used_idx;
@@ -254,7 +289,7 @@ struct vp_ring_status {
 		uint32_t len;
 		uint16_t flags;
 		bool in_memory;  /* addr..addr+len lies in the region table */
-	} desc[8];
+	} desc[VP_RING_STATUS_DESC];
 };
 VP_API int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
 				 struct vp_ring_status *st);

@@ -19,7 +19,10 @@
 extern "C" {
 #endif
 
-/* Receive state of one connection: bytes and fds of a partial message. */
+/* Receive state of one connection: bytes and fds of a partial message. The
+ * caller embeds it (one per connection, no allocation); buf holds one message
+ * of the largest size the transport accepts and fds the most fds one message
+ * may carry: bounds of the wire, not of the library. */
 struct vp_rx {
 	uint8_t buf[VP_MSG_HDR_SIZE + VP_MSG_MAX_PAYLOAD];
 	size_t have;   /* bytes in buf */

@@ -61,7 +61,7 @@ static int add_frontend(struct rig *r, unsigned i, uint8_t uuid_byte)
 	struct rig_fe *f = &r->f[i];
 	struct vp_netfe_config c = { 0 };
 	struct vp_frontend_info info;
-	struct vp_device dev = { 0 };
+	struct fp_device dev;
 	char why[160];
 
 	f->ramfd = tu_memfd("guest-ram", RAM_SIZE, 1);
@@ -82,8 +82,7 @@ static int add_frontend(struct rig *r, unsigned i, uint8_t uuid_byte)
 	if (vp_netfe_start(f->fe, info.driver_features) < 0)
 		return -1;
 	/* The device as the daemon's server would hold it. */
-	fp_device(&info, 100 + i, &dev);
-	if (vp_devinfo_from_device(&dev, &f->pub, why, sizeof(why)) < 0) {
+	if (vp_devinfo_from_device(fp_device(&info, 100 + i, &dev), &f->pub, why, sizeof(why)) < 0) {
 		fprintf(stderr, "  from_device: %s\n", why);
 		return -1;
 	}
@@ -426,21 +425,32 @@ TEST(unplug_without_gone)
 TEST(two_devices_by_uuid)
 {
 	int fds = tu_count_fds(), maps = rig_maps();
-	struct vp_pci_info *reg = calloc(1, sizeof(*reg));
+	struct vp_pci_info *reg = vp_pci_info_new();
+	const struct vp_pci_dev *e;
 	uint64_t s0 = 0, g0 = 0, s1 = 0, g1 = 0;
-	uint8_t u2[16];
+	uint8_t u1[16], u2[16];
 	struct rig r;
 
 	REQUIRE(reg);
 	REQUIRE(rig_new(&r, 2, NULL) == 0);
 	vp_guest_control(r.g);
 	CHECK_EQ(r.ev[VP_GUEST_UP], 2);
-	vp_guest_registry(r.g, reg);
-	CHECK_EQ(reg->count, 2);
-	for (unsigned i = 0; i < reg->count && i < 2; i++) {
-		CHECK_EQ(reg->dev[i].device_type, VP_VIRTIO_ID_NET);
-		CHECK(reg->dev[i].device_id == 100 || reg->dev[i].device_id == 101);
+	CHECK_EQ(vp_guest_registry(r.g, reg), 2);
+	CHECK_EQ(vp_pci_info_count(reg), 2);
+	for (unsigned i = 0; i < 2; i++) {
+		REQUIRE((e = vp_pci_info_get(reg, i)) != NULL);
+		CHECK_EQ(e->device_type, VP_VIRTIO_ID_NET);
+		CHECK(e->device_id == 100 || e->device_id == 101);
+		CHECK_EQ(e->dev->id, e->device_id);
 	}
+	CHECK(vp_pci_info_get(reg, 2) == NULL);
+	/* Found by the frontend's UUID (frontend i has bytes 0x11 * (i + 1)). */
+	memset(u1, 0x22, 16);
+	REQUIRE((e = vp_pci_info_find(reg, u1)) != NULL);
+	CHECK_EQ(e->device_id, 101);
+	CHECK(!memcmp(e->dev->uuid, u1, 16));
+	memset(u1, 0x33, 16);
+	CHECK(vp_pci_info_find(reg, u1) == NULL);
 	REQUIRE(dev_of(&r, 0) && dev_of(&r, 1) && dev_of(&r, 0) != dev_of(&r, 1));
 	CHECK_EQ(vp_guestdev_info(dev_of(&r, 1))->device_id, 101);
 	/* Each pair is its own link: traffic on both, nothing crossing. */
@@ -456,13 +466,18 @@ TEST(two_devices_by_uuid)
 	CHECK(dev_of(&r, 0) && !vp_guestdev_net(dev_of(&r, 0)));
 	CHECK(dev_of(&r, 1) && vp_guestdev_net(dev_of(&r, 1)));
 	CHECK_EQ(r.ev[VP_GUEST_NEW], 1);	/* the other one is not ours to report */
+	/* Refilled: only the device with a link. */
+	CHECK_EQ(vp_guest_registry(r.g, reg), 1);
+	REQUIRE((e = vp_pci_info_get(reg, 0)) != NULL);
+	CHECK_EQ(e->device_id, 101);
+	CHECK(vp_pci_info_get(reg, 1) == NULL);
 	vp_guest_free(r.g);
 	r.g = NULL;
 	/* ... nor to write: its driver page was never touched. */
 	CHECK_EQ(*fp_u32(r.f[0].window, VP_INFO_DRIVER_OFFSET), 0);
 	CHECK(*fp_u32(r.f[1].window, VP_INFO_DRIVER_OFFSET) != 0);
 	rig_free(&r);
-	free(reg);
+	vp_pci_info_free(reg);
 	CHECK_EQ(tu_count_fds(), fds);
 	CHECK_EQ(rig_maps(), maps);
 }

@@ -3057,6 +3057,7 @@ struct hand {
 	struct vp_mem *mem;
 	struct vp_vq_drv *q[2];
 	struct vp_device dev;
+	struct vp_dev_ring rings[2];	/* dev.rings */
 	uint64_t buf;	/* next free buffer gpa */
 };
 
@@ -3076,6 +3077,7 @@ static bool hand_open(struct hand *h, const int fds[4], uint64_t features)
 	h->dev.device_features = h->dev.driver_features = features;
 	h->dev.mem = h->mem;
 	h->dev.nrings = 2;
+	h->dev.rings = h->rings;
 	for (unsigned q = 0; q < 2; q++) {
 		uint64_t base = raw_ring(q);
 		struct vp_vq_drv_config c = {
@@ -3086,7 +3088,7 @@ static bool hand_open(struct hand *h, const int fds[4], uint64_t features)
 
 		if (vp_vq_drv_new(&h->q[q], &c))
 			return false;
-		h->dev.rings[q] = (struct vp_dev_ring){ .num = RAW_NUM, .desc = base,
+		h->rings[q] = (struct vp_dev_ring){ .num = RAW_NUM, .desc = base,
 			.avail = base + 0x1000, .used = base + 0x2000, .addr_set = true,
 			.enabled = true, .started = true,
 			.kick_fd = fds[2 * q], .call_fd = fds[2 * q + 1] };
@@ -3211,7 +3213,7 @@ TEST(new_refuses_fds_that_are_not_eventfds)
 		int bad[2] = { p[0], sp[0] };
 
 		for (unsigned k = 0; k < 2; k++) {
-			int *f = slot & 1 ? &h.dev.rings[slot / 2].call_fd : &h.dev.rings[slot / 2].kick_fd;
+			int *f = slot & 1 ? &h.rings[slot / 2].call_fd : &h.rings[slot / 2].kick_fd;
 
 			*f = bad[k];
 			CHECK_EQ(vp_net_new(&n, &h.dev, VP_NET_IRQ), -EINVAL);

@@ -7,6 +7,7 @@
  */
 #define TESTUTIL_MAIN
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -210,10 +211,14 @@ static bool client_settled(void *arg)
 
 static const struct vp_device *only_device(struct vp_server *s)
 {
-	static struct vp_pci_info info;
+	struct vp_pci_info *info = vp_pci_info_new();
+	const struct vp_device *dev = NULL;
 
-	vp_server_info(s, &info);
-	return info.count == 1 ? info.dev[0].dev : NULL;
+	/* The entry's device outlives the registry: it is the server's. */
+	if (info && vp_server_info(s, info) == 1)
+		dev = vp_pci_info_get(info, 0)->dev;
+	vp_pci_info_free(info);
+	return dev;
 }
 
 /* ---- native dialect ---- */
@@ -1037,12 +1042,86 @@ TEST(default_limit_is_32)
 
 static bool dev_count_is(void *arg)
 {
-	struct vp_pci_info info;
+	struct vp_pci_info *info = vp_pci_info_new();
 	void **a = arg;
+	int n = info ? vp_server_info(a[0], info) : -ENOMEM;
+	bool ok = n == (int)(uintptr_t)a[1] &&
+		  (n == 0 || vp_pci_info_get(info, 0)->dev->state == VP_DEV_READY);
 
-	vp_server_info(a[0], &info);
-	return info.count == (unsigned)(uintptr_t)a[1] &&
-	       (info.count == 0 || info.dev[0].dev->state == VP_DEV_READY);
+	vp_pci_info_free(info);
+	return ok;
+}
+
+/* The registry with several devices: walked by index up to its count, found
+ * by frontend UUID, refilled after a device goes. */
+TEST(registry_by_index_and_uuid)
+{
+	struct vp_server *s = new_server("registry", 0);
+	struct vp_pci_info *info = vp_pci_info_new();
+	struct vp_client *cl[3] = { NULL };
+	struct vp_frontend_info in;
+	const struct vp_pci_dev *e;
+	uint8_t u[16];
+	unsigned seen = 0;
+	struct ram ram;
+	int efd[3][4], before;
+	void *arg2[2] = { NULL, (void *)(uintptr_t)2 }, *arg0[2] = { NULL, NULL };
+
+	REQUIRE(s && info && ram_new(&ram));
+	arg2[0] = arg0[0] = s;
+	before = tu_count_fds();
+	CHECK_EQ(vp_server_info(s, info), 0);
+	CHECK_EQ(vp_pci_info_count(info), 0);
+	CHECK(vp_pci_info_get(info, 0) == NULL);
+	for (unsigned i = 0; i < 3; i++) {
+		eventfds(efd[i]);
+		make_info(&in, &ram, efd[i], F_VERSION_1);
+		in.uuid[15] = (uint8_t)i;
+		REQUIRE(vp_client_connect(&cl[i], vp_server_path(s), &in) == 0);
+		REQUIRE(pump_until(s, cl[i], client_settled, cl[i], 3000));
+		REQUIRE(vp_client_state(cl[i]) == VP_CLIENT_STARTED);
+	}
+	CHECK_EQ(vp_server_info(s, info), 3);
+	CHECK_EQ(vp_pci_info_count(info), 3);
+	for (unsigned i = 0; i < 3; i++) {
+		REQUIRE((e = vp_pci_info_get(info, i)) != NULL);
+		CHECK_EQ(e->device_type, VP_VIRTIO_ID_NET);
+		CHECK(e->dev == vp_server_find(s, e->device_id));
+		seen |= 1u << (e->dev->uuid[15] & 7);
+	}
+	CHECK_EQ(seen, 7);
+	CHECK(vp_pci_info_get(info, 3) == NULL);
+	CHECK(vp_pci_info_get(info, UINT_MAX) == NULL);
+	memcpy(u, in.uuid, 16);
+	for (unsigned i = 0; i < 3; i++) {
+		u[15] = (uint8_t)i;
+		REQUIRE((e = vp_pci_info_find(info, u)) != NULL);
+		CHECK_EQ(e->device_id, vp_client_device_id(cl[i]));
+	}
+	u[15] = 3;
+	CHECK(vp_pci_info_find(info, u) == NULL);
+
+	/* One frontend goes: the refilled registry no longer has it. */
+	vp_client_free(cl[1]);
+	CHECK(pump_until(s, NULL, dev_count_is, arg2, 3000));
+	CHECK_EQ(vp_server_info(s, info), 2);
+	u[15] = 1;
+	CHECK(vp_pci_info_find(info, u) == NULL);
+	u[15] = 2;
+	REQUIRE((e = vp_pci_info_find(info, u)) != NULL);
+	CHECK_EQ(e->device_id, vp_client_device_id(cl[2]));
+	CHECK(vp_pci_info_get(info, 2) == NULL);
+
+	vp_client_free(cl[0]);
+	vp_client_free(cl[2]);
+	CHECK(pump_until(s, NULL, dev_count_is, arg0, 3000));
+	CHECK_EQ(vp_server_info(s, info), 0);
+	vp_pci_info_free(info);
+	for (unsigned i = 0; i < 3; i++)
+		close4(efd[i]);
+	CHECK_EQ(tu_count_fds(), before);
+	vp_server_free(s);
+	ram_free(&ram);
 }
 
 TEST(vhost_user_client_killed_and_reconnect)

@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 	bool fake = argc >= 4 && !strcmp(argv[1], "fake");
 	struct vp_netfe_config c = { 0 };
 	struct vp_frontend_info info;
-	struct vp_device dev;
+	struct fp_device dev;
 	struct vp_devinfo pub;
 	struct vpd_ivshmem *ivs = NULL;
 	uint64_t count, sent = 0, got = 0, bad = 0;
@@ -146,8 +146,7 @@ int main(int argc, char **argv)
 	}
 
 	/* The device as vhost-pcid's server holds it, then its window. */
-	fp_device(&info, 1, &dev);
-	if (vp_devinfo_from_device(&dev, &pub, why, sizeof(why)) < 0) {
+	if (vp_devinfo_from_device(fp_device(&info, 1, &dev), &pub, why, sizeof(why)) < 0) {
 		say("FAIL: device info: %s", why);
 		return 1;
 	}

@@ -90,6 +90,8 @@ int main(int argc, char **argv)
 	};
 	struct vp_frontend_info fi;
 	struct vp_device dev = { .id = 42, .state = VP_DEV_READY };
+	struct vp_dev_region regions[VP_PCI_MAX_REGIONS];	/* dev.regions */
+	struct vp_dev_ring rings[VP_PCI_MAX_RINGS];		/* dev.rings */
 	struct vp_devinfo info;
 	struct vpd_ivshmem *ivs;
 	struct vpd_ivshmem_client cl;
@@ -134,16 +136,18 @@ int main(int argc, char **argv)
 	dev.device_features = fi.device_features;
 	dev.driver_features = fi.driver_features;
 	dev.nregions = fi.nregions;
-	memcpy(dev.regions, fi.regions, sizeof(fi.regions[0]) * fi.nregions);
+	memcpy(regions, fi.regions, sizeof(fi.regions[0]) * fi.nregions);
+	dev.regions = regions;
 	dev.nrings = fi.nrings;
 	for (unsigned q = 0; q < fi.nrings; q++)
-		dev.rings[q] = (struct vp_dev_ring){
+		rings[q] = (struct vp_dev_ring){
 			.num = fi.rings[q].num, .last_avail_idx = fi.rings[q].last_avail_idx,
 			.desc = fi.rings[q].desc, .avail = fi.rings[q].avail,
 			.used = fi.rings[q].used, .addr_set = true, .enabled = true,
 			.started = true, .kick_fd = fi.rings[q].kick_fd,
 			.call_fd = fi.rings[q].call_fd,
 		};
+	dev.rings = rings;
 	dev.config_len = fi.config_len;
 	memcpy(dev.config, fi.config, fi.config_len);
 	if (fi.nrings != NQ)

@@ -48,6 +48,22 @@ int main()
 	CHECK(vp_mem_check_gpa(mem, 0x20000, 16, VP_MEM_READ) == -EFAULT);
 	vp_mem_free(mem);
 
+	// The registry is opaque: accessors only, from the shared library.
+	struct vp_server_config cfg;
+	struct vp_server *srv = nullptr;
+	std::memset(&cfg, 0, sizeof(cfg));
+	cfg.id = "cxx";  // no path: no socket, sessions only from vp_server_adopt()
+	CHECK(vp_server_new(&srv, &cfg) == 0);
+	struct vp_pci_info *reg = vp_pci_info_new();
+	CHECK(reg != nullptr);
+	CHECK(vp_server_info(srv, reg) == 0);
+	CHECK(vp_pci_info_count(reg) == 0);
+	CHECK(vp_pci_info_get(reg, 0) == nullptr);
+	const uint8_t uuid[16] = { 1 };
+	CHECK(vp_pci_info_find(reg, uuid) == nullptr);
+	vp_pci_info_free(reg);
+	vp_server_free(srv);
+
 	vp_log_set_handler(nullptr, nullptr);
 	std::puts("ok");
 	return 0;

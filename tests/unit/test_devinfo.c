@@ -68,6 +68,10 @@ static void free_window(void *w)
 	munmap(w, VP_INFO_WINDOW_SIZE);
 }
 
+/* The arrays make_device()'s view points at (one device at a time). */
+static struct vp_dev_region dev_regions[2];
+static struct vp_dev_ring dev_rings[2];
+
 /* The daemon's view of a frontend: two regions of one memfd (two fds for it,
  * as vhost-user sends one per region), receiveq low, transmitq high. */
 static void make_device(struct vp_device *dev, int fd0, int fd1)
@@ -83,17 +87,19 @@ static void make_device(struct vp_device *dev, int fd0, int fd1)
 	/* As QEMU negotiates them: vhost-user's PROTOCOL_FEATURES too. */
 	dev->driver_features = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |
 			       (1ull << VP_VU_F_PROTOCOL_FEATURES);
+	dev->regions = dev_regions;
+	dev->rings = dev_rings;
 	dev->nregions = 2;
-	dev->regions[0] = (struct vp_dev_region){ .gpa = 0, .size = LOW_SIZE, .fd_offset = 0,
+	dev_regions[0] = (struct vp_dev_region){ .gpa = 0, .size = LOW_SIZE, .fd_offset = 0,
 						  .prot = VP_MEM_RW, .fd = fd0 };
-	dev->regions[1] = (struct vp_dev_region){ .gpa = HIGH_GPA, .size = HIGH_SIZE,
+	dev_regions[1] = (struct vp_dev_region){ .gpa = HIGH_GPA, .size = HIGH_SIZE,
 						  .fd_offset = LOW_SIZE, .prot = VP_MEM_RW,
 						  .fd = fd1 };
 	dev->nrings = 2;
-	dev->rings[0] = (struct vp_dev_ring){ .num = QNUM, .last_avail_idx = 7,
+	dev_rings[0] = (struct vp_dev_ring){ .num = QNUM, .last_avail_idx = 7,
 		.desc = 0x100000, .avail = 0x101000, .used = 0x102000,
 		.addr_set = true, .enabled = true, .started = true, .kick_fd = -1, .call_fd = -1 };
-	dev->rings[1] = (struct vp_dev_ring){ .num = QNUM,
+	dev_rings[1] = (struct vp_dev_ring){ .num = QNUM,
 		.desc = HIGH_GPA + 0x10000, .avail = HIGH_GPA + 0x11000, .used = HIGH_GPA + 0x12000,
 		.addr_set = true, .enabled = true, .started = true, .kick_fd = -1, .call_fd = -1 };
 	dev->config_len = 10;
@@ -317,7 +323,7 @@ TEST(from_device_refusals)
 
 	/* A ring that is not set is absent; a stopped device is not READY. */
 	make_device(&dev, fd, fd);
-	dev.rings[1].addr_set = false;
+	dev_rings[1].addr_set = false;
 	dev.state = VP_DEV_STOPPED;
 	CHECK_EQ(vp_devinfo_from_device(&dev, &out, why, sizeof(why)), 0);
 	CHECK_EQ(out.queues[1].num, 0);
