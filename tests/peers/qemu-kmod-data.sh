@@ -12,7 +12,7 @@
 #       tests/peers/qemu-kmod-data.sh VHOST_PCID [...]
 #
 # VHOST_PCID only locates the build; VP_KD_MIB (default 2) MiB per bulk run and direction;
-# VP_KD_STRESS (default 3) rounds of 20000 small datagrams both ways at once. A lost
+# VP_KD_STRESS (default 10) rounds of 20000 small datagrams both ways at once. A lost
 # notification fails the run (kmod-host prints it with the ring's indexes: "MISSED
 # WAKE-UP" or "MISSED KICK"); VP_KD_LENIENT=1 only counts it. VP_KMOD_SMP: kmod-lib.sh.
 # Exit 0 PASS, 77 SKIP (no root, no QEMU, no guest kernel or headers, no static libc),
@@ -44,6 +44,6 @@ run() {
         fail "the driver page did not report the hostile descriptor"
     ! grep -q "MISMATCH" "$work/host.out" || fail "the host saw wrong frames"
 }
-run hostile 340 -e VP_KD_MIB="$mib" -e VP_KD_STRESS="${VP_KD_STRESS:-3}"
+run hostile 340 -e VP_KD_MIB="$mib" -e VP_KD_STRESS="${VP_KD_STRESS:-10}"
 run loop 100 -e VP_KD_QUICK=1
 echo "$vp_prog: PASS"

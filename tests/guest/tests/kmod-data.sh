@@ -5,7 +5,7 @@
 #                    loop: the host decides): the link must go down with a reason, the
 #                    guest stay up, the kernel log stay clean
 #   VP_KD_QUICK=1    pings only, no bulk, jumbo or rmmod (before a hostile request)
-#   VP_KD_STRESS=N   rounds of small datagrams both ways at once (default 3; 0 skips)
+#   VP_KD_STRESS=N   rounds of small datagrams both ways at once (default 10; 0 skips)
 # /kmod-guest (tests/peers/kmod_guest.c, static) does the UDP bulk and host-ping parts.
 # Markers: "kmod-data: ..." info lines, one per step.
 . /lib/vp.sh
@@ -55,7 +55,7 @@ kgrun tx 20000 70
 kgrun rx 20000 70
 # Both directions at once, small frames: the most notifications per second each way
 # (a lost one once stalled the rings with both directions running). Each side checked.
-rounds=${VP_KD_STRESS:-3}
+rounds=${VP_KD_STRESS:-10}
 r=0
 while [ $r -lt "$rounds" ]; do
     $kg tx 20000 70 >/tmp/kd-stx.log 2>&1 &
