@@ -91,6 +91,14 @@ struct vpnet_dq {
 	bool on;		/* rings attached and sane: the data path may walk them */
 };
 
+/* MSI-X vector 1 + q's dev_id: the handler learns its queue without mapping
+ * irq numbers (pci_irq_vector() numbers need not be consecutive, and it may
+ * sleep). */
+struct vpnet_kickvec {
+	struct vpnet *vn;
+	unsigned int q;
+};
+
 struct vpnet {
 	struct net_device *ndev;
 	struct vp_infofn *info;
@@ -100,6 +108,7 @@ struct vpnet {
 	struct work_struct cfg_work;
 	int nvec;
 	bool irqs_on;
+	struct vpnet_kickvec kickvec[VP_INFO_MAX_QUEUES];
 	bool broken;		/* a bad window or ring: link down until re-published */
 	struct vp_devinfo cur;	/* last accepted snapshot */
 	bool have_cur;

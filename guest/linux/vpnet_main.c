@@ -297,14 +297,17 @@ static irqreturn_t vpnet_config_irq(int irq, void *data)
 
 static irqreturn_t vpnet_kick_irq(int irq, void *data)
 {
-	struct vpnet *vn = data;
-	int q = irq - pci_irq_vector(vn->mem->pdev, 1);
+	const struct vpnet_kickvec *kv = data;
 
-	if (q >= 0 && q < VP_INFO_MAX_QUEUES) {
-		vn->st.kicks[q]++;
-		vpnet_dp_kick(vn, q);
-	}
+	kv->vn->st.kicks[kv->q]++;
+	vpnet_dp_kick(kv->vn, kv->q);
 	return IRQ_HANDLED;
+}
+
+/* Vector v's dev_id: the device for 0, its queue's vpnet_kickvec for 1 + q. */
+static void *vpnet_vec_data(struct vpnet *vn, int v)
+{
+	return v ? (void *)&vn->kickvec[v - 1] : (void *)vn;
 }
 
 /* ---- net_device ---------------------------------------------------------- */
@@ -430,7 +433,7 @@ static void vpnet_free_irqs(struct vpnet *vn)
 	if (!vn->irqs_on)
 		return;
 	for (v = 0; v < vn->nvec; v++)
-		free_irq(pci_irq_vector(vn->mem->pdev, v), vn);
+		free_irq(pci_irq_vector(vn->mem->pdev, v), vpnet_vec_data(vn, v));
 	pci_free_irq_vectors(vn->mem->pdev);
 	vn->irqs_on = false;
 }
@@ -448,11 +451,13 @@ static int vpnet_request_irqs(struct vpnet *vn)
 	if (n < 0)
 		return n;
 	for (v = 0; v < n; v++) {
+		if (v)
+			vn->kickvec[v - 1] = (struct vpnet_kickvec){ vn, v - 1 };
 		err = request_irq(pci_irq_vector(pdev, v), v ? vpnet_kick_irq : vpnet_config_irq,
-				  0, VPNET_DRV_NAME, vn);
+				  0, VPNET_DRV_NAME, vpnet_vec_data(vn, v));
 		if (err) {
 			while (v--)
-				free_irq(pci_irq_vector(pdev, v), vn);
+				free_irq(pci_irq_vector(pdev, v), vpnet_vec_data(vn, v));
 			pci_free_irq_vectors(pdev);
 			return err;
 		}

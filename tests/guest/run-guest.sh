@@ -22,7 +22,8 @@
 #       --initrd FILE       initramfs (default: $VP_GUEST_CACHE/initrd.cpio, rebuilt by
 #                           mkinitrd.sh when the kit's files are newer)
 #       --kernel FILE       kernel (default: the uncompressed vmlinux from setup.sh)
-#       --smp N             vCPUs (default 1)
+#       --smp N             vCPUs (default 1; QEMU's -smp syntax; under TCG a lone vCPU
+#                           gets maxcpus=2 unless maxcpus is given, see below)
 #       --reboot            a reboot (in the guest, or QMP system_reset) restarts the guest
 #                           instead of ending QEMU (no -no-reboot)
 #       --accel A           tcg | kvm | auto (default auto: kvm only where it is real)
@@ -95,6 +96,15 @@ esac
 # QEMU 7.2 under TCG crashes in vhost_net_start when virtio-net-pci uses MSI-X with a
 # vhost-user netdev: default to vectors=0 there.
 [ -n "$vectors" ] || { [ $accel = tcg ] && vectors=0; }
+# QEMU before 8.1 (upstream c914d46d0a64) drops a TCG guest's memory barriers, and makes
+# its locked instructions plain, when the machine can have only one vCPU, although
+# QEMU's threads and other processes (vhost-user backends, kmod-host, the peer guest)
+# share its memory: the guest's full fence between a ring index store and the load of
+# the peer's event index is then no fence on the host, and notifications get lost
+# (guest/linux/README.md). A second possible vCPU (never started) keeps them.
+if [ $accel = tcg ] && [ "${smp%%,*}" = 1 ] && [[ $smp != *maxcpus=* ]]; then
+    smp="$smp,maxcpus=2"
+fi
 
 [ -n "$kernel" ] || kernel=$VP_VMLINUX
 if [ -z "$initrd" ]; then

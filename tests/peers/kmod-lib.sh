@@ -8,7 +8,8 @@
 #                                 from now: the guest's SECS plus the lock wait)
 #   kmod_boot TEST SECS [run-guest args...]   boot under /tmp/vp-guest-boot.lock (waited
 #                                 for up to $kmod_lock_wait s); sets $grc (guest) and
-#                                 $hrc (kmod-host, waited for)
+#                                 $hrc (kmod-host, waited for). VP_KMOD_SMP=S: --smp S
+#                                 (1,maxcpus=1 brings back QEMU 7.2's lost TCG barriers)
 kmod_lock_wait=300
 . "$here/../guest/lib.sh"
 
@@ -68,7 +69,7 @@ kmod_boot() {
     timeout $((secs + kmod_lock_wait + 40)) flock -w $kmod_lock_wait /tmp/vp-guest-boot.lock \
         "$here/../guest/run-guest.sh" \
         -t "$test" --name "qemu-$test" --initrd "$work/initrd.cpio" -T "$secs" \
-        -l "$work/serial.log" --loglevel 6 "$@" \
+        -l "$work/serial.log" --loglevel 6 ${VP_KMOD_SMP:+--smp "$VP_KMOD_SMP"} "$@" \
         -q -object -q "memory-backend-file,id=vpinfo,mem-path=$work/info,size=8K,share=on" \
         -q -device -q "ivshmem-plain,memdev=vpinfo" \
         -q -chardev -q "socket,id=vpivs,path=$work/ivs.sock" \

@@ -4,7 +4,7 @@
  * cold-plugged vhost-pci device for a backend VM, served as vhost-pcid serves one
  * (docs/device.md), with no daemon:
  *
- *   kmod-host DIR [TIMEOUT_S] [data [hostile|loop]]
+ *   kmod-host DIR [TIMEOUT_S] [data [hostile|loop] [lenient]]
  *
  * - a frontend (lib/netfe.c) in a sealed 64 MiB memfd, started;
  * - its info window published into DIR/info (8 KiB, the ivshmem-plain's memory) with
@@ -25,6 +25,12 @@
  * the guest's request, a descriptor outside the frontend's RAM is posted on its
  * transmitq ("loop": a descriptor chained to itself); the driver must answer FAILED with a reason. Exits 0 if the driver took
  * DRIVER_OK, no byte was wrong, and (hostile) FAILED came after the bad descriptor.
+ *
+ * Notifications (data): the loop sleeps at most 100 ms, so a lost one cannot hang the
+ * run; a sleep that ran out is examined before disarming (kn_host_idle()): a used index
+ * past what we had seen with no call within 1 s (a missed wake-up), or transmitq frames
+ * the guest does not take for 2 s (a missed kick) is printed with the ring's indexes
+ * and fails the run, unless "lenient" (then only counted).
  */
 #include <endian.h>
 #include <errno.h>
@@ -102,7 +108,8 @@ int main(int argc, char **argv)
 	bool data = argc > 3 && !strcmp(argv[3], "data");
 	bool loop = data && argc > 4 && !strcmp(argv[4], "loop");
 	bool hostile = loop || (data && argc > 4 && !strcmp(argv[4], "hostile"));
-	bool failed_seen = false;
+	bool lenient = data && argc > 5 && !strcmp(argv[5], "lenient");
+	bool failed_seen = false, driver_ok = false;
 	struct kn_host *kn = NULL;
 	void *ram, *win;
 	int64_t deadline;
@@ -200,11 +207,12 @@ int main(int argc, char **argv)
 		struct sigaction sa = { .sa_handler = on_usr1 };
 
 		sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART: poll() returns */
-		err = kn_host_new(&kn, fe, ram, RAM_SIZE, &fi, hostile ? own[2] : -1, loop);
+		err = kn_host_new(&kn, fe, ram, RAM_SIZE, &fi, hostile ? own[2] : -1, loop,
+				  !lenient);
 		if (err)
 			return fail("kn_host_new", err);
 	}
-	for (bool slept_idle = false;;) {
+	for (;;) {
 		int pr;
 		struct pollfd pfd[4] = {
 			{ .fd = vpd_ivshmem_fd(ivs), .events = POLLIN },
@@ -221,8 +229,8 @@ int main(int argc, char **argv)
 		if (kn) {
 			/* Work first; sleep only when the frontend has none. Never
 			 * long: a wake-up the guest owed and did not send is then
-			 * found and counted (kn_host_end()) instead of hanging. */
-			wait = kn_host_run(kn, wait, slept_idle);
+			 * found (kn_host_idle()) instead of hanging the run. */
+			wait = kn_host_run(kn, wait);
 			if (wait < 0)
 				return fail("frontend", wait);
 			if (wait > 100)
@@ -231,11 +239,12 @@ int main(int argc, char **argv)
 		pr = poll(pfd, kn ? 4 : 2, wait);
 		if (pr < 0 && errno != EINTR)
 			return fail("poll", -errno);
-		slept_idle = pr == 0 && wait > 0;
 		if (dump_asked && kn) {
 			dump_asked = 0;
 			kn_host_dump(kn);
 		}
+		if (kn && pr == 0 && wait > 0)
+			kn_host_idle(kn, driver_ok);	/* still armed */
 		if (kn)
 			vp_netfe_disarm(fe);
 		if (pfd[0].revents) {
@@ -262,6 +271,7 @@ int main(int argc, char **argv)
 				printf("kmod-host: driver page refused: %s\n", why);
 				continue;
 			}
+			driver_ok = d.driver_status & VP_INFO_DS_DRIVER_OK;
 			printf("kmod-host: driver page gen %u status 0x%x acked %u features 0x%" PRIx64
 			       " stopped 0x%x 0x%x\n", d.driver_gen, d.driver_status, d.acked_gen,
 			       d.features_accepted, d.stopped[0], d.stopped[1]);

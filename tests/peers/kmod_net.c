@@ -8,6 +8,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,10 @@
 #define IP 20u
 #define UDP 8u
 #define ICMP 8u
+/* A call may trail its used index by the guest's store-to-doorbell time. */
+#define KN_GRACE_MS 1000
+/* Posted frames the guest has not taken for this long: a kick it did not act on. */
+#define KN_STALL_MS 2000
 
 struct kn_host {
 	struct vp_netfe *fe;
@@ -46,7 +51,9 @@ struct kn_host {
 	struct kn_msg last_res;	/* answered again to a repeated KN_END */
 	bool have_res;
 	/* host -> guest pulls */
-	uint16_t guest_port;
+	/* The guest's UDP port per conversation: a bulk transfer and a pull may run
+	 * at once from two sockets (kmod-guest tx and rx side by side). */
+	uint16_t pull_port, ping_port;
 	uint32_t pull_next, pull_end, pull_size;
 	/* host -> guest pings */
 	uint32_t ping_n, ping_sent, ping_got, ping_bad, ping_size;
@@ -54,7 +61,11 @@ struct kn_host {
 	int64_t ping_deadline;
 	uint64_t echo_replied, arp_replied, frames_in;
 	unsigned mismatches;
-	unsigned missed_wakeups;
+	/* notifications (kn_host_idle()) */
+	bool strict, armed_tx;
+	unsigned missed_wakeups, missed_kicks, late_calls;
+	int64_t txq_since;	/* transmitq frames pending since, at txq_used; 0: none */
+	uint16_t txq_used;
 	bool hostile_sent;
 };
 
@@ -161,7 +172,8 @@ static uint32_t l4_pseudo(uint8_t proto, uint32_t len, const unsigned char *ip)
 }
 
 /* A UDP datagram from KN_PORT to the guest's port: msg, then size pattern bytes of seq. */
-static bool send_udp(struct kn_host *kn, const struct kn_msg *m, uint32_t size, uint32_t seq)
+static bool send_udp(struct kn_host *kn, uint16_t port, const struct kn_msg *m, uint32_t size,
+		     uint32_t seq)
 {
 	unsigned char *f = tx_slot(kn), *u;
 	uint32_t l4 = UDP + sizeof(*m) + size;
@@ -171,7 +183,7 @@ static bool send_udp(struct kn_host *kn, const struct kn_msg *m, uint32_t size, 
 		return false;
 	u = ip_frame(kn, f, 17, l4);
 	put16(u, KN_PORT);
-	put16(u + 2, kn->guest_port);
+	put16(u + 2, port);
 	put16(u + 4, (uint16_t)l4);
 	put16(u + 6, 0);
 	put32(u + 8, m->op);
@@ -238,6 +250,7 @@ static void on_udp(struct kn_host *kn, const unsigned char *ip, const unsigned c
 {
 	uint32_t len = get16(u + 4), size;
 	struct kn_msg m, r = { 0 };
+	uint16_t port;
 
 	if (len < UDP || len > l4) {
 		mismatch(kn, "UDP length %u in %u bytes", len, l4);
@@ -249,7 +262,7 @@ static void on_udp(struct kn_host *kn, const unsigned char *ip, const unsigned c
 	}
 	if (get16(u + 2) != KN_PORT || len < UDP + sizeof(m))
 		return;
-	kn->guest_port = get16(u);
+	port = get16(u);
 	m = (struct kn_msg){ get32(u + 8), get32(u + 12), get32(u + 16), get32(u + 20) };
 	size = len - UDP - (uint32_t)sizeof(m);
 	switch (m.op) {
@@ -281,7 +294,7 @@ static void on_udp(struct kn_host *kn, const unsigned char *ip, const unsigned c
 		return;
 	case KN_END:
 		if (kn->have_res && !kn->next_seq && m.a == kn->last_res.b) {
-			send_udp(kn, &kn->last_res, 0, 0);
+			send_udp(kn, port, &kn->last_res, 0, 0);
 			return;
 		}
 		r = (struct kn_msg){ KN_RES, m.a == kn->next_seq && !kn->bad_run, kn->next_seq,
@@ -294,14 +307,16 @@ static void on_udp(struct kn_host *kn, const unsigned char *ip, const unsigned c
 		kn->bytes_run = 0;
 		kn->last_res = r;
 		kn->have_res = true;
-		send_udp(kn, &r, 0, 0);
+		send_udp(kn, port, &r, 0, 0);
 		return;
 	case KN_PULL:
+		kn->pull_port = port;
 		kn->pull_next = m.a;
 		kn->pull_end = m.a + m.b;
 		kn->pull_size = m.c;
 		return;
 	case KN_PINGME:
+		kn->ping_port = port;
 		kn->ping_n = m.a;
 		kn->ping_size = m.b;
 		kn->ping_sent = kn->ping_got = kn->ping_bad = 0;
@@ -392,7 +407,7 @@ static void on_frame(struct kn_host *kn, const unsigned char *f, uint32_t len)
 		on_icmp(kn, ip, ip + ihl, tot - ihl);
 }
 
-int kn_host_run(struct kn_host *kn, int wait_ms, bool idle_timeout)
+int kn_host_run(struct kn_host *kn, int wait_ms)
 {
 	struct vp_pkt p[KN_RXB];
 	int r, rounds = 0;
@@ -412,15 +427,11 @@ int kn_host_run(struct kn_host *kn, int wait_ms, bool idle_timeout)
 	 * handed out (and their buffers not posted again): arming looks at the
 	 * ring only, so come back at once instead of sleeping on them. */
 	more = r == (int)KN_RXB;
-	/* Armed, slept the whole timeout with no call, and yet frames: a missed
-	 * notification (ours to arm or the guest's to send). */
-	if (idle_timeout && (rounds || r > 0))
-		kn->missed_wakeups++;
 
 	while (kn->pull_next < kn->pull_end) {
 		struct kn_msg m = { KN_PUSHED, kn->pull_next, 0, 0 };
 
-		if (!send_udp(kn, &m, kn->pull_size, kn->pull_next))
+		if (!send_udp(kn, kn->pull_port, &m, kn->pull_size, kn->pull_next))
 			break;
 		kn->pull_next++;
 	}
@@ -438,7 +449,7 @@ int kn_host_run(struct kn_host *kn, int wait_ms, bool idle_timeout)
 			       kn->ping_got, kn->ping_n, kn->ping_bad);
 			if (kn->ping_got != kn->ping_n)
 				mismatch(kn, "%u echo requests unanswered", kn->ping_n - kn->ping_got);
-			send_udp(kn, &m, 0, 0);
+			send_udp(kn, kn->ping_port, &m, 0, 0);
 			kn->ping_n = 0;
 		}
 	}
@@ -467,14 +478,15 @@ int kn_host_run(struct kn_host *kn, int wait_ms, bool idle_timeout)
 	}
 	if (more || (kn->pull_next < kn->pull_end && kn->qn < KN_TXQ))
 		wait_ms = 0;
-	r = vp_netfe_arm(kn->fe, true, kn->qn > 0);
+	kn->armed_tx = kn->qn > 0;
+	r = vp_netfe_arm(kn->fe, true, kn->armed_tx);
 	if (r < 0)
 		return kn->hostile_sent ? (wait_ms > 100 ? 100 : wait_ms) : r;
 	return r > 0 ? 0 : wait_ms;
 }
 
 int kn_host_new(struct kn_host **out, struct vp_netfe *fe, void *ram, uint64_t ram_size,
-		const struct vp_frontend_info *fi, int kick_fd, bool loop)
+		const struct vp_frontend_info *fi, int kick_fd, bool loop, bool strict)
 {
 	static const uint8_t mac[6] = KN_HOST_MAC;
 	struct kn_host *kn = calloc(1, sizeof(*kn));
@@ -487,6 +499,7 @@ int kn_host_new(struct kn_host **out, struct vp_netfe *fe, void *ram, uint64_t r
 	kn->fi = *fi;
 	kn->kick_fd = kick_fd;
 	kn->loop = loop;
+	kn->strict = strict;
 	memcpy(kn->mac, mac, 6);
 	for (unsigned i = 0; i < KN_TXQ; i++)
 		if (!(kn->txb[i] = malloc(KN_FRAME)))
@@ -523,18 +536,105 @@ static uint16_t ring16(const struct kn_host *kn, uint64_t gpa)
 				       __ATOMIC_ACQUIRE));
 }
 
+/* The four indexes of the frontend's ring q, as they are in its RAM now. */
+struct kn_idx {
+	uint16_t avail_idx, used_event, used_idx, avail_event;
+};
+
+static struct kn_idx ring_idx(const struct kn_host *kn, unsigned q)
+{
+	const struct vp_frontend_ring *r = &kn->fi.rings[q];
+
+	return (struct kn_idx){
+		.avail_idx = ring16(kn, r->avail + 2),
+		.used_event = ring16(kn, r->avail + 4 + 2u * r->num),
+		.used_idx = ring16(kn, r->used + 2),
+		.avail_event = ring16(kn, r->used + 4 + 8u * r->num),
+	};
+}
+
 void kn_host_dump(const struct kn_host *kn)
 {
 	for (unsigned q = 0; q < 2; q++) {
 		const struct vp_frontend_ring *r = &kn->fi.rings[q];
+		struct kn_idx x = ring_idx(kn, q);
 
 		printf("kmod-host: ring %u: avail flags %u idx %u used_event %u; used flags %u "
-		       "idx %u avail_event %u\n", q, ring16(kn, r->avail), ring16(kn, r->avail + 2),
-		       ring16(kn, r->avail + 4 + 2u * r->num), ring16(kn, r->used),
-		       ring16(kn, r->used + 2), ring16(kn, r->used + 4 + 8u * r->num));
+		       "idx %u avail_event %u\n", q, ring16(kn, r->avail), x.avail_idx,
+		       x.used_event, ring16(kn, r->used), x.used_idx, x.avail_event);
 	}
 	printf("kmod-host: queued %u, pull %u..%u, next_seq %u, ping %u/%u out %d\n", kn->qn,
 	       kn->pull_next, kn->pull_end, kn->next_seq, kn->ping_sent, kn->ping_n, kn->ping_out);
+}
+
+/* fd readable within ms (EINTR: SIGUSR1 asked for a dump; keep waiting). */
+static bool fd_ready(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int64_t end = kn_now_ms() + ms;
+	int r;
+
+	while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+		ms = end > kn_now_ms() ? (int)(end - kn_now_ms()) : 0;
+	return r > 0;
+}
+
+void kn_host_idle(struct kn_host *kn, bool driver_ok)
+{
+	static const char *const name[2] = { "receiveq", "transmitq" };
+	int64_t now = kn_now_ms();
+	struct kn_idx x;
+
+	if (kn->hostile_sent)
+		return;	/* a broken ring owes nothing */
+	/*
+	 * Armed means used_event is what we consumed up to (vp_vq_drv_enable_cb()).
+	 * A used index past it is an entry the guest published after we armed: its
+	 * call is owed. Give a slow vCPU the grace between its used->idx store and
+	 * its doorbell; a call in that time is only late.
+	 */
+	for (unsigned q = 0; q < 2; q++) {
+		int fd = q == VP_NET_Q_RX ? vp_netfe_rx_fd(kn->fe) : vp_netfe_tx_fd(kn->fe);
+
+		if (q == VP_NET_Q_TX && !kn->armed_tx)
+			continue;
+		x = ring_idx(kn, q);
+		if (x.used_idx == x.used_event)
+			continue;
+		if (fd_ready(fd, KN_GRACE_MS)) {
+			kn->late_calls++;
+			continue;
+		}
+		x = ring_idx(kn, q);
+		kn->missed_wakeups++;
+		printf("kmod-host: MISSED WAKE-UP: %s: used idx %u is past used_event %u (what we "
+		       "had seen, armed) and no call came in %d ms; avail idx %u, avail_event %u\n",
+		       name[q], x.used_idx, x.used_event, KN_GRACE_MS, x.avail_idx, x.avail_event);
+	}
+	/* Frames on our transmitq the guest does not take: its NAPI missed our kick. */
+	x = ring_idx(kn, VP_NET_Q_TX);
+	if (!driver_ok || x.avail_idx == x.used_idx) {
+		kn->txq_since = 0;
+		return;
+	}
+	if (!kn->txq_since || x.used_idx != kn->txq_used) {
+		kn->txq_since = now;
+		kn->txq_used = x.used_idx;
+		return;
+	}
+	if (now - kn->txq_since < KN_STALL_MS)
+		return;
+	kn->missed_kicks++;
+	printf("kmod-host: MISSED KICK: transmitq: avail idx %u, used idx %u for %" PRId64
+	       " ms, avail_event %u, used_event %u; kicking again\n", x.avail_idx, x.used_idx,
+	       now - kn->txq_since, x.avail_event, x.used_event);
+	{
+		uint64_t one = 1;
+
+		if (write(kn->fi.rings[VP_NET_Q_TX].kick_fd, &one, sizeof(one)) != sizeof(one))
+			printf("kmod-host: kick: %s\n", strerror(errno));
+	}
+	kn->txq_since = now;
 }
 
 int kn_host_end(struct kn_host *kn)
@@ -542,8 +642,12 @@ int kn_host_end(struct kn_host *kn)
 	const struct vp_net_stats *s = vp_netfe_stats(kn->fe);
 
 	printf("kmod-host: frontend: %" PRIu64 " frames in, %" PRIu64 " out; %" PRIu64
-	       " ARP and %" PRIu64 " echo replies; %u mismatches; %u missed wake-ups\n",
-	       s->rx_packets, s->tx_packets, kn->arp_replied, kn->echo_replied, kn->mismatches,
-	       kn->missed_wakeups);
-	return kn->mismatches ? -EIO : 0;
+	       " ARP and %" PRIu64 " echo replies; %u mismatches; %u missed wake-ups, %u missed "
+	       "kicks, %u late calls (%s)\n", s->rx_packets, s->tx_packets, kn->arp_replied,
+	       kn->echo_replied, kn->mismatches, kn->missed_wakeups, kn->missed_kicks,
+	       kn->late_calls, kn->strict ? "strict" : "lenient");
+	if (kn->strict && (kn->missed_wakeups || kn->missed_kicks))
+		printf("kmod-host: FAIL: a notification was lost (strict)\n");
+	return kn->mismatches || (kn->strict && (kn->missed_wakeups || kn->missed_kicks)) ?
+	       -EIO : 0;
 }

@@ -22,7 +22,9 @@
  *    and the used_event/flags load (need_signal), and between the
  *    avail_event/flags store and the avail->idx re-load (enable_notify);
  *    each pairs with the frontend's virtio_mb() on its side of the same
- *    store-then-load race.
+ *    store-then-load race. A lost call or kick follows if virt_mb() is no
+ *    fence on the host: QEMU < 8.1's TCG with one possible vCPU drops it
+ *    (guest/linux/README.md, "Barriers").
  * lib/devinfo.c and lib/mem_internal.h keep their GCC __atomic builtins:
  * acquire and release loads and stores of naturally aligned words, which GCC
  * emits as the same instructions as virt_load_acquire()/virt_store_release()

@@ -5,6 +5,7 @@
 #                    loop: the host decides): the link must go down with a reason, the
 #                    guest stay up, the kernel log stay clean
 #   VP_KD_QUICK=1    pings only, no bulk, jumbo or rmmod (before a hostile request)
+#   VP_KD_STRESS=N   rounds of small datagrams both ways at once (default 10; 0 skips)
 # /kmod-guest (tests/peers/kmod_guest.c, static) does the UDP bulk and host-ping parts.
 # Markers: "kmod-data: ..." info lines, one per step.
 . /lib/vp.sh
@@ -52,6 +53,19 @@ kgrun rx $n 1400
 # Small frames (128 bytes on the wire): the per-frame cost.
 kgrun tx 20000 70
 kgrun rx 20000 70
+# Both directions at once, small frames: the most notifications per second each way
+# (a lost one once stalled the rings with both directions running). Each side checked.
+rounds=${VP_KD_STRESS:-10}
+r=0
+while [ $r -lt "$rounds" ]; do
+    $kg tx 20000 70 >/tmp/kd-stx.log 2>&1 &
+    stx=$!
+    $kg rx 20000 70 >/tmp/kd-srx.log 2>&1 ||
+        vp_fail "stress round $r: rx: $(cat /tmp/kd-srx.log); $(dmesg | grep -E 'vpnet|vhost_pci' | tail -3)"
+    wait $stx || vp_fail "stress round $r: tx: $(cat /tmp/kd-stx.log)"
+    r=$((r + 1))
+    vp_info "stress $r/$rounds: $(cat /tmp/kd-stx.log) | $(cat /tmp/kd-srx.log)"
+done
 counters
 [ "$(stat tx_dropped)" = 0 ] || vp_fail "tx_dropped $(stat tx_dropped) at MTU 1500"
 
