@@ -19,4 +19,10 @@ struct vp_msg;
  * vp_sock_recv(). */
 int vp_sock_recv_until(int sock, struct vp_rx *rx, struct vp_msg *m, int64_t deadline_ms);
 
+/* netfe.c: the test facility behind vp_port_test_post_bad() (kind: an enum
+ * vp_port_test_bad), for a netfe that is started. 0 or -errno. */
+struct vp_netfe;
+enum vp_port_test_bad;
+int vp_netfe_test_post_bad(struct vp_netfe *fe, enum vp_port_test_bad kind);
+
 #endif
