@@ -1480,6 +1480,7 @@ TEST(shrunk_frontend_memory_does_not_crash_show)
 /* By default such memory is refused, and the frontend is told why. */
 static void unsealed_body(struct daemon *d)
 {
+	static struct prog p;
 	const struct jv *srv;
 	const char *last;
 	struct frontend f;
@@ -1497,6 +1498,11 @@ static void unsealed_body(struct daemon *d)
 	CHECK(u64_is(srv, "refused", 1));
 	CHECK(last && strstr(last, "net0#") && strstr(last, "can shrink under the backend"));
 	jv_free(doc);
+	/* And for humans: the count, and the reason on a line of its own. */
+	run(&p, ctl_bin, "--control", d->ctl, "servers", NULL);
+	CHECK(p.status == 0 && strstr(p.out, "REFUSED") &&
+	      strstr(p.out, "net0: last refusal: net0#") &&
+	      strstr(p.out, "can shrink under the backend"));
 	fe_free(&f);
 	sleep_ms(50);
 	CHECK_EQ(daemon_fds(d), fds0);
