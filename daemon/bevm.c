@@ -306,8 +306,7 @@ static void refuse(struct vpd_bdev *b, const char *why)
 {
 	struct vpd_server *s = b->s;
 
-	s->bevm_refused++;
-	snprintf(s->bevm_refusal, sizeof(s->bevm_refusal), "device %" PRIu64 ": %s", b->id, why);
+	/* Counted (and shown in "servers") by the library, as every refusal is. */
 	vp_log(VP_LOG_WARN, "device %" PRIu64 ": refusing the frontend for backend VM %s: %s",
 	       b->id, b->vm->path, why);
 	vp_server_drop(s->srv, b->id, why);
@@ -1606,8 +1605,6 @@ void vpd_bevm_render_server(struct jw *w, const struct vpd_server *s)
 	jw_bool(w, "backend_vm_ok", s->bevm->up);
 	jw_str(w, "backend_vm_reason", s->bevm->up ? NULL : s->bevm->why);
 	jw_u64(w, "unplug_timeouts", s->bevm->unplug_timeouts);
-	jw_u64(w, "refused", s->bevm_refused);
-	jw_str(w, "last_refusal", s->bevm_refusal[0] ? s->bevm_refusal : NULL);
 	jw_u64(w, "stop_timeout_ms", s->spec.stop_timeout_ms);
 	jw_u64(w, "stop_timeouts", s->stop_timeouts);
 }

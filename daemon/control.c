@@ -235,6 +235,7 @@ static void render_device(struct jw *w, const char *key, const struct vpd *d,
 
 static void render_server(struct jw *w, const struct vpd_server *s)
 {
+	const char *last;
 	char buf[40];
 
 	jw_obj_begin(w, NULL);
@@ -259,10 +260,12 @@ static void render_server(struct jw *w, const struct vpd_server *s)
 		jw_bool(w, "backend_ok", !s->backend_down);
 		jw_bool(w, "admitting", !s->admission_closed);
 		jw_str(w, "backend_reason", s->backend_down ? s->backend_why : NULL);
-		jw_u64(w, "refused", s->refused_new);
 		jw_u64(w, "stop_timeout_ms", s->spec.stop_timeout_ms);
 		jw_u64(w, "stop_timeouts", s->stop_timeouts);
 	}
+	/* Every frontend refused or dropped with a reason, by the library or by us. */
+	jw_u64(w, "refused", vp_server_refused(s->srv, &last));
+	jw_str(w, "last_refusal", last);
 	vpd_bevm_render_server(w, s);
 	jw_obj_end(w);
 }

@@ -46,8 +46,6 @@ struct vpd_server {
 	int64_t refuse_log_ms;         /* next summary line about them */
 	/* backend-vm= state (bevm.c) */
 	struct vpd_bevm *bevm;         /* shared by the servers naming one QMP socket */
-	uint64_t bevm_refused;         /* frontends refused for their memory */
-	char bevm_refusal[256];        /* why the last one was */
 };
 
 #define VPD_HANDSHAKE_TIMEOUT_S 10

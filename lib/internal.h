@@ -25,5 +25,10 @@ struct vp_device;
 void vp_pci_info_clear(struct vp_pci_info *info);
 /* registry.c: append dev; 0, or -ENOMEM with the registry emptied. */
 int vp_pci_info_add(struct vp_pci_info *info, const struct vp_device *dev);
+/* netfe.c: the test facility behind vp_port_test_post_bad() (kind: an enum
+ * vp_port_test_bad), for a netfe that is started. 0 or -errno. */
+struct vp_netfe;
+enum vp_port_test_bad;
+int vp_netfe_test_post_bad(struct vp_netfe *fe, enum vp_port_test_bad kind);
 
 #endif

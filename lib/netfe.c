@@ -45,6 +45,8 @@
 #include <unistd.h>
 
 #include "vhostpci/log.h"
+#include "vhostpci/port.h"
+#include "internal.h"
 #include "util.h"
 #include "wait.h"
 #include "vhostpci/net.h"
@@ -686,6 +688,62 @@ int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned 
 	if (count && vp_vq_drv_publish(fe->txq))
 		notify(fe, fe->efd[EFD_TX_KICK]);
 	return (int)count;
+}
+
+/*
+ * Test facility (vp_port_test_post_bad(), vp-vm --test-bad-desc): post one
+ * TX chain a device must refuse, as a hostile frontend would, and kick.
+ * Only the frontend's own ring and RAM are touched; our shadow state keeps
+ * the chain as one slot in flight (the device never gives it back).
+ */
+int vp_netfe_test_post_bad(struct vp_netfe *fe, enum vp_port_test_bad kind)
+{
+	const struct ring_gpa *q = &fe->q[VP_NET_Q_TX];
+	unsigned mask = fe->tx_num - 1u, s;
+	uint16_t idx, head;
+	struct vring_desc *d;
+	struct vp_buf b;
+	int r;
+
+	if ((unsigned)kind < VP_PORT_TEST_BAD_RANGE || (unsigned)kind > VP_PORT_TEST_BAD_LEN)
+		return -EINVAL;
+	if (fe_broken(fe))
+		return -EIO;
+	if (!fe->started)
+		return -ENOTCONN;
+	tx_unreserve(fe, 0);
+	r = tx_reclaim(fe);
+	if (r < 0)
+		return r;
+	if (!fe->tx_nfree)
+		return -ENOSPC;
+	s = fe->tx_free[--fe->tx_nfree];
+	memset(slot_ptr(fe, s), 0, HDR + 60);
+	fe->tx_nslots[s] = 1;
+	fe->tx_plen[s] = 60;
+	b = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT, HDR + 60 };
+	if (kind == VP_PORT_TEST_BAD_RANGE)
+		b.addr = fe->ram_size + PAGE;  /* past the one region of the memory table */
+	else if (kind == VP_PORT_TEST_BAD_LEN)
+		b.len = (uint32_t)(fe->ram_size - b.addr + PAGE);  /* runs past its end */
+	/* Nothing is staged (tx_burst and tx_commit publish what they add), so
+	 * the chain's head goes to the avail slot at the published index. */
+	idx = le16toh(((const struct vring_avail *)(const void *)(fe->ram + q->avail))->idx);
+	if (vp_vq_drv_add(fe->txq, &b, 1, NULL, 0, tok_of(s)))
+		return fe_fail(fe, fe->txq);
+	if (kind == VP_PORT_TEST_BAD_LOOP) {
+		head = le16toh(((const struct vring_avail *)(const void *)
+				(fe->ram + q->avail))->ring[idx & mask]);
+		d = (struct vring_desc *)(void *)(fe->ram + q->desc) + (head & mask);
+		d->flags = htole16(VRING_DESC_F_NEXT);  /* a chain that never ends */
+		d->next = htole16(head);
+	}
+	vp_vq_drv_publish(fe->txq);
+	notify(fe, fe->efd[EFD_TX_KICK]);  /* whatever the suppression says */
+	vp_log(VP_LOG_WARN, "netfe: test: posted a bad TX chain (%s)",
+	       kind == VP_PORT_TEST_BAD_RANGE ? "address outside our memory" :
+	       kind == VP_PORT_TEST_BAD_LOOP ? "descriptor loop" : "length past our memory");
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */

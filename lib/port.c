@@ -27,6 +27,7 @@
 #include "vhostpci/net21.h"
 #include "vhostpci/log.h"
 #include "vhostpci/port.h"
+#include "internal.h"
 #include "util.h"
 #include "wait.h"
 
@@ -1564,6 +1565,15 @@ void vp_port_rx_release(struct vp_port *p)
 unsigned vp_port_rx_pending(struct vp_port *p, int link)
 {
 	return p->ops->rx_pending(p, link);
+}
+
+int vp_port_test_post_bad(struct vp_port *p, enum vp_port_test_bad kind)
+{
+	if (p->side != VP_PORT_FRONTEND || !p->fe)
+		return -ENOTSUP;
+	if (p->fe_state != VP_PORT_UP)
+		return -ENOTCONN;
+	return vp_netfe_test_post_bad(p->fe, kind);
 }
 
 /* ---- for the wait set (wait.h) ---- */

@@ -110,6 +110,9 @@ struct vp_server {
 	int64_t refuse_log_ms;
 	unsigned refused_quiet;
 	char refuse_last[96];
+	/* Every frontend refused or dropped with a reason (vp_server_refused()). */
+	uint64_t refused;
+	char refused_last[VP_PCI_REASON_MAX + 64];
 	unsigned stop_ms;
 	vp_event_fn cb;
 	void *opaque;
@@ -315,6 +318,8 @@ static void fail(struct conn *c, int code, const char *fmt, ...)
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 	vp_log(VP_LOG_WARN, "%s: dropping frontend: %s", c->name, reason);
+	c->srv->refused++;
+	snprintf(c->srv->refused_last, sizeof(c->srv->refused_last), "%s: %s", c->name, reason);
 	if (c->dev.dialect == VP_DIALECT_VHOST_USER && c->cur &&
 	    (c->cur->flags & VP_MSG_NEED_REPLY) && !(c->cur->flags & VP_MSG_REPLY) &&
 	    (c->dev.protocol_features & (1ull << VP_VU_PROTOCOL_F_REPLY_ACK))) {
@@ -1311,6 +1316,8 @@ static void refuse_at_door(struct vp_server *s, int fd, pid_t pid, const char *w
 	int64_t now = mono_ms();
 
 	close(fd);
+	s->refused++;
+	snprintf(s->refused_last, sizeof(s->refused_last), "%s: pid %d: %s", s->id, (int)pid, why);
 	if (now < s->refuse_log_ms) {
 		s->refused_quiet++;
 		snprintf(s->refuse_last, sizeof(s->refuse_last), "%s", why);
@@ -1714,6 +1721,13 @@ const struct vp_device *vp_server_find(const struct vp_server *s, uint64_t id)
 		if (c->dev.id == id && !c->dead)
 			return &c->dev;
 	return NULL;
+}
+
+uint64_t vp_server_refused(const struct vp_server *s, const char **last)
+{
+	if (last)
+		*last = s->refused ? s->refused_last : NULL;
+	return s->refused;
 }
 
 int vp_server_drop(struct vp_server *s, uint64_t id, const char *reason)

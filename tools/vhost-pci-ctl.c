@@ -319,7 +319,7 @@ static int print_servers(const struct jv *doc)
 {
 	const struct jv *srvs = jv_get(doc, "servers");
 	size_t wid = 2, wpath = 4;
-	char a[32], b[32];
+	char a[32], b[32], c[32];
 
 	if (!srvs || srvs->type != JV_ARR) {
 		die_msg("bad answer from vhost-pcid: no server list");
@@ -331,12 +331,18 @@ static int print_servers(const struct jv *doc)
 		wid = l1 > wid ? l1 : wid;
 		wpath = l2 > wpath ? l2 : wpath;
 	}
-	printf("%-*s  %-*s  %-11s  %-4s  %s\n", (int)wid, "ID", (int)wpath, "PATH",
-	       "CONNECTIONS", "MAX", "MODE");
+	printf("%-*s  %-*s  %-11s  %-4s  %-4s  %s\n", (int)wid, "ID", (int)wpath, "PATH",
+	       "CONNECTIONS", "MAX", "MODE", "REFUSED");
 	for (const struct jv *s = srvs->child; s; s = s->next)
-		printf("%-*s  %-*s  %-11s  %-4s  %s\n", (int)wid, str_or(s, "id", "-"),
+		printf("%-*s  %-*s  %-11s  %-4s  %-4s  %s\n", (int)wid, str_or(s, "id", "-"),
 		       (int)wpath, str_or(s, "path", "-"), num_or(s, "connections", a, sizeof(a)),
-		       num_or(s, "max", b, sizeof(b)), str_or(s, "mode", "-"));
+		       num_or(s, "max", b, sizeof(b)), str_or(s, "mode", "-"),
+		       num_or(s, "refused", c, sizeof(c)));
+	/* Why, for each server that refused someone. */
+	for (const struct jv *s = srvs->child; s; s = s->next)
+		if (jv_get_str(s, "last_refusal"))
+			printf("%s: last refusal: %s\n", str_or(s, "id", "-"),
+			       jv_get_str(s, "last_refusal"));
 	return 0;
 }
 

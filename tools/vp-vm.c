@@ -202,6 +202,8 @@ struct opts {
 	unsigned max_links;      /* backend ports: devices at once; 0 = server limit */
 	bool allow_unsealed;     /* backend ports: accept memory that can shrink */
 	uint64_t truncate_after; /* test hook: frames before a frontend cuts its RAM */
+	enum vp_port_test_bad bad_kind; /* test hook: a bad TX chain to post; 0 = none */
+	uint64_t bad_after;      /* ... after this many frames */
 	const char *sysfs_root;  /* --guest-pci: PCI tree to search (tests: a fake one) */
 };
 
@@ -282,7 +284,7 @@ enum {
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
-	O_UNSEALED, O_TRUNCATE, O_GUESTPCI, O_SYSFS, O_PAIR21, O_PAIR21_SERVE,
+	O_UNSEALED, O_TRUNCATE, O_BADDESC, O_GUESTPCI, O_SYSFS, O_PAIR21, O_PAIR21_SERVE,
 };
 
 static const struct option lopts[] = {
@@ -317,6 +319,7 @@ static const struct option lopts[] = {
 	{ "allow-unsealed", no_argument, NULL, O_UNSEALED },
 	/* Test hook, not in --help (docs/vp-vm.md): see truncate_own_ram(). */
 	{ "test-truncate-ram-after", required_argument, NULL, O_TRUNCATE },
+	{ "test-bad-desc", required_argument, NULL, O_BADDESC },
 	{ "mode", required_argument, NULL, O_MODE },
 	{ "cpu", required_argument, NULL, O_CPU },
 	{ "cpu-list", required_argument, NULL, O_CPULIST },
@@ -336,6 +339,23 @@ static const char *cpu_list; /* chain only */
 static bool chain_log_set;
 
 /* Parse argv into o. Returns -1 to go on, or an exit status. */
+/* Test hook: "range|loop|len[@N]" (N frames first, default 64). */
+static int parse_bad_desc(const char *arg, struct opts *o)
+{
+	static const char *const kinds[] = { "range", "loop", "len" };
+	const char *at = strchr(arg, '@');
+	size_t n = at ? (size_t)(at - arg) : strlen(arg);
+
+	o->bad_kind = 0;
+	for (unsigned k = 0; k < 3; k++)
+		if (strlen(kinds[k]) == n && !strncmp(arg, kinds[k], n))
+			o->bad_kind = (enum vp_port_test_bad)(VP_PORT_TEST_BAD_RANGE + k);
+	o->bad_after = 64;
+	if (!o->bad_kind || (at && vm_parse_u64(at + 1, &o->bad_after) < 0))
+		return -1;
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 {
 	uint64_t v;
@@ -509,6 +529,11 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			if (vm_parse_u64(optarg, &o->truncate_after) < 0 || !o->truncate_after)
 				return vm_usage_error("bad --test-truncate-ram-after '%s'", optarg);
 			break;
+		case O_BADDESC:
+			if (parse_bad_desc(optarg, o) < 0)
+				return vm_usage_error("bad --test-bad-desc '%s': range, loop or len, "
+						   "optionally @FRAMES", optarg);
+			break;
 		case O_MAXLINKS:
 			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VP_PORT_MAX_LINKS)
 				return vm_usage_error("bad --max-links '%s' (1..%u)", optarg,
@@ -603,6 +628,9 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 		return vm_usage_error("--tx-first is for --app echo");
 	if (o->truncate_after && (o->port[0].kind != VP_PORT_FRONTEND || o->nports != 1))
 		return vm_usage_error("--test-truncate-ram-after is for a single frontend port");
+	if (o->bad_kind && (o->port[0].kind != VP_PORT_FRONTEND || o->nports != 1 ||
+			    o->truncate_after))
+		return vm_usage_error("--test-bad-desc is for a single frontend port, alone");
 	if (o->app == APP_GEN && !o->seconds_set && !o->count) {
 		o->seconds = 5;
 		o->seconds_set = true;
@@ -650,6 +678,7 @@ struct vm {
 	uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes;
 	int64_t tx_first, tx_last, rx_first, rx_last;
 	int64_t ram_cut_at;    /* test hook: when our RAM was truncated; 0 = not */
+	bool bad_posted;       /* test hook: the bad TX chain is out */
 	uint64_t fwd_pkts[2];
 	uint64_t tap_drops;
 	uint64_t echo_drops;   /* echo --tx-first: reflected frames the ring had no room for */
@@ -1690,6 +1719,30 @@ static void truncate_own_ram(struct vm *vm, int64_t now)
 	vm->ram_cut_at = now;
 }
 
+/*
+ * Test hook (--test-bad-desc KIND[@N], docs/vp-vm.md): behave as a hostile
+ * frontend process once N frames went either way: one bad chain on our TX
+ * ring (the library's test facility), then nothing more is sent and the link
+ * is held (control served) until a signal, so a test can watch the backend
+ * break only this device. A link not up yet (or no free slot) is tried again.
+ */
+static void post_bad_desc(struct vm *vm)
+{
+	static const char *const names[] = { "", "range", "loop", "len" };
+	int r = vp_port_test_post_bad(vm->port[0], vm->o.bad_kind);
+
+	if (r == -ENOTCONN || r == -ENOSPC)
+		return;
+	vm->bad_posted = true;
+	vm->end_sent = true;  /* no END at exit either: a hostile sender just goes */
+	if (r < 0)
+		fail(vm, "test hook: cannot post a bad descriptor: %s", strerror(-r));
+	else  /* not a healthy run: the report says ok: false */
+		fail(vm, "test hook: posted a bad TX chain (%s) after %" PRIu64 " frames; "
+		     "holding the link until a signal", names[vm->o.bad_kind],
+		     vm->tx_pkts + vm->rx_pkts);
+}
+
 static int run_vm(struct opts *o)
 {
 	static struct vm vmst;
@@ -1814,6 +1867,11 @@ static int run_vm(struct opts *o)
 			if (!o->quiet && now - vm->prog_at >= 1000000000ll)
 				progress(vm, now);
 		}
+		if (vm->bad_posted) {
+			/* Test hook: only the control side from now on. */
+			usleep(10000);
+			continue;
+		}
 		switch (o->app) {
 		case APP_GEN:
 			did = gen_step(vm, now, &wp[0].want_tx, &wait_ns);
@@ -1862,6 +1920,8 @@ static int run_vm(struct opts *o)
 		}
 		if (o->truncate_after && vm->tx_pkts + vm->rx_pkts >= o->truncate_after)
 			truncate_own_ram(vm, now);
+		if (o->bad_kind && !finished && vm->tx_pkts + vm->rx_pkts >= o->bad_after)
+			post_bad_desc(vm);
 		if (did)
 			last_work = now;
 		if (did || finished)

@@ -197,6 +197,23 @@ VP_API void vp_port_rx_release(struct vp_port *p);
 VP_API int vp_port_rx_into(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n);
 VP_API unsigned vp_port_rx_pending(struct vp_port *p, int link);
 
+/*
+ * Test facility, not for applications: make this frontend port hostile, to
+ * test that a backend survives one (vp-vm --test-bad-desc). Posts one TX
+ * chain a device must refuse and kicks: RANGE, a descriptor whose address is
+ * outside the frontend's memory table; LOOP, a descriptor whose next is
+ * itself; LEN, a buffer in our RAM whose length runs past its end. The link
+ * stays up on our side (the backend breaks its device). 0; -ENOTSUP on a
+ * backend or 2.1 port, -ENOTCONN while the link is down, -ENOSPC without a
+ * free TX slot, -EINVAL for another kind. Same thread as the data path.
+ */
+enum vp_port_test_bad {
+	VP_PORT_TEST_BAD_RANGE = 1,
+	VP_PORT_TEST_BAD_LOOP,
+	VP_PORT_TEST_BAD_LEN,
+};
+VP_API int vp_port_test_post_bad(struct vp_port *p, enum vp_port_test_bad kind);
+
 #ifdef __cplusplus
 }
 #endif

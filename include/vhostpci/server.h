@@ -254,6 +254,18 @@ VP_API const struct vp_device *vp_server_find(const struct vp_server *srv, uint6
 VP_API int vp_server_drop(struct vp_server *srv, uint64_t id, const char *reason);
 
 /*
+ * How many frontends this server refused or dropped with a reason since it
+ * was made: connections refused at the door (connection limit, uid),
+ * sessions failed for what the frontend sent (a bad message, fd, memory or
+ * ring, a missed deadline) and those dropped with vp_server_drop(). A
+ * frontend that hangs up is not counted. last (may be NULL): the newest
+ * reason, "NAME: REASON" (NAME as in the log, e.g. "net0#7"), or NULL when
+ * the count is 0; valid until the next vp_server_dispatch() or drop. Same
+ * thread as vp_server_dispatch().
+ */
+VP_API uint64_t vp_server_refused(const struct vp_server *srv, const char **last);
+
+/*
  * Only inside a VP_EV_DEVICE_STOPPED callback whose stop the frontend waits
  * on: a vhost-user GET_VRING_BASE, or a native STOP(reset) with NEED_REPLY.
  * Defers that reply (and stops reading the connection) until

@@ -1480,13 +1480,29 @@ TEST(shrunk_frontend_memory_does_not_crash_show)
 /* By default such memory is refused, and the frontend is told why. */
 static void unsealed_body(struct daemon *d)
 {
+	static struct prog p;
+	const struct jv *srv;
+	const char *last;
 	struct frontend f;
+	struct jv *doc;
 	int fds0 = daemon_fds(d);
 
 	REQUIRE(fe_init_sealed(&f, UUID0, 0));
 	CHECK(fe_connect(&f, d->net0) == 0);
 	CHECK(strstr(vp_client_error(f.client), "can shrink under the backend") != NULL);
 	CHECK(log_has(d, "unsealed memfd"));
+	/* Refused by the library, counted and shown by the daemon with the reason. */
+	doc = ask(d, "servers");
+	srv = nth(jv_get(doc, "servers"), 0);
+	last = jv_get_str(srv, "last_refusal");
+	CHECK(u64_is(srv, "refused", 1));
+	CHECK(last && strstr(last, "net0#") && strstr(last, "can shrink under the backend"));
+	jv_free(doc);
+	/* And for humans: the count, and the reason on a line of its own. */
+	run(&p, ctl_bin, "--control", d->ctl, "servers", NULL);
+	CHECK(p.status == 0 && strstr(p.out, "REFUSED") &&
+	      strstr(p.out, "net0: last refusal: net0#") &&
+	      strstr(p.out, "can shrink under the backend"));
 	fe_free(&f);
 	sleep_ms(50);
 	CHECK_EQ(daemon_fds(d), fds0);
@@ -3033,16 +3049,13 @@ static void bevm_refused_body(struct daemon *d)
 		if (extra >= 0)
 			close(extra);
 		CHECK(log_has(d, whys[c]));
-		if (c == 0) {
-			fe_free(&f);
-			continue;
-		}
+		/* The library's refusal is counted and shown as the daemon's are. */
 		doc = ask(d, "servers");
 		last = jv_get_str(nth(jv_get(doc, "servers"), 0), "last_refusal");
 		if (!last || !strstr(last, whys[c]))
 			fprintf(stderr, "  last_refusal: %s\n", last ? last : "(none)");
 		CHECK(last && strstr(last, whys[c]));
-		CHECK(u64_is(nth(jv_get(doc, "servers"), 0), "refused", c));
+		CHECK(u64_is(nth(jv_get(doc, "servers"), 0), "refused", c + 1));
 		jv_free(doc);
 		fe_free(&f);
 	}

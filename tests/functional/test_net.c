@@ -27,6 +27,7 @@
 
 #include "testutil.h"
 #include "vhostpci/vhostpci.h"
+#include "../../lib/internal.h"	/* vp_netfe_test_post_bad() */
 
 #define RAM_SIZE    (8u << 20)
 #define F_CSUM      (1ull << VIRTIO_NET_F_CSUM)
@@ -1042,6 +1043,72 @@ TEST(hostile_frontend_breaks_only_itself)
 	}
 	fe_close(&good, &b);
 	CHECK_EQ(b.ndev, 1 + sizeof(cases) / sizeof(cases[0]));
+	CHECK_EQ(b.removed, b.ndev);
+	CHECK_EQ(tu_count_fds(), fds);
+	be_fini(&b);
+}
+
+/*
+ * The hostile-frontend test facility (vp_port_test_post_bad(), vp-vm
+ * --test-bad-desc) posts what it says, after good traffic, and the backend
+ * breaks on it with the matching reason.
+ */
+TEST(test_post_bad_makes_the_bad_chain)
+{
+	static const struct {
+		enum vp_port_test_bad kind;
+		const char *why;
+	} cases[] = {
+		{ VP_PORT_TEST_BAD_RANGE, "outside guest memory" },
+		{ VP_PORT_TEST_BAD_LOOP, "loop" },
+		{ VP_PORT_TEST_BAD_LEN, "outside guest memory" },
+	};
+	struct pkt_shape s = { PKT_MIN, 1500, false };
+	uint8_t buf[PKT_CAP];
+	struct be b;
+	int fds;
+
+	pool_init();
+	REQUIRE(be_init(&b, "postbad", VP_NET_POLL));
+	fds = tu_count_fds();
+	for (unsigned k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct vp_pkt rp = { .data = buf, .len = sizeof(buf) };
+		struct vp_frontend_info in;
+		const struct vring_desc *d;
+		uint16_t idx, head;
+		struct fe f;
+
+		REQUIRE(fe_open(&f, &b, F_ALL, 256, VP_NET_POLL, (uint8_t)(1 + k)) == 0);
+		CHECK(shuttle(&f, 300, &s));
+		CHECK_EQ(vp_netfe_test_post_bad(f.fe, 0), -EINVAL);
+		vp_netfe_info(f.fe, &in);
+		idx = le16toh(ring_avail(&f, &in, VP_NET_Q_TX)->idx);
+		CHECK_EQ(vp_netfe_test_post_bad(f.fe, cases[k].kind), 0);
+		/* One chain more, published, its descriptor as asked. */
+		CHECK_EQ(le16toh(ring_avail(&f, &in, VP_NET_Q_TX)->idx), (uint16_t)(idx + 1));
+		head = le16toh(ring_avail(&f, &in, VP_NET_Q_TX)->ring[idx % in.rings[1].num]);
+		d = ring_desc(&f, &in, VP_NET_Q_TX, head);
+		switch (cases[k].kind) {
+		case VP_PORT_TEST_BAD_RANGE:
+			CHECK(le64toh(d->addr) >= RAM_SIZE);
+			break;
+		case VP_PORT_TEST_BAD_LOOP:
+			CHECK(le16toh(d->flags) & VRING_DESC_F_NEXT);
+			CHECK_EQ(le16toh(d->next), head);
+			break;
+		case VP_PORT_TEST_BAD_LEN:
+			CHECK(le64toh(d->addr) < RAM_SIZE);
+			CHECK(le64toh(d->addr) + le32toh(d->len) > RAM_SIZE);
+			break;
+		}
+		CHECK_EQ(vp_net_rx_burst(f.net, &rp, 1), -EIO);
+		if (!vp_net_broken(f.net) || !strstr(vp_net_broken(f.net), cases[k].why)) {
+			fprintf(stderr, "  case %u: reason '%s' lacks '%s'\n", k,
+				vp_net_broken(f.net) ? vp_net_broken(f.net) : "(none)", cases[k].why);
+			CHECK(0);
+		}
+		fe_close(&f, &b);
+	}
 	CHECK_EQ(b.removed, b.ndev);
 	CHECK_EQ(tu_count_fds(), fds);
 	be_fini(&b);

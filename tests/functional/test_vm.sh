@@ -143,6 +143,9 @@ t_bad_options() {
 --backend --listen /x --features 0x1000000
 --backend --listen /x --max-links 0
 --backend --listen /x --max-links 33
+--frontend --connect /x --test-bad-desc nope
+--frontend --connect /x --test-bad-desc loop@x
+--backend --listen /x --test-bad-desc loop
 chain 1
 chain 3 --app sink
 EOF
@@ -503,6 +506,48 @@ t_unsealed_truncated() {
 	return 0
 }
 
+# A hostile frontend process (vp-vm's test hook --test-bad-desc, docs/vp-vm.md): after 500
+# frames it posts one bad TX chain (an address outside its memory, a descriptor loop, a
+# length past its RAM) and holds the link. The backend drops only that device with the
+# reason, the frontend is told it in ERROR, and a good frontend's stream is not touched.
+t_bad_desc() {
+	local k why
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 30 "${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg good "$VM" --frontend --connect "$T/be.sock" --app gen --count 60000 --rate 20000 \
+		--name good "${Q[@]}"
+	for k in range loop len; do
+		case $k in
+		range | len) why="outside guest memory" ;;
+		loop) why="loop?" ;;
+		esac
+		bg "bad_$k" "$VM" --frontend --connect "$T/be.sock" --app gen --seconds 60 \
+			--rate 5000 --name "bad_$k" --test-bad-desc "$k@500" --log-level info \
+			--json --quiet
+		local t=0
+		until grep -q "server reports error.*$why" "$T/bad_$k.log" || [ $t -ge 200 ]; do
+			sleep 0.05; t=$((t + 1))
+		done
+		grep -q "posted a bad TX chain ($k) after 5[0-9][0-9] frames" "$T/bad_$k.log" ||
+			failmsg+="    $k: the hook did not fire: $(tail -1 "$T/bad_$k.log")"$'\n'
+		grep -q "server reports error.*TX ring broken.*$why" "$T/bad_$k.log" ||
+			failmsg+="    $k: the hostile frontend was not told '$why'"$'\n'
+		grep -q "dropping frontend: frontend's TX ring broken: .*$why" "$T/sink.log" ||
+			failmsg+="    $k: the backend did not say why it dropped the device"$'\n'
+		kill -0 "$pid_sink" 2>/dev/null || failmsg+="    $k: the backend died"$'\n'
+		stop "bad_$k"
+		expect "bad_$k" "$T/bad_$k.json" ok false
+	done
+	waitfor good 30
+	waitfor sink 30
+	expect "good generator" "$T/good.json" tx_packets 60000
+	expect "sink" "$T/sink.json" lost 0
+	expect "sink" "$T/sink.json" corrupt 0
+	expect "sink" "$T/sink.json" ends 1
+	expect "sink" "$T/sink.json" ok true
+	return 0
+}
+
 # One TAP per link: a backend tap VM with two frontends makes NAME for link 0
 # and NAME1 for link 1, and each frontend's frames reach its own TAP only
 # (before, every link but the first was dropped without a word).
@@ -624,6 +669,7 @@ run_case many-frontends-one-backend t_many_frontends
 run_case max-links-refuse-then-attach t_max_links
 run_case offload-features t_offload_features
 run_case unsealed-frontend-truncates-its-ram t_unsealed_truncated
+run_case hostile-frontend-bad-descriptors t_bad_desc
 run_case tap-per-link t_tap_per_link
 run_case sigterm-report t_sigterm_report
 run_case demo-quick t_demo_quick

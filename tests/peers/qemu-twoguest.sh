@@ -10,9 +10,17 @@
 #      ping and a checksummed TCP transfer (TG_KIB KiB, default 1024) each way, started
 #      from the frontend, then from the backend;
 #   2. a second frontend: a second device, a second TAP; the same round from it;
+#   2b. hostile frontend processes through the real path: a host vp-vm frontend
+#      (--test-bad-desc, memfd RAM, a power of two, sealed) joins, its device is hot-plugged,
+#      and after 64 good frames it posts a bad TX chain (an address outside its memory; then,
+#      in a second run, a descriptor loop). vp-vm --guest-pci in the backend guest fails
+#      that device with the reason (its log, the driver page: the daemon's log and
+#      vhost-pci-ctl); the backend guest lives on, both good frontends pass a round; the
+#      hostile process stops and its device is unplugged;
 #   3. bad frontend guests through the real path: 384 MiB of RAM (not a power of two) and
 #      RAM in a plain file (unsealed) are refused with their reasons (daemon log,
-#      vhost-pci-ctl); the backend guest survives and the first device keeps working;
+#      vhost-pci-ctl: both counted, each the last refusal in turn); the backend guest
+#      survives and the first device keeps working;
 #   4. the frontends leave one by one: their devices disappear from the backend guest.
 #
 #   tests/peers/qemu-twoguest.sh VHOST_PCID VHOST_PCI_CTL VP_VM
@@ -41,7 +49,7 @@ fail() {
 tg_require
 
 work=$(mktemp -d /tmp/vp-qemu-twoguest.XXXXXX)
-trap tg_cleanup EXIT
+trap '[ -z "${hostile_pid:-}" ] || kill "$hostile_pid" 2>/dev/null; tg_cleanup' EXIT
 json() { "$ctl" --control "$work/ctl.sock" --json "$@"; }
 
 tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
@@ -77,22 +85,92 @@ print("qemu-twoguest: vhost-pci-ctl: %d devices plugged: %s" % (len(ds),
       ", ".join("%d at %s+%s" % (d["id"], d["backend"]["info_pci"], d["backend"]["memory_pci"]) for d in ds)))
 sys.exit(len(ds) != 2)' || fail "vhost-pci-ctl does not show two plugged devices"
 
-# 3. Bad frontends, real guests: 384 MiB of RAM (not a power of two: QEMU would assert on
-#    such a BAR) and RAM in a plain file (not sealed: it could shrink under the backend
-#    VM). Each is refused with its reason, and nothing in the backend guest changes.
-from=$(tg_lines be)
-wait_log() { # SECONDS PATTERN
+wait_file() { # SECONDS PATTERN FILE
 	local _
 	for _ in $(seq $(($1 * 10))); do
-		grep -q -- "$2" "$work/daemon.log" && return 0
+		grep -q -- "$2" "$3" && return 0
 		sleep 0.1
 	done
 	return 1
 }
+wait_log() { wait_file "$1" "$2" "$work/daemon.log"; } # SECONDS PATTERN
+
+# 2b. hostile KIND WHY: a hostile frontend process (vp-vm's test hook, docs/vp-vm.md) on
+#     the same socket; its device breaks with WHY in the backend guest, and only it.
+hostile_pid=''
+hostile() {
+	local from n
+	from=$(tg_lines be)
+	n=$(grep -c "backend VM driver status .*failed: " "$work/daemon.log")
+	"$vpvm" --frontend --connect "$work/net0.sock" --app gen --rate 200 --seconds 3600 \
+		--ram 16M --name "hostile-$1" --test-bad-desc "$1@64" --log-level info --quiet \
+		--json >"$work/hostile-$1.json" 2>"$work/hostile-$1.log" &
+	hostile_pid=$!
+	tg_wait be 90 "pairs 3" "$from" || fail "$1: no device for the hostile frontend"
+	wait_file 30 "posted a bad TX chain ($1)" "$work/hostile-$1.log" ||
+		fail "$1: the hostile frontend did not post its bad chain"
+	# The daemon reads the FAILED driver page (one more than before this run).
+	for _ in $(seq 600); do
+		[ "$(grep -c "backend VM driver status .*failed: " "$work/daemon.log")" -gt "$n" ] &&
+			break
+		sleep 0.1
+	done
+	grep "backend VM driver status .*failed: " "$work/daemon.log" | tail -1 |
+		grep -q -- "$2" || fail "$1: the daemon did not see the device failed with '$2'"
+	echo "$vp_prog: $1: $(grep "backend VM driver status .*failed: " "$work/daemon.log" |
+		tail -1 | sed 's/.*warn: //')"
+	json list | python3 -c '
+import json, sys
+pid, why = int(sys.argv[1]), sys.argv[2]
+ds = [d for d in json.load(sys.stdin)["devices"] if d["peer_pid"] == pid]
+b = ds[0].get("backend") or {} if ds else {}
+r = b.get("reason") or ""
+print("qemu-twoguest: vhost-pci-ctl: device %s: %s, driver_status %s, reason: %s" %
+      (ds[0]["id"] if ds else "?", b.get("state"), b.get("driver_status"), r))
+sys.exit(not ds or b.get("state") != "plugged" or not int(b.get("driver_status") or "0", 16) & 0x80
+         or "driver failed the device" not in r or why not in r)' "$hostile_pid" "$2" ||
+		fail "$1: vhost-pci-ctl does not show the device failed with its reason"
+	# vp-vm's own log in the backend guest says it too.
+	tg_cmd be "vmlog failed:" && tg_wait be 10 "vmlog end" "$from" ||
+		fail "$1: no answer from the backend guest"
+	tail -n +"$from" "$work/be.log" | grep -a "INFO tg: vmlog " | grep -q -- "device failed: .*$2" ||
+		fail "$1: vp-vm in the backend guest did not log the failed device"
+	kill -0 "$hostile_pid" || fail "$1: the hostile frontend exited by itself"
+	tg_round fe1 "1$3" $BE 120 || fail "frontend 1 beside the hostile frontend ($1)"
+	tg_round fe2 "1$3" $BE 120 || fail "frontend 2 beside the hostile frontend ($1)"
+	from=$(tg_lines be)
+	kill "$hostile_pid"
+	wait "$hostile_pid"
+	hostile_pid=''
+	tg_wait be 60 "pairs 2" "$from" || fail "$1: the hostile frontend's device was not unplugged"
+}
+hostile range "outside guest memory" 1
+hostile loop "loop?" 2
+json servers | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["servers"][0]
+if s["refused"]:
+    print("qemu-twoguest: refused %d, last: %s" % (s["refused"], s["last_refusal"]))
+sys.exit(s["refused"] != 0)' || fail "a frontend was refused before the bad ones (a hostile one is served)"
+
+# 3. Bad frontends, real guests: 384 MiB of RAM (not a power of two: QEMU would assert on
+#    such a BAR) and RAM in a plain file (not sealed: it could shrink under the backend
+#    VM). Each is refused with its reason, and nothing in the backend guest changes.
+from=$(tg_lines be)
 tg_guest odd fe 169.254.88.9/24 -n "$work/net0.sock" --mac 52:54:00:88:00:09 -m 384M --any-mem
 wait_log 90 "refusing the frontend.*not a power of two" || fail "384 MiB of frontend RAM was not refused"
 echo "$vp_prog: $(grep -m1 "refusing the frontend" "$work/daemon.log" | sed 's/.*warn: //')"
 tg_stop odd
+# servers JSON: refused (at least 1: QEMU may retry) and why, in the daemon's words.
+refusals() { # MIN PATTERN
+	json servers | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["servers"][0]
+print("qemu-twoguest: vhost-pci-ctl: refused %d, last: %s" % (s["refused"], s["last_refusal"]))
+sys.exit(s["refused"] < int(sys.argv[1]) or sys.argv[2] not in (s["last_refusal"] or ""))' "$@"
+}
+refusals 1 "power of two" || fail "vhost-pci-ctl does not show the refusal"
+n_odd=$(json servers | python3 -c 'import json, sys; print(json.load(sys.stdin)["servers"][0]["refused"])')
 tg_guest unsealed fe 169.254.88.9/24 -n "$work/net0.sock" --mac 52:54:00:88:00:09 \
 	--mem-path "$work/unsealed.ram"
 # The library refuses it already at SET_MEM_TABLE (vhost-pcid never serves memory that can
@@ -100,12 +178,9 @@ tg_guest unsealed fe 169.254.88.9/24 -n "$work/net0.sock" --mac 52:54:00:88:00:0
 wait_log 90 "dropping frontend: .*no F_SEAL_SHRINK" || fail "unsealed frontend RAM was not refused"
 echo "$vp_prog: $(grep -m1 "no F_SEAL_SHRINK" "$work/daemon.log" | sed 's/.*warn: //')"
 tg_stop unsealed
-json servers | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["servers"][0]
-print("qemu-twoguest: vhost-pci-ctl: refused %d, last: %s" % (s["refused"], s["last_refusal"]))
-sys.exit(s["refused"] < 1 or "power of two" not in (s["last_refusal"] or ""))' ||
-	fail "vhost-pci-ctl does not show the refusal"
+# The library's refusal is counted and shown too, not only the daemon's.
+refusals $((n_odd + 1)) "can shrink under the backend" ||
+	fail "vhost-pci-ctl does not show the unsealed refusal"
 grep -a "INFO tg: pairs" <(tail -n +"$from" "$work/be.log") | grep -v "pairs 2" &&
 	fail "a refused frontend changed the backend guest's devices"
 tg_round fe1 2 $BE 120 || fail "frontend 1 after the bad frontends"
@@ -124,6 +199,6 @@ wait "${tg_pid[be]}" || fail "the backend guest's test failed"
 tg_pid[be]=''
 kill -0 "$tg_dpid" || fail "the daemon died"
 n=$(grep -c "unplugged from backend VM" "$work/daemon.log")
-[ "$n" = 2 ] || fail "$n unplugs logged, expected 2"
+[ "$n" = 4 ] || fail "$n unplugs logged, expected 4 (2 frontends, 2 hostile)"
 grep -q "such unplugs" "$work/daemon.log" && fail "an unplug timed out"
 echo "$vp_prog: PASS in $(vp_elapsed "$t0" "$(vp_now)") s"

@@ -13,6 +13,8 @@
 #                       timed until PEER has counted them: "tg: bench rtt_ms A/B/C up_mib
 #                       N up_s S answer BYTES"
 #   app-kill            (backend) SIGKILL vp-vm, start it again: "tg: app restarted"
+#   vmlog WORD          (backend) vp-vm's log lines with WORD: "tg: vmlog LINE" each, then
+#                       "tg: vmlog end N" (N lines)
 #   quit                end the test (PASS)
 # Roles (VP_TG_ROLE):
 #   fe  the NIC is a stock virtio-net (vhost-user on the host); address VP_TG_IP on it
@@ -149,6 +151,13 @@ diag() {
     vp_info "diag end"
 }
 
+vmlog() { # WORD
+    n=0
+    grep -a -- "$1" /tmp/vm.log >/tmp/vmlog 2>/dev/null
+    while read -r l; do vp_info "vmlog $l"; n=$((n + 1)); done </tmp/vmlog
+    vp_info "vmlog end $n"
+}
+
 app_kill() {
     pid=$(cat /tmp/vm.pid)
     kill -KILL "$pid"
@@ -163,6 +172,7 @@ while read -r cmd a b c <&3; do
     round) round "$a" "$b" ;;
     bench) bench "$a" "$b" "$c" ;;
     app-kill) app_kill ;;
+    vmlog) vmlog "$a" ;;
     diag) diag ;;
     quit) vp_info "quit"; exit 0 ;;
     "") ;;
