@@ -25,12 +25,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 usage="usage: $0 VHOST_PCID VHOST_PCI_CTL [VP_VM]"
 pcid=$(realpath "${1:?$usage}")
-: "${2:?$usage}"
+ctl=$(realpath "${2:?$usage}")
 BE=169.254.88.1 FE=169.254.88.2
 
 fail() {
 	echo "$vp_prog: FAIL: $*"
 	tg_diag be fe
+	# The rings as the daemon sees them: which side stopped.
+	for id in $("$ctl" --control "$work/ctl.sock" --json list 2>/dev/null |
+		python3 -c 'import json, sys; print(*[d["id"] for d in json.load(sys.stdin)["devices"]])'); do
+		"$ctl" --control "$work/ctl.sock" show "$id" | sed 's/^/  ctl: /'
+	done
 	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
 	exit 1
 }

@@ -20,17 +20,21 @@ tg_lock() {
 # tun and bridge for the backend's TAPs, virtio_net for the frontends; the kernel driver in
 # /lib/modules/extra (not loaded: role bek insmods it) when tg_ko is set.
 tg_initrd() {
-	local files=() lib
+	local files=() bins=() lib
 	[ -z "${tg_ko:-}" ] || files+=(-K "$tg_ko")
-	if [ -n "${vpvm:-}" ]; then
-		files+=(-f "$vpvm:/bin/vp-vm")
-		while read -r lib; do
-			case $lib in
-			*ld-linux*) files+=(-f "$(realpath "$lib"):$lib") ;;
-			*) files+=(-f "$(realpath "$lib"):/lib/vp/$(basename "$lib")") ;;
-			esac
-		done < <(ldd "$vpvm" | grep -o '/[^ ]*' | sort -u)
+	[ -z "${vpvm:-}" ] || { files+=(-f "$vpvm:/bin/vp-vm"); bins+=("$vpvm"); }
+	# ethtool (-i, -S) for the kernel driver's interfaces, where the host has it (Debian's,
+	# like the guest's userland libraries).
+	if [ -n "${tg_ko:-}" ] && command -v ethtool >/dev/null; then
+		files+=(-f "$(command -v ethtool):/bin/ethtool")
+		bins+=("$(command -v ethtool)")
 	fi
+	while read -r lib; do
+		case $lib in
+		*ld-linux*) files+=(-f "$(realpath "$lib"):$lib") ;;
+		*) files+=(-f "$(realpath "$lib"):/lib/vp/$(basename "$lib")") ;;
+		esac
+	done < <(for lib in "${bins[@]}"; do ldd "$lib" | grep -o '/[^ ]*'; done | sort -u)
 	"$tg_kit/mkinitrd.sh" -m tun,bridge "${files[@]}" -o "$work/initrd.cpio" \
 		2>"$work/mkinitrd.log"
 }

@@ -6,7 +6,7 @@
 #   5004  reads to EOF and answers the byte count (bench: no checksum in the timing)
 # and takes commands, one a line, from its second serial port (ttyS1: the host writes
 # them into a Unix socket chardev), so the host decides what happens when:
-#   round N PEER [SIZE] ping PEER (waits up to 60 s for the first reply, then 5 more),
+#   round N PEER [SIZE] ping PEER (once a second until the first reply, up to 60, then 5 more),
 #                       fetch PEER's blob and check it against PEER's sum, send our blob
 #                       and check PEER's answer. "tg: round N ok ..." or "tg: round N FAIL why".
 #                       With SIZE, first 3 pings of SIZE data bytes that must leave unfragmented
@@ -85,10 +85,11 @@ vpnets() {
         [ -e "$d" ] || continue
         n=$((n + 1))
         m=$(cat "/tmp/mac.${d##*/}" 2>/dev/null || cat "$d/address")
-        s="$s ${d##*/} $m uuid $(cat "$d/vhost_pci_uuid") id $(cat "$d/vhost_pci_device_id");"
+        s="$s ${d##*/} $m uuid $(cat "$d/vhost_pci_uuid" 2>/dev/null) id $(cat "$d/vhost_pci_device_id" 2>/dev/null);"
     done
     echo "$n$s"
 }
+ethtool_() { LD_LIBRARY_PATH=/lib/vp /bin/ethtool "$@"; }
 # Bridge every TAP vp-vm makes and every interface the kernel driver makes (at the MTU of
 # the last mtu command); report device count changes. Runs in the background.
 echo 1500 >/tmp/mtu
@@ -110,6 +111,10 @@ watch_be() {
             esac
             ip link set "$t" mtu "$(cat /tmp/mtu)" && brctl addif br0 "$t" &&
                 ip link set "$t" up && vp_info "bridged $t"
+            case $t in
+            vpnet*) [ -x /bin/ethtool ] &&
+                vp_info "ethtool -i $t: $(ethtool_ -i "$t" | grep -E '^(driver|firmware-version|bus-info):' | tr '\n' ' ')" ;;
+            esac
         done
         p=$(pairs)
         [ "$p" != "$last" ] && vp_info "pairs $p" && last=$p
@@ -160,8 +165,12 @@ ip_stat() {
 
 round() { # N PEER [SIZE]
     n=$1 peer=$2 size=$3
-    ping -c 1 -w 60 "$peer" >/dev/null ||
-        { vp_info "round $n FAIL no ping reply from $peer in 60 s"; return; }
+    # One ping a second until the first reply (busybox ping -c 1 -w 60 sends only one).
+    lost=0
+    until ping -c 1 -W 1 "$peer" >/dev/null; do
+        lost=$((lost + 1))
+        [ $lost -lt 60 ] || { vp_info "round $n FAIL no ping reply from $peer in 60 s"; return; }
+    done
     jumbo=''
     if [ -n "$size" ]; then
         f0=$(ip_stat FragCreates)
@@ -185,7 +194,7 @@ round() { # N PEER [SIZE]
     t2=$(now)
     [ "$ans" = "$(cat /tmp/blob.sum) $((kib * 1024))" ] ||
         { vp_info "round $n FAIL upload: peer read '$ans'"; return; }
-    vp_info "round $n ok$jumbo ping $got/5 down $bytes bytes sha256 ok $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s up $((kib * 1024)) bytes sha256 ok $(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')s"
+    vp_info "round $n ok$([ $lost = 0 ] || echo " first ping after $lost lost")$jumbo ping $got/5 down $bytes bytes sha256 ok $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s up $((kib * 1024)) bytes sha256 ok $(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')s"
 }
 
 bench() { # PEER COUNT MIB
@@ -215,9 +224,19 @@ diag() {
     ip -s link | while read -r l; do vp_info "diag ip: $l"; done
     [ -d /sys/class/net/br0 ] && brctl show | while read -r l; do vp_info "diag br: $l"; done
     ip neigh | while read -r l; do vp_info "diag neigh: $l"; done
+    grep -E '^(Ip|Icmp):' /proc/net/snmp | tr -s ' ' | while read -r l; do vp_info "diag snmp: $l"; done
+    [ -d /sys/class/net/br0 ] && brctl showmacs br0 | while read -r l; do vp_info "diag fdb: $l"; done
+    for d in /sys/class/net/*; do
+        st=$d/statistics
+        vp_info "diag ${d##*/}: rx $(cat $st/rx_packets)/$(cat $st/rx_bytes) drop $(cat $st/rx_dropped) tx $(cat $st/tx_packets)/$(cat $st/tx_bytes) drop $(cat $st/tx_dropped)"
+    done
     if [ "$VP_TG_ROLE" = bek ]; then
         for d in /sys/class/net/vpnet*; do
-            [ -e "$d" ] && vp_info "diag ${d##*/}: carrier $(cat "$d/carrier" 2>/dev/null) reason '$(cat "$d/vhost_pci_reason")'"
+            [ -e "$d" ] || continue
+            q=$d/queues/tx-0/byte_queue_limits
+            vp_info "diag ${d##*/}: carrier $(cat "$d/carrier" 2>/dev/null) operstate $(cat "$d/operstate") bql inflight $(cat $q/inflight 2>/dev/null) limit $(cat $q/limit 2>/dev/null) reason '$(cat "$d/vhost_pci_reason")'"
+            [ -x /bin/ethtool ] && ethtool_ -S "${d##*/}" | grep -v ': 0$' | tr -s ' ' |
+                while read -r l; do vp_info "diag ${d##*/} ethtool: $l"; done
         done
         dmesg | grep -E 'vpnet|vhost_pci|WARNING|BUG|Oops' | tail -20 | while read -r l; do vp_info "diag dmesg: $l"; done
     fi
