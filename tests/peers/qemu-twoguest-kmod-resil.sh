@@ -28,27 +28,9 @@ pcid=$(realpath "${1:?$usage}")
 ctl=$(realpath "${2:?$usage}")
 BE=169.254.88.1 FE=169.254.88.2
 
-fail() {
-	echo "$vp_prog: FAIL: $*"
-	tg_diag be fe
-	# The rings as the daemon sees them: which side stopped.
-	for id in $("$ctl" --control "$work/ctl.sock" --json list 2>/dev/null |
-		python3 -c 'import json, sys; print(*[d["id"] for d in json.load(sys.stdin)["devices"]])'); do
-		"$ctl" --control "$work/ctl.sock" show "$id" | sed 's/^/  ctl: /'
-	done
-	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
-	exit 1
-}
+fail() { tg_fail "$*" be fe; }
 
-tg_require
-
-work=$(mktemp -d /tmp/vp-qemu-twoguest-kmod-resil.XXXXXX)
-trap tg_cleanup EXIT
-tg_kmod
-echo "$vp_prog: module built warning-free (W=1)"
-tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
-tg_lock
-t0=$(vp_now)
+tg_setup_kmod
 
 tg_guest be bek "$BE/24"
 tg_wait be 90 "ready" || fail "the backend guest did not come up"

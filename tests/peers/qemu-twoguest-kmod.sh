@@ -32,22 +32,9 @@ ctl=$(realpath "${2:?$usage}")
 vpvm=''
 BE=169.254.88.1 FE1=169.254.88.2 FE2=169.254.88.3
 
-fail() {
-	echo "$vp_prog: FAIL: $*"
-	tg_diag be fe1 fe2
-	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
-	exit 1
-}
+fail() { tg_fail "$*" be fe1 fe2; }
 
-tg_require
-
-work=$(mktemp -d /tmp/vp-qemu-twoguest-kmod.XXXXXX)
-trap tg_cleanup EXIT
-tg_kmod
-echo "$vp_prog: module built warning-free (W=1)"
-tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
-tg_lock
-t0=$(vp_now)
+tg_setup_kmod
 
 tg_guest be bek "$BE/24"
 tg_wait be 90 "ready" || fail "the backend guest did not come up"

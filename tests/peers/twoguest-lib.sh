@@ -164,6 +164,22 @@ tg_diag() {
 	done
 }
 
+# tg_fail MESSAGE GUEST...: report a failed step with what the guests, the daemon's rings
+# (when $ctl names vhost-pci-ctl) and its log say, and exit 1.
+tg_fail() {
+	local id
+	echo "$vp_prog: FAIL: $1"
+	shift
+	tg_diag "$@"
+	[ -n "${ctl:-}" ] && [ -S "$work/ctl.sock" ] &&
+		for id in $("$ctl" --control "$work/ctl.sock" --json list 2>/dev/null |
+			python3 -c 'import json, sys; print(*[d["id"] for d in json.load(sys.stdin)["devices"]])'); do
+			"$ctl" --control "$work/ctl.sock" show "$id" | sed 's/^/  ctl: /'
+		done
+	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
+	exit 1
+}
+
 # What every two-guest script needs before it boots anything; exit 77 (SKIP) without it.
 tg_require() {
 	[ "$(id -u)" = 0 ] || { echo "$vp_prog: SKIP: needs root (packages)"; exit 77; }
@@ -183,6 +199,19 @@ tg_kmod() {
 		echo "$vp_prog: FAIL: the module did not build warning-free"
 		exit 1
 	}
+}
+
+# tg_setup_kmod: what a kernel-driver two-guest script does before its first guest: the
+# checks (SKIP), $work with the cleanup trap, the module, the initramfs, the lock; t0.
+tg_setup_kmod() {
+	tg_require
+	work=$(mktemp -d "/tmp/vp-$vp_prog.XXXXXX")
+	trap tg_cleanup EXIT
+	tg_kmod
+	echo "$vp_prog: module built warning-free (W=1)"
+	tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
+	tg_lock
+	t0=$(vp_now)
 }
 
 # tg_pcid VHOST_PCID BACKEND_VM_GUEST: vhost-pcid serving $work/net0.sock into that guest's
