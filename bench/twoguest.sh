@@ -4,6 +4,9 @@
 #   vhost-pci  guest A: stock virtio-net on vhost-user to vhost-pcid; guest B: a backend VM
 #              (backend-vm=) running vp-vm --backend --guest-pci --app tap (adaptive) with
 #              its TAP in a bridge; the frames cross once, in B's userspace;
+#   kmod       the same, with the guest kernel driver (guest/linux/, vhost_pci_net.ko) in B
+#              instead of vp-vm: its vpnet0 in the bridge; the frames cross once, in B's
+#              kernel (skipped, with a note, without the guest kernel's headers);
 #   vswitch    guests A and B: stock virtio-net on vhost-user to vp-vswitch (adaptive, a
 #              host process copying each frame out of one guest's ring into the other's).
 # For each path, in each direction: ping RTT (min/avg/max of COUNT pings, busybox ping in the
@@ -28,6 +31,12 @@ for f in "$pcid" "$vpvm" "$vswitch"; do [ -x "$f" ] || vp_die "no $f (build firs
 
 work=$(mktemp -d /tmp/vp-bench-twoguest.XXXXXX)
 trap tg_cleanup EXIT
+paths=(vhost-pci kmod vswitch)
+if ! "$here/../tests/guest/setup.sh" --headers >/dev/null 2>&1 ||
+	! tg_ko=$("$here/../guest/linux/build.sh" -o "$work/kbuild" 2>"$work/kbuild.err"); then
+	echo "$vp_prog: no kmod path: no guest kernel headers, or the module did not build"
+	tg_ko='' paths=(vhost-pci vswitch)
+fi
 tg_initrd || vp_die "mkinitrd.sh failed"
 tg_lock
 declare -A res=()
@@ -56,6 +65,21 @@ measure vhost-pci b $A
 tg_stop_all
 kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
 
+# kmod: B is the backend VM again, with the kernel driver.
+if [ ${#paths[@]} = 3 ]; then
+	rm -rf "$work/run" "$work/ctl.sock" "$work/net0.sock"
+	tg_guest b bek "$B/24"
+	tg_wait b 90 ready || vp_die "backend guest (kmod) did not come up"
+	tg_pcid "$pcid" b || vp_die "vhost-pcid did not start"
+	tg_guest a fe "$A/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
+	tg_wait a 90 ready || vp_die "frontend guest did not come up"
+	tg_wait b 90 "bridged vpnet0" || vp_die "no vpnet0 in the backend guest"
+	measure kmod a $B
+	measure kmod b $A
+	tg_stop_all
+	kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
+fi
+
 # vSwitch: both guests are plain virtio-net guests on vp-vswitch.
 "$vswitch" --listen "$work/vs.sock" --ports 2 --quiet >"$work/vswitch.out" 2>"$work/vswitch.log" &
 tg_dpid=$!
@@ -70,18 +94,27 @@ kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
 echo
 echo "two guests, TCG, $count pings, $mib MiB TCP (busybox nc), $(date -u +%Y-%m-%d)"
 printf '%-10s %-8s %-22s %-10s %-10s\n' path dir "rtt min/avg/max ms" "tcp s" "MiB/s"
-for p in vhost-pci vswitch; do
+for p in "${paths[@]}"; do
 	for g in a b; do
 		d=$([ $g = a ] && echo "A->B" || echo "B->A")
 		printf '%-10s %-8s %-22s %-10s %-10s\n' $p "$d" "${res[$p.$g.rtt]}" "${res[$p.$g.s]}" \
 			"$(awk -v m="$mib" -v s="${res[$p.$g.s]}" 'BEGIN { printf "%.1f", ((s > 0) ? m / s : 0) }')"
 	done
 done
-for g in a b; do
-	awk -v g=$g -v r1="${res[vhost-pci.$g.rtt]}" -v r2="${res[vswitch.$g.rtt]}" \
-		-v s1="${res[vhost-pci.$g.s]}" -v s2="${res[vswitch.$g.s]}" 'BEGIN {
-		split(r1, x, "/"); split(r2, y, "/");
-		d = (g == "a") ? "A->B" : "B->A"; rr = (y[2] > 0) ? x[2] / y[2] : 0
-		rs = (s2 > 0) ? s1 / s2 : 0
-		printf "ratio vhost-pci/vswitch %s: avg rtt %.2f, tcp time %.2f\n", d, rr, rs }'
-done
+# ratio P Q: P's avg RTT and TCP time over Q's, each direction.
+ratio() {
+	local g
+	for g in a b; do
+		awk -v g=$g -v p="$1" -v q="$2" -v r1="${res[$1.$g.rtt]}" -v r2="${res[$2.$g.rtt]}" \
+			-v s1="${res[$1.$g.s]}" -v s2="${res[$2.$g.s]}" 'BEGIN {
+			split(r1, x, "/"); split(r2, y, "/");
+			d = (g == "a") ? "A->B" : "B->A"; rr = (y[2] > 0) ? x[2] / y[2] : 0
+			rs = (s2 > 0) ? s1 / s2 : 0
+			printf "ratio %s/%s %s: avg rtt %.2f, tcp time %.2f\n", p, q, d, rr, rs }'
+	done
+}
+ratio vhost-pci vswitch
+if [ ${#paths[@]} = 3 ]; then
+	ratio kmod vswitch
+	ratio kmod vhost-pci
+fi

@@ -27,12 +27,7 @@ ctl=$(realpath "${2:?$usage}")
 vpvm=$(realpath "${3:?$usage}")
 BE=169.254.88.1 FE=169.254.88.2
 
-fail() {
-	echo "$vp_prog: FAIL: $*"
-	tg_diag be fe
-	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
-	exit 1
-}
+fail() { tg_fail "$*" be fe; }
 
 tg_require
 

@@ -39,12 +39,7 @@ ctl=$(realpath "${2:?$usage}")
 vpvm=$(realpath "${3:?$usage}")
 BE=169.254.88.1 FE1=169.254.88.2 FE2=169.254.88.3
 
-fail() {
-	echo "$vp_prog: FAIL: $*"
-	tg_diag be fe1 fe2
-	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
-	exit 1
-}
+fail() { tg_fail "$*" be fe1 fe2; }
 
 tg_require
 

@@ -1,7 +1,8 @@
 # Host side of the two-guest tests (qemu-twoguest.sh, qemu-twoguest-resil.sh) and of
 # bench/twoguest.sh: boot guests running tests/guest/tests/twoguest.sh, send them commands
 # on their second serial port, wait for their markers. Sourced (bash), after lib.sh; the
-# caller sets `work` (a scratch directory), `vpvm` (the vp-vm binary) and `vp_prog`.
+# caller sets `work` (a scratch directory), `vp_prog`, and `vpvm` (the vp-vm binary) or
+# `tg_ko` (the kernel driver, tg_kmod) or both: what the backend guest runs.
 # shellcheck shell=bash
 
 tg_kit=$(cd "$(dirname "${BASH_SOURCE[0]}")/../guest" && pwd)
@@ -16,15 +17,24 @@ tg_lock() {
 
 # One initramfs for every role: vp-vm and the libraries ldd names (in /lib/vp: the guest's
 # /tmp is a tmpfs, so build-tree paths would be hidden), the loader where vp-vm looks for it,
-# tun and bridge for the backend's TAPs, virtio_net for the frontends.
+# tun and bridge for the backend's TAPs, virtio_net for the frontends; the kernel driver in
+# /lib/modules/extra (not loaded: role bek insmods it) when tg_ko is set.
 tg_initrd() {
-	local files=(-f "$vpvm:/bin/vp-vm") lib
+	local files=() bins=() lib
+	[ -z "${tg_ko:-}" ] || files+=(-K "$tg_ko")
+	[ -z "${vpvm:-}" ] || { files+=(-f "$vpvm:/bin/vp-vm"); bins+=("$vpvm"); }
+	# ethtool (-i, -S) for the kernel driver's interfaces, where the host has it (Debian's,
+	# like the guest's userland libraries).
+	if [ -n "${tg_ko:-}" ] && command -v ethtool >/dev/null; then
+		files+=(-f "$(command -v ethtool):/bin/ethtool")
+		bins+=("$(command -v ethtool)")
+	fi
 	while read -r lib; do
 		case $lib in
 		*ld-linux*) files+=(-f "$(realpath "$lib"):$lib") ;;
 		*) files+=(-f "$(realpath "$lib"):/lib/vp/$(basename "$lib")") ;;
 		esac
-	done < <(ldd "$vpvm" | grep -o '/[^ ]*' | sort -u)
+	done < <(for lib in "${bins[@]}"; do ldd "$lib" | grep -o '/[^ ]*'; done | sort -u)
 	"$tg_kit/mkinitrd.sh" -m tun,bridge "${files[@]}" -o "$work/initrd.cpio" \
 		2>"$work/mkinitrd.log"
 }
@@ -105,14 +115,26 @@ for cmd in ("qmp_capabilities", sys.argv[2]):
 EOF
 }
 
-# tg_round NAME N PEER SECONDS: run round N from NAME against PEER; 0 when it passed.
+# tg_round NAME N PEER SECONDS [SIZE]: run round N from NAME against PEER (with SIZE: first
+# pings of SIZE bytes that must leave unfragmented); 0 when it passed.
 tg_round() {
 	local from
 	from=$(tg_lines "$1")
-	tg_cmd "$1" "round $2 $3" || return 1
+	tg_cmd "$1" "round $2 $3${5:+ $5}" || return 1
 	tg_wait "$1" "$4" "round $2 \(ok\|FAIL\)" "$from" || return 1
 	echo "$vp_prog: $1: $(tg_marker "$1" "round $2 " "$from")"
 	tg_wait "$1" 1 "round $2 ok" "$from"
+}
+
+# tg_step NAME COMMAND SECONDS OK-PATTERN: send COMMAND, wait for "OK-PATTERN" or for the
+# command's FAIL marker (COMMAND's first word, then FAIL), print the marker; 0 when it was OK.
+tg_step() {
+	local from
+	from=$(tg_lines "$1")
+	tg_cmd "$1" "$2" || return 1
+	tg_wait "$1" "$3" "\($4\|${2%% *} FAIL\)" "$from" || return 1
+	echo "$vp_prog: $1: $(tg_marker "$1" "\($4\|${2%% *} FAIL\)" "$from")"
+	tg_wait "$1" 1 "$4" "$from"
 }
 
 # Stop a guest: its run-guest.sh takes QEMU down with it.
@@ -142,12 +164,54 @@ tg_diag() {
 	done
 }
 
+# tg_fail MESSAGE GUEST...: report a failed step with what the guests, the daemon's rings
+# (when $ctl names vhost-pci-ctl) and its log say, and exit 1.
+tg_fail() {
+	local id
+	echo "$vp_prog: FAIL: $1"
+	shift
+	tg_diag "$@"
+	[ -n "${ctl:-}" ] && [ -S "$work/ctl.sock" ] &&
+		for id in $("$ctl" --control "$work/ctl.sock" --json list 2>/dev/null |
+			python3 -c 'import json, sys; print(*[d["id"] for d in json.load(sys.stdin)["devices"]])'); do
+			"$ctl" --control "$work/ctl.sock" show "$id" | sed 's/^/  ctl: /'
+		done
+	[ -f "$work/daemon.log" ] && grep -v debug "$work/daemon.log" | tail -25 | sed 's/^/  daemon: /'
+	exit 1
+}
+
 # What every two-guest script needs before it boots anything; exit 77 (SKIP) without it.
 tg_require() {
 	[ "$(id -u)" = 0 ] || { echo "$vp_prog: SKIP: needs root (packages)"; exit 77; }
 	"$tg_kit/setup.sh" >/dev/null ||
 		{ echo "$vp_prog: SKIP: tests/guest/setup.sh failed (no QEMU or guest kernel)"; exit 77; }
 	command -v qemu-system-x86_64 >/dev/null || { echo "$vp_prog: SKIP: no qemu-system-x86_64"; exit 77; }
+}
+
+# tg_kmod: build the kernel driver (guest/linux/build.sh, W=1, warning-free) against the guest
+# kernel's headers into $work/kbuild; sets tg_ko. Exit 77 (SKIP) without the headers, 1 when
+# the build fails or warns.
+tg_kmod() {
+	"$tg_kit/setup.sh" --headers >/dev/null ||
+		{ echo "$vp_prog: SKIP: tests/guest/setup.sh --headers failed"; exit 77; }
+	tg_ko=$("$tg_kit/../../guest/linux/build.sh" -o "$work/kbuild" 2>"$work/kbuild.err") || {
+		cat "$work/kbuild.err"
+		echo "$vp_prog: FAIL: the module did not build warning-free"
+		exit 1
+	}
+}
+
+# tg_setup_kmod: what a kernel-driver two-guest script does before its first guest: the
+# checks (SKIP), $work with the cleanup trap, the module, the initramfs, the lock; t0.
+tg_setup_kmod() {
+	tg_require
+	work=$(mktemp -d "/tmp/vp-$vp_prog.XXXXXX")
+	trap tg_cleanup EXIT
+	tg_kmod
+	echo "$vp_prog: module built warning-free (W=1)"
+	tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
+	tg_lock
+	t0=$(vp_now)
 }
 
 # tg_pcid VHOST_PCID BACKEND_VM_GUEST: vhost-pcid serving $work/net0.sock into that guest's

@@ -6,23 +6,38 @@
 #   5004  reads to EOF and answers the byte count (bench: no checksum in the timing)
 # and takes commands, one a line, from its second serial port (ttyS1: the host writes
 # them into a Unix socket chardev), so the host decides what happens when:
-#   round N PEER        ping PEER (waits up to 60 s for the first reply, then 5 more),
+#   round N PEER [SIZE] ping PEER (once a second until the first reply, up to 60, then 5 more),
 #                       fetch PEER's blob and check it against PEER's sum, send our blob
-#                       and check PEER's answer. "tg: round N ok ..." or "tg: round N FAIL why"
+#                       and check PEER's answer. "tg: round N ok ..." or "tg: round N FAIL why".
+#                       With SIZE, first 3 pings of SIZE data bytes that must leave unfragmented
+#                       (jumbo: the IP FragCreates counter does not move)
+#   mtu N               set our interfaces' MTU (be/bek: every bridge port, later ones too, and
+#                       br0): "tg: mtu N ok" or "tg: mtu FAIL why"
+#   flood PEER          endless TCP to PEER's port 5004 in the background, until flood-stop;
+#                       "tg: flood started" once 1 MiB has left (else "tg: flood FAIL why")
+#   flood-stop          end it: "tg: flood stopped"
+#   kmod-reload         (bek) check that traffic crosses the vpnet interfaces, rmmod the module
+#                       under it, insmod it again, wait for as many interfaces as before:
+#                       "tg: kmod reloaded N" or "tg: kmod-reload FAIL why"
+#   dmesg               "tg: dmesg clean" or "tg: dmesg FAIL line" (WARNING, BUG, Oops...)
 #   bench PEER COUNT MIB  ping -c COUNT (min/avg/max), then MIB MiB of random bytes to PEER,
 #                       timed until PEER has counted them: "tg: bench rtt_ms A/B/C up_mib
 #                       N up_s S answer BYTES"
 #   app-kill            (backend) SIGKILL vp-vm, start it again: "tg: app restarted"
 #   vmlog WORD          (backend) vp-vm's log lines with WORD: "tg: vmlog LINE" each, then
 #                       "tg: vmlog end N" (N lines)
-#   quit                end the test (PASS)
+#   quit                end the test (PASS; bek: FAIL if the kernel log is not clean)
 # Roles (VP_TG_ROLE):
 #   fe  the NIC is a stock virtio-net (vhost-user on the host); address VP_TG_IP on it
 #   be  a backend VM: vhost-pci devices are hot-plugged by vhost-pcid; vp-vm --backend
 #       --guest-pci --app tap (VP_TG_MODE, default adaptive) gives each its own TAP (vpB,
 #       vpB1, ...), and every TAP joins the bridge br0, which has VP_TG_IP. Whenever the
 #       number of vhost-pci devices (pairs of 1af4:1110 functions) changes: "tg: pairs N".
-# Markers: "tg: ready", "tg: pairs N", "tg: round N ok|FAIL", "tg: bench ...".
+#   bek the same backend VM and bridge, with the kernel driver instead of vp-vm: insmod
+#       /lib/modules/extra/vhost_pci_net.ko (guest/linux/); each device's interface (vpnet0,
+#       vpnet1, ...) joins br0. Whenever the set of interfaces changes: "tg: vpnets N NAME MAC
+#       uuid UUID id DEVICE-ID; ..." (sysfs vhost_pci_uuid and vhost_pci_device_id).
+# Markers: "tg: ready", "tg: pairs N", "tg: vpnets N ...", "tg: round N ok|FAIL", "tg: bench ...".
 . /lib/vp.sh
 VP_NAME=tg
 
@@ -63,31 +78,76 @@ app_start() {
         >>/tmp/vm.out 2>>/tmp/vm.log &
     echo $! >/tmp/vm.pid
 }
-# Bridge every TAP vp-vm makes; report device count changes. Runs in the background.
+# The kernel driver's interfaces: "N NAME MAC uuid UUID id ID; ...", MAC as the driver set
+# it (watch_be changes it before bridging).
+ko=/lib/modules/extra/vhost_pci_net.ko
+vpnets() {
+    n=0 s=''
+    for d in /sys/class/net/vpnet*; do
+        [ -e "$d" ] || continue
+        n=$((n + 1))
+        m=$(cat "/tmp/mac.${d##*/}" 2>/dev/null || cat "$d/address")
+        s="$s ${d##*/} $m uuid $(cat "$d/vhost_pci_uuid" 2>/dev/null) id $(cat "$d/vhost_pci_device_id" 2>/dev/null);"
+    done
+    echo "$n$s"
+}
+ethtool_() { LD_LIBRARY_PATH=/lib/vp /bin/ethtool "$@"; }
+# Bridge every TAP vp-vm makes and every interface the kernel driver makes (at the MTU of
+# the last mtu command); report device count changes. Runs in the background.
+echo 1500 >/tmp/mtu
 watch_be() {
-    last=-1
+    last=-1 lastif=''
     while :; do
-        for t in /sys/class/net/vpB*; do
+        for t in /sys/class/net/vpB* /sys/class/net/vpnet*; do
             [ -e "$t" ] || continue
             t=${t##*/}
             [ -e "/sys/class/net/$t/brport" ] && continue
-            brctl addif br0 "$t" && ip link set "$t" up && vp_info "bridged $t"
+            # The driver gives an interface its frontend's MAC. As a bridge port it needs
+            # another: the bridge would take the frontend's address for its own (a local
+            # entry) and deliver frames for the frontend from other ports to itself.
+            case $t in
+            vpnet*)
+                a=$(cat "/sys/class/net/$t/address")
+                case $a in 02:00:a9:fe:59:*) ;; *) echo "$a" >"/tmp/mac.$t" ;; esac
+                ip link set "$t" address "$(printf '02:00:a9:fe:59:%02x' "$(cat "/sys/class/net/$t/ifindex")")" ;;
+            esac
+            ip link set "$t" mtu "$(cat /tmp/mtu)" && brctl addif br0 "$t" &&
+                ip link set "$t" up && vp_info "bridged $t"
+            case $t in
+            vpnet*) [ -x /bin/ethtool ] &&
+                vp_info "ethtool -i $t: $(ethtool_ -i "$t" | grep -E '^(driver|firmware-version|bus-info):' | tr '\n' ' ')" ;;
+            esac
         done
         p=$(pairs)
         [ "$p" != "$last" ] && vp_info "pairs $p" && last=$p
+        if [ "$VP_TG_ROLE" = bek ]; then
+            for f in /tmp/mac.*; do
+                [ -e "$f" ] && [ ! -e "/sys/class/net/${f#/tmp/mac.}" ] && rm -f "$f"
+            done
+            v=$(vpnets)
+            [ "$v" != "$lastif" ] && vp_info "vpnets $v" && lastif=$v
+        fi
         sleep 0.2
     done
 }
-if [ "$VP_TG_ROLE" = be ]; then
-    [ -x /bin/vp-vm ] || vp_fail "no /bin/vp-vm in the image"
-    [ -c /dev/net/tun ] || vp_fail "no /dev/net/tun (tun module not loaded?)"
+if [ "$VP_TG_ROLE" = be ] || [ "$VP_TG_ROLE" = bek ]; then
+    if [ "$VP_TG_ROLE" = be ]; then
+        [ -x /bin/vp-vm ] || vp_fail "no /bin/vp-vm in the image"
+        [ -c /dev/net/tun ] || vp_fail "no /dev/net/tun (tun module not loaded?)"
+    else
+        [ -f $ko ] || vp_fail "no $ko in the image"
+    fi
     brctl addbr br0 || vp_fail "no bridge (bridge module not loaded?)"
     echo 0 >/sys/class/net/br0/bridge/forward_delay
     # A fixed MAC: a bridge takes its lowest port's otherwise, and every restart of vp-vm
     # makes new TAPs with new MACs (the peers' ARP caches would point nowhere for a while).
     ip link set br0 address 02:00:a9:fe:58:01
     ip addr add "$VP_TG_IP" dev br0 && ip link set br0 up || vp_fail "br0: cannot set $VP_TG_IP"
-    app_start
+    if [ "$VP_TG_ROLE" = be ]; then
+        app_start
+    else
+        insmod $ko || vp_fail "insmod $ko failed"
+    fi
     watch_be &
     ifc=br0
 else
@@ -100,10 +160,28 @@ vp_info "ready $ifc ${VP_TG_IP} blob ${kib} KiB $(cat /tmp/blob.sum)"
 # fetch PEER PORT FILE: what PEER sends on PORT, within 60 s.
 fetch() { timeout 60 nc "$1" "$2" >"$3" </dev/null; }
 
-round() { # N PEER
-    n=$1 peer=$2
-    ping -c 1 -w 60 "$peer" >/dev/null ||
-        { vp_info "round $n FAIL no ping reply from $peer in 60 s"; return; }
+# ip_stat FIELD: a counter from the Ip line of /proc/net/snmp (FragCreates...).
+ip_stat() {
+    awk -v f="$1" '$1 == "Ip:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == f) c = i; h = 1 } else print $c }' /proc/net/snmp
+}
+
+round() { # N PEER [SIZE]
+    n=$1 peer=$2 size=$3
+    # One ping a second until the first reply (busybox ping -c 1 -w 60 sends only one).
+    lost=0
+    until ping -c 1 -W 1 "$peer" >/dev/null; do
+        lost=$((lost + 1))
+        [ $lost -lt 60 ] || { vp_info "round $n FAIL no ping reply from $peer in 60 s"; return; }
+    done
+    jumbo=''
+    if [ -n "$size" ]; then
+        f0=$(ip_stat FragCreates)
+        got=$(ping -c 3 -i 0.2 -W 2 -s "$size" "$peer" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+        f1=$(ip_stat FragCreates)
+        [ "${got:-0}" -ge 2 ] || { vp_info "round $n FAIL ping -s $size: ${got:-0}/3 replies"; return; }
+        [ "$f0" = "$f1" ] || { vp_info "round $n FAIL ping -s $size: fragmented ($((f1 - f0)) fragments)"; return; }
+        jumbo=" ping -s $size $got/3 unfragmented"
+    fi
     got=$(ping -c 5 -i 0.2 -W 2 "$peer" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
     [ "${got:-0}" -ge 4 ] || { vp_info "round $n FAIL ping: ${got:-0}/5 replies"; return; }
     fetch "$peer" 5003 /tmp/peer.sum || { vp_info "round $n FAIL no sum from $peer"; return; }
@@ -118,7 +196,7 @@ round() { # N PEER
     t2=$(now)
     [ "$ans" = "$(cat /tmp/blob.sum) $((kib * 1024))" ] ||
         { vp_info "round $n FAIL upload: peer read '$ans'"; return; }
-    vp_info "round $n ok ping $got/5 down $bytes bytes sha256 ok $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s up $((kib * 1024)) bytes sha256 ok $(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')s"
+    vp_info "round $n ok$([ $lost = 0 ] || echo " first ping after $lost lost")$jumbo ping $got/5 down $bytes bytes sha256 ok $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s up $((kib * 1024)) bytes sha256 ok $(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b - a }')s"
 }
 
 bench() { # PEER COUNT MIB
@@ -148,6 +226,22 @@ diag() {
     ip -s link | while read -r l; do vp_info "diag ip: $l"; done
     [ -d /sys/class/net/br0 ] && brctl show | while read -r l; do vp_info "diag br: $l"; done
     ip neigh | while read -r l; do vp_info "diag neigh: $l"; done
+    grep -E '^(Ip|Icmp):' /proc/net/snmp | tr -s ' ' | while read -r l; do vp_info "diag snmp: $l"; done
+    [ -d /sys/class/net/br0 ] && brctl showmacs br0 | while read -r l; do vp_info "diag fdb: $l"; done
+    for d in /sys/class/net/*; do
+        st=$d/statistics
+        vp_info "diag ${d##*/}: rx $(cat $st/rx_packets)/$(cat $st/rx_bytes) drop $(cat $st/rx_dropped) tx $(cat $st/tx_packets)/$(cat $st/tx_bytes) drop $(cat $st/tx_dropped)"
+    done
+    if [ "$VP_TG_ROLE" = bek ]; then
+        for d in /sys/class/net/vpnet*; do
+            [ -e "$d" ] || continue
+            q=$d/queues/tx-0/byte_queue_limits
+            vp_info "diag ${d##*/}: carrier $(cat "$d/carrier" 2>/dev/null) operstate $(cat "$d/operstate") bql inflight $(cat $q/inflight 2>/dev/null) limit $(cat $q/limit 2>/dev/null) reason '$(cat "$d/vhost_pci_reason")'"
+            [ -x /bin/ethtool ] && ethtool_ -S "${d##*/}" | grep -v ': 0$' | tr -s ' ' |
+                while read -r l; do vp_info "diag ${d##*/} ethtool: $l"; done
+        done
+        dmesg | grep -E 'vpnet|vhost_pci|WARNING|BUG|Oops' | tail -20 | while read -r l; do vp_info "diag dmesg: $l"; done
+    fi
     vp_info "diag end"
 }
 
@@ -157,6 +251,59 @@ vmlog() { # WORD
     while read -r l; do vp_info "vmlog $l"; n=$((n + 1)); done </tmp/vmlog
     vp_info "vmlog end $n"
 }
+
+# Our interfaces: the bridge and its ports (be, bek), else the virtio-net one.
+set_mtu() { # N
+    if [ "$ifc" = br0 ]; then
+        echo "$1" >/tmp/mtu
+        for t in /sys/class/net/vpB* /sys/class/net/vpnet*; do
+            [ -e "$t" ] || continue
+            ip link set "${t##*/}" mtu "$1" 2>/tmp/mtu.err ||
+                { vp_info "mtu FAIL ${t##*/}: $(cat /tmp/mtu.err)"; return; }
+        done
+    fi
+    ip link set "$ifc" mtu "$1" 2>/tmp/mtu.err || { vp_info "mtu FAIL $ifc: $(cat /tmp/mtu.err)"; return; }
+    vp_info "mtu $1 ok $ifc $(cat /sys/class/net/$ifc/mtu)"
+}
+
+txbytes() { cat "/sys/class/net/$ifc/statistics/tx_bytes"; }
+flood() { # PEER
+    b0=$(txbytes)
+    timeout 600 nc "$1" 5004 </dev/zero >/dev/null 2>&1 &
+    echo $! >/tmp/flood.pid
+    vp_wait_for 60 sh -c "[ \$(cat /sys/class/net/$ifc/statistics/tx_bytes) -gt $((b0 + 1048576)) ]" &&
+        vp_info "flood started to $1" || vp_info "flood FAIL less than 1 MiB left in 60 s"
+}
+flood_stop() {
+    [ -s /tmp/flood.pid ] && kill "$(cat /tmp/flood.pid)" 2>/dev/null
+    rm -f /tmp/flood.pid
+    vp_info "flood stopped"
+}
+
+# Bytes received on every vpnet interface together.
+vpnet_rx() {
+    t=0
+    for d in /sys/class/net/vpnet*; do
+        [ -e "$d" ] && t=$((t + $(cat "$d/statistics/rx_bytes")))
+    done
+    echo $t
+}
+kmod_reload() {
+    n=$(vpnets | cut -d' ' -f1)
+    [ "$n" -gt 0 ] || { vp_info "kmod-reload FAIL no vpnet interface to reload under"; return; }
+    r0=$(vpnet_rx)
+    vp_wait_for 30 sh -c "[ \$(cat /sys/class/net/vpnet*/statistics/rx_bytes | awk '{ t += \$1 } END { print t }') -gt $((r0 + 262144)) ]" ||
+        { vp_info "kmod-reload FAIL no traffic on the vpnet interfaces"; return; }
+    rmmod vhost_pci_net 2>/tmp/kmod.err || { vp_info "kmod-reload FAIL rmmod: $(cat /tmp/kmod.err)"; return; }
+    [ "$(vpnets | cut -d' ' -f1)" = 0 ] || { vp_info "kmod-reload FAIL interfaces left after rmmod: $(vpnets)"; return; }
+    insmod $ko 2>/tmp/kmod.err || { vp_info "kmod-reload FAIL insmod: $(cat /tmp/kmod.err)"; return; }
+    vp_wait_for 30 sh -c "[ \$(ls -d /sys/class/net/vpnet* 2>/dev/null | wc -l) = $n ]" ||
+        { vp_info "kmod-reload FAIL $(vpnets | cut -d' ' -f1) of $n interfaces after insmod"; return; }
+    vp_info "kmod reloaded $n"
+}
+
+# The kernel log: the lines that mean the kernel found itself wrong.
+dmesg_bad() { dmesg | grep -E 'WARNING|BUG|Oops|Call Trace|general protection' | head -3; }
 
 app_kill() {
     pid=$(cat /tmp/vm.pid)
@@ -169,12 +316,25 @@ app_kill() {
 while read -r cmd a b c <&3; do
     vp_info "cmd $cmd $a $b $c"
     case $cmd in
-    round) round "$a" "$b" ;;
+    round) round "$a" "$b" "$c" ;;
     bench) bench "$a" "$b" "$c" ;;
     app-kill) app_kill ;;
     vmlog) vmlog "$a" ;;
+    mtu) set_mtu "$a" ;;
+    flood) flood "$a" ;;
+    flood-stop) flood_stop ;;
+    kmod-reload) kmod_reload ;;
+    dmesg)
+        bad=$(dmesg_bad)
+        if [ -n "$bad" ]; then vp_info "dmesg FAIL $(echo "$bad" | tr '\n' ' ')"; else vp_info "dmesg clean"; fi ;;
     diag) diag ;;
-    quit) vp_info "quit"; exit 0 ;;
+    quit)
+        vp_info "quit"
+        if [ "$VP_TG_ROLE" = bek ] && [ -n "$(dmesg_bad)" ]; then
+            dmesg | tail -40 | while read -r l; do vp_info "dmesg: $l"; done
+            vp_fail "the kernel log has a warning or oops: $(dmesg_bad | head -1)"
+        fi
+        exit 0 ;;
     "") ;;
     *) vp_info "unknown command '$cmd'" ;;
     esac
