@@ -47,7 +47,7 @@ build() { # name cc [meson options...]
 # SEL is a suite name, or "rest" for every suite but the (serial) harness.
 suite() { # build-name SEL [meson test options...]
 	local name=$1 s=$2 sel; shift 2
-	if [ "$s" = rest ]; then sel=(--no-suite harness); else sel=(--suite "$s"); fi
+	if [ "$s" = rest ]; then sel=(--no-suite harness --no-suite peers); else sel=(--suite "$s"); fi
 	meson test -C "$B/$name" "${sel[@]}" --print-errorlogs "$@" \
 		>"$B/$name.$s.log" 2>&1
 	grep -E '^ *[0-9]+/[0-9]+ ' "$B/$name.$s.log" | sed "s/^/  [$name] /"
@@ -88,7 +88,7 @@ fi
 say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid"
 if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
 	for t in qemu-daemon qemu-backend dpdk-daemon qemu-ivshmem qemu-bevm qemu-cold qemu-guestbe \
-		qemu-kmod qemu-kmod-data qemu-twoguest qemu-twoguest-resil; do
+		qemu-kmod qemu-kmod-data qemu-twoguest qemu-twoguest-resil qemu-pair21; do
 		timeout 900 "$root/tests/peers/$t.sh" "$B/gcc/daemon/vhost-pcid" "$B/gcc/tools/vhost-pci-ctl" \
 			"$B/gcc/tools/vp-vm" >"$B/$t.log" 2>&1
 		rc=$?
