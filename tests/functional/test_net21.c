@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -795,6 +796,140 @@ TEST(hostile_random_garbage_racing)
 	CHECK(broke > 0);
 	CHECK(moved > 0);  /* the garbage was not all refused at the door */
 	hostile_free(&h);
+}
+
+/* ---- a window mapped by the caller (a QEMU guest's BARs: vp_net21_new_mapped) ---- */
+
+struct mapped {
+	struct vp_net21_fds f;
+	void *hdr, *my, *other;
+	uint64_t size;
+	unsigned notified[2];  /* [tx] */
+};
+
+/* A doorbell stand-in: what QEMU does with a guest's doorbell write. */
+static void mapped_notify(void *opaque, bool tx)
+{
+	struct mapped *m = opaque;
+	uint64_t one = 1;
+
+	m->notified[tx]++;
+	(void)!write(tx ? m->f.peer_tx_fd : m->f.peer_rx_fd, &one, sizeof(one));
+}
+
+/* Peer who's half mapped as a guest would: its own section read-write, the
+ * header and the other's read-only. */
+static bool mapped_new(struct mapped *m, struct vp_window21 *w, unsigned who)
+{
+	struct stat st;
+
+	memset(m, 0, sizeof(*m));
+	if (vp_window21_peer_fds(w, who, &m->f) < 0 || fstat(m->f.my_fd, &st) < 0)
+		return false;
+	m->size = (uint64_t)st.st_size;
+	m->hdr = mmap(NULL, VP21_HEADER_SIZE, PROT_READ, MAP_SHARED, m->f.header_fd, 0);
+	m->my = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, m->f.my_fd, 0);
+	m->other = mmap(NULL, m->size, PROT_READ, MAP_SHARED, m->f.peer_fd, 0);
+	return m->hdr != MAP_FAILED && m->my != MAP_FAILED && m->other != MAP_FAILED;
+}
+
+static struct vp_net21_map mapped_map(struct mapped *m)
+{
+	return (struct vp_net21_map){
+		.peer = m->f.peer, .header = m->hdr, .header_len = VP21_HEADER_SIZE,
+		.my = m->my, .my_len = m->size, .other = m->other, .other_len = m->size,
+		.notify = mapped_notify, .opaque = m,
+	};
+}
+
+static void mapped_free(struct mapped *m)
+{
+	munmap(m->hdr, VP21_HEADER_SIZE);
+	munmap(m->my, m->size);
+	munmap(m->other, m->size);
+	vp_net21_fds_close(&m->f);
+}
+
+/* A guest-like peer (poll, doorbells) against an fd peer sleeping on its
+ * eventfds (irq): 200000 verified frames each way, in two processes. */
+TEST(mapped_peer_against_fd_peer_two_processes)
+{
+	struct vp_window21 *w = win_new(256);
+	pid_t a, b;
+
+	REQUIRE(w);
+	a = fork();
+	if (a == 0) {
+		struct mapped m;
+		struct vp_net21_map mm;
+		struct vp_net21 *n;
+		int rc;
+
+		alarm(240);
+		if (!mapped_new(&m, w, 0))
+			_exit(80);
+		mm = mapped_map(&m);
+		if (vp_net21_new_mapped(&n, &mm, VP_NET_POLL) < 0)
+			_exit(81);
+		rc = run_peer(n, 0, 1, 200000, 1, 200000, 200);
+		vp_net21_free(n);
+		/* The mappings are still ours after free (this read would fault
+		 * otherwise), and the fd peer slept: it was woken by our doorbells
+		 * of both kinds. */
+		(void)((const volatile struct vp21_ctrl *)m.other)->state;
+		if (!rc && (!m.notified[0] || !m.notified[1]))
+			rc = 82;
+		mapped_free(&m);
+		_exit(rc);
+	}
+	b = spawn_peer(w, 1, 1, 200000, 1, 200000, VP_NET_IRQ);
+	CHECK_EQ(exit_code(a), 0);
+	CHECK_EQ(exit_code(b), 0);
+	vp_window21_free(w);
+}
+
+TEST(mapped_refusals)
+{
+	struct vp_window21 *w = win_new(0);
+	struct mapped m;
+	struct vp_net21_map mm;
+	struct vp_net21 *n = NULL;
+	uint8_t bad[VP21_HEADER_SIZE];
+
+	REQUIRE(w);
+	REQUIRE(mapped_new(&m, w, 1));
+	mm = mapped_map(&m);
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_IRQ), -ENOTSUP);  /* nothing to sleep on */
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_ADAPTIVE), -ENOTSUP);
+	mm.notify = NULL;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	mm = mapped_map(&m);
+	mm.peer = 2;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	mm = mapped_map(&m);
+	mm.header_len = VP21_HEADER_SIZE - 1;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	mm = mapped_map(&m);
+	mm.other_len = m.size - VP21_PAGE;  /* a BAR smaller than the section */
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	mm = mapped_map(&m);
+	mm.my_len = m.size / 2;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	memcpy(bad, m.hdr, sizeof(bad));
+	bad[0] ^= 1;  /* the magic */
+	mm = mapped_map(&m);
+	mm.header = bad;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	CHECK(n == NULL);
+	mm = mapped_map(&m);
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), 0);
+	REQUIRE(n);
+	CHECK_EQ(((const struct vp21_ctrl *)m.my)->state, VP21_STATE_ATTACHED);
+	vp_net21_free(n);
+	CHECK_EQ(((const struct vp21_ctrl *)m.my)->state, VP21_STATE_DETACHED);
+	CHECK(m.notified[0] >= 2 && m.notified[1] >= 2);  /* attach and detach rang both */
+	mapped_free(&m);
+	vp_window21_free(w);
 }
 
 /* ---- permissions, proved ---- */
