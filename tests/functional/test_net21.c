@@ -27,7 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fakepci.h"
 #include "testutil.h"
+#include "vhostpci/guestdev.h"
 #include "vhostpci/vhostpci.h"
 
 #define BURST 32
@@ -930,6 +932,107 @@ TEST(mapped_refusals)
 	CHECK(m.notified[0] >= 2 && m.notified[1] >= 2);  /* attach and detach rang both */
 	mapped_free(&m);
 	vp_window21_free(w);
+}
+
+/*
+ * vp_guest21 in a fake sysfs tree laid out as vhost-pcid gives a QEMU guest
+ * its half (docs/device.md 9): slot 0000:00:10 with .0 (resource0 with
+ * IVPosition 0, resource2 our section), .1 the header, .2 the other's
+ * section; a decoy .1 elsewhere that is no 2.1 header. Found, attached,
+ * frames both ways against an fd peer, the other rung through the doorbell.
+ */
+static bool fake_link(const char *dir, const char *name, int fd)
+{
+	char link[64], p[512];
+
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)getpid(), fd);
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	return symlink(link, p) == 0;
+}
+
+static bool fake_slot(const char *root, const char *slot, uint16_t ivpos,
+		      const struct vp_net21_fds *f, volatile uint8_t **regs)
+{
+	char d[128];
+
+	snprintf(d, sizeof(d), "%s/%s.0", root, slot);
+	*regs = fp_memory_function(d, ivpos, f->my_fd);
+	snprintf(d, sizeof(d), "%s/%s.1", root, slot);
+	if (!*regs || fp_function(d) < 0 || !fake_link(d, "resource2", f->header_fd))
+		return false;
+	snprintf(d, sizeof(d), "%s/%s.2", root, slot);
+	return fp_function(d) == 0 && fake_link(d, "resource2", f->peer_fd);
+}
+
+TEST(guest21_fake_slot_found_attached_frames_both_ways)
+{
+	char root[] = "/tmp/vp-guest21-XXXXXX", d[128];
+	int fds0 = tu_count_fds();
+	struct vp_window21 *w = win_new(0);
+	struct vp_net21_fds f0, f1;
+	struct vp_guest21 *g = NULL;
+	struct vp_net21 *a, *b;
+	volatile uint8_t *regs;
+	struct bufs *bb = bufs_new();
+	uint32_t sent[2] = { 0, 0 }, got[2] = { 0, 0 };
+
+	REQUIRE(w && bb && mkdtemp(root));
+	REQUIRE(vp_window21_peer_fds(w, 0, &f0) == 0 && vp_window21_peer_fds(w, 1, &f1) == 0);
+	CHECK_EQ(vp_guest21_open(&g, root, VP_NET_POLL), -ENODEV);  /* nothing there yet */
+	/* A decoy first in sort order: an 8 KiB .1 with no header in it. */
+	snprintf(d, sizeof(d), "%s/0000:00:03.1", root);
+	REQUIRE(fp_info_function(d));
+	REQUIRE(fake_slot(root, "0000:00:10", 0, &f0, &regs));
+	CHECK_EQ(vp_guest21_open(&g, root, VP_NET_ADAPTIVE), -ENOTSUP);
+	REQUIRE(vp_guest21_open(&g, root, VP_NET_POLL) == 0);
+	CHECK(!strcmp(vp_guest21_name(g), "0000:00:10"));
+	CHECK(!vp_guest21_revoked(g));
+	/* The attach rang the other peer (id 1) on both vectors, TX last. */
+	CHECK_EQ(*fp_u32(regs, VP_IVSHMEM_DOORBELL), (1u << 16) | 1u);
+	a = vp_guest21_net(g);
+	b = peer_new(w, 1, VP_NET_POLL);
+	REQUIRE(a && b);
+	CHECK(vp_net21_up(a) && vp_net21_up(b));
+	for (int round = 0; round < 2000 && (got[0] < 5000 || got[1] < 5000); round++) {
+		for (unsigned who = 0; who < 2; who++) {
+			struct vp_net21 *tx = who ? b : a, *rx = who ? a : b;
+			int r;
+
+			for (unsigned i = 0; i < BURST; i++)
+				frame_fill(&bb->tp[i], who, 1, sent[who] + i);
+			r = vp_net21_tx_burst(tx, bb->tp, sent[who] < 5000 ? BURST : 0, 0);
+			CHECK(r >= 0);
+			sent[who] += r > 0 ? (uint32_t)r : 0;
+			for (unsigned i = 0; i < BURST; i++) {
+				bb->rp[i].data = bb->rx[i];
+				bb->rp[i].len = CAP;
+			}
+			r = vp_net21_rx_burst(rx, bb->rp, BURST);
+			CHECK(r >= 0);
+			for (int i = 0; i < r; i++, got[who]++)
+				CHECK_EQ(frame_check(&bb->rp[i], who, 1, got[who]), 0);
+		}
+	}
+	CHECK(got[0] >= 5000 && got[1] >= 5000);
+	vp_net21_free(b);
+	vp_guest21_close(g);
+	/* An IVPosition that is no peer id is refused. */
+	{
+		char root2[] = "/tmp/vp-guest21-XXXXXX";
+
+		REQUIRE(mkdtemp(root2));
+		REQUIRE(fake_slot(root2, "0000:00:10", 5, &f0, &regs));
+		CHECK_EQ(vp_guest21_open(&g, root2, VP_NET_POLL), -EINVAL);
+		snprintf(d, sizeof(d), "rm -rf %s", root2);
+		CHECK_EQ(system(d), 0);
+	}
+	vp_net21_fds_close(&f0);
+	vp_net21_fds_close(&f1);
+	vp_window21_free(w);
+	free(bb);
+	snprintf(d, sizeof(d), "rm -rf %s", root);
+	CHECK_EQ(system(d), 0);
+	CHECK_EQ(tu_count_fds(), fds0);
 }
 
 /* ---- permissions, proved ---- */
