@@ -226,6 +226,10 @@ static void render_qemu(struct jw *w, const struct vpd_pair21 *p)
 	jw_str(w, "header", path);
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), p->qf.peer_fd);
 	jw_str(w, "other_section", path);
+	/* The guest's own section goes to QEMU over the ivshmem socket; its
+	 * path is shown for inspection (and tests without QEMU). */
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), p->qf.my_fd);
+	jw_str(w, "section", path);
 	jw_u64(w, "section_size", fstat(p->qf.peer_fd, &st) == 0 ? (uint64_t)st.st_size : 0);
 	jw_obj_end(w);
 }
