@@ -75,10 +75,25 @@ static int qemu_add(struct vpd_pair21 *p)
 	return e;
 }
 
+static int watch(struct vpd *d, struct vpd_pair21 *p, struct vpd_watch *w,
+		 enum vpd_watch_kind kind, int fd, int op)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+
+	w->kind = kind;
+	w->obj = p;
+	if (epoll_ctl(d->epfd, op, fd, &ev) < 0) {
+		int e = -errno;
+
+		vp_log(VP_LOG_ERR, "pair %s: epoll: %s", p->spec.id, strerror(-e));
+		return e;
+	}
+	return 0;
+}
+
 int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec)
 {
 	struct vpd_pair21 *p, *np;
-	struct epoll_event ev = { .events = EPOLLIN };
 	int e;
 
 	np = realloc(d->pairs, (d->npairs + 1) * sizeof(*np));
@@ -119,29 +134,15 @@ int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec)
 	 * registration is made again from the array's current place. */
 	for (unsigned i = 0; i < d->npairs; i++) {
 		struct vpd_pair21 *q = &d->pairs[i];
+		int op = i + 1 == d->npairs ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
 
 		if (!q->b)
 			continue;
-		q->w.kind = VPD_W_PAIR21;
-		q->w.obj = q;
-		ev.data.ptr = &q->w;
-		if (epoll_ctl(d->epfd, i + 1 == d->npairs ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
-			      vp_pair21_fd(q->b), &ev) < 0) {
-			e = -errno;
-			vp_log(VP_LOG_ERR, "pair %s: epoll: %s", q->spec.id, strerror(-e));
+		e = watch(d, q, &q->w, VPD_W_PAIR21, vp_pair21_fd(q->b), op);
+		if (!e && q->ivs)
+			e = watch(d, q, &q->ivs_w, VPD_W_PAIR21_QEMU, vpd_ivshmem_fd(q->ivs), op);
+		if (e < 0)
 			return e;
-		}
-		if (!q->ivs)
-			continue;
-		q->ivs_w.kind = VPD_W_PAIR21_QEMU;
-		q->ivs_w.obj = q;
-		ev.data.ptr = &q->ivs_w;
-		if (epoll_ctl(d->epfd, i + 1 == d->npairs ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
-			      vpd_ivshmem_fd(q->ivs), &ev) < 0) {
-			e = -errno;
-			vp_log(VP_LOG_ERR, "pair %s: epoll: %s", q->spec.id, strerror(-e));
-			return e;
-		}
 	}
 	return 0;
 }

@@ -785,6 +785,21 @@ static void unmap_guarded(const void *p, uint64_t size)
 	munmap((uint8_t *)(uintptr_t)p - VP21_PAGE, size + 2 * VP21_PAGE);
 }
 
+/* A peer of a checked header, nothing mapped or taken yet. */
+static struct vp_net21 *net_alloc(const struct vp21_header *h, unsigned me, enum vp_net_mode mode)
+{
+	struct vp_net21 *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->me = me;
+	n->mode = mode;
+	n->rx_fd = n->tx_fd = n->peer_rx_fd = n->peer_tx_fd = -1;
+	geom_of(&n->mg, &h->sect[me]);
+	geom_of(&n->pg, &h->sect[1 - me]);
+	return n;
+}
+
 /* The control blocks and rings, once both sections are mapped. */
 static void set_views(struct vp_net21 *n)
 {
@@ -815,14 +830,9 @@ int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *f, enum vp_ne
 	r = check_header(&h, f->peer);
 	if (r)
 		return r;
-	n = calloc(1, sizeof(*n));
+	n = net_alloc(&h, f->peer, mode);
 	if (!n)
 		return -ENOMEM;
-	n->me = f->peer;
-	n->mode = mode;
-	n->rx_fd = n->tx_fd = n->peer_rx_fd = n->peer_tx_fd = -1;
-	geom_of(&n->mg, &h.sect[n->me]);
-	geom_of(&n->pg, &h.sect[1 - n->me]);
 	r = check_fd(f->my_fd, n->mg.size, true, "our section", n->me);
 	if (!r)
 		r = check_fd(f->peer_fd, n->pg.size, false, "the other's section", n->me);
@@ -888,14 +898,9 @@ int vp_net21_new_mapped(struct vp_net21 **out, const struct vp_net21_map *m,
 	memcpy(&h, m->header, sizeof(h));  /* checked and used only as this copy */
 	if (check_header(&h, m->peer))
 		return -EINVAL;
-	n = calloc(1, sizeof(*n));
+	n = net_alloc(&h, m->peer, mode);
 	if (!n)
 		return -ENOMEM;
-	n->me = m->peer;
-	n->mode = mode;
-	n->rx_fd = n->tx_fd = n->peer_rx_fd = n->peer_tx_fd = -1;
-	geom_of(&n->mg, &h.sect[n->me]);
-	geom_of(&n->pg, &h.sect[1 - n->me]);
 	if (m->my_len < n->mg.size || m->other_len < n->pg.size) {
 		bad("sections", n->me, "%" PRIu64 " and %" PRIu64 " bytes mapped, the header says %"
 		    PRIu64 " and %" PRIu64, m->my_len, m->other_len, n->mg.size, n->pg.size);

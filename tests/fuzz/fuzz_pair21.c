@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "../testutil.h"
+#include "fuzz_fds.h"
 #include "fuzz_pair21.h"
 #include "vhostpci/log.h"
 #include "vhostpci/net21.h"
@@ -62,52 +63,6 @@ static void quiet(enum vp_log_level level, const char *msg, void *opaque)
 	(void)level;
 	(void)msg;
 	(void)opaque;
-}
-
-static int pipe_end(bool read_end)
-{
-	int p[2];
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
-	close(p[read_end ? 1 : 0]);
-	return p[read_end ? 0 : 1];
-}
-
-static int sock_end(void)
-{
-	int p[2];
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
-		return -1;
-	close(p[1]);
-	return p[0];
-}
-
-/* Send buf with nfds fds in one sendmsg(); the fds stay ours. */
-static bool send_fds(int sock, const uint8_t *buf, size_t len, const int *fds, unsigned nfds)
-{
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 8)];
-		struct cmsghdr align;
-	} cb;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (!len)
-		return true;  /* fds without bytes do not travel */
-	if (nfds) {
-		memset(&cb, 0, sizeof(cb));
-		mh.msg_control = cb.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	return sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len;
 }
 
 static int connect_to(const char *path)
@@ -203,27 +158,6 @@ static void pump_broker(struct vp_pair21 *b, struct client *cl)
 	}
 }
 
-static int broker_fd(unsigned kind)
-{
-	switch (kind) {
-	case FP_FD_MEMFD:
-		return tu_memfd("fuzz-pair21", 16384, 1);
-	case FP_FD_MEMFD_UNSEALED:
-		return tu_memfd("fuzz-pair21", 16384, 0);
-	case FP_FD_EVENTFD:
-		return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	case FP_FD_PIPE_READ:
-	case FP_FD_PIPE_WRITE:
-		return pipe_end(kind == FP_FD_PIPE_READ);
-	case FP_FD_DEVNULL:
-		return open("/dev/null", O_RDWR | O_CLOEXEC);
-	case FP_FD_SOCKET:
-		return sock_end();
-	default:
-		return -1;
-	}
-}
-
 static void run_broker(const uint8_t *data, size_t size)
 {
 	struct vp_window21_config cfg = { .ring_num = FP_RING_NUM, .slot_size = FP_SLOT_SIZE };
@@ -256,13 +190,13 @@ static void run_broker(const uint8_t *data, size_t size)
 				FAIL();
 			pump_broker(b, cl);  /* accepted (or the oldest waiting one dropped) */
 		}
-		for (unsigned i = 0; ((ctl >> 3) & 7) != FP_FD_NONE && i < n; i++) {
-			fds[nfds] = broker_fd((ctl >> 3) & 7);
+		for (unsigned i = 0; ((ctl >> 3) & 7) != FS_FD_NONE && i < n; i++) {
+			fds[nfds] = fz_make_fd((ctl >> 3) & 7, 16384);
 			if (fds[nfds] >= 0)
 				nfds++;
 		}
 		if (c->fd >= 0)
-			send_fds(c->fd, data + off, len, fds, nfds);
+			fz_send(c->fd, data + off, len, fds, nfds);
 		for (unsigned i = 0; i < nfds; i++)
 			close(fds[i]);
 		off += len;
@@ -301,11 +235,11 @@ static int hostile_fd(struct hostile *h, unsigned kind)
 	case FP_K_TX0: src = h->f[0].tx_fd; break;
 	case FP_K_RX1: src = h->f[1].rx_fd; break;
 	case FP_K_TX1: src = h->f[1].tx_fd; break;
-	case FP_K_MEMFD: return tu_memfd("fuzz-pair21", 16384, 1);
-	case FP_K_MEMFD_UNSEALED: return tu_memfd("fuzz-pair21", 16384, 0);
-	case FP_K_DEVNULL: return open("/dev/null", O_RDWR | O_CLOEXEC);
-	case FP_K_PIPE: return pipe_end(true);
-	case FP_K_SOCKET: return sock_end();
+	case FP_K_MEMFD: return fz_make_fd(FS_FD_MEMFD, 16384);
+	case FP_K_MEMFD_UNSEALED: return fz_make_fd(FS_FD_MEMFD_UNSEALED, 16384);
+	case FP_K_DEVNULL: return fz_make_fd(FS_FD_DEVNULL, 0);
+	case FP_K_PIPE: return fz_make_fd(FS_FD_PIPE_READ, 0);
+	case FP_K_SOCKET: return fz_make_fd(FS_FD_SOCKET, 0);
 	default: return -1;
 	}
 	return src < 0 ? -1 : fcntl(src, F_DUPFD_CLOEXEC, 0);
@@ -373,7 +307,7 @@ static void *hostile_main(void *arg)
 			if (fds[nfds] >= 0)
 				nfds++;
 		}
-		sent = send_fds(s, h->data + h->off, len, fds, nfds);
+		sent = fz_send(s, h->data + h->off, len, fds, nfds);
 		for (unsigned i = 0; i < nfds; i++)
 			close(fds[i]);
 		h->off += len;

@@ -11,7 +11,8 @@
  *
  * Broker side (FP_OPT_JOINER clear): up to 8 client connections to a fresh
  * vp_pair21. ctl bits 0-2: the connection (connected on first use and again
- * after it was closed), bits 3-5: kind of fd attached (FP_FD_*, 0 none),
+ * after it was closed), bits 3-5: kind of fd attached (FS_FD_* of
+ * fuzz_session.h, 0 none),
  * bit 6: close this connection after the record, bit 7: 7 fds instead of 1.
  *
  * Joiner side (FP_OPT_JOINER set): a hostile broker answers one
@@ -29,18 +30,6 @@
 #define FP_CTL_CLOSE 0x40u
 #define FP_CTL_SEVEN 0x80u
 #define FP_MAX_RECORD 4108u
-
-/* Broker side: fds a client attaches. */
-enum {
-	FP_FD_NONE,
-	FP_FD_MEMFD,
-	FP_FD_EVENTFD,
-	FP_FD_PIPE_READ,
-	FP_FD_DEVNULL,
-	FP_FD_SOCKET,
-	FP_FD_MEMFD_UNSEALED,
-	FP_FD_PIPE_WRITE,
-};
 
 /* Joiner side: the fd sets a hostile broker sends with a record. */
 enum {

@@ -14,15 +14,9 @@
 #include <string.h>
 
 #include "fuzz_pair21.h"
+#include "fuzz_session.h"
+#include "seeds.h"
 #include "vhostpci/proto.h"
-
-static const char *dir;
-static int failed;
-
-struct seed {
-	uint8_t buf[4096];
-	size_t len;
-};
 
 static void begin(struct seed *s, unsigned opts)
 {
@@ -43,7 +37,7 @@ static void add(struct seed *s, struct vp_msg *m, unsigned ctl, const uint8_t *p
 	n = vp_msg_encode(m, s->buf + s->len + 3 + npre, sizeof(s->buf) - s->len - 3 - npre);
 	if (n < 0) {
 		fprintf(stderr, "encode %s: %s\n", vp_msg_name(m->request), strerror(-n));
-		failed = 1;
+		seed_failed = 1;
 		return;
 	}
 	n += (int)npre;
@@ -73,21 +67,6 @@ static void answer(struct seed *s, unsigned set, uint64_t id, const uint8_t *pre
 	m.p.u64 = id;
 	m.nfds = VP_PCI_PAIR21_NFDS;
 	add(s, &m, set, pre, npre);
-}
-
-static void write_seed(const struct seed *s, const char *name)
-{
-	char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "wb");
-	if (!f || fwrite(s->buf, 1, s->len, f) != s->len) {
-		perror(path);
-		failed = 1;
-	}
-	if (f)
-		fclose(f);
 }
 
 static void broker_seeds(void)
@@ -122,8 +101,8 @@ static void broker_seeds(void)
 	write_seed(&s, "broker_twice");
 
 	begin(&s, 0);
-	join(&s, 0 | FP_FD_MEMFD << 3 | FP_CTL_SEVEN);
-	join(&s, 1 | FP_FD_EVENTFD << 3);
+	join(&s, 0 | FS_FD_MEMFD << 3 | FP_CTL_SEVEN);
+	join(&s, 1 | FS_FD_EVENTFD << 3);
 	write_seed(&s, "broker_join_with_fds");
 
 	begin(&s, 0);
@@ -190,8 +169,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s DIR\n", argv[0]);
 		return 2;
 	}
-	dir = argv[1];
+	seed_dir = argv[1];
 	broker_seeds();
 	joiner_seeds();
-	return failed;
+	return seed_failed;
 }

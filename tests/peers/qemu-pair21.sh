@@ -20,6 +20,7 @@ set -uo pipefail
 vp_prog=qemu-pair21
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
+. "$here/twoguest-lib.sh"
 
 pcid=$(realpath "${1:?usage: $0 VHOST_PCID [VHOST_PCI_CTL VP_VM]}")
 build=$(dirname "$pcid")/..
@@ -27,7 +28,6 @@ ctl=$(realpath "${2:-$build/tools/vhost-pci-ctl}")
 vpvm=$(realpath "${3:-$build/tools/vp-vm}")
 count=${VP_P21_COUNT:-20000}
 
-skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
 fail() {
 	echo "$vp_prog: FAIL: $*"
 	for f in daemon.log gen.log sink.log; do
@@ -38,9 +38,7 @@ fail() {
 }
 
 for f in "$ctl" "$vpvm"; do [ -x "$f" ] || { echo "$vp_prog: FAIL: no $f (build it first)"; exit 1; }; done
-[ "$(id -u)" = 0 ] || skip "needs root (packages)"
-"$here/../guest/setup.sh" >/dev/null || skip "tests/guest/setup.sh failed (no QEMU or guest kernel)"
-command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
+tg_require  # exits 77 (SKIP) where the other guest tests skip
 
 work=$(mktemp -d /tmp/vp-qemu-pair21.XXXXXX)
 gpid='' dpid='' hpid=''
@@ -50,19 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# One guest booting at a time, machine-wide (tests/peers/twoguest-lib.sh tg_lock).
-exec {lockfd}>/tmp/vp-guest-boot.lock
-flock "$lockfd"
-
-files=(-f "$vpvm:/bin/vp-vm")
-while read -r lib; do
-	case $lib in
-	*ld-linux*) files+=(-f "$(realpath "$lib"):$lib") ;;
-	*) files+=(-f "$(realpath "$lib"):/lib/vp/$(basename "$lib")") ;;
-	esac
-done < <(ldd "$vpvm" | grep -o '/[^ ]*' | sort -u)
-"$here/../guest/mkinitrd.sh" -n "${files[@]}" -o "$work/initrd.cpio" 2>"$work/mkinitrd.log" ||
-	fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
+tg_lock  # one test boots guests at a time, machine-wide
+tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
 
 "$pcid" --server "path=$work/p21.sock,id=p21,design=2.1,qemu=$work/ivshmem.sock" \
 	--control "$work/ctl.sock" --log-level info 2>"$work/daemon.log" &
