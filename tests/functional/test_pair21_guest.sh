@@ -7,7 +7,9 @@
 # section and a 256-byte register file with IVPosition 0, .1 the header, .2 the other's
 # section). vp-vm --pair21-guest --sysfs-root finds it; a host vp-vm --pair21 joins at the
 # daemon's socket. Frames verified each way (gen -> sink, then the other way round); the
-# doorbells land in a file, so both sides poll.
+# doorbells land in a file, so both sides poll. Then the ivshmem server as a QEMU sees it,
+# twice (a QEMU that leaves is replaced by the next): our id 0, our section as the shared
+# memory, the other peer's two vectors under id 1 and our own two under id 0.
 #
 #   test_pair21_guest.sh VP_VM VHOST_PCID VHOST_PCI_CTL
 set -u
@@ -33,10 +35,11 @@ fail() {
 pids+=($!)
 for _ in $(seq 100); do [ -S "$T/ctl.sock" ] && [ -S "$T/p21.sock" ] && break; sleep 0.05; done
 "$CTL" --control "$T/ctl.sock" --json pairs >"$T/pairs.json" || fail "vhost-pci-ctl pairs"
-read -r hdr other mine < <(python3 -c '
+read -r hdr other mine ssize < <(python3 -c '
 import json, sys
 q = json.load(open(sys.argv[1]))["pairs"][0]["qemu"]
-print(q["header"], q["other_section"], q["section"])' "$T/pairs.json") || fail "no qemu peer"
+print(q["header"], q["other_section"], q["section"], q["section_size"])' "$T/pairs.json") ||
+	fail "no qemu peer"
 
 s=$T/sys/0000:00:10
 for f in 0 1 2; do mkdir -p "$s.$f" && printf '0x1af4\n' >"$s.$f/vendor" && printf '0x1110\n' >"$s.$f/device"; done
@@ -69,4 +72,33 @@ wait "${pids[-1]}" || fail "host sink failed"
 wait "${pids[-2]}" || fail "guest generator failed"
 [ "$(j "$T/g2.json" tx_packets)" = $N ] || fail "guest generator sent $(j "$T/g2.json" tx_packets)"
 check_sink h2 "host sink"
-echo "test_pair21_guest: ok ($N frames each way)"
+# What QEMU's ivshmem-doorbell reads from the server (QEMU docs/specs/ivshmem-spec.rst).
+for conn in 1 2; do
+	python3 - "$T/ivs.sock" "$ssize" <<'PY' ||
+import array, os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+msgs = []
+while len(msgs) < 7:
+    fds = array.array("i")
+    data, anc, _, _ = s.recvmsg(8, socket.CMSG_SPACE(4))
+    assert len(data) == 8, "short message"
+    for lvl, typ, d in anc:
+        fds.frombytes(d[:len(d) - len(d) % 4])
+    msgs.append((struct.unpack("<q", data)[0], list(fds)))
+(ver, f0), (me, f1), (shm, (shmfd,)) = msgs[:3]
+assert ver == 0 and not f0 and me == 0 and not f1 and shm == -1, msgs[:3]
+assert os.fstat(shmfd).st_size == int(sys.argv[2]), "shared memory is not our section"
+peers = [(v, len(f)) for v, f in msgs[3:]]
+assert peers == [(1, 1), (1, 1), (0, 1), (0, 1)], peers
+for _, f in msgs:
+    for fd in f:
+        os.close(fd)
+PY
+		fail "QEMU connection $conn: the ivshmem server's setup is wrong"
+	for _ in $(seq 50); do grep -q "QEMU of peer 0 left" "$T/daemon.log" && break; sleep 0.05; done
+done
+[ "$(grep -c "QEMU connected for peer 0" "$T/daemon.log")" = 2 ] ||
+	fail "the daemon did not serve a second QEMU"
+echo "test_pair21_guest: ok ($N frames each way, two QEMU connections served)"
