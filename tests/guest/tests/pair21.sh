@@ -54,5 +54,5 @@ done
 vm --app gen --count "$VP_P21_COUNT" --size 64-1518 --connect-timeout 200 \
     >/tmp/gen.json 2>/tmp/gen.log || { tail -5 /tmp/gen.log; vp_fail "vp-vm gen failed"; }
 tx=$(num tx_packets /tmp/gen.json)
-vp_info "sent ${tx:-0}"
+vp_info "sent ${tx:-0}, doorbells rung $(num signals /tmp/gen.json)"
 [ "${tx:-0}" = "$VP_P21_COUNT" ] || vp_fail "sent ${tx:-0} frames, want $VP_P21_COUNT"
