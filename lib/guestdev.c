@@ -17,6 +17,11 @@
  *    generation is another chance.
  *  - Mappings are dropped as soon as a device is GONE, so the kernel never
  *    has to revoke them under us on hot-unplug.
+ *  - A 2.1 slot (vp_guest21, at the end): the header function's magic picks
+ *    the slot, IVPosition (set by the daemon's ivshmem server) our peer id;
+ *    the header and the other's section are mapped PROT_READ and handed to
+ *    vp_net21_new_mapped(), which checks the header on a copy and treats the
+ *    other's section as it does for any peer.
  *
  * Threading: one vp_guest, one thread; no allocation on the control pass
  * except when a device attaches.

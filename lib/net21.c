@@ -22,6 +22,10 @@
  *  - The header is the allocator's; it is copied once and checked anyway.
  *  - The eventfds are shared with the other peer: writes never wait, drains
  *    never block (evfd.h).
+ *  - A window the caller mapped (vp_net21_new_mapped(): a QEMU guest's BARs)
+ *    gets the same checks; what makes the other's section read-only there is
+ *    the caller's mapping and QEMU's readonly=on, and the other peer is woken
+ *    through the caller's notify hook instead of an eventfd.
  *
  * Threading: one vp_net21, one thread. No allocation or logging on the data
  * path except when a rule is broken.
