@@ -6,11 +6,21 @@
  * both halves, so neither peer ever holds a writable fd of the other's
  * section: the permissions of docs/window21.md 5 hold both ways.
  *
+ * With qemu=SOCK, peer 0 is a QEMU guest (docs/window21.md 9): the daemon
+ * takes that half itself (vp_pair21_join_local()) and serves it on an
+ * ivshmem server at SOCK: the guest's ivshmem-doorbell gets our section as
+ * BAR2, IVPosition 0, its two eventfds as vectors and the other peer's as
+ * the virtual peer 1 (Fig. 4's wiring, symmetric); its two read-only
+ * ivshmem-plain functions open the header and the other's section through
+ * /proc/<our pid>/fd (shown by vhost-pci-ctl pairs), with readonly=on.
+ *
  * Security model: a connecting peer is handled by vp_pair21 (one JOIN per
- * connection, ERROR otherwise, never blocks); here nothing a peer sends is
- * read.
+ * connection, ERROR otherwise, never blocks); QEMU's ivshmem connection by
+ * vpd_ivshmem (one-way, whatever arrives is discarded); here nothing a peer
+ * sends is read.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -19,18 +29,71 @@
 
 #include "vhostpci/log.h"
 #include "daemon.h"
+#include "ivshmem.h"
 #include "json.h"
+
+#define QEMU_VECTORS 2  /* vector 0: frames for you (RX), 1: your slots freed (TX) */
 
 struct vpd_pair21 {
 	struct vpd_spec spec;
 	struct vp_pair21 *b;
 	struct vpd_watch w;
+	/* qemu=: the guest's half, held here for the pair's life */
+	struct vpd_ivshmem *ivs;
+	struct vpd_watch ivs_w;
+	struct vp_net21_fds qf;
+	bool qemu_connected;
 };
+
+/* The guest's ivshmem-doorbell, for the next QEMU that connects. */
+static int qemu_expect(struct vpd_pair21 *p)
+{
+	const int own[QEMU_VECTORS] = { p->qf.rx_fd, p->qf.tx_fd };
+	const int peer[QEMU_VECTORS] = { p->qf.peer_rx_fd, p->qf.peer_tx_fd };
+	struct vpd_ivshmem_client c = {
+		.id = (uint16_t)p->qf.peer, .shm_fd = p->qf.my_fd, .nvectors = QEMU_VECTORS,
+		.own_fds = own, .peer_id = (uint16_t)(1 - p->qf.peer), .peer_fds = peer,
+	};
+
+	return vpd_ivshmem_expect(p->ivs, &c);
+}
+
+static int qemu_add(struct vpd_pair21 *p)
+{
+	int e = vp_pair21_join_local(p->b, &p->qf);
+
+	if (!e)
+		e = vpd_ivshmem_create(p->spec.qemu, &p->ivs);
+	if (!e)
+		e = qemu_expect(p);
+	if (e < 0)
+		vp_log(VP_LOG_ERR, "pair %s: cannot serve its QEMU peer on %s: %s", p->spec.id,
+		       p->spec.qemu, strerror(-e));
+	else
+		vp_log(VP_LOG_INFO, "pair %s: peer %u is a QEMU guest (ivshmem server %s)",
+		       p->spec.id, p->qf.peer, p->spec.qemu);
+	return e;
+}
+
+static int watch(struct vpd *d, struct vpd_pair21 *p, struct vpd_watch *w,
+		 enum vpd_watch_kind kind, int fd, int op)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+
+	w->kind = kind;
+	w->obj = p;
+	if (epoll_ctl(d->epfd, op, fd, &ev) < 0) {
+		int e = -errno;
+
+		vp_log(VP_LOG_ERR, "pair %s: epoll: %s", p->spec.id, strerror(-e));
+		return e;
+	}
+	return 0;
+}
 
 int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec)
 {
 	struct vpd_pair21 *p, *np;
-	struct epoll_event ev = { .events = EPOLLIN };
 	int e;
 
 	np = realloc(d->pairs, (d->npairs + 1) * sizeof(*np));
@@ -39,6 +102,9 @@ int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec)
 	d->pairs = np;
 	p = &d->pairs[d->npairs];
 	memset(p, 0, sizeof(*p));
+	p->qf = (struct vp_net21_fds){ .header_fd = -1, .my_fd = -1, .peer_fd = -1,
+				       .rx_fd = -1, .tx_fd = -1, .peer_rx_fd = -1,
+				       .peer_tx_fd = -1 };
 	p->spec = *spec;
 	memset(spec, 0, sizeof(*spec));
 	d->npairs++;
@@ -59,22 +125,24 @@ int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec)
 		       p->spec.path, strerror(-e));
 		return e;
 	}
+	if (p->spec.qemu) {
+		e = qemu_add(p);
+		if (e < 0)
+			return e;
+	}
 	/* The watches point into d->pairs, which the next add may move: every
 	 * registration is made again from the array's current place. */
 	for (unsigned i = 0; i < d->npairs; i++) {
 		struct vpd_pair21 *q = &d->pairs[i];
+		int op = i + 1 == d->npairs ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
 
 		if (!q->b)
 			continue;
-		q->w.kind = VPD_W_PAIR21;
-		q->w.obj = q;
-		ev.data.ptr = &q->w;
-		if (epoll_ctl(d->epfd, i + 1 == d->npairs ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
-			      vp_pair21_fd(q->b), &ev) < 0) {
-			e = -errno;
-			vp_log(VP_LOG_ERR, "pair %s: epoll: %s", q->spec.id, strerror(-e));
+		e = watch(d, q, &q->w, VPD_W_PAIR21, vp_pair21_fd(q->b), op);
+		if (!e && q->ivs)
+			e = watch(d, q, &q->ivs_w, VPD_W_PAIR21_QEMU, vpd_ivshmem_fd(q->ivs), op);
+		if (e < 0)
 			return e;
-		}
 	}
 	return 0;
 }
@@ -86,6 +154,34 @@ int vpd_pair21_event(struct vpd_pair21 *p)
 	if (e < 0)
 		vp_log(VP_LOG_ERR, "pair %s failed: %s", p->spec.id, strerror(-e));
 	return e;
+}
+
+int vpd_pair21_qemu_event(struct vpd_pair21 *p)
+{
+	int r = vpd_ivshmem_dispatch(p->ivs);
+
+	if (r < 0) {
+		vp_log(VP_LOG_ERR, "pair %s: ivshmem server %s failed: %s", p->spec.id,
+		       p->spec.qemu, strerror(-r));
+		return r;
+	}
+	if (r & VPD_IVSHMEM_CONNECTED) {
+		p->qemu_connected = true;
+		vp_log(VP_LOG_INFO, "pair %s: QEMU connected for peer %u", p->spec.id, p->qf.peer);
+	}
+	if (r & VPD_IVSHMEM_GONE) {
+		/* The guest's QEMU went (shut down, restarted): its section stays
+		 * ours, for the next QEMU that comes. */
+		p->qemu_connected = false;
+		vp_log(VP_LOG_INFO, "pair %s: QEMU of peer %u left: %s", p->spec.id, p->qf.peer,
+		       vpd_ivshmem_reason(p->ivs));
+		vpd_ivshmem_drop(p->ivs);
+		r = qemu_expect(p);
+		if (r < 0)
+			vp_log(VP_LOG_ERR, "pair %s: cannot wait for another QEMU: %s", p->spec.id,
+			       strerror(-r));
+	}
+	return 0;
 }
 
 bool vpd_pair21_running(const struct vpd *d, const struct vpd_spec *spec)
@@ -101,6 +197,11 @@ void vpd_pair21_free_all(struct vpd *d)
 	for (unsigned i = 0; i < d->npairs; i++) {
 		struct vpd_pair21 *p = &d->pairs[i];
 
+		if (p->ivs) {
+			epoll_ctl(d->epfd, EPOLL_CTL_DEL, vpd_ivshmem_fd(p->ivs), NULL);
+			vpd_ivshmem_destroy(p->ivs);
+		}
+		vp_net21_fds_close(&p->qf);
 		if (p->b) {
 			epoll_ctl(d->epfd, EPOLL_CTL_DEL, vp_pair21_fd(p->b), NULL);
 			vp_pair21_free(p->b);  /* unlinks the socket */
@@ -110,6 +211,28 @@ void vpd_pair21_free_all(struct vpd *d)
 	free(d->pairs);
 	d->pairs = NULL;
 	d->npairs = 0;
+}
+
+/* What a QEMU command line needs (docs/vhost-pcid.md, design=2.1 qemu=). */
+static void render_qemu(struct jw *w, const struct vpd_pair21 *p)
+{
+	char path[64];
+	struct stat st;
+
+	jw_obj_begin(w, "qemu");
+	jw_u64(w, "peer", p->qf.peer);
+	jw_str(w, "ivshmem", p->spec.qemu);
+	jw_bool(w, "connected", p->qemu_connected);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), p->qf.header_fd);
+	jw_str(w, "header", path);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), p->qf.peer_fd);
+	jw_str(w, "other_section", path);
+	/* The guest's own section goes to QEMU over the ivshmem socket; its
+	 * path is shown for inspection (and tests without QEMU). */
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), p->qf.my_fd);
+	jw_str(w, "section", path);
+	jw_u64(w, "section_size", fstat(p->qf.peer_fd, &st) == 0 ? (uint64_t)st.st_size : 0);
+	jw_obj_end(w);
 }
 
 void vpd_pair21_render(struct jw *w, const struct vpd *d)
@@ -130,6 +253,8 @@ void vpd_pair21_render(struct jw *w, const struct vpd *d)
 		jw_bool(w, "peer1", vp_pair21_joined(p->b, 1));
 		jw_u64(w, "joins", joins);
 		jw_u64(w, "refused", refused);
+		if (p->ivs)
+			render_qemu(w, p);
 		jw_obj_end(w);
 	}
 	jw_arr_end(w);

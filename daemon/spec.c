@@ -83,7 +83,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 	static const char *const keys[] = {
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
 		"allow-unsealed", "backend-grace", "stop-timeout", "backend-vm",
-		"unplug-timeout", "design",
+		"unplug-timeout", "design", "qemu",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -95,7 +95,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
 				"features, backend, allow-unsealed, backend-grace, stop-timeout, "
-				"backend-vm, unplug-timeout, design)",
+				"backend-vm, unplug-timeout, design, qemu)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -196,6 +196,13 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 			return spec_err(err, errlen, -EINVAL, "design '%s' is not 2.0 or 2.1", v);
 		s->pair21 = !strcmp(v, "2.1");
 		return 0;
+	case 14:
+		if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return spec_err(err, errlen, -EINVAL,
+					"qemu '%s' is too long for a Unix socket (max %zu bytes)",
+					v, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		s->qemu = strdup(v);
+		return s->qemu ? 0 : -ENOMEM;
 	case 6:
 		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
 		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
@@ -272,6 +279,9 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 				s->allow_unsealed))
 		e = spec_err(err, errlen, -EINVAL, "design=2.1 serves a pair of peers: no backend=, "
 			     "backend-vm=, uuid=, features= or allow-unsealed=");
+	if (!e && s->qemu && !s->pair21)
+		e = spec_err(err, errlen, -EINVAL, "qemu= gives a QEMU guest one half of a 2.1 "
+			     "pair: it needs design=2.1");
 	if (!e && s->backend && s->backend_vm)
 		e = spec_err(err, errlen, -EINVAL, "backend= and backend-vm= exclude each other: "
 			     "a device is driven by a userspace backend or by a backend VM");
@@ -306,6 +316,7 @@ void vpd_spec_free(struct vpd_spec *s)
 	free(s->id);
 	free(s->backend);
 	free(s->backend_vm);
+	free(s->qemu);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -338,7 +349,7 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* A new key changes the size: compare it below, then update the number. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 104,
+_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 112,
 	       "struct vpd_spec changed: compare the new key in vpd_spec_equal()");
 
 bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
@@ -349,7 +360,8 @@ bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
 	       a->have_uuid == b->have_uuid &&
 	       (!a->have_uuid || !memcmp(a->uuid, b->uuid, sizeof(a->uuid))) &&
 	       a->features == b->features && str_eq(a->backend, b->backend) &&
-	       str_eq(a->backend_vm, b->backend_vm) && a->allow_unsealed == b->allow_unsealed &&
+	       str_eq(a->backend_vm, b->backend_vm) && str_eq(a->qemu, b->qemu) &&
+	       a->allow_unsealed == b->allow_unsealed &&
 	       a->backend_grace_ms == b->backend_grace_ms &&
 	       a->stop_timeout_ms == b->stop_timeout_ms &&
 	       a->unplug_timeout_ms == b->unplug_timeout_ms && a->pair21 == b->pair21;

@@ -561,6 +561,10 @@ static int run(struct vpd *d, const struct opts *o, struct vpd_control *ctl, int
 				if (vpd_pair21_event(w->obj) < 0)
 					return 1;
 				break;
+			case VPD_W_PAIR21_QEMU:
+				if (vpd_pair21_qemu_event(w->obj) < 0)
+					return 1;
+				break;
 			}
 		}
 		vpd_relay_tick(d);

@@ -17,11 +17,17 @@
  *    generation is another chance.
  *  - Mappings are dropped as soon as a device is GONE, so the kernel never
  *    has to revoke them under us on hot-unplug.
+ *  - A 2.1 slot (vp_guest21, at the end): the header function's magic picks
+ *    the slot, IVPosition (set by the daemon's ivshmem server) our peer id;
+ *    the header and the other's section are mapped PROT_READ and handed to
+ *    vp_net21_new_mapped(), which checks the header on a copy and treats the
+ *    other's section as it does for any peer.
  *
  * Threading: one vp_guest, one thread; no allocation on the control pass
  * except when a device attaches.
  */
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -37,6 +43,7 @@
 #include "vhostpci/guestdev.h"
 #include "vhostpci/log.h"
 #include "internal.h"
+#include "vhostpci/net21.h"
 #include "util.h"
 
 #define IVSHMEM_VENDOR 0x1af4
@@ -221,7 +228,7 @@ static void guard_for(const volatile void *p, uint64_t len, int *revoked)
 }
 
 /*
- * Map resource<bar> of entry name whole, shared read-write (at its offset in
+ * Map resource<bar> of entry name whole, shared with prot (at its offset in
  * its page: bar_page_offset()). want: the size it must have (0: any size
  * from min up). -errno, or -EINVAL for the size. unmap_resource() undoes it.
  * The mapping is under the SIGBUS guard (vp_mem_guard_mapping()): the kernel
@@ -229,8 +236,8 @@ static void guard_for(const volatile void *p, uint64_t len, int *revoked)
  * *revoked (NULL: a scratch flag) instead of killing the process, once the
  * application installed the guard.
  */
-static int map_resource(const char *root, const char *name, int bar, uint64_t want,
-			uint64_t min, void **out, uint64_t *len, int *revoked)
+static int map_resource_prot(const char *root, const char *name, int bar, uint64_t want,
+			     uint64_t min, void **out, uint64_t *len, int *revoked, int prot)
 {
 	char path[512];
 	struct stat sb;
@@ -239,7 +246,7 @@ static int map_resource(const char *root, const char *name, int bar, uint64_t wa
 	int fd, e;
 
 	snprintf(path, sizeof(path), "%s/%s/resource%d", root, name, bar);
-	fd = open(path, O_RDWR | O_CLOEXEC);
+	fd = open(path, (prot & PROT_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &sb) < 0) {
@@ -257,18 +264,25 @@ static int map_resource(const char *root, const char *name, int bar, uint64_t wa
 		close(fd);
 		return -EINVAL;
 	}
-	p = mmap(NULL, off + (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	p = mmap(NULL, off + (size_t)sb.st_size, prot, MAP_SHARED, fd, 0);
 	e = p == MAP_FAILED ? -errno : 0;
 	close(fd);
 	if (e)
 		return e;
-	if (vp_mem_guard_mapping(p, off + (size_t)sb.st_size, PROT_READ | PROT_WRITE,
+	if (vp_mem_guard_mapping(p, off + (size_t)sb.st_size, prot,
 				 revoked ? revoked : &revoked_scratch) < 0)
 		vp_log(VP_LOG_WARN, "guest-pci %s: resource%d is not under the SIGBUS guard "
 		       "(its table is full): an unplug without GONE would kill us", name, bar);
 	*out = (char *)p + off;
 	*len = (uint64_t)sb.st_size;
 	return 0;
+}
+
+static int map_resource(const char *root, const char *name, int bar, uint64_t want,
+			uint64_t min, void **out, uint64_t *len, int *revoked)
+{
+	return map_resource_prot(root, name, bar, want, min, out, len, revoked,
+				 PROT_READ | PROT_WRITE);
 }
 
 static uint32_t load32(const volatile void *base, unsigned off)
@@ -1025,4 +1039,180 @@ bool vp_guestdev_failed(const struct vp_guestdev *d)
 uint64_t vp_guestdev_doorbells(const struct vp_guestdev *d)
 {
 	return d->doorbells;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A 2.1 peer (docs/window21.md 9, docs/device.md 8)                        */
+
+struct vp_guest21 {
+	char slot[NAME_MAX_SYSFS];     /* "0000:00:05": functions .0, .1 and .2 */
+	unsigned me;
+	volatile uint32_t *bar0;       /* .0: the doorbell function's registers */
+	void *my, *hdr, *other;        /* .0 BAR2 (rw), .1 and .2 BAR2 (read-only) */
+	uint64_t my_len, hdr_len, other_len;
+	struct vp_net21 *net;
+	uint64_t doorbells;
+	int revoked;
+};
+
+/* Ring the other peer: vector 0 its RX (frames for it), 1 its TX (slots freed). */
+static void notify21(void *opaque, bool tx)
+{
+	struct vp_guest21 *g = opaque;
+
+	__atomic_store_n(&g->bar0[VP_IVSHMEM_DOORBELL / 4],
+			 ((uint32_t)(1 - g->me) << 16) | (tx ? 1u : 0u), __ATOMIC_RELEASE);
+	g->doorbells++;
+}
+
+static void guest21_unmap(struct vp_guest21 *g)
+{
+	if (g->bar0)
+		unmap_resource(g->bar0, BAR0_MAP);
+	if (g->my)
+		unmap_resource(g->my, g->my_len);
+	if (g->hdr)
+		unmap_resource(g->hdr, g->hdr_len);
+	if (g->other)
+		unmap_resource(g->other, g->other_len);
+	g->bar0 = NULL;
+	g->my = g->hdr = g->other = NULL;
+}
+
+/* Function .1 of a slot whose BAR2 is a 2.1 header: the slot's name, or false. */
+static bool is_header_fn(const char *root, const char *name, char *slot, size_t n)
+{
+	size_t len = strlen(name);
+	uint32_t magic;
+	uint64_t blen;
+	void *p;
+
+	if (len < 3 || len >= n || strcmp(name + len - 2, ".1") || !is_ivshmem(root, name))
+		return false;
+	enable_function(root, name);
+	if (map_resource_prot(root, name, 2, VP21_HEADER_SIZE, 0, &p, &blen, NULL,
+			      PROT_READ) < 0)
+		return false;
+	magic = le32toh(load32(p, 0));
+	unmap_resource(p, blen);
+	if (magic != VP21_MAGIC)
+		return false;
+	memcpy(slot, name, len - 2);
+	slot[len - 2] = 0;
+	return true;
+}
+
+static int guest21_map(struct vp_guest21 *g, const char *root)
+{
+	char f0[NAME_MAX_SYSFS + 2], f1[NAME_MAX_SYSFS + 2], f2[NAME_MAX_SYSFS + 2];
+	uint64_t len;
+	void *p;
+	int iv, r;
+
+	snprintf(f0, sizeof(f0), "%s.0", g->slot);
+	snprintf(f1, sizeof(f1), "%s.1", g->slot);
+	snprintf(f2, sizeof(f2), "%s.2", g->slot);
+	if (!is_ivshmem(root, f0) || !is_ivshmem(root, f2)) {
+		vp_log(VP_LOG_WARN, "guest-pci 2.1 %s: a header at .1 but no ivshmem functions at "
+		       ".0 and .2", g->slot);
+		return -ENODEV;
+	}
+	enable_function(root, f0);
+	enable_function(root, f2);
+	/* Our id is the doorbell function's IVPosition: the daemon's ivshmem
+	 * server sets it, the other peer cannot. */
+	iv = ivposition(root, f0);
+	if (iv < 0 || iv >= (int)VP21_PEERS) {
+		vp_log(VP_LOG_WARN, "guest-pci 2.1 %s: IVPosition %d of .0 is not a peer id (0, 1)",
+		       g->slot, iv);
+		return -EINVAL;
+	}
+	g->me = (unsigned)iv;
+	r = map_resource(root, f0, 0, BAR0_MAP, 0, &p, &len, &g->revoked);
+	if (!r) {
+		g->bar0 = p;
+		r = map_resource(root, f0, 2, 0, VP21_PAGE, &g->my, &g->my_len, &g->revoked);
+	}
+	if (!r)
+		r = map_resource_prot(root, f1, 2, VP21_HEADER_SIZE, 0, &g->hdr, &g->hdr_len,
+				      &g->revoked, PROT_READ);
+	if (!r)
+		r = map_resource_prot(root, f2, 2, 0, VP21_PAGE, &g->other, &g->other_len,
+				      &g->revoked, PROT_READ);
+	if (r < 0)
+		vp_log(VP_LOG_WARN, "guest-pci 2.1 %s: cannot map the functions' BARs: %s",
+		       g->slot, strerror(-r));
+	return r;
+}
+
+int vp_guest21_open(struct vp_guest21 **out, const char *sysfs_root, enum vp_net_mode mode)
+{
+	const char *root = sysfs_root ? sysfs_root : VP_GUEST_SYSFS_DEFAULT;
+	struct vp_net21_map m = { 0 };
+	struct vp_guest21 *g;
+	struct dirent **ents;
+	int n, r = -ENODEV;
+
+	*out = NULL;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	/* Sorted: with several 2.1 slots the first is taken, always the same. */
+	n = scandir(root, &ents, NULL, alphasort);
+	if (n < 0) {
+		r = -errno;
+		free(g);
+		return r;
+	}
+	for (int i = 0; i < n; i++) {
+		if (!g->slot[0] && ents[i]->d_name[0] != '.')
+			is_header_fn(root, ents[i]->d_name, g->slot, sizeof(g->slot));
+		free(ents[i]);
+	}
+	free(ents);
+	if (g->slot[0])
+		r = guest21_map(g, root);
+	if (!r) {
+		m = (struct vp_net21_map){
+			.peer = g->me, .header = g->hdr, .header_len = g->hdr_len,
+			.my = g->my, .my_len = g->my_len, .other = g->other,
+			.other_len = g->other_len, .notify = notify21, .opaque = g,
+		};
+		r = vp_net21_new_mapped(&g->net, &m, mode);
+	}
+	if (r < 0) {
+		guest21_unmap(g);
+		free(g);
+		return r;
+	}
+	vp_log(VP_LOG_INFO, "guest-pci 2.1 %s: peer %u of a window (sections of %" PRIu64
+	       " and %" PRIu64 " bytes)", g->slot, g->me, g->my_len, g->other_len);
+	*out = g;
+	return 0;
+}
+
+struct vp_net21 *vp_guest21_net(const struct vp_guest21 *g)
+{
+	return g->net;
+}
+
+const char *vp_guest21_name(const struct vp_guest21 *g)
+{
+	return g->slot;
+}
+
+bool vp_guest21_revoked(const struct vp_guest21 *g)
+{
+	return __atomic_load_n(&g->revoked, __ATOMIC_RELAXED) != 0;
+}
+
+void vp_guest21_close(struct vp_guest21 *g)
+{
+	if (!g)
+		return;
+	/* Detaches: writes our section and rings the other. Under the SIGBUS
+	 * guard even if a BAR was revoked (the access only sets the flag). */
+	vp_net21_free(g->net);
+	guest21_unmap(g);
+	free(g);
 }

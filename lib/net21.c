@@ -22,6 +22,10 @@
  *  - The header is the allocator's; it is copied once and checked anyway.
  *  - The eventfds are shared with the other peer: writes never wait, drains
  *    never block (evfd.h).
+ *  - A window the caller mapped (vp_net21_new_mapped(): a QEMU guest's BARs)
+ *    gets the same checks; what makes the other's section read-only there is
+ *    the caller's mapping and QEMU's readonly=on, and the other peer is woken
+ *    through the caller's notify hook instead of an eventfd.
  *
  * Threading: one vp_net21, one thread. No allocation or logging on the data
  * path except when a rule is broken.
@@ -116,6 +120,9 @@ struct vp_net21 {
 	enum vp_net_mode mode;
 	uint32_t epoch, peer_epoch;
 	int rx_fd, tx_fd, peer_rx_fd, peer_tx_fd;
+	vp_net21_notify_fn notify;      /* mapped: rings the other peer instead */
+	void *notify_opaque;
+	bool mapped;                    /* the caller's mappings: not ours to unmap */
 	struct vp_net_stats st;
 	uint64_t resyncs;
 	unsigned sticky;
@@ -140,10 +147,18 @@ static int fail(struct vp_net21 *n, const char *fmt, ...)
 	return -EIO;
 }
 
-static void signal_peer(struct vp_net21 *n, int fd)
+/* Wake the other peer: its TX (slots freed) or RX (frames) side. */
+static void signal_peer(struct vp_net21 *n, bool tx)
 {
+	int fd = tx ? n->peer_tx_fd : n->peer_rx_fd;
+
 	if (n->broken)
 		return;
+	if (n->notify) {
+		n->notify(n->notify_opaque, tx);
+		n->st.signals++;
+		return;
+	}
 	switch (vp_evfd_signal(fd)) {
 	case VP_EVFD_SENT:
 		n->st.signals++;
@@ -173,8 +188,8 @@ static void resync(struct vp_net21 *n, uint32_t pe)
 	n->peer_epoch = pe;
 	st32_rel(&n->myc->peer_epoch, pe);
 	n->resyncs++;
-	signal_peer(n, n->peer_rx_fd);
-	signal_peer(n, n->peer_tx_fd);
+	signal_peer(n, false);
+	signal_peer(n, true);
 }
 
 /*
@@ -298,7 +313,7 @@ static int rx_walk(struct vp_net21 *n, struct vp_pkt *pkts, unsigned count, bool
 	 * their vp_net21_arm(). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (ld16(&n->pc->tx_want) && vring_need_event(ld16(&n->pc->tx_event), pos, old))
-		signal_peer(n, n->peer_tx_fd);
+		signal_peer(n, true);
 	return n->broken ? -EIO : (int)got;
 }
 
@@ -377,7 +392,7 @@ static void publish(struct vp_net21 *n, uint16_t old)
 	 * vp_net21_arm(). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (ld16(&n->pc->rx_want) && vring_need_event(ld16(&n->pc->rx_event), n->avail, old))
-		signal_peer(n, n->peer_rx_fd);
+		signal_peer(n, false);
 }
 
 static int tx_prep(struct vp_net21 *n)
@@ -632,8 +647,8 @@ static void attach(struct vp_net21 *n)
 	n->epoch = e;
 	st32_rel(&n->myc->epoch, e);
 	st32_rel(&n->myc->state, VP21_STATE_ATTACHED);
-	signal_peer(n, n->peer_rx_fd);
-	signal_peer(n, n->peer_tx_fd);
+	signal_peer(n, false);
+	signal_peer(n, true);
 }
 
 int vp_net21_reset(struct vp_net21 *n)
@@ -774,6 +789,30 @@ static void unmap_guarded(const void *p, uint64_t size)
 	munmap((uint8_t *)(uintptr_t)p - VP21_PAGE, size + 2 * VP21_PAGE);
 }
 
+/* A peer of a checked header, nothing mapped or taken yet. */
+static struct vp_net21 *net_alloc(const struct vp21_header *h, unsigned me, enum vp_net_mode mode)
+{
+	struct vp_net21 *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->me = me;
+	n->mode = mode;
+	n->rx_fd = n->tx_fd = n->peer_rx_fd = n->peer_tx_fd = -1;
+	geom_of(&n->mg, &h->sect[me]);
+	geom_of(&n->pg, &h->sect[1 - me]);
+	return n;
+}
+
+/* The control blocks and rings, once both sections are mapped. */
+static void set_views(struct vp_net21 *n)
+{
+	n->myc = (struct vp21_ctrl *)(void *)n->my;
+	n->pc = (const struct vp21_ctrl *)(const void *)n->peer;
+	n->my_ring = (struct vp21_desc *)(void *)(n->my + n->mg.ring_off);
+	n->p_ring = (const struct vp21_desc *)(const void *)(n->peer + n->pg.ring_off);
+}
+
 int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *f, enum vp_net_mode mode)
 {
 	struct vp21_header h;
@@ -795,14 +834,9 @@ int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *f, enum vp_ne
 	r = check_header(&h, f->peer);
 	if (r)
 		return r;
-	n = calloc(1, sizeof(*n));
+	n = net_alloc(&h, f->peer, mode);
 	if (!n)
 		return -ENOMEM;
-	n->me = f->peer;
-	n->mode = mode;
-	n->rx_fd = n->tx_fd = n->peer_rx_fd = n->peer_tx_fd = -1;
-	geom_of(&n->mg, &h.sect[n->me]);
-	geom_of(&n->pg, &h.sect[1 - n->me]);
 	r = check_fd(f->my_fd, n->mg.size, true, "our section", n->me);
 	if (!r)
 		r = check_fd(f->peer_fd, n->pg.size, false, "the other's section", n->me);
@@ -820,10 +854,7 @@ int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *f, enum vp_ne
 		goto fail;
 	}
 	n->peer = m;
-	n->myc = (struct vp21_ctrl *)(void *)n->my;
-	n->pc = (const struct vp21_ctrl *)(const void *)n->peer;
-	n->my_ring = (struct vp21_desc *)(void *)(n->my + n->mg.ring_off);
-	n->p_ring = (const struct vp21_desc *)(const void *)(n->peer + n->pg.ring_off);
+	set_views(n);
 	{
 		const struct { int *dst; int src; const char *what; } t[4] = {
 			{ &n->rx_fd, f->rx_fd, "rx" }, { &n->tx_fd, f->tx_fd, "tx" },
@@ -853,20 +884,58 @@ fail:
 	return r;
 }
 
+int vp_net21_new_mapped(struct vp_net21 **out, const struct vp_net21_map *m,
+			enum vp_net_mode mode)
+{
+	struct vp21_header h;
+	struct vp_net21 *n;
+
+	*out = NULL;
+	if (!m || m->peer >= VP21_PEERS || !m->header || !m->my || !m->other || !m->notify)
+		return -EINVAL;
+	if (mode != VP_NET_POLL) {
+		bad("mode", m->peer, "a mapped window has no eventfds to sleep on: poll only");
+		return -ENOTSUP;
+	}
+	if (m->header_len < VP21_HEADER_SIZE)
+		return bad("header", m->peer, "%" PRIu64 " bytes mapped", m->header_len);
+	memcpy(&h, m->header, sizeof(h));  /* checked and used only as this copy */
+	if (check_header(&h, m->peer))
+		return -EINVAL;
+	n = net_alloc(&h, m->peer, mode);
+	if (!n)
+		return -ENOMEM;
+	if (m->my_len < n->mg.size || m->other_len < n->pg.size) {
+		bad("sections", n->me, "%" PRIu64 " and %" PRIu64 " bytes mapped, the header says %"
+		    PRIu64 " and %" PRIu64, m->my_len, m->other_len, n->mg.size, n->pg.size);
+		free(n);
+		return -EINVAL;
+	}
+	n->mapped = true;
+	n->my = m->my;
+	n->peer = m->other;
+	n->notify = m->notify;
+	n->notify_opaque = m->opaque;
+	set_views(n);
+	attach(n);
+	*out = n;
+	return 0;
+}
+
 void vp_net21_free(struct vp_net21 *n)
 {
 	if (!n)
 		return;
 	if (n->myc) {
 		st32_rel(&n->myc->state, VP21_STATE_DETACHED);
-		if (n->peer_rx_fd >= 0)
-			signal_peer(n, n->peer_rx_fd);
-		if (n->peer_tx_fd >= 0)
-			signal_peer(n, n->peer_tx_fd);
+		if (n->peer_rx_fd >= 0 || n->notify)
+			signal_peer(n, false);
+		if (n->peer_tx_fd >= 0 || n->notify)
+			signal_peer(n, true);
 	}
-	if (n->my)
+	if (n->my && !n->mapped)
 		unmap_guarded(n->my, n->mg.size);
-	if (n->peer)
+	if (n->peer && !n->mapped)
 		unmap_guarded(n->peer, n->pg.size);
 	close_fd(&n->rx_fd);
 	close_fd(&n->tx_fd);
@@ -930,7 +999,11 @@ int vp_window21_new(struct vp_window21 **out, const struct vp_window21_config *c
 	    slot < VP21_SLOT_MIN || slot > VP21_SLOT_MAX)
 		return -EINVAL;
 	bo = (ro + 8ull * num + 63) & ~63ull;
-	ssize = (bo + (uint64_t)num * slot + VP21_PAGE - 1) & ~(uint64_t)(VP21_PAGE - 1);
+	/* A power of two: a section is a PCI BAR of its own for a QEMU guest
+	 * (docs/window21.md 5), and BAR sizes are powers of two. */
+	ssize = VP21_PAGE;
+	while (ssize < bo + (uint64_t)num * slot)
+		ssize <<= 1;
 	memset(&h, 0, sizeof(h));
 	h.magic = htole32(VP21_MAGIC);
 	h.version = htole16(VP21_VERSION);

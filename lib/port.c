@@ -102,6 +102,8 @@ struct vp_port {
 	struct vp_net21 *n21;
 	struct vp_pair21 *pair;       /* serve: the broker, in this process */
 	int p21_sock;                 /* our JOIN connection: its end = broker gone */
+	struct vp_guest21 *g21;       /* guest_pci: our half as PCI functions, owns n21 */
+	char *sysfs_root;             /* guest_pci: where to look for them */
 	bool p21_up;                  /* the link as last seen, for the counters */
 	uint64_t p21_resyncs;         /* vp_net21_resyncs() as last seen */
 };
@@ -1107,7 +1109,11 @@ static void p21_detach(struct vp_port *p, const char *why)
 	p->drain_until_ns = 0;
 	if (p->n21) {
 		vp_net_stats_add(&p->acc, vp_net21_stats(p->n21));
-		vp_net21_free(p->n21);
+		if (p->g21)
+			vp_guest21_close(p->g21);  /* frees n21 */
+		else
+			vp_net21_free(p->n21);
+		p->g21 = NULL;
 		p->n21 = NULL;
 		p->p21_resyncs = 0;
 	}
@@ -1123,6 +1129,19 @@ static void p21_try_join(struct vp_port *p)
 	if (p->n21 || now() < p->retry_at_ns)
 		return;
 	p->retry_at_ns = now() + RETRY_NS;
+	if (p->sysfs_root) {
+		/* In a QEMU guest: the daemon gave us our half as PCI functions. */
+		r = vp_guest21_open(&p->g21, p->sysfs_root, p->mode);
+		if (r < 0) {
+			snprintf(p->last_err, sizeof(p->last_err),
+				 "no usable 2.1 slot in %s: %s", p->sysfs_root, strerror(-r));
+			p->g21 = NULL;
+			return;
+		}
+		p->n21 = vp_guest21_net(p->g21);
+		port_log(p, VP_LOG_INFO, "2.1 peer on PCI slot %s", vp_guest21_name(p->g21));
+		return;
+	}
 	/* Serving: our half straight from our own broker (a JOIN over the
 	 * socket would wait for an answer only our own control can give). */
 	r = p->pair ? vp_pair21_join_local(p->pair, &f)
@@ -1166,6 +1185,8 @@ static int p21_control(struct vp_port *p)
 			return r;
 		}
 	}
+	if (p->g21 && vp_guest21_revoked(p->g21))
+		p21_detach(p, "the 2.1 functions were unplugged");
 	/* The broker went away: what the other peer published before is still
 	 * in the window, read it first (up to DRAIN_NS), then join anew. */
 	if (p->n21 && p21_broker_gone(p)) {
@@ -1328,6 +1349,8 @@ static void p21_close(struct vp_port *p)
 	p21_detach(p, "closed");
 	vp_pair21_free(p->pair);
 	p->pair = NULL;
+	free(p->sysfs_root);
+	p->sysfs_root = NULL;
 }
 
 static const struct port_ops peer21_ops = {
@@ -1352,7 +1375,16 @@ static int p21_new(struct vp_port *p, const struct vp_port_config *c)
 {
 	p->max_links = 1;
 	p->p21_sock = -1;
-	if (c->pair21_serve) {
+	if (c->guest_pci) {
+		if (c->mode != VP_NET_POLL) {
+			snprintf(p->last_err, sizeof(p->last_err), "a 2.1 peer in a guest runs in "
+				 "poll mode: its wake-ups are MSI-X interrupts userspace cannot have");
+			return -ENOTSUP;
+		}
+		p->sysfs_root = strdup(c->sysfs_root ? c->sysfs_root : VP_GUEST_SYSFS_DEFAULT);
+		if (!p->sysfs_root)
+			return -ENOMEM;
+	} else if (c->pair21_serve) {
 		struct vp_window21_config wc = { .ring_num = c->ring };
 		int r = vp_pair21_new(&p->pair, c->path, &wc);
 
@@ -1376,7 +1408,7 @@ int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg)
 	int r;
 
 	*out = NULL;
-	if (!cfg || (!cfg->path && !(cfg->guest_pci && cfg->side == VP_PORT_BACKEND)) ||
+	if (!cfg || (!cfg->path && !(cfg->guest_pci && cfg->side != VP_PORT_FRONTEND)) ||
 	    (unsigned)cfg->mode > VP_NET_ADAPTIVE ||
 	    (cfg->side != VP_PORT_BACKEND && cfg->side != VP_PORT_FRONTEND &&
 	     cfg->side != VP_PORT_PEER21) ||

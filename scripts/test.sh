@@ -90,7 +90,7 @@ say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid"
 if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
 	for t in qemu-daemon qemu-backend dpdk-daemon qemu-ivshmem qemu-bevm qemu-cold qemu-guestbe \
 		qemu-kmod qemu-kmod-data qemu-twoguest qemu-twoguest-resil qemu-twoguest-kmod \
-		qemu-twoguest-kmod-resil; do
+		qemu-twoguest-kmod-resil qemu-pair21; do
 		timeout 900 "$root/tests/peers/$t.sh" "$B/gcc/daemon/vhost-pcid" "$B/gcc/tools/vhost-pci-ctl" \
 			"$B/gcc/tools/vp-vm" >"$B/$t.log" 2>&1
 		rc=$?
@@ -116,7 +116,7 @@ fi
 
 say "libFuzzer targets, ${FUZZ_SECONDS}s each"
 if build fuzz clang -Dfuzz=true; then
-	for t in proto vring session devinfo; do
+	for t in proto vring session devinfo pair21; do
 		work=$B/fuzz/corpus-$t
 		mkdir -p "$work"
 		# New inputs go to the scratch dir; the committed seeds are read only.

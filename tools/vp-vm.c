@@ -59,6 +59,7 @@ static const char usage_text[] =
 "       vp-vm [OPTIONS] --backend --listen SOCK --app APP\n"
 "       vp-vm [OPTIONS] --backend --guest-pci[=UUID] --app APP   (inside a backend VM)\n"
 "       vp-vm [OPTIONS] --pair21 SOCK | --pair21-serve SOCK --app APP   (2.1 peers)\n"
+"       vp-vm [OPTIONS] --pair21-guest --mode poll --app APP   (2.1 peer in a QEMU guest)\n"
 "       vp-vm chain N [OPTIONS]\n"
 "\n"
 "A userspace VM: RAM is a memfd, guest-physical address = offset in it.\n"
@@ -81,9 +82,13 @@ static const char usage_text[] =
 "                           broker at SOCK; each peer writes only its own half\n"
 "  --pair21-serve SOCK    the same, serving the pair broker at SOCK ourselves\n"
 "                           (and taking one half; the other peer joins)\n"
+"  --pair21-guest         a 2.1 peer inside a QEMU guest: the half the daemon\n"
+"                           gave this guest as a PCI slot (docs/device.md 8);\n"
+"                           --mode poll; --sysfs-root applies\n"
 "  --port2 SPEC           second port, for --app fwd:\n"
 "                           frontend,connect=SOCK[,vhost-user] | backend,listen=SOCK\n"
 "                           | backend,guest-pci | pair21=SOCK | pair21-serve=SOCK\n"
+"                           | pair21-guest\n"
 "  --connect-timeout SEC  keep retrying the first connection; a backend gen/ping\n"
 "                         waits this long for a frontend (default 10)\n"
 "\n"
@@ -237,6 +242,9 @@ static int parse_port_spec(char *s, struct port_spec *ps)
 		} else if (!strncmp(t, "pair21=", 7) && t[7]) {
 			ps->path = t + 7;
 			ps->kind = VP_PORT_PEER21;
+		} else if (!strcmp(t, "pair21-guest")) {
+			ps->kind = VP_PORT_PEER21;
+			ps->guest_pci = true;
 		} else if (!strncmp(t, "pair21-serve=", 13) && t[13]) {
 			ps->path = t + 13;
 			ps->kind = VP_PORT_PEER21;
@@ -253,6 +261,15 @@ static int parse_port_spec(char *s, struct port_spec *ps)
 
 static int check_port(const struct port_spec *ps, const char *what, enum vp_net_mode mode)
 {
+	if (ps->guest_pci && ps->kind == VP_PORT_PEER21) {
+		if (ps->path || ps->vhost_user || ps->pair21_serve)
+			return vm_usage_error("%s: --pair21-guest takes no socket", what);
+		if (mode != VP_NET_POLL)
+			return vm_usage_error("%s: --pair21-guest runs in --mode poll: its wake-ups "
+					   "are MSI-X interrupts that userspace in a guest cannot "
+					   "receive", what);
+		return 0;
+	}
 	if (ps->guest_pci) {
 		if (ps->kind == VP_PORT_FRONTEND || ps->path || ps->vhost_user)
 			return vm_usage_error("%s: --guest-pci is a backend port of its own "
@@ -284,7 +301,7 @@ enum {
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
-	O_UNSEALED, O_TRUNCATE, O_BADDESC, O_GUESTPCI, O_SYSFS, O_PAIR21, O_PAIR21_SERVE,
+	O_UNSEALED, O_TRUNCATE, O_BADDESC, O_GUESTPCI, O_SYSFS, O_PAIR21, O_PAIR21_SERVE, O_PAIR21_GUEST,
 };
 
 static const struct option lopts[] = {
@@ -297,6 +314,7 @@ static const struct option lopts[] = {
 	{ "sysfs-root", required_argument, NULL, O_SYSFS },
 	{ "pair21", required_argument, NULL, O_PAIR21 },
 	{ "pair21-serve", required_argument, NULL, O_PAIR21_SERVE },
+	{ "pair21-guest", no_argument, NULL, O_PAIR21_GUEST },
 	{ "port2", required_argument, NULL, O_PORT2 },
 	{ "connect-timeout", required_argument, NULL, O_CTIMEOUT },
 	{ "app", required_argument, NULL, O_APP },
@@ -421,6 +439,13 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			o->port[0].kind = VP_PORT_PEER21;
 			o->port[0].path = optarg;
 			o->port[0].pair21_serve = c == O_PAIR21_SERVE;
+			break;
+		case O_PAIR21_GUEST:
+			if (o->port[0].kind)
+				return vm_usage_error("--pair21-guest is a port of its own (no "
+						   "--frontend, --backend, --guest-pci or --pair21)");
+			o->port[0].kind = VP_PORT_PEER21;
+			o->port[0].guest_pci = true;
 			break;
 		case O_VU:
 			o->port[0].vhost_user = true;

@@ -142,6 +142,42 @@ VP_API uint64_t vp_guestdev_doorbells(const struct vp_guestdev *d);
  */
 VP_API void vp_guestdev_fail(struct vp_guestdev *d, const char *why);
 
+/* ---- a 2.1 peer inside a QEMU guest (docs/window21.md 9) ----
+ *
+ * The daemon gives a guest its half of a 2.1 window as three functions of
+ * one PCI slot (docs/device.md 8): .0 an ivshmem-doorbell whose BAR2 is our
+ * section (read-write) and whose IVPosition is our peer id, .1 an
+ * ivshmem-plain whose BAR2 is the window's header, .2 an ivshmem-plain
+ * whose BAR2 is the other's section; .1 and .2 are read-only by QEMU
+ * (memory-backend-file readonly=on: a guest write is dropped), and mapped
+ * PROT_READ here too. The header's section table gives the geometry; no BAR
+ * address is needed. The link is a vp_net21 over those mappings
+ * (vp_net21_new_mapped()), the other peer woken by doorbells (vector 0 its
+ * RX, 1 its TX). Our own wake-ups are MSI-X interrupts userspace cannot
+ * have: poll mode only.
+ *
+ * Threading: one thread; no calls after vp_guest21_close().
+ */
+struct vp_guest21;
+struct vp_net21;
+
+/*
+ * Find the first 2.1 slot (sorted by name) under sysfs_root (NULL:
+ * VP_GUEST_SYSFS_DEFAULT), map it and attach. -ENODEV (none), -ENOTSUP
+ * (not poll mode), -EINVAL (the header or the functions refused, logged),
+ * or an errno.
+ */
+VP_API int vp_guest21_open(struct vp_guest21 **out, const char *sysfs_root,
+			   enum vp_net_mode mode);
+/* The link (owned by g). */
+VP_API struct vp_net21 *vp_guest21_net(const struct vp_guest21 *g);
+/* "0000:00:05": the slot. */
+VP_API const char *vp_guest21_name(const struct vp_guest21 *g);
+/* A function went away under us (unplugged): close and open again. */
+VP_API bool vp_guest21_revoked(const struct vp_guest21 *g);
+/* Detach (state 0 in our section, the other rung), unmap, free. NULL is fine. */
+VP_API void vp_guest21_close(struct vp_guest21 *g);
+
 #ifdef __cplusplus
 }
 #endif

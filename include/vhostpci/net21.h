@@ -126,6 +126,35 @@ struct vp_net21;
  */
 VP_API int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *fds,
 			enum vp_net_mode mode);
+/*
+ * A window the caller has mapped already: a QEMU guest's PCI BARs
+ * (guestdev.h, vp_guest21), where there are no fds to check or eventfds to
+ * write. The header is checked as by vp_net21_new() (on a copy); each
+ * mapping must hold its section as the header sizes it. The other's
+ * section must be mapped so that we cannot write it (in a guest: QEMU's
+ * readonly=on behind it); nothing here writes it either way. notify(opaque,
+ * tx) wakes the other peer (its TX side if tx, else its RX side) where
+ * vp_net21_new() would write an eventfd; it must not block. Poll mode only
+ * (-ENOTSUP otherwise: nothing to sleep on). The mappings stay the caller's
+ * (vp_net21_free() does not unmap them). -EINVAL with the reason logged.
+ */
+typedef void (*vp_net21_notify_fn)(void *opaque, bool tx);
+
+struct vp_net21_map {
+	unsigned peer;              /* 0 or 1: my row in the section table */
+	const void *header;
+	uint64_t header_len;
+	void *my;                   /* my section, read-write */
+	uint64_t my_len;
+	const void *other;          /* the other's section, read-only */
+	uint64_t other_len;
+	vp_net21_notify_fn notify;
+	void *opaque;
+};
+
+VP_API int vp_net21_new_mapped(struct vp_net21 **out, const struct vp_net21_map *m,
+			       enum vp_net_mode mode);
+
 /* Detach (state 0 in our section, the other is kicked), unmap, close. NULL
  * is fine. */
 VP_API void vp_net21_free(struct vp_net21 *n);

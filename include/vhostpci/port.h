@@ -16,7 +16,9 @@
  *    docs/window21.md): a vp_net21 over a window from a pair broker at path
  *    (joined; rejoined when the broker goes away), or from the broker the
  *    port runs itself (pair21_serve). One link, number 0; a window the
- *    other peer broke is reset (a new epoch) until it behaves.
+ *    other peer broke is reset (a new epoch) until it behaves. With
+ *    guest_pci, the window is the 2.1 slot of this QEMU guest instead
+ *    (found in sysfs, looked for again while there is none).
  *  - A FRONTEND port is a vp_netfe in the caller's RAM, announced to a
  *    vhost-pci server (native protocol) or to a stock vhost-user backend. A
  *    lost connection is re-announced after a backoff; frames the backend
@@ -76,7 +78,10 @@ struct vp_port_config {
 				    * are refused with the reason */
 	bool allow_unsealed;       /* accept frontend memory that can shrink */
 	bool guest_pci;            /* backend inside a backend VM: devices found in
-				    * sysfs_root, path unused (may be NULL) */
+				    * sysfs_root, path unused (may be NULL). A 2.1
+				    * peer: our half is the PCI slot a QEMU guest
+				    * was given (guestdev.h, vp_guest21), poll mode
+				    * only, path unused */
 	const char *sysfs_root;    /* NULL: VP_GUEST_SYSFS_DEFAULT */
 	bool guest_uuid_set;       /* guest_pci: only the frontend whose UUID is
 				    * uuid (below) */

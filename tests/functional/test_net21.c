@@ -21,12 +21,15 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fakepci.h"
 #include "testutil.h"
+#include "vhostpci/guestdev.h"
 #include "vhostpci/vhostpci.h"
 
 #define BURST 32
@@ -795,6 +798,241 @@ TEST(hostile_random_garbage_racing)
 	CHECK(broke > 0);
 	CHECK(moved > 0);  /* the garbage was not all refused at the door */
 	hostile_free(&h);
+}
+
+/* ---- a window mapped by the caller (a QEMU guest's BARs: vp_net21_new_mapped) ---- */
+
+struct mapped {
+	struct vp_net21_fds f;
+	void *hdr, *my, *other;
+	uint64_t size;
+	unsigned notified[2];  /* [tx] */
+};
+
+/* A doorbell stand-in: what QEMU does with a guest's doorbell write. */
+static void mapped_notify(void *opaque, bool tx)
+{
+	struct mapped *m = opaque;
+	uint64_t one = 1;
+
+	m->notified[tx]++;
+	(void)!write(tx ? m->f.peer_tx_fd : m->f.peer_rx_fd, &one, sizeof(one));
+}
+
+/* Peer who's half mapped as a guest would: its own section read-write, the
+ * header and the other's read-only. */
+static bool mapped_new(struct mapped *m, struct vp_window21 *w, unsigned who)
+{
+	struct stat st;
+
+	memset(m, 0, sizeof(*m));
+	if (vp_window21_peer_fds(w, who, &m->f) < 0 || fstat(m->f.my_fd, &st) < 0)
+		return false;
+	m->size = (uint64_t)st.st_size;
+	m->hdr = mmap(NULL, VP21_HEADER_SIZE, PROT_READ, MAP_SHARED, m->f.header_fd, 0);
+	m->my = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, m->f.my_fd, 0);
+	m->other = mmap(NULL, m->size, PROT_READ, MAP_SHARED, m->f.peer_fd, 0);
+	return m->hdr != MAP_FAILED && m->my != MAP_FAILED && m->other != MAP_FAILED;
+}
+
+static struct vp_net21_map mapped_map(struct mapped *m)
+{
+	return (struct vp_net21_map){
+		.peer = m->f.peer, .header = m->hdr, .header_len = VP21_HEADER_SIZE,
+		.my = m->my, .my_len = m->size, .other = m->other, .other_len = m->size,
+		.notify = mapped_notify, .opaque = m,
+	};
+}
+
+static void mapped_free(struct mapped *m)
+{
+	munmap(m->hdr, VP21_HEADER_SIZE);
+	munmap(m->my, m->size);
+	munmap(m->other, m->size);
+	vp_net21_fds_close(&m->f);
+}
+
+/* A guest-like peer (poll, doorbells) against an fd peer sleeping on its
+ * eventfds (irq): 200000 verified frames each way, in two processes. */
+TEST(mapped_peer_against_fd_peer_two_processes)
+{
+	struct vp_window21 *w = win_new(256);
+	pid_t a, b;
+
+	REQUIRE(w);
+	a = fork();
+	if (a == 0) {
+		struct mapped m;
+		struct vp_net21_map mm;
+		struct vp_net21 *n;
+		int rc;
+
+		alarm(240);
+		if (!mapped_new(&m, w, 0))
+			_exit(80);
+		mm = mapped_map(&m);
+		if (vp_net21_new_mapped(&n, &mm, VP_NET_POLL) < 0)
+			_exit(81);
+		rc = run_peer(n, 0, 1, 200000, 1, 200000, 200);
+		vp_net21_free(n);
+		/* The mappings are still ours after free (this read would fault
+		 * otherwise), and the fd peer slept: it was woken by our doorbells
+		 * of both kinds. */
+		(void)((const volatile struct vp21_ctrl *)m.other)->state;
+		if (!rc && (!m.notified[0] || !m.notified[1]))
+			rc = 82;
+		mapped_free(&m);
+		_exit(rc);
+	}
+	b = spawn_peer(w, 1, 1, 200000, 1, 200000, VP_NET_IRQ);
+	CHECK_EQ(exit_code(a), 0);
+	CHECK_EQ(exit_code(b), 0);
+	vp_window21_free(w);
+}
+
+TEST(mapped_refusals)
+{
+	struct vp_window21 *w = win_new(0);
+	struct mapped m;
+	struct vp_net21_map mm;
+	struct vp_net21 *n = NULL;
+	uint8_t bad[VP21_HEADER_SIZE];
+
+	REQUIRE(w);
+	REQUIRE(mapped_new(&m, w, 1));
+	mm = mapped_map(&m);
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_IRQ), -ENOTSUP);  /* nothing to sleep on */
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_ADAPTIVE), -ENOTSUP);
+	mm.notify = NULL;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	mm = mapped_map(&m);
+	mm.peer = 2;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	mm = mapped_map(&m);
+	mm.header_len = VP21_HEADER_SIZE - 1;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	mm = mapped_map(&m);
+	mm.other_len = m.size - VP21_PAGE;  /* a BAR smaller than the section */
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	mm = mapped_map(&m);
+	mm.my_len = m.size / 2;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	memcpy(bad, m.hdr, sizeof(bad));
+	bad[0] ^= 1;  /* the magic */
+	mm = mapped_map(&m);
+	mm.header = bad;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
+	CHECK(n == NULL);
+	mm = mapped_map(&m);
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), 0);
+	REQUIRE(n);
+	CHECK_EQ(((const struct vp21_ctrl *)m.my)->state, VP21_STATE_ATTACHED);
+	vp_net21_free(n);
+	CHECK_EQ(((const struct vp21_ctrl *)m.my)->state, VP21_STATE_DETACHED);
+	CHECK(m.notified[0] >= 2 && m.notified[1] >= 2);  /* attach and detach rang both */
+	mapped_free(&m);
+	vp_window21_free(w);
+}
+
+/*
+ * vp_guest21 in a fake sysfs tree laid out as vhost-pcid gives a QEMU guest
+ * its half (docs/device.md 9): slot 0000:00:10 with .0 (resource0 with
+ * IVPosition 0, resource2 our section), .1 the header, .2 the other's
+ * section; a decoy .1 elsewhere that is no 2.1 header. Found, attached,
+ * frames both ways against an fd peer, the other rung through the doorbell.
+ */
+static bool fake_link(const char *dir, const char *name, int fd)
+{
+	char link[64], p[512];
+
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)getpid(), fd);
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	return symlink(link, p) == 0;
+}
+
+static bool fake_slot(const char *root, const char *slot, uint16_t ivpos,
+		      const struct vp_net21_fds *f, volatile uint8_t **regs)
+{
+	char d[128];
+
+	snprintf(d, sizeof(d), "%s/%s.0", root, slot);
+	*regs = fp_memory_function(d, ivpos, f->my_fd);
+	snprintf(d, sizeof(d), "%s/%s.1", root, slot);
+	if (!*regs || fp_function(d) < 0 || !fake_link(d, "resource2", f->header_fd))
+		return false;
+	snprintf(d, sizeof(d), "%s/%s.2", root, slot);
+	return fp_function(d) == 0 && fake_link(d, "resource2", f->peer_fd);
+}
+
+TEST(guest21_fake_slot_found_attached_frames_both_ways)
+{
+	char root[] = "/tmp/vp-guest21-XXXXXX", d[128];
+	int fds0 = tu_count_fds();
+	struct vp_window21 *w = win_new(0);
+	struct vp_net21_fds f0, f1;
+	struct vp_guest21 *g = NULL;
+	struct vp_net21 *a, *b;
+	volatile uint8_t *regs;
+	struct bufs *bb = bufs_new();
+	uint32_t sent[2] = { 0, 0 }, got[2] = { 0, 0 };
+
+	REQUIRE(w && bb && mkdtemp(root));
+	REQUIRE(vp_window21_peer_fds(w, 0, &f0) == 0 && vp_window21_peer_fds(w, 1, &f1) == 0);
+	CHECK_EQ(vp_guest21_open(&g, root, VP_NET_POLL), -ENODEV);  /* nothing there yet */
+	/* A decoy first in sort order: an 8 KiB .1 with no header in it. */
+	snprintf(d, sizeof(d), "%s/0000:00:03.1", root);
+	REQUIRE(fp_info_function(d));
+	REQUIRE(fake_slot(root, "0000:00:10", 0, &f0, &regs));
+	CHECK_EQ(vp_guest21_open(&g, root, VP_NET_ADAPTIVE), -ENOTSUP);
+	REQUIRE(vp_guest21_open(&g, root, VP_NET_POLL) == 0);
+	CHECK(!strcmp(vp_guest21_name(g), "0000:00:10"));
+	CHECK(!vp_guest21_revoked(g));
+	/* The attach rang the other peer (id 1) on both vectors, TX last. */
+	CHECK_EQ(*fp_u32(regs, VP_IVSHMEM_DOORBELL), (1u << 16) | 1u);
+	a = vp_guest21_net(g);
+	b = peer_new(w, 1, VP_NET_POLL);
+	REQUIRE(a && b);
+	CHECK(vp_net21_up(a) && vp_net21_up(b));
+	for (int round = 0; round < 2000 && (got[0] < 5000 || got[1] < 5000); round++) {
+		for (unsigned who = 0; who < 2; who++) {
+			struct vp_net21 *tx = who ? b : a, *rx = who ? a : b;
+			int r;
+
+			for (unsigned i = 0; i < BURST; i++)
+				frame_fill(&bb->tp[i], who, 1, sent[who] + i);
+			r = vp_net21_tx_burst(tx, bb->tp, sent[who] < 5000 ? BURST : 0, 0);
+			CHECK(r >= 0);
+			sent[who] += r > 0 ? (uint32_t)r : 0;
+			for (unsigned i = 0; i < BURST; i++) {
+				bb->rp[i].data = bb->rx[i];
+				bb->rp[i].len = CAP;
+			}
+			r = vp_net21_rx_burst(rx, bb->rp, BURST);
+			CHECK(r >= 0);
+			for (int i = 0; i < r; i++, got[who]++)
+				CHECK_EQ(frame_check(&bb->rp[i], who, 1, got[who]), 0);
+		}
+	}
+	CHECK(got[0] >= 5000 && got[1] >= 5000);
+	vp_net21_free(b);
+	vp_guest21_close(g);
+	/* An IVPosition that is no peer id is refused. */
+	{
+		char root2[] = "/tmp/vp-guest21-XXXXXX";
+
+		REQUIRE(mkdtemp(root2));
+		REQUIRE(fake_slot(root2, "0000:00:10", 5, &f0, &regs));
+		CHECK_EQ(vp_guest21_open(&g, root2, VP_NET_POLL), -EINVAL);
+		snprintf(d, sizeof(d), "rm -rf %s", root2);
+		CHECK_EQ(system(d), 0);
+	}
+	vp_net21_fds_close(&f0);
+	vp_net21_fds_close(&f1);
+	vp_window21_free(w);
+	free(bb);
+	snprintf(d, sizeof(d), "rm -rf %s", root);
+	CHECK_EQ(system(d), 0);
+	CHECK_EQ(tu_count_fds(), fds0);
 }
 
 /* ---- permissions, proved ---- */

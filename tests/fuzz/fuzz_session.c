@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../testutil.h"
+#include "fuzz_fds.h"
 #include "fuzz_session.h"
 #include "vhostpci/log.h"
 #include "vhostpci/server.h"
@@ -61,71 +62,22 @@ static void on_event(struct vp_server *s, enum vp_event ev, const struct vp_devi
 		vp_server_hold_stop(s, d->id);  /* -EINVAL outside a GET_VRING_BASE */
 }
 
-/* One fd of this kind, or -1. */
-static int make_fd(unsigned kind)
-{
-	int p[2], fd = -1;
-
-	switch (kind) {
-	case FS_FD_MEMFD:
-		return tu_memfd("fuzz-ram", FS_MEM_SIZE, 1);
-	case FS_FD_MEMFD_UNSEALED:
-		return tu_memfd("fuzz-ram", FS_MEM_SIZE, 0);
-	case FS_FD_EVENTFD:
-		return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	case FS_FD_PIPE_READ:
-	case FS_FD_PIPE_WRITE:
-		if (pipe2(p, O_CLOEXEC) < 0)
-			return -1;
-		fd = p[kind == FS_FD_PIPE_READ ? 0 : 1];
-		close(p[kind == FS_FD_PIPE_READ ? 1 : 0]);
-		return fd;
-	case FS_FD_DEVNULL:
-		return open("/dev/null", O_RDWR | O_CLOEXEC);
-	case FS_FD_SOCKET:
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
-			return -1;
-		close(p[1]);
-		return p[0];
-	default:
-		return -1;
-	}
-}
-
 /* Send one record; false when the server no longer takes any. */
 static bool send_record(int sock, const uint8_t *buf, size_t len, unsigned kind, unsigned n)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 8)];
-		struct cmsghdr align;
-	} cb;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int fds[8];
 	unsigned nfds = 0;
-	ssize_t r;
+	bool ok;
 
 	for (unsigned i = 0; kind != FS_FD_NONE && i < n; i++) {
-		fds[nfds] = make_fd(kind);
+		fds[nfds] = fz_make_fd(kind, FS_MEM_SIZE);
 		if (fds[nfds] >= 0)
 			nfds++;
 	}
-	if (nfds) {
-		memset(&cb, 0, sizeof(cb));
-		mh.msg_control = cb.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	/* Fds without bytes do not travel: a record always has one byte. */
-	r = len ? sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) : 0;
+	ok = fz_send(sock, buf, len, fds, nfds);
 	for (unsigned i = 0; i < nfds; i++)
 		close(fds[i]);  /* the server has its own copies now */
-	return r == (ssize_t)len;
+	return ok;
 }
 
 /* Read and drop whatever the server sent us, fds included. */

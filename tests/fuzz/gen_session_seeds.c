@@ -16,6 +16,7 @@
 
 #include "fuzz_session.h"
 #include "vhostpci/mem.h"
+#include "seeds.h"
 #include "vhostpci/proto.h"
 
 #define UVA 0x7f0000000000ull  /* where the frontend "mapped" its memory */
@@ -28,14 +29,6 @@
 static const uint64_t ring_desc[2] = { 0x0000, 0x2000 };
 static const uint64_t ring_avail[2] = { 0x1000, 0x3000 };
 static const uint64_t ring_used[2] = { 0x1400, 0x3400 };
-
-static const char *dir;
-static int failed;
-
-struct seed {
-	uint8_t buf[16384];
-	size_t len;
-};
 
 static void begin(struct seed *s, unsigned opts)
 {
@@ -56,28 +49,13 @@ static void add(struct seed *s, struct vp_msg *m, unsigned kind, unsigned ctl_ex
 	n = vp_msg_encode(m, s->buf + s->len + 3, sizeof(s->buf) - s->len - 3);
 	if (n < 0) {
 		fprintf(stderr, "encode %s: %s\n", vp_msg_name(m->request), strerror(-n));
-		failed = 1;
+		seed_failed = 1;
 		return;
 	}
 	s->buf[s->len] = (uint8_t)((m->nfds ? FS_CTL(kind, m->nfds) : 0) | ctl_extra);
 	s->buf[s->len + 1] = (uint8_t)n;
 	s->buf[s->len + 2] = (uint8_t)(n >> 8);
 	s->len += 3 + (size_t)n;
-}
-
-static void write_seed(const struct seed *s, const char *name)
-{
-	char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "wb");
-	if (!f || fwrite(s->buf, 1, s->len, f) != s->len) {
-		perror(path);
-		failed = 1;
-	}
-	if (f)
-		fclose(f);
 }
 
 static void u64(struct seed *s, uint32_t req, uint32_t flags, uint64_t v)
@@ -311,8 +289,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s DIR\n", argv[0]);
 		return 2;
 	}
-	dir = argv[1];
+	seed_dir = argv[1];
 	vhost_user_seeds();
 	native_seeds();
-	return failed;
+	return seed_failed;
 }
