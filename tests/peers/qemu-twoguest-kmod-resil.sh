@@ -53,10 +53,7 @@ tg_wait fe 90 "ready" || fail "the frontend did not come up"
 tg_round fe 1 $BE 120 || fail "first round"
 
 # 2. The frontend guest reboots.
-from=$(tg_lines fe)
-tg_qmp fe system_reset || fail "system_reset"
-tg_wait fe 90 "ready" "$from" || fail "the frontend did not come back from its reboot"
-grep -aq "VPGUEST: BOOTED" <(tail -n +"$from" "$work/fe.log") || fail "the frontend did not reboot"
+tg_reboot fe || fail "the frontend did not reboot and come back"
 tg_round fe 2 $BE 120 || fail "round after the frontend's reboot"
 clean "the frontend's reboot"
 

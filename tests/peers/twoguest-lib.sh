@@ -137,6 +137,15 @@ tg_step() {
 	tg_wait "$1" 1 "$4" "$from"
 }
 
+# tg_reboot NAME: reset the guest over QMP and wait until it has booted again and is ready.
+tg_reboot() {
+	local from
+	from=$(tg_lines "$1")
+	tg_qmp "$1" system_reset || return 1
+	tg_wait "$1" 90 "ready" "$from" || return 1
+	grep -aq "VPGUEST: BOOTED" <(tail -n +"$from" "$work/$1.log")
+}
+
 # Stop a guest: its run-guest.sh takes QEMU down with it.
 tg_stop() {
 	local p=${tg_pid[$1]:-}
