@@ -143,6 +143,11 @@ static void vpnet21_link_work(struct work_struct *w)
 			netif_carrier_off(v->dev);
 			netdev_info(v->dev, "link down: the other peer detached or is restarting\n");
 		}
+	} else if (up) {
+		/* A look at its ring once a second: a doorbell it never rang (it
+		 * may lie about wanting them, or die) costs latency, not frames.
+		 * A no-op while the interface is down (NAPI disabled). */
+		napi_schedule(&v->napi);
 	}
 	schedule_delayed_work(&v->link_work, VPNET21_LINK_POLL);
 }
