@@ -179,7 +179,10 @@ static irqreturn_t vpnet21_tx_irq(int irq, void *data)
 static void vpnet21_deliver(struct vpnet21 *v, struct sk_buff *skb, const struct vp_pkt *p)
 {
 	skb_put(skb, p->len);
-	if (p->len < ETH_HLEN ||
+	/* No offloads are offered: a GSO frame is the other's error. A partial
+	 * checksum is fine (the kernel checks csum_start/offset against the
+	 * frame). */
+	if (p->len < ETH_HLEN || p->hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE ||
 	    virtio_net_hdr_to_skb(skb, (const struct virtio_net_hdr *)&p->hdr, true)) {
 		v->st.rx_drop_bad++;
 		v->dev->stats.rx_dropped++;
@@ -270,6 +273,7 @@ static netdev_tx_t vpnet21_xmit(struct sk_buff *skb, struct net_device *dev)
 	p.len = skb->len;
 	spin_lock(&v->lock);
 	r = vp_net21_tx_burst(v->net, &p, 1, 0);
+	vpnet21_snap_stats(v);
 	if (r == 0 && vp_net21_up(v->net)) {
 		/* Our ring is full: stop, ask for the TX doorbell, look again. */
 		netif_stop_queue(dev);

@@ -76,34 +76,20 @@ inns ip link set lo up
 
 tg_lock  # one test boots guests at a time, machine-wide
 
-"$pcid" --server "path=$work/p21.sock,id=p21,design=2.1,qemu=$work/ivshmem.sock" \
-	--control "$work/ctl.sock" --log-level info 2>"$work/daemon.log" &
-dpid=$!
-for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && [ -S "$work/ivshmem.sock" ] && break; sleep 0.1; done
-[ -S "$work/ivshmem.sock" ] || fail "the daemon did not serve the pair's QEMU peer"
-"$ctl" --control "$work/ctl.sock" --json pairs >"$work/pairs.json" || fail "vhost-pci-ctl pairs"
-read -r header other ssize < <(python3 -c '
-import json, sys
-q = json.load(open(sys.argv[1]))["pairs"][0]["qemu"]
-assert q["peer"] == 0
-print(q["header"], q["other_section"], q["section_size"])' "$work/pairs.json") ||
-	fail "no qemu peer in $(cat "$work/pairs.json")"
+tg_pair21 "$pcid" "$ctl"  # sets dpid, other, tg_p21_slot
 
 timeout 500 "$here/../guest/run-guest.sh" -t pair21-kmod --name qemu-pair21-kmod \
 	--initrd "$work/initrd.cpio" -e VP_P21K_KIB="$kib" -T 460 -l "$work/serial.log" \
 	--loglevel 6 \
-	-q -chardev -q "socket,id=vp21,path=$work/ivshmem.sock" \
-	-q -device -q "ivshmem-doorbell,chardev=vp21,vectors=2,addr=0x10.0,multifunction=on" \
-	-q -object -q "memory-backend-file,id=vp21h,mem-path=$header,size=4K,share=on,readonly=on" \
-	-q -device -q "ivshmem-plain,memdev=vp21h,addr=0x10.1" \
-	-q -object -q "memory-backend-file,id=vp21o,mem-path=$other,size=$ssize,share=on,readonly=on" \
-	-q -device -q "ivshmem-plain,memdev=vp21o,addr=0x10.2" \
+	"${tg_p21_slot[@]}" \
 	>"$work/guest.out" 2>&1 &
 gpid=$!
 
 # The host's peer: vp-vm's tap app in its own namespace (its TAP and address stay there).
-inns "$hostvm" --pair21 "$work/p21.sock" --app tap --tap vp21h --tap-addr "$ADDR" \
-	--mode irq --connect-timeout 300 --log-level info >"$work/vm.out" 2>"$work/vm.log" &
+# ip execs vp-vm (so $! is vp-vm, for SIGSTOP and the cleanup); it does not keep the lock.
+ip netns exec "$ns" "$hostvm" --pair21 "$work/p21.sock" --app tap --tap vp21h \
+	--tap-addr "$ADDR" --mode irq --connect-timeout 300 --log-level info \
+	>"$work/vm.out" 2>"$work/vm.log" {tg_lockfd}>&- &
 vpid=$!
 
 marker "ready" 400 || fail "the guest did not get its link up and serve"
@@ -112,7 +98,7 @@ grep -ah "VPGUEST: INFO" "$work/serial.log" | sed 's/^/  /'
 # Both directions: pings, then the blob down and an upload, each checked by sha256.
 out=$(inns busybox ping -c 5 -W 3 "$GUEST" 2>&1)
 echo "$out" | grep -q "5 packets received" || fail "host -> guest ping: $(echo "$out" | tail -2 | tr '\n' ' ')"
-echo "  host: ping guest: $(echo "$out" | grep -E 'received')""
+echo "  host: ping guest: $(echo "$out" | grep -E 'received')"
 inns python3 - "$GUEST" "$kib" "$work" <<'EOF' || fail "TCP over the 2.1 link"
 import hashlib, os, socket, sys, time
 guest, kib, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
