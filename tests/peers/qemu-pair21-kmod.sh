@@ -153,7 +153,7 @@ grep -aq "VPGUEST: INFO .*: broken: .*avail index ran ahead" "$work/serial.log" 
 	fail "the guest's reason does not name the bad avail index"
 kill -CONT "$vpid"
 
-marker "recovered" 120 || fail "the guest's link did not come back after down/up"
+marker "recovered" 120 || fail "the guest did not recover the link and pass its last checks"
 wait "$gpid"
 grc=$?
 gpid=''

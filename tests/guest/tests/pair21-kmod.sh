@@ -72,8 +72,8 @@ ip link set $IF down && ip link set $IF up || vp_fail "ip link down/up"
 vp_wait_for 60 carrier || vp_fail "no carrier after down/up: $(kmsg)"
 [ -z "$(reason)" ] || vp_fail "still a reason after down/up: $(reason)"
 pingok 3
-if command -v ethtool >/dev/null; then
-    s=$(ethtool -S $IF) || vp_fail "ethtool -S $IF"
+if [ -x /bin/ethtool ]; then  # the host's, with its libraries in /lib/vp (tg_initrd)
+    s=$(LD_LIBRARY_PATH=/lib/vp /bin/ethtool -S $IF 2>&1) || vp_fail "ethtool -S $IF: $s"
     vp_info "ethtool -S: $(echo "$s" | grep -E 'rx_packets|tx_packets|irqs_rx|irqs_tx|doorbells:|resyncs|broken|link_changes' | tr -s ' \n' ' ')"
     for k in rx_packets tx_packets irqs_rx broken; do
         v=$(echo "$s" | awk -v k="$k:" '$1 == k { print $2 }')
