@@ -12,7 +12,7 @@
 #     into its own section (the daemon's memfd): the guest's link must go down with the
 #     reason in sysfs and dmesg, the guest stay up with a clean kernel log; then vp-vm goes
 #     on (SIGCONT), the guest sets vp21_0 down and up (a new epoch), the link comes back
-#     and pings pass again.
+#     and pings pass again; rmmod detaches (the guest reads state 0 in its own section).
 #
 #   tests/peers/qemu-pair21-kmod.sh VHOST_PCID [VHOST_PCI_CTL VP_VM]
 #
@@ -157,7 +157,7 @@ marker "recovered" 120 || fail "the guest did not recover the link and pass its 
 wait "$gpid"
 grc=$?
 gpid=''
-grep -ah "VPGUEST: INFO .*: \(ping\|ethtool\|recovered\)" "$work/serial.log" | tail -4 | sed 's/^/  /'
+grep -ah "VPGUEST: INFO .*: \(ping\|ethtool\|recovered\|unloaded\)" "$work/serial.log" | tail -5 | sed 's/^/  /'
 [ "$grc" = 0 ] || { tail -20 "$work/guest.out"; fail "guest test failed (rc $grc)"; }
 kill -0 "$vpid" 2>/dev/null || fail "the host's vp-vm died"
 echo "$vp_prog: PASS: ping and $kib KiB TCP each way by sha256 over vp21_0; a bad index from the host took the guest's link down with its reason, the guest stayed up, down/up recovered the link"

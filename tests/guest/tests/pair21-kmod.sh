@@ -10,7 +10,8 @@
 #     the link must go down with the reason in sysfs and dmesg, the guest stay up, no
 #     WARNING/BUG/Oops; "broken: REASON";
 #  4. ip link down/up (a new epoch): the link comes back once the host's peer resyncs;
-#     pings to the host again; ethtool -S counters where ethtool is in the image.
+#     pings to the host again; ethtool -S counters where ethtool is in the image;
+#  5. rmmod: vp21_0 goes and our section's state word (.0 BAR2 + 8) reads 0 (detached).
 # Markers: "pair21-kmod: ..." info lines; "ready", "broken: ...", "recovered".
 . /lib/vp.sh
 
@@ -82,3 +83,13 @@ if [ -x /bin/ethtool ]; then  # the host's, with its libraries in /lib/vp (tg_in
 fi
 clean
 vp_info "recovered"
+
+# 5. Unload: the driver detaches (state 0 in our section: the other peer stops sending).
+bar=$(sed -n 3p /sys/bus/pci/devices/0000:00:10.0/resource | cut -d' ' -f1)
+[ "$(busybox devmem $((bar + 8)) 32)" = 0x00000001 ] || vp_fail "our state word is not 1 while attached"
+rmmod vhost_pci_net || vp_fail "rmmod failed"
+[ ! -e /sys/class/net/$IF ] || vp_fail "$IF still there after rmmod"
+st=$(busybox devmem $((bar + 8)) 32)
+[ "$st" = 0x00000000 ] || vp_fail "our state word after rmmod is $st, not 0 (detached)"
+clean
+vp_info "unloaded: $IF gone, our section says detached"
