@@ -43,7 +43,7 @@ ip addr add $ME/24 dev $IF || vp_fail "ip addr add"
 ip link set $IF up || vp_fail "ip link set $IF up"
 vp_wait_for 200 carrier || vp_fail "$IF has no carrier: $(kmsg)"
 vp_wait_for 5 sh -c 'dmesg | grep -q "vp21_0: link up"'
-vp_info "link up: $(dmesg | grep 'vp21_0: link up' | tail -1 | sed 's/^\[[^]]*\] //')"
+vp_info "link up: carrier $(cat /sys/class/net/$IF/carrier); kernel log: $(dmesg | grep -E 'vp21_0: link' | tail -2 | sed 's/^\[[^]]*\] //' | tr '\n' ' ')"
 
 dd if=/dev/urandom of=/tmp/blob bs=1024 count="$kib" 2>/dev/null
 sha256sum /tmp/blob | cut -d' ' -f1 >/tmp/blob.sum
