@@ -29,29 +29,42 @@
  *
  * Threading: one vp_net21, one thread. No allocation or logging on the data
  * path except when a rule is broken.
+ *
+ * The guest kernel driver's 2.1 mode builds this file as it is
+ * (guest/linux/vp_lib_net21.c, through guest/linux/compat/): the data path,
+ * the checks and vp_net21_new_mapped(). What needs fds (vp_net21_new(), the
+ * eventfds, vp_net21_wait(), the allocator) is left out of that build
+ * (#ifndef __KERNEL__); there the notify hook is the only wake-up.
  */
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef __KERNEL__
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
 #include <linux/virtio_ring.h>
 
 #include "vhostpci/log.h"
 #include "vhostpci/net21.h"
+#ifndef __KERNEL__
 #include "evfd.h"
 #include "util.h"
 #include "wait.h"
+#endif
 
+#ifndef likely
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
 
 #define HDR VP21_HDR_LEN
 #define STICKY_KICKS_MAX 32
@@ -131,7 +144,7 @@ struct vp_net21 {
 	char reason[200];
 };
 
-__attribute__((cold, noinline, format(printf, 2, 3)))
+__attribute__((__cold__, __noinline__, __format__(__printf__, 2, 3)))
 static int fail(struct vp_net21 *n, const char *fmt, ...)
 {
 	va_list ap;
@@ -150,7 +163,9 @@ static int fail(struct vp_net21 *n, const char *fmt, ...)
 /* Wake the other peer: its TX (slots freed) or RX (frames) side. */
 static void signal_peer(struct vp_net21 *n, bool tx)
 {
+#ifndef __KERNEL__
 	int fd = tx ? n->peer_tx_fd : n->peer_rx_fd;
+#endif
 
 	if (n->broken)
 		return;
@@ -159,6 +174,7 @@ static void signal_peer(struct vp_net21 *n, bool tx)
 		n->st.signals++;
 		return;
 	}
+#ifndef __KERNEL__	/* the kernel build is mapped only: notify is always set */
 	switch (vp_evfd_signal(fd)) {
 	case VP_EVFD_SENT:
 		n->st.signals++;
@@ -170,6 +186,7 @@ static void signal_peer(struct vp_net21 *n, bool tx)
 		fail(n, "the other peer cleared O_NONBLOCK on an eventfd we write (fd %d)", fd);
 		break;
 	}
+#endif
 }
 
 /*
@@ -233,13 +250,14 @@ static bool link_ok(struct vp_net21 *n)
  * release, so an acquire that read a reset index makes these loads see the
  * restart. Otherwise the link breaks. Returns 0 or -EIO.
  */
-__attribute__((cold, noinline, format(printf, 2, 3)))
+__attribute__((__cold__, __noinline__, __format__(__printf__, 2, 3)))
 static int violation(struct vp_net21 *n, const char *fmt, ...)
 {
 	va_list ap;
 	char why[160];
 
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	/* A full fence (cold path): one fence primitive for both builds. */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (ld32_acq(&n->pc->state) != VP21_STATE_ATTACHED ||
 	    ld32_acq(&n->pc->epoch) != n->peer_epoch) {
 		n->up = false;
@@ -311,7 +329,7 @@ static int rx_walk(struct vp_net21 *n, struct vp_pkt *pkts, unsigned count, bool
 	st16_rel(&n->myc->consumed, pos);
 	/* Store consumed, then load their tx_want: pairs with the fence in
 	 * their vp_net21_arm(). */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	atomic_thread_fence(memory_order_seq_cst);
 	if (ld16(&n->pc->tx_want) && vring_need_event(ld16(&n->pc->tx_event), pos, old))
 		signal_peer(n, true);
 	return n->broken ? -EIO : (int)got;
@@ -390,7 +408,7 @@ static void publish(struct vp_net21 *n, uint16_t old)
 	st16_rel(&n->myc->avail, n->avail);
 	/* Store avail, then load their rx_want: pairs with the fence in their
 	 * vp_net21_arm(). */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	atomic_thread_fence(memory_order_seq_cst);
 	if (ld16(&n->pc->rx_want) && vring_need_event(ld16(&n->pc->rx_event), n->avail, old))
 		signal_peer(n, false);
 }
@@ -517,7 +535,7 @@ int vp_net21_arm(struct vp_net21 *n, bool want_rx, bool want_tx)
 	/* Store the requests, then look again: pairs with the fences in their
 	 * publish() and rx_walk(). Their attach and resync kick both our fds,
 	 * so a link that is not up needs no look. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	atomic_thread_fence(memory_order_seq_cst);
 	if ((want_rx && rx_ready(n)) || (want_tx && tx_ready(n)))
 		return 1;
 	return n->broken ? -EIO : 0;
@@ -525,9 +543,12 @@ int vp_net21_arm(struct vp_net21 *n, bool want_rx, bool want_tx)
 
 void vp_net21_disarm(struct vp_net21 *n)
 {
-	bool sticky = vp_evfd_drain(n->rx_fd);
+	bool sticky = false;
 
+#ifndef __KERNEL__
+	sticky = vp_evfd_drain(n->rx_fd);
 	sticky |= vp_evfd_drain(n->tx_fd);
+#endif
 	st16(&n->myc->rx_want, 0);
 	st16(&n->myc->tx_want, 0);
 	if (!sticky)
@@ -537,6 +558,7 @@ void vp_net21_disarm(struct vp_net21 *n)
 		     "it would wake us for ever");
 }
 
+#ifndef __KERNEL__
 static enum vp_net_mode w_mode(const void *o)
 {
 	return ((const struct vp_net21 *)o)->mode;
@@ -597,6 +619,7 @@ int vp_net21_tx_fd(const struct vp_net21 *n)
 {
 	return n->tx_fd;
 }
+#endif /* !__KERNEL__ */
 
 const struct vp_net_stats *vp_net21_stats(const struct vp_net21 *n)
 {
@@ -616,6 +639,11 @@ uint64_t vp_net21_resyncs(const struct vp_net21 *n)
 bool vp_net21_up(struct vp_net21 *n)
 {
 	return link_ok(n);
+}
+
+uint32_t vp_net21_frame_max(const struct vp_net21 *n, bool rx)
+{
+	return (rx ? n->pg.slot : n->mg.slot) - HDR;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -658,7 +686,7 @@ int vp_net21_reset(struct vp_net21 *n)
 }
 
 static int bad(const char *what, unsigned me, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+	__attribute__((__format__(__printf__, 3, 4)));
 
 static int bad(const char *what, unsigned me, const char *fmt, ...)
 {
@@ -729,6 +757,7 @@ static int check_header(const struct vp21_header *h, unsigned me)
 	return 0;
 }
 
+#ifndef __KERNEL__
 /* A section fd: sealed memory of exactly size bytes, opened as asked. */
 static int check_fd(int fd, uint64_t size, bool writable, const char *what, unsigned me)
 {
@@ -752,6 +781,8 @@ static int check_fd(int fd, uint64_t size, bool writable, const char *what, unsi
 	return 0;
 }
 
+#endif /* !__KERNEL__ */
+
 static void geom_of(struct geom *g, const struct vp21_section *s)
 {
 	g->size = le64toh(s->size);
@@ -761,6 +792,7 @@ static void geom_of(struct geom *g, const struct vp21_section *s)
 	g->num = le16toh(s->ring_num);
 }
 
+#ifndef __KERNEL__
 /*
  * Map a section between two PROT_NONE guard pages: a read or write past
  * either end faults at once instead of landing in whatever the kernel put
@@ -789,6 +821,8 @@ static void unmap_guarded(const void *p, uint64_t size)
 	munmap((uint8_t *)(uintptr_t)p - VP21_PAGE, size + 2 * VP21_PAGE);
 }
 
+#endif /* !__KERNEL__ */
+
 /* A peer of a checked header, nothing mapped or taken yet. */
 static struct vp_net21 *net_alloc(const struct vp21_header *h, unsigned me, enum vp_net_mode mode)
 {
@@ -813,6 +847,7 @@ static void set_views(struct vp_net21 *n)
 	n->p_ring = (const struct vp21_desc *)(const void *)(n->peer + n->pg.ring_off);
 }
 
+#ifndef __KERNEL__
 int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *f, enum vp_net_mode mode)
 {
 	struct vp21_header h;
@@ -884,6 +919,8 @@ fail:
 	return r;
 }
 
+#endif /* !__KERNEL__ */
+
 int vp_net21_new_mapped(struct vp_net21 **out, const struct vp_net21_map *m,
 			enum vp_net_mode mode)
 {
@@ -933,6 +970,7 @@ void vp_net21_free(struct vp_net21 *n)
 		if (n->peer_tx_fd >= 0 || n->notify)
 			signal_peer(n, true);
 	}
+#ifndef __KERNEL__
 	if (n->my && !n->mapped)
 		unmap_guarded(n->my, n->mg.size);
 	if (n->peer && !n->mapped)
@@ -941,9 +979,11 @@ void vp_net21_free(struct vp_net21 *n)
 	close_fd(&n->tx_fd);
 	close_fd(&n->peer_rx_fd);
 	close_fd(&n->peer_tx_fd);
+#endif
 	free(n);
 }
 
+#ifndef __KERNEL__
 void vp_net21_fds_close(struct vp_net21_fds *f)
 {
 	close_fd(&f->header_fd);
@@ -1121,3 +1161,4 @@ int vp_window21_peer_fds(const struct vp_window21 *w, unsigned peer, struct vp_n
 	*out = f;
 	return 0;
 }
+#endif /* !__KERNEL__ */

@@ -147,4 +147,8 @@ int vpnet_dp_stop(struct net_device *ndev);
 netdev_tx_t vpnet_dp_xmit(struct sk_buff *skb, struct net_device *ndev);
 void vpnet_dp_get_stats64(struct net_device *ndev, struct rtnl_link_stats64 *s);
 
+/* The 2.1 mode (vpnet21.c): -ENODEV if pdev is not a 2.1 slot's .0; true if it was one. */
+int vpnet21_probe(struct pci_dev *pdev);
+bool vpnet21_remove(struct pci_dev *pdev);
+
 #endif

@@ -703,6 +703,9 @@ static int vp_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = pcim_enable_device(pdev);
 	if (err)
 		return err;
+	err = vpnet21_probe(pdev);	/* a 2.1 slot's .0 (vpnet21.c) */
+	if (err != -ENODEV)
+		return err;
 	err = vp_probe_info(pdev);
 	if (err != -ENODEV)
 		return err;
@@ -721,6 +724,8 @@ static bool vp_is_info(struct pci_dev *pdev)
 
 static void vp_remove(struct pci_dev *pdev)
 {
+	if (vpnet21_remove(pdev))
+		return;
 	mutex_lock(&vp_lock);
 	if (vp_is_info(pdev)) {
 		struct vp_infofn *info = pci_get_drvdata(pdev);

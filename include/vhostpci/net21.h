@@ -135,7 +135,8 @@ VP_API int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *fds,
  * readonly=on behind it); nothing here writes it either way. notify(opaque,
  * tx) wakes the other peer (its TX side if tx, else its RX side) where
  * vp_net21_new() would write an eventfd; it must not block. Poll mode only
- * (-ENOTSUP otherwise: nothing to sleep on). The mappings stay the caller's
+ * (-ENOTSUP otherwise: nothing to sleep on); a caller that takes the other's
+ * wake-ups as interrupts (the guest kernel driver) uses vp_net21_arm() itself. The mappings stay the caller's
  * (vp_net21_free() does not unmap them). -EINVAL with the reason logged.
  */
 typedef void (*vp_net21_notify_fn)(void *opaque, bool tx);
@@ -168,6 +169,12 @@ VP_API int vp_net21_reset(struct vp_net21 *n);
 /* Both peers acknowledged each other's epoch (docs/window21.md 4). Looks at
  * the other's section: a resync it asks for is done here. */
 VP_API bool vp_net21_up(struct vp_net21 *n);
+
+/* The largest packet (without the net header) a slot holds: of the other's
+ * section if rx (an RX buffer of this size never drops a frame as too big),
+ * of ours if not (larger ones are dropped by vp_net21_tx_burst()). From the
+ * checked header copy. Any thread. */
+VP_API uint32_t vp_net21_frame_max(const struct vp_net21 *n, bool rx);
 
 /*
  * Copy up to count frames (pkts[i].hdr, then pkts[i].len bytes at data)

@@ -259,6 +259,9 @@ TEST(window_attach_handshake_and_fds)
 	CHECK(vp_net21_up(b));
 	CHECK_EQ(vp_net21_resyncs(a), 1);
 	CHECK_EQ(vp_net21_resyncs(b), 0);
+	/* The default 2048-byte slots, less the net header, both ways. */
+	CHECK_EQ(vp_net21_frame_max(a, true), 2048 - VP21_HDR_LEN);
+	CHECK_EQ(vp_net21_frame_max(b, false), 2048 - VP21_HDR_LEN);
 	/* Notifications: a's attach and its acknowledgement kicked b. */
 	{
 		struct pollfd p = { .fd = vp_net21_rx_fd(b), .events = POLLIN };

@@ -51,29 +51,11 @@ trap cleanup EXIT
 tg_lock  # one test boots guests at a time, machine-wide
 tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
 
-"$pcid" --server "path=$work/p21.sock,id=p21,design=2.1,qemu=$work/ivshmem.sock" \
-	--control "$work/ctl.sock" --log-level info 2>"$work/daemon.log" &
-dpid=$!
-for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && [ -S "$work/ivshmem.sock" ] && break; sleep 0.1; done
-[ -S "$work/ivshmem.sock" ] || fail "the daemon did not serve the pair's QEMU peer"
-
-# What the guest's command line needs, as the daemon says it.
-"$ctl" --control "$work/ctl.sock" --json pairs >"$work/pairs.json" || fail "vhost-pci-ctl pairs"
-read -r header other ssize < <(python3 -c '
-import json, sys
-q = json.load(open(sys.argv[1]))["pairs"][0]["qemu"]
-assert q["peer"] == 0
-print(q["header"], q["other_section"], q["section_size"])' "$work/pairs.json") ||
-	fail "no qemu peer in $(cat "$work/pairs.json")"
+tg_pair21 "$pcid" "$ctl"  # sets dpid, other, tg_p21_slot
 
 timeout 400 "$here/../guest/run-guest.sh" -t pair21 --name qemu-pair21 \
 	--initrd "$work/initrd.cpio" -e VP_P21_COUNT="$count" -T 360 -l "$work/serial.log" \
-	-q -chardev -q "socket,id=vp21,path=$work/ivshmem.sock" \
-	-q -device -q "ivshmem-doorbell,chardev=vp21,vectors=2,addr=0x10.0,multifunction=on" \
-	-q -object -q "memory-backend-file,id=vp21h,mem-path=$header,size=4K,share=on,readonly=on" \
-	-q -device -q "ivshmem-plain,memdev=vp21h,addr=0x10.1" \
-	-q -object -q "memory-backend-file,id=vp21o,mem-path=$other,size=$ssize,share=on,readonly=on" \
-	-q -device -q "ivshmem-plain,memdev=vp21o,addr=0x10.2" \
+	"${tg_p21_slot[@]}" \
 	>"$work/guest.out" 2>&1 &
 gpid=$!
 

@@ -241,3 +241,31 @@ tg_cleanup() {
 	tg_dpid=''
 	[ "${VP_KEEP_LOGS:-0}" = 1 ] && echo "$vp_prog: logs in $work" || rm -rf "$work"
 }
+
+# tg_pair21 PCID CTL: vhost-pcid serving one 2.1 pair whose peer 0 is a QEMU guest (docs/
+# window21.md 9): the other peer joins at $work/p21.sock. Sets dpid (the daemon), other (the
+# /proc path of the other's section, as the daemon names it) and tg_p21_slot, the
+# run-guest.sh arguments of the guest's slot (.0 ivshmem-doorbell on the daemon's ivshmem
+# server, .1 the header and .2 the other's section, both readonly=on). Calls the script's
+# fail when the daemon does not serve it.
+tg_pair21() {
+	local header ssize
+	"$1" --server "path=$work/p21.sock,id=p21,design=2.1,qemu=$work/ivshmem.sock" \
+		--control "$work/ctl.sock" --log-level info 2>"$work/daemon.log" &
+	dpid=$!
+	for _ in $(seq 50); do [ -S "$work/ctl.sock" ] && [ -S "$work/ivshmem.sock" ] && break; sleep 0.1; done
+	[ -S "$work/ivshmem.sock" ] || fail "the daemon did not serve the pair's QEMU peer"
+	"$2" --control "$work/ctl.sock" --json pairs >"$work/pairs.json" || fail "vhost-pci-ctl pairs"
+	read -r header other ssize < <(python3 -c '
+import json, sys
+q = json.load(open(sys.argv[1]))["pairs"][0]["qemu"]
+assert q["peer"] == 0
+print(q["header"], q["other_section"], q["section_size"])' "$work/pairs.json") ||
+		fail "no qemu peer in $(cat "$work/pairs.json")"
+	tg_p21_slot=(-q -chardev -q "socket,id=vp21,path=$work/ivshmem.sock"
+		-q -device -q "ivshmem-doorbell,chardev=vp21,vectors=2,addr=0x10.0,multifunction=on"
+		-q -object -q "memory-backend-file,id=vp21h,mem-path=$header,size=4K,share=on,readonly=on"
+		-q -device -q "ivshmem-plain,memdev=vp21h,addr=0x10.1"
+		-q -object -q "memory-backend-file,id=vp21o,mem-path=$other,size=$ssize,share=on,readonly=on"
+		-q -device -q "ivshmem-plain,memdev=vp21o,addr=0x10.2")
+}

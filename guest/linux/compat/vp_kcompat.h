@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The libc and compiler facilities lib/vring.c, lib/mem.c and lib/devinfo.c
- * use, in kernel terms, so that those files build into vhost_pci_net.ko as
- * they are: one ring walker and one set of window checks for userspace and
+ * The libc and compiler facilities lib/vring.c, lib/mem.c, lib/devinfo.c and
+ * lib/net21.c use, in kernel terms, so that those files build into
+ * vhost_pci_net.ko as they are: one ring walker and one set of window checks for userspace and
  * the kernel alike (docs/architecture.md, "The guest kernel driver").
  *
  * This directory is first on the module's include path. Its files are named
@@ -25,6 +25,9 @@
  *    store-then-load race. A lost call or kick follows if virt_mb() is no
  *    fence on the host: QEMU < 8.1's TCG with one possible vCPU drops it
  *    (guest/linux/README.md, "Barriers").
+ * lib/net21.c (the 2.1 mode) fences with atomic_thread_fence() too (virt_mb()
+ * here: the other peer is another VM); its acquire loads and release stores
+ * of the indexes are __atomic builtins like these:
  * lib/devinfo.c and lib/mem_internal.h keep their GCC __atomic builtins:
  * acquire and release loads and stores of naturally aligned words, which GCC
  * emits as the same instructions as virt_load_acquire()/virt_store_release()
@@ -80,6 +83,11 @@
 #define htole16(x) ((__force u16)cpu_to_le16(x))
 #define htole32(x) ((__force u32)cpu_to_le32(x))
 #define htole64(x) ((__force u64)cpu_to_le64(x))
+
+/* <errno.h>: the kernel has no ENOTSUP (userspace's equals EOPNOTSUPP). */
+#ifndef ENOTSUP
+#define ENOTSUP EOPNOTSUPP
+#endif
 
 /* <stdlib.h> */
 #define aligned_alloc(align, size) kmalloc((size), GFP_KERNEL)

@@ -24,6 +24,8 @@ typedef unsigned long uintptr_t;
 typedef __SIZE_TYPE__ size_t;
 typedef long ssize_t;
 typedef int pid_t;
+typedef unsigned int uid_t;	/* the kernel's, for vhostpci/server.h (lib/net21.c) */
+typedef unsigned int mode_t;
 typedef _Bool bool;
 #define true 1
 #define false 0
