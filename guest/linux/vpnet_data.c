@@ -130,11 +130,15 @@ netdev_features_t vpnet_offloads(u64 f)
 	return nf;
 }
 
+/* Only the offloads above follow the frontend: not hw_features, which the
+ * core fills with the software ones (GSO, GRO) at registration. */
+#define VPNET_OFFLOAD_MASK (NETIF_F_HW_CSUM | NETIF_F_TSO | NETIF_F_TSO6 | NETIF_F_TSO_ECN)
+
 netdev_features_t vpnet_fix_features(struct net_device *ndev, netdev_features_t features)
 {
 	const struct vpnet *vn = netdev_priv(ndev);
 
-	return features & (~ndev->hw_features | READ_ONCE(vn->offloads));
+	return features & (~VPNET_OFFLOAD_MASK | READ_ONCE(vn->offloads));
 }
 
 /* Per skb: what the frontend negotiated now, before netdev_update_features()
@@ -145,7 +149,7 @@ netdev_features_t vpnet_features_check(struct sk_buff *skb, struct net_device *n
 	const struct vpnet *vn = netdev_priv(ndev);
 
 	features = vlan_features_check(skb, features);
-	return features & (~ndev->hw_features | READ_ONCE(vn->offloads));
+	return features & (~VPNET_OFFLOAD_MASK | READ_ONCE(vn->offloads));
 }
 
 /* ---- receive: the frontend's transmitq ------------------------------------ */

@@ -1,0 +1,126 @@
+#!/bin/bash
+# Checksum and TCP segmentation offloads across a vhost-pci link between two stock QEMU 7.2
+# guests (TCG): frontend virtio_net on vhost-user to vhost-pcid, backend VM with the guest
+# kernel driver (vhost_pci_net.ko, role bek of tests/guest/tests/twoguest.sh), the daemon's
+# server declaring what that backend honours (offloads=tso, docs/protocol.md "Offloads").
+# Steps:
+#   1. the frontend negotiates CSUM, GUEST_CSUM, HOST_TSO4/6 and GUEST_TSO4/6: vhost-pci-ctl's
+#      driver_feature_names, the daemon's log, and the frontend driver's own virtio features
+#      (sysfs) say so; ethtool -k shows tx checksumming and TSO on in both guests;
+#   2. a TCP round each way (TG_KIB KiB, default 4096), each checked by sha256;
+#   3. the large frames crossed whole: the backend driver received GSO frames from the
+#      frontend (rx_gso, their mean size above the 1514-byte MTU frame) and sent it GSO
+#      frames (tx_gso, likewise), with no offload header dropped (rx_drop_offload 0); the
+#      frontend's interface received frames whose mean size is above the MTU;
+#   4. the backend guest's kernel log has no WARNING, BUG or Oops.
+# The same driver without offloads= (the old set: none of these bits) is what
+# qemu-twoguest-kmod.sh runs; bench/twoguest.sh measures the two side by side.
+#
+#   tests/peers/qemu-twoguest-offload.sh VHOST_PCID VHOST_PCI_CTL
+#
+# Exits 77 with "SKIP: reason" when QEMU, the guest kit or the guest kernel's headers cannot
+# be had, 0 on success, 1 on failure.
+set -uo pipefail
+vp_prog=qemu-twoguest-offload
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../guest/lib.sh"
+. "$here/twoguest-lib.sh"
+
+usage="usage: $0 VHOST_PCID VHOST_PCI_CTL"
+pcid=$(realpath "${1:?$usage}")
+ctl=$(realpath "${2:?$usage}")
+vpvm=''
+BE=169.254.88.1 FE=169.254.88.2
+export TG_KIB=${TG_KIB:-4096}
+want='CSUM GUEST_CSUM HOST_TSO4 HOST_TSO6 GUEST_TSO4 GUEST_TSO6'
+
+fail() { tg_fail "$*" be fe; }
+
+tg_setup_kmod
+
+tg_guest be bek "$BE/24"
+tg_wait be 90 "ready" || fail "the backend guest did not come up"
+tg_pcid "$pcid" be offloads=tso || fail "daemon did not start"
+from=$(tg_lines be)
+tg_guest fe fe "$FE/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
+tg_wait be 90 "bridged vpnet0" "$from" || fail "no vpnet0 in the backend guest"
+tg_wait fe 90 "ready" || fail "the frontend did not come up"
+
+# offloads NAME: the guest's "offloads" markers (one per interface), printed; in $marks.
+offloads() {
+	local from
+	from=$(tg_lines "$1")
+	tg_cmd "$1" offloads || return 1
+	tg_wait "$1" 30 "offloads \(end\|FAIL\)" "$from" || return 1
+	marks=$(tail -n +"$from" "$work/$1.log" | grep -a "INFO tg: offloads " | grep -v "offloads end" |
+		sed 's/.*INFO tg: offloads //' | tr -d '\r')
+	[ -n "$marks" ] && ! grep -q FAIL <<<"$marks" || return 1
+	sed "s/^/$vp_prog: $1: /" <<<"$marks"
+}
+
+# 1. What was negotiated, as the daemon, the frontend's driver and ethtool see it.
+"$ctl" --control "$work/ctl.sock" --json list | python3 -c '
+import json, sys
+want = sys.argv[1].split()
+devs = [d for d in json.load(sys.stdin)["devices"] if (d.get("backend") or {}).get("state") == "plugged"]
+if len(devs) != 1:
+    sys.exit("%d plugged devices, expected 1" % len(devs))
+names = devs[0].get("driver_feature_names") or []
+missing = [w for w in want if w not in names]
+if missing:
+    sys.exit("the frontend did not negotiate %s (it has %s)" % (" ".join(missing), " ".join(names)))
+print("qemu-twoguest-offload: vhost-pci-ctl: device %s negotiated %s" % (devs[0]["id"], " ".join(names)))' \
+	"$want" || fail "the offloads are not negotiated"
+grep -a "ready: server net0" "$work/daemon.log" | tail -1 | sed "s/^/$vp_prog: daemon: /"
+"$ctl" --control "$work/ctl.sock" --json servers | python3 -c '
+import json, sys
+s = [s for s in json.load(sys.stdin)["servers"] if s["id"] == "net0"][0]
+f = int(s["features"], 16)
+if f & 0x3983 != 0x3983:    # CSUM GUEST_CSUM GUEST_TSO4/6 HOST_TSO4/6 (bits 0 1 7 8 11 12)
+    sys.exit("server net0 offers %s, without the TSO set" % s["features"])' ||
+	fail "vhost-pci-ctl servers does not show the offloads offered"
+offloads fe || fail "no offload report from the frontend"
+for w in $want; do
+	grep -q " virtio.* $w\( \|$\)" <<<"$marks" || fail "the frontend's driver did not negotiate $w"
+done
+grep -q "tx-checksumming=on .*tcp-segmentation-offload=on" <<<"$marks" ||
+	fail "frontend: tx checksumming or TSO off"
+offloads be || fail "no offload report from the backend"
+grep -q "^vpnet0 k.*tx-checksumming=on .*tcp-segmentation-offload=on generic-segmentation-offload=on generic-receive-offload=on" <<<"$marks" ||
+	fail "backend vpnet0: tx checksumming, TSO, GSO or GRO off"
+
+# 2. TCP each way, checked by sha256 (the round also pings).
+tg_round fe 1 $BE 240 || fail "frontend -> backend"
+tg_round be 1 $FE 240 || fail "backend -> frontend"
+
+# 3. Frames above the MTU crossed whole, both ways.
+offloads be || fail "no offload report from the backend"
+python3 - "$(grep '^vpnet0 ' <<<"$marks")" <<'EOF' || fail "the large frames did not cross whole"
+import re, sys
+m = sys.argv[1]
+c = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m)}
+for d in ("rx", "tx"):
+    n, b = c.get(d + "_gso", 0), c.get(d + "_gso_bytes", 0)
+    if n == 0 or b / n <= 1514:
+        sys.exit("vpnet0: %d %s GSO frames of %d bytes: none above the MTU" % (n, d, b))
+    print("qemu-twoguest-offload: vpnet0: %s %d GSO frames, %d bytes each on average" % (d, n, b // n))
+if c.get("rx_drop_offload", 0):
+    sys.exit("vpnet0: %d offload headers dropped" % c["rx_drop_offload"])
+EOF
+offloads fe || fail "no offload report from the frontend"
+python3 - "$marks" <<'EOF' || fail "the frontend received no frame above the MTU"
+import re, sys
+p, b = map(int, re.search(r"stat rx (\d+)/(\d+)", sys.argv[1]).groups())
+if not p or b / p <= 1514:
+    sys.exit("frontend: %d frames, %d bytes: none above the MTU on average" % (p, b))
+print("qemu-twoguest-offload: frontend: received %d frames, %d bytes each on average" % (p, b // p))
+EOF
+
+# 4. The backend's kernel is clean.
+tg_step be dmesg 10 "dmesg clean" || fail "the backend guest's kernel log"
+tg_stop fe
+tg_cmd be quit
+wait "${tg_pid[be]}" || fail "the backend guest's test failed (kernel log?)"
+tg_pid[be]=''
+kill -0 "$tg_dpid" || fail "the daemon died"
+echo "$vp_prog: PASS in $(vp_elapsed "$t0" "$(vp_now)") s"
