@@ -360,12 +360,12 @@ static bool chain_log_set;
 /* Test hook: "range|loop|len[@N]" (N frames first, default 64). */
 static int parse_bad_desc(const char *arg, struct opts *o)
 {
-	static const char *const kinds[] = { "range", "loop", "len" };
+	static const char *const kinds[] = { "range", "loop", "len", "hdr" };
 	const char *at = strchr(arg, '@');
 	size_t n = at ? (size_t)(at - arg) : strlen(arg);
 
 	o->bad_kind = 0;
-	for (unsigned k = 0; k < 3; k++)
+	for (unsigned k = 0; k < 4; k++)
 		if (strlen(kinds[k]) == n && !strncmp(arg, kinds[k], n))
 			o->bad_kind = (enum vp_port_test_bad)(VP_PORT_TEST_BAD_RANGE + k);
 	o->bad_after = 64;
@@ -556,7 +556,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			break;
 		case O_BADDESC:
 			if (parse_bad_desc(optarg, o) < 0)
-				return vm_usage_error("bad --test-bad-desc '%s': range, loop or len, "
+				return vm_usage_error("bad --test-bad-desc '%s': range, loop, len or hdr, "
 						   "optionally @FRAMES", optarg);
 			break;
 		case O_MAXLINKS:
@@ -1551,6 +1551,7 @@ static void report(struct vm *vm, int64_t now)
 		st.tx_drop_too_big += s2.tx_drop_too_big;
 		st.rx_drop_too_big += s2.rx_drop_too_big;
 		st.rx_drop_bad += s2.rx_drop_bad;
+		st.rx_drop_offload += s2.rx_drop_offload;
 		st.signals += s2.signals;
 		st.wakeups += s2.wakeups;
 		vp_port_counters(vm->port[i], &cnt);
@@ -1596,6 +1597,7 @@ static void report(struct vm *vm, int64_t now)
 		vm_json_u64(&j, "tx_too_big", st.tx_drop_too_big);
 		vm_json_u64(&j, "rx_too_big", st.rx_drop_too_big);
 		vm_json_u64(&j, "rx_bad", st.rx_drop_bad);
+		vm_json_u64(&j, "rx_offload", st.rx_drop_offload);
 		vm_json_u64(&j, "tap_write", vm->tap_drops);
 		vm_json_u64(&j, "echo_full", vm->echo_drops);
 		vm_json_end_obj(&j);
@@ -1636,8 +1638,9 @@ static void report(struct vm *vm, int64_t now)
 			printf("  forwarded 1->2 %" PRIu64 ", 2->1 %" PRIu64 "\n", vm->fwd_pkts[1],
 			       vm->fwd_pkts[0]);
 		printf("  drops: no RX buffer %" PRIu64 ", too big %" PRIu64 "/%" PRIu64
-		       ", bad chain %" PRIu64 "%s\n",
+		       ", bad chain %" PRIu64 ", bad offload header %" PRIu64 "%s\n",
 		       st.tx_drop_no_buf, st.tx_drop_too_big, st.rx_drop_too_big, st.rx_drop_bad,
+		       st.rx_drop_offload,
 		       vm->tap_drops ? " (+ tap write failures)" : "");
 		if (vm->echo_drops)
 			printf("  echo: %" PRIu64 " frames found the peer's ring full (dropped)\n",
@@ -1753,7 +1756,7 @@ static void truncate_own_ram(struct vm *vm, int64_t now)
  */
 static void post_bad_desc(struct vm *vm)
 {
-	static const char *const names[] = { "", "range", "loop", "len" };
+	static const char *const names[] = { "", "range", "loop", "len", "hdr" };
 	int r = vp_port_test_post_bad(vm->port[0], vm->o.bad_kind);
 
 	if (r == -ENOTCONN || r == -ENOSPC)

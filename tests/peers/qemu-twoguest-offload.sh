@@ -12,11 +12,16 @@
 #      frontend (rx_gso, their mean size above the 1514-byte MTU frame) and sent it GSO
 #      frames (tx_gso, likewise), with no offload header dropped (rx_drop_offload 0); the
 #      frontend's interface received frames whose mean size is above the MTU;
-#   4. the backend guest's kernel log has no WARNING, BUG or Oops.
+#   4. a hostile frontend process (vp-vm --test-bad-desc hdr on the host, CSUM negotiated)
+#      joins: vpnet1; it posts six frames whose headers no device may take (csum_start or
+#      csum_offset past the frame, GSO without HOST_TSO, gso_size 0, an unknown GSO type, an
+#      unknown flag): vpnet1 counts exactly six rx_drop_offload, keeps its link, and the
+#      good frontend still passes a round;
+#   5. the backend guest's kernel log has no WARNING, BUG or Oops.
 # The same driver without offloads= (the old set: none of these bits) is what
 # qemu-twoguest-kmod.sh runs; bench/twoguest.sh measures the two side by side.
 #
-#   tests/peers/qemu-twoguest-offload.sh VHOST_PCID VHOST_PCI_CTL
+#   tests/peers/qemu-twoguest-offload.sh VHOST_PCID VHOST_PCI_CTL VP_VM
 #
 # Exits 77 with "SKIP: reason" when QEMU, the guest kit or the guest kernel's headers cannot
 # be had, 0 on success, 1 on failure.
@@ -26,10 +31,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-usage="usage: $0 VHOST_PCID VHOST_PCI_CTL"
+usage="usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM"
 pcid=$(realpath "${1:?$usage}")
 ctl=$(realpath "${2:?$usage}")
-vpvm=''
+hostile_vm=$(realpath "${3:?$usage}")
+vpvm=''	# not in the guest image: the backend runs the module
 BE=169.254.88.1 FE=169.254.88.2
 export TG_KIB=${TG_KIB:-4096}
 want='CSUM GUEST_CSUM HOST_TSO4 HOST_TSO6 GUEST_TSO4 GUEST_TSO6'
@@ -116,7 +122,37 @@ if not p or b / p <= 1514:
 print("qemu-twoguest-offload: frontend: received %d frames, %d bytes each on average" % (p, b // p))
 EOF
 
-# 4. The backend's kernel is clean.
+# 4. A hostile frontend's headers: counted drops on its own interface, nothing else.
+from=$(tg_lines be)
+"$hostile_vm" --frontend --connect "$work/net0.sock" --app gen --rate 200 --seconds 3600 \
+	--ram 16M --name hostile-hdr --features csum,guest_csum,mrg_rxbuf,event_idx,indirect_desc \
+	--test-bad-desc hdr@64 --log-level info --quiet --json >"$work/hostile.json" \
+	2>"$work/hostile.log" &
+hostile_pid=$!
+tg_wait be 90 "bridged vpnet1" "$from" || fail "no vpnet1 for the hostile frontend"
+for _ in $(seq 300); do
+	grep -q "posted a bad TX chain (hdr)" "$work/hostile.log" && break
+	kill -0 "$hostile_pid" 2>/dev/null || break
+	sleep 0.1
+done
+grep -q "posted a bad TX chain (hdr)" "$work/hostile.log" ||
+	fail "the hostile frontend did not post its headers: $(tail -3 "$work/hostile.log")"
+ok=''
+for _ in $(seq 20); do
+	offloads be || fail "no offload report from the backend"
+	grep -q "^vpnet1 .* rx_drop_offload=6 " <<<"$marks" && { ok=1; break; }
+	sleep 0.5
+done
+[ -n "$ok" ] || fail "vpnet1 did not count the six bad headers"
+tg_cmd be diag && tg_wait be 10 "diag end" || fail "no diag from the backend"
+tail -n +"$from" "$work/be.log" | grep -a "diag vpnet1: carrier 1 " >/dev/null ||
+	fail "vpnet1 lost its link over the bad headers"
+echo "$vp_prog: vpnet1: six bad headers dropped and counted, link up"
+tg_round fe 2 $BE 240 || fail "frontend -> backend beside the hostile frontend"
+kill "$hostile_pid"; wait "$hostile_pid" 2>/dev/null
+tg_wait be 60 "vpnets 1 " "$from" || fail "vpnet1 did not go with the hostile frontend"
+
+# 5. The backend's kernel is clean.
 tg_step be dmesg 10 "dmesg clean" || fail "the backend guest's kernel log"
 tg_stop fe
 tg_cmd be quit
