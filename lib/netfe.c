@@ -312,7 +312,7 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	if (!is_pow2(fe->rx_num) || !is_pow2(fe->tx_num) ||
 	    fe->rx_num > VP_VQ_MAX_SIZE || fe->tx_num > VP_VQ_MAX_SIZE ||
 	    fe->rx_buf_size < 64 || fe->rx_buf_size > (1u << 24) ||
-	    (fe->features & ~VP_NET_FEATURES) || !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
+	    (fe->features & ~(VP_NET_FEATURES | VP_NET_TSO_FEATURES)) || !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
 		goto fail;
 	err = layout(fe, cfg->ram_offset);
 	if (err)

@@ -1349,6 +1349,14 @@ static void tap_offloads(struct vm *vm, unsigned link)
 	 * driver's GUEST_CSUM (we are the device). */
 	if (f & (1ull << (fe ? VIRTIO_NET_F_CSUM : VIRTIO_NET_F_GUEST_CSUM)))
 		want = TUN_F_CSUM;
+	/* Whole TCP frames likewise (the kernel wants TUN_F_CSUM with them). */
+	if (want && (f & (1ull << (fe ? VIRTIO_NET_F_HOST_TSO4 : VIRTIO_NET_F_GUEST_TSO4))))
+		want |= TUN_F_TSO4;
+	if (want && (f & (1ull << (fe ? VIRTIO_NET_F_HOST_TSO6 : VIRTIO_NET_F_GUEST_TSO6))))
+		want |= TUN_F_TSO6;
+	if ((want & (TUN_F_TSO4 | TUN_F_TSO6)) &&
+	    (f & (1ull << (fe ? VIRTIO_NET_F_HOST_ECN : VIRTIO_NET_F_GUEST_ECN))))
+		want |= TUN_F_TSO_ECN;
 	if (want == t->offload)
 		return;
 	if (ioctl(t->fd, TUNSETOFFLOAD, (unsigned long)want) < 0)
@@ -1838,7 +1846,11 @@ static int run_vm(struct opts *o)
 		snprintf(pname, sizeof(pname), "port%u", i + 1);
 		struct vp_port_config pc = {
 			.side = ps->kind, .name = pname, .path = ps->path, .mode = o->mode,
-			.features = o->features,
+			/* The tap app takes 64 KiB frames and hands their
+			 * offloads to the kernel: it opts in to TSO. */
+			.features = o->features ? o->features :
+				    o->app == APP_TAP && ps->kind == VP_PORT_BACKEND ?
+				    VP_NET_FEATURES | VP_NET_TSO_FEATURES : 0,
 			/* backend */
 			.max_links = o->max_links, .allow_unsealed = o->allow_unsealed,
 			.guest_pci = ps->guest_pci, .sysfs_root = o->sysfs_root,

@@ -50,6 +50,16 @@ extern "C" {
 	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |    \
 	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) | \
 	 (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM))
+/* TCP segmentation offloads the data path also carries (headers 1:1, frames
+ * up to VP_NET_MAX_PKT; toward a frontend that negotiated GUEST_TSO*, in
+ * mergeable buffers), checked on receive by vp_net_hdr_check(). Not in
+ * VP_NET_FEATURES: a port or guest device takes them only when its features
+ * name them, since its application must take 64 KiB frames and hand the
+ * metadata to something that honours it (vp-vm's tap app opts in). */
+#define VP_NET_TSO_FEATURES                                                 \
+	((1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6) |  \
+	 (1ull << VIRTIO_NET_F_HOST_ECN) | (1ull << VIRTIO_NET_F_GUEST_TSO4) |   \
+	 (1ull << VIRTIO_NET_F_GUEST_TSO6) | (1ull << VIRTIO_NET_F_GUEST_ECN))
 #define VP_NETFE_DEFAULT_FEATURES                                          \
 	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |    \
 	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC))

@@ -339,6 +339,7 @@ static void be_event(struct vp_server *s, enum vp_event ev, const struct vp_devi
 }
 
 static bool be_allow_unsealed;	/* for the next be_init() */
+static uint64_t be_more_features;	/* offered by the next be_init() beside CSUM */
 
 static bool be_init(struct be *b, const char *name, enum vp_net_mode mode)
 {
@@ -348,7 +349,7 @@ static bool be_init(struct be *b, const char *name, enum vp_net_mode mode)
 	b->mode = mode;
 	cfg.path = sock_path(name);
 	cfg.id = name;
-	cfg.features = VP_SERVER_DEFAULT_FEATURES | F_CSUM | F_GCSUM;
+	cfg.features = VP_SERVER_DEFAULT_FEATURES | F_CSUM | F_GCSUM | be_more_features;
 	cfg.on_event = be_event;
 	cfg.opaque = b;
 	return vp_server_new(&b->srv, &cfg) == 0;
@@ -1187,6 +1188,71 @@ TEST(hostile_offload_headers_dropped)
 	/* The link goes on; checksum headers in the stream arrive intact. */
 	CHECK(shuttle(&f, 3000, &s));
 	CHECK_EQ(vp_net_stats(f.net)->rx_drop_offload, VP_PORT_TEST_BAD_HDRS);
+	fe_close(&f, &b);
+	CHECK_EQ(b.removed, b.ndev);
+	CHECK_EQ(tu_count_fds(), fds);
+	be_fini(&b);
+}
+
+static void fill_pattern(uint8_t *p, uint32_t len, uint8_t seed);
+static bool check_pattern(const uint8_t *p, uint32_t len, uint8_t seed);
+
+/*
+ * TSO negotiated (VP_NET_TSO_FEATURES): a 60000-byte TCP frame crosses whole
+ * each way, its GSO header with it, through several slots one way and
+ * mergeable buffers the other.
+ */
+TEST(tso_frames_cross_whole_with_their_headers)
+{
+	static uint8_t big[60000], out[VP_NET_MAX_PKT];
+	const struct virtio_net_hdr_v1 gso4 = {
+		.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+		.hdr_len = htole16(54), .gso_size = htole16(1448), .csum_start = htole16(34),
+		.csum_offset = htole16(16),
+	};
+	struct virtio_net_hdr_v1 gso6 = gso4;
+	struct vp_pkt p = { .data = big, .len = sizeof(big), .hdr = gso4 };
+	struct vp_pkt rp = { .data = out, .len = sizeof(out) };
+	uint64_t neg;
+	struct be b;
+	struct fe f;
+	int fds, r = 0;
+
+	gso6.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+	gso6.hdr_len = htole16(74);
+	gso6.csum_start = htole16(54);
+	fill_pattern(big, sizeof(big), 0x5a);
+	be_more_features = VP_NET_TSO_FEATURES;
+	REQUIRE(be_init(&b, "tso", VP_NET_POLL));
+	be_more_features = 0;
+	fds = tu_count_fds();
+	REQUIRE(fe_open(&f, &b, F_ALL | VP_NET_TSO_FEATURES, 256, VP_NET_POLL, 9) == 0);
+	neg = vp_client_features(f.cl);
+	CHECK((neg & VP_NET_TSO_FEATURES) == VP_NET_TSO_FEATURES);
+	/* Frontend -> backend: HOST_TSO4. */
+	CHECK_EQ(vp_netfe_tx_burst(f.fe, &p, 1, 0), 1);
+	for (int i = 0; i < 1000 && r == 0; i++)
+		r = vp_net_rx_burst(f.net, &rp, 1);
+	CHECK_EQ(r, 1);
+	CHECK_EQ(rp.len, sizeof(big));
+	CHECK(check_pattern(out, rp.len, 0x5a));
+	CHECK(!memcmp(&rp.hdr, &gso4, sizeof(gso4)));
+	/* Backend -> frontend: GUEST_TSO6, in mergeable buffers. */
+	p.hdr = gso6;
+	CHECK_EQ(vp_net_tx_burst(f.net, &p, 1, 0), 1);
+	memset(out, 0, sizeof(out));
+	rp.len = sizeof(out);
+	r = 0;
+	for (int i = 0; i < 1000 && r == 0; i++)
+		r = vp_netfe_rx_burst(f.fe, &rp, 1);
+	CHECK_EQ(r, 1);
+	CHECK_EQ(rp.len, sizeof(big));
+	CHECK(check_pattern(out, rp.len, 0x5a));
+	CHECK_EQ(rp.hdr.gso_type, VIRTIO_NET_HDR_GSO_TCPV6);
+	CHECK_EQ(le16toh(rp.hdr.gso_size), 1448);
+	CHECK_EQ(le16toh(rp.hdr.csum_start), 54);
+	CHECK(rp.hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	CHECK_EQ(vp_net_stats(f.net)->rx_drop_offload, 0);
 	fe_close(&f, &b);
 	CHECK_EQ(b.removed, b.ndev);
 	CHECK_EQ(tu_count_fds(), fds);
