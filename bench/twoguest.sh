@@ -134,5 +134,5 @@ ratio() {
 }
 # Each ratio whose two paths ran.
 for pq in "vhost-pci vswitch" "kmod vswitch" "kmod vhost-pci" "kmod-tso kmod" "kmod-tso vswitch"; do
-	has "${pq% *}" && has "${pq#* }" && ratio $pq
+	if has "${pq% *}" && has "${pq#* }"; then ratio $pq; fi
 done
