@@ -607,7 +607,7 @@ static void vp_try_pair(struct vp_infofn *info)
 	ndev->min_mtu = ETH_MIN_MTU;
 	ndev->max_mtu = vpnet_max_mtu(in);
 	/* Every offload the driver can do; ndo_fix_features keeps those the
-	 * frontend negotiated (ethtool -k shows the rest "off [fixed]"). */
+	 * frontend negotiated (ethtool -k shows the rest off). */
 	vn->offloads = vpnet_offloads(in->features & VPNET_FEATURES);
 	ndev->hw_features = vpnet_offloads(VPNET_FEATURES);
 	ndev->features = ndev->hw_features & vn->offloads;

@@ -17,7 +17,10 @@
 #      csum_offset past the frame, GSO without HOST_TSO, gso_size 0, an unknown GSO type, an
 #      unknown flag): vpnet1 counts exactly six rx_drop_offload, keeps its link, and the
 #      good frontend still passes a round;
-#   5. the backend guest's kernel log has no WARNING, BUG or Oops.
+#   5. the backend guest's kernel log has no WARNING, BUG or Oops;
+#   6. the userspace backend: a new backend guest (role be: vp-vm --guest-pci --app tap,
+#      which opts in to TSO) and frontend, the same offloads=tso: negotiated, a round each
+#      way, and the TAP (TSO on) passed frames above the MTU both ways.
 # The same driver without offloads= (the old set: none of these bits) is what
 # qemu-twoguest-kmod.sh runs; bench/twoguest.sh measures the two side by side.
 #
@@ -34,8 +37,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 usage="usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM"
 pcid=$(realpath "${1:?$usage}")
 ctl=$(realpath "${2:?$usage}")
-hostile_vm=$(realpath "${3:?$usage}")
-vpvm=''	# not in the guest image: the backend runs the module
+vpvm=$(realpath "${3:?$usage}")	# the hostile frontend on the host; step 6's backend
 BE=169.254.88.1 FE=169.254.88.2
 export TG_KIB=${TG_KIB:-4096}
 want='CSUM GUEST_CSUM HOST_TSO4 HOST_TSO6 GUEST_TSO4 GUEST_TSO6'
@@ -65,7 +67,8 @@ offloads() {
 }
 
 # 1. What was negotiated, as the daemon, the frontend's driver and ethtool see it.
-"$ctl" --control "$work/ctl.sock" --json list | python3 -c '
+negotiated() {
+	"$ctl" --control "$work/ctl.sock" --json list | python3 -c '
 import json, sys
 want = sys.argv[1].split()
 devs = [d for d in json.load(sys.stdin)["devices"] if (d.get("backend") or {}).get("state") == "plugged"]
@@ -76,7 +79,9 @@ missing = [w for w in want if w not in names]
 if missing:
     sys.exit("the frontend did not negotiate %s (it has %s)" % (" ".join(missing), " ".join(names)))
 print("qemu-twoguest-offload: vhost-pci-ctl: device %s negotiated %s" % (devs[0]["id"], " ".join(names)))' \
-	"$want" || fail "the offloads are not negotiated"
+		"$want"
+}
+negotiated || fail "the offloads are not negotiated"
 grep -a "ready: server net0" "$work/daemon.log" | tail -1 | sed "s/^/$vp_prog: daemon: /"
 "$ctl" --control "$work/ctl.sock" --json servers | python3 -c '
 import json, sys
@@ -99,6 +104,20 @@ grep -q "^vpnet0 k.*tx-checksumming=on .*tcp-segmentation-offload=on generic-seg
 tg_round fe 1 $BE 240 || fail "frontend -> backend"
 tg_round be 1 $FE 240 || fail "backend -> frontend"
 
+# mean_above_mtu WHO MARK: the "stat rx P/B tx P/B" of an offloads marker: frames above the
+# MTU on average both ways.
+mean_above_mtu() {
+	python3 - "$1" "$2" <<'EOF'
+import re, sys
+who, m = sys.argv[1], sys.argv[2]
+for d, p, b in re.findall(r"(rx|tx) (\d+)/(\d+)", m.split(" stat ", 1)[1]):
+    p, b = int(p), int(b)
+    if not p or b / p <= 1514:
+        sys.exit("%s: %s %d frames, %d bytes: none above the MTU on average" % (who, d, p, b))
+    print("qemu-twoguest-offload: %s: %s %d frames, %d bytes each on average" % (who, d, p, b // p))
+EOF
+}
+
 # 3. Frames above the MTU crossed whole, both ways.
 offloads be || fail "no offload report from the backend"
 python3 - "$(grep '^vpnet0 ' <<<"$marks")" <<'EOF' || fail "the large frames did not cross whole"
@@ -114,28 +133,17 @@ if c.get("rx_drop_offload", 0):
     sys.exit("vpnet0: %d offload headers dropped" % c["rx_drop_offload"])
 EOF
 offloads fe || fail "no offload report from the frontend"
-python3 - "$marks" <<'EOF' || fail "the frontend received no frame above the MTU"
-import re, sys
-p, b = map(int, re.search(r"stat rx (\d+)/(\d+)", sys.argv[1]).groups())
-if not p or b / p <= 1514:
-    sys.exit("frontend: %d frames, %d bytes: none above the MTU on average" % (p, b))
-print("qemu-twoguest-offload: frontend: received %d frames, %d bytes each on average" % (p, b // p))
-EOF
+mean_above_mtu frontend "$marks" || fail "the frontend's frames were not above the MTU"
 
 # 4. A hostile frontend's headers: counted drops on its own interface, nothing else.
 from=$(tg_lines be)
-"$hostile_vm" --frontend --connect "$work/net0.sock" --app gen --rate 200 --seconds 3600 \
+"$vpvm" --frontend --connect "$work/net0.sock" --app gen --rate 200 --seconds 3600 \
 	--ram 16M --name hostile-hdr --features csum,guest_csum,mrg_rxbuf,event_idx,indirect_desc \
 	--test-bad-desc hdr@64 --log-level info --quiet --json >"$work/hostile.json" \
 	2>"$work/hostile.log" &
 hostile_pid=$!
 tg_wait be 90 "bridged vpnet1" "$from" || fail "no vpnet1 for the hostile frontend"
-for _ in $(seq 300); do
-	grep -q "posted a bad TX chain (hdr)" "$work/hostile.log" && break
-	kill -0 "$hostile_pid" 2>/dev/null || break
-	sleep 0.1
-done
-grep -q "posted a bad TX chain (hdr)" "$work/hostile.log" ||
+vp_wait_serial "$work/hostile.log" "$hostile_pid" 30 "posted a bad TX chain (hdr)" ||
 	fail "the hostile frontend did not post its headers: $(tail -3 "$work/hostile.log")"
 ok=''
 for _ in $(seq 20); do
@@ -159,4 +167,28 @@ tg_cmd be quit
 wait "${tg_pid[be]}" || fail "the backend guest's test failed (kernel log?)"
 tg_pid[be]=''
 kill -0 "$tg_dpid" || fail "the daemon died"
+
+# 6. The same offloads with vp-vm's tap app as the backend, in a new backend guest.
+fail() { tg_fail "$*" be2 fe2; }
+kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
+rm -rf "$work/run" "$work/ctl.sock" "$work/net0.sock"
+tg_guest be2 be "$BE/24"
+tg_wait be2 90 "ready" || fail "the vp-vm backend guest did not come up"
+tg_pcid "$pcid" be2 offloads=tso || fail "daemon did not start"
+from=$(tg_lines be2)
+tg_guest fe2 fe "$FE/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
+tg_wait be2 90 "bridged vpB" "$from" || fail "no TAP for the frontend in the vp-vm backend"
+tg_wait fe2 90 "ready" || fail "the frontend did not come up"
+negotiated || fail "vp-vm backend: the offloads are not negotiated"
+tg_round fe2 1 $BE 240 || fail "vp-vm backend: frontend -> backend"
+tg_round be2 1 $FE 240 || fail "vp-vm backend: backend -> frontend"
+offloads be2 || fail "no offload report from the vp-vm backend"
+grep -q "^vpB k.*tx-checksumming=on .*tcp-segmentation-offload=on" <<<"$marks" ||
+	fail "vp-vm backend: the TAP has no TSO"
+mean_above_mtu "vp-vm's TAP" "$(grep '^vpB ' <<<"$marks")" ||
+	fail "vp-vm backend: the TAP's frames were not above the MTU"
+tg_stop fe2
+tg_cmd be2 quit
+wait "${tg_pid[be2]}" || fail "the vp-vm backend guest's test failed"
+tg_pid[be2]=''
 echo "$vp_prog: PASS in $(vp_elapsed "$t0" "$(vp_now)") s"

@@ -20,7 +20,8 @@
 #                       under it, insmod it again, wait for as many interfaces as before:
 #                       "tg: kmod reloaded N" or "tg: kmod-reload FAIL why"
 #   dmesg               "tg: dmesg clean" or "tg: dmesg FAIL line" (WARNING, BUG, Oops...)
-#   offloads            per interface (fe: the virtio-net one, bek: every vpnet): "tg: offloads
+#   offloads            per interface (fe: the virtio-net one, bek: every vpnet, be: every
+#                       TAP of vp-vm's): "tg: offloads
 #                       IFC k NAME=on|off ... [virtio BIT-NAMES] [S COUNTER=N ...] stat rx P/B
 #                       tx P/B" (ethtool -k; fe: the virtio features its driver negotiated;
 #                       bek: the driver's offload counters), then "tg: offloads end"
@@ -309,7 +310,11 @@ kmod_reload() {
 # What each interface offloads, and the counters that show frames above the MTU crossed.
 offloads() {
     [ -x /bin/ethtool ] || { vp_info "offloads FAIL no ethtool in the image"; return; }
-    if [ "$VP_TG_ROLE" = bek ]; then set -- /sys/class/net/vpnet*; else set -- "/sys/class/net/$ifc"; fi
+    case $VP_TG_ROLE in
+    bek) set -- /sys/class/net/vpnet* ;;
+    be) set -- /sys/class/net/vpB* ;;
+    *) set -- "/sys/class/net/$ifc" ;;
+    esac
     for d in "$@"; do
         [ -e "$d" ] || continue
         t=${d##*/}
