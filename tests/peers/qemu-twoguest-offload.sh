@@ -46,13 +46,19 @@ fail() { tg_fail "$*" be fe; }
 
 tg_setup_kmod
 
-tg_guest be bek "$BE/24"
-tg_wait be 90 "ready" || fail "the backend guest did not come up"
-tg_pcid "$pcid" be offloads=tso || fail "daemon did not start"
-from=$(tg_lines be)
-tg_guest fe fe "$FE/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
-tg_wait be 90 "bridged vpnet0" "$from" || fail "no vpnet0 in the backend guest"
-tg_wait fe 90 "ready" || fail "the frontend did not come up"
+# pair BE ROLE IFACE FE: backend guest BE (ROLE be or bek), the daemon serving it with
+# offloads=tso, frontend guest FE; until BE has bridged IFACE and FE is ready.
+pair() {
+	local from
+	tg_guest "$1" "$2" "$BE/24"
+	tg_wait "$1" 90 "ready" || fail "the backend guest ($2) did not come up"
+	tg_pcid "$pcid" "$1" offloads=tso || fail "daemon did not start"
+	from=$(tg_lines "$1")
+	tg_guest "$4" fe "$FE/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
+	tg_wait "$1" 90 "bridged $3" "$from" || fail "no $3 in the backend guest"
+	tg_wait "$4" 90 "ready" || fail "the frontend did not come up"
+}
+pair be bek vpnet0 fe
 
 # offloads NAME: the guest's "offloads" markers (one per interface), printed; in $marks.
 offloads() {
@@ -172,13 +178,7 @@ kill -0 "$tg_dpid" || fail "the daemon died"
 fail() { tg_fail "$*" be2 fe2; }
 kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
 rm -rf "$work/run" "$work/ctl.sock" "$work/net0.sock"
-tg_guest be2 be "$BE/24"
-tg_wait be2 90 "ready" || fail "the vp-vm backend guest did not come up"
-tg_pcid "$pcid" be2 offloads=tso || fail "daemon did not start"
-from=$(tg_lines be2)
-tg_guest fe2 fe "$FE/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
-tg_wait be2 90 "bridged vpB" "$from" || fail "no TAP for the frontend in the vp-vm backend"
-tg_wait fe2 90 "ready" || fail "the frontend did not come up"
+pair be2 be vpB fe2
 negotiated || fail "vp-vm backend: the offloads are not negotiated"
 tg_round fe2 1 $BE 240 || fail "vp-vm backend: frontend -> backend"
 tg_round be2 1 $FE 240 || fail "vp-vm backend: backend -> frontend"
