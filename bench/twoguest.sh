@@ -4,9 +4,15 @@
 #   vhost-pci  guest A: stock virtio-net on vhost-user to vhost-pcid; guest B: a backend VM
 #              (backend-vm=) running vp-vm --backend --guest-pci --app tap (adaptive) with
 #              its TAP in a bridge; the frames cross once, in B's userspace;
+#   vhost-pci-tso  the same with the daemon's server declaring offloads=tso (vp-vm's tap app
+#              takes TSO and hands it to B's kernel through the TAP);
 #   kmod       the same, with the guest kernel driver (guest/linux/, vhost_pci_net.ko) in B
 #              instead of vp-vm: its vpnet0 in the bridge; the frames cross once, in B's
-#              kernel (skipped, with a note, without the guest kernel's headers);
+#              kernel (skipped, with a note, without the guest kernel's headers); the
+#              daemon offers A no offloads, so both kernels segment and checksum per MTU;
+#   kmod-tso   the same with the daemon's server declaring offloads=tso: A negotiates
+#              CSUM/GUEST_CSUM and HOST/GUEST_TSO4/6, TCP crosses in frames of up to 64 KiB
+#              with partial checksums (docs/protocol.md "Offloads");
 #   vswitch    guests A and B: stock virtio-net on vhost-user to vp-vswitch (adaptive, a
 #              host process copying each frame out of one guest's ring into the other's).
 # For each path, in each direction: ping RTT (min/avg/max of COUNT pings, busybox ping in the
@@ -14,6 +20,8 @@
 # counted them). A measurement, not a test: numbers depend on the machine's load.
 #
 #   bench/twoguest.sh BUILD_DIR [MIB [COUNT]]     (defaults 16 MiB, 20 pings)
+#
+# VP_BENCH_PATHS="kmod kmod-tso" (say) runs only those paths, in that order.
 #
 # Needs root, QEMU and the guest kit (tests/guest/setup.sh). Takes the guest-boot lock.
 set -uo pipefail
@@ -31,11 +39,18 @@ for f in "$pcid" "$vpvm" "$vswitch"; do [ -x "$f" ] || vp_die "no $f (build firs
 
 work=$(mktemp -d /tmp/vp-bench-twoguest.XXXXXX)
 trap tg_cleanup EXIT
-paths=(vhost-pci kmod vswitch)
+read -r -a paths <<<"${VP_BENCH_PATHS:-vhost-pci vhost-pci-tso kmod kmod-tso vswitch}"
+for p in "${paths[@]}"; do
+	case $p in vhost-pci | vhost-pci-tso | kmod | kmod-tso | vswitch) ;;
+	*) vp_die "unknown path $p" ;;
+	esac
+done
+has() { [[ " ${paths[*]} " == *" $1 "* ]]; }
 if ! "$here/../tests/guest/setup.sh" --headers >/dev/null 2>&1 ||
 	! tg_ko=$("$here/../guest/linux/build.sh" -o "$work/kbuild" 2>"$work/kbuild.err"); then
-	echo "$vp_prog: no kmod path: no guest kernel headers, or the module did not build"
-	tg_ko='' paths=(vhost-pci vswitch)
+	echo "$vp_prog: no kmod paths: no guest kernel headers, or the module did not build"
+	tg_ko=''
+	read -r -a paths <<<"$(for p in "${paths[@]}"; do [[ $p == kmod* ]] || printf '%s ' "$p"; done)"
 fi
 tg_initrd || vp_die "mkinitrd.sh failed"
 tg_lock
@@ -54,50 +69,45 @@ measure() {
 	res[$1.$2.s]=$(awk '{ print $7 }' <<<"$m")
 }
 
-# vhost-pci: B is the backend VM.
-tg_guest b be "$B/24"
-tg_wait b 90 ready || vp_die "backend guest did not come up"
-tg_pcid "$pcid" b || vp_die "vhost-pcid did not start"
-tg_guest a fe "$A/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
-tg_wait a 90 ready || vp_die "frontend guest did not come up"
-measure vhost-pci a $B
-measure vhost-pci b $A
-tg_stop_all
-kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
-
-# kmod: B is the backend VM again, with the kernel driver.
-if [ ${#paths[@]} = 3 ]; then
+# vhost-pci, vhost-pci-tso: B is the backend VM with vp-vm; kmod, kmod-tso: with the
+# kernel driver. The server declares the offloads the backend honours for the -tso paths.
+for p in vhost-pci vhost-pci-tso kmod kmod-tso; do
+	has $p || continue
 	rm -rf "$work/run" "$work/ctl.sock" "$work/net0.sock"
-	tg_guest b bek "$B/24"
-	tg_wait b 90 ready || vp_die "backend guest (kmod) did not come up"
-	tg_pcid "$pcid" b || vp_die "vhost-pcid did not start"
+	tg_guest b "$([[ $p == kmod* ]] && echo bek || echo be)" "$B/24"
+	tg_wait b 90 ready || vp_die "backend guest ($p) did not come up"
+	tg_pcid "$pcid" b "$([[ $p == *-tso ]] && echo offloads=tso)" || vp_die "vhost-pcid did not start"
 	tg_guest a fe "$A/24" -n "$work/net0.sock" --mac 52:54:00:88:00:02
 	tg_wait a 90 ready || vp_die "frontend guest did not come up"
-	tg_wait b 90 "bridged vpnet0" || vp_die "no vpnet0 in the backend guest"
-	measure kmod a $B
-	measure kmod b $A
+	tg_wait b 90 "bridged \(vpnet0\|vpB\)" || vp_die "no interface in the backend guest"
+	echo "$vp_prog: $p: negotiated $("$build/tools/vhost-pci-ctl" --control "$work/ctl.sock" --json list |
+		python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)["devices"][0]["driver_feature_names"]))')"
+	measure $p a $B
+	measure $p b $A
+	tg_stop_all
+	kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
+done
+
+# vSwitch: both guests are plain virtio-net guests on vp-vswitch.
+if has vswitch; then
+	"$vswitch" --listen "$work/vs.sock" --ports 2 --quiet >"$work/vswitch.out" 2>"$work/vswitch.log" &
+	tg_dpid=$!
+	tg_guest b fe "$B/24" -n "$work/vs.sock" --mac 52:54:00:88:00:01
+	tg_guest a fe "$A/24" -n "$work/vs.sock" --mac 52:54:00:88:00:02
+	tg_wait b 90 ready && tg_wait a 90 ready || vp_die "vswitch guests did not come up"
+	measure vswitch a $B
+	measure vswitch b $A
 	tg_stop_all
 	kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
 fi
 
-# vSwitch: both guests are plain virtio-net guests on vp-vswitch.
-"$vswitch" --listen "$work/vs.sock" --ports 2 --quiet >"$work/vswitch.out" 2>"$work/vswitch.log" &
-tg_dpid=$!
-tg_guest b fe "$B/24" -n "$work/vs.sock" --mac 52:54:00:88:00:01
-tg_guest a fe "$A/24" -n "$work/vs.sock" --mac 52:54:00:88:00:02
-tg_wait b 90 ready && tg_wait a 90 ready || vp_die "vswitch guests did not come up"
-measure vswitch a $B
-measure vswitch b $A
-tg_stop_all
-kill "$tg_dpid"; wait "$tg_dpid" 2>/dev/null; tg_dpid=''
-
 echo
 echo "two guests, TCG, $count pings, $mib MiB TCP (busybox nc), $(date -u +%Y-%m-%d)"
-printf '%-10s %-8s %-22s %-10s %-10s\n' path dir "rtt min/avg/max ms" "tcp s" "MiB/s"
+printf '%-14s %-8s %-22s %-10s %-10s\n' path dir "rtt min/avg/max ms" "tcp s" "MiB/s"
 for p in "${paths[@]}"; do
 	for g in a b; do
 		d=$([ $g = a ] && echo "A->B" || echo "B->A")
-		printf '%-10s %-8s %-22s %-10s %-10s\n' $p "$d" "${res[$p.$g.rtt]}" "${res[$p.$g.s]}" \
+		printf '%-14s %-8s %-22s %-10s %-10s\n' $p "$d" "${res[$p.$g.rtt]}" "${res[$p.$g.s]}" \
 			"$(awk -v m="$mib" -v s="${res[$p.$g.s]}" 'BEGIN { printf "%.1f", ((s > 0) ? m / s : 0) }')"
 	done
 done
@@ -113,8 +123,8 @@ ratio() {
 			printf "ratio %s/%s %s: avg rtt %.2f, tcp time %.2f\n", p, q, d, rr, rs }'
 	done
 }
-ratio vhost-pci vswitch
-if [ ${#paths[@]} = 3 ]; then
-	ratio kmod vswitch
-	ratio kmod vhost-pci
-fi
+# Each ratio whose two paths ran.
+for pq in "vhost-pci vswitch" "kmod vswitch" "kmod vhost-pci" "vhost-pci-tso vhost-pci" \
+	"kmod-tso kmod" "kmod-tso vswitch"; do
+	if has "${pq% *}" && has "${pq#* }"; then ratio $pq; fi
+done

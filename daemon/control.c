@@ -254,7 +254,7 @@ static void render_server(struct jw *w, const struct vpd_server *s)
 	} else {
 		jw_null(w, "uuid");
 	}
-	jw_hex(w, "features", s->spec.features ? s->spec.features : VP_SERVER_DEFAULT_FEATURES);
+	jw_hex(w, "features", vpd_spec_features(&s->spec));
 	jw_str(w, "backend", s->spec.backend);
 	if (s->spec.backend) {
 		jw_bool(w, "backend_ok", !s->backend_down);

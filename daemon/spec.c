@@ -83,7 +83,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 	static const char *const keys[] = {
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
 		"allow-unsealed", "backend-grace", "stop-timeout", "backend-vm",
-		"unplug-timeout", "design", "qemu",
+		"unplug-timeout", "design", "qemu", "offloads",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -95,7 +95,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
 				"features, backend, allow-unsealed, backend-grace, stop-timeout, "
-				"backend-vm, unplug-timeout, design, qemu)",
+				"backend-vm, unplug-timeout, design, qemu, offloads)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -215,8 +215,24 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 					v);
 		s->features = n;
 		return 0;
+	case 15:
+		if (!strcmp(v, "none"))
+			s->offloads = 0;
+		else if (!strcmp(v, "csum"))
+			s->offloads = VP_SERVER_OFFLOAD_CSUM;
+		else if (!strcmp(v, "tso"))
+			s->offloads = VP_SERVER_OFFLOAD_TSO;
+		else
+			return spec_err(err, errlen, -EINVAL,
+					"offloads '%s' is not none, csum or tso", v);
+		return 0;
 	}
 	return -EINVAL; /* not reached: k indexes keys[] */
+}
+
+uint64_t vpd_spec_features(const struct vpd_spec *s)
+{
+	return s->features ? s->features : VP_SERVER_DEFAULT_FEATURES | s->offloads;
 }
 
 int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errlen)
@@ -276,9 +292,12 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 	if (!e && !s->path)
 		e = spec_err(err, errlen, -EINVAL, "server spec '%s' has no path=", text);
 	if (!e && s->pair21 && (s->backend || s->backend_vm || s->have_uuid || s->features ||
-				s->allow_unsealed))
+				s->offloads || s->allow_unsealed))
 		e = spec_err(err, errlen, -EINVAL, "design=2.1 serves a pair of peers: no backend=, "
-			     "backend-vm=, uuid=, features= or allow-unsealed=");
+			     "backend-vm=, uuid=, features=, offloads= or allow-unsealed=");
+	if (!e && s->features && s->offloads)
+		e = spec_err(err, errlen, -EINVAL, "features= and offloads= exclude each other: "
+			     "features= names every bit offered");
 	if (!e && s->qemu && !s->pair21)
 		e = spec_err(err, errlen, -EINVAL, "qemu= gives a QEMU guest one half of a 2.1 "
 			     "pair: it needs design=2.1");
@@ -349,7 +368,7 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* A new key changes the size: compare it below, then update the number. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 112,
+_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 120,
 	       "struct vpd_spec changed: compare the new key in vpd_spec_equal()");
 
 bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
@@ -359,7 +378,7 @@ bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
 	       a->have_uid == b->have_uid && (!a->have_uid || a->uid == b->uid) &&
 	       a->have_uuid == b->have_uuid &&
 	       (!a->have_uuid || !memcmp(a->uuid, b->uuid, sizeof(a->uuid))) &&
-	       a->features == b->features && str_eq(a->backend, b->backend) &&
+	       a->features == b->features && a->offloads == b->offloads && str_eq(a->backend, b->backend) &&
 	       str_eq(a->backend_vm, b->backend_vm) && str_eq(a->qemu, b->qemu) &&
 	       a->allow_unsealed == b->allow_unsealed &&
 	       a->backend_grace_ms == b->backend_grace_ms &&

@@ -23,6 +23,8 @@ struct vpd_spec {
 	bool have_uuid;
 	uint8_t uuid[16];
 	uint64_t features;      /* 0: the library's default */
+	uint64_t offloads;      /* offloads=: VP_SERVER_OFFLOAD_* the backend honours,
+				 * offered on top of the default; excludes features */
 	char *backend;          /* backend VM socket to announce READY devices to, or NULL */
 	char *backend_vm;       /* QMP socket of the backend VM to hot-plug READY
 				 * devices into (bevm.c), or NULL; excludes backend */
@@ -55,6 +57,10 @@ struct vpd_spec_list {
  * first item without '=' is the path. Fills defaults (connections 32, mode
  * 0600, id = basename of path). 0, or -EINVAL / -ENOMEM with a message in err.
  */
+/* The features offered to vhost-user frontends: features=, or the default
+ * with offloads=. */
+uint64_t vpd_spec_features(const struct vpd_spec *s);
+
 int vpd_spec_parse(const char *text, struct vpd_spec *out, char *err, size_t errlen);
 void vpd_spec_free(struct vpd_spec *s);
 

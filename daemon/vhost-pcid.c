@@ -71,6 +71,10 @@ static const char usage_text[] =
 "                                            (default: a random one per connection)\n"
 "                           features=BITS    virtio features offered to vhost-user\n"
 "                                            frontends (default 0x170008000)\n"
+"                           offloads=none|csum|tso\n"
+"                                            offload features the backend honours,\n"
+"                                            offered on top of the default (none;\n"
+"                                            vhost_pci_net.ko: tso)\n"
 "                           backend=PATH     announce each READY device to the\n"
 "                                            backend VM listening on PATH (native\n"
 "                                            vhost-pci); it then drives the rings\n"
@@ -197,7 +201,7 @@ static int start_server(struct vpd *d, struct vpd_server *s, int passed_fd)
 		.check_uid = s->spec.have_uid,
 		.allowed_uid = s->spec.uid,
 		.have_uuid = s->spec.have_uuid,
-		.features = s->spec.features,
+		.features = vpd_spec_features(&s->spec),
 		.allow_unsealed = s->spec.allow_unsealed,
 		/* The library drops a connection not READY in time (vhost-user:
 		 * not through QEMU's init, or not READY once it starts). */

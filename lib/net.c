@@ -76,6 +76,7 @@ struct vp_net {
 	struct net_resv *resv;		/* chain_cap: buffers lent by vp_net_tx_reserve() */
 	unsigned nresv;
 	bool mrg;
+	uint64_t features;	/* the frontend's negotiated ones: vp_net_hdr_check() */
 	bool broken;
 	enum vp_net_mode mode;
 	unsigned sticky_kicks;	/* drains in a row that left a kick fd readable */
@@ -213,6 +214,7 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 	n->mem = dev->mem;
 	n->mode = mode;
 	n->mrg = dev->driver_features & (1ull << VIRTIO_NET_F_MRG_RXBUF);
+	n->features = dev->driver_features;
 	n->tx_call = n->rx_call = n->tx_kick = n->rx_kick = -1;
 
 	snprintf(name[0], sizeof(name[0]), "dev%" PRIu64 ".rxq", dev->id);
@@ -734,6 +736,14 @@ static inline int rx_do(struct vp_net *n, struct vp_pkt *pkts, unsigned count, b
 			iov_get(&iov, &off, p->data, plen);
 		}
 		p->hdr.num_buffers = 0;
+		/* Offload metadata the frontend may not send, or that lies
+		 * about the frame: whoever takes the header (a TAP, a peer)
+		 * must not see it. */
+		if (unlikely((p->hdr.flags || p->hdr.gso_type) &&
+			     vp_net_hdr_check(&p->hdr, plen, n->features) < 0)) {
+			n->st.rx_drop_offload++;
+			continue;
+		}
 		p->len = plen;
 		n->st.rx_packets++;
 		n->st.rx_bytes += plen;
@@ -896,6 +906,28 @@ const char *vp_net_broken(const struct vp_net *n)
 	return vp_mem_is_shrunk(n->mem) ? VP_MEM_SHRUNK_REASON : NULL;
 }
 
+int vp_net_hdr_check(const struct virtio_net_hdr_v1 *h, uint32_t len, uint64_t f)
+{
+	uint8_t gso = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+	bool csum = h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
+
+	if (h->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM)
+		return -EPROTO;
+	if (csum && (!(f & (1ull << VIRTIO_NET_F_CSUM)) ||
+		     (uint32_t)le16toh(h->csum_start) + le16toh(h->csum_offset) + 2u > len))
+		return -EPROTO;
+	if (gso == VIRTIO_NET_HDR_GSO_NONE)
+		return h->gso_type ? -EPROTO : 0;	/* ECN without GSO */
+	if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) && !(f & (1ull << VIRTIO_NET_F_HOST_ECN)))
+		return -EPROTO;
+	if (!(gso == VIRTIO_NET_HDR_GSO_TCPV4 && (f & (1ull << VIRTIO_NET_F_HOST_TSO4))) &&
+	    !(gso == VIRTIO_NET_HDR_GSO_TCPV6 && (f & (1ull << VIRTIO_NET_F_HOST_TSO6))))
+		return -EPROTO;
+	if (!csum || !le16toh(h->gso_size) || le16toh(h->hdr_len) > len)
+		return -EPROTO;
+	return 0;
+}
+
 void vp_net_stats_add(struct vp_net_stats *acc, const struct vp_net_stats *s)
 {
 	acc->tx_packets += s->tx_packets;
@@ -906,6 +938,7 @@ void vp_net_stats_add(struct vp_net_stats *acc, const struct vp_net_stats *s)
 	acc->tx_drop_too_big += s->tx_drop_too_big;
 	acc->rx_drop_too_big += s->rx_drop_too_big;
 	acc->rx_drop_bad += s->rx_drop_bad;
+	acc->rx_drop_offload += s->rx_drop_offload;
 	acc->signals += s->signals;
 	acc->signals_dropped += s->signals_dropped;
 	acc->wakeups += s->wakeups;

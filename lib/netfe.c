@@ -312,7 +312,7 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	if (!is_pow2(fe->rx_num) || !is_pow2(fe->tx_num) ||
 	    fe->rx_num > VP_VQ_MAX_SIZE || fe->tx_num > VP_VQ_MAX_SIZE ||
 	    fe->rx_buf_size < 64 || fe->rx_buf_size > (1u << 24) ||
-	    (fe->features & ~VP_NET_FEATURES) || !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
+	    (fe->features & ~(VP_NET_FEATURES | VP_NET_TSO_FEATURES)) || !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
 		goto fail;
 	err = layout(fe, cfg->ram_offset);
 	if (err)
@@ -696,6 +696,58 @@ int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned 
  * Only the frontend's own ring and RAM are touched; our shadow state keeps
  * the chain as one slot in flight (the device never gives it back).
  */
+/*
+ * The headers of VP_PORT_TEST_BAD_HDR, each on a 60-byte frame: whatever
+ * the frontend negotiated, a device must drop every one (docs/protocol.md,
+ * "Offloads"): csum_start past the frame, csum_offset past it, a GSO frame
+ * with gso_size 0, one without NEEDS_CSUM, an unknown GSO type, an unknown
+ * flag.
+ */
+static const struct virtio_net_hdr_v1 bad_hdrs[VP_PORT_TEST_BAD_HDRS] = {
+	{ .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 200, .csum_offset = 16 },
+	{ .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34, .csum_offset = 0xfff0 },
+	{ .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+	  .hdr_len = 54, .gso_size = 0, .csum_start = 34, .csum_offset = 16 },
+	{ .gso_type = VIRTIO_NET_HDR_GSO_TCPV4, .hdr_len = 54, .gso_size = 1448 },
+	{ .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = 0x33, .gso_size = 1448,
+	  .csum_start = 34, .csum_offset = 16 },
+	{ .flags = 0x80 },
+};
+
+/* Post the frames of VP_PORT_TEST_BAD_HDR: good chains, hostile headers. */
+static int post_bad_hdrs(struct vp_netfe *fe)
+{
+	struct vp_buf b;
+
+	if (fe->tx_nfree < VP_PORT_TEST_BAD_HDRS)
+		return -ENOSPC;
+	for (unsigned k = 0; k < VP_PORT_TEST_BAD_HDRS; k++) {
+		unsigned s = fe->tx_free[--fe->tx_nfree];
+		struct virtio_net_hdr_v1 h = bad_hdrs[k];
+		unsigned char *d = slot_ptr(fe, s);
+
+		/* Little-endian on the wire (VERSION_1). */
+		h.csum_start = htole16(h.csum_start);
+		h.csum_offset = htole16(h.csum_offset);
+		h.hdr_len = htole16(h.hdr_len);
+		h.gso_size = htole16(h.gso_size);
+		memcpy(d, &h, HDR);
+		memset(d + HDR, 0, 60);
+		memset(d + HDR, 0xff, 6);	/* broadcast: nobody's frame in particular */
+		d[HDR + 12] = 0x08;		/* IPv4 */
+		fe->tx_nslots[s] = 1;
+		fe->tx_plen[s] = 60;
+		b = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT, HDR + 60 };
+		if (vp_vq_drv_add(fe->txq, &b, 1, NULL, 0, tok_of(s)))
+			return fe_fail(fe, fe->txq);
+	}
+	vp_vq_drv_publish(fe->txq);
+	notify(fe, fe->efd[EFD_TX_KICK]);
+	vp_log(VP_LOG_WARN, "netfe: test: posted %u frames with bad headers",
+	       VP_PORT_TEST_BAD_HDRS);
+	return 0;
+}
+
 int vp_netfe_test_post_bad(struct vp_netfe *fe, enum vp_port_test_bad kind)
 {
 	const struct ring_gpa *q = &fe->q[VP_NET_Q_TX];
@@ -705,7 +757,7 @@ int vp_netfe_test_post_bad(struct vp_netfe *fe, enum vp_port_test_bad kind)
 	struct vp_buf b;
 	int r;
 
-	if ((unsigned)kind < VP_PORT_TEST_BAD_RANGE || (unsigned)kind > VP_PORT_TEST_BAD_LEN)
+	if ((unsigned)kind < VP_PORT_TEST_BAD_RANGE || (unsigned)kind > VP_PORT_TEST_BAD_HDR)
 		return -EINVAL;
 	if (fe_broken(fe))
 		return -EIO;
@@ -715,6 +767,8 @@ int vp_netfe_test_post_bad(struct vp_netfe *fe, enum vp_port_test_bad kind)
 	r = tx_reclaim(fe);
 	if (r < 0)
 		return r;
+	if (kind == VP_PORT_TEST_BAD_HDR)
+		return post_bad_hdrs(fe);
 	if (!fe->tx_nfree)
 		return -ENOSPC;
 	s = fe->tx_free[--fe->tx_nfree];

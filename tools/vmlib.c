@@ -197,6 +197,12 @@ static const struct {
 	{ "indirect_desc", VIRTIO_RING_F_INDIRECT_DESC },
 	{ "event_idx", VIRTIO_RING_F_EVENT_IDX },
 	{ "version_1", VIRTIO_F_VERSION_1 },
+	{ "host_tso4", VIRTIO_NET_F_HOST_TSO4 },
+	{ "host_tso6", VIRTIO_NET_F_HOST_TSO6 },
+	{ "host_ecn", VIRTIO_NET_F_HOST_ECN },
+	{ "guest_tso4", VIRTIO_NET_F_GUEST_TSO4 },
+	{ "guest_tso6", VIRTIO_NET_F_GUEST_TSO6 },
+	{ "guest_ecn", VIRTIO_NET_F_GUEST_ECN },
 };
 
 int vm_parse_features(const char *s, uint64_t *out)
@@ -229,7 +235,7 @@ int vm_parse_features(const char *s, uint64_t *out)
 		}
 	}
 	f |= 1ull << VIRTIO_F_VERSION_1;
-	if (f & ~(uint64_t)VP_NET_FEATURES)
+	if (f & ~(uint64_t)(VP_NET_FEATURES | VP_NET_TSO_FEATURES))
 		return -EINVAL;
 	*out = f;
 	return 0;

@@ -205,9 +205,10 @@ void vm_random_uuid(uint8_t uuid[16]);
 void vm_mac_from_index(uint8_t mac[6], unsigned idx);
 int vm_parse_mac(const char *s, uint8_t mac[6]);
 /* virtio-net features: a hex mask or names joined by ',' (csum, guest_csum,
- * mrg_rxbuf, event_idx, indirect_desc, version_1). VERSION_1 is always
- * added; -EINVAL for a name unknown or a bit the data path does not
- * support (VP_NET_FEATURES). */
+ * mrg_rxbuf, event_idx, indirect_desc, version_1, host_tso4, host_tso6,
+ * host_ecn, guest_tso4, guest_tso6, guest_ecn). VERSION_1 is always added;
+ * -EINVAL for a name unknown or a bit the data path does not support
+ * (VP_NET_FEATURES, VP_NET_TSO_FEATURES). */
 int vm_parse_features(const char *s, uint64_t *out);
 
 #endif

@@ -128,10 +128,12 @@ static const char usage_text[] =
 "  --ram SIZE             RAM, power of two >= 1M (default 64M)\n"
 "  --ring N               virtqueue size of a frontend port, power of two (default 256)\n"
 "  --features LIST|HEX    virtio-net features: a backend port accepts these from\n"
-"                         frontends (default: all below), a frontend port offers\n"
-"                         and wants them (default: mrg_rxbuf, event_idx,\n"
-"                         indirect_desc). Names out of csum, guest_csum,\n"
-"                         mrg_rxbuf, event_idx, indirect_desc (version_1 is\n"
+"                         frontends (default: csum to indirect_desc below; the\n"
+"                         tap app all), a frontend port offers and wants them\n"
+"                         (default: mrg_rxbuf, event_idx, indirect_desc). Names\n"
+"                         out of csum, guest_csum, mrg_rxbuf, event_idx,\n"
+"                         indirect_desc, host_tso4, host_tso6, host_ecn,\n"
+"                         guest_tso4, guest_tso6, guest_ecn (version_1 is\n"
 "                         implied), or a hex mask\n"
 "  --max-links N          backend ports: frontend devices driven at once, 1..%u\n"
 "                         (default %u); one more is refused with the reason, and\n"
@@ -360,12 +362,12 @@ static bool chain_log_set;
 /* Test hook: "range|loop|len[@N]" (N frames first, default 64). */
 static int parse_bad_desc(const char *arg, struct opts *o)
 {
-	static const char *const kinds[] = { "range", "loop", "len" };
+	static const char *const kinds[] = { "range", "loop", "len", "hdr" };
 	const char *at = strchr(arg, '@');
 	size_t n = at ? (size_t)(at - arg) : strlen(arg);
 
 	o->bad_kind = 0;
-	for (unsigned k = 0; k < 3; k++)
+	for (unsigned k = 0; k < 4; k++)
 		if (strlen(kinds[k]) == n && !strncmp(arg, kinds[k], n))
 			o->bad_kind = (enum vp_port_test_bad)(VP_PORT_TEST_BAD_RANGE + k);
 	o->bad_after = 64;
@@ -556,7 +558,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			break;
 		case O_BADDESC:
 			if (parse_bad_desc(optarg, o) < 0)
-				return vm_usage_error("bad --test-bad-desc '%s': range, loop or len, "
+				return vm_usage_error("bad --test-bad-desc '%s': range, loop, len or hdr, "
 						   "optionally @FRAMES", optarg);
 			break;
 		case O_MAXLINKS:
@@ -1349,6 +1351,14 @@ static void tap_offloads(struct vm *vm, unsigned link)
 	 * driver's GUEST_CSUM (we are the device). */
 	if (f & (1ull << (fe ? VIRTIO_NET_F_CSUM : VIRTIO_NET_F_GUEST_CSUM)))
 		want = TUN_F_CSUM;
+	/* Whole TCP frames likewise (the kernel wants TUN_F_CSUM with them). */
+	if (want && (f & (1ull << (fe ? VIRTIO_NET_F_HOST_TSO4 : VIRTIO_NET_F_GUEST_TSO4))))
+		want |= TUN_F_TSO4;
+	if (want && (f & (1ull << (fe ? VIRTIO_NET_F_HOST_TSO6 : VIRTIO_NET_F_GUEST_TSO6))))
+		want |= TUN_F_TSO6;
+	if ((want & (TUN_F_TSO4 | TUN_F_TSO6)) &&
+	    (f & (1ull << (fe ? VIRTIO_NET_F_HOST_ECN : VIRTIO_NET_F_GUEST_ECN))))
+		want |= TUN_F_TSO_ECN;
 	if (want == t->offload)
 		return;
 	if (ioctl(t->fd, TUNSETOFFLOAD, (unsigned long)want) < 0)
@@ -1551,6 +1561,7 @@ static void report(struct vm *vm, int64_t now)
 		st.tx_drop_too_big += s2.tx_drop_too_big;
 		st.rx_drop_too_big += s2.rx_drop_too_big;
 		st.rx_drop_bad += s2.rx_drop_bad;
+		st.rx_drop_offload += s2.rx_drop_offload;
 		st.signals += s2.signals;
 		st.wakeups += s2.wakeups;
 		vp_port_counters(vm->port[i], &cnt);
@@ -1596,6 +1607,7 @@ static void report(struct vm *vm, int64_t now)
 		vm_json_u64(&j, "tx_too_big", st.tx_drop_too_big);
 		vm_json_u64(&j, "rx_too_big", st.rx_drop_too_big);
 		vm_json_u64(&j, "rx_bad", st.rx_drop_bad);
+		vm_json_u64(&j, "rx_offload", st.rx_drop_offload);
 		vm_json_u64(&j, "tap_write", vm->tap_drops);
 		vm_json_u64(&j, "echo_full", vm->echo_drops);
 		vm_json_end_obj(&j);
@@ -1636,8 +1648,9 @@ static void report(struct vm *vm, int64_t now)
 			printf("  forwarded 1->2 %" PRIu64 ", 2->1 %" PRIu64 "\n", vm->fwd_pkts[1],
 			       vm->fwd_pkts[0]);
 		printf("  drops: no RX buffer %" PRIu64 ", too big %" PRIu64 "/%" PRIu64
-		       ", bad chain %" PRIu64 "%s\n",
+		       ", bad chain %" PRIu64 ", bad offload header %" PRIu64 "%s\n",
 		       st.tx_drop_no_buf, st.tx_drop_too_big, st.rx_drop_too_big, st.rx_drop_bad,
+		       st.rx_drop_offload,
 		       vm->tap_drops ? " (+ tap write failures)" : "");
 		if (vm->echo_drops)
 			printf("  echo: %" PRIu64 " frames found the peer's ring full (dropped)\n",
@@ -1753,7 +1766,7 @@ static void truncate_own_ram(struct vm *vm, int64_t now)
  */
 static void post_bad_desc(struct vm *vm)
 {
-	static const char *const names[] = { "", "range", "loop", "len" };
+	static const char *const names[] = { "", "range", "loop", "len", "hdr" };
 	int r = vp_port_test_post_bad(vm->port[0], vm->o.bad_kind);
 
 	if (r == -ENOTCONN || r == -ENOSPC)
@@ -1835,7 +1848,11 @@ static int run_vm(struct opts *o)
 		snprintf(pname, sizeof(pname), "port%u", i + 1);
 		struct vp_port_config pc = {
 			.side = ps->kind, .name = pname, .path = ps->path, .mode = o->mode,
-			.features = o->features,
+			/* The tap app takes 64 KiB frames and hands their
+			 * offloads to the kernel: it opts in to TSO. */
+			.features = o->features ? o->features :
+				    o->app == APP_TAP && ps->kind == VP_PORT_BACKEND ?
+				    VP_NET_FEATURES | VP_NET_TSO_FEATURES : 0,
 			/* backend */
 			.max_links = o->max_links, .allow_unsealed = o->allow_unsealed,
 			.guest_pci = ps->guest_pci, .sysfs_root = o->sysfs_root,

@@ -58,6 +58,7 @@ struct vpnet_dp_stats {
 	u64 rx_drop_offload;	/* csum/GSO flags the frontend did not negotiate, or inconsistent */
 	u64 rx_drop_nomem;
 	u64 rx_csum_partial, rx_gso;
+	u64 rx_gso_bytes;	/* bytes of the GSO frames above: frames larger than the MTU */
 	/* transmit: into the frontend's receiveq */
 	u64 tx_packets, tx_bytes;
 	u64 tx_drop_too_big;	/* does not fit its buffers (no MRG_RXBUF) or our arrays */
@@ -66,6 +67,7 @@ struct vpnet_dp_stats {
 	u64 tx_queue_stopped;	/* frontend had no receive buffer: queue stopped */
 	u64 tx_queue_woken;	/* ... and woken by its receiveq kick */
 	u64 tx_csum_partial;
+	u64 tx_gso, tx_gso_bytes;	/* GSO frames sent whole (GUEST_TSO4/6) */
 	/* notifications */
 	u64 signals[2];		/* doorbells rung for the frontend's call, per queue */
 	u64 napi_polls;
@@ -128,6 +130,11 @@ struct vpnet {
 	struct vpnet_dq rx;	/* queue 1, the frontend's transmitq */
 	struct vpnet_dq tx;	/* queue 0, the frontend's receiveq */
 	u64 features;		/* the frontend's negotiated features */
+	/* The offload netdev features the negotiated set allows (vpnet_offloads());
+	 * ndo_fix_features applies it, ndo_features_check enforces it per skb
+	 * while a renegotiated set waits for netdev_update_features(). */
+	netdev_features_t offloads;
+	bool offloads_changed;	/* under vn->lock: update the features after it */
 	u32 db_peer;		/* daemon_peer << 16 */
 	/* A ring rule broken on the data path: the configuration work takes
 	 * the link down with dp_reason (first failure wins, under dp_fail_lock). */
@@ -137,6 +144,10 @@ struct vpnet {
 };
 
 /* vpnet_data.c */
+netdev_features_t vpnet_offloads(u64 features);
+netdev_features_t vpnet_features_check(struct sk_buff *skb, struct net_device *ndev,
+				       netdev_features_t features);
+netdev_features_t vpnet_fix_features(struct net_device *ndev, netdev_features_t features);
 void vpnet_dp_init(struct vpnet *vn);
 int vpnet_dp_attach(struct vpnet *vn, u64 features, u16 daemon_peer);
 void vpnet_dp_detach(struct vpnet *vn);

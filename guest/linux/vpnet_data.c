@@ -106,27 +106,88 @@ bool vpnet_dp_take_failure(struct vpnet *vn, char *why, size_t len)
 	return failed;
 }
 
+/* ---- offloads --------------------------------------------------------------- */
+
+/*
+ * The netdev features a negotiated set allows on our transmit side: the
+ * frontend finishes checksums only with GUEST_CSUM, takes whole TCP frames
+ * only with GUEST_TSO4/6 (which the spec makes depend on GUEST_CSUM), ECN-
+ * marked ones only with GUEST_ECN. SG costs nothing: we copy every skb.
+ */
+netdev_features_t vpnet_offloads(u64 f)
+{
+	netdev_features_t nf = NETIF_F_SG;
+
+	if (!(f & BIT_ULL(VIRTIO_NET_F_GUEST_CSUM)))
+		return nf;
+	nf |= NETIF_F_HW_CSUM;
+	if (f & BIT_ULL(VIRTIO_NET_F_GUEST_TSO4))
+		nf |= NETIF_F_TSO;
+	if (f & BIT_ULL(VIRTIO_NET_F_GUEST_TSO6))
+		nf |= NETIF_F_TSO6;
+	if ((f & BIT_ULL(VIRTIO_NET_F_GUEST_ECN)) && (nf & (NETIF_F_TSO | NETIF_F_TSO6)))
+		nf |= NETIF_F_TSO_ECN;
+	return nf;
+}
+
+/* Only the offloads above follow the frontend: not hw_features, which the
+ * core fills with the software ones (GSO, GRO) at registration. */
+#define VPNET_OFFLOAD_MASK (NETIF_F_HW_CSUM | NETIF_F_TSO | NETIF_F_TSO6 | NETIF_F_TSO_ECN)
+
+netdev_features_t vpnet_fix_features(struct net_device *ndev, netdev_features_t features)
+{
+	const struct vpnet *vn = netdev_priv(ndev);
+
+	return features & (~VPNET_OFFLOAD_MASK | READ_ONCE(vn->offloads));
+}
+
+/* Per skb: what the frontend negotiated now, before netdev_update_features()
+ * has caught up with a renegotiation; the stack does the rest in software. */
+netdev_features_t vpnet_features_check(struct sk_buff *skb, struct net_device *ndev,
+				       netdev_features_t features)
+{
+	const struct vpnet *vn = netdev_priv(ndev);
+
+	features = vlan_features_check(skb, features);
+	return features & (~VPNET_OFFLOAD_MASK | READ_ONCE(vn->offloads));
+}
+
 /* ---- receive: the frontend's transmitq ------------------------------------ */
 
-/* The offloads a frame's header asks for, against what the frontend negotiated. */
+/*
+ * The offloads a frame's header asks for, against what the frontend
+ * negotiated and the spec's rules for a driver's header (5.1.6.2): a GSO
+ * frame asks for a partial checksum and gives a segment size; ours is at
+ * most the interface's MTU (the frontend learnt its MSS from our side of the
+ * connection). csum_start/csum_offset and hdr_len are checked against the
+ * frame by virtio_net_hdr_to_skb() (skb_partial_csum_set()).
+ */
 static bool vpnet_rx_offload_ok(const struct vpnet *vn, const struct virtio_net_hdr *h)
 {
 	u8 gso = h->gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
+	u16 gso_size = __virtio16_to_cpu(true, h->gso_size);
 
-	if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !has(vn, VIRTIO_NET_F_CSUM))
+	if ((h->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) ||
+	    ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !has(vn, VIRTIO_NET_F_CSUM)))
 		return false;
 	if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) && !has(vn, VIRTIO_NET_F_HOST_ECN))
 		return false;
 	switch (gso) {
 	case VIRTIO_NET_HDR_GSO_NONE:
-		return true;
+		return !(h->gso_type & VIRTIO_NET_HDR_GSO_ECN);
 	case VIRTIO_NET_HDR_GSO_TCPV4:
-		return has(vn, VIRTIO_NET_F_HOST_TSO4);
+		if (!has(vn, VIRTIO_NET_F_HOST_TSO4))
+			return false;
+		break;
 	case VIRTIO_NET_HDR_GSO_TCPV6:
-		return has(vn, VIRTIO_NET_F_HOST_TSO6);
+		if (!has(vn, VIRTIO_NET_F_HOST_TSO6))
+			return false;
+		break;
 	default:
 		return false;
 	}
+	return (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && gso_size &&
+	       gso_size <= READ_ONCE(vn->ndev->mtu);
 }
 
 /* One chain into an skb, or NULL (dropped, counted). rx.lock held. */
@@ -171,8 +232,10 @@ static struct sk_buff *vpnet_rx_one(struct vpnet *vn, const struct vp_chain *c)
 	}
 	if (skb->ip_summed == CHECKSUM_PARTIAL)
 		vn->st.dp.rx_csum_partial++;
-	if (skb_is_gso(skb))
+	if (skb_is_gso(skb)) {
 		vn->st.dp.rx_gso++;
+		vn->st.dp.rx_gso_bytes += plen;
+	}
 	skb->protocol = eth_type_trans(skb, ndev);
 	vn->st.dp.rx_packets++;
 	vn->st.dp.rx_bytes += plen;
@@ -418,6 +481,7 @@ netdev_tx_t vpnet_dp_xmit(struct sk_buff *skb, struct net_device *ndev)
 	}
 	if (h.hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
 		vn->st.dp.tx_csum_partial++;
+
 	for (;;) {
 		cl = vpnet_claim(vn, d, HDR + len, &nb);
 		if (cl != CLAIM_NO_BUF)
@@ -442,6 +506,10 @@ netdev_tx_t vpnet_dp_xmit(struct sk_buff *skb, struct net_device *ndev)
 	d->pend_bytes += len;
 	vn->st.dp.tx_packets++;
 	vn->st.dp.tx_bytes += len;
+	if (h.hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+		vn->st.dp.tx_gso++;
+		vn->st.dp.tx_gso_bytes += len;
+	}
 	flush = __netdev_tx_sent_queue(netdev_get_tx_queue(ndev, 0), len, netdev_xmit_more());
 	/* Out of buffers: stop before the next frame rather than bounce it. */
 	if (!vp_vq_dev_avail_pending(d->vq))

@@ -35,6 +35,7 @@
 #include <linux/mutex.h>
 #include <linux/netdevice.h>
 #include <linux/pci.h>
+#include <linux/rtnetlink.h>
 #include <linux/workqueue.h>
 #include <uapi/linux/virtio_ids.h>
 #include <uapi/linux/virtio_net.h>
@@ -49,14 +50,19 @@
 
 /* Features this driver can drive; features_accepted is their intersection
  * with what the frontend negotiated. Offloads: we take partial checksums and
- * TSO frames from the frontend (CSUM, HOST_TSO*) and hand it partial
- * checksums (GUEST_CSUM); we never send it GSO frames. */
+ * TSO frames from the frontend (CSUM, HOST_TSO*, HOST_ECN) and hand it
+ * partial checksums and whole TSO frames (GUEST_CSUM, GUEST_TSO*, GUEST_ECN);
+ * the interface's features follow what was negotiated (vpnet_offloads()).
+ * vhost-pcid offers a frontend these only when told the backend honours
+ * them (offloads=tso, docs/vhost-pcid.md). */
 #define VPNET_FEATURES (BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_NET_F_MAC) | \
 			BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_NET_F_STATUS) | \
 			BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | \
 			BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_NET_F_CSUM) | \
 			BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | \
-			BIT_ULL(VIRTIO_NET_F_HOST_TSO6) | BIT_ULL(VIRTIO_NET_F_HOST_ECN))
+			BIT_ULL(VIRTIO_NET_F_HOST_TSO6) | BIT_ULL(VIRTIO_NET_F_HOST_ECN) | \
+			BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) | \
+			BIT_ULL(VIRTIO_NET_F_GUEST_ECN))
 
 struct vhost_pci_info {
 	struct list_head devs;
@@ -252,6 +258,11 @@ static void vpnet_reconfigure(struct vpnet *vn)
 		goto out;
 	}
 	vpnet_drop_rings(vn);
+	if (vpnet_offloads(in->features & VPNET_FEATURES) != vn->offloads) {
+		/* Renegotiated: the interface's features follow (after vn->lock). */
+		WRITE_ONCE(vn->offloads, vpnet_offloads(in->features & VPNET_FEATURES));
+		vn->offloads_changed = true;
+	}
 	err = vpnet_attach_rings(vn, in, why, sizeof(why));
 	if (!err) {
 		err = vpnet_dp_attach(vn, in->features & VPNET_FEATURES, in->daemon_peer);
@@ -276,6 +287,7 @@ static void vpnet_cfg_work(struct work_struct *w)
 	struct vpnet *vn = container_of(w, struct vpnet, cfg_work);
 
 	char why[VP_INFO_DRV_REASON_LEN];
+	bool update;
 
 	mutex_lock(&vn->lock);
 	/* A ring rule broken on the data path: the link stays down until the
@@ -283,7 +295,16 @@ static void vpnet_cfg_work(struct work_struct *w)
 	if (vpnet_dp_take_failure(vn, why, sizeof(why)) && !vn->broken)
 		vpnet_break(vn, vn->have_cur ? &vn->cur : NULL, why);
 	vpnet_reconfigure(vn);
+	update = vn->offloads_changed;
+	vn->offloads_changed = false;
 	mutex_unlock(&vn->lock);
+	/* Not under vn->lock: rtnl holders (unregister) never wait for it, but
+	 * remove cancels this work before it unregisters. */
+	if (update) {
+		rtnl_lock();
+		netdev_update_features(vn->ndev);
+		rtnl_unlock();
+	}
 }
 
 static irqreturn_t vpnet_config_irq(int irq, void *data)
@@ -319,6 +340,8 @@ static const struct net_device_ops vpnet_netdev_ops = {
 	.ndo_get_stats64 = vpnet_dp_get_stats64,
 	.ndo_set_mac_address = eth_mac_addr,
 	.ndo_validate_addr = eth_validate_addr,
+	.ndo_fix_features = vpnet_fix_features,
+	.ndo_features_check = vpnet_features_check,
 };
 
 static void vpnet_get_drvinfo(struct net_device *ndev, struct ethtool_drvinfo *di)
@@ -336,9 +359,9 @@ static const char vpnet_stat_names[][ETH_GSTRING_LEN] = {
 	"kicks_q0", "kicks_q1", "kicks_q2", "kicks_q3",
 	"kicks_q4", "kicks_q5", "kicks_q6", "kicks_q7",
 	"rx_packets", "rx_bytes", "rx_drop_bad", "rx_drop_too_big", "rx_drop_offload",
-	"rx_drop_nomem", "rx_csum_partial", "rx_gso",
+	"rx_drop_nomem", "rx_csum_partial", "rx_gso", "rx_gso_bytes",
 	"tx_packets", "tx_bytes", "tx_drop_too_big", "tx_drop_link_down", "tx_drop_csum",
-	"tx_queue_stopped", "tx_queue_woken", "tx_csum_partial",
+	"tx_queue_stopped", "tx_queue_woken", "tx_csum_partial", "tx_gso", "tx_gso_bytes",
 	"signals_q0", "signals_q1", "napi_polls",
 };
 
@@ -583,8 +606,11 @@ static void vp_try_pair(struct vp_infofn *info)
 	vpnet_dp_init(vn);
 	ndev->min_mtu = ETH_MIN_MTU;
 	ndev->max_mtu = vpnet_max_mtu(in);
-	ndev->hw_features = NETIF_F_SG | NETIF_F_HW_CSUM;
-	ndev->features = ndev->hw_features;
+	/* Every offload the driver can do; ndo_fix_features keeps those the
+	 * frontend negotiated (ethtool -k shows the rest off). */
+	vn->offloads = vpnet_offloads(in->features & VPNET_FEATURES);
+	ndev->hw_features = vpnet_offloads(VPNET_FEATURES);
+	ndev->features = ndev->hw_features & vn->offloads;
 	/* The frontend device's config space holds its MAC whether or not its
 	 * driver negotiated VIRTIO_NET_F_MAC (a driver with a MAC of its own
 	 * need not). */

@@ -50,6 +50,16 @@ extern "C" {
 	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |    \
 	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) | \
 	 (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM))
+/* TCP segmentation offloads the data path also carries (headers 1:1, frames
+ * up to VP_NET_MAX_PKT; toward a frontend that negotiated GUEST_TSO*, in
+ * mergeable buffers), checked on receive by vp_net_hdr_check(). Not in
+ * VP_NET_FEATURES: a port or guest device takes them only when its features
+ * name them, since its application must take 64 KiB frames and hand the
+ * metadata to something that honours it (vp-vm's tap app opts in). */
+#define VP_NET_TSO_FEATURES                                                 \
+	((1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6) |  \
+	 (1ull << VIRTIO_NET_F_HOST_ECN) | (1ull << VIRTIO_NET_F_GUEST_TSO4) |   \
+	 (1ull << VIRTIO_NET_F_GUEST_TSO6) | (1ull << VIRTIO_NET_F_GUEST_ECN))
 #define VP_NETFE_DEFAULT_FEATURES                                          \
 	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |    \
 	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC))
@@ -76,6 +86,8 @@ struct vp_net_stats {
 	uint64_t rx_drop_too_big;        /* larger than the caller's buffer */
 	uint64_t rx_drop_bad;            /* chain shorter than the net header, or a
 					  * writable buffer on TX */
+	uint64_t rx_drop_offload;        /* a header the negotiated features do not
+					  * allow, or inconsistent (vp_net_hdr_check()) */
 	uint64_t signals;                /* eventfd writes (or notify hooks) to the peer */
 	uint64_t signals_dropped;        /* a signal to the peer that could not be
 					  * delivered (its count full, or any error):
@@ -86,6 +98,17 @@ struct vp_net_stats {
 /* tx_burst flags */
 #define VP_NET_TX_DROP 0x1u  /* drop (and count) what does not fit instead of
 			      * stopping at the first packet that does not */
+
+/*
+ * Check the virtio-net header of a frame of len bytes (after the header) from
+ * a frontend that negotiated features, as a device must (docs/protocol.md,
+ * "Offloads"): flags only NEEDS_CSUM, and only with CSUM, its csum_start +
+ * csum_offset + 2 within the frame; gso_type NONE, or TCPV4 / TCPV6 with
+ * HOST_TSO4 / HOST_TSO6 (the ECN bit only with HOST_ECN), with NEEDS_CSUM and
+ * a gso_size of at least 1 and hdr_len within the frame. 0, or -EPROTO. Pure
+ * function, any thread.
+ */
+VP_API int vp_net_hdr_check(const struct virtio_net_hdr_v1 *h, uint32_t len, uint64_t features);
 
 /* ---- backend: vhost-pci-net ---- */
 

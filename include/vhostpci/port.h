@@ -208,15 +208,20 @@ VP_API unsigned vp_port_rx_pending(struct vp_port *p, int link);
  * chain a device must refuse and kicks: RANGE, a descriptor whose address is
  * outside the frontend's memory table; LOOP, a descriptor whose next is
  * itself; LEN, a buffer in our RAM whose length runs past its end. The link
- * stays up on our side (the backend breaks its device). 0; -ENOTSUP on a
- * backend or 2.1 port, -ENOTCONN while the link is down, -ENOSPC without a
- * free TX slot, -EINVAL for another kind. Same thread as the data path.
+ * stays up on our side (the backend breaks its device). HDR: not a bad chain
+ * but VP_PORT_TEST_BAD_HDRS good 60-byte frames whose virtio-net headers a
+ * device must drop (lib/netfe.c's bad_hdrs[]): the backend gives them back
+ * and its link goes on. 0; -ENOTSUP on a backend or 2.1 port, -ENOTCONN while
+ * the link is down, -ENOSPC without enough free TX slots, -EINVAL for another
+ * kind. Same thread as the data path.
  */
 enum vp_port_test_bad {
 	VP_PORT_TEST_BAD_RANGE = 1,
 	VP_PORT_TEST_BAD_LOOP,
 	VP_PORT_TEST_BAD_LEN,
+	VP_PORT_TEST_BAD_HDR,
 };
+#define VP_PORT_TEST_BAD_HDRS 6u
 VP_API int vp_port_test_post_bad(struct vp_port *p, enum vp_port_test_bad kind);
 
 #ifdef __cplusplus

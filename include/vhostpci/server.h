@@ -201,6 +201,22 @@ struct vp_server_config {
 	 (1ull << VIRTIO_RING_F_INDIRECT_DESC))
 
 /*
+ * Offload sets a backend can honour across the link, to add to the features
+ * offered (vhost-pcid's offloads=csum|tso, docs/protocol.md "Offloads"). A
+ * vhost-pci link joins two virtio-net drivers: a bit offered to the frontend
+ * must be one the backend's data path honours both ways. CSUM: partial
+ * checksums each way (NEEDS_CSUM headers). TSO: CSUM, plus whole TCP frames
+ * each way (HOST_TSO4/6 from the frontend, GUEST_TSO4/6 to it, ECN marks).
+ */
+#define VP_SERVER_OFFLOAD_CSUM \
+	((1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM))
+#define VP_SERVER_OFFLOAD_TSO                                                          \
+	(VP_SERVER_OFFLOAD_CSUM | (1ull << VIRTIO_NET_F_HOST_TSO4) |                    \
+	 (1ull << VIRTIO_NET_F_HOST_TSO6) | (1ull << VIRTIO_NET_F_HOST_ECN) |          \
+	 (1ull << VIRTIO_NET_F_GUEST_TSO4) | (1ull << VIRTIO_NET_F_GUEST_TSO6) |       \
+	 (1ull << VIRTIO_NET_F_GUEST_ECN))
+
+/*
  * Create the server and its listening socket (none if cfg->path is NULL and
  * no cfg->listen_fd is given). A stale socket file (nobody listening) is
  * replaced; a live one gives -EADDRINUSE. -EINVAL for a bad config,

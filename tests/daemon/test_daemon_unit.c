@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_net.h>
 
 #define TESTUTIL_MAIN
 #include "testutil.h"
@@ -13,6 +14,7 @@
 #include "json.h"
 #include "names.h"
 #include "spec.h"
+#include "vhostpci/server.h"
 
 /* Parse text, or NULL (and a message on stderr). */
 static struct jv *parse(const char *text)
@@ -298,6 +300,24 @@ TEST(spec_defaults_and_keys)
 	CHECK(s.features == 1ull << VIRTIO_F_VERSION_1);
 	vpd_spec_free(&s);
 
+	/* offloads=: the backend's offloads on top of the default; none is the
+	 * default's own set (a backend that declares nothing). */
+	REQUIRE(vpd_spec_parse("path=/o.sock,offloads=tso", &s, err, sizeof(err)) == 0);
+	CHECK(s.offloads == VP_SERVER_OFFLOAD_TSO && !s.features);
+	CHECK(vpd_spec_features(&s) == (VP_SERVER_DEFAULT_FEATURES | VP_SERVER_OFFLOAD_TSO));
+	CHECK(vpd_spec_features(&s) & (1ull << VIRTIO_NET_F_GUEST_TSO6));
+	vpd_spec_free(&s);
+	REQUIRE(vpd_spec_parse("path=/o.sock,offloads=csum", &s, err, sizeof(err)) == 0);
+	CHECK(vpd_spec_features(&s) == (VP_SERVER_DEFAULT_FEATURES | (1ull << VIRTIO_NET_F_CSUM) |
+					 (1ull << VIRTIO_NET_F_GUEST_CSUM)));
+	vpd_spec_free(&s);
+	REQUIRE(vpd_spec_parse("path=/o.sock,offloads=none", &s, err, sizeof(err)) == 0);
+	CHECK(vpd_spec_features(&s) == VP_SERVER_DEFAULT_FEATURES);
+	vpd_spec_free(&s);
+	REQUIRE(vpd_spec_parse("path=/o.sock", &s, err, sizeof(err)) == 0);
+	CHECK(vpd_spec_features(&s) == VP_SERVER_DEFAULT_FEATURES);
+	vpd_spec_free(&s);
+
 	/* design=: 2.0 is a server (the default), 2.1 a pair broker. */
 	REQUIRE(vpd_spec_parse("path=/p.sock,design=2.1,mode=0660", &s, err, sizeof(err)) == 0);
 	CHECK(s.pair21 && s.mode == 0660);
@@ -357,6 +377,9 @@ TEST(spec_errors_name_the_problem)
 	CHECK(spec_fails("path=/a,unplug-timeout=0", "unplug-timeout"));
 	CHECK(spec_fails("path=/a,unplug-timeout=600001", "unplug-timeout"));
 	CHECK(spec_fails("path=/a,features=0xzz", "not a number"));
+	CHECK(spec_fails("path=/a,offloads=gso", "not none, csum or tso"));
+	CHECK(spec_fails("path=/a,offloads=tso,features=0x100000000", "exclude each other"));
+	CHECK(spec_fails("path=/a,design=2.1,offloads=csum", "serves a pair"));
 	CHECK(spec_fails("path=/a,features=0x", "not a number"));
 	CHECK(spec_fails("path=/a,id=bad id", "invalid"));
 	CHECK(spec_fails("path=/a,id=\"x\"", "invalid"));

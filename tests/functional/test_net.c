@@ -339,6 +339,7 @@ static void be_event(struct vp_server *s, enum vp_event ev, const struct vp_devi
 }
 
 static bool be_allow_unsealed;	/* for the next be_init() */
+static uint64_t be_more_features;	/* offered by the next be_init() beside CSUM */
 
 static bool be_init(struct be *b, const char *name, enum vp_net_mode mode)
 {
@@ -348,7 +349,7 @@ static bool be_init(struct be *b, const char *name, enum vp_net_mode mode)
 	b->mode = mode;
 	cfg.path = sock_path(name);
 	cfg.id = name;
-	cfg.features = VP_SERVER_DEFAULT_FEATURES | F_CSUM | F_GCSUM;
+	cfg.features = VP_SERVER_DEFAULT_FEATURES | F_CSUM | F_GCSUM | be_more_features;
 	cfg.on_event = be_event;
 	cfg.opaque = b;
 	return vp_server_new(&b->srv, &cfg) == 0;
@@ -1100,6 +1101,9 @@ TEST(test_post_bad_makes_the_bad_chain)
 			CHECK(le64toh(d->addr) < RAM_SIZE);
 			CHECK(le64toh(d->addr) + le32toh(d->len) > RAM_SIZE);
 			break;
+		case VP_PORT_TEST_BAD_HDR:	/* good chains: hostile_offload_headers_dropped */
+			CHECK(0);
+			break;
 		}
 		CHECK_EQ(vp_net_rx_burst(f.net, &rp, 1), -EIO);
 		if (!vp_net_broken(f.net) || !strstr(vp_net_broken(f.net), cases[k].why)) {
@@ -1109,6 +1113,147 @@ TEST(test_post_bad_makes_the_bad_chain)
 		}
 		fe_close(&f, &b);
 	}
+	CHECK_EQ(b.removed, b.ndev);
+	CHECK_EQ(tu_count_fds(), fds);
+	be_fini(&b);
+}
+
+/*
+ * Offload headers a frontend may not send, or that lie about the frame
+ * (VP_PORT_TEST_BAD_HDR): each frame is dropped and counted, the link goes
+ * on, and good offload headers beside them arrive intact. vp_net_hdr_check()
+ * against each negotiated set.
+ */
+TEST(hostile_offload_headers_dropped)
+{
+	const uint64_t tso = (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6);
+	struct virtio_net_hdr_v1 h = { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				       .csum_start = htole16(34), .csum_offset = htole16(16) };
+	struct pkt_shape s = { PKT_MIN, 1514, true };
+	uint8_t buf[PKT_CAP];
+	struct vp_pkt rp = { .data = buf, .len = sizeof(buf) };
+	struct be b;
+	struct fe f;
+	int fds, got = 0;
+
+	/* The checks themselves. */
+	CHECK_EQ(vp_net_hdr_check(&h, 60, F_CSUM), 0);
+	CHECK_EQ(vp_net_hdr_check(&h, 51, F_CSUM), -EPROTO);	/* 34 + 16 + 2 > 51 */
+	CHECK_EQ(vp_net_hdr_check(&h, 60, F_GCSUM), -EPROTO);	/* CSUM not negotiated */
+	h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	h.gso_size = htole16(1448);
+	h.hdr_len = htole16(54);
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM), -EPROTO);	/* no HOST_TSO4 */
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM | tso), 0);
+	h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM | tso), 0);
+	h.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM | tso), -EPROTO);	/* no HOST_ECN */
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM | tso | (1ull << VIRTIO_NET_F_HOST_ECN)), 0);
+	h.gso_type = VIRTIO_NET_HDR_GSO_UDP;
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM | tso), -EPROTO);
+	h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	h.gso_size = 0;
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM | tso), -EPROTO);
+	h.gso_size = htole16(1448);
+	h.hdr_len = htole16(3001);
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM | tso), -EPROTO);
+	h.hdr_len = htole16(54);
+	h.flags = 0;
+	CHECK_EQ(vp_net_hdr_check(&h, 3000, F_CSUM | tso), -EPROTO);	/* GSO without csum */
+	h = (struct virtio_net_hdr_v1){ .flags = VIRTIO_NET_HDR_F_DATA_VALID };
+	CHECK_EQ(vp_net_hdr_check(&h, 60, F_CSUM | tso), -EPROTO);
+	h = (struct virtio_net_hdr_v1){ .gso_type = VIRTIO_NET_HDR_GSO_ECN };
+	CHECK_EQ(vp_net_hdr_check(&h, 60, ~0ull), -EPROTO);
+
+	/* Through a link: frontend with CSUM (F_ALL), backend vp_net. */
+	pool_init();
+	REQUIRE(be_init(&b, "badhdr", VP_NET_POLL));
+	fds = tu_count_fds();
+	REQUIRE(fe_open(&f, &b, F_ALL, 256, VP_NET_POLL, 7) == 0);
+	CHECK(shuttle(&f, 300, &s));
+	CHECK_EQ(vp_net_stats(f.net)->rx_drop_offload, 0);
+	CHECK_EQ(vp_netfe_test_post_bad(f.fe, VP_PORT_TEST_BAD_HDR), 0);
+	for (int i = 0; i < 1000 && vp_net_stats(f.net)->rx_drop_offload < VP_PORT_TEST_BAD_HDRS;
+	     i++) {
+		int r = vp_net_rx_burst(f.net, &rp, 1);
+
+		CHECK(r >= 0);
+		got += r > 0 ? r : 0;
+		rp.len = sizeof(buf);
+	}
+	CHECK_EQ(got, 0);
+	CHECK_EQ(vp_net_stats(f.net)->rx_drop_offload, VP_PORT_TEST_BAD_HDRS);
+	CHECK(vp_net_broken(f.net) == NULL);
+	/* The link goes on; checksum headers in the stream arrive intact. */
+	CHECK(shuttle(&f, 3000, &s));
+	CHECK_EQ(vp_net_stats(f.net)->rx_drop_offload, VP_PORT_TEST_BAD_HDRS);
+	fe_close(&f, &b);
+	CHECK_EQ(b.removed, b.ndev);
+	CHECK_EQ(tu_count_fds(), fds);
+	be_fini(&b);
+}
+
+static void fill_pattern(uint8_t *p, uint32_t len, uint8_t seed);
+static bool check_pattern(const uint8_t *p, uint32_t len, uint8_t seed);
+
+/*
+ * TSO negotiated (VP_NET_TSO_FEATURES): a 60000-byte TCP frame crosses whole
+ * each way, its GSO header with it, through several slots one way and
+ * mergeable buffers the other.
+ */
+TEST(tso_frames_cross_whole_with_their_headers)
+{
+	static uint8_t big[60000], out[VP_NET_MAX_PKT];
+	const struct virtio_net_hdr_v1 gso4 = {
+		.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+		.hdr_len = htole16(54), .gso_size = htole16(1448), .csum_start = htole16(34),
+		.csum_offset = htole16(16),
+	};
+	struct virtio_net_hdr_v1 gso6 = gso4;
+	struct vp_pkt p = { .data = big, .len = sizeof(big), .hdr = gso4 };
+	struct vp_pkt rp = { .data = out, .len = sizeof(out) };
+	uint64_t neg;
+	struct be b;
+	struct fe f;
+	int fds, r = 0;
+
+	gso6.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+	gso6.hdr_len = htole16(74);
+	gso6.csum_start = htole16(54);
+	fill_pattern(big, sizeof(big), 0x5a);
+	be_more_features = VP_NET_TSO_FEATURES;
+	REQUIRE(be_init(&b, "tso", VP_NET_POLL));
+	be_more_features = 0;
+	fds = tu_count_fds();
+	REQUIRE(fe_open(&f, &b, F_ALL | VP_NET_TSO_FEATURES, 256, VP_NET_POLL, 9) == 0);
+	neg = vp_client_features(f.cl);
+	CHECK((neg & VP_NET_TSO_FEATURES) == VP_NET_TSO_FEATURES);
+	/* Frontend -> backend: HOST_TSO4. */
+	CHECK_EQ(vp_netfe_tx_burst(f.fe, &p, 1, 0), 1);
+	for (int i = 0; i < 1000 && r == 0; i++)
+		r = vp_net_rx_burst(f.net, &rp, 1);
+	CHECK_EQ(r, 1);
+	CHECK_EQ(rp.len, sizeof(big));
+	CHECK(check_pattern(out, rp.len, 0x5a));
+	CHECK(!memcmp(&rp.hdr, &gso4, sizeof(gso4)));
+	/* Backend -> frontend: GUEST_TSO6, in mergeable buffers. */
+	p.hdr = gso6;
+	CHECK_EQ(vp_net_tx_burst(f.net, &p, 1, 0), 1);
+	memset(out, 0, sizeof(out));
+	rp.len = sizeof(out);
+	r = 0;
+	for (int i = 0; i < 1000 && r == 0; i++)
+		r = vp_netfe_rx_burst(f.fe, &rp, 1);
+	CHECK_EQ(r, 1);
+	CHECK_EQ(rp.len, sizeof(big));
+	CHECK(check_pattern(out, rp.len, 0x5a));
+	CHECK_EQ(rp.hdr.gso_type, VIRTIO_NET_HDR_GSO_TCPV6);
+	CHECK_EQ(le16toh(rp.hdr.gso_size), 1448);
+	CHECK_EQ(le16toh(rp.hdr.csum_start), 54);
+	CHECK(rp.hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	CHECK_EQ(vp_net_stats(f.net)->rx_drop_offload, 0);
+	fe_close(&f, &b);
 	CHECK_EQ(b.removed, b.ndev);
 	CHECK_EQ(tu_count_fds(), fds);
 	be_fini(&b);
@@ -2048,7 +2193,8 @@ static uint32_t zc_len(uint64_t seq)
 	return PKT_MIN + (uint32_t)(mix64(seq + 777) % (ZC_CAP - PKT_MIN));
 }
 
-/* seq decides the offload header: none, checksum, or GSO. */
+/* seq decides the offload header: none, or one of two checksum ones (a
+ * frontend that negotiated CSUM, no TSO, may send both: vp_net_hdr_check()). */
 static struct virtio_net_hdr_v1 zc_hdr(uint64_t seq)
 {
 	struct virtio_net_hdr_v1 h;
@@ -2059,10 +2205,10 @@ static struct virtio_net_hdr_v1 zc_hdr(uint64_t seq)
 		h.csum_start = htole16((uint16_t)(14 + seq % 20));
 		h.csum_offset = htole16(seq & 1 ? 16 : 6);
 	} else if (seq % 3 == 2) {
-		h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
-		h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+		h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 		h.hdr_len = htole16(54);
-		h.gso_size = htole16((uint16_t)(1000 + seq % 400));
+		h.csum_start = htole16(34);
+		h.csum_offset = htole16((uint16_t)(seq % 7 + 6));
 	}
 	return h;
 }
@@ -2974,6 +3120,7 @@ static int zc_ro_child(void)
 		return 14;
 	/* A packet sent from the read-only half, received by the backend. */
 	memset(raw_at(&r, ro_buf), 0x11, 1500);
+	memset(raw_at(&r, ro_buf), 0, HDR);	/* no offloads: a header of 0x11s is dropped */
 	if (vp_vq_drv_add(r.q[1], &(struct vp_buf){ ro_buf, 1500 }, 1, NULL, 0, (void *)1))
 		return 15;
 	vp_vq_drv_publish(r.q[1]);

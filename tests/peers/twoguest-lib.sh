@@ -223,10 +223,11 @@ tg_setup_kmod() {
 	t0=$(vp_now)
 }
 
-# tg_pcid VHOST_PCID BACKEND_VM_GUEST: vhost-pcid serving $work/net0.sock into that guest's
-# QMP, debug log in $work/daemon.log, control socket $work/ctl.sock. Sets tg_dpid.
+# tg_pcid VHOST_PCID BACKEND_VM_GUEST [SPEC-KEYS]: vhost-pcid serving $work/net0.sock into that
+# guest's QMP (SPEC-KEYS, e.g. offloads=tso, added to the server spec), debug log in
+# $work/daemon.log, control socket $work/ctl.sock. Sets tg_dpid.
 tg_pcid() {
-	"$1" --server "path=$work/net0.sock,id=net0,backend-vm=$work/$2.qmp" \
+	"$1" --server "path=$work/net0.sock,id=net0,backend-vm=$work/$2.qmp${3:+,$3}" \
 		--control "$work/ctl.sock" --run-dir "$work/run" --log-level debug \
 		2>"$work/daemon.log" &
 	tg_dpid=$!

@@ -20,6 +20,11 @@
 #                       under it, insmod it again, wait for as many interfaces as before:
 #                       "tg: kmod reloaded N" or "tg: kmod-reload FAIL why"
 #   dmesg               "tg: dmesg clean" or "tg: dmesg FAIL line" (WARNING, BUG, Oops...)
+#   offloads            per interface (fe: the virtio-net one, bek: every vpnet, be: every
+#                       TAP of vp-vm's): "tg: offloads
+#                       IFC k NAME=on|off ... [virtio BIT-NAMES] [S COUNTER=N ...] stat rx P/B
+#                       tx P/B" (ethtool -k; fe: the virtio features its driver negotiated;
+#                       bek: the driver's offload counters), then "tg: offloads end"
 #   bench PEER COUNT MIB  ping -c COUNT (min/avg/max), then MIB MiB of random bytes to PEER,
 #                       timed until PEER has counted them: "tg: bench rtt_ms A/B/C up_mib
 #                       N up_s S answer BYTES"
@@ -302,6 +307,34 @@ kmod_reload() {
     vp_info "kmod reloaded $n"
 }
 
+# What each interface offloads, and the counters that show frames above the MTU crossed.
+offloads() {
+    [ -x /bin/ethtool ] || { vp_info "offloads FAIL no ethtool in the image"; return; }
+    case $VP_TG_ROLE in
+    bek) set -- /sys/class/net/vpnet* ;;
+    be) set -- /sys/class/net/vpB* ;;
+    *) set -- "/sys/class/net/$ifc" ;;
+    esac
+    for d in "$@"; do
+        [ -e "$d" ] || continue
+        t=${d##*/}
+        k=$(ethtool_ -k "$t" | awk -F': ' '/^(scatter-gather|tx-checksumming|rx-checksumming|tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload):/ { split($2, v, " "); printf " %s=%s", $1, v[1] }')
+        f=''
+        if [ -r "$d/device/features" ]; then
+            # virtio's sysfs features: one 0/1 character per bit, bit 0 first.
+            f=" virtio$(awk '{ n = split("CSUM GUEST_CSUM - - - - - GUEST_TSO4 GUEST_TSO6 GUEST_ECN - HOST_TSO4 HOST_TSO6 HOST_ECN - MRG_RXBUF", b, " ")
+                for (i = 1; i <= n; i++) if (b[i] != "-" && substr($0, i, 1) == "1") printf " %s", b[i] }' "$d/device/features")"
+        fi
+        c=''
+        case $t in
+        vpnet*) c=" S$(ethtool_ -S "$t" | awk '$1 ~ /^(rx_gso|rx_gso_bytes|tx_gso|tx_gso_bytes|rx_csum_partial|tx_csum_partial|rx_drop_offload|tx_drop_too_big):$/ { sub(":", "", $1); printf " %s=%s", $1, $2 }')" ;;
+        esac
+        st=$d/statistics
+        vp_info "offloads $t k$k$f$c stat rx $(cat $st/rx_packets)/$(cat $st/rx_bytes) tx $(cat $st/tx_packets)/$(cat $st/tx_bytes)"
+    done
+    vp_info "offloads end"
+}
+
 # The kernel log: the lines that mean the kernel found itself wrong.
 dmesg_bad() { dmesg | grep -E 'WARNING|BUG|Oops|Call Trace|general protection' | head -3; }
 
@@ -324,6 +357,7 @@ while read -r cmd a b c <&3; do
     flood) flood "$a" ;;
     flood-stop) flood_stop ;;
     kmod-reload) kmod_reload ;;
+    offloads) offloads ;;
     dmesg)
         bad=$(dmesg_bad)
         if [ -n "$bad" ]; then vp_info "dmesg FAIL $(echo "$bad" | tr '\n' ' ')"; else vp_info "dmesg clean"; fi ;;
