@@ -349,8 +349,8 @@ static const struct net_device_ops vpnet21_netdev_ops = {
 /* ethtool -S: the library's counters (struct vp_net_stats order), then ours. */
 static const char vpnet21_stat_names[][ETH_GSTRING_LEN] = {
 	"tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "tx_drop_no_buf",
-	"tx_drop_too_big", "rx_drop_too_big", "rx_drop_lib", "doorbells",
-	"doorbells_dropped", "wakeups",
+	"tx_drop_too_big", "rx_drop_too_big", "rx_drop_lib", "rx_drop_offload",
+	"doorbells", "doorbells_dropped", "wakeups",
 	"irqs_rx", "irqs_tx", "napi_polls", "rx_drop_bad", "rx_drop_nomem",
 	"tx_drop_link_down", "tx_queue_stopped", "tx_queue_woken", "resyncs",
 	"link_changes", "broken",
