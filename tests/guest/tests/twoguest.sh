@@ -20,6 +20,9 @@
 #                       under it, insmod it again, wait for as many interfaces as before:
 #                       "tg: kmod reloaded N" or "tg: kmod-reload FAIL why"
 #   dmesg               "tg: dmesg clean" or "tg: dmesg FAIL line" (WARNING, BUG, Oops...)
+#   vpnet NAME          (bek) the interface's state: "tg: vpnet NAME carrier C reason 'WHY'
+#                       COUNTER=N ..." (ethtool -S, the non-zero ones), "tg: vpnet NAME log
+#                       LINE" for each kernel log line that names it, "tg: vpnet NAME end N"
 #   bench PEER COUNT MIB  ping -c COUNT (min/avg/max), then MIB MiB of random bytes to PEER,
 #                       timed until PEER has counted them: "tg: bench rtt_ms A/B/C up_mib
 #                       N up_s S answer BYTES"
@@ -245,6 +248,17 @@ diag() {
     vp_info "diag end"
 }
 
+vpnet_state() { # NAME
+    d=/sys/class/net/$1
+    [ -e "$d" ] || { vp_info "vpnet $1 FAIL no such interface"; return; }
+    c=$( ( [ -x /bin/ethtool ] && ethtool_ -S "$1" ) | grep -v ': 0$' | sed -n 's/^ *\([a-z0-9_]*\): \([0-9]*\)$/\1=\2/p' | tr '\n' ' ')
+    vp_info "vpnet $1 carrier $(cat "$d/carrier" 2>/dev/null) reason '$(cat "$d/vhost_pci_reason")' $c"
+    n=0
+    dmesg | grep -a " $1: " >/tmp/vpnet.log
+    while read -r l; do vp_info "vpnet $1 log $l"; n=$((n + 1)); done </tmp/vpnet.log
+    vp_info "vpnet $1 end $n"
+}
+
 vmlog() { # WORD
     n=0
     grep -a -- "$1" /tmp/vm.log >/tmp/vmlog 2>/dev/null
@@ -320,6 +334,7 @@ while read -r cmd a b c <&3; do
     bench) bench "$a" "$b" "$c" ;;
     app-kill) app_kill ;;
     vmlog) vmlog "$a" ;;
+    vpnet) vpnet_state "$a" ;;
     mtu) set_mtu "$a" ;;
     flood) flood "$a" ;;
     flood-stop) flood_stop ;;
