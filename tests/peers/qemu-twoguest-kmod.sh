@@ -93,7 +93,8 @@ join() {
 	from=$(tg_lines be)
 	tg_guest "fe$1" fe "$2/24" -n "$work/net0.sock" --mac "52:54:00:88:00:0$((1 + $1))"
 	tg_wait be 90 "vpnets $1 " "$from" || fail "no interface for frontend $1 in the backend guest"
-	tg_wait be 30 "bridged vpnet$(($1 - 1))" "$from" || fail "vpnet$(($1 - 1)) was not bridged"
+	tg_wait be 30 "bridged vpnet$(($1 - 1)) forwarding" "$from" ||
+		fail "vpnet$(($1 - 1)) was not bridged, or does not forward"
 	check_vpnets "$1" || fail "the interfaces do not match the frontends"
 	tg_wait "fe$1" 90 "ready" || fail "frontend $1 did not come up"
 	tg_round "fe$1" 1 $BE 120 || fail "frontend $1 -> backend"

@@ -80,7 +80,7 @@ print("qemu-twoguest: vhost-pci-ctl: %d devices plugged: %s" % (len(ds),
       ", ".join("%d at %s+%s" % (d["id"], d["backend"]["info_pci"], d["backend"]["memory_pci"]) for d in ds)))
 sys.exit(len(ds) != 2)' || fail "vhost-pci-ctl does not show two plugged devices"
 
-wait_log() { tg_wait_file "$1" "$2" "$work/daemon.log"; } # SECONDS PATTERN
+wait_log() { vp_wait_serial "$work/daemon.log" "$tg_dpid" "$1" "$2"; } # SECONDS PATTERN
 
 # 2b. hostile KIND WHY: a hostile frontend process (twoguest-lib.sh) on the same socket; its
 #     device breaks with WHY in the backend guest, and only it.

@@ -146,16 +146,6 @@ tg_reboot() {
 	grep -aq "VPGUEST: BOOTED" <(tail -n +"$from" "$work/$1.log")
 }
 
-# tg_wait_file SECONDS PATTERN FILE: PATTERN (grep) shows up in FILE.
-tg_wait_file() {
-	local _
-	for _ in $(seq $(($1 * 10))); do
-		grep -q -- "$2" "$3" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 # A hostile frontend process (vp-vm's test hook --test-bad-desc, docs/vp-vm.md) beside the
 # guests, on the daemon's socket: 16 MiB of sealed memfd RAM, 200 frames a second, after 64
 # one bad TX chain (KIND range, loop or len), then it holds the link until stopped. Needs
@@ -172,7 +162,7 @@ tg_hostile_start() {
 		--json >"$work/hostile-$1.json" 2>"$work/hostile-$1.log" &
 	tg_hostile_pid=$!
 	tg_wait be 90 "pairs $2" "$from" || { echo "$1: no device for the hostile frontend"; return 1; }
-	tg_wait_file 30 "posted a bad TX chain ($1)" "$work/hostile-$1.log" ||
+	vp_wait_serial "$work/hostile-$1.log" "$tg_hostile_pid" 30 "posted a bad TX chain ($1)" ||
 		{ echo "$1: the hostile frontend did not post its bad chain"; return 1; }
 }
 
