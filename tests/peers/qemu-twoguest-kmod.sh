@@ -113,9 +113,10 @@ hostile() {
 	tg_step fe1 "flood $BE" 70 "flood started" || fail "no flood from frontend 1"
 	from=$(tg_lines be)
 	vpvm=$hostile_vm tg_hostile_start "$2" 3 || fail "$2: hostile frontend"
-	tg_wait be 30 "bridged vpnet2" "$from" || fail "$2: no vpnet2 for the hostile frontend"
+	tg_wait be 30 "bridged vpnet2" "$from" && tg_wait be 30 "vpnets 3 " "$from" ||
+		fail "$2: no vpnet2 for the hostile frontend"
 	tg_hostile_failed "$3" || fail "$2: hostile frontend"
-	m=$(tg_marker be "vpnets 3 ")
+	m=$(tg_marker be "vpnets 3 " "$from")
 	"$ctl" --control "$work/ctl.sock" --json list | python3 -c '
 import json, sys
 pid, marker = int(sys.argv[1]), sys.argv[2]
