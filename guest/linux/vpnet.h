@@ -57,6 +57,7 @@ struct vpnet_dp_stats {
 	u64 rx_drop_too_big;	/* over the MTU (not GSO) or over VP_NET_MAX_PKT */
 	u64 rx_drop_offload;	/* csum/GSO flags the frontend did not negotiate, or inconsistent */
 	u64 rx_drop_nomem;
+	u64 rx_bad_desc;	/* the walker refused the transmitq: link down */
 	u64 rx_csum_partial, rx_gso;
 	u64 rx_gso_bytes;	/* bytes of the GSO frames above: frames larger than the MTU */
 	/* transmit: into the frontend's receiveq */
@@ -64,6 +65,7 @@ struct vpnet_dp_stats {
 	u64 tx_drop_too_big;	/* does not fit its buffers (no MRG_RXBUF) or our arrays */
 	u64 tx_drop_link_down;	/* sent while the rings were not attached */
 	u64 tx_drop_csum;	/* software checksum failed */
+	u64 tx_bad_desc;	/* the walker refused the receiveq, or a buffer we cannot fill: link down */
 	u64 tx_queue_stopped;	/* frontend had no receive buffer: queue stopped */
 	u64 tx_queue_woken;	/* ... and woken by its receiveq kick */
 	u64 tx_csum_partial;

@@ -89,6 +89,10 @@ static __printf(2, 3) void vpnet_dp_fail(struct vpnet *vn, const char *fmt, ...)
 
 static void vpnet_ring_fail(struct vpnet *vn, struct vpnet_dq *d, unsigned int q)
 {
+	if (q == 1)
+		vn->st.dp.rx_bad_desc++;
+	else
+		vn->st.dp.tx_bad_desc++;
 	d->on = false;
 	vpnet_dp_fail(vn, "queue %u: %s", q, vp_vq_dev_broken_reason(d->vq));
 }
@@ -312,10 +316,12 @@ enum vpnet_claim { CLAIM_OK, CLAIM_NO_BUF, CLAIM_TOO_BIG, CLAIM_BROKEN };
 static bool vpnet_rx_buf_ok(struct vpnet *vn, const struct vp_chain *c)
 {
 	if (unlikely(c->n_out)) {
+		vn->st.dp.tx_bad_desc++;
 		vpnet_dp_fail(vn, "receive buffer %u has device-readable descriptors", c->head);
 		return false;
 	}
 	if (unlikely(c->len_in < HDR)) {
+		vn->st.dp.tx_bad_desc++;
 		vpnet_dp_fail(vn, "receive buffer %u holds %u bytes, less than the %u-byte header",
 			      c->head, c->len_in, HDR);
 		return false;
@@ -574,6 +580,9 @@ void vpnet_dp_get_stats64(struct net_device *ndev, struct rtnl_link_stats64 *s)
 	s->rx_dropped = READ_ONCE(st->rx_drop_bad) + READ_ONCE(st->rx_drop_too_big) +
 			READ_ONCE(st->rx_drop_offload) + READ_ONCE(st->rx_drop_nomem);
 	s->rx_length_errors = READ_ONCE(st->rx_drop_too_big);
+	/* The length errors and the refused chains that broke the link. */
+	s->rx_errors = READ_ONCE(st->rx_drop_too_big) + READ_ONCE(st->rx_bad_desc);
+	s->tx_errors = READ_ONCE(st->tx_bad_desc);
 	s->tx_dropped = READ_ONCE(st->tx_drop_too_big) + READ_ONCE(st->tx_drop_link_down) +
 			READ_ONCE(st->tx_drop_csum);
 }

@@ -359,9 +359,10 @@ static const char vpnet_stat_names[][ETH_GSTRING_LEN] = {
 	"kicks_q0", "kicks_q1", "kicks_q2", "kicks_q3",
 	"kicks_q4", "kicks_q5", "kicks_q6", "kicks_q7",
 	"rx_packets", "rx_bytes", "rx_drop_bad", "rx_drop_too_big", "rx_drop_offload",
-	"rx_drop_nomem", "rx_csum_partial", "rx_gso", "rx_gso_bytes",
+	"rx_drop_nomem", "rx_bad_desc", "rx_csum_partial", "rx_gso", "rx_gso_bytes",
 	"tx_packets", "tx_bytes", "tx_drop_too_big", "tx_drop_link_down", "tx_drop_csum",
-	"tx_queue_stopped", "tx_queue_woken", "tx_csum_partial", "tx_gso", "tx_gso_bytes",
+	"tx_bad_desc", "tx_queue_stopped", "tx_queue_woken", "tx_csum_partial", "tx_gso",
+	"tx_gso_bytes",
 	"signals_q0", "signals_q1", "napi_polls",
 };
 

@@ -59,7 +59,10 @@ clean "the frontend's reboot"
 
 # 3. rmmod and insmod under traffic.
 floods
+from=$(tg_lines be)
 tg_step be kmod-reload 90 "kmod reloaded 1" || fail "rmmod/insmod under traffic"
+# A round only once the bridge forwards on the new vpnet0: before, it drops what vpnet0 takes.
+tg_wait be 30 "bridged vpnet0 forwarding" "$from" || fail "the reloaded vpnet0 does not forward"
 tg_step be flood-stop 10 "flood stopped" || fail "flood-stop"
 tg_step fe flood-stop 10 "flood stopped" || fail "flood-stop"
 tg_round fe 3 $BE 120 || fail "frontend -> backend after the module was reloaded"
@@ -77,6 +80,7 @@ tg_step be flood-stop 10 "flood stopped" || fail "flood-stop"
 from=$(tg_lines be)
 frontend
 tg_wait be 90 "vpnets 1 " "$from" || fail "no vpnet0 for the restarted frontend"
+tg_wait be 30 "bridged vpnet0 forwarding" "$from" || fail "the new vpnet0 does not forward"
 tg_wait fe 90 "ready" || fail "the restarted frontend did not come up"
 tg_round fe 4 $BE 120 || fail "frontend -> backend after the frontend's QEMU was restarted"
 tg_round be 4 $FE 120 || fail "backend -> frontend after the frontend's QEMU was restarted"

@@ -11,12 +11,20 @@
 #      checksummed TCP transfer (TG_KIB KiB, default 1024) each way, from each side;
 #   2. a second frontend: vpnet1 with its UUID and id; a round from it and to it, and
 #      one from the first again (both interfaces carry traffic);
+#   2b. hostile frontend processes beside them (vp-vm --test-bad-desc on the host, as in
+#      qemu-twoguest.sh), one at a time while frontend 1 floods vpnet0 with TCP: range, loop
+#      and len. The daemon hot-plugs each one's device and the module makes vpnet2 for it
+#      (checked by device id), which goes link-down at the bad chain: the reason in its
+#      kernel log line, sysfs and the driver page (daemon log, vhost-pci-ctl), rx_bad_desc 1
+#      in ethtool -S; frontend 2 passes a round meanwhile; stopping the process unplugs the
+#      device (vpnet2 goes); frontend 1 passes a round after its flood; the kernel log has no
+#      WARNING, BUG or Oops;
 #   3. MTU 9000 on the backend's bridge and ports and on the first frontend: 8000-byte pings
 #      that leave unfragmented, and a round each way;
 #   4. the frontends leave one by one (hot-remove): vpnet1 goes, vpnet0 still works, vpnet0
 #      goes; the backend guest's kernel log has no WARNING, BUG or Oops.
 #
-#   tests/peers/qemu-twoguest-kmod.sh VHOST_PCID VHOST_PCI_CTL [VP_VM (unused)]
+#   tests/peers/qemu-twoguest-kmod.sh VHOST_PCID VHOST_PCI_CTL VP_VM
 #
 # Exits 77 with "SKIP: reason" when QEMU, the guest kit or the guest kernel's headers cannot
 # be had, 0 on success, 1 on failure.
@@ -26,9 +34,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-usage="usage: $0 VHOST_PCID VHOST_PCI_CTL [VP_VM]"
+usage="usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM"
 pcid=$(realpath "${1:?$usage}")
 ctl=$(realpath "${2:?$usage}")
+# Only for the hostile frontend processes on the host: the backend guest runs the module
+# (tg_initrd packs vp-vm when vpvm is set).
+hostile_vm=$(realpath "${3:?$usage}")
 vpvm=''
 BE=169.254.88.1 FE1=169.254.88.2 FE2=169.254.88.3
 
@@ -82,7 +93,8 @@ join() {
 	from=$(tg_lines be)
 	tg_guest "fe$1" fe "$2/24" -n "$work/net0.sock" --mac "52:54:00:88:00:0$((1 + $1))"
 	tg_wait be 90 "vpnets $1 " "$from" || fail "no interface for frontend $1 in the backend guest"
-	tg_wait be 30 "bridged vpnet$(($1 - 1))" "$from" || fail "vpnet$(($1 - 1)) was not bridged"
+	tg_wait be 30 "bridged vpnet$(($1 - 1)) forwarding" "$from" ||
+		fail "vpnet$(($1 - 1)) was not bridged, or does not forward"
 	check_vpnets "$1" || fail "the interfaces do not match the frontends"
 	tg_wait "fe$1" 90 "ready" || fail "frontend $1 did not come up"
 	tg_round "fe$1" 1 $BE 120 || fail "frontend $1 -> backend"
@@ -93,6 +105,50 @@ join() {
 join 1 $FE1
 join 2 $FE2
 tg_round fe1 2 $BE 120 || fail "frontend 1 -> backend beside frontend 2"
+
+# 2b. hostile N KIND WHY: the Nth hostile frontend process (twoguest-lib.sh), of KIND; the
+#     module takes its interface down with WHY, and only it.
+hostile() {
+	local from m
+	tg_step fe1 "flood $BE" 70 "flood started" || fail "no flood from frontend 1"
+	from=$(tg_lines be)
+	vpvm=$hostile_vm tg_hostile_start "$2" 3 || fail "$2: hostile frontend"
+	tg_wait be 30 "bridged vpnet2" "$from" && tg_wait be 30 "vpnets 3 " "$from" ||
+		fail "$2: no vpnet2 for the hostile frontend"
+	tg_hostile_failed "$3" || fail "$2: hostile frontend"
+	m=$(tg_marker be "vpnets 3 " "$from")
+	"$ctl" --control "$work/ctl.sock" --json list | python3 -c '
+import json, sys
+pid, marker = int(sys.argv[1]), sys.argv[2]
+d = [d for d in json.load(sys.stdin)["devices"] if d["peer_pid"] == pid]
+ifs = {p.split()[0]: p.split()[-1] for p in marker.split(";")[:-1] if len(p.split()) >= 6}
+sys.exit(not d or ifs.get("vpnet2") != str(d[0]["id"]))' "$tg_hostile_pid" "${m#vpnets 3 }" ||
+		fail "$2: vpnet2 is not the hostile frontend's device ($m)"
+	# In the backend guest: link down, the reason in sysfs and in the Nth "link down" line of
+	# vpnet2's kernel log, one refused chain counted.
+	from=$(tg_lines be)
+	tg_cmd be "vpnet vpnet2" && tg_wait be 10 "vpnet vpnet2 \(end\|FAIL\)" "$from" ||
+		fail "$2: no answer from the backend guest"
+	m=$(tg_marker be "vpnet vpnet2 carrier" "$from")
+	echo "$vp_prog: backend guest: $m"
+	echo "$m" | grep -q "carrier 0 reason '[^']*$3" || fail "$2: vpnet2 is not down with '$3'"
+	echo "$m" | grep -q " rx_bad_desc=1 " || fail "$2: vpnet2 did not count one refused chain"
+	m=$(tail -n +"$from" "$work/be.log" | grep -a "INFO tg: vpnet vpnet2 log .*vpnet2: link down: " |
+		sed 's/.*INFO tg: vpnet vpnet2 log //' | tr -d '\r')
+	[ "$(echo "$m" | grep -c .)" = "$1" ] && echo "$m" | tail -1 | grep -q -- "$3" ||
+		fail "$2: the kernel log does not have vpnet2's link down with '$3' ($m)"
+	echo "$vp_prog: backend guest: $(echo "$m" | tail -1)"
+	tg_round fe2 "1$1" $BE 120 || fail "frontend 2 beside the hostile frontend ($2)"
+	from=$(tg_lines be)
+	tg_hostile_stop 2 || fail "$2: hostile frontend"
+	tg_wait be 30 "vpnets 2 " "$from" || fail "$2: vpnet2 stayed after its device was unplugged"
+	tg_step fe1 flood-stop 10 "flood stopped" || fail "flood-stop"
+	tg_round fe1 "1$1" $BE 120 || fail "frontend 1 after its flood beside the hostile frontend ($2)"
+	tg_step be dmesg 10 "dmesg clean" || fail "the backend guest's kernel log after $2"
+}
+hostile 1 range "outside guest memory"
+hostile 2 loop "loop?"
+hostile 3 len "outside guest memory"
 
 # 3. Jumbo frames between the backend and the first frontend.
 tg_step be "mtu 9000" 10 "mtu 9000 ok" || fail "MTU 9000 in the backend guest"
@@ -113,6 +169,6 @@ wait "${tg_pid[be]}" || fail "the backend guest's test failed (kernel log?)"
 tg_pid[be]=''
 kill -0 "$tg_dpid" || fail "the daemon died"
 n=$(grep -c "unplugged from backend VM" "$work/daemon.log")
-[ "$n" = 2 ] || fail "$n unplugs logged, expected 2"
+[ "$n" = 5 ] || fail "$n unplugs logged, expected 5 (2 frontends, 3 hostile)"
 grep -q "such unplugs" "$work/daemon.log" && fail "an unplug timed out"
 echo "$vp_prog: PASS in $(vp_elapsed "$t0" "$(vp_now)") s"

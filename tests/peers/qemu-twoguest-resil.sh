@@ -69,8 +69,12 @@ tg_wait fe 90 "ready" || fail "the restarted frontend did not come up"
 tg_round fe 3 $BE 120 || fail "round after the frontend's QEMU was restarted"
 
 # 4. The backend app dies and is started again.
+from=$(tg_lines be)
 tg_cmd be app-kill || fail "app-kill"
-tg_wait be 30 "app restarted" || fail "the backend app did not restart"
+tg_wait be 30 "app restarted" "$from" || fail "the backend app did not restart"
+# The new vp-vm makes a new TAP: a round only once the bridge forwards on it (before, a
+# frame vp-vm takes from the frontend is written to a TAP the bridge drops it on).
+tg_wait be 30 "bridged vpB forwarding" "$from" || fail "the backend app's new TAP does not forward"
 tg_round fe 4 $BE 120 || fail "round after the backend app was restarted"
 tg_round be 1 $FE 120 || fail "backend -> frontend after the backend app was restarted"
 

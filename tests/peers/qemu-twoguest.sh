@@ -44,7 +44,7 @@ fail() { tg_fail "$*" be fe1 fe2; }
 tg_require
 
 work=$(mktemp -d /tmp/vp-qemu-twoguest.XXXXXX)
-trap '[ -z "${hostile_pid:-}" ] || kill "$hostile_pid" 2>/dev/null; tg_cleanup' EXIT
+trap tg_cleanup EXIT
 json() { "$ctl" --control "$work/ctl.sock" --json "$@"; }
 
 tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
@@ -80,64 +80,23 @@ print("qemu-twoguest: vhost-pci-ctl: %d devices plugged: %s" % (len(ds),
       ", ".join("%d at %s+%s" % (d["id"], d["backend"]["info_pci"], d["backend"]["memory_pci"]) for d in ds)))
 sys.exit(len(ds) != 2)' || fail "vhost-pci-ctl does not show two plugged devices"
 
-wait_file() { # SECONDS PATTERN FILE
-	local _
-	for _ in $(seq $(($1 * 10))); do
-		grep -q -- "$2" "$3" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-wait_log() { wait_file "$1" "$2" "$work/daemon.log"; } # SECONDS PATTERN
+wait_log() { vp_wait_serial "$work/daemon.log" "$tg_dpid" "$1" "$2"; } # SECONDS PATTERN
 
-# 2b. hostile KIND WHY: a hostile frontend process (vp-vm's test hook, docs/vp-vm.md) on
-#     the same socket; its device breaks with WHY in the backend guest, and only it.
-hostile_pid=''
+# 2b. hostile KIND WHY: a hostile frontend process (twoguest-lib.sh) on the same socket; its
+#     device breaks with WHY in the backend guest, and only it.
 hostile() {
-	local from n
+	local from
 	from=$(tg_lines be)
-	n=$(grep -c "backend VM driver status .*failed: " "$work/daemon.log")
-	"$vpvm" --frontend --connect "$work/net0.sock" --app gen --rate 200 --seconds 3600 \
-		--ram 16M --name "hostile-$1" --test-bad-desc "$1@64" --log-level info --quiet \
-		--json >"$work/hostile-$1.json" 2>"$work/hostile-$1.log" &
-	hostile_pid=$!
-	tg_wait be 90 "pairs 3" "$from" || fail "$1: no device for the hostile frontend"
-	wait_file 30 "posted a bad TX chain ($1)" "$work/hostile-$1.log" ||
-		fail "$1: the hostile frontend did not post its bad chain"
-	# The daemon reads the FAILED driver page (one more than before this run).
-	for _ in $(seq 600); do
-		[ "$(grep -c "backend VM driver status .*failed: " "$work/daemon.log")" -gt "$n" ] &&
-			break
-		sleep 0.1
-	done
-	grep "backend VM driver status .*failed: " "$work/daemon.log" | tail -1 |
-		grep -q -- "$2" || fail "$1: the daemon did not see the device failed with '$2'"
-	echo "$vp_prog: $1: $(grep "backend VM driver status .*failed: " "$work/daemon.log" |
-		tail -1 | sed 's/.*warn: //')"
-	json list | python3 -c '
-import json, sys
-pid, why = int(sys.argv[1]), sys.argv[2]
-ds = [d for d in json.load(sys.stdin)["devices"] if d["peer_pid"] == pid]
-b = ds[0].get("backend") or {} if ds else {}
-r = b.get("reason") or ""
-print("qemu-twoguest: vhost-pci-ctl: device %s: %s, driver_status %s, reason: %s" %
-      (ds[0]["id"] if ds else "?", b.get("state"), b.get("driver_status"), r))
-sys.exit(not ds or b.get("state") != "plugged" or not int(b.get("driver_status") or "0", 16) & 0x80
-         or "driver failed the device" not in r or why not in r)' "$hostile_pid" "$2" ||
-		fail "$1: vhost-pci-ctl does not show the device failed with its reason"
+	tg_hostile_start "$1" 3 || fail "$1: hostile frontend"
+	tg_hostile_failed "$2" || fail "$1: hostile frontend"
 	# vp-vm's own log in the backend guest says it too.
 	tg_cmd be "vmlog failed:" && tg_wait be 10 "vmlog end" "$from" ||
 		fail "$1: no answer from the backend guest"
 	tail -n +"$from" "$work/be.log" | grep -a "INFO tg: vmlog " | grep -q -- "device failed: .*$2" ||
 		fail "$1: vp-vm in the backend guest did not log the failed device"
-	kill -0 "$hostile_pid" || fail "$1: the hostile frontend exited by itself"
 	tg_round fe1 "1$3" $BE 120 || fail "frontend 1 beside the hostile frontend ($1)"
 	tg_round fe2 "1$3" $BE 120 || fail "frontend 2 beside the hostile frontend ($1)"
-	from=$(tg_lines be)
-	kill "$hostile_pid"
-	wait "$hostile_pid"
-	hostile_pid=''
-	tg_wait be 60 "pairs 2" "$from" || fail "$1: the hostile frontend's device was not unplugged"
+	tg_hostile_stop 2 || fail "$1: hostile frontend"
 }
 hostile range "outside guest memory" 1
 hostile loop "loop?" 2

@@ -146,6 +146,65 @@ tg_reboot() {
 	grep -aq "VPGUEST: BOOTED" <(tail -n +"$from" "$work/$1.log")
 }
 
+# A hostile frontend process (vp-vm's test hook --test-bad-desc, docs/vp-vm.md) beside the
+# guests, on the daemon's socket: 16 MiB of sealed memfd RAM, 200 frames a second, after 64
+# one bad TX chain (KIND range, loop or len), then it holds the link until stopped. Needs
+# $vpvm and the daemon of tg_pcid. Each prints why it failed and returns 1.
+#
+# tg_hostile_start KIND PAIRS: start it; wait until the backend guest has PAIRS vhost-pci
+# devices and the process has posted its chain. Sets tg_hostile_pid.
+tg_hostile_start() {
+	local from
+	from=$(tg_lines be)
+	tg_hostile_nfail=$(grep -c "backend VM driver status .*failed: " "$work/daemon.log")
+	"$vpvm" --frontend --connect "$work/net0.sock" --app gen --rate 200 --seconds 3600 \
+		--ram 16M --name "hostile-$1" --test-bad-desc "$1@64" --log-level info --quiet \
+		--json >"$work/hostile-$1.json" 2>"$work/hostile-$1.log" &
+	tg_hostile_pid=$!
+	tg_wait be 90 "pairs $2" "$from" || { echo "$1: no device for the hostile frontend"; return 1; }
+	vp_wait_serial "$work/hostile-$1.log" "$tg_hostile_pid" 30 "posted a bad TX chain ($1)" ||
+		{ echo "$1: the hostile frontend did not post its bad chain"; return 1; }
+}
+
+# tg_hostile_failed WHY: the backend guest's driver failed the hostile device with WHY in
+# its reason: one more "driver status ... failed" in the daemon's log than at the start, and
+# vhost-pci-ctl shows the device still plugged, FAILED, with the reason.
+tg_hostile_failed() {
+	local _
+	for _ in $(seq 600); do
+		[ "$(grep -c "backend VM driver status .*failed: " "$work/daemon.log")" -gt \
+			"$tg_hostile_nfail" ] && break
+		sleep 0.1
+	done
+	grep "backend VM driver status .*failed: " "$work/daemon.log" | tail -1 | grep -q -- "$1" ||
+		{ echo "the daemon did not see the device failed with '$1'"; return 1; }
+	echo "$vp_prog: $(grep "backend VM driver status .*failed: " "$work/daemon.log" |
+		tail -1 | sed 's/.*warn: //')"
+	"$ctl" --control "$work/ctl.sock" --json list | python3 -c '
+import json, sys
+prog, pid, why = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ds = [d for d in json.load(sys.stdin)["devices"] if d["peer_pid"] == pid]
+b = ds[0].get("backend") or {} if ds else {}
+r = b.get("reason") or ""
+print("%s: vhost-pci-ctl: device %s: %s, driver_status %s, reason: %s" %
+      (prog, ds[0]["id"] if ds else "?", b.get("state"), b.get("driver_status"), r))
+sys.exit(not ds or b.get("state") != "plugged" or not int(b.get("driver_status") or "0", 16) & 0x80
+         or "driver failed the device" not in r or why not in r)' "$vp_prog" "$tg_hostile_pid" "$1" ||
+		{ echo "vhost-pci-ctl does not show the device failed with its reason"; return 1; }
+}
+
+# tg_hostile_stop PAIRS: the process is still there (it holds its link); stop it and wait
+# until the backend guest is back to PAIRS devices (its device unplugged).
+tg_hostile_stop() {
+	local from
+	kill -0 "$tg_hostile_pid" || { echo "the hostile frontend exited by itself"; return 1; }
+	from=$(tg_lines be)
+	kill "$tg_hostile_pid"
+	wait "$tg_hostile_pid"
+	tg_hostile_pid=''
+	tg_wait be 60 "pairs $1" "$from" || { echo "the hostile frontend's device was not unplugged"; return 1; }
+}
+
 # Stop a guest: its run-guest.sh takes QEMU down with it.
 tg_stop() {
 	local p=${tg_pid[$1]:-}
@@ -235,8 +294,10 @@ tg_pcid() {
 	return 1
 }
 
-# The EXIT trap of every two-guest script: guests, the daemon or switch, the scratch dir.
+# The EXIT trap of every two-guest script: a hostile frontend, guests, the daemon or switch,
+# the scratch dir.
 tg_cleanup() {
+	[ -z "${tg_hostile_pid:-}" ] || { kill "$tg_hostile_pid" 2>/dev/null; wait "$tg_hostile_pid" 2>/dev/null; }
 	tg_stop_all
 	[ -z "${tg_dpid:-}" ] || { kill "$tg_dpid" 2>/dev/null; wait "$tg_dpid" 2>/dev/null; }
 	tg_dpid=''
