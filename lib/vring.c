@@ -87,53 +87,27 @@ struct vp_vq_dev {
 	char reason[VQ_REASON_MAX];
 };
 
-/*
- * Zeros the SIGBUS guard put in place of shrunk memory make any rule look
- * broken; the real reason is the shrinking (vp_mem_sigbus_guard()). Checked
- * at the end of each burst, and before any other reason is believed.
- */
+/* The memory shrank: checked at the end of each burst. */
 __attribute__((cold, __noinline__))
 static int dev_fail_shrunk(struct vp_vq_dev *vq)
 {
-	if (!vq->broken) {
-		snprintf(vq->reason, VQ_REASON_MAX, "%s", VP_MEM_SHRUNK_REASON);
-		vq->broken = true;
-		vp_log(VP_LOG_WARN, "vring %s: broken: %s", vq->name, vq->reason);
-	}
+	set_broken_shrunk(&vq->broken, vq->reason, vq->name);
 	return -EIO;
 }
 
-__attribute__((cold, __noinline__, format(printf, 2, 0)))
-static int dev_vfail(struct vp_vq_dev *vq, const char *fmt, va_list ap)
-{
-	if (vp_mem_is_shrunk(vq->mem))
-		return dev_fail_shrunk(vq);
-	set_broken(&vq->broken, vq->reason, vq->name, fmt, ap);
-	return -EIO;
-}
-
-/* Mark the queue broken; returns -EIO so callers can `return dev_fail()`. */
+/*
+ * Mark the queue (a struct vp_vq_dev) broken; returns -EIO so callers can
+ * `return dev_fail()`. Also vring_walk.h's vq_fail_fn for it.
+ */
 __attribute__((cold, __noinline__, format(printf, 2, 3)))
-static int dev_fail(struct vp_vq_dev *vq, const char *fmt, ...)
+static int dev_fail(void *q, const char *fmt, ...)
 {
+	struct vp_vq_dev *vq = q;
 	va_list ap;
 	int r;
 
 	va_start(ap, fmt);
-	r = dev_vfail(vq, fmt, ap);
-	va_end(ap);
-	return r;
-}
-
-/* The same, as vring_walk.h's vq_fail_fn. */
-__attribute__((cold, __noinline__, format(printf, 2, 3)))
-static int dev_fail_cb(void *q, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	r = dev_vfail(q, fmt, ap);
+	r = vq_vfail(vq->mem, &vq->broken, vq->reason, vq->name, fmt, ap);
 	va_end(ap);
 	return r;
 }
@@ -261,7 +235,7 @@ dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 		desc_fetch(&d, tbl + (size_t)i * DESC_SIZE);
 
 		if (unlikely(d.flags & VRING_DESC_F_INDIRECT)) {
-			tbl = walk_indirect(vq, dev_fail_cb, w, i, head, indirect,
+			tbl = walk_indirect(vq, dev_fail, w, i, head, indirect,
 					    d.flags & VRING_DESC_F_NEXT, d.addr, d.len, &tsize);
 			if (!tbl)
 				return -EIO;
@@ -270,7 +244,7 @@ dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 			i = 0;
 			continue;
 		}
-		r = walk_buf(vq, dev_fail_cb, w, &a, indirect ? "indirect entry" : "desc", i,
+		r = walk_buf(vq, dev_fail, w, &a, indirect ? "indirect entry" : "desc", i,
 			     head, d.addr, d.len, d.flags & VRING_DESC_F_WRITE, iov, iov_max);
 		if (unlikely(r < 0))
 			return r;
@@ -282,7 +256,7 @@ dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 					d.next, tsize, head);
 		i = d.next;
 	}
-	return walk_finish(vq, dev_fail_cb, &a, head, ch, iov);
+	return walk_finish(vq, dev_fail, &a, head, ch, iov);
 }
 
 /* The full walk, out of line: keeps the fast path's loop small. */

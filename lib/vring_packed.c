@@ -82,31 +82,17 @@ struct vp_vq_packed {
 	char reason[VQ_REASON_MAX];
 };
 
-__attribute__((cold, __noinline__, format(printf, 2, 0)))
-static int pk_vfail(struct vp_vq_packed *vq, const char *fmt, va_list ap)
-{
-	/* Zeros in place of shrunk memory explain any violation: say so. */
-	if (vp_mem_is_shrunk(vq->mem)) {
-		if (!vq->broken) {
-			snprintf(vq->reason, VQ_REASON_MAX, "%s", VP_MEM_SHRUNK_REASON);
-			vq->broken = true;
-			vp_log(VP_LOG_WARN, "vring %s: broken: %s", vq->name, vq->reason);
-		}
-		return -EIO;
-	}
-	set_broken(&vq->broken, vq->reason, vq->name, fmt, ap);
-	return -EIO;
-}
-
-/* vring_walk.h's vq_fail_fn for this queue. */
+/* Mark the queue (a struct vp_vq_packed) broken; returns -EIO. Also
+ * vring_walk.h's vq_fail_fn for it. */
 __attribute__((cold, __noinline__, format(printf, 2, 3)))
 static int pk_fail(void *q, const char *fmt, ...)
 {
+	struct vp_vq_packed *vq = q;
 	va_list ap;
 	int r;
 
 	va_start(ap, fmt);
-	r = pk_vfail(q, fmt, ap);
+	r = vq_vfail(vq->mem, &vq->broken, vq->reason, vq->name, fmt, ap);
 	va_end(ap);
 	return r;
 }

@@ -61,6 +61,33 @@ static void set_broken(bool *broken, char *reason, const char *name,
 	vp_log(VP_LOG_WARN, "vring %s: broken: %s", name, reason);
 }
 
+/* Memory that shrank under us breaks the queue with that reason. */
+__attribute__((cold))
+static void set_broken_shrunk(bool *broken, char *reason, const char *name)
+{
+	if (*broken)
+		return;
+	snprintf(reason, VQ_REASON_MAX, "%s", VP_MEM_SHRUNK_REASON);
+	*broken = true;
+	vp_log(VP_LOG_WARN, "vring %s: broken: %s", name, reason);
+}
+
+/*
+ * A violation seen by a device-side walker. Zeros the SIGBUS guard put in
+ * place of shrunk memory make any rule look broken; the real reason is the
+ * shrinking (vp_mem_sigbus_guard()), so it wins. Returns -EIO.
+ */
+__attribute__((cold, format(printf, 5, 0)))
+static int vq_vfail(const struct vp_mem *mem, bool *broken, char *reason, const char *name,
+		    const char *fmt, va_list ap)
+{
+	if (vp_mem_is_shrunk(mem))
+		set_broken_shrunk(broken, reason, name);
+	else
+		set_broken(broken, reason, name, fmt, ap);
+	return -EIO;
+}
+
 /*
  * Map one ring part. Errors are told apart for the caller: -EFAULT (not in
  * one region), -EACCES (region lacks the access).
