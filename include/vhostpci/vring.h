@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Split virtqueues (VIRTIO 1.x, little-endian layout), driven from both sides.
+ * Split virtqueues (VIRTIO 1.x, little-endian layout), driven from both sides,
+ * and the device side of packed virtqueues (vp_vq_packed_*, below).
  *
  *  - Device side (struct vp_vq_dev): the "exotic ring". The ring and the
  *    buffers live in a PEER's memory, reached only through a struct vp_mem
