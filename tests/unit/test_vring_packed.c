@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/wait.h>
 
 #include "vhostpci/log.h"
 #include "vhostpci/mem.h"
@@ -949,4 +950,60 @@ TEST(evil_after_good_in_one_burst)
 	EXPECT_BROKEN(e, "desc 1: buffer 0x100000 len 10 outside guest memory");
 	CHECK_EQ(vp_vq_packed_last_avail(e->q), WRAP_BIT | 0);
 	env_free(e);
+}
+
+/* ---- memory shrinking under the ring (the SIGBUS guard's zeros) ---- */
+
+static void shrunk_body(void)
+{
+	struct vp_vq_packed_config c = {
+		.num = 8, .desc = 0, .driver = 0x1000, .device = 0x1004, .name = "t0.rx",
+		.last_avail_idx = WRAP_BIT,
+	};
+	int fd = tu_memfd("packed", MEM_SIZE, 0);
+	struct vp_mem_region_desc r = { .gpa = 0, .size = MEM_SIZE, .fd = fd,
+					.prot = VP_MEM_RW };
+	struct vp_mem *mem = vp_mem_new();
+	struct vp_vq_packed *q = NULL;
+	struct vring_packed_desc *d;
+	struct vp_chain ch;
+	struct iovec iov;
+	struct vp_used u = { 4, 0 };
+
+	REQUIRE(fd >= 0 && mem && vp_mem_sigbus_guard() == 0);
+	REQUIRE(vp_mem_add_region(mem, &r) == 0);
+	d = vp_mem_gpa_ptr(mem, 0, 128, VP_MEM_RW);
+	REQUIRE(d && vp_vq_packed_new(&q, mem, &c) == 0);
+	d[0] = (struct vring_packed_desc){ DATA_GPA, 64, 4, F_AVAIL | VRING_DESC_F_WRITE };
+	CHECK_EQ(vp_vq_packed_pop_burst(q, &ch, 1, &iov, 1), 1);
+	/* The peer truncates its memory; our copy into the buffer faults. */
+	REQUIRE(ftruncate(fd, 4096) == 0);
+	memset(iov.iov_base, 1, iov.iov_len);
+	CHECK(vp_vq_packed_broken(q));
+	CHECK(strstr(vp_vq_packed_broken_reason(q), "shrank") != NULL);
+	/* The used entry went into zeros: the push says so and breaks the queue. */
+	CHECK_EQ(vp_vq_packed_push_burst(q, &u, 1), -EIO);
+	CHECK(strstr(vp_vq_packed_broken_reason(q), "shrank") != NULL);
+	CHECK(strstr(last_log, "shrank") != NULL);
+	CHECK_EQ(vp_vq_packed_pop_burst(q, &ch, 1, &iov, 1), -EIO);
+	vp_vq_packed_free(q);
+	vp_mem_free(mem);
+	close(fd);
+}
+
+TEST(memory_shrunk_breaks_the_queue)
+{
+	pid_t pid;
+	int st = -1;
+
+	vp_log_set_handler(capture, NULL);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		tu_failed_checks = 0;
+		shrunk_body();
+		_exit(tu_failed_checks ? 1 : 0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	vp_log_set_handler(NULL, NULL);
 }
