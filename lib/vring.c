@@ -38,55 +38,9 @@
 #include "vhostpci/vring.h"
 #include "mem_internal.h"
 
-#ifndef __KERNEL__	/* the kernel's own in the guest driver's build (guest/linux/) */
-#define likely(x)   __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
-#endif
+#include "vring_walk.h"
 
-#define VQ_NAME_MAX   32
-#define VQ_REASON_MAX 192
 #define DESC_SIZE     ((uint32_t)sizeof(struct vring_desc))  /* <linux/virtio_ring.h> */
-
-/*
- * Shared ring memory is read and written only through these, so each access
- * happens exactly once (no re-read after a check) and races with the peer
- * are defined behaviour. The guest kernel driver maps them (and
- * atomic_thread_fence()) to READ_ONCE(), virt_load_acquire(), WRITE_ONCE(),
- * virt_store_release() and virt_mb(): guest/linux/compat/vp_kcompat.h.
- */
-#ifndef __KERNEL__
-#define LOAD_RELAXED(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
-#define LOAD_ACQUIRE(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define STORE_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#endif
-
-/* Unaligned views, for indirect tables a driver placed at odd addresses. */
-typedef uint64_t __attribute__((aligned(1))) u64_una;
-typedef uint32_t __attribute__((aligned(1))) u32_una;
-typedef uint16_t __attribute__((aligned(1))) u16_una;
-
-static inline bool is_pow2(unsigned x)
-{
-	return x && !(x & (x - 1));
-}
-
-static void set_name(char *dst, const char *name)
-{
-	snprintf(dst, VQ_NAME_MAX, "%s", name ? name : "vq");
-}
-
-/* Keep the first reason only: later ones are usually consequences. */
-__attribute__((format(printf, 4, 0)))
-static void set_broken(bool *broken, char *reason, const char *name,
-		       const char *fmt, va_list ap)
-{
-	if (*broken)
-		return;
-	vsnprintf(reason, VQ_REASON_MAX, fmt, ap);
-	*broken = true;
-	vp_log(VP_LOG_WARN, "vring %s: broken: %s", name, reason);
-}
 
 /*
  * Copy one descriptor out of shared memory: each field loaded exactly once.
@@ -133,34 +87,29 @@ struct vp_vq_dev {
 	char reason[VQ_REASON_MAX];
 };
 
-/*
- * Zeros the SIGBUS guard put in place of shrunk memory make any rule look
- * broken; the real reason is the shrinking (vp_mem_sigbus_guard()). Checked
- * at the end of each burst, and before any other reason is believed.
- */
+/* The memory shrank: checked at the end of each burst. */
 __attribute__((cold, __noinline__))
 static int dev_fail_shrunk(struct vp_vq_dev *vq)
 {
-	if (!vq->broken) {
-		snprintf(vq->reason, VQ_REASON_MAX, "%s", VP_MEM_SHRUNK_REASON);
-		vq->broken = true;
-		vp_log(VP_LOG_WARN, "vring %s: broken: %s", vq->name, vq->reason);
-	}
+	set_broken_shrunk(&vq->broken, vq->reason, vq->name);
 	return -EIO;
 }
 
-/* Mark the queue broken; returns -EIO so callers can `return dev_fail()`. */
+/*
+ * Mark the queue (a struct vp_vq_dev) broken; returns -EIO so callers can
+ * `return dev_fail()`. Also vring_walk.h's vq_fail_fn for it.
+ */
 __attribute__((cold, __noinline__, format(printf, 2, 3)))
-static int dev_fail(struct vp_vq_dev *vq, const char *fmt, ...)
+static int dev_fail(void *q, const char *fmt, ...)
 {
+	struct vp_vq_dev *vq = q;
 	va_list ap;
+	int r;
 
-	if (vp_mem_is_shrunk(vq->mem))
-		return dev_fail_shrunk(vq);
 	va_start(ap, fmt);
-	set_broken(&vq->broken, vq->reason, vq->name, fmt, ap);
+	r = vq_vfail(vq->mem, &vq->broken, vq->reason, vq->name, fmt, ap);
 	va_end(ap);
-	return -EIO;
+	return r;
 }
 
 /*
@@ -178,27 +127,6 @@ static inline int dev_refresh_avail(struct vp_vq_dev *vq)
 				idx, pending, vq->last_avail, vq->vr.num);
 	vq->shadow_avail = idx;
 	return pending;
-}
-
-/*
- * Map one ring part. Errors are told apart for the caller: -EFAULT (not in
- * one region), -EACCES (region lacks the access).
- */
-static int map_ring_part(const struct vp_mem *mem, enum vp_addr_space space,
-			 uint64_t addr, uint64_t len, uint32_t access,
-			 void **out)
-{
-	uint64_t gpa = addr;
-	int err;
-
-	*out = space == VP_ADDR_UVA ? vp_mem_uva_ptr(mem, addr, len, access)
-				    : vp_mem_gpa_ptr(mem, addr, len, access);
-	if (*out)
-		return 0;
-	if (space == VP_ADDR_UVA && vp_mem_uva_to_gpa(mem, addr, len, &gpa))
-		return -EFAULT;
-	err = vp_mem_check_gpa(mem, gpa, len, access);
-	return err == -EACCES ? -EACCES : -EFAULT;
 }
 
 int vp_vq_dev_new(struct vp_vq_dev **out, const struct vp_mem *mem,
@@ -279,24 +207,6 @@ void vp_vq_dev_free(struct vp_vq_dev *vq)
 }
 
 /*
- * What the walker reads from the queue, copied into locals once per burst:
- * stores through the caller's chain and iovec arrays could alias *vq, which
- * would otherwise make the compiler reload these for every descriptor.
- */
-struct walk_ctx {
-	const unsigned char *desc;
-	const struct vp_mem *mem;
-	unsigned num;
-	bool indirect;
-	/*
-	 * The region the last buffer was in, loaded at the start of the burst:
-	 * buffers inside it are translated inline. The table cannot change
-	 * during a call (mem.h: no add/remove concurrent with translation).
-	 */
-	struct vp_mem_cursor cur;
-};
-
-/*
  * The one descriptor walker, for direct and indirect chains alike: an
  * indirect descriptor only switches the table being walked. Fills iov[0 ..
  * iov_max) and ch. Returns 0, -ENOBUFS (does not fit; nothing consumed) or
@@ -309,11 +219,10 @@ dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 	const unsigned char *tbl = w->desc;
 	unsigned tsize = w->num;	/* entries in tbl */
 	unsigned left = tsize;		/* visits left in tbl before it must be a loop */
-	unsigned i = head, n = 0, nout = 0;
-	uint64_t len_out = 0, len_in = 0;
-	bool indirect = false, writable = false;
+	unsigned i = head;
+	struct walk_acc a = { 0 };
+	bool indirect = false;
 	struct vring_desc d;
-	uint32_t access;
 	int r;
 
 	/* n_out and n_in are 16 bits wide. */
@@ -326,82 +235,19 @@ dev_walk(struct vp_vq_dev *vq, struct walk_ctx *w, uint16_t head,
 		desc_fetch(&d, tbl + (size_t)i * DESC_SIZE);
 
 		if (unlikely(d.flags & VRING_DESC_F_INDIRECT)) {
-			if (!w->indirect)
-				return dev_fail(vq, "desc %u: INDIRECT not negotiated", i);
-			if (indirect)
-				return dev_fail(vq, "nested indirect in table entry %u (head %u)",
-						i, head);
-			if (d.flags & VRING_DESC_F_NEXT)
-				return dev_fail(vq, "desc %u: INDIRECT together with NEXT", i);
-			if (d.len == 0 || d.len % DESC_SIZE ||
-			    d.len > w->num * DESC_SIZE)
-				return dev_fail(vq, "desc %u: indirect len %u not a non-zero multiple of 16 <= %u",
-						i, d.len, w->num * DESC_SIZE);
-			tbl = vp_mem_cursor_ptr(&w->cur, d.addr, d.len, VP_MEM_READ);
+			tbl = walk_indirect(vq, dev_fail, w, i, head, indirect,
+					    d.flags & VRING_DESC_F_NEXT, d.addr, d.len, &tsize);
 			if (!tbl)
-				return dev_fail(vq, "desc %u: indirect table 0x%" PRIx64
-						" len %u not in readable memory",
-						i, (uint64_t)d.addr, d.len);
-			tsize = left = d.len / DESC_SIZE;
+				return -EIO;
+			left = tsize;
 			indirect = true;
 			i = 0;
 			continue;
 		}
-
-		if (d.flags & VRING_DESC_F_WRITE) {
-			writable = true;
-			access = VP_MEM_WRITE;
-		} else {
-			if (unlikely(writable))
-				return dev_fail(vq, "%s %u: readable after writable (head %u)",
-						indirect ? "indirect entry" : "desc", i, head);
-			access = VP_MEM_READ;
-		}
-		if (likely(d.len)) {
-			/* Inside one region with the access needed: one piece.
-			 * A miss moves the cursor to the region holding addr. */
-			void *p = vp_mem_cursor_ptr(&w->cur, d.addr, d.len, access);
-
-			if (likely(p)) {
-				if (unlikely(n >= iov_max))
-					return -ENOBUFS;
-				iov[n].iov_base = p;
-				iov[n].iov_len = d.len;
-				n++;
-				if (writable) {
-					len_in += d.len;
-				} else {
-					len_out += d.len;
-					nout = n;
-				}
-				goto next;
-			}
-			if (unlikely(d.addr + d.len - 1 < d.addr))
-				return dev_fail(vq, "%s %u: addr 0x%" PRIx64 " + len %u wraps",
-						indirect ? "indirect entry" : "desc", i,
-						(uint64_t)d.addr, d.len);
-			r = vp_mem_gpa_iov(w->mem, d.addr, d.len, access,
-					   iov + n, iov_max - n);
-			if (unlikely(r < 0)) {
-				if (r == -ENOBUFS)
-					return -ENOBUFS;
-				return dev_fail(vq, "%s %u: buffer 0x%" PRIx64 " len %u %s",
-						indirect ? "indirect entry" : "desc", i,
-						(uint64_t)d.addr, d.len,
-						r == -EACCES ? (access == VP_MEM_WRITE ?
-						"not writable (read-only region)" : "not readable")
-						: r == -EOVERFLOW ? "wraps"
-						: "outside guest memory");
-			}
-			n += (unsigned)r;
-			if (writable) {
-				len_in += d.len;
-			} else {
-				len_out += d.len;
-				nout = n;
-			}
-		}
-next:
+		r = walk_buf(vq, dev_fail, w, &a, indirect ? "indirect entry" : "desc", i,
+			     head, d.addr, d.len, d.flags & VRING_DESC_F_WRITE, iov, iov_max);
+		if (unlikely(r < 0))
+			return r;
 		if (!(d.flags & VRING_DESC_F_NEXT))
 			break;
 		if (unlikely(d.next >= tsize))
@@ -410,17 +256,7 @@ next:
 					d.next, tsize, head);
 		i = d.next;
 	}
-	/* Sums of <= 2 * 32768 32-bit lengths cannot wrap 64 bits. */
-	if (unlikely(len_out + len_in > UINT32_MAX))
-		return dev_fail(vq, "chain at head %u: total length %" PRIu64
-				" overflows 32 bits", head, len_out + len_in);
-	ch->head = head;
-	ch->n_out = (uint16_t)nout;
-	ch->n_in = (uint16_t)(n - nout);
-	ch->len_out = (uint32_t)len_out;
-	ch->len_in = (uint32_t)len_in;
-	ch->iov = iov;
-	return 0;
+	return walk_finish(vq, dev_fail, &a, head, ch, iov);
 }
 
 /* The full walk, out of line: keeps the fast path's loop small. */

@@ -116,7 +116,7 @@ fi
 
 say "libFuzzer targets, ${FUZZ_SECONDS}s each"
 if build fuzz clang -Dfuzz=true; then
-	for t in proto vring session devinfo pair21; do
+	for t in proto vring vring_packed session devinfo pair21; do
 		work=$B/fuzz/corpus-$t
 		mkdir -p "$work"
 		# New inputs go to the scratch dir; the committed seeds are read only.

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Split virtqueues (VIRTIO 1.x, little-endian layout), driven from both sides.
+ * Split virtqueues (VIRTIO 1.x, little-endian layout), driven from both sides,
+ * and the device side of packed virtqueues (vp_vq_packed_*, below).
  *
  *  - Device side (struct vp_vq_dev): the "exotic ring". The ring and the
  *    buffers live in a PEER's memory, reached only through a struct vp_mem
@@ -166,6 +167,97 @@ VP_API const char *vp_vq_dev_broken_reason(const struct vp_vq_dev *vq);
 /* Next avail index to pop (vhost-user GET_VRING_BASE answer). */
 VP_API uint16_t vp_vq_dev_last_avail(const struct vp_vq_dev *vq);
 VP_API uint16_t vp_vq_dev_num(const struct vp_vq_dev *vq);
+
+/* ------------------------------------------------------------------------ */
+/* Device side of a packed ring (VIRTIO_F_RING_PACKED).                     */
+
+/*
+ * The same contract as struct vp_vq_dev over the packed layout: one
+ * descriptor ring (struct vring_packed_desc) plus the driver's and the
+ * device's event-suppression words (struct vring_packed_desc_event), all in
+ * the peer's memory. Chains are popped into the same struct vp_chain, with
+ * head = the buffer id the driver put in the chain's last descriptor; used
+ * entries are pushed with that id, in any order. Every descriptor is copied
+ * before it is checked, with the split ring's rules (buffers inside the
+ * region table with the right access, no readable part after a writable
+ * one, indirect only if negotiated, never nested nor chained on, tables of
+ * 1..num whole descriptors, totals within 32 bits) and the packed ones:
+ * every descriptor of a chain made available with the current wrap
+ * counter, no chain longer than the ring's free descriptors, buffer id <
+ * num and not already in flight. A violation breaks the queue (reason kept
+ * and logged), every later call returns -EIO.
+ *
+ * Indexes given to and read from these functions (vhost-user's
+ * SET/GET_VRING_BASE for packed rings) carry the ring position in bits 0..14
+ * and the wrap counter in bit 15.
+ */
+struct vp_vq_packed_config {
+	uint16_t num;              /* ring size: 1..32768, any value */
+	uint64_t desc;             /* descriptor ring, 16-byte aligned */
+	uint64_t driver;           /* driver event suppression, 4-byte aligned */
+	uint64_t device;           /* device event suppression, 4-byte aligned */
+	enum vp_addr_space ring_space;
+	uint16_t last_avail_idx;   /* where to resume: position | wrap << 15 (0x8000 fresh) */
+	bool event_idx;            /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;             /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	const char *name;          /* for log messages; may be NULL */
+};
+
+/* Bytes of a packed ring's descriptor table of num entries. */
+#define VP_VQ_PACKED_DESC_BYTES(num) ((uint64_t)(num) * (uint64_t)sizeof(struct vring_packed_desc))
+
+struct vp_vq_packed;
+
+/*
+ * Attach to a peer's packed ring. mem must outlive the queue. Resumes at
+ * last_avail_idx with nothing in flight.
+ * -EINVAL  num 0 or > 32768, a position >= num, misaligned ring address
+ * -EFAULT  a ring part is not entirely inside one region
+ * -EACCES  the descriptor ring or device event area is not writable
+ * -ENOMEM
+ */
+VP_API int vp_vq_packed_new(struct vp_vq_packed **out, const struct vp_mem *mem,
+			    const struct vp_vq_packed_config *cfg);
+VP_API void vp_vq_packed_free(struct vp_vq_packed *vq);
+
+/* As vp_vq_dev_pop_burst(); ch->head is the chain's buffer id. */
+VP_API int vp_vq_packed_pop_burst(struct vp_vq_packed *vq, struct vp_chain *chains,
+				  unsigned max_chains, struct iovec *iov, unsigned iov_max);
+
+/*
+ * Write n used descriptors (in the order given), the first one's flags last
+ * so the driver sees the batch at once. Each id must be a buffer popped and
+ * not yet pushed: otherwise -EINVAL without writing anything. -EIO if broken.
+ */
+VP_API int vp_vq_packed_push_burst(struct vp_vq_packed *vq, const struct vp_used *used,
+				   unsigned n);
+
+/*
+ * Give back the last n chains popped, newest first, as vp_vq_dev_unpop().
+ * -EINVAL if one of them was pushed, or a used descriptor written since
+ * covers their ring slots; -EIO if broken.
+ */
+VP_API int vp_vq_packed_unpop(struct vp_vq_packed *vq, unsigned n);
+
+/*
+ * After pushing: must the driver be signalled? Honours the driver's event
+ * suppression flags (ENABLE, DISABLE, and DESC with EVENT_IDX). Each true
+ * answer covers everything pushed so far. Always false when broken.
+ */
+VP_API bool vp_vq_packed_need_signal(struct vp_vq_packed *vq);
+/* Ask the driver not to kick us (we are polling). */
+VP_API void vp_vq_packed_disable_notify(struct vp_vq_packed *vq);
+/* Ask for kicks (at the next descriptor with EVENT_IDX); true if a chain is
+ * already available (poll again instead of sleeping). */
+VP_API bool vp_vq_packed_enable_notify(struct vp_vq_packed *vq);
+/* Is the next chain available? (false if broken) */
+VP_API bool vp_vq_packed_avail(struct vp_vq_packed *vq);
+
+VP_API bool vp_vq_packed_broken(const struct vp_vq_packed *vq);
+VP_API const char *vp_vq_packed_broken_reason(const struct vp_vq_packed *vq);
+/* Next descriptor to pop, position | wrap << 15 (vhost-user GET_VRING_BASE). */
+VP_API uint16_t vp_vq_packed_last_avail(const struct vp_vq_packed *vq);
+VP_API uint16_t vp_vq_packed_num(const struct vp_vq_packed *vq);
 
 /* ------------------------------------------------------------------------ */
 /* Driver side: our own ring.                                               */

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Packed virtqueues (VIRTIO_F_RING_PACKED), device side: the peer's ring
+ * walked by us, with the split walker's design (vring.c) and its shared
+ * steps (vring_walk.h).
+ *
+ * Security model: vring.c's, plus what the packed layout adds.
+ *  - Untrusted: every descriptor (addr, len, id, flags) and the driver's
+ *    event-suppression words, which may change between any two reads. Each
+ *    field is loaded once into a local; only the copy is checked and used.
+ *  - Availability is decided by the flags alone (avail bit == our wrap
+ *    counter, used bit != it). A chain's head is published last by the
+ *    driver, so every later descriptor of the chain must already be
+ *    available when we see the head: one that is not breaks the queue.
+ *  - A chain can take at most the descriptors not in flight: the walk never
+ *    reaches ring slots we popped and have not yet written used entries
+ *    over, whatever the wrap bits say (no chain longer than that, hence no
+ *    loop).
+ *  - Buffer ids are the driver's: < num and not already in flight, or the
+ *    queue breaks. Which ids are in flight and how many ring slots each
+ *    holds is kept in our memory, never read back from the ring.
+ *  - Indirect tables: the split rules (negotiated, never nested nor chained
+ *    on, 1..num whole descriptors in readable memory); their entries are
+ *    read in order and their NEXT flags and ids ignored, as the spec says.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vhostpci/log.h"
+#include "vhostpci/vring.h"
+#include "mem_internal.h"
+
+#include "vring_walk.h"
+
+#define PK_AVAIL  (1u << VRING_PACKED_DESC_F_AVAIL)	/* <linux/virtio_ring.h> */
+#define PK_USED   (1u << VRING_PACKED_DESC_F_USED)
+#define PK_WRAP   (1u << VRING_PACKED_EVENT_F_WRAP_CTR)
+
+/* Per buffer id. */
+struct pk_inflight {
+	uint32_t seq;		/* pops counter when popped: finds its log entry */
+	uint16_t ndesc;		/* ring slots the chain holds; 0: not in flight */
+	bool mark;		/* scratch for push_burst's duplicate check */
+};
+
+/* The last num chains popped, for unpop. */
+struct pk_pop {
+	uint16_t id;
+	uint16_t pos;
+	bool wrap;
+};
+
+struct vp_vq_packed {
+	/* Hot. */
+	struct vring_packed_desc *desc;
+	const struct vring_packed_desc_event *drv_ev;	/* driver area: we read */
+	struct vring_packed_desc_event *dev_ev;		/* device area: we write */
+	const struct vp_mem *mem;
+	struct pk_inflight *inflight;	/* num entries, our memory only */
+	struct pk_pop *log;		/* num entries */
+	uint32_t pops;			/* chains popped since attach, minus unpopped */
+	uint16_t num;
+	uint16_t last_avail;		/* next slot to pop */
+	uint16_t used_idx;		/* next slot to write a used descriptor in */
+	uint16_t free;			/* slots not in flight */
+	uint16_t unsignalled;		/* slots used since the last signal answer, <= num */
+	uint16_t dev_flags;		/* what we last wrote to the device area's flags */
+	bool avail_wrap, used_wrap;
+	bool signalled_valid;
+	bool event_idx;
+	bool indirect;
+	bool broken;
+	unsigned hot_region;
+	/* Cold. */
+	char name[VQ_NAME_MAX];
+	char reason[VQ_REASON_MAX];
+};
+
+/* Mark the queue (a struct vp_vq_packed) broken; returns -EIO. Also
+ * vring_walk.h's vq_fail_fn for it. */
+__attribute__((cold, __noinline__, format(printf, 2, 3)))
+static int pk_fail(void *q, const char *fmt, ...)
+{
+	struct vp_vq_packed *vq = q;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vq_vfail(vq->mem, &vq->broken, vq->reason, vq->name, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+static inline bool pk_is_avail(uint16_t flags, bool wrap)
+{
+	return !!(flags & PK_AVAIL) == wrap && !!(flags & PK_USED) != wrap;
+}
+
+/* The rest of a ring descriptor whose flags the caller loaded. */
+static inline void pk_fetch_ring(struct vring_packed_desc *d, const struct vring_packed_desc *s)
+{
+	d->addr = le64toh(LOAD_RELAXED(&s->addr));
+	d->len = le32toh(LOAD_RELAXED(&s->len));
+	d->id = le16toh(LOAD_RELAXED(&s->id));
+}
+
+/* An indirect table entry, which may sit at any address. */
+static inline void pk_fetch_table(struct vring_packed_desc *d, const unsigned char *p)
+{
+	d->addr = le64toh(*(const volatile u64_una *)(p + 0));
+	d->len = le32toh(*(const volatile u32_una *)(p + 8));
+	d->flags = le16toh(*(const volatile u16_una *)(p + 14));
+}
+
+int vp_vq_packed_new(struct vp_vq_packed **out, const struct vp_mem *mem,
+		     const struct vp_vq_packed_config *cfg)
+{
+	const char *name = cfg && cfg->name ? cfg->name : "vq";
+	void *desc, *drv_ev, *dev_ev;
+	struct vp_vq_packed *vq;
+	unsigned num, pos;
+	size_t sz;
+	int err;
+
+	if (!out || !mem || !cfg)
+		return -EINVAL;
+	*out = NULL;
+	num = cfg->num;
+	pos = cfg->last_avail_idx & ~PK_WRAP;
+	if (num == 0 || num > VP_VQ_MAX_SIZE || pos >= num) {
+		vp_log(VP_LOG_WARN, "vring %s: bad packed ring size %u or position %u",
+		       name, num, pos);
+		return -EINVAL;
+	}
+	if (cfg->ring_space != VP_ADDR_GPA && cfg->ring_space != VP_ADDR_UVA)
+		return -EINVAL;
+	if ((cfg->desc & 15) || (cfg->driver & 3) || (cfg->device & 3)) {
+		vp_log(VP_LOG_WARN, "vring %s: misaligned packed ring desc 0x%" PRIx64
+		       " driver 0x%" PRIx64 " device 0x%" PRIx64, name,
+		       cfg->desc, cfg->driver, cfg->device);
+		return -EINVAL;
+	}
+	/* Used descriptors are written over the ring: it must be writable. */
+	err = map_ring_part(mem, cfg->ring_space, cfg->desc, VP_VQ_PACKED_DESC_BYTES(num),
+			    VP_MEM_RW, &desc);
+	if (!err)
+		err = map_ring_part(mem, cfg->ring_space, cfg->driver,
+				    sizeof(struct vring_packed_desc_event), VP_MEM_READ, &drv_ev);
+	if (!err)
+		err = map_ring_part(mem, cfg->ring_space, cfg->device,
+				    sizeof(struct vring_packed_desc_event), VP_MEM_RW, &dev_ev);
+	if (err) {
+		vp_log(VP_LOG_WARN, "vring %s: packed ring desc 0x%" PRIx64 " driver 0x%"
+		       PRIx64 " device 0x%" PRIx64 " num %u: %s", name, cfg->desc,
+		       cfg->driver, cfg->device, num,
+		       err == -EACCES ? "ring or device area not writable"
+				      : "not inside one region");
+		return err;
+	}
+	if (((uintptr_t)desc & 15) || ((uintptr_t)drv_ev & 3) || ((uintptr_t)dev_ev & 3)) {
+		vp_log(VP_LOG_WARN, "vring %s: ring misaligned in local memory", name);
+		return -EINVAL;
+	}
+
+	sz = (sizeof(*vq) + 63) & ~(size_t)63;
+	vq = aligned_alloc(64, sz);
+	if (!vq)
+		return -ENOMEM;
+	memset(vq, 0, sizeof(*vq));
+	vq->inflight = calloc(num, sizeof(*vq->inflight));
+	vq->log = calloc(num, sizeof(*vq->log));
+	if (!vq->inflight || !vq->log) {
+		vp_vq_packed_free(vq);
+		return -ENOMEM;
+	}
+	vq->desc = desc;
+	vq->drv_ev = drv_ev;
+	vq->dev_ev = dev_ev;
+	vq->mem = mem;
+	vq->num = (uint16_t)num;
+	vq->last_avail = vq->used_idx = (uint16_t)pos;
+	vq->avail_wrap = vq->used_wrap = !!(cfg->last_avail_idx & PK_WRAP);
+	vq->free = (uint16_t)num;
+	vq->event_idx = cfg->event_idx;
+	vq->indirect = cfg->indirect;
+	set_name(vq->name, cfg->name);
+	*out = vq;
+	return 0;
+}
+
+void vp_vq_packed_free(struct vp_vq_packed *vq)
+{
+	if (!vq)
+		return;
+	free(vq->inflight);
+	free(vq->log);
+	free(vq);
+}
+
+/*
+ * Walk the chain whose head at pos (wrap counter wrap) has flags hflags,
+ * already seen available. Fills iov[0 .. iov_max) and ch (head = buffer
+ * id), *slots = ring descriptors it holds. Returns 0, -ENOBUFS (nothing
+ * consumed) or -EIO (queue now broken).
+ */
+static int pk_walk(struct vp_vq_packed *vq, struct walk_ctx *w, unsigned pos, bool wrap,
+		   uint16_t hflags, unsigned free, struct vp_chain *ch, struct iovec *iov,
+		   unsigned iov_max, unsigned *slots)
+{
+	struct walk_acc a = { 0 };
+	struct vring_packed_desc d;
+	unsigned p = pos, n = 0, num = w->num;
+	uint16_t flags = hflags;
+	bool wr = wrap;
+	int r;
+
+	/* n_out and n_in are 16 bits wide. */
+	if (iov_max > UINT16_MAX)
+		iov_max = UINT16_MAX;
+	for (;;) {
+		if (n == free)
+			return pk_fail(vq, "chain at desc %u longer than the %u descriptors not in flight (loop?)",
+				       pos, free);
+		if (n) {
+			flags = le16toh(LOAD_RELAXED(&vq->desc[p].flags));
+			if (!pk_is_avail(flags, wr))
+				return pk_fail(vq, "chain at desc %u: desc %u not available (flags 0x%x, wrap counter %u)",
+					       pos, p, flags, (unsigned)wr);
+		}
+		pk_fetch_ring(&d, &vq->desc[p]);
+		n++;
+		if (flags & VRING_DESC_F_INDIRECT) {
+			const unsigned char *tbl;
+			unsigned entries;
+
+			tbl = walk_indirect(vq, pk_fail, w, p, pos, false, flags & VRING_DESC_F_NEXT,
+					    d.addr, d.len, &entries);
+			if (!tbl)
+				return -EIO;
+			for (unsigned k = 0; k < entries; k++) {
+				struct vring_packed_desc t;
+
+				pk_fetch_table(&t, tbl + (size_t)k * WALK_DESC_SIZE);
+				if (t.flags & VRING_DESC_F_INDIRECT) {
+					walk_indirect(vq, pk_fail, w, k, pos, true, false, t.addr,
+						      t.len, &entries);
+					return -EIO;
+				}
+				r = walk_buf(vq, pk_fail, w, &a, "indirect entry", k, pos, t.addr,
+					     t.len, t.flags & VRING_DESC_F_WRITE, iov, iov_max);
+				if (r < 0)
+					return r;
+			}
+		} else {
+			r = walk_buf(vq, pk_fail, w, &a, "desc", p, pos, d.addr, d.len,
+				     flags & VRING_DESC_F_WRITE, iov, iov_max);
+			if (r < 0)
+				return r;
+		}
+		if (++p == num) {
+			p = 0;
+			wr = !wr;
+		}
+		if (!(flags & VRING_DESC_F_NEXT))
+			break;
+	}
+	/* The buffer id is the last descriptor's. */
+	if (d.id >= num)
+		return pk_fail(vq, "chain at desc %u: buffer id %u >= num %u", pos, d.id, num);
+	if (vq->inflight[d.id].ndesc)
+		return pk_fail(vq, "chain at desc %u: buffer id %u already in flight", pos, d.id);
+	r = walk_finish(vq, pk_fail, &a, pos, ch, iov);
+	if (r < 0)
+		return r;
+	ch->head = d.id;
+	*slots = n;
+	return 0;
+}
+
+int vp_vq_packed_pop_burst(struct vp_vq_packed *vq, struct vp_chain *chains,
+			   unsigned max_chains, struct iovec *iov, unsigned iov_max)
+{
+	struct walk_ctx w = {
+		.desc = (const unsigned char *)vq->desc, .mem = vq->mem,
+		.num = vq->num, .indirect = vq->indirect,
+	};
+	unsigned pos = vq->last_avail, free = vq->free, done, iov_used = 0;
+	bool wrap = vq->avail_wrap;
+	int r;
+
+	if (unlikely(vq->broken))
+		return -EIO;
+	if (max_chains)
+		vp_mem_cursor_load(&w.cur, w.mem, vq->hot_region);
+	for (done = 0; done < max_chains; done++) {
+		/* Acquire: pairs with the driver's release of the head's flags,
+		 * written after every other field of the chain. */
+		uint16_t flags = le16toh(LOAD_ACQUIRE(&vq->desc[pos].flags));
+		struct vp_chain *ch = &chains[done];
+		struct pk_pop *lg;
+		unsigned slots = 0;
+
+		if (!pk_is_avail(flags, wrap))
+			break;
+		r = pk_walk(vq, &w, pos, wrap, flags, free, ch, iov + iov_used,
+			    iov_max - iov_used, &slots);
+		if (unlikely(r < 0)) {
+			if (r == -ENOBUFS && done)
+				break;
+			/* -ENOBUFS: nothing popped. -EIO: the queue is broken,
+			 * the chains recorded above do not matter any more. */
+			return r;
+		}
+		/* Recorded at once so a repeated id later in the burst is seen. */
+		vq->inflight[ch->head].ndesc = (uint16_t)slots;
+		vq->inflight[ch->head].seq = vq->pops;
+		lg = &vq->log[vq->pops % vq->num];
+		lg->id = ch->head;
+		lg->pos = (uint16_t)pos;
+		lg->wrap = wrap;
+		vq->pops++;
+		free -= slots;
+		pos += slots;
+		if (pos >= w.num) {
+			pos -= w.num;
+			wrap = !wrap;
+		}
+		iov_used += ch->n_out + ch->n_in;
+	}
+	if (unlikely(vp_mem_is_shrunk(w.mem)))
+		return pk_fail(vq, "%s", VP_MEM_SHRUNK_REASON);
+	if (max_chains)
+		vq->hot_region = w.cur.idx;
+	vq->last_avail = (uint16_t)pos;
+	vq->avail_wrap = wrap;
+	vq->free = (uint16_t)free;
+	return (int)done;
+}
+
+int vp_vq_packed_push_burst(struct vp_vq_packed *vq, const struct vp_used *used, unsigned n)
+{
+	struct vring_packed_desc *first = NULL;
+	unsigned pos = vq->used_idx, i;
+	bool wrap = vq->used_wrap;
+	uint16_t first_flags = 0;
+
+	if (unlikely(vq->broken))
+		return -EIO;
+	if (unlikely(n && !used))
+		return -EINVAL;
+	/* Every id popped and not pushed, none twice: else nothing is written. */
+	for (i = 0; i < n; i++) {
+		struct pk_inflight *f;
+
+		if (used[i].id >= vq->num)
+			break;
+		f = &vq->inflight[used[i].id];
+		if (!f->ndesc || f->mark)
+			break;
+		f->mark = true;
+	}
+	for (unsigned k = 0; k < i; k++)
+		vq->inflight[used[k].id].mark = false;
+	if (i < n)
+		return -EINVAL;
+
+	for (i = 0; i < n; i++) {
+		struct pk_inflight *f = &vq->inflight[used[i].id];
+		struct vring_packed_desc *e = &vq->desc[pos];
+		uint16_t flags = (uint16_t)((wrap ? PK_AVAIL | PK_USED : 0) |
+					    (used[i].len ? VRING_DESC_F_WRITE : 0));
+
+		STORE_RELAXED(&e->id, htole16((uint16_t)used[i].id));
+		STORE_RELAXED(&e->len, htole32(used[i].len));
+		/*
+		 * Each entry's id and len before its flags; the first entry's
+		 * flags last of all, so the driver, which reads in ring order,
+		 * sees the whole batch at once.
+		 */
+		if (i == 0) {
+			first = e;
+			first_flags = flags;
+		} else {
+			STORE_RELEASE(&e->flags, htole16(flags));
+		}
+		pos += f->ndesc;
+		if (pos >= vq->num) {
+			pos -= vq->num;
+			wrap = !wrap;
+		}
+		vq->free = (uint16_t)(vq->free + f->ndesc);
+		vq->unsignalled = (uint16_t)(vq->unsignalled + f->ndesc > vq->num ? vq->num
+					     : vq->unsignalled + f->ndesc);
+		f->ndesc = 0;
+	}
+	if (first)
+		STORE_RELEASE(&first->flags, htole16(first_flags));
+	vq->used_idx = (uint16_t)pos;
+	vq->used_wrap = wrap;
+	/* Entries stored into zero pages never reached the peer. */
+	if (unlikely(vp_mem_is_shrunk(vq->mem)))
+		return pk_fail(vq, "%s", VP_MEM_SHRUNK_REASON);
+	return 0;
+}
+
+int vp_vq_packed_unpop(struct vp_vq_packed *vq, unsigned n)
+{
+	unsigned slots = 0;
+	const struct pk_pop *oldest = NULL;
+
+	if (unlikely(vq->broken))
+		return -EIO;
+	if (n > vq->pops || n > vq->num)
+		return -EINVAL;
+	/* The last n popped, all still in flight (this pop of their id). */
+	for (unsigned k = 1; k <= n; k++) {
+		uint32_t seq = vq->pops - k;
+		const struct pk_pop *lg = &vq->log[seq % vq->num];
+		const struct pk_inflight *f = &vq->inflight[lg->id];
+
+		if (!f->ndesc || f->seq != seq)
+			return -EINVAL;
+		slots += f->ndesc;
+		oldest = lg;
+	}
+	/* They are the newest in-flight slots, never under a used entry. */
+	if (slots > (unsigned)(vq->num - vq->free))
+		return -EINVAL;
+	if (!n)
+		return 0;
+	for (unsigned k = 1; k <= n; k++)
+		vq->inflight[vq->log[(vq->pops - k) % vq->num].id].ndesc = 0;
+	vq->pops -= n;
+	vq->free = (uint16_t)(vq->free + slots);
+	vq->last_avail = oldest->pos;
+	vq->avail_wrap = oldest->wrap;
+	return 0;
+}
+
+bool vp_vq_packed_need_signal(struct vp_vq_packed *vq)
+{
+	uint16_t since = vq->unsignalled, flags, off_wrap, ev, new, old;
+	bool valid = vq->signalled_valid;
+
+	/* Nothing pushed since the last answer: that answer covered it. */
+	if (unlikely(vq->broken) || !since)
+		return false;
+	vq->unsignalled = 0;
+	vq->signalled_valid = true;
+	/*
+	 * Our used flags before reading the driver's area: pairs with the
+	 * driver's full fence between writing it and re-reading the ring.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	flags = le16toh(LOAD_RELAXED(&vq->drv_ev->flags));
+	if (flags == VRING_PACKED_EVENT_FLAG_DISABLE)
+		return false;
+	/* ENABLE, or anything we do not know: signalling too often is safe. */
+	if (flags != VRING_PACKED_EVENT_FLAG_DESC || !vq->event_idx)
+		return true;
+	off_wrap = le16toh(LOAD_RELAXED(&vq->drv_ev->off_wrap));
+	ev = off_wrap & (uint16_t)~PK_WRAP;
+	/* An offset on the other lap is num slots back (modulo 2^16). */
+	if (!!(off_wrap & PK_WRAP) != vq->used_wrap)
+		ev = (uint16_t)(ev - vq->num);
+	new = vq->used_idx;
+	old = (uint16_t)(new - since);
+	/* First answer since attach: we cannot know what it waited for. */
+	return !valid || vring_need_event(ev, new, old);
+}
+
+static void pk_set_dev_flags(struct vp_vq_packed *vq, uint16_t flags)
+{
+	if (vq->dev_flags == flags)
+		return;
+	vq->dev_flags = flags;
+	STORE_RELAXED(&vq->dev_ev->flags, htole16(flags));
+}
+
+void vp_vq_packed_disable_notify(struct vp_vq_packed *vq)
+{
+	if (vq->broken)
+		return;
+	pk_set_dev_flags(vq, VRING_PACKED_EVENT_FLAG_DISABLE);
+}
+
+bool vp_vq_packed_avail(struct vp_vq_packed *vq)
+{
+	if (vq->broken)
+		return false;
+	/* Acquire: pairs with the driver's release of the head's flags. */
+	return pk_is_avail(le16toh(LOAD_ACQUIRE(&vq->desc[vq->last_avail].flags)),
+			   vq->avail_wrap);
+}
+
+bool vp_vq_packed_enable_notify(struct vp_vq_packed *vq)
+{
+	if (vq->broken)
+		return false;
+	if (vq->event_idx) {
+		STORE_RELAXED(&vq->dev_ev->off_wrap,
+			      htole16((uint16_t)(vq->last_avail | (vq->avail_wrap ? PK_WRAP : 0))));
+		pk_set_dev_flags(vq, VRING_PACKED_EVENT_FLAG_DESC);
+	} else {
+		pk_set_dev_flags(vq, VRING_PACKED_EVENT_FLAG_ENABLE);
+	}
+	/*
+	 * Request before re-reading the next descriptor: pairs with the
+	 * driver's full fence between making a chain available and reading
+	 * our area, so either it kicks or we see the chain here.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	return vp_vq_packed_avail(vq);
+}
+
+bool vp_vq_packed_broken(const struct vp_vq_packed *vq)
+{
+	return vq->broken || vp_mem_is_shrunk(vq->mem);
+}
+
+const char *vp_vq_packed_broken_reason(const struct vp_vq_packed *vq)
+{
+	return !vq->broken && vp_mem_is_shrunk(vq->mem) ? VP_MEM_SHRUNK_REASON : vq->reason;
+}
+
+uint16_t vp_vq_packed_last_avail(const struct vp_vq_packed *vq)
+{
+	return (uint16_t)(vq->last_avail | (vq->avail_wrap ? PK_WRAP : 0));
+}
+
+uint16_t vp_vq_packed_num(const struct vp_vq_packed *vq)
+{
+	return vq->num;
+}
