@@ -20,7 +20,7 @@ enum vpd_watch_kind {
 	VPD_W_BEVM,            /* obj: a struct vpd_bevm (its QMP connection) */
 	VPD_W_BDEV,            /* obj: a struct vpd_bdev (one of its fds) */
 	VPD_W_PAIR21,          /* obj: a struct vpd_pair21 (its broker's epoll fd) */
-	VPD_W_PAIR21_QEMU,     /* obj: a struct vpd_pair21 (its QEMU peer's ivshmem server) */
+	VPD_W_PAIR21_QEMU,     /* obj: a struct vpd_pair21_qemu (one QEMU peer's ivshmem server) */
 };
 
 struct vpd_watch {
@@ -69,6 +69,7 @@ struct vpd {
 /* ---- pair21.c: 2.1 pairs (design=2.1) ---- */
 
 struct vpd_pair21;
+struct vpd_pair21_qemu;
 struct jw;
 
 /* Serve a design=2.1 spec (taken over: *spec is cleared). -errno, logged. */
@@ -76,7 +77,7 @@ int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec);
 /* Its broker's fd fired. A negative errno is fatal for the daemon. */
 int vpd_pair21_event(struct vpd_pair21 *p);
 /* Its QEMU peer's ivshmem server is readable. <0: fatal. */
-int vpd_pair21_qemu_event(struct vpd_pair21 *p);
+int vpd_pair21_qemu_event(struct vpd_pair21_qemu *g);
 void vpd_pair21_free_all(struct vpd *d);
 /* Is a pair broker running with exactly this spec? (SIGHUP: pairs only
  * change with a restart.) */
