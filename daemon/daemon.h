@@ -21,6 +21,7 @@ enum vpd_watch_kind {
 	VPD_W_BDEV,            /* obj: a struct vpd_bdev (one of its fds) */
 	VPD_W_PAIR21,          /* obj: a struct vpd_pair21 (its broker's epoll fd) */
 	VPD_W_PAIR21_QEMU,     /* obj: a struct vpd_pair21_qemu (one QEMU peer's ivshmem server) */
+	VPD_W_PAIR21_QMP,      /* obj: a struct vpd_pair21_qemu (its guest's QMP, qmp=) */
 };
 
 struct vpd_watch {
@@ -78,6 +79,12 @@ int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec);
 int vpd_pair21_event(struct vpd_pair21 *p);
 /* Its QEMU peer's ivshmem server is readable. <0: fatal. */
 int vpd_pair21_qemu_event(struct vpd_pair21_qemu *g);
+/* qmp=: its guest's QMP connection is ready (never fatal). */
+void vpd_pair21_qmp_event(struct vpd_pair21_qemu *g);
+/* qmp=: milliseconds until the next hot-plug deadline, -1 if none;
+ * vpd_pair21_tick() does what is due. */
+int vpd_pair21_timeout(const struct vpd *d);
+void vpd_pair21_tick(struct vpd *d);
 void vpd_pair21_free_all(struct vpd *d);
 /* Is a pair broker running with exactly this spec? (SIGHUP: pairs only
  * change with a restart.) */

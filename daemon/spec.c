@@ -83,7 +83,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 	static const char *const keys[] = {
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
 		"allow-unsealed", "backend-grace", "stop-timeout", "backend-vm",
-		"unplug-timeout", "design", "qemu", "qemu1",
+		"unplug-timeout", "design", "qemu", "qemu1", "qmp", "qmp1",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -95,7 +95,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
 				"features, backend, allow-unsealed, backend-grace, stop-timeout, "
-				"backend-vm, unplug-timeout, design, qemu, qemu1)",
+				"backend-vm, unplug-timeout, design, qemu, qemu1, qmp, qmp1)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -198,13 +198,19 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		return 0;
 	case 14:
 	case 15:
-		/* qemu=: peer 0 is a QEMU guest; qemu1=: peer 1 too. */
+	case 16:
+	case 17: {
+		/* qemu=: peer 0 is a QEMU guest; qemu1=: peer 1 too; qmp=, qmp1=:
+		 * where to hot-plug them. */
+		char **slot = k < 16 ? &s->qemu[k - 14] : &s->qmp[k - 16];
+
 		if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 			return spec_err(err, errlen, -EINVAL,
 					"%s '%s' is too long for a Unix socket (max %zu bytes)",
 					keys[k], v, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-		s->qemu[k - 14] = strdup(v);
-		return s->qemu[k - 14] ? 0 : -ENOMEM;
+		*slot = strdup(v);
+		return *slot ? 0 : -ENOMEM;
+	}
 	case 6:
 		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
 		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
@@ -287,6 +293,14 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 	if (!e && s->qemu[1] && !s->qemu[0])
 		e = spec_err(err, errlen, -EINVAL, "qemu1= makes peer 1 a QEMU guest as well as "
 			     "peer 0: it needs qemu= (peer 0) first");
+	for (unsigned i = 0; !e && i < 2; i++)
+		if (s->qmp[i] && !s->qemu[i])
+			e = spec_err(err, errlen, -EINVAL, "%s hot-plugs the slot of the QEMU guest "
+				     "of %s: it needs that key too", i ? "qmp1=" : "qmp=",
+				     i ? "qemu1=" : "qemu=");
+	if (!e && s->qmp[1] && !strcmp(s->qmp[0], s->qmp[1]))
+		e = spec_err(err, errlen, -EINVAL, "qmp= and qmp1= name the same socket '%s': "
+			     "a guest cannot be both peers of a pair", s->qmp[1]);
 	if (!e && s->qemu[1] && !strcmp(s->qemu[0], s->qemu[1]))
 		e = spec_err(err, errlen, -EINVAL, "qemu= and qemu1= name the same socket '%s': "
 			     "each QEMU guest needs its own", s->qemu[1]);
@@ -326,6 +340,8 @@ void vpd_spec_free(struct vpd_spec *s)
 	free(s->backend_vm);
 	free(s->qemu[0]);
 	free(s->qemu[1]);
+	free(s->qmp[0]);
+	free(s->qmp[1]);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -358,7 +374,7 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* A new key changes the size: compare it below, then update the number. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 120,
+_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 136,
 	       "struct vpd_spec changed: compare the new key in vpd_spec_equal()");
 
 bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
@@ -370,7 +386,8 @@ bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
 	       (!a->have_uuid || !memcmp(a->uuid, b->uuid, sizeof(a->uuid))) &&
 	       a->features == b->features && str_eq(a->backend, b->backend) &&
 	       str_eq(a->backend_vm, b->backend_vm) && str_eq(a->qemu[0], b->qemu[0]) &&
-	       str_eq(a->qemu[1], b->qemu[1]) &&
+	       str_eq(a->qemu[1], b->qemu[1]) && str_eq(a->qmp[0], b->qmp[0]) &&
+	       str_eq(a->qmp[1], b->qmp[1]) &&
 	       a->allow_unsealed == b->allow_unsealed &&
 	       a->backend_grace_ms == b->backend_grace_ms &&
 	       a->stop_timeout_ms == b->stop_timeout_ms &&

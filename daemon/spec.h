@@ -35,6 +35,8 @@ struct vpd_spec {
 	char *qemu[2];          /* design=2.1: qemu= (peer 0) and qemu1= (peer 1):
 				 * that peer is a QEMU guest whose ivshmem-doorbell
 				 * connects to this socket, or NULL */
+	char *qmp[2];           /* qmp=, qmp1=: that guest's QMP socket: the daemon
+				 * hot-plugs its slot while the other peer is there */
 	unsigned unplug_timeout_ms; /* backend-vm=: a guest that has not released
 				     * the functions this long after device_del is
 				     * given up on (logged, counted) */
