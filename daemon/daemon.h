@@ -127,6 +127,12 @@ int vpd_bevm_init(struct vpd *d);
 void vpd_bevm_event(struct vpd_server *s, enum vp_event ev, const struct vp_device *dev);
 /* An epoll event of a VPD_W_BEVM or VPD_W_BDEV watch. */
 void vpd_bevm_watch(struct vpd *d, struct vpd_watch *w, uint32_t events);
+/* Keep a QMP client's fd in d's epoll set with the events it asks for now
+ * (w as the watch; *reg_fd and *reg_ev: what is registered, -1 none). Call
+ * after every QMP call; a closed client (q NULL or closed) is removed. */
+struct vpd_qmp;
+void vpd_qmp_watch(struct vpd *d, struct vpd_qmp *q, struct vpd_watch *w, int *reg_fd,
+		   uint32_t *reg_ev);
 /* Milliseconds until the next deadline, -1 if none; vpd_bevm_tick() does it. */
 int vpd_bevm_timeout(const struct vpd *d);
 void vpd_bevm_tick(struct vpd *d);

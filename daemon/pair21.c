@@ -236,28 +236,9 @@ int vpd_pair21_event(struct vpd_pair21 *p)
 
 static void hp_watch(struct vpd_pair21_qemu *g)
 {
-	struct vpd *d = g->pair->d;
-	int fd = g->q ? vpd_qmp_fd(g->q) : -1;
-	short pe = g->q ? vpd_qmp_poll_events(g->q) : 0;
-	uint32_t ev = ((pe & POLLIN) ? EPOLLIN : 0) | ((pe & POLLOUT) ? EPOLLOUT : 0);
-	struct epoll_event e = { .events = ev, .data.ptr = &g->qw };
-
 	g->qw.kind = VPD_W_PAIR21_QMP;
 	g->qw.obj = g;
-	if (g->reg_fd >= 0 && g->reg_fd != fd) {
-		epoll_ctl(d->epfd, EPOLL_CTL_DEL, g->reg_fd, NULL);
-		g->reg_fd = -1;
-	}
-	if (fd < 0)
-		return;
-	if (g->reg_fd < 0) {
-		if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &e) == 0) {
-			g->reg_fd = fd;
-			g->reg_ev = ev;
-		}
-	} else if (g->reg_ev != ev && epoll_ctl(d->epfd, EPOLL_CTL_MOD, fd, &e) == 0) {
-		g->reg_ev = ev;
-	}
+	vpd_qmp_watch(g->pair->d, g->q, &g->qw, &g->reg_fd, &g->reg_ev);
 }
 
 static void hp_id(const struct vpd_pair21_qemu *g, const char *what, char *out, size_t len)
