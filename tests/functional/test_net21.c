@@ -890,6 +890,47 @@ TEST(mapped_peer_against_fd_peer_two_processes)
 	vp_window21_free(w);
 }
 
+/* The same with the mapped peer sleeping too (irq): its wake-ups are eventfds
+ * the fd peer's signals write, as MSI-X through VFIO would be in a guest. */
+TEST(mapped_peer_irq_sleeps_on_wake_fds)
+{
+	struct vp_window21 *w = win_new(256);
+	pid_t a, b;
+
+	REQUIRE(w);
+	a = fork();
+	if (a == 0) {
+		struct mapped m;
+		struct vp_net21_map mm;
+		struct vp_net21 *n;
+		int rc;
+
+		alarm(240);
+		if (!mapped_new(&m, w, 0))
+			_exit(80);
+		mm = mapped_map(&m);
+		mm.wake_fds = true;
+		mm.rx_fd = dup(m.f.rx_fd);
+		mm.tx_fd = dup(m.f.tx_fd);
+		if (vp_net21_new_mapped(&n, &mm, VP_NET_IRQ) < 0)
+			_exit(81);
+		if (vp_net21_rx_fd(n) != mm.rx_fd || vp_net21_tx_fd(n) != mm.tx_fd)
+			_exit(82);
+		rc = run_peer(n, 0, 1, 100000, 1, 100000, 200);
+		if (!rc && vp_net21_stats(n)->wakeups == 0)
+			rc = 83;  /* it never slept: the fds were not used */
+		vp_net21_free(n);
+		if (!rc && fcntl(mm.rx_fd, F_GETFD) != -1)
+			rc = 84;  /* taken over: closed by free */
+		mapped_free(&m);
+		_exit(rc);
+	}
+	b = spawn_peer(w, 1, 1, 100000, 1, 100000, VP_NET_IRQ);
+	CHECK_EQ(exit_code(a), 0);
+	CHECK_EQ(exit_code(b), 0);
+	vp_window21_free(w);
+}
+
 TEST(mapped_refusals)
 {
 	struct vp_window21 *w = win_new(0);
@@ -903,6 +944,14 @@ TEST(mapped_refusals)
 	mm = mapped_map(&m);
 	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_IRQ), -ENOTSUP);  /* nothing to sleep on */
 	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_ADAPTIVE), -ENOTSUP);
+	/* wake fds given and refused: closed all the same (taken over) */
+	mm.wake_fds = true;
+	mm.rx_fd = eventfd(0, EFD_CLOEXEC);
+	mm.tx_fd = eventfd(0, EFD_CLOEXEC);
+	mm.peer = 2;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_IRQ), -EINVAL);
+	CHECK(fcntl(mm.rx_fd, F_GETFD) == -1 && fcntl(mm.tx_fd, F_GETFD) == -1);
+	mm = mapped_map(&m);
 	mm.notify = NULL;
 	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
 	mm = mapped_map(&m);
@@ -983,7 +1032,11 @@ TEST(guest21_fake_slot_found_attached_frames_both_ways)
 	snprintf(d, sizeof(d), "%s/0000:00:03.1", root);
 	REQUIRE(fp_info_function(d));
 	REQUIRE(fake_slot(root, "0000:00:10", 0, &f0, &regs));
-	CHECK_EQ(vp_guest21_open(&g, root, VP_NET_ADAPTIVE), -ENOTSUP);
+	/* No VFIO behind .0 (no driver link): irq refused, adaptive polls. */
+	CHECK_EQ(vp_guest21_open(&g, root, VP_NET_IRQ), -ENOTSUP);
+	REQUIRE(vp_guest21_open(&g, root, VP_NET_ADAPTIVE) == 0);
+	CHECK_EQ(vp_net21_rx_fd(vp_guest21_net(g)), -1);  /* nothing to sleep on: polls */
+	vp_guest21_close(g);
 	REQUIRE(vp_guest21_open(&g, root, VP_NET_POLL) == 0);
 	CHECK(!strcmp(vp_guest21_name(g), "0000:00:10"));
 	CHECK(!vp_guest21_revoked(g));

@@ -12,6 +12,10 @@
 # its write waits for the other's sink (1), the other's write for its sink.
 #   VP_P21_COUNT=N   frames each way
 #   VP_P21_FIRST=sink|gen  (default sink)
+#   VP_P21_MODE=poll|irq|adaptive  vp-vm's --mode (default poll)
+#   VP_P21_VFIO=1    bind .0 to vfio-pci first (its MSI-X as vp-vm's wake-ups: needs an
+#                    IOMMU in the guest and the vfio-pci module); the sink must then have
+#                    slept and been woken by the other's doorbells
 # Markers: "pair21: slot ...", "pair21: received N", "pair21: write to the other's section
 # at OFF: was V, wrote W, reads R", "pair21: sent N".
 . /lib/vp.sh
@@ -24,18 +28,37 @@ for d in /sys/bus/pci/devices/*.1; do
 done
 [ -n "$slot" ] || vp_fail "no ivshmem function .1 (the 2.1 header)"
 vp_info "slot $(basename "$slot"): .0 $(cat "$slot.0/device") .1 .2 $(cat "$slot.2/device")"
+if [ "${VP_P21_VFIO:-0}" = 1 ]; then
+    echo vfio-pci >"$slot.0/driver_override"
+    echo "${slot##*/}.0" >/sys/bus/pci/drivers_probe
+    drv=$(readlink "$slot.0/driver")
+    [ "${drv##*/}" = vfio-pci ] || vp_fail "cannot bind .0 to vfio-pci (driver: ${drv:-none})"
+    grp=$(readlink "$slot.0/iommu_group")
+    vp_info "bound .0 to vfio-pci, IOMMU group ${grp##*/}: $(ls "$slot.0/iommu_group/devices" | tr '\n' ' ')"
+fi
 vm() {
-    LD_LIBRARY_PATH=/lib/vp /bin/vp-vm --pair21-guest --mode poll --ram 4M --name guest \
+    LD_LIBRARY_PATH=/lib/vp /bin/vp-vm --pair21-guest --mode "${VP_P21_MODE:-poll}" --ram 4M --name guest \
         --quiet --json --log-level info "$@"
 }
 num() { grep -o "\"$1\":[a-z0-9]*" "$2" | head -1 | cut -d: -f2; }
 
 step_sink() {
+    # With VFIO: what the kernel counts on .0's MSI-X while the sink runs (diagnostics).
+    [ "${VP_P21_VFIO:-0}" = 1 ] &&
+        (sleep 2; grep -i "vfio\|msi" /proc/interrupts | tr -s ' ' >/tmp/irqs) &
     vm --app sink --ends 1 --seconds 200 --connect-timeout 200 >/tmp/sink.json 2>/tmp/sink.log ||
         { tail -5 /tmp/sink.log; vp_fail "vp-vm sink failed"; }
     grep -m1 "2.1 peer on PCI slot" /tmp/sink.log | while read -r l; do vp_info "$l"; done
+    grep -m1 "interrupts:" /tmp/sink.log | while read -r l; do vp_info "$l"; done
     rx=$(num received /tmp/sink.json)
     vp_info "received ${rx:-0} lost $(num lost /tmp/sink.json) corrupt $(num corrupt /tmp/sink.json)"
+    vp_info "sink woken $(num wakeups /tmp/sink.json) times (mode ${VP_P21_MODE:-poll})"
+    if [ "${VP_P21_VFIO:-0}" = 1 ]; then
+        vp_info "MSI-X in /proc/interrupts during the sink: $(tr '\n' ';' </tmp/irqs 2>/dev/null)"
+        vp_info "kernel: $(dmesg | grep -i "dmar\|vfio\|remapp" | tail -6 | tr '\n' ';')"
+        [ "$(num wakeups /tmp/sink.json)" -gt 2 ] 2>/dev/null ||
+            vp_fail "the sink was woken $(num wakeups /tmp/sink.json) times: no interrupts"
+    fi
     [ "${rx:-0}" = "$VP_P21_COUNT" ] || vp_fail "received ${rx:-0} frames, want $VP_P21_COUNT"
     [ "$(num lost /tmp/sink.json)" = 0 ] && [ "$(num corrupt /tmp/sink.json)" = 0 ] &&
         [ "$(num ok /tmp/sink.json)" = true ] || vp_fail "the sink saw lost or corrupt frames"
@@ -64,7 +87,7 @@ step_gen() {
     vm --app gen --count "$VP_P21_COUNT" --size 64-1518 --connect-timeout 200 \
         >/tmp/gen.json 2>/tmp/gen.log || { tail -5 /tmp/gen.log; vp_fail "vp-vm gen failed"; }
     tx=$(num tx_packets /tmp/gen.json)
-    vp_info "sent ${tx:-0}, doorbells rung $(num signals /tmp/gen.json)"
+    vp_info "sent ${tx:-0}, doorbells rung $(num signals /tmp/gen.json), woken $(num wakeups /tmp/gen.json) times"
     [ "${tx:-0}" = "$VP_P21_COUNT" ] || vp_fail "sent ${tx:-0} frames, want $VP_P21_COUNT"
 }
 
