@@ -852,9 +852,13 @@ static void mapped_free(struct mapped *m)
 	vp_net21_fds_close(&m->f);
 }
 
-/* A guest-like peer (poll, doorbells) against an fd peer sleeping on its
- * eventfds (irq): 200000 verified frames each way, in two processes. */
-TEST(mapped_peer_against_fd_peer_two_processes)
+/*
+ * A guest-like peer (doorbells) against an fd peer sleeping on its eventfds
+ * (irq): frames verified each way, in two processes. The mapped peer polls,
+ * or with wake (irq) sleeps on eventfds the fd peer's signals write, as MSI-X
+ * through VFIO would be in a guest.
+ */
+static void mapped_against_fd_peer(bool wake, unsigned frames)
 {
 	struct vp_window21 *w = win_new(256);
 	pid_t a, b;
@@ -871,64 +875,42 @@ TEST(mapped_peer_against_fd_peer_two_processes)
 		if (!mapped_new(&m, w, 0))
 			_exit(80);
 		mm = mapped_map(&m);
-		if (vp_net21_new_mapped(&n, &mm, VP_NET_POLL) < 0)
+		mm.wake_fds = wake;
+		mm.rx_fd = wake ? dup(m.f.rx_fd) : -1;
+		mm.tx_fd = wake ? dup(m.f.tx_fd) : -1;
+		if (vp_net21_new_mapped(&n, &mm, wake ? VP_NET_IRQ : VP_NET_POLL) < 0)
 			_exit(81);
-		rc = run_peer(n, 0, 1, 200000, 1, 200000, 200);
+		if (wake && (vp_net21_rx_fd(n) != mm.rx_fd || vp_net21_tx_fd(n) != mm.tx_fd))
+			_exit(82);
+		rc = run_peer(n, 0, 1, frames, 1, frames, 200);
+		if (!rc && wake && vp_net21_stats(n)->wakeups == 0)
+			rc = 83;  /* it never slept: the fds were not used */
 		vp_net21_free(n);
+		if (!rc && wake && fcntl(mm.rx_fd, F_GETFD) != -1)
+			rc = 84;  /* taken over: closed by free */
 		/* The mappings are still ours after free (this read would fault
 		 * otherwise), and the fd peer slept: it was woken by our doorbells
 		 * of both kinds. */
 		(void)((const volatile struct vp21_ctrl *)m.other)->state;
 		if (!rc && (!m.notified[0] || !m.notified[1]))
-			rc = 82;
+			rc = 85;
 		mapped_free(&m);
 		_exit(rc);
 	}
-	b = spawn_peer(w, 1, 1, 200000, 1, 200000, VP_NET_IRQ);
+	b = spawn_peer(w, 1, 1, frames, 1, frames, VP_NET_IRQ);
 	CHECK_EQ(exit_code(a), 0);
 	CHECK_EQ(exit_code(b), 0);
 	vp_window21_free(w);
 }
 
-/* The same with the mapped peer sleeping too (irq): its wake-ups are eventfds
- * the fd peer's signals write, as MSI-X through VFIO would be in a guest. */
+TEST(mapped_peer_against_fd_peer_two_processes)
+{
+	mapped_against_fd_peer(false, 200000);
+}
+
 TEST(mapped_peer_irq_sleeps_on_wake_fds)
 {
-	struct vp_window21 *w = win_new(256);
-	pid_t a, b;
-
-	REQUIRE(w);
-	a = fork();
-	if (a == 0) {
-		struct mapped m;
-		struct vp_net21_map mm;
-		struct vp_net21 *n;
-		int rc;
-
-		alarm(240);
-		if (!mapped_new(&m, w, 0))
-			_exit(80);
-		mm = mapped_map(&m);
-		mm.wake_fds = true;
-		mm.rx_fd = dup(m.f.rx_fd);
-		mm.tx_fd = dup(m.f.tx_fd);
-		if (vp_net21_new_mapped(&n, &mm, VP_NET_IRQ) < 0)
-			_exit(81);
-		if (vp_net21_rx_fd(n) != mm.rx_fd || vp_net21_tx_fd(n) != mm.tx_fd)
-			_exit(82);
-		rc = run_peer(n, 0, 1, 100000, 1, 100000, 200);
-		if (!rc && vp_net21_stats(n)->wakeups == 0)
-			rc = 83;  /* it never slept: the fds were not used */
-		vp_net21_free(n);
-		if (!rc && fcntl(mm.rx_fd, F_GETFD) != -1)
-			rc = 84;  /* taken over: closed by free */
-		mapped_free(&m);
-		_exit(rc);
-	}
-	b = spawn_peer(w, 1, 1, 100000, 1, 100000, VP_NET_IRQ);
-	CHECK_EQ(exit_code(a), 0);
-	CHECK_EQ(exit_code(b), 0);
-	vp_window21_free(w);
+	mapped_against_fd_peer(true, 100000);
 }
 
 TEST(mapped_refusals)
