@@ -575,8 +575,10 @@ int vpd_pair21_timeout(const struct vpd *d)
 
 			if (!g->qmp_path)
 				continue;
-			if (!g->q || g->hs == HP_NONE)
-				earliest(&best, g->retry_ms);  /* past: hp_sync() acted already */
+			/* A retry time in the past was acted on (hp_sync()): not a
+			 * deadline, or the loop would spin. */
+			if ((!g->q || g->hs == HP_NONE) && g->retry_ms > now)
+				earliest(&best, g->retry_ms);
 			if (g->q)
 				earliest(&best, vpd_qmp_deadline(g->q));
 			if (g->absent_ms && g->hs == HP_PLUGGED)

@@ -128,4 +128,11 @@ assert args[5]["backend"]["data"]["addr"]["data"]["path"].endswith("/ivs.sock"),
 assert args[6]["addr"] == "0x4.0" and args[6]["multifunction"] is True and args[6]["vectors"] == 2, args[6]
 assert args[6]["chardev"] == pre + "g1-chr", args[6]
 PY
+# Idle with nothing due: the daemon's loop must sleep (a retry time in the past is no
+# deadline). Its CPU time over two idle seconds, in clock ticks.
+t0=$(awk '{print $14 + $15}' "/proc/${pids[1]}/stat")
+sleep 2
+t1=$(awk '{print $14 + $15}' "/proc/${pids[1]}/stat")
+[ $((t1 - t0)) -lt $(( $(getconf CLK_TCK) / 2 )) ] ||
+	fail "the daemon used $((t1 - t0)) clock ticks in 2 idle seconds: its loop spins"
 echo "test_pair21_hotplug: ok (plug order, a refused function 0 undone and retried, unplug by function 0, cleanup)"
