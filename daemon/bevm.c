@@ -1125,28 +1125,33 @@ void vpd_bevm_event(struct vpd_server *s, enum vp_event ev, const struct vp_devi
 
 /* ---- the QMP connection ---- */
 
-static void vm_sync(struct vpd_bevm *vm)
+void vpd_qmp_watch(struct vpd *d, struct vpd_qmp *q, struct vpd_watch *w, int *reg_fd,
+		   uint32_t *reg_ev)
 {
-	struct vpd *d = vm->d;
-	int fd = vm->q ? vpd_qmp_fd(vm->q) : -1;
-	short pe = vm->q ? vpd_qmp_poll_events(vm->q) : 0;
+	int fd = q ? vpd_qmp_fd(q) : -1;
+	short pe = q ? vpd_qmp_poll_events(q) : 0;
 	uint32_t ev = ((pe & POLLIN) ? EPOLLIN : 0) | ((pe & POLLOUT) ? EPOLLOUT : 0);
-	struct epoll_event e = { .events = ev, .data.ptr = &vm->w };
+	struct epoll_event e = { .events = ev, .data.ptr = w };
 
-	if (vm->reg_fd >= 0 && vm->reg_fd != fd) {
-		watch_del(d, vm->reg_fd);
-		vm->reg_fd = -1;
+	if (*reg_fd >= 0 && *reg_fd != fd) {
+		watch_del(d, *reg_fd);
+		*reg_fd = -1;
 	}
 	if (fd < 0)
 		return;
-	if (vm->reg_fd < 0) {
+	if (*reg_fd < 0) {
 		if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &e) == 0) {
-			vm->reg_fd = fd;
-			vm->reg_ev = ev;
+			*reg_fd = fd;
+			*reg_ev = ev;
 		}
-	} else if (vm->reg_ev != ev && epoll_ctl(d->epfd, EPOLL_CTL_MOD, fd, &e) == 0) {
-		vm->reg_ev = ev;
+	} else if (*reg_ev != ev && epoll_ctl(d->epfd, EPOLL_CTL_MOD, fd, &e) == 0) {
+		*reg_ev = ev;
 	}
+}
+
+static void vm_sync(struct vpd_bevm *vm)
+{
+	vpd_qmp_watch(vm->d, vm->q, &vm->w, &vm->reg_fd, &vm->reg_ev);
 }
 
 static struct vpd_bdev *by_name(struct vpd_bevm *vm, const char *qdev, bool *info)

@@ -20,7 +20,8 @@ enum vpd_watch_kind {
 	VPD_W_BEVM,            /* obj: a struct vpd_bevm (its QMP connection) */
 	VPD_W_BDEV,            /* obj: a struct vpd_bdev (one of its fds) */
 	VPD_W_PAIR21,          /* obj: a struct vpd_pair21 (its broker's epoll fd) */
-	VPD_W_PAIR21_QEMU,     /* obj: a struct vpd_pair21 (its QEMU peer's ivshmem server) */
+	VPD_W_PAIR21_QEMU,     /* obj: a struct vpd_pair21_qemu (one QEMU peer's ivshmem server) */
+	VPD_W_PAIR21_QMP,      /* obj: a struct vpd_pair21_qemu (its guest's QMP, qmp=) */
 };
 
 struct vpd_watch {
@@ -69,6 +70,7 @@ struct vpd {
 /* ---- pair21.c: 2.1 pairs (design=2.1) ---- */
 
 struct vpd_pair21;
+struct vpd_pair21_qemu;
 struct jw;
 
 /* Serve a design=2.1 spec (taken over: *spec is cleared). -errno, logged. */
@@ -76,7 +78,13 @@ int vpd_pair21_add(struct vpd *d, struct vpd_spec *spec);
 /* Its broker's fd fired. A negative errno is fatal for the daemon. */
 int vpd_pair21_event(struct vpd_pair21 *p);
 /* Its QEMU peer's ivshmem server is readable. <0: fatal. */
-int vpd_pair21_qemu_event(struct vpd_pair21 *p);
+int vpd_pair21_qemu_event(struct vpd_pair21_qemu *g);
+/* qmp=: its guest's QMP connection is ready (never fatal). */
+void vpd_pair21_qmp_event(struct vpd_pair21_qemu *g);
+/* qmp=: milliseconds until the next hot-plug deadline, -1 if none;
+ * vpd_pair21_tick() does what is due. */
+int vpd_pair21_timeout(const struct vpd *d);
+void vpd_pair21_tick(struct vpd *d);
 void vpd_pair21_free_all(struct vpd *d);
 /* Is a pair broker running with exactly this spec? (SIGHUP: pairs only
  * change with a restart.) */
@@ -119,6 +127,12 @@ int vpd_bevm_init(struct vpd *d);
 void vpd_bevm_event(struct vpd_server *s, enum vp_event ev, const struct vp_device *dev);
 /* An epoll event of a VPD_W_BEVM or VPD_W_BDEV watch. */
 void vpd_bevm_watch(struct vpd *d, struct vpd_watch *w, uint32_t events);
+/* Keep a QMP client's fd in d's epoll set with the events it asks for now
+ * (w as the watch; *reg_fd and *reg_ev: what is registered, -1 none). Call
+ * after every QMP call; a closed client (q NULL or closed) is removed. */
+struct vpd_qmp;
+void vpd_qmp_watch(struct vpd *d, struct vpd_qmp *q, struct vpd_watch *w, int *reg_fd,
+		   uint32_t *reg_ev);
 /* Milliseconds until the next deadline, -1 if none; vpd_bevm_tick() does it. */
 int vpd_bevm_timeout(const struct vpd *d);
 void vpd_bevm_tick(struct vpd *d);

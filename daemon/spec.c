@@ -83,7 +83,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 	static const char *const keys[] = {
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
 		"allow-unsealed", "backend-grace", "stop-timeout", "backend-vm",
-		"unplug-timeout", "design", "qemu", "offloads",
+		"unplug-timeout", "design", "qemu", "qemu1", "qmp", "qmp1", "offloads",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -95,7 +95,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
 				"features, backend, allow-unsealed, backend-grace, stop-timeout, "
-				"backend-vm, unplug-timeout, design, qemu, offloads)",
+				"backend-vm, unplug-timeout, design, qemu, qemu1, qmp, qmp1, offloads)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -197,12 +197,20 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		s->pair21 = !strcmp(v, "2.1");
 		return 0;
 	case 14:
+	case 15:
+	case 16:
+	case 17: {
+		/* qemu=: peer 0 is a QEMU guest; qemu1=: peer 1 too; qmp=, qmp1=:
+		 * where to hot-plug them. */
+		char **slot = k < 16 ? &s->qemu[k - 14] : &s->qmp[k - 16];
+
 		if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 			return spec_err(err, errlen, -EINVAL,
-					"qemu '%s' is too long for a Unix socket (max %zu bytes)",
-					v, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-		s->qemu = strdup(v);
-		return s->qemu ? 0 : -ENOMEM;
+					"%s '%s' is too long for a Unix socket (max %zu bytes)",
+					keys[k], v, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		*slot = strdup(v);
+		return *slot ? 0 : -ENOMEM;
+	}
 	case 6:
 		if (!(v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ?
 		      parse_uint(v + 2, 16, ULLONG_MAX, &n) :
@@ -215,7 +223,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 					v);
 		s->features = n;
 		return 0;
-	case 15:
+	case 18:
 		if (!strcmp(v, "none"))
 			s->offloads = 0;
 		else if (!strcmp(v, "csum"))
@@ -298,9 +306,23 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 	if (!e && s->features && s->offloads)
 		e = spec_err(err, errlen, -EINVAL, "features= and offloads= exclude each other: "
 			     "features= names every bit offered");
-	if (!e && s->qemu && !s->pair21)
+	if (!e && (s->qemu[0] || s->qemu[1]) && !s->pair21)
 		e = spec_err(err, errlen, -EINVAL, "qemu= gives a QEMU guest one half of a 2.1 "
 			     "pair: it needs design=2.1");
+	if (!e && s->qemu[1] && !s->qemu[0])
+		e = spec_err(err, errlen, -EINVAL, "qemu1= makes peer 1 a QEMU guest as well as "
+			     "peer 0: it needs qemu= (peer 0) first");
+	for (unsigned i = 0; !e && i < 2; i++)
+		if (s->qmp[i] && !s->qemu[i])
+			e = spec_err(err, errlen, -EINVAL, "%s hot-plugs the slot of the QEMU guest "
+				     "of %s: it needs that key too", i ? "qmp1=" : "qmp=",
+				     i ? "qemu1=" : "qemu=");
+	if (!e && s->qmp[1] && !strcmp(s->qmp[0], s->qmp[1]))
+		e = spec_err(err, errlen, -EINVAL, "qmp= and qmp1= name the same socket '%s': "
+			     "a guest cannot be both peers of a pair", s->qmp[1]);
+	if (!e && s->qemu[1] && !strcmp(s->qemu[0], s->qemu[1]))
+		e = spec_err(err, errlen, -EINVAL, "qemu= and qemu1= name the same socket '%s': "
+			     "each QEMU guest needs its own", s->qemu[1]);
 	if (!e && s->backend && s->backend_vm)
 		e = spec_err(err, errlen, -EINVAL, "backend= and backend-vm= exclude each other: "
 			     "a device is driven by a userspace backend or by a backend VM");
@@ -335,7 +357,10 @@ void vpd_spec_free(struct vpd_spec *s)
 	free(s->id);
 	free(s->backend);
 	free(s->backend_vm);
-	free(s->qemu);
+	free(s->qemu[0]);
+	free(s->qemu[1]);
+	free(s->qmp[0]);
+	free(s->qmp[1]);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -368,7 +393,7 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* A new key changes the size: compare it below, then update the number. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 120,
+_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 144,
 	       "struct vpd_spec changed: compare the new key in vpd_spec_equal()");
 
 bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
@@ -378,8 +403,11 @@ bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
 	       a->have_uid == b->have_uid && (!a->have_uid || a->uid == b->uid) &&
 	       a->have_uuid == b->have_uuid &&
 	       (!a->have_uuid || !memcmp(a->uuid, b->uuid, sizeof(a->uuid))) &&
-	       a->features == b->features && a->offloads == b->offloads && str_eq(a->backend, b->backend) &&
-	       str_eq(a->backend_vm, b->backend_vm) && str_eq(a->qemu, b->qemu) &&
+	       a->features == b->features && a->offloads == b->offloads &&
+	       str_eq(a->backend, b->backend) &&
+	       str_eq(a->backend_vm, b->backend_vm) && str_eq(a->qemu[0], b->qemu[0]) &&
+	       str_eq(a->qemu[1], b->qemu[1]) && str_eq(a->qmp[0], b->qmp[0]) &&
+	       str_eq(a->qmp[1], b->qmp[1]) &&
 	       a->allow_unsealed == b->allow_unsealed &&
 	       a->backend_grace_ms == b->backend_grace_ms &&
 	       a->stop_timeout_ms == b->stop_timeout_ms &&

@@ -34,8 +34,11 @@ struct vpd_spec {
 	unsigned stop_timeout_ms;  /* GET_VRING_BASE waits this long at most for
 				    * the backend's STOP ack */
 	bool pair21;            /* design=2.1: a pair broker, not a server (pair21.c) */
-	char *qemu;             /* design=2.1: peer 0 is a QEMU guest whose
-				 * ivshmem-doorbell connects to this socket, or NULL */
+	char *qemu[2];          /* design=2.1: qemu= (peer 0) and qemu1= (peer 1):
+				 * that peer is a QEMU guest whose ivshmem-doorbell
+				 * connects to this socket, or NULL */
+	char *qmp[2];           /* qmp=, qmp1=: that guest's QMP socket: the daemon
+				 * hot-plugs its slot while the other peer is there */
 	unsigned unplug_timeout_ms; /* backend-vm=: a guest that has not released
 				     * the functions this long after device_del is
 				     * given up on (logged, counted) */

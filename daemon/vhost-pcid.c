@@ -521,9 +521,10 @@ static int run(struct vpd *d, const struct opts *o, struct vpd_control *ctl, int
 
 	for (;;) {
 		int n = epoll_wait(d->epfd, evs, 32,
-				   min_timeout(min_timeout(vpd_control_timeout(ctl),
-							   vpd_relay_timeout(d)),
-					       vpd_bevm_timeout(d)));
+				   min_timeout(min_timeout(min_timeout(vpd_control_timeout(ctl),
+								       vpd_relay_timeout(d)),
+							   vpd_bevm_timeout(d)),
+					       vpd_pair21_timeout(d)));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -569,12 +570,16 @@ static int run(struct vpd *d, const struct opts *o, struct vpd_control *ctl, int
 				if (vpd_pair21_qemu_event(w->obj) < 0)
 					return 1;
 				break;
+			case VPD_W_PAIR21_QMP:
+				vpd_pair21_qmp_event(w->obj);
+				break;
 			}
 		}
 		vpd_relay_tick(d);
 		vpd_relay_reap(d);
 		vpd_bevm_tick(d);
 		vpd_bevm_reap(d);
+		vpd_pair21_tick(d);
 		vpd_control_expire(ctl);
 	}
 }

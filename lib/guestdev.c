@@ -36,9 +36,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
 
 #include "vhostpci/guestdev.h"
 #include "vhostpci/log.h"
@@ -1053,7 +1057,125 @@ struct vp_guest21 {
 	struct vp_net21 *net;
 	uint64_t doorbells;
 	int revoked;
+	int vfio_container, vfio_group, vfio_dev;  /* irq: .0 through VFIO, -1 */
 };
+
+static void guest21_vfio_close(struct vp_guest21 *g)
+{
+	close_fd(&g->vfio_dev);  /* VFIO disables MSI-X and lets go of the eventfds */
+	close_fd(&g->vfio_group);
+	close_fd(&g->vfio_container);
+}
+
+/* An MSI-X message is a write by the device: QEMU drops it unless the
+ * function is a bus master, which nobody but us sets under VFIO. */
+static int vfio_bus_master(int dev)
+{
+	struct vfio_region_info cfg = { .argsz = sizeof(cfg),
+					.index = VFIO_PCI_CONFIG_REGION_INDEX };
+	uint16_t cmd;
+	off_t at;
+
+	if (ioctl(dev, VFIO_DEVICE_GET_REGION_INFO, &cfg) < 0)
+		return -errno;
+	at = (off_t)(cfg.offset + PCI_COMMAND);
+	if (pread(dev, &cmd, sizeof(cmd), at) != (ssize_t)sizeof(cmd))
+		return -EIO;
+	cmd = htole16((uint16_t)(le16toh(cmd) | PCI_COMMAND_MASTER));
+	return pwrite(dev, &cmd, sizeof(cmd), at) == (ssize_t)sizeof(cmd) ? 0 : -EIO;
+}
+
+/*
+ * Our wake-ups (docs/window21.md 9): the other's doorbells are MSI-X vectors
+ * 0 (frames for us) and 1 (our slots freed) of .0, which userspace in a
+ * guest can have only through VFIO: .0 bound to vfio-pci (its IOMMU group
+ * viable: .1 and .2 without a driver), an IOMMU in the guest. The BARs stay
+ * mapped through sysfs (VFIO never requests them). -ENOTSUP (said why) when
+ * that is not so; *rx and *tx: the two eventfds.
+ */
+static int guest21_vfio(struct vp_guest21 *g, const char *root, int *rx, int *tx)
+{
+	char path[512], link[256], f0[NAME_MAX_SYSFS + 2];
+	struct vfio_group_status gs = { .argsz = sizeof(gs) };
+	struct vfio_irq_info ii = { .argsz = sizeof(ii), .index = VFIO_PCI_MSIX_IRQ_INDEX };
+
+	/* struct vfio_irq_set, then its data: two eventfds */
+	uint8_t buf[sizeof(struct vfio_irq_set) + 2 * sizeof(int32_t)] __attribute__((aligned(8)));
+	struct vfio_irq_set *irq = (struct vfio_irq_set *)buf;
+	int32_t fds[2];
+	const char *why = NULL, *grp;
+	ssize_t n;
+	int r;
+
+	*rx = *tx = -1;
+	snprintf(f0, sizeof(f0), "%s.0", g->slot);
+	snprintf(path, sizeof(path), "%s/%s/driver", root, f0);
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n > 0 ? n : 0] = 0;
+	if (n <= 0 || strcmp(strrchr(link, '/') ? strrchr(link, '/') + 1 : link, "vfio-pci")) {
+		vp_log(VP_LOG_INFO, "guest-pci 2.1 %s: .0 is not bound to vfio-pci: no interrupts "
+		       "(bind it, with an IOMMU in the guest, for irq)", g->slot);
+		return -ENOTSUP;
+	}
+	snprintf(path, sizeof(path), "%s/%s/iommu_group", root, f0);
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n > 0 ? n : 0] = 0;
+	grp = strrchr(link, '/');
+	if (n <= 0 || !grp || !grp[1]) {
+		vp_log(VP_LOG_WARN, "guest-pci 2.1 %s: .0 has no IOMMU group", g->slot);
+		return -ENOTSUP;
+	}
+	g->vfio_container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/dev/vfio/%s", grp + 1);
+	g->vfio_group = open(path, O_RDWR | O_CLOEXEC);
+	if (g->vfio_container < 0 || g->vfio_group < 0)
+		why = "cannot open /dev/vfio";
+	else if (ioctl(g->vfio_container, VFIO_GET_API_VERSION) != VFIO_API_VERSION ||
+		 ioctl(g->vfio_container, VFIO_CHECK_EXTENSION, VFIO_TYPE1_IOMMU) <= 0)
+		why = "no VFIO type1 IOMMU";
+	else if (ioctl(g->vfio_group, VFIO_GROUP_GET_STATUS, &gs) < 0 ||
+		 !(gs.flags & VFIO_GROUP_FLAGS_VIABLE))
+		why = "its IOMMU group is not viable (another function has a driver)";
+	else if (ioctl(g->vfio_group, VFIO_GROUP_SET_CONTAINER, &g->vfio_container) < 0 ||
+		 ioctl(g->vfio_container, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU) < 0)
+		why = "cannot set up the VFIO container";
+	else if ((g->vfio_dev = ioctl(g->vfio_group, VFIO_GROUP_GET_DEVICE_FD, f0)) < 0)
+		why = "cannot get the VFIO device";
+	else if (ioctl(g->vfio_dev, VFIO_DEVICE_GET_IRQ_INFO, &ii) < 0 || ii.count < 2 ||
+		 !(ii.flags & VFIO_IRQ_INFO_EVENTFD))
+		why = "no two MSI-X vectors with eventfds";
+	else if (vfio_bus_master(g->vfio_dev) < 0)
+		why = "cannot make .0 a bus master (its MSI-X messages would be dropped)";
+	if (why) {
+		vp_log(VP_LOG_WARN, "guest-pci 2.1 %s: no interrupts through VFIO: %s (%s)", g->slot,
+		       why, strerror(errno));
+		guest21_vfio_close(g);
+		return -ENOTSUP;
+	}
+	*rx = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	*tx = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	memset(buf, 0, sizeof(buf));
+	irq->argsz = sizeof(buf);
+	irq->flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+	irq->index = VFIO_PCI_MSIX_IRQ_INDEX;
+	irq->start = 0;
+	irq->count = 2;
+	fds[0] = *rx;
+	fds[1] = *tx;
+	memcpy(buf + sizeof(*irq), fds, sizeof(fds));
+	if (*rx < 0 || *tx < 0 || ioctl(g->vfio_dev, VFIO_DEVICE_SET_IRQS, buf) < 0) {
+		r = -errno;
+		vp_log(VP_LOG_WARN, "guest-pci 2.1 %s: cannot route MSI-X to eventfds: %s", g->slot,
+		       strerror(-r));
+		close_fd(rx);
+		close_fd(tx);
+		guest21_vfio_close(g);
+		return r;
+	}
+	vp_log(VP_LOG_INFO, "guest-pci 2.1 %s: interrupts: MSI-X vectors 0 and 1 of %s through "
+	       "VFIO (IOMMU group %s)", g->slot, f0, grp + 1);
+	return 0;
+}
 
 /* Ring the other peer: vector 0 its RX (frames for it), 1 its TX (slots freed). */
 static void notify21(void *opaque, bool tx)
@@ -1157,6 +1279,7 @@ int vp_guest21_open(struct vp_guest21 **out, const char *sysfs_root, enum vp_net
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
+	g->vfio_container = g->vfio_group = g->vfio_dev = -1;
 	/* Sorted: with several 2.1 slots the first is taken, always the same. */
 	n = scandir(root, &ents, NULL, alphasort);
 	if (n < 0) {
@@ -1178,9 +1301,22 @@ int vp_guest21_open(struct vp_guest21 **out, const char *sysfs_root, enum vp_net
 			.my = g->my, .my_len = g->my_len, .other = g->other,
 			.other_len = g->other_len, .notify = notify21, .opaque = g,
 		};
-		r = vp_net21_new_mapped(&g->net, &m, mode);
+		/* irq: interrupts or nothing; adaptive: interrupts where VFIO
+		 * gives them, else polling (said so). */
+		if (mode != VP_NET_POLL) {
+			r = guest21_vfio(g, root, &m.rx_fd, &m.tx_fd);
+			m.wake_fds = !r;
+			if (r < 0 && mode == VP_NET_ADAPTIVE) {
+				vp_log(VP_LOG_INFO, "guest-pci 2.1 %s: polling", g->slot);
+				mode = VP_NET_POLL;
+				r = 0;
+			}
+		}
 	}
+	if (!r)
+		r = vp_net21_new_mapped(&g->net, &m, mode);
 	if (r < 0) {
+		guest21_vfio_close(g);
 		guest21_unmap(g);
 		free(g);
 		return r;
@@ -1213,6 +1349,7 @@ void vp_guest21_close(struct vp_guest21 *g)
 	/* Detaches: writes our section and rings the other. Under the SIGBUS
 	 * guard even if a BAR was revoked (the access only sets the flag). */
 	vp_net21_free(g->net);
+	guest21_vfio_close(g);
 	guest21_unmap(g);
 	free(g);
 }

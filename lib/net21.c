@@ -25,7 +25,8 @@
  *  - A window the caller mapped (vp_net21_new_mapped(): a QEMU guest's BARs)
  *    gets the same checks; what makes the other's section read-only there is
  *    the caller's mapping and QEMU's readonly=on, and the other peer is woken
- *    through the caller's notify hook instead of an eventfd.
+ *    through the caller's notify hook instead of an eventfd (our own wake
+ *    eventfds, if any, are the caller's: MSI-X through VFIO).
  *
  * Threading: one vp_net21, one thread. No allocation or logging on the data
  * path except when a rule is broken.
@@ -921,32 +922,64 @@ fail:
 
 #endif /* !__KERNEL__ */
 
+#ifdef __KERNEL__
+/* No fds in the kernel: the module takes the other's doorbells as interrupts and maps in
+ * poll mode, so wake_fds is never set there. */
+static void drop_wake_fd(int *fd)
+{
+	*fd = -1;
+}
+#else
+static void drop_wake_fd(int *fd)
+{
+	close_fd(fd);
+}
+#endif
+
 int vp_net21_new_mapped(struct vp_net21 **out, const struct vp_net21_map *m,
 			enum vp_net_mode mode)
 {
+	int wake[2] = { -1, -1 };
 	struct vp21_header h;
-	struct vp_net21 *n;
+	struct vp_net21 *n = NULL;
+	int r = -EINVAL;
 
 	*out = NULL;
-	if (!m || m->peer >= VP21_PEERS || !m->header || !m->my || !m->other || !m->notify)
-		return -EINVAL;
-	if (mode != VP_NET_POLL) {
-		bad("mode", m->peer, "a mapped window has no eventfds to sleep on: poll only");
-		return -ENOTSUP;
+	if (m && m->wake_fds) {
+		wake[0] = m->rx_fd;  /* ours from here on, whatever happens */
+		wake[1] = m->tx_fd;
 	}
-	if (m->header_len < VP21_HEADER_SIZE)
-		return bad("header", m->peer, "%" PRIu64 " bytes mapped", m->header_len);
+	if (!m || m->peer >= VP21_PEERS || !m->header || !m->my || !m->other || !m->notify)
+		goto fail;
+	if (mode != VP_NET_POLL && (wake[0] < 0 || wake[1] < 0)) {
+		bad("mode", m->peer, "a mapped window without eventfds to sleep on: poll only");
+		r = -ENOTSUP;
+		goto fail;
+	}
+	if (m->header_len < VP21_HEADER_SIZE) {
+		bad("header", m->peer, "%" PRIu64 " bytes mapped", m->header_len);
+		goto fail;
+	}
 	memcpy(&h, m->header, sizeof(h));  /* checked and used only as this copy */
 	if (check_header(&h, m->peer))
-		return -EINVAL;
+		goto fail;
 	n = net_alloc(&h, m->peer, mode);
-	if (!n)
-		return -ENOMEM;
+	if (!n) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	if (m->my_len < n->mg.size || m->other_len < n->pg.size) {
 		bad("sections", n->me, "%" PRIu64 " and %" PRIu64 " bytes mapped, the header says %"
 		    PRIu64 " and %" PRIu64, m->my_len, m->other_len, n->mg.size, n->pg.size);
 		free(n);
-		return -EINVAL;
+		goto fail;
+	}
+	if (mode != VP_NET_POLL) {
+		n->rx_fd = wake[0];
+		n->tx_fd = wake[1];
+	} else {
+		drop_wake_fd(&wake[0]);  /* nothing sleeps on them */
+		drop_wake_fd(&wake[1]);
 	}
 	n->mapped = true;
 	n->my = m->my;
@@ -957,6 +990,10 @@ int vp_net21_new_mapped(struct vp_net21 **out, const struct vp_net21_map *m,
 	attach(n);
 	*out = n;
 	return 0;
+fail:
+	drop_wake_fd(&wake[0]);
+	drop_wake_fd(&wake[1]);
+	return r;
 }
 
 void vp_net21_free(struct vp_net21 *n)

@@ -1376,11 +1376,8 @@ static int p21_new(struct vp_port *p, const struct vp_port_config *c)
 	p->max_links = 1;
 	p->p21_sock = -1;
 	if (c->guest_pci) {
-		if (c->mode != VP_NET_POLL) {
-			snprintf(p->last_err, sizeof(p->last_err), "a 2.1 peer in a guest runs in "
-				 "poll mode: its wake-ups are MSI-X interrupts userspace cannot have");
-			return -ENOTSUP;
-		}
+		/* irq and adaptive sleep on .0's MSI-X through VFIO where the
+		 * guest has it (vp_guest21_open() decides). */
 		p->sysfs_root = strdup(c->sysfs_root ? c->sysfs_root : VP_GUEST_SYSFS_DEFAULT);
 		if (!p->sysfs_root)
 			return -ENOMEM;

@@ -90,7 +90,8 @@ say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid"
 if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
 	for t in qemu-daemon qemu-backend dpdk-daemon qemu-ivshmem qemu-bevm qemu-cold qemu-guestbe \
 		qemu-kmod qemu-kmod-data qemu-twoguest qemu-twoguest-resil qemu-twoguest-kmod \
-		qemu-twoguest-kmod-resil qemu-twoguest-offload qemu-pair21; do
+		qemu-twoguest-kmod-resil qemu-twoguest-offload qemu-pair21 qemu-pair21-kmod \
+		qemu-pair21-twoguest qemu-pair21-hotplug qemu-pair21-irq; do
 		timeout 900 "$root/tests/peers/$t.sh" "$B/gcc/daemon/vhost-pcid" "$B/gcc/tools/vhost-pci-ctl" \
 			"$B/gcc/tools/vp-vm" >"$B/$t.log" 2>&1
 		rc=$?

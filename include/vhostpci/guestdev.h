@@ -153,8 +153,10 @@ VP_API void vp_guestdev_fail(struct vp_guestdev *d, const char *why);
  * PROT_READ here too. The header's section table gives the geometry; no BAR
  * address is needed. The link is a vp_net21 over those mappings
  * (vp_net21_new_mapped()), the other peer woken by doorbells (vector 0 its
- * RX, 1 its TX). Our own wake-ups are MSI-X interrupts userspace cannot
- * have: poll mode only.
+ * RX, 1 its TX). Our own wake-ups are .0's MSI-X vectors, which userspace in
+ * a guest gets only through VFIO: with .0 bound to vfio-pci (an IOMMU in the
+ * guest, .1 and .2 without a driver) they become the eventfds mode irq and
+ * adaptive sleep on; otherwise poll (adaptive falls back to it, saying so).
  *
  * Threading: one thread; no calls after vp_guest21_close().
  */
@@ -164,8 +166,8 @@ struct vp_net21;
 /*
  * Find the first 2.1 slot (sorted by name) under sysfs_root (NULL:
  * VP_GUEST_SYSFS_DEFAULT), map it and attach. -ENODEV (none), -ENOTSUP
- * (not poll mode), -EINVAL (the header or the functions refused, logged),
- * or an errno.
+ * (mode irq without interrupts through VFIO, logged), -EINVAL (the header or
+ * the functions refused, logged), or an errno.
  */
 VP_API int vp_guest21_open(struct vp_guest21 **out, const char *sysfs_root,
 			   enum vp_net_mode mode);

@@ -134,9 +134,10 @@ VP_API int vp_net21_new(struct vp_net21 **out, const struct vp_net21_fds *fds,
  * section must be mapped so that we cannot write it (in a guest: QEMU's
  * readonly=on behind it); nothing here writes it either way. notify(opaque,
  * tx) wakes the other peer (its TX side if tx, else its RX side) where
- * vp_net21_new() would write an eventfd; it must not block. Poll mode only
- * (-ENOTSUP otherwise: nothing to sleep on); a caller that takes the other's
- * wake-ups as interrupts (the guest kernel driver) uses vp_net21_arm() itself. The mappings stay the caller's
+ * vp_net21_new() would write an eventfd; it must not block. Poll mode, or
+ * irq/adaptive with wake_fds (-ENOTSUP without: nothing to sleep on); a caller
+ * that takes the other's wake-ups as interrupts itself (the guest kernel
+ * driver) uses poll mode and vp_net21_arm(). The mappings stay the caller's
  * (vp_net21_free() does not unmap them). -EINVAL with the reason logged.
  */
 typedef void (*vp_net21_notify_fn)(void *opaque, bool tx);
@@ -151,6 +152,13 @@ struct vp_net21_map {
 	uint64_t other_len;
 	vp_net21_notify_fn notify;
 	void *opaque;
+	/* wake_fds: rx_fd and tx_fd are eventfds the other's doorbells make
+	 * readable, vector 0 (frames for us) and 1 (our slots freed), e.g. the
+	 * doorbell function's MSI-X through VFIO: what mode irq or adaptive
+	 * sleeps on (without them: poll only). Taken over whenever wake_fds is
+	 * set (closed by vp_net21_free(), or here on failure). */
+	bool wake_fds;
+	int rx_fd, tx_fd;
 };
 
 VP_API int vp_net21_new_mapped(struct vp_net21 **out, const struct vp_net21_map *m,

@@ -80,8 +80,9 @@ struct vp_port_config {
 	bool guest_pci;            /* backend inside a backend VM: devices found in
 				    * sysfs_root, path unused (may be NULL). A 2.1
 				    * peer: our half is the PCI slot a QEMU guest
-				    * was given (guestdev.h, vp_guest21), poll mode
-				    * only, path unused */
+				    * was given (guestdev.h, vp_guest21): irq needs
+				    * .0's MSI-X through VFIO, adaptive polls without
+				    * it; path unused */
 	const char *sysfs_root;    /* NULL: VP_GUEST_SYSFS_DEFAULT */
 	bool guest_uuid_set;       /* guest_pci: only the frontend whose UUID is
 				    * uuid (below) */

@@ -325,6 +325,19 @@ TEST(spec_defaults_and_keys)
 	REQUIRE(vpd_spec_parse("path=/p.sock,design=2.0", &s, err, sizeof(err)) == 0);
 	CHECK(!s.pair21);
 	vpd_spec_free(&s);
+	/* qemu=: peer 0 is a QEMU guest; qemu1=: both peers are. */
+	REQUIRE(vpd_spec_parse("path=/p.sock,design=2.1,qemu=/q0", &s, err, sizeof(err)) == 0);
+	CHECK(s.qemu[0] && !strcmp(s.qemu[0], "/q0") && !s.qemu[1]);
+	vpd_spec_free(&s);
+	REQUIRE(vpd_spec_parse("path=/p.sock,design=2.1,qemu=/q0,qemu1=/q1", &s, err,
+			       sizeof(err)) == 0);
+	CHECK(s.qemu[0] && !strcmp(s.qemu[0], "/q0") && s.qemu[1] && !strcmp(s.qemu[1], "/q1"));
+	vpd_spec_free(&s);
+	/* qmp=: hot-plug that guest's slot. */
+	REQUIRE(vpd_spec_parse("path=/p.sock,design=2.1,qemu=/q0,qmp=/m0", &s, err,
+			       sizeof(err)) == 0);
+	CHECK(s.qmp[0] && !strcmp(s.qmp[0], "/m0") && !s.qmp[1]);
+	vpd_spec_free(&s);
 }
 
 static bool spec_fails(const char *text, const char *msg_part)
@@ -374,6 +387,13 @@ TEST(spec_errors_name_the_problem)
 	CHECK(spec_fails("path=/a,design=2.1,backend=/b", "serves a pair"));
 	CHECK(spec_fails("path=/a,design=2.1,backend-vm=/q", "serves a pair"));
 	CHECK(spec_fails("path=/a,design=2.1,features=0x100000000", "serves a pair"));
+	CHECK(spec_fails("path=/a,qemu=/q", "needs design=2.1"));
+	CHECK(spec_fails("path=/a,design=2.1,qemu1=/q", "needs qemu="));
+	CHECK(spec_fails("path=/a,design=2.1,qemu=/q,qemu1=/q", "same socket"));
+	CHECK(spec_fails("path=/a,design=2.1,qemu=/q,qemu=/r", "given twice"));
+	CHECK(spec_fails("path=/a,design=2.1,qmp=/m", "needs that key"));
+	CHECK(spec_fails("path=/a,design=2.1,qemu=/q,qmp1=/m", "needs that key"));
+	CHECK(spec_fails("path=/a,design=2.1,qemu=/q,qemu1=/r,qmp=/m,qmp1=/m", "same socket"));
 	CHECK(spec_fails("path=/a,unplug-timeout=0", "unplug-timeout"));
 	CHECK(spec_fails("path=/a,unplug-timeout=600001", "unplug-timeout"));
 	CHECK(spec_fails("path=/a,features=0xzz", "not a number"));

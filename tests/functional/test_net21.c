@@ -855,9 +855,13 @@ static void mapped_free(struct mapped *m)
 	vp_net21_fds_close(&m->f);
 }
 
-/* A guest-like peer (poll, doorbells) against an fd peer sleeping on its
- * eventfds (irq): 200000 verified frames each way, in two processes. */
-TEST(mapped_peer_against_fd_peer_two_processes)
+/*
+ * A guest-like peer (doorbells) against an fd peer sleeping on its eventfds
+ * (irq): frames verified each way, in two processes. The mapped peer polls,
+ * or with wake (irq) sleeps on eventfds the fd peer's signals write, as MSI-X
+ * through VFIO would be in a guest.
+ */
+static void mapped_against_fd_peer(bool wake, unsigned frames)
 {
 	struct vp_window21 *w = win_new(256);
 	pid_t a, b;
@@ -874,23 +878,42 @@ TEST(mapped_peer_against_fd_peer_two_processes)
 		if (!mapped_new(&m, w, 0))
 			_exit(80);
 		mm = mapped_map(&m);
-		if (vp_net21_new_mapped(&n, &mm, VP_NET_POLL) < 0)
+		mm.wake_fds = wake;
+		mm.rx_fd = wake ? dup(m.f.rx_fd) : -1;
+		mm.tx_fd = wake ? dup(m.f.tx_fd) : -1;
+		if (vp_net21_new_mapped(&n, &mm, wake ? VP_NET_IRQ : VP_NET_POLL) < 0)
 			_exit(81);
-		rc = run_peer(n, 0, 1, 200000, 1, 200000, 200);
+		if (wake && (vp_net21_rx_fd(n) != mm.rx_fd || vp_net21_tx_fd(n) != mm.tx_fd))
+			_exit(82);
+		rc = run_peer(n, 0, 1, frames, 1, frames, 200);
+		if (!rc && wake && vp_net21_stats(n)->wakeups == 0)
+			rc = 83;  /* it never slept: the fds were not used */
 		vp_net21_free(n);
+		if (!rc && wake && fcntl(mm.rx_fd, F_GETFD) != -1)
+			rc = 84;  /* taken over: closed by free */
 		/* The mappings are still ours after free (this read would fault
 		 * otherwise), and the fd peer slept: it was woken by our doorbells
 		 * of both kinds. */
 		(void)((const volatile struct vp21_ctrl *)m.other)->state;
 		if (!rc && (!m.notified[0] || !m.notified[1]))
-			rc = 82;
+			rc = 85;
 		mapped_free(&m);
 		_exit(rc);
 	}
-	b = spawn_peer(w, 1, 1, 200000, 1, 200000, VP_NET_IRQ);
+	b = spawn_peer(w, 1, 1, frames, 1, frames, VP_NET_IRQ);
 	CHECK_EQ(exit_code(a), 0);
 	CHECK_EQ(exit_code(b), 0);
 	vp_window21_free(w);
+}
+
+TEST(mapped_peer_against_fd_peer_two_processes)
+{
+	mapped_against_fd_peer(false, 200000);
+}
+
+TEST(mapped_peer_irq_sleeps_on_wake_fds)
+{
+	mapped_against_fd_peer(true, 100000);
 }
 
 TEST(mapped_refusals)
@@ -906,6 +929,14 @@ TEST(mapped_refusals)
 	mm = mapped_map(&m);
 	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_IRQ), -ENOTSUP);  /* nothing to sleep on */
 	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_ADAPTIVE), -ENOTSUP);
+	/* wake fds given and refused: closed all the same (taken over) */
+	mm.wake_fds = true;
+	mm.rx_fd = eventfd(0, EFD_CLOEXEC);
+	mm.tx_fd = eventfd(0, EFD_CLOEXEC);
+	mm.peer = 2;
+	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_IRQ), -EINVAL);
+	CHECK(fcntl(mm.rx_fd, F_GETFD) == -1 && fcntl(mm.tx_fd, F_GETFD) == -1);
+	mm = mapped_map(&m);
 	mm.notify = NULL;
 	CHECK_EQ(vp_net21_new_mapped(&n, &mm, VP_NET_POLL), -EINVAL);
 	mm = mapped_map(&m);
@@ -986,7 +1017,11 @@ TEST(guest21_fake_slot_found_attached_frames_both_ways)
 	snprintf(d, sizeof(d), "%s/0000:00:03.1", root);
 	REQUIRE(fp_info_function(d));
 	REQUIRE(fake_slot(root, "0000:00:10", 0, &f0, &regs));
-	CHECK_EQ(vp_guest21_open(&g, root, VP_NET_ADAPTIVE), -ENOTSUP);
+	/* No VFIO behind .0 (no driver link): irq refused, adaptive polls. */
+	CHECK_EQ(vp_guest21_open(&g, root, VP_NET_IRQ), -ENOTSUP);
+	REQUIRE(vp_guest21_open(&g, root, VP_NET_ADAPTIVE) == 0);
+	CHECK_EQ(vp_net21_rx_fd(vp_guest21_net(g)), -1);  /* nothing to sleep on: polls */
+	vp_guest21_close(g);
 	REQUIRE(vp_guest21_open(&g, root, VP_NET_POLL) == 0);
 	CHECK(!strcmp(vp_guest21_name(g), "0000:00:10"));
 	CHECK(!vp_guest21_revoked(g));

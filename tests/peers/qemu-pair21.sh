@@ -13,6 +13,10 @@
 #   - checked: COUNT frames each way, verified byte by byte (size 64-1518); the guest's write
 #     read back unchanged in the guest and absent from the section on the host.
 #
+# With VP_P21_IRQ=1 (test qemu-pair21-irq) the guest is -M q35 with an intel-iommu: it binds
+# .0 to vfio-pci and its vp-vm runs --mode irq, woken by .0's MSI-X through VFIO; checked too:
+# the guest's sink slept and was woken by the host's doorbells.
+#
 #   tests/peers/qemu-pair21.sh VHOST_PCID [VHOST_PCI_CTL VP_VM]
 #
 # Exits 77 with "SKIP: reason" where the other guest tests skip, 0 on success, 1 on failure.
@@ -48,19 +52,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
+irq=() rate=0
+if [ "${VP_P21_IRQ:-0}" = 1 ]; then
+	# A generator faster than a TCG guest keeps its ring full, and a sink with work never
+	# sleeps: paced, the guest's sink must sleep and be woken by our doorbells.
+	rate=5000
+	vp_prog=qemu-pair21-irq
+	tg_modules=vfio-pci,vfio_iommu_type1
+	irq=(-e VP_P21_VFIO=1 -e VP_P21_MODE=irq --append intel_iommu=on
+	     -q -machine -q q35 -q -device -q intel-iommu)
+fi
 tg_lock  # one test boots guests at a time, machine-wide
 tg_initrd || fail "mkinitrd.sh failed: $(tail -3 "$work/mkinitrd.log")"
 
 tg_pair21 "$pcid" "$ctl"  # sets dpid, other, tg_p21_slot
 
 timeout 400 "$here/../guest/run-guest.sh" -t pair21 --name qemu-pair21 \
-	--initrd "$work/initrd.cpio" -e VP_P21_COUNT="$count" -T 360 -l "$work/serial.log" \
+	--initrd "$work/initrd.cpio" -e VP_P21_COUNT="$count" -T 360 -l "$work/serial.log" "${irq[@]}" \
 	"${tg_p21_slot[@]}" \
 	>"$work/guest.out" 2>&1 &
 gpid=$!
 
 # Host -> guest: our generator joins as peer 1 and waits for the guest's sink.
-timeout 300 "$vpvm" --pair21 "$work/p21.sock" --app gen --count "$count" --size 64-1518 \
+timeout 300 "$vpvm" --pair21 "$work/p21.sock" --app gen --count "$count" --size 64-1518 --rate "$rate" \
 	--mode irq --connect-timeout 240 --quiet --json >"$work/gen.json" 2>"$work/gen.log" &
 hpid=$!
 wait "$hpid" || fail "host generator failed (rc $?)"

@@ -17,7 +17,8 @@ tg_lock() {
 
 # One initramfs for every role: vp-vm and the libraries ldd names (in /lib/vp: the guest's
 # /tmp is a tmpfs, so build-tree paths would be hidden), the loader where vp-vm looks for it,
-# tun and bridge for the backend's TAPs, virtio_net for the frontends; the kernel driver in
+# tun and bridge for the backend's TAPs (and tg_modules, a comma list, if set), virtio_net
+# for the frontends; the kernel driver in
 # /lib/modules/extra (not loaded: role bek insmods it) when tg_ko is set.
 tg_initrd() {
 	local files=() bins=() lib
@@ -35,7 +36,7 @@ tg_initrd() {
 		*) files+=(-f "$(realpath "$lib"):/lib/vp/$(basename "$lib")") ;;
 		esac
 	done < <(for lib in "${bins[@]}"; do ldd "$lib" | grep -o '/[^ ]*'; done | sort -u)
-	"$tg_kit/mkinitrd.sh" -m tun,bridge "${files[@]}" -o "$work/initrd.cpio" \
+	"$tg_kit/mkinitrd.sh" -m "tun,bridge${tg_modules:+,$tg_modules}" "${files[@]}" -o "$work/initrd.cpio" \
 		2>"$work/mkinitrd.log"
 }
 
