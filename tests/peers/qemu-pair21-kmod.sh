@@ -97,7 +97,7 @@ grep -ah "VPGUEST: INFO" "$work/serial.log" | sed 's/^/  /'
 
 # Both directions: pings, then the blob down and an upload, each checked by sha256.
 out=$(inns busybox ping -c 5 -W 3 "$GUEST" 2>&1)
-echo "$out" | grep -q "5 packets received" || fail "host -> guest ping: $(echo "$out" | tail -2 | tr '\n' ' ')"
+grep -q "5 packets received" <<<"$out" || fail "host -> guest ping: $(echo "$out" | tail -2 | tr '\n' ' ')"
 echo "  host: ping guest: $(echo "$out" | grep -E 'received')"
 inns python3 - "$GUEST" "$kib" "$work" <<'EOF' || fail "TCP over the 2.1 link"
 import hashlib, os, socket, sys, time

@@ -131,8 +131,8 @@ sys.exit(not d or ifs.get("vpnet2") != str(d[0]["id"]))' "$tg_hostile_pid" "${m#
 		fail "$2: no answer from the backend guest"
 	m=$(tg_marker be "vpnet vpnet2 carrier" "$from")
 	echo "$vp_prog: backend guest: $m"
-	echo "$m" | grep -q "carrier 0 reason '[^']*$3" || fail "$2: vpnet2 is not down with '$3'"
-	echo "$m" | grep -q " rx_bad_desc=1 " || fail "$2: vpnet2 did not count one refused chain"
+	grep -q "carrier 0 reason '[^']*$3" <<<"$m" || fail "$2: vpnet2 is not down with '$3'"
+	grep -q " rx_bad_desc=1 " <<<"$m" || fail "$2: vpnet2 did not count one refused chain"
 	m=$(tail -n +"$from" "$work/be.log" | grep -a "INFO tg: vpnet vpnet2 log .*vpnet2: link down: " |
 		sed 's/.*INFO tg: vpnet vpnet2 log //' | tr -d '\r')
 	[ "$(echo "$m" | grep -c .)" = "$1" ] && echo "$m" | tail -1 | grep -q -- "$3" ||
