@@ -74,7 +74,7 @@ struct vp_port {
 	char *path;
 	enum vp_net_mode mode;
 	char last_err[160];
-	char down_why[160];
+	char down_why[200];	/* holds link_broken()'s whole reason */
 	struct vp_net_stats acc;      /* totals of links gone (backend), at close (frontend) */
 	struct vp_port_counters cnt;
 
