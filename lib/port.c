@@ -58,6 +58,7 @@ struct port_ops {
 	int (*tx_commit)(struct vp_port *p, const struct vp_pkt *pkts, unsigned n);
 	int (*rx_borrow)(struct vp_port *p, struct vp_pkt *pkts, unsigned n);
 	void (*rx_release)(struct vp_port *p);
+	int (*tx_forward)(struct vp_port *p, const struct vp_pkt *pkts, unsigned n); /* or NULL */
 	unsigned (*rx_pending)(struct vp_port *p, int link);
 	uint64_t (*features)(const struct vp_port *p);
 	void (*stats)(const struct vp_port *p, struct vp_net_stats *out);
@@ -946,6 +947,20 @@ static void fe_rx_release(struct vp_port *p)
 		fe_down(p, "receive ring broken");
 }
 
+static int fe_tx_forward(struct vp_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	int r;
+
+	if (p->fe_state != VP_PORT_UP)
+		return 0;
+	r = vp_netfe_tx_forward(p->fe, pkts, n);
+	if (r == -EIO)
+		fe_down(p, "transmit ring broken");
+	else if (r > 0)
+		p->tx_accepted += (uint64_t)r;
+	return r;
+}
+
 static unsigned fe_rx_pending(struct vp_port *p, int link)
 {
 	(void)p, (void)link;
@@ -1050,6 +1065,7 @@ static const struct port_ops frontend_ops = {
 	.tx_commit = fe_tx_commit,
 	.rx_borrow = fe_rx_borrow,
 	.rx_release = fe_rx_release,
+	.tx_forward = fe_tx_forward,
 	.rx_pending = fe_rx_pending,
 	.features = fe_features,
 	.stats = fe_stats,
@@ -1592,6 +1608,11 @@ int vp_port_rx_borrow(struct vp_port *p, struct vp_pkt *pkts, unsigned n)
 void vp_port_rx_release(struct vp_port *p)
 {
 	p->ops->rx_release(p);
+}
+
+int vp_port_tx_forward(struct vp_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	return p->ops->tx_forward ? p->ops->tx_forward(p, pkts, n) : -ENOTSUP;
 }
 
 unsigned vp_port_rx_pending(struct vp_port *p, int link)
