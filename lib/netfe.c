@@ -8,14 +8,15 @@
  * its own page so that the two sides' writes never share a cache line:
  *   receiveq (q0) desc | avail | used, transmitq (q1) desc | avail | used,
  *   rx_num receive buffers of rx_buf_size bytes,
- *   tx_num transmit slots of TX_SLOT bytes,
+ *   tx_num transmit slots of fe->slot bytes (the receive buffer size, at
+ *   least TX_SLOT, rounded up to a cache line),
  *   with INDIRECT_DESC offered: one indirect table per transmitq entry.
  * A packet larger than one slot takes several slots, sent as one chain
  * (one indirect descriptor when negotiated).
  *
- * With receive buffers of TX_SLOT bytes (the default), the two pools are one
- * array of rx_num + tx_num equal buffers: buffer id u lies at
- * rx_pool + u * TX_SLOT, and vp_netfe_tx_forward() sends a borrowed receive
+ * With receive buffers as big as a slot (the default 2048 bytes, or any
+ * multiple of 64 above), the two pools are one array of rx_num + tx_num
+ * equal buffers: buffer id u lies at rx_pool + u * slot, and vp_netfe_tx_forward() sends a borrowed receive
  * buffer as it is, posting a free slot in its place. Which ids are receive
  * buffers and which are slots then changes as packets are forwarded.
  *
@@ -62,7 +63,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define HDR          VP_NET_HDR_LEN
-#define TX_SLOT      2048u
+#define TX_SLOT      2048u		/* the smallest slot */
 #define TX_MAX_SLOTS ((VP_NET_MAX_PKT + HDR + TX_SLOT - 1) / TX_SLOT)
 #define PAGE         4096u
 #define REASON_MAX   256
@@ -82,6 +83,7 @@ struct vp_netfe {
 	uint32_t rx_buf_size;
 	uint16_t rx_num, tx_num;
 	uint16_t ind_max;		/* slots one indirect table may take; 0: none */
+	uint32_t slot;			/* bytes per transmit slot */
 	bool swap;			/* one pool: tx_forward() may swap buffers */
 	uint64_t slot_base;		/* gpa of slot id 0 (rx_pool when swap) */
 	unsigned slot0;			/* first slot id after a reset */
@@ -220,7 +222,7 @@ static int layout(struct vp_netfe *fe, uint64_t ram_offset)
 	fe->rx_pool = off;
 	off = align_up(off + (uint64_t)fe->rx_num * fe->rx_buf_size, 64);
 	fe->tx_pool = off;
-	off += (uint64_t)fe->tx_num * TX_SLOT;
+	off += (uint64_t)fe->tx_num * fe->slot;
 	fe->ind_cfg = 0;
 	if (fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC)) {
 		/* vring.c refuses tables longer than the ring. */
@@ -324,13 +326,14 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	    fe->rx_buf_size < 64 || fe->rx_buf_size > (1u << 24) ||
 	    (fe->features & ~VP_NET_FEATURES) || !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
 		goto fail;
+	/* Slots as big as a receive buffer: a frame that fits one fits the other. */
+	fe->slot = (uint32_t)align_up(fe->rx_buf_size > TX_SLOT ? fe->rx_buf_size : TX_SLOT, 64);
 	err = layout(fe, cfg->ram_offset);
 	if (err)
 		goto fail;
-	/* Equal buffers, back to back (rx_num * TX_SLOT keeps the 64-byte
-	 * alignment): one pool. Ids fit the 16-bit slot arrays. */
-	fe->swap = fe->rx_buf_size == TX_SLOT && fe->tx_pool == fe->rx_pool +
-		   (uint64_t)fe->rx_num * TX_SLOT && fe->rx_num + fe->tx_num <= 65536;
+	/* Equal buffers, back to back: one pool. Ids fit the 16-bit slot arrays. */
+	fe->swap = fe->rx_buf_size == fe->slot && fe->tx_pool == fe->rx_pool +
+		   (uint64_t)fe->rx_num * fe->slot && fe->rx_num + fe->tx_num <= 65536;
 	fe->slot_base = fe->swap ? fe->rx_pool : fe->tx_pool;
 	fe->slot0 = fe->swap ? fe->rx_num : 0;
 	nid = fe->slot0 + fe->tx_num;
@@ -509,7 +512,7 @@ static inline int tx_reclaim(struct vp_netfe *fe)
 
 static inline uint64_t slot_gpa(const struct vp_netfe *fe, unsigned s)
 {
-	return fe->slot_base + (uint64_t)s * TX_SLOT;
+	return fe->slot_base + (uint64_t)s * fe->slot;
 }
 
 static inline unsigned char *slot_ptr(const struct vp_netfe *fe, unsigned s)
@@ -528,7 +531,7 @@ static void tx_fill_slots(struct vp_netfe *fe, const struct vp_pkt *p,
 
 	for (unsigned k = 0; k < ns; k++) {
 		unsigned char *d = slot_ptr(fe, s);
-		uint32_t room = TX_SLOT, take;
+		uint32_t room = fe->slot, take;
 
 		if (k == 0) {
 			memcpy(d, h, HDR);
@@ -593,7 +596,7 @@ int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned c
 	for (i = 0; i < count; i++) {
 		const struct vp_pkt *p = &pkts[i];
 		uint32_t need = HDR + p->len;
-		unsigned ns = (need + TX_SLOT - 1) / TX_SLOT;
+		unsigned ns = (need + fe->slot - 1) / fe->slot;
 		struct virtio_net_hdr_v1 h;
 		unsigned head;
 
@@ -671,7 +674,7 @@ int vp_netfe_tx_reserve(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 
 		fe->tx_resv[i] = (uint16_t)s;
 		pkts[i].data = slot_ptr(fe, s) + HDR;
-		pkts[i].len = TX_SLOT - HDR;
+		pkts[i].len = fe->slot - HDR;
 		memset(&pkts[i].hdr, 0, sizeof(pkts[i].hdr));
 	}
 	fe->tx_nresv = n;
@@ -694,7 +697,7 @@ int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned 
 	}
 	for (unsigned i = 0; i < count; i++) {
 		if (unlikely(pkts[i].data != slot_ptr(fe, fe->tx_resv[i]) + HDR ||
-			     pkts[i].len > TX_SLOT - HDR)) {
+			     pkts[i].len > fe->slot - HDR)) {
 			tx_unreserve(fe, 0);
 			return -EINVAL;
 		}
@@ -750,18 +753,18 @@ int vp_netfe_tx_forward(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned
 		int k;
 
 		/* Only a whole borrowed buffer, still held, goes as it is. */
-		if (d < base || p->len > TX_SLOT - HDR)
+		if (d < base || p->len > fe->slot - HDR)
 			break;
 		off = (size_t)(d - base);
-		if (off % TX_SLOT || off / TX_SLOT >= fe->slot0 + fe->tx_num)
+		if (off % fe->slot || off / fe->slot >= fe->slot0 + fe->tx_num)
 			break;
-		id = (unsigned)(off / TX_SLOT);
+		id = (unsigned)(off / fe->slot);
 		k = held_entry(fe, id);
 		if (k < 0)
 			break;
 		/* A free slot takes the buffer's place among the receive buffers. */
 		f = fe->tx_free[--fe->tx_nfree];
-		fe->post[k] = (struct vp_buf){ fe->rx_pool + (uint64_t)f * TX_SLOT, TX_SLOT };
+		fe->post[k] = (struct vp_buf){ fe->rx_pool + (uint64_t)f * fe->slot, fe->slot };
 		fe->post_tok[k] = tok_of(f);
 		fe->fwd_at = (unsigned)(k > 0 ? k - 1 : 0);
 		tx_stage_slot(fe, id, p, nb++);

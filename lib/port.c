@@ -1086,6 +1086,7 @@ static int fe_new(struct vp_port *p, const struct vp_port_config *c)
 	cfg.ram_offset = c->ram_offset;
 	cfg.rx_num = c->ring;
 	cfg.tx_num = c->ring;
+	cfg.rx_buf_size = c->rx_buf_size;
 	cfg.features = c->features;
 	memcpy(cfg.mac, c->mac, 6);
 	memcpy(cfg.uuid, c->uuid, 16);

@@ -106,6 +106,8 @@ struct vp_port_config {
 	uint8_t uuid[16];
 	int connect_timeout_ms;    /* vp_port_control() fails with -ETIMEDOUT if
 				    * the link never came up within this long */
+	uint32_t rx_buf_size;      /* bytes per RX buffer and TX slot incl. the
+				    * header, 0: 2048 (see vp_netfe_config) */
 };
 
 struct vp_port;
