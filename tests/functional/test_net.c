@@ -403,6 +403,8 @@ struct fe {
 	struct vp_net *net;	/* its backend, when in the same process */
 };
 
+static uint32_t fe_rx_buf;	/* for the next fe_open()s: rx_buf_size (0: default) */
+
 static int fe_open(struct fe *f, struct be *b, uint64_t features, uint16_t rx_num,
 		   enum vp_net_mode mode, uint8_t id)
 {
@@ -418,6 +420,7 @@ static int fe_open(struct fe *f, struct be *b, uint64_t features, uint16_t rx_nu
 	c.ram_fd = f->ram.fd;
 	c.ram_offset = 0x1000;
 	c.rx_num = rx_num;
+	c.rx_buf_size = fe_rx_buf;
 	c.features = features;
 	c.mode = mode;
 	memcpy(c.mac, "\x52\x54\x00\x00\x00", 5);
@@ -2358,6 +2361,65 @@ TEST(zc_forward_echo_no_copy)
 		CHECK(shuttle(&f, 600, &s));
 		fe_close(&f, &b);
 	}
+	CHECK_EQ(tu_count_fds(), fds);
+	be_fini(&b);
+}
+
+/*
+ * Jumbo buffers (rx_buf_size 9216): both reserves lend one buffer per 9000 B
+ * frame (the frontend's slots follow its receive buffers), the frames cross
+ * whole both ways, and a forwarded jumbo frame goes from its buffer too.
+ */
+TEST(zc_jumbo_buffers_one_per_frame)
+{
+	static uint8_t jbuf[8][9216];
+	struct be b;
+	struct fe f;
+	int fds;
+
+	REQUIRE(be_init(&b, "zcjumbo", VP_NET_POLL));
+	fds = tu_count_fds();
+	fe_rx_buf = 9216;
+	REQUIRE(fe_open(&f, &b, F_ALL, ZC_RING, VP_NET_POLL, 1) == 0);
+	fe_rx_buf = 0;
+	for (unsigned round = 0; round < 40; round++) {
+		uint64_t seq = 1000 + round * 8;
+
+		ZC_LEND(vp_netfe_tx_reserve(f.fe, zc_pk, 8), 8);
+		for (unsigned i = 0; i < 8; i++) {
+			CHECK_EQ(zc_pk[i].len, 9216 - HDR);
+			zc_fill(&zc_pk[i], seq + i, 9000 - i);
+		}
+		CHECK_EQ(vp_netfe_tx_commit(f.fe, zc_pk, 8), 8);
+		for (unsigned i = 0; i < 8; i++)
+			zc_rp[i] = (struct vp_pkt){ .data = jbuf[i], .len = sizeof(jbuf[i]) };
+		CHECK_EQ(vp_net_rx_burst(f.net, zc_rp, 8), 8);
+		for (unsigned i = 0; i < 8; i++)
+			CHECK(zc_is(&zc_rp[i], seq + i, 9000 - i));
+
+		ZC_LEND(vp_net_tx_reserve(f.net, zc_pk, 8), 8);
+		for (unsigned i = 0; i < 8; i++) {
+			CHECK_EQ(zc_pk[i].len, 9216 - HDR);
+			zc_fill(&zc_pk[i], seq + i, 9000 - i);
+		}
+		CHECK_EQ(vp_net_tx_commit(f.net, zc_pk, 8), 8);
+		CHECK_EQ(vp_netfe_rx_borrow(f.fe, zc_rp, 8), 8);
+		for (unsigned i = 0; i < 8; i++)
+			CHECK(zc_in_ram(&f, zc_rp[i].data, zc_rp[i].len) &&
+			      zc_is(&zc_rp[i], seq + i, 9000 - i));
+		CHECK_EQ(vp_netfe_tx_forward(f.fe, zc_rp, 8), 8);
+		CHECK_EQ(vp_netfe_rx_release(f.fe), 0);
+		for (unsigned i = 0; i < 8; i++)
+			zc_rp[i] = (struct vp_pkt){ .data = jbuf[i], .len = sizeof(jbuf[i]) };
+		CHECK_EQ(vp_net_rx_burst(f.net, zc_rp, 8), 8);
+		for (unsigned i = 0; i < 8; i++)
+			CHECK(zc_is(&zc_rp[i], seq + i, 9000 - i));
+	}
+	CHECK(zc_no_drops(vp_netfe_stats(f.fe)));
+	CHECK(zc_no_drops(vp_net_stats(f.net)));
+	CHECK(vp_netfe_broken(f.fe) == NULL);
+	CHECK(vp_net_broken(f.net) == NULL);
+	fe_close(&f, &b);
 	CHECK_EQ(tu_count_fds(), fds);
 	be_fini(&b);
 }
