@@ -580,6 +580,18 @@ static inline int tx_flush(struct vp_netfe *fe, unsigned *nb)
 	return 0;
 }
 
+/* Stage what is gathered, publish (if publish) and kick if asked; ret on success. */
+static inline int tx_push(struct vp_netfe *fe, unsigned *nb, bool publish, unsigned ret)
+{
+	int r = tx_flush(fe, nb);
+
+	if (unlikely(r < 0))
+		return r;
+	if (publish && vp_vq_drv_publish(fe->txq))
+		notify(fe, fe->efd[EFD_TX_KICK]);
+	return (int)ret;
+}
+
 int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count,
 		      unsigned flags)
 {
@@ -638,12 +650,7 @@ int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned c
 				return r;
 		}
 	}
-	r = tx_flush(fe, &nb);
-	if (unlikely(r < 0))
-		return r;
-	if (vp_vq_drv_publish(fe->txq))
-		notify(fe, fe->efd[EFD_TX_KICK]);
-	return (int)i;
+	return tx_push(fe, &nb, true, i);
 }
 
 /* Give back the slots of a reservation that was not (wholly) committed,
@@ -684,7 +691,6 @@ int vp_netfe_tx_reserve(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count)
 {
 	unsigned nb;
-	int r;
 
 	if (unlikely(fe_broken(fe)))
 		return -EIO;
@@ -706,12 +712,7 @@ int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned 
 		tx_stage_slot(fe, fe->tx_resv[i], &pkts[i], i);
 	tx_unreserve(fe, count);
 	nb = count;
-	r = tx_flush(fe, &nb);
-	if (unlikely(r < 0))
-		return r;
-	if (count && vp_vq_drv_publish(fe->txq))
-		notify(fe, fe->efd[EFD_TX_KICK]);
-	return (int)count;
+	return tx_push(fe, &nb, count, count);
 }
 
 /* The held (borrowed) entry whose buffer is id, from the hint down; -1: none. */
@@ -769,12 +770,7 @@ int vp_netfe_tx_forward(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned
 		fe->fwd_at = (unsigned)(k > 0 ? k - 1 : 0);
 		tx_stage_slot(fe, id, p, nb++);
 	}
-	r = tx_flush(fe, &nb);
-	if (unlikely(r < 0))
-		return r;
-	if (i && vp_vq_drv_publish(fe->txq))
-		notify(fe, fe->efd[EFD_TX_KICK]);
-	return (int)i;
+	return tx_push(fe, &nb, i, i);
 }
 
 /*
