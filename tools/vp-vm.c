@@ -1764,9 +1764,9 @@ static uint32_t rx_buf_for(const struct opts *o)
 {
 	uint64_t need = (o->size_hi + VP_NET_HDR_LEN + 1023) & ~1023ull;
 
-	/* Up to a jumbo frame, and only where both pools fit in a quarter of
-	 * the RAM (two ports share it, rings and tables come on top). */
-	if (need <= 2048 || need > 10240 || 2 * o->ring * need > o->ram / 4)
+	/* Up to a jumbo frame, and only where both pools, with 1 MiB for the
+	 * rings and indirect tables, fit in a port's half of the RAM. */
+	if (need <= 2048 || need > 10240 || 2 * o->ring * need + (1u << 20) > o->ram / 2)
 		return 0;
 	return (uint32_t)need;
 }
