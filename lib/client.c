@@ -547,7 +547,7 @@ int vp_vu_frontend_stop(int sock, unsigned nrings, uint16_t *last_avail, int tim
 
 	vp_rx_init(&v.rx);
 	for (unsigned i = 0; i < nrings && e == 0; i++) {
-		struct vp_msg m, r;
+		struct vp_msg m, r = { 0 };
 
 		vp_msg_init(&m, VP_VU_GET_VRING_BASE, 0);
 		m.p.state.index = i;

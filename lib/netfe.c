@@ -8,10 +8,17 @@
  * its own page so that the two sides' writes never share a cache line:
  *   receiveq (q0) desc | avail | used, transmitq (q1) desc | avail | used,
  *   rx_num receive buffers of rx_buf_size bytes,
- *   tx_num transmit slots of TX_SLOT bytes,
+ *   tx_num transmit slots of fe->slot bytes (the receive buffer size, at
+ *   least TX_SLOT, rounded up to a cache line),
  *   with INDIRECT_DESC offered: one indirect table per transmitq entry.
  * A packet larger than one slot takes several slots, sent as one chain
  * (one indirect descriptor when negotiated).
+ *
+ * With receive buffers as big as a slot (the default 2048 bytes, or any
+ * multiple of 64 above), the two pools are one array of rx_num + tx_num
+ * equal buffers: buffer id u lies at rx_pool + u * slot, and vp_netfe_tx_forward() sends a borrowed receive
+ * buffer as it is, posting a free slot in its place. Which ids are receive
+ * buffers and which are slots then changes as packets are forwarded.
  *
  * Security model
  *  - Untrusted: everything the device writes, i.e. the used rings (checked
@@ -56,7 +63,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define HDR          VP_NET_HDR_LEN
-#define TX_SLOT      2048u
+#define TX_SLOT      2048u		/* the smallest slot */
 #define TX_MAX_SLOTS ((VP_NET_MAX_PKT + HDR + TX_SLOT - 1) / TX_SLOT)
 #define PAGE         4096u
 #define REASON_MAX   256
@@ -76,6 +83,11 @@ struct vp_netfe {
 	uint32_t rx_buf_size;
 	uint16_t rx_num, tx_num;
 	uint16_t ind_max;		/* slots one indirect table may take; 0: none */
+	uint32_t slot;			/* bytes per transmit slot */
+	bool swap;			/* one pool: tx_forward() may swap buffers */
+	uint64_t slot_base;		/* gpa of slot id 0 (rx_pool when swap) */
+	unsigned slot0;			/* first slot id after a reset */
+	unsigned fwd_at;		/* tx_forward(): next held entry to match */
 	bool mrg;
 	bool started;
 	bool rx_partial;		/* the oldest used entries are part of a packet */
@@ -210,7 +222,7 @@ static int layout(struct vp_netfe *fe, uint64_t ram_offset)
 	fe->rx_pool = off;
 	off = align_up(off + (uint64_t)fe->rx_num * fe->rx_buf_size, 64);
 	fe->tx_pool = off;
-	off += (uint64_t)fe->tx_num * TX_SLOT;
+	off += (uint64_t)fe->tx_num * fe->slot;
 	fe->ind_cfg = 0;
 	if (fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC)) {
 		/* vring.c refuses tables longer than the ring. */
@@ -276,15 +288,15 @@ static void reset_pools(struct vp_netfe *fe)
 	fe->rx_held = 0;
 	fe->tx_nresv = 0;
 	fe->tx_nfree = fe->tx_num;
-	/* Stack top is slot 0: the lowest slots are used first. */
+	/* Stack top is the first slot: the lowest slots are used first. */
 	for (unsigned i = 0; i < fe->tx_num; i++)
-		fe->tx_free[i] = (uint16_t)(fe->tx_num - 1 - i);
+		fe->tx_free[i] = (uint16_t)(fe->slot0 + fe->tx_num - 1 - i);
 }
 
 int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 {
 	struct vp_netfe *fe;
-	unsigned ecap;
+	unsigned ecap, nid;
 	int err;
 
 	if (!out)
@@ -314,9 +326,17 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	    fe->rx_buf_size < 64 || fe->rx_buf_size > (1u << 24) ||
 	    (fe->features & ~(VP_NET_FEATURES | VP_NET_TSO_FEATURES)) || !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
 		goto fail;
+	/* Slots as big as a receive buffer: a frame that fits one fits the other. */
+	fe->slot = (uint32_t)align_up(fe->rx_buf_size > TX_SLOT ? fe->rx_buf_size : TX_SLOT, 64);
 	err = layout(fe, cfg->ram_offset);
 	if (err)
 		goto fail;
+	/* Equal buffers, back to back: one pool. Ids fit the 16-bit slot arrays. */
+	fe->swap = fe->rx_buf_size == fe->slot && fe->tx_pool == fe->rx_pool +
+		   (uint64_t)fe->rx_num * fe->slot && fe->rx_num + fe->tx_num <= 65536;
+	fe->slot_base = fe->swap ? fe->rx_pool : fe->tx_pool;
+	fe->slot0 = fe->swap ? fe->rx_num : 0;
+	nid = fe->slot0 + fe->tx_num;
 
 	ecap = fe->rx_num;
 	fe->emask = ecap - 1;
@@ -325,9 +345,9 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	fe->post = calloc(fe->rx_num, sizeof(*fe->post));
 	fe->post_tok = calloc(fe->rx_num, sizeof(*fe->post_tok));
 	fe->tx_free = calloc(fe->tx_num, sizeof(*fe->tx_free));
-	fe->tx_link = calloc(fe->tx_num, sizeof(*fe->tx_link));
-	fe->tx_nslots = calloc(fe->tx_num, sizeof(*fe->tx_nslots));
-	fe->tx_plen = calloc(fe->tx_num, sizeof(*fe->tx_plen));
+	fe->tx_link = calloc(nid, sizeof(*fe->tx_link));
+	fe->tx_nslots = calloc(nid, sizeof(*fe->tx_nslots));
+	fe->tx_plen = calloc(nid, sizeof(*fe->tx_plen));
 	fe->tx_tok = calloc(fe->tx_num, sizeof(*fe->tx_tok));
 	fe->tx_buf = calloc(fe->tx_num, sizeof(*fe->tx_buf));
 	fe->tx_resv = calloc(fe->tx_num, sizeof(*fe->tx_resv));
@@ -490,9 +510,14 @@ static inline int tx_reclaim(struct vp_netfe *fe)
 	return 0;
 }
 
+static inline uint64_t slot_gpa(const struct vp_netfe *fe, unsigned s)
+{
+	return fe->slot_base + (uint64_t)s * fe->slot;
+}
+
 static inline unsigned char *slot_ptr(const struct vp_netfe *fe, unsigned s)
 {
-	return fe->ram + fe->tx_pool + (size_t)s * TX_SLOT;
+	return fe->ram + slot_gpa(fe, s);
 }
 
 /* Write a packet that spans ns > 1 slots, and describe them in b[]. */
@@ -506,7 +531,7 @@ static void tx_fill_slots(struct vp_netfe *fe, const struct vp_pkt *p,
 
 	for (unsigned k = 0; k < ns; k++) {
 		unsigned char *d = slot_ptr(fe, s);
-		uint32_t room = TX_SLOT, take;
+		uint32_t room = fe->slot, take;
 
 		if (k == 0) {
 			memcpy(d, h, HDR);
@@ -517,8 +542,7 @@ static void tx_fill_slots(struct vp_netfe *fe, const struct vp_pkt *p,
 		memcpy(d, src, take);
 		src += take;
 		left -= take;
-		b[k] = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT,
-					take + (k == 0 ? HDR : 0) };
+		b[k] = (struct vp_buf){ slot_gpa(fe, s), take + (k == 0 ? HDR : 0) };
 		s = fe->tx_link[s];
 	}
 }
@@ -537,7 +561,7 @@ static inline void tx_stage_slot(struct vp_netfe *fe, unsigned s, const struct v
 	memcpy(slot_ptr(fe, s), &h, HDR);
 	fe->tx_nslots[s] = 1;
 	fe->tx_plen[s] = p->len;
-	fe->tx_buf[nb] = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT, HDR + p->len };
+	fe->tx_buf[nb] = (struct vp_buf){ slot_gpa(fe, s), HDR + p->len };
 	fe->tx_tok[nb] = tok_of(s);
 }
 
@@ -556,6 +580,18 @@ static inline int tx_flush(struct vp_netfe *fe, unsigned *nb)
 	return 0;
 }
 
+/* Stage what is gathered, publish (if publish) and kick if asked; ret on success. */
+static inline int tx_push(struct vp_netfe *fe, unsigned *nb, bool publish, unsigned ret)
+{
+	int r = tx_flush(fe, nb);
+
+	if (unlikely(r < 0))
+		return r;
+	if (publish && vp_vq_drv_publish(fe->txq))
+		notify(fe, fe->efd[EFD_TX_KICK]);
+	return (int)ret;
+}
+
 int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count,
 		      unsigned flags)
 {
@@ -572,7 +608,7 @@ int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned c
 	for (i = 0; i < count; i++) {
 		const struct vp_pkt *p = &pkts[i];
 		uint32_t need = HDR + p->len;
-		unsigned ns = (need + TX_SLOT - 1) / TX_SLOT;
+		unsigned ns = (need + fe->slot - 1) / fe->slot;
 		struct virtio_net_hdr_v1 h;
 		unsigned head;
 
@@ -614,12 +650,7 @@ int vp_netfe_tx_burst(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned c
 				return r;
 		}
 	}
-	r = tx_flush(fe, &nb);
-	if (unlikely(r < 0))
-		return r;
-	if (vp_vq_drv_publish(fe->txq))
-		notify(fe, fe->efd[EFD_TX_KICK]);
-	return (int)i;
+	return tx_push(fe, &nb, true, i);
 }
 
 /* Give back the slots of a reservation that was not (wholly) committed,
@@ -650,7 +681,7 @@ int vp_netfe_tx_reserve(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 
 		fe->tx_resv[i] = (uint16_t)s;
 		pkts[i].data = slot_ptr(fe, s) + HDR;
-		pkts[i].len = TX_SLOT - HDR;
+		pkts[i].len = fe->slot - HDR;
 		memset(&pkts[i].hdr, 0, sizeof(pkts[i].hdr));
 	}
 	fe->tx_nresv = n;
@@ -660,7 +691,6 @@ int vp_netfe_tx_reserve(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count)
 {
 	unsigned nb;
-	int r;
 
 	if (unlikely(fe_broken(fe)))
 		return -EIO;
@@ -673,7 +703,7 @@ int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned 
 	}
 	for (unsigned i = 0; i < count; i++) {
 		if (unlikely(pkts[i].data != slot_ptr(fe, fe->tx_resv[i]) + HDR ||
-			     pkts[i].len > TX_SLOT - HDR)) {
+			     pkts[i].len > fe->slot - HDR)) {
 			tx_unreserve(fe, 0);
 			return -EINVAL;
 		}
@@ -682,12 +712,65 @@ int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned 
 		tx_stage_slot(fe, fe->tx_resv[i], &pkts[i], i);
 	tx_unreserve(fe, count);
 	nb = count;
-	r = tx_flush(fe, &nb);
+	return tx_push(fe, &nb, count, count);
+}
+
+/* The held (borrowed) entry whose buffer is id, from the hint down; -1: none. */
+static int held_entry(const struct vp_netfe *fe, unsigned id)
+{
+	int lo = (int)(fe->rx_num - fe->rx_held), hint = (int)fe->fwd_at;
+	void *tok = tok_of(id);
+
+	for (int k = hint; k >= lo; k--)
+		if (fe->post_tok[k] == tok)
+			return k;
+	for (int k = (int)fe->rx_num - 1; k > hint && k >= lo; k--)
+		if (fe->post_tok[k] == tok)
+			return k;
+	return -1;
+}
+
+int vp_netfe_tx_forward(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count)
+{
+	uintptr_t base;
+	unsigned i, nb = 0;
+	int r;
+
+	if (unlikely(fe_broken(fe)))
+		return -EIO;
+	if (unlikely(!fe->started))
+		return -ENOTCONN;
+	if (!fe->swap || !fe->rx_held)
+		return 0;
+	r = tx_reclaim(fe);
 	if (unlikely(r < 0))
 		return r;
-	if (count && vp_vq_drv_publish(fe->txq))
-		notify(fe, fe->efd[EFD_TX_KICK]);
-	return (int)count;
+	base = (uintptr_t)(fe->ram + fe->rx_pool + HDR);
+	for (i = 0; i < count && fe->tx_nfree; i++) {
+		const struct vp_pkt *p = &pkts[i];
+		uintptr_t d = (uintptr_t)p->data;
+		size_t off;
+		unsigned id, f;
+		int k;
+
+		/* Only a whole borrowed buffer, still held, goes as it is. */
+		if (d < base || p->len > fe->slot - HDR)
+			break;
+		off = (size_t)(d - base);
+		if (off % fe->slot || off / fe->slot >= fe->slot0 + fe->tx_num)
+			break;
+		id = (unsigned)(off / fe->slot);
+		k = held_entry(fe, id);
+		if (k < 0)
+			break;
+		/* A free slot takes the buffer's place among the receive buffers. */
+		f = fe->tx_free[--fe->tx_nfree];
+		fe->post[k] = (struct vp_buf){ fe->rx_pool + (uint64_t)f * fe->slot, fe->slot };
+		fe->post_tok[k] = tok_of(f);
+		fe->fwd_at = (unsigned)(k > 0 ? k - 1 : 0);
+		tx_stage_slot(fe, id, p, nb++);
+	}
+	return tx_push(fe, &nb, i, i);
 }
 
 /*
@@ -775,7 +858,7 @@ int vp_netfe_test_post_bad(struct vp_netfe *fe, enum vp_port_test_bad kind)
 	memset(slot_ptr(fe, s), 0, HDR + 60);
 	fe->tx_nslots[s] = 1;
 	fe->tx_plen[s] = 60;
-	b = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT, HDR + 60 };
+	b = (struct vp_buf){ slot_gpa(fe, s), HDR + 60 };
 	if (kind == VP_PORT_TEST_BAD_RANGE)
 		b.addr = fe->ram_size + PAGE;  /* past the one region of the memory table */
 	else if (kind == VP_PORT_TEST_BAD_LEN)
@@ -1021,6 +1104,7 @@ static inline int rx_do(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 	/* Staged at the top of post[]: a copying burst posts them at once,
 	 * a borrowing one when they are released. */
 	fe->rx_held = npost;
+	fe->fwd_at = fe->rx_num - 1;
 	if (!borrow) {
 		r = rx_post_held(fe);
 		if (unlikely(r < 0))

@@ -58,6 +58,7 @@ struct port_ops {
 	int (*tx_commit)(struct vp_port *p, const struct vp_pkt *pkts, unsigned n);
 	int (*rx_borrow)(struct vp_port *p, struct vp_pkt *pkts, unsigned n);
 	void (*rx_release)(struct vp_port *p);
+	int (*tx_forward)(struct vp_port *p, const struct vp_pkt *pkts, unsigned n); /* or NULL */
 	unsigned (*rx_pending)(struct vp_port *p, int link);
 	uint64_t (*features)(const struct vp_port *p);
 	void (*stats)(const struct vp_port *p, struct vp_net_stats *out);
@@ -74,7 +75,7 @@ struct vp_port {
 	char *path;
 	enum vp_net_mode mode;
 	char last_err[160];
-	char down_why[160];
+	char down_why[200];	/* holds link_broken()'s whole reason */
 	struct vp_net_stats acc;      /* totals of links gone (backend), at close (frontend) */
 	struct vp_port_counters cnt;
 
@@ -946,6 +947,20 @@ static void fe_rx_release(struct vp_port *p)
 		fe_down(p, "receive ring broken");
 }
 
+static int fe_tx_forward(struct vp_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	int r;
+
+	if (p->fe_state != VP_PORT_UP)
+		return 0;
+	r = vp_netfe_tx_forward(p->fe, pkts, n);
+	if (r == -EIO)
+		fe_down(p, "transmit ring broken");
+	else if (r > 0)
+		p->tx_accepted += (uint64_t)r;
+	return r;
+}
+
 static unsigned fe_rx_pending(struct vp_port *p, int link)
 {
 	(void)p, (void)link;
@@ -1050,6 +1065,7 @@ static const struct port_ops frontend_ops = {
 	.tx_commit = fe_tx_commit,
 	.rx_borrow = fe_rx_borrow,
 	.rx_release = fe_rx_release,
+	.tx_forward = fe_tx_forward,
 	.rx_pending = fe_rx_pending,
 	.features = fe_features,
 	.stats = fe_stats,
@@ -1070,6 +1086,7 @@ static int fe_new(struct vp_port *p, const struct vp_port_config *c)
 	cfg.ram_offset = c->ram_offset;
 	cfg.rx_num = c->ring;
 	cfg.tx_num = c->ring;
+	cfg.rx_buf_size = c->rx_buf_size;
 	cfg.features = c->features;
 	memcpy(cfg.mac, c->mac, 6);
 	memcpy(cfg.uuid, c->uuid, 16);
@@ -1589,6 +1606,11 @@ int vp_port_rx_borrow(struct vp_port *p, struct vp_pkt *pkts, unsigned n)
 void vp_port_rx_release(struct vp_port *p)
 {
 	p->ops->rx_release(p);
+}
+
+int vp_port_tx_forward(struct vp_port *p, const struct vp_pkt *pkts, unsigned n)
+{
+	return p->ops->tx_forward ? p->ops->tx_forward(p, pkts, n) : -ENOTSUP;
 }
 
 unsigned vp_port_rx_pending(struct vp_port *p, int link)

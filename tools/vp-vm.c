@@ -1118,6 +1118,52 @@ static bool relay_zc(struct vm *vm, unsigned from, unsigned to, int64_t now, boo
 	return false;
 }
 
+/*
+ * Zero copy echo on a frontend port: borrow the received frames and send
+ * them back from their receive buffers (vp_port_tx_forward(): the backend's
+ * copy into our RX buffer is the crossing's one copy). What cannot go so
+ * (a frame that spans buffers, no free slot) is copied once into TX slots;
+ * what still does not fit waits in the copy queue.
+ */
+static bool relay_fwd(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
+{
+	struct vp_port *p = vm->port[0];
+	struct txq *q = &vm->txq[0];
+	int n, f, c;
+
+	*want_rx = *want_tx = false;
+	n = vp_port_rx_borrow(p, vm->zc, vm->o.burst);
+	if (n <= 0) {
+		*want_rx = true;
+		return false;
+	}
+	note_rx(vm, vm->zc, n, now);
+	f = vp_port_tx_forward(p, vm->zc, (unsigned)n);
+	if (f < 0)
+		f = 0;
+	if (f > 0)
+		note_tx(vm, vm->zc, f, now);
+	c = f < n ? vp_port_tx(p, 0, vm->zc + f, (unsigned)(n - f), 0) : 0;
+	if (c > 0) {
+		note_tx(vm, vm->zc + f, c, now);
+		f += c;
+	}
+	for (int i = f; i < n && q->n < vm->o.burst; i++) {
+		struct vp_pkt *d = &q->pk[q->n];
+
+		if (vm->zc[i].len > vm->buf_cap)
+			continue;
+		memcpy(d->data, vm->zc[i].data, vm->zc[i].len);
+		d->len = vm->zc[i].len;
+		d->hdr = vm->zc[i].hdr;
+		q->n++;
+	}
+	q->link = 0;
+	vp_port_rx_release(p);
+	*want_tx = q->n > 0;
+	return true;
+}
+
 /* ---- echo ---- */
 
 static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
@@ -1140,10 +1186,12 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 		return true;
 	}
 	/* A backend echo receives straight into the frontend's RX buffers;
-	 * a frontend echo copies twice (lending its receive buffers until the
-	 * send completes measured slower in a loop). */
-	bool did = !vm->o.copy && vp_port_side(vm->port[0]) == VP_PORT_BACKEND && !q->n
+	 * a frontend echo sends each frame back from its receive buffer. */
+	bool zc = !vm->o.copy && !q->n;
+	bool did = zc && vp_port_side(vm->port[0]) == VP_PORT_BACKEND
 			   ? relay_zc(vm, 0, 0, now, want_rx, want_tx)
+		   : zc && vp_port_side(vm->port[0]) == VP_PORT_FRONTEND
+			   ? relay_fwd(vm, now, want_rx, want_tx)
 			   : relay_step(vm, 0, 0, now, want_rx, want_tx);
 
 	/*
@@ -1716,6 +1764,23 @@ static int alloc_buffers(struct vm *vm)
 	return 0;
 }
 
+/*
+ * A frontend's receive buffers (and transmit slots, as big): 2048 bytes, or
+ * one frame of --size when it needs more (as a NIC's buffers follow its
+ * MTU), so a jumbo frame is built and read in place instead of copied over
+ * five 2 KiB buffers. Mergeable buffers still take anything bigger.
+ */
+static uint32_t rx_buf_for(const struct opts *o)
+{
+	uint64_t need = (o->size_hi + VP_NET_HDR_LEN + 1023) & ~1023ull;
+
+	/* Up to a jumbo frame, and only where both pools, with 1 MiB for the
+	 * rings and indirect tables, fit in a port's half of the RAM. */
+	if (need <= 2048 || need > 10240 || 2 * o->ring * need + (1u << 20) > o->ram / 2)
+		return 0;
+	return (uint32_t)need;
+}
+
 static void free_vm(struct vm *vm)
 {
 	vp_waitset_free(vm->ws);
@@ -1858,6 +1923,7 @@ static int run_vm(struct opts *o)
 			/* frontend */
 			.vhost_user = ps->vhost_user, .ram = vm->ram.p, .ram_size = vm->ram.size,
 			.ram_fd = vm->ram.fd, .ram_offset = i * (o->ram / 2), .ring = (uint16_t)o->ring,
+			.rx_buf_size = rx_buf_for(o),
 			.connect_timeout_ms = (int)(o->connect_timeout * 1000),
 		};
 

@@ -115,9 +115,11 @@ def tables(doc, res):
              "them; testpmd txonly/rxonly/flowgen/mac touch headers only). Frame copies per crossing: DPDK one "
              "(vhost copies every mbuf); vhost-pci none backend -> frontend (the backend builds each frame "
              "in the frontend's receive buffer, the frontend checks it there) and one frontend -> backend "
-             "(the frontend builds in its transmit slot, the backend copies out); in the loop, three per "
-             "round trip (the backend echo receives into the frontend's receive buffer; the frontend echo "
-             "copies in and out) against DPDK's two (see docs/performance.md).\n")
+             "(the frontend builds in its transmit slot, the backend copies out); in the loop, two per "
+             "round trip, as DPDK's (the backend echo receives into the frontend's receive buffer; the "
+             "frontend echo sends each frame back from the buffer it arrived in). 9000 B: one 9216-byte "
+             "buffer per frame on the frontend (vp-vm sizes them from --size), 10 KiB mbufs for testpmd "
+             "(see docs/performance.md).\n")
 
     # ---- 2.1 pair vs 2.0 (the pair21 phase: its own A runs, interleaved)
     tp21 = group(res, test="tput")

@@ -293,6 +293,18 @@ VP_API int vp_netfe_tx_commit(struct vp_netfe *fe, const struct vp_pkt *pkts, un
  */
 VP_API int vp_netfe_rx_borrow(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count);
 VP_API int vp_netfe_rx_release(struct vp_netfe *fe);
+/*
+ * Forward without a copy: send borrowed packets (pkts[i].data as
+ * vp_netfe_rx_borrow() set it, len and hdr as the caller wants them, len at
+ * most 2036) from their receive buffers, in order; a free transmit slot is
+ * posted for receive in each one's place at vp_netfe_rx_release(). Stops at
+ * the first packet that cannot go so: not in a held buffer (a multi-buffer
+ * packet, one already forwarded), or no free slot; the caller sends the rest
+ * another way (vp_netfe_tx_burst() copies them) before releasing. Only with
+ * receive buffers of 2048 bytes (rx_buf_size 0 or 2048); otherwise 0.
+ * Returns the number sent, -EIO or -ENOTCONN. Threading: as rx_borrow.
+ */
+VP_API int vp_netfe_tx_forward(struct vp_netfe *fe, const struct vp_pkt *pkts, unsigned count);
 /* Wait as vp_net_wait() does (vp_waitset_wait() over this one object):
  * want_rx, packets arrived; want_tx, transmits completed. Before start there
  * are no rings: it naps (up to 10 ms) and returns 0. */

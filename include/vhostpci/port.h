@@ -107,6 +107,8 @@ struct vp_port_config {
 	uint8_t uuid[16];
 	int connect_timeout_ms;    /* vp_port_control() fails with -ETIMEDOUT if
 				    * the link never came up within this long */
+	uint32_t rx_buf_size;      /* bytes per RX buffer and TX slot incl. the
+				    * header, 0: 2048 (see vp_netfe_config) */
 };
 
 struct vp_port;
@@ -195,11 +197,14 @@ VP_API int vp_port_tx(struct vp_port *p, int link, const struct vp_pkt *pkts, un
  * backend, whose receive copies once); a backend receives straight into
  * buffers another port lent (rx_into, see vp_net_rx_into(); -ENOTSUP on a
  * frontend). rx_pending: frames waiting on a backend link (upper bound).
+ * tx_forward sends borrowed frames back out of their RX buffers, no copy
+ * (see vp_netfe_tx_forward(); -ENOTSUP but on a frontend).
  */
 VP_API int vp_port_tx_reserve(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n);
 VP_API int vp_port_tx_commit(struct vp_port *p, const struct vp_pkt *pkts, unsigned n);
 VP_API int vp_port_rx_borrow(struct vp_port *p, struct vp_pkt *pkts, unsigned n);
 VP_API void vp_port_rx_release(struct vp_port *p);
+VP_API int vp_port_tx_forward(struct vp_port *p, const struct vp_pkt *pkts, unsigned n);
 VP_API int vp_port_rx_into(struct vp_port *p, int link, struct vp_pkt *pkts, unsigned n);
 VP_API unsigned vp_port_rx_pending(struct vp_port *p, int link);
 
