@@ -820,7 +820,7 @@ static int post_bad_hdrs(struct vp_netfe *fe)
 		d[HDR + 12] = 0x08;		/* IPv4 */
 		fe->tx_nslots[s] = 1;
 		fe->tx_plen[s] = 60;
-		b = (struct vp_buf){ fe->tx_pool + (uint64_t)s * TX_SLOT, HDR + 60 };
+		b = (struct vp_buf){ slot_gpa(fe, s), HDR + 60 };
 		if (vp_vq_drv_add(fe->txq, &b, 1, NULL, 0, tok_of(s)))
 			return fe_fail(fe, fe->txq);
 	}
