@@ -8,7 +8,8 @@
  * itself. The backend runs in a forked child that echoes every frame back
  * on its link; the parent checks frames both ways across several wraps of
  * the ring, the GET_VRING_BASE answer, and that a second frontend's bad
- * descriptor breaks only its own link (the child counts its fds).
+ * descriptor breaks only its own link (the child counts its fds). Then raw
+ * sessions against an in-process server try bad packed set-ups.
  */
 #define TESTUTIL_MAIN
 #include <errno.h>
@@ -294,4 +295,91 @@ TEST(packed_frames_both_ways_and_hostile_link)
 	CHECK(WIFEXITED(status));
 	CHECK_EQ(WEXITSTATUS(status), 0);  /* 2: the backend leaked fds */
 	unlink(sock);
+}
+
+/* ---- hostile set-up, one raw vhost-user session each ------------------- */
+
+static int send_msg(int fd, uint32_t req, uint64_t u64)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req, 0);
+	m.p.u64 = u64;
+	return vp_sock_send(fd, &m);
+}
+
+static int send_state(int fd, uint32_t req, uint32_t idx, uint32_t num)
+{
+	struct vp_msg m;
+
+	vp_msg_init(&m, req, 0);
+	m.p.state.index = idx;
+	m.p.state.num = num;
+	return vp_sock_send(fd, &m);
+}
+
+/*
+ * Set ring 0 up as a packed-ring frontend would, with the given base and
+ * descriptor ring offset, then let the server run: true if it dropped us.
+ */
+static bool setup_dropped(struct vp_server *srv, uint32_t base, uint64_t desc_off)
+{
+	int sv[2], ramfd = tu_memfd("packed-hostile", RAM_SIZE, 1);
+	uint8_t *ram;
+	struct vp_msg m;
+	bool dropped = false;
+
+	if (ramfd < 0)
+		return false;
+	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ramfd, 0);
+	CHECK(ram != MAP_FAILED);
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	CHECK_EQ(vp_server_adopt(srv, sv[0]), 0);
+	CHECK_EQ(send_msg(sv[1], VP_VU_SET_OWNER, 0), 0);
+	CHECK_EQ(send_msg(sv[1], VP_VU_SET_FEATURES, FEATURES), 0);
+	vp_msg_init(&m, VP_VU_SET_MEM_TABLE, 0);
+	m.p.mem.nregions = 1;
+	m.p.mem.regions[0] = (struct vp_mem_region_wire){ 0, RAM_SIZE, (uint64_t)(uintptr_t)ram, 0 };
+	m.fds[0] = ramfd;
+	m.nfds = 1;
+	CHECK_EQ(vp_sock_send(sv[1], &m), 0);
+	CHECK_EQ(send_state(sv[1], VP_VU_SET_VRING_NUM, 0, NUM), 0);
+	CHECK_EQ(send_state(sv[1], VP_VU_SET_VRING_BASE, 0, base), 0);
+	vp_msg_init(&m, VP_VU_SET_VRING_ADDR, 0);
+	m.p.addr.index = 0;
+	m.p.addr.desc = (uint64_t)(uintptr_t)ram + desc_off;
+	m.p.addr.avail = (uint64_t)(uintptr_t)ram + EV_DRV(0);
+	m.p.addr.used = (uint64_t)(uintptr_t)ram + EV_DEV(0);
+	CHECK_EQ(vp_sock_send(sv[1], &m), 0);
+	for (int64_t end = now_ms() + 500; !dropped && now_ms() < end;) {
+		CHECK(vp_server_dispatch(srv) >= 0);
+		dropped = sock_closed(sv[1], 5);
+	}
+	close(sv[1]);
+	munmap(ram, RAM_SIZE);
+	close(ramfd);
+	for (int i = 0; i < 5; i++)
+		vp_server_dispatch(srv);
+	return dropped;
+}
+
+TEST(packed_setup_hostile_inputs_drop_only_that_session)
+{
+	struct vp_server_config c = { .features = VP_SERVER_DEFAULT_FEATURES |
+					       (1ull << VIRTIO_F_RING_PACKED) };
+	struct vp_server *srv;
+	int fds = tu_count_fds();
+
+	REQUIRE(vp_server_new(&srv, &c) == 0);
+	/* Fresh, in both encodings: accepted. */
+	CHECK(!setup_dropped(srv, 0x8000, RING(0)));
+	CHECK(!setup_dropped(srv, 0x80008000u, RING(0)));
+	/* Used half behind the avail half: buffers in flight the walker cannot own. */
+	CHECK(setup_dropped(srv, 0x80008003u, RING(0)));
+	/* A packed descriptor ring must be 16-byte aligned. */
+	CHECK(setup_dropped(srv, 0x8000, RING(0) + 8));
+	/* ... and lie inside the memory (16 descriptors of 16 bytes). */
+	CHECK(setup_dropped(srv, 0x8000, RAM_SIZE - 0x80));
+	vp_server_free(srv);
+	CHECK_EQ(tu_count_fds(), fds);
 }
