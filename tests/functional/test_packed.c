@@ -299,25 +299,6 @@ TEST(packed_frames_both_ways_and_hostile_link)
 
 /* ---- hostile set-up, one raw vhost-user session each ------------------- */
 
-static int send_msg(int fd, uint32_t req, uint64_t u64)
-{
-	struct vp_msg m;
-
-	vp_msg_init(&m, req, 0);
-	m.p.u64 = u64;
-	return vp_sock_send(fd, &m);
-}
-
-static int send_state(int fd, uint32_t req, uint32_t idx, uint32_t num)
-{
-	struct vp_msg m;
-
-	vp_msg_init(&m, req, 0);
-	m.p.state.index = idx;
-	m.p.state.num = num;
-	return vp_sock_send(fd, &m);
-}
-
 /*
  * Set ring 0 up as a packed-ring frontend would, with the given base and
  * descriptor ring offset, then let the server run: true if it dropped us.
@@ -335,16 +316,22 @@ static bool setup_dropped(struct vp_server *srv, uint32_t base, uint64_t desc_of
 	CHECK(ram != MAP_FAILED);
 	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	CHECK_EQ(vp_server_adopt(srv, sv[0]), 0);
-	CHECK_EQ(send_msg(sv[1], VP_VU_SET_OWNER, 0), 0);
-	CHECK_EQ(send_msg(sv[1], VP_VU_SET_FEATURES, FEATURES), 0);
+	vp_msg_init(&m, VP_VU_SET_OWNER, 0);
+	CHECK_EQ(vp_sock_send(sv[1], &m), 0);
+	vp_msg_init(&m, VP_VU_SET_FEATURES, 0);
+	m.p.u64 = FEATURES;
+	CHECK_EQ(vp_sock_send(sv[1], &m), 0);
 	vp_msg_init(&m, VP_VU_SET_MEM_TABLE, 0);
 	m.p.mem.nregions = 1;
 	m.p.mem.regions[0] = (struct vp_mem_region_wire){ 0, RAM_SIZE, (uint64_t)(uintptr_t)ram, 0 };
 	m.fds[0] = ramfd;
 	m.nfds = 1;
 	CHECK_EQ(vp_sock_send(sv[1], &m), 0);
-	CHECK_EQ(send_state(sv[1], VP_VU_SET_VRING_NUM, 0, NUM), 0);
-	CHECK_EQ(send_state(sv[1], VP_VU_SET_VRING_BASE, 0, base), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		vp_msg_init(&m, i ? VP_VU_SET_VRING_BASE : VP_VU_SET_VRING_NUM, 0);
+		m.p.state = (struct vp_vring_state){ .index = 0, .num = i ? base : NUM };
+		CHECK_EQ(vp_sock_send(sv[1], &m), 0);
+	}
 	vp_msg_init(&m, VP_VU_SET_VRING_ADDR, 0);
 	m.p.addr.index = 0;
 	m.p.addr.desc = (uint64_t)(uintptr_t)ram + desc_off;
