@@ -114,12 +114,12 @@ static inline bool nq_enable_notify(struct nq *q)
 	return q->packed ? vp_vq_packed_enable_notify(q->p) : vp_vq_dev_enable_notify(q->s);
 }
 
-/* Chains waiting. A packed ring tells only whether its next one is there
- * (counting would walk them): 1 then, so a relay reserves too few buffers,
- * never more than it can fill, and comes back for the rest. */
+/* Chains waiting, at most: a packed ring counts its available descriptors
+ * (a chain takes one or more), up to what one burst can take. */
 static inline unsigned nq_pending(struct nq *q)
 {
-	return q->packed ? vp_vq_packed_avail(q->p) : vp_vq_dev_avail_pending(q->s);
+	return q->packed ? vp_vq_packed_avail_count(q->p, VP_NET_MAX_BURST)
+			 : vp_vq_dev_avail_pending(q->s);
 }
 
 static inline bool nq_broken(const struct nq *q)

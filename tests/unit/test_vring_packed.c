@@ -307,9 +307,13 @@ TEST(roundtrip_single_and_chain)
 
 	REQUIRE(e);
 	CHECK_EQ(vp_vq_packed_pop_burst(e->q, ch, 4, iov, 8), 0);
+	CHECK_EQ(vp_vq_packed_avail_count(e->q, 100), 0);
 	drv_post1(e, bufgpa(3), 64, false, 5);
 	drv_post(e, b, 3, 2);
 	CHECK(vp_vq_packed_avail(e->q));
+	/* Descriptors, not chains: an upper bound; and max caps it. */
+	CHECK_EQ(vp_vq_packed_avail_count(e->q, 100), 4);
+	CHECK_EQ(vp_vq_packed_avail_count(e->q, 3), 3);
 	CHECK_EQ(vp_vq_packed_pop_burst(e->q, ch, 4, iov, 8), 2);
 	CHECK_EQ(ch[0].head, 5);
 	CHECK_EQ(ch[0].n_out, 1);
@@ -684,6 +688,8 @@ TEST(wrap_counter_games)
 	REQUIRE(env_queue(e, 0, WRAP_BIT | 3) == 0);
 	raw_desc(e, 0, bufgpa(1), 8, 1, F_USED);		/* wrap 0: right */
 	raw_desc(e, 3, bufgpa(0), 8, 1, F_AVAIL | VRING_DESC_F_NEXT);
+	/* The count flips its counter at the wrap too, and stops at slot 1. */
+	CHECK_EQ(vp_vq_packed_avail_count(e->q, 10), 2);
 	CHECK_EQ(vp_vq_packed_pop_burst(e->q, ch, 4, iov, 8), 1);
 	CHECK_EQ(ch[0].n_out, 2);
 	CHECK_EQ(vp_vq_packed_last_avail(e->q), 1);		/* slot 1, wrap 0 */
