@@ -1047,6 +1047,12 @@ static void n_got_features(struct conn *c, struct vp_msg *m)
 		fail(c, -ENOTSUP, "frontend did not negotiate VIRTIO_F_VERSION_1");
 		return;
 	}
+	/* Its rings were checked as split, and STOP carries split positions. */
+	if (want & (1ull << VIRTIO_F_RING_PACKED)) {
+		fail(c, -ENOTSUP, "packed rings (VIRTIO_F_RING_PACKED) are for vhost-user "
+		     "frontends only: the native protocol carries split rings");
+		return;
+	}
 	c->dev.device_features = m->p.features.device_features;
 	c->dev.driver_features = want;
 	vp_msg_init(&out, VP_PCI_SET_FEATURE_BITS, 0);

@@ -370,3 +370,47 @@ TEST(packed_setup_hostile_inputs_drop_only_that_session)
 	vp_server_free(srv);
 	CHECK_EQ(tu_count_fds(), fds);
 }
+
+TEST(native_frontend_cannot_negotiate_packed)
+{
+	struct vp_server_config c = { .features = VP_SERVER_DEFAULT_FEATURES |
+					       (1ull << VIRTIO_F_RING_PACKED) };
+	struct vp_frontend_info in;
+	struct vp_server *srv;
+	struct vp_client *cl;
+	int fds = tu_count_fds(), ramfd = tu_memfd("packed-native", RAM_SIZE, 1), efd[4];
+
+	REQUIRE(ramfd >= 0);
+	snprintf(sock, sizeof(sock), "/tmp/vp-packed-n%d.sock", (int)getpid());
+	c.path = sock;
+	REQUIRE(vp_server_new(&srv, &c) == 0);
+	memset(&in, 0, sizeof(in));
+	in.device_type = VP_VIRTIO_ID_NET;
+	in.device_features = in.driver_features = FEATURES;
+	in.nregions = 1;
+	in.regions[0] = (struct vp_dev_region){ .gpa = 0, .size = RAM_SIZE, .prot = VP_MEM_RW,
+						.fd = ramfd };
+	in.nrings = 2;
+	for (unsigned q = 0; q < 2; q++) {
+		efd[2 * q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		efd[2 * q + 1] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		in.rings[q] = (struct vp_frontend_ring){ .num = NUM, .last_avail_idx = 0x8000,
+			.desc = RING(q), .avail = EV_DRV(q), .used = EV_DEV(q), .enabled = true,
+			.kick_fd = efd[2 * q], .call_fd = efd[2 * q + 1] };
+	}
+	REQUIRE(vp_client_connect(&cl, sock, &in) == 0);
+	for (int64_t end = now_ms() + 2000;
+	     vp_client_state(cl) == VP_CLIENT_HANDSHAKE && now_ms() < end;) {
+		vp_server_dispatch(srv);
+		vp_client_dispatch(cl);
+		nap();
+	}
+	CHECK_EQ(vp_client_state(cl), VP_CLIENT_FAILED);
+	CHECK(strstr(vp_client_error(cl), "vhost-user frontends only") != NULL);
+	vp_client_free(cl);
+	vp_server_free(srv);
+	for (unsigned i = 0; i < 4; i++)
+		close(efd[i]);
+	close(ramfd);
+	CHECK_EQ(tu_count_fds(), fds);
+}
