@@ -353,16 +353,19 @@ TEST(roundtrip_single_and_chain)
 TEST(roundtrip_indirect)
 {
 	struct env *e = env_new(8, IND);
-	struct vring_packed_desc *t = (void *)(e ? e->buf + IND_GPA + 3 : NULL); /* unaligned */
+	/* Entry NEXT flags and ids are ignored in packed tables. */
+	const struct vring_packed_desc t[3] = {
+		{ bufgpa(0), 10, 99, VRING_DESC_F_NEXT },
+		{ bufgpa(1), 20, 0, VRING_DESC_F_WRITE },
+		{ bufgpa(2), 30, 0, VRING_DESC_F_WRITE },
+	};
 	struct vp_chain ch;
 	struct iovec iov[8];
 	struct tb b = { IND_GPA + 3, 3 * 16, VRING_DESC_F_INDIRECT };
 
 	REQUIRE(e);
-	/* Entry NEXT flags and ids are ignored in packed tables. */
-	t[0] = (struct vring_packed_desc){ bufgpa(0), 10, 99, VRING_DESC_F_NEXT };
-	t[1] = (struct vring_packed_desc){ bufgpa(1), 20, 0, VRING_DESC_F_WRITE };
-	t[2] = (struct vring_packed_desc){ bufgpa(2), 30, 0, VRING_DESC_F_WRITE };
+	/* An unaligned table: copied in bytes (a typed store there is UB). */
+	memcpy(e->buf + IND_GPA + 3, t, sizeof(t));
 	drv_post(e, &b, 1, 7);
 	CHECK_EQ(vp_vq_packed_pop_burst(e->q, &ch, 1, iov, 8), 1);
 	CHECK_EQ(ch.head, 7);
