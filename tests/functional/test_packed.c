@@ -148,13 +148,15 @@ static int fe_open(struct fe *f)
 {
 	struct vp_frontend_info in;
 
-	memset(f, 0, sizeof(*f));
+	*f = (struct fe){ .sock = -1, .efd = { -1, -1, -1, -1 } };
 	f->fd = tu_memfd("packed-ram", RAM_SIZE, 1);
 	if (f->fd < 0)
 		return -1;
 	f->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
-	if (f->ram == MAP_FAILED)
+	if (f->ram == MAP_FAILED) {
+		f->ram = NULL;
 		return -1;
+	}
 	memset(&in, 0, sizeof(in));
 	in.device_type = VP_VIRTIO_ID_NET;
 	in.device_features = in.driver_features = FEATURES;
@@ -176,14 +178,18 @@ static int fe_open(struct fe *f)
 	return f->sock < 0 ? -1 : 0;
 }
 
+/* Also after a failed fe_open(). */
 static void fe_close(struct fe *f)
 {
 	if (f->sock >= 0)
 		close(f->sock);
 	for (unsigned i = 0; i < 4; i++)
-		close(f->efd[i]);
-	munmap(f->ram, RAM_SIZE);
-	close(f->fd);
+		if (f->efd[i] >= 0)
+			close(f->efd[i]);
+	if (f->ram)
+		munmap(f->ram, RAM_SIZE);
+	if (f->fd >= 0)
+		close(f->fd);
 }
 
 /* Send n frames of distinct sizes and contents, get each back. */
@@ -261,11 +267,13 @@ TEST(packed_frames_both_ways_and_hostile_link)
 		_exit(backend_main(stop[0]));
 	}
 	close(stop[0]);
-	/* The child listens soon; the frontend's connect retries are ours. */
-	for (int64_t end = now_ms() + 5000; access(sock, F_OK) && now_ms() < end;)
+	/* The child listens soon (its socket file may show before listen()):
+	 * the frontend's connect retries are ours. */
+	for (int64_t end = now_ms() + 5000; fe_open(&a) < 0;) {
+		fe_close(&a);
+		REQUIRE(now_ms() < end);
 		nap();
-
-	REQUIRE(fe_open(&a) == 0);
+	}
 	CHECK(a.negotiated & (1ull << VIRTIO_F_RING_PACKED));
 	/* 120 frames in bursts of 12 on a ring of 16: every burst after the
 	 * first straddles a wrap somewhere. */
