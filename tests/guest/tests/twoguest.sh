@@ -35,6 +35,13 @@
 #   vmlog WORD          (backend) vp-vm's log lines with WORD: "tg: vmlog LINE" each, then
 #                       "tg: vmlog end N" (N lines)
 #   quit                end the test (PASS; bek: FAIL if the kernel log is not clean)
+#   profile start       ftrace's function_graph tracer on the module's functions and the main
+#                       networking, copy, checksum, skb and interrupt functions (the kernel
+#                       has no CONFIG_FUNCTION_PROFILER): "tg: profile started F functions"
+#   profile stop N      stop it; the top N functions by total time: "tg: profile FUNC calls C
+#                       per_frame P total_us T avg_us A" each (times inclusive of traced
+#                       callees), then "tg: profile end frames F lost L" (F: packets the vpnet
+#                       interfaces sent and received meanwhile; L: trace events lost)
 # Roles (VP_TG_ROLE):
 #   fe  the NIC is a stock virtio-net (vhost-user on the host); address VP_TG_IP on it
 #   be  a backend VM: vhost-pci devices are hot-plugged by vhost-pcid; vp-vm --backend
@@ -374,6 +381,65 @@ app_kill() {
     vp_info "app restarted (was $pid, now $(cat /tmp/vm.pid))"
 }
 
+# The function_graph tracer on a chosen set: a profile of where the kernel's time goes.
+trc=/sys/kernel/tracing
+prof_funcs="net_rx_action __napi_poll napi_gro_receive netif_receive_skb_list_internal
+ __netif_receive_skb br_handle_frame br_forward br_dev_xmit __dev_queue_xmit
+ dev_hard_start_xmit ip_rcv ip_local_deliver tcp_v4_rcv tcp_rcv_established tcp_recvmsg
+ tcp_sendmsg tcp_write_xmit tcp_ack __tcp_transmit_skb skb_copy_datagram_iter
+ __skb_datagram_iter _copy_to_iter _copy_from_iter csum_partial __skb_checksum_complete
+ skb_checksum __alloc_skb __napi_alloc_skb kfree_skb_reason consume_skb napi_consume_skb
+ skb_release_data __handle_irq_event_percpu handle_edge_irq ksys_read ksys_write"
+vpnet_pkts() {
+    t=0
+    for d in /sys/class/net/vpnet*; do
+        [ -e "$d" ] && t=$((t + $(cat "$d/statistics/rx_packets") + $(cat "$d/statistics/tx_packets")))
+    done
+    echo $t
+}
+profile_start() {
+    [ -d $trc/options ] || mount -t tracefs nodev $trc 2>/tmp/prof.err ||
+        { vp_info "profile FAIL no tracefs: $(cat /tmp/prof.err)"; return; }
+    echo 0 >$trc/tracing_on && echo nop >$trc/current_tracer && : >$trc/set_ftrace_filter ||
+        { vp_info "profile FAIL cannot reset ftrace"; return; }
+    # Room for every event of a 16 MiB transfer: a lost event would make the sums lie.
+    echo 49152 >$trc/buffer_size_kb || { vp_info "profile FAIL no 48 MiB trace buffer"; return; }
+    echo ':mod:vhost_pci_net' >>$trc/set_ftrace_filter 2>/dev/null
+    for f in $prof_funcs; do echo "$f" >>$trc/set_ftrace_filter 2>/dev/null; done
+    n=$(grep -vc "^#" $trc/set_ftrace_filter)
+    [ "$n" -gt 0 ] || { vp_info "profile FAIL no traceable function"; return; }
+    # funcgraph-tail names the function on every closing brace, so each duration has a name.
+    echo 1 >$trc/options/funcgraph-tail
+    echo function_graph >$trc/current_tracer || { vp_info "profile FAIL no function_graph tracer"; return; }
+    : >$trc/trace
+    vpnet_pkts >/tmp/prof.pkts
+    echo 1 >$trc/tracing_on
+    vp_info "profile started $n functions"
+}
+profile_stop() { # N
+    echo 0 >$trc/tracing_on
+    frames=$(($(vpnet_pkts) - $(cat /tmp/prof.pkts 2>/dev/null || echo 0)))
+    lost=$(awk '/^overrun:/ { t += $2 } END { print t + 0 }' $trc/per_cpu/cpu*/stats)
+    # "  1.234 us    |  f();" and "+ 12.345 us   |  } /* f */": a duration and its function.
+    awk -F'|' -v fr="$frames" '$1 ~ / us *$/ {
+            d = $1; sub(/ us *$/, "", d); sub(/.* /, "", d)
+            f = $2
+            if (f ~ /\} \/\* /) { sub(/.*\} \/\* /, "", f); sub(/ \*\/.*/, "", f) }
+            else if (f ~ /\(\);/) { sub(/\(\);.*/, "", f); sub(/^ */, "", f) }
+            else next
+            gsub(/ /, "", f); n[f]++; t[f] += d
+        }
+        END { for (f in n) printf "%s %d %.2f %.0f %.2f\n", f, n[f], (fr > 0) ? n[f] / fr : 0, t[f], t[f] / n[f] }' \
+        $trc/trace | sort -k4 -n -r | head -n "${1:-20}" >/tmp/prof.top
+    while read -r f cn pf tt av; do
+        vp_info "profile $f calls $cn per_frame $pf total_us $tt avg_us $av"
+    done </tmp/prof.top
+    echo nop >$trc/current_tracer
+    : >$trc/set_ftrace_filter
+    echo 1408 >$trc/buffer_size_kb
+    vp_info "profile end frames $frames lost $lost"
+}
+
 while read -r cmd a b c <&3; do
     vp_info "cmd $cmd $a $b $c"
     case $cmd in
@@ -387,6 +453,12 @@ while read -r cmd a b c <&3; do
     flood-stop) flood_stop ;;
     kmod-reload) kmod_reload ;;
     offloads) offloads ;;
+    profile)
+        case $a in
+        start) profile_start ;;
+        stop) profile_stop "$b" ;;
+        *) vp_info "profile FAIL start or stop N, not '$a'" ;;
+        esac ;;
     dmesg)
         bad=$(dmesg_bad)
         if [ -n "$bad" ]; then vp_info "dmesg FAIL $(echo "$bad" | tr '\n' ' ')"; else vp_info "dmesg clean"; fi ;;
