@@ -65,7 +65,8 @@ declare -A res=()
 measure() {
 	local from fromb m prof=''
 	[[ $1 == kmod* ]] && prof=${VP_BENCH_PROFILE:-}
-	from=$(tg_lines "$2") fromb=$(tg_lines b)
+	# From the line after the last one now: a previous "profile end" must not count.
+	from=$(tg_lines "$2") fromb=$(($(tg_lines b) + 1))
 	if [ -n "$prof" ]; then
 		tg_cmd b "profile start" || vp_die "b: no profile start"
 		tg_wait b 60 "profile \(started\|FAIL\)" "$fromb" || vp_die "b: profile did not start"

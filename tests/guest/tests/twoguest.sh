@@ -38,9 +38,9 @@
 #   profile start       ftrace's function_graph tracer on the module's functions and the main
 #                       networking, copy, checksum, skb and interrupt functions (the kernel
 #                       has no CONFIG_FUNCTION_PROFILER): "tg: profile started F functions"
-#   profile stop N      stop it; the top N functions by total time: "tg: profile FUNC calls C
-#                       per_frame P total_us T avg_us A" each (times inclusive of traced
-#                       callees), then "tg: profile end frames F lost L" (F: packets the vpnet
+#   profile stop N      stop it; the top N functions by self time: "tg: profile FUNC calls C
+#                       per_frame P self_us S total_us T avg_us A" each (self: less the
+#                       traced callees; total and avg: inclusive; not asleep), then "tg: profile end frames F lost L" (F: packets the vpnet
 #                       interfaces sent and received meanwhile; L: trace events lost)
 # Roles (VP_TG_ROLE):
 #   fe  the NIC is a stock virtio-net (vhost-user on the host); address VP_TG_IP on it
@@ -410,6 +410,8 @@ profile_start() {
     [ "$n" -gt 0 ] || { vp_info "profile FAIL no traceable function"; return; }
     # funcgraph-tail names the function on every closing brace, so each duration has a name.
     echo 1 >$trc/options/funcgraph-tail
+    # Time a call spends asleep (nc blocked in read) is not work.
+    echo 0 >$trc/options/sleep-time
     echo function_graph >$trc/current_tracer || { vp_info "profile FAIL no function_graph tracer"; return; }
     : >$trc/trace
     vpnet_pkts >/tmp/prof.pkts
@@ -420,19 +422,30 @@ profile_stop() { # N
     echo 0 >$trc/tracing_on
     frames=$(($(vpnet_pkts) - $(cat /tmp/prof.pkts 2>/dev/null || echo 0)))
     lost=$(awk '/^overrun:/ { t += $2 } END { print t + 0 }' $trc/per_cpu/cpu*/stats)
-    # "  1.234 us    |  f();" and "+ 12.345 us   |  } /* f */": a duration and its function.
-    awk -F'|' -v fr="$frames" '$1 ~ / us *$/ {
+    # "f() {" opens a call, "  1.234 us    |  f();" is a whole one, "+ 12.345 us   |  } /* f */"
+    # closes one. Self time: a call's duration less its traced callees' (interrupts taken
+    # inside it included), kept on a stack of open calls.
+    awk -F'|' -v fr="$frames" '{ f = $2 }
+        f ~ /\) \{ *$/ { sub(/\(\) \{ *$/, "", f); gsub(/ /, "", f); sp++; nm[sp] = f; ch[sp] = 0; next }
+        $1 !~ / us *$/ { next }
+        {
             d = $1; sub(/ us *$/, "", d); sub(/.* /, "", d)
-            f = $2
-            if (f ~ /\} \/\* /) { sub(/.*\} \/\* /, "", f); sub(/ \*\/.*/, "", f) }
-            else if (f ~ /\(\);/) { sub(/\(\);.*/, "", f); sub(/^ */, "", f) }
-            else next
-            gsub(/ /, "", f); n[f]++; t[f] += d
+            if (f ~ /\} \/\* /) {
+                sub(/.*\} \/\* /, "", f); sub(/ \*\/.*/, "", f); gsub(/ /, "", f)
+                c = 0
+                # A close whose open came before tracing started has no frame.
+                if (sp > 0 && nm[sp] == f) { c = ch[sp]; sp-- }
+            } else if (f ~ /\(\);/) {
+                sub(/\(\);.*/, "", f); gsub(/ /, "", f); c = 0
+            } else next
+            if (sp > 0) ch[sp] += d
+            n[f]++; t[f] += d; self[f] += d - c
         }
-        END { for (f in n) printf "%s %d %.2f %.0f %.2f\n", f, n[f], (fr > 0) ? n[f] / fr : 0, t[f], t[f] / n[f] }' \
+        END { for (f in n) printf "%s %d %.2f %.0f %.0f %.2f\n", f, n[f], (fr > 0) ? n[f] / fr : 0,
+            self[f], t[f], t[f] / n[f] }' \
         $trc/trace | sort -k4 -n -r | head -n "${1:-20}" >/tmp/prof.top
-    while read -r f cn pf tt av; do
-        vp_info "profile $f calls $cn per_frame $pf total_us $tt avg_us $av"
+    while read -r f cn pf st tt av; do
+        vp_info "profile $f calls $cn per_frame $pf self_us $st total_us $tt avg_us $av"
     done </tmp/prof.top
     echo nop >$trc/current_tracer
     : >$trc/set_ftrace_filter
