@@ -22,6 +22,10 @@
 #   bench/twoguest.sh BUILD_DIR [MIB [COUNT]]     (defaults 16 MiB, 20 pings)
 #
 # VP_BENCH_PATHS="kmod kmod-tso" (say) runs only those paths, in that order.
+# VP_BENCH_PROFILE=N profiles the backend guest's kernel during each kmod* transfer (ftrace's
+# function_graph tracer, the guest's "profile" command, tests/guest/tests/twoguest.sh) and
+# prints its top N functions; the tracer slows the transfer, so those times are not the
+# path's.
 #
 # Needs root, QEMU and the guest kit (tests/guest/setup.sh). Takes the guest-boot lock.
 set -uo pipefail
@@ -56,13 +60,28 @@ tg_initrd || vp_die "mkinitrd.sh failed"
 tg_lock
 declare -A res=()
 
-# measure PATH NAME PEER: one bench command; fills res[PATH.NAME.rtt|s].
+# measure PATH NAME PEER: one bench command; fills res[PATH.NAME.rtt|s]. With
+# VP_BENCH_PROFILE on a kmod path, the backend guest (b) profiles it.
 measure() {
-	local from m
-	from=$(tg_lines "$2")
+	local from fromb m prof=''
+	[[ $1 == kmod* ]] && prof=${VP_BENCH_PROFILE:-}
+	# From the line after the last one now: a previous "profile end" must not count.
+	from=$(tg_lines "$2") fromb=$(($(tg_lines b) + 1))
+	if [ -n "$prof" ]; then
+		tg_cmd b "profile start" || vp_die "b: no profile start"
+		tg_wait b 60 "profile \(started\|FAIL\)" "$fromb" || vp_die "b: profile did not start"
+		tg_marker b "profile FAIL" "$fromb" | grep . && vp_die "b: profile did not start"
+	fi
 	tg_cmd "$2" "bench $3 $count $mib" || vp_die "$2: no bench"
 	tg_wait "$2" 300 "bench \(rtt\|FAIL\)" "$from" || vp_die "$2: bench did not finish"
 	m=$(tg_marker "$2" "bench " "$from")
+	if [ -n "$prof" ]; then
+		tg_cmd b "profile stop $prof" || vp_die "b: no profile stop"
+		# Reading back the whole trace buffer takes minutes under TCG.
+		tg_wait b 900 "profile end" "$fromb" || vp_die "b: profile did not end"
+		tail -n +"$fromb" "$work/b.log" | grep -a "INFO tg: profile " | sed 's/.*INFO tg: //' |
+			tr -d '\r' | sed "s/^/$vp_prog: $1 $2 -> $3 backend /"
+	fi
 	echo "$vp_prog: $1 $2 -> $3: $m"
 	grep -q "answer $((mib * 1048576))\$" <<<"$m" || vp_die "$2: the peer did not get $mib MiB"
 	res[$1.$2.rtt]=$(awk '{ print $3 }' <<<"$m")

@@ -35,6 +35,15 @@
 #   vmlog WORD          (backend) vp-vm's log lines with WORD: "tg: vmlog LINE" each, then
 #                       "tg: vmlog end N" (N lines)
 #   quit                end the test (PASS; bek: FAIL if the kernel log is not clean)
+#   profile start       ftrace's function_graph tracer on the module's functions and the main
+#                       networking, copy, checksum, skb and interrupt functions (the kernel
+#                       has no CONFIG_FUNCTION_PROFILER): "tg: profile untraceable NAME..."
+#                       for those of the set it cannot trace, then "tg: profile started F
+#                       functions"
+#   profile stop N      stop it; the top N functions by self time: "tg: profile FUNC calls C
+#                       per_frame P self_us S total_us T avg_us A" each (self: less the
+#                       traced callees; total and avg: inclusive; not asleep), then "tg: profile end frames F lost L" (F: packets the vpnet
+#                       interfaces sent and received meanwhile; L: trace events lost)
 # Roles (VP_TG_ROLE):
 #   fe  the NIC is a stock virtio-net (vhost-user on the host); address VP_TG_IP on it
 #   be  a backend VM: vhost-pci devices are hot-plugged by vhost-pcid; vp-vm --backend
@@ -374,6 +383,81 @@ app_kill() {
     vp_info "app restarted (was $pid, now $(cat /tmp/vm.pid))"
 }
 
+# The function_graph tracer on a chosen set: a profile of where the kernel's time goes.
+trc=/sys/kernel/tracing
+prof_funcs="net_rx_action __napi_poll napi_gro_receive netif_receive_skb_list_internal
+ __netif_receive_skb br_handle_frame br_forward br_dev_xmit __dev_queue_xmit
+ dev_hard_start_xmit ip_rcv ip_local_deliver tcp_v4_rcv tcp_rcv_established tcp_recvmsg
+ tcp_sendmsg tcp_write_xmit tcp_ack __tcp_transmit_skb skb_copy_datagram_iter
+ __skb_datagram_iter _copy_to_iter _copy_from_iter csum_partial __skb_checksum_complete
+ skb_checksum __alloc_skb __napi_alloc_skb kfree_skb_reason consume_skb napi_consume_skb
+ skb_release_data __handle_irq_event_percpu handle_edge_irq ksys_read ksys_write"
+vpnet_pkts() {
+    t=0
+    for d in /sys/class/net/vpnet*; do
+        [ -e "$d" ] && t=$((t + $(cat "$d/statistics/rx_packets") + $(cat "$d/statistics/tx_packets")))
+    done
+    echo $t
+}
+profile_start() {
+    [ -d $trc/options ] || mount -t tracefs nodev $trc 2>/tmp/prof.err ||
+        { vp_info "profile FAIL no tracefs: $(cat /tmp/prof.err)"; return; }
+    echo 0 >$trc/tracing_on && echo nop >$trc/current_tracer && : >$trc/set_ftrace_filter ||
+        { vp_info "profile FAIL cannot reset ftrace"; return; }
+    # Room for every event of a 16 MiB transfer: a lost event would make the sums lie.
+    echo 49152 >$trc/buffer_size_kb || { vp_info "profile FAIL no 48 MiB trace buffer"; return; }
+    echo ':mod:vhost_pci_net' >>$trc/set_ftrace_filter 2>/dev/null
+    miss=''
+    for f in $prof_funcs; do echo "$f" >>$trc/set_ftrace_filter 2>/dev/null || miss="$miss $f"; done
+    n=$(grep -vc "^#" $trc/set_ftrace_filter)
+    [ "$n" -gt 0 ] || { vp_info "profile FAIL no traceable function"; return; }
+    # Not traceable (inlined, notrace): their time is their callers' self time.
+    [ -z "$miss" ] || vp_info "profile untraceable$miss"
+    # funcgraph-tail names the function on every closing brace, so each duration has a name.
+    echo 1 >$trc/options/funcgraph-tail
+    # Time a call spends asleep (nc blocked in read) is not work.
+    echo 0 >$trc/options/sleep-time
+    echo function_graph >$trc/current_tracer || { vp_info "profile FAIL no function_graph tracer"; return; }
+    : >$trc/trace
+    vpnet_pkts >/tmp/prof.pkts
+    echo 1 >$trc/tracing_on
+    vp_info "profile started $n functions"
+}
+profile_stop() { # N
+    echo 0 >$trc/tracing_on
+    frames=$(($(vpnet_pkts) - $(cat /tmp/prof.pkts 2>/dev/null || echo 0)))
+    lost=$(awk '/^overrun:/ { t += $2 } END { print t + 0 }' $trc/per_cpu/cpu*/stats)
+    # "f() {" opens a call, "  1.234 us    |  f();" is a whole one, "+ 12.345 us   |  } /* f */"
+    # closes one. Self time: a call's duration less its traced callees' (interrupts taken
+    # inside it included), kept on a stack of open calls.
+    awk -F'|' -v fr="$frames" '{ f = $2 }
+        f ~ /\) \{ *$/ { sub(/\(\) \{ *$/, "", f); gsub(/ /, "", f); sp++; nm[sp] = f; ch[sp] = 0; next }
+        $1 !~ / us *$/ { next }
+        {
+            d = $1; sub(/ us *$/, "", d); sub(/.* /, "", d)
+            if (f ~ /\} \/\* /) {
+                sub(/.*\} \/\* /, "", f); sub(/ \*\/.*/, "", f); gsub(/ /, "", f)
+                c = 0
+                # A close whose open came before tracing started has no frame.
+                if (sp > 0 && nm[sp] == f) { c = ch[sp]; sp-- }
+            } else if (f ~ /\(\);/) {
+                sub(/\(\);.*/, "", f); gsub(/ /, "", f); c = 0
+            } else next
+            if (sp > 0) ch[sp] += d
+            n[f]++; t[f] += d; self[f] += d - c
+        }
+        END { for (f in n) printf "%s %d %.2f %.0f %.0f %.2f\n", f, n[f], (fr > 0) ? n[f] / fr : 0,
+            self[f], t[f], t[f] / n[f] }' \
+        $trc/trace | sort -k4 -n -r | head -n "${1:-20}" >/tmp/prof.top
+    while read -r f cn pf st tt av; do
+        vp_info "profile $f calls $cn per_frame $pf self_us $st total_us $tt avg_us $av"
+    done </tmp/prof.top
+    echo nop >$trc/current_tracer
+    : >$trc/set_ftrace_filter
+    echo 1408 >$trc/buffer_size_kb
+    vp_info "profile end frames $frames lost $lost"
+}
+
 while read -r cmd a b c <&3; do
     vp_info "cmd $cmd $a $b $c"
     case $cmd in
@@ -387,6 +471,12 @@ while read -r cmd a b c <&3; do
     flood-stop) flood_stop ;;
     kmod-reload) kmod_reload ;;
     offloads) offloads ;;
+    profile)
+        case $a in
+        start) profile_start ;;
+        stop) profile_stop "$b" ;;
+        *) vp_info "profile FAIL start or stop N, not '$a'" ;;
+        esac ;;
     dmesg)
         bad=$(dmesg_bad)
         if [ -n "$bad" ]; then vp_info "dmesg FAIL $(echo "$bad" | tr '\n' ' ')"; else vp_info "dmesg clean"; fi ;;
