@@ -65,10 +65,90 @@ struct net_resv {
 	uint16_t head;
 };
 
+/*
+ * One of the frontend's rings, in the layout it negotiated: split, or packed
+ * (VIRTIO_F_RING_PACKED). The data path below is written once against the
+ * nq_* calls; both walkers share the contract (struct vp_chain in, struct
+ * vp_used out, unpop, -EIO once broken), so only the call differs.
+ */
+struct nq {
+	bool packed;
+	union {
+		struct vp_vq_dev *s;
+		struct vp_vq_packed *p;
+	};
+};
+
+static inline int nq_pop(struct nq *q, struct vp_chain *ch, unsigned max, struct iovec *iov,
+			 unsigned iov_max)
+{
+	return q->packed ? vp_vq_packed_pop_burst(q->p, ch, max, iov, iov_max)
+			 : vp_vq_dev_pop_burst(q->s, ch, max, iov, iov_max);
+}
+
+static inline int nq_push(struct nq *q, const struct vp_used *u, unsigned n)
+{
+	return q->packed ? vp_vq_packed_push_burst(q->p, u, n) : vp_vq_dev_push_burst(q->s, u, n);
+}
+
+static inline int nq_unpop(struct nq *q, unsigned n)
+{
+	return q->packed ? vp_vq_packed_unpop(q->p, n) : vp_vq_dev_unpop(q->s, n);
+}
+
+static inline bool nq_need_signal(struct nq *q)
+{
+	return q->packed ? vp_vq_packed_need_signal(q->p) : vp_vq_dev_need_signal(q->s);
+}
+
+static inline void nq_disable_notify(struct nq *q)
+{
+	if (q->packed)
+		vp_vq_packed_disable_notify(q->p);
+	else
+		vp_vq_dev_disable_notify(q->s);
+}
+
+static inline bool nq_enable_notify(struct nq *q)
+{
+	return q->packed ? vp_vq_packed_enable_notify(q->p) : vp_vq_dev_enable_notify(q->s);
+}
+
+/* Chains waiting, at most: a packed ring counts its available descriptors
+ * (a chain takes one or more), up to what one burst can take. */
+static inline unsigned nq_pending(struct nq *q)
+{
+	return q->packed ? vp_vq_packed_avail_count(q->p, VP_NET_MAX_BURST)
+			 : vp_vq_dev_avail_pending(q->s);
+}
+
+static inline bool nq_broken(const struct nq *q)
+{
+	return q->packed ? vp_vq_packed_broken(q->p) : vp_vq_dev_broken(q->s);
+}
+
+static const char *nq_broken_reason(const struct nq *q)
+{
+	return q->packed ? vp_vq_packed_broken_reason(q->p) : vp_vq_dev_broken_reason(q->s);
+}
+
+static uint16_t nq_last_avail(const struct nq *q)
+{
+	return q->packed ? vp_vq_packed_last_avail(q->p) : vp_vq_dev_last_avail(q->s);
+}
+
+static void nq_free(struct nq *q)
+{
+	if (q->packed)
+		vp_vq_packed_free(q->p);
+	else
+		vp_vq_dev_free(q->s);
+}
+
 struct vp_net {
 	/* Hot. */
-	struct vp_vq_dev *txq;		/* ring 0: the frontend's receiveq */
-	struct vp_vq_dev *rxq;		/* ring 1: the frontend's transmitq */
+	struct nq txq;			/* ring 0: the frontend's receiveq */
+	struct nq rxq;			/* ring 1: the frontend's transmitq */
 	struct vp_chain *chains;	/* chain_cap, shared by TX and RX bursts */
 	struct vp_used *used;		/* chain_cap */
 	struct iovec *iov;		/* iov_cap */
@@ -113,9 +193,9 @@ static int net_fail(struct vp_net *n, const char *fmt, ...)
 
 /* A ring broke inside vring.c: take its reason as ours. */
 __attribute__((cold, noinline))
-static int ring_fail(struct vp_net *n, struct vp_vq_dev *vq)
+static int ring_fail(struct vp_net *n, const struct nq *vq)
 {
-	return net_fail(n, "%s", vp_vq_dev_broken_reason(vq));
+	return net_fail(n, "%s", nq_broken_reason(vq));
 }
 
 /*
@@ -176,24 +256,41 @@ static int take_fd(struct vp_net *n, int fd, const char *what)
 	return d;
 }
 
-static void make_vq_config(struct vp_vq_dev_config *c, const struct vp_device *dev,
-			   unsigned ring, const char *name)
+/*
+ * Attach to ring `ring` of dev in the layout the frontend negotiated. For a
+ * packed ring the device's avail and used addresses are its driver and
+ * device event suppression areas, and last_avail_idx carries the wrap
+ * counter in bit 15 (vhost-user's SET_VRING_BASE for packed rings).
+ */
+static int nq_new(struct nq *q, const struct vp_device *dev, unsigned ring, const char *name)
 {
 	const struct vp_dev_ring *r = &dev->rings[ring];
+	bool event_idx = dev->driver_features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+	bool indirect = dev->driver_features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 
-	*c = (struct vp_vq_dev_config){
+	q->packed = dev->driver_features & (1ull << VIRTIO_F_RING_PACKED);
+	if (q->packed) {
+		const struct vp_vq_packed_config c = {
+			.num = r->num, .desc = r->desc, .driver = r->avail, .device = r->used,
+			.ring_space = VP_ADDR_GPA, .last_avail_idx = r->last_avail_idx,
+			.event_idx = event_idx, .indirect = indirect, .name = name,
+		};
+
+		return vp_vq_packed_new(&q->p, dev->mem, &c);
+	}
+
+	const struct vp_vq_dev_config c = {
 		.num = r->num, .desc = r->desc, .avail = r->avail, .used = r->used,
 		.ring_space = VP_ADDR_GPA,
 		.last_avail_idx = r->last_avail_idx, .last_used_idx = r->last_avail_idx,
-		.event_idx = dev->driver_features & (1ull << VIRTIO_RING_F_EVENT_IDX),
-		.indirect = dev->driver_features & (1ull << VIRTIO_RING_F_INDIRECT_DESC),
-		.name = name,
+		.event_idx = event_idx, .indirect = indirect, .name = name,
 	};
+
+	return vp_vq_dev_new(&q->s, dev->mem, &c);
 }
 
 int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mode mode)
 {
-	struct vp_vq_dev_config c;
 	char name[2][32];
 	struct vp_net *n;
 	unsigned num, nreg;
@@ -219,12 +316,9 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 
 	snprintf(name[0], sizeof(name[0]), "dev%" PRIu64 ".rxq", dev->id);
 	snprintf(name[1], sizeof(name[1]), "dev%" PRIu64 ".txq", dev->id);
-	make_vq_config(&c, dev, VP_NET_Q_RX, name[0]);
-	err = vp_vq_dev_new(&n->txq, dev->mem, &c);
-	if (!err) {
-		make_vq_config(&c, dev, VP_NET_Q_TX, name[1]);
-		err = vp_vq_dev_new(&n->rxq, dev->mem, &c);
-	}
+	err = nq_new(&n->txq, dev, VP_NET_Q_RX, name[0]);
+	if (!err)
+		err = nq_new(&n->rxq, dev, VP_NET_Q_TX, name[1]);
 	if (err)
 		goto fail;
 
@@ -268,8 +362,8 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 	}
 
 	/* Busy until told otherwise: vp_net_wait() arms kicks only to sleep. */
-	vp_vq_dev_disable_notify(n->txq);
-	vp_vq_dev_disable_notify(n->rxq);
+	nq_disable_notify(&n->txq);
+	nq_disable_notify(&n->rxq);
 	*out = n;
 	return 0;
 fail:
@@ -281,8 +375,8 @@ void vp_net_free(struct vp_net *n)
 {
 	if (!n)
 		return;
-	vp_vq_dev_free(n->txq);
-	vp_vq_dev_free(n->rxq);
+	nq_free(&n->txq);
+	nq_free(&n->rxq);
 	close_fd(&n->tx_kick);
 	close_fd(&n->tx_call);
 	close_fd(&n->rx_kick);
@@ -363,7 +457,7 @@ static int tx_pop_more(struct vp_net *n, struct tx_state *s, unsigned want)
 		s->full = true;
 		return 0;
 	}
-	r = vp_vq_dev_pop_burst(n->txq, n->chains + s->nch, want,
+	r = nq_pop(&n->txq, n->chains + s->nch, want,
 				n->iov + s->iov_used, n->iov_cap - s->iov_used);
 	if (likely(r > 0)) {
 		for (int k = 0; k < r; k++) {
@@ -382,7 +476,7 @@ static int tx_pop_more(struct vp_net *n, struct tx_state *s, unsigned want)
 		return 0;
 	}
 	if (r < 0)
-		return ring_fail(n, n->txq);
+		return ring_fail(n, &n->txq);
 	s->dry = true;
 	return 0;
 }
@@ -482,14 +576,14 @@ static int tx_finish(struct vp_net *n, struct tx_state *s, unsigned nu)
 {
 	int r;
 
-	if (s->nch > s->ci && vp_vq_dev_unpop(n->txq, s->nch - s->ci) < 0)
-		return ring_fail(n, n->txq);
+	if (s->nch > s->ci && nq_unpop(&n->txq, s->nch - s->ci) < 0)
+		return ring_fail(n, &n->txq);
 	if (!nu)
 		return 0;
-	r = vp_vq_dev_push_burst(n->txq, n->used, nu);
+	r = nq_push(&n->txq, n->used, nu);
 	if (unlikely(r < 0))
-		return ring_fail(n, n->txq);
-	if (vp_vq_dev_need_signal(n->txq))
+		return ring_fail(n, &n->txq);
+	if (nq_need_signal(&n->txq))
 		signal_peer(n, VP_NET_Q_RX);
 	return 0;
 }
@@ -503,8 +597,8 @@ static int tx_unreserve(struct vp_net *n, unsigned from)
 	unsigned k = n->nresv - from;
 
 	n->nresv = 0;
-	if (k && vp_vq_dev_unpop(n->txq, k) < 0)
-		return ring_fail(n, n->txq);
+	if (k && nq_unpop(&n->txq, k) < 0)
+		return ring_fail(n, &n->txq);
 	return 0;
 }
 
@@ -521,9 +615,9 @@ int vp_net_tx_reserve(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
 		count = n->chain_cap;
 	if (!count)
 		return 0;
-	r = vp_vq_dev_pop_burst(n->txq, n->chains, count, n->iov, n->iov_cap);
+	r = nq_pop(&n->txq, n->chains, count, n->iov, n->iov_cap);
 	if (unlikely(r < 0 && r != -ENOBUFS))
-		return ring_fail(n, n->txq);
+		return ring_fail(n, &n->txq);
 	for (int k = 0; k < r; k++) {
 		const struct vp_chain *c = &n->chains[k];
 
@@ -543,8 +637,8 @@ int vp_net_tx_reserve(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
 		got++;
 	}
 	/* Chains not lent (a short first piece) go back for vp_net_tx_burst(). */
-	if (r > 0 && (unsigned)r > got && vp_vq_dev_unpop(n->txq, (unsigned)r - got) < 0)
-		return ring_fail(n, n->txq);
+	if (r > 0 && (unsigned)r > got && nq_unpop(&n->txq, (unsigned)r - got) < 0)
+		return ring_fail(n, &n->txq);
 	n->nresv = got;
 	return (int)got;
 }
@@ -579,10 +673,10 @@ int vp_net_tx_commit(struct vp_net *n, const struct vp_pkt *pkts, unsigned count
 		return -EIO;
 	if (!count)
 		return 0;
-	r = vp_vq_dev_push_burst(n->txq, n->used, count);
+	r = nq_push(&n->txq, n->used, count);
 	if (unlikely(r < 0))
-		return ring_fail(n, n->txq);
-	if (vp_vq_dev_need_signal(n->txq))
+		return ring_fail(n, &n->txq);
+	if (nq_need_signal(&n->txq))
 		signal_peer(n, VP_NET_Q_RX);
 	return (int)count;
 }
@@ -693,10 +787,10 @@ static inline int rx_do(struct vp_net *n, struct vp_pkt *pkts, unsigned count, b
 		return -EIO;
 	if (count > n->chain_cap)
 		count = n->chain_cap;
-	r = vp_vq_dev_pop_burst(n->rxq, n->chains, count, n->iov, n->iov_cap);
+	r = nq_pop(&n->rxq, n->chains, count, n->iov, n->iov_cap);
 	if (unlikely(r <= 0)) {
 		/* -ENOBUFS cannot happen: iov_cap holds any legal chain. */
-		return r == 0 ? 0 : ring_fail(n, n->rxq);
+		return r == 0 ? 0 : ring_fail(n, &n->rxq);
 	}
 	for (int k = 0; k < r; k++) {
 		const struct vp_chain *c = &n->chains[k];
@@ -713,8 +807,8 @@ static inline int rx_do(struct vp_net *n, struct vp_pkt *pkts, unsigned count, b
 		if (unlikely(plen > p->len)) {
 			if (fit) {
 				/* It stays in the ring, and so does what follows. */
-				if (vp_vq_dev_unpop(n->rxq, (unsigned)(r - k)) < 0)
-					return ring_fail(n, n->rxq);
+				if (nq_unpop(&n->rxq, (unsigned)(r - k)) < 0)
+					return ring_fail(n, &n->rxq);
 				r = k;
 				if (!r)
 					return -EMSGSIZE;
@@ -749,9 +843,9 @@ static inline int rx_do(struct vp_net *n, struct vp_pkt *pkts, unsigned count, b
 		n->st.rx_bytes += plen;
 		got++;
 	}
-	if (unlikely(vp_vq_dev_push_burst(n->rxq, used, (unsigned)r) < 0))
-		return ring_fail(n, n->rxq);
-	if (vp_vq_dev_need_signal(n->rxq))
+	if (unlikely(nq_push(&n->rxq, used, (unsigned)r) < 0))
+		return ring_fail(n, &n->rxq);
+	if (nq_need_signal(&n->rxq))
 		signal_peer(n, VP_NET_Q_TX);
 	return (int)got;
 }
@@ -768,7 +862,7 @@ int vp_net_rx_into(struct vp_net *n, struct vp_pkt *pkts, unsigned count)
 
 unsigned vp_net_rx_pending(struct vp_net *n)
 {
-	return n->broken ? 0 : vp_vq_dev_avail_pending(n->rxq);
+	return n->broken ? 0 : nq_pending(&n->rxq);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -776,8 +870,8 @@ unsigned vp_net_rx_pending(struct vp_net *n)
 
 static bool work_pending(struct vp_net *n, bool want_rx, bool want_tx)
 {
-	return (want_rx && vp_vq_dev_avail_pending(n->rxq)) ||
-	       (want_tx && vp_vq_dev_avail_pending(n->txq));
+	return (want_rx && nq_pending(&n->rxq)) ||
+	       (want_tx && nq_pending(&n->txq));
 }
 
 /* What the library's one sleep (lib/waitset.c) needs of a link. */
@@ -834,10 +928,10 @@ int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms)
 	r = vp_wait_core(&it, 1, pf, owner, 0, 2, timeout_ms);
 	if (n->broken)
 		return -EIO;
-	if (vp_vq_dev_broken(n->rxq))
-		return ring_fail(n, n->rxq);
-	if (vp_vq_dev_broken(n->txq))
-		return ring_fail(n, n->txq);
+	if (nq_broken(&n->rxq))
+		return ring_fail(n, &n->rxq);
+	if (nq_broken(&n->txq))
+		return ring_fail(n, &n->txq);
 	return r;
 }
 
@@ -860,9 +954,9 @@ int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx)
 	/* Arm, then look once more: a kick sent before the frontend saw our
 	 * request is caught here instead of being waited for. */
 	if (want_rx)
-		hit |= vp_vq_dev_enable_notify(n->rxq);
+		hit |= nq_enable_notify(&n->rxq);
 	if (want_tx)
-		hit |= vp_vq_dev_enable_notify(n->txq);
+		hit |= nq_enable_notify(&n->txq);
 	return hit ? 1 : 0;
 }
 
@@ -871,8 +965,8 @@ void vp_net_disarm(struct vp_net *n)
 	bool sticky = vp_evfd_drain(n->rx_kick);
 
 	sticky |= vp_evfd_drain(n->tx_kick);
-	vp_vq_dev_disable_notify(n->rxq);
-	vp_vq_dev_disable_notify(n->txq);
+	nq_disable_notify(&n->rxq);
+	nq_disable_notify(&n->txq);
 	/* A kick between our two reads can make one drain look sticky; many in
 	 * a row, whatever the rings hold, is a kick fd that never empties. */
 	if (!sticky)
@@ -890,7 +984,7 @@ void vp_net_set_notify(struct vp_net *n, vp_net_notify_fn fn, void *opaque)
 
 uint16_t vp_net_last_avail(const struct vp_net *n, unsigned queue)
 {
-	return vp_vq_dev_last_avail(queue == VP_NET_Q_RX ? n->txq : n->rxq);
+	return nq_last_avail(queue == VP_NET_Q_RX ? &n->txq : &n->rxq);
 }
 
 const struct vp_net_stats *vp_net_stats(const struct vp_net *n)

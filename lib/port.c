@@ -270,7 +270,10 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 			memcpy(rings, dev->rings, cur.nrings * sizeof(rings[0]));
 			cur.rings = rings;
 			for (unsigned i = 0; i < cur.nrings; i++)
-				if (vp_device_ring_status(dev, i, &st) == 0)
+				if (dev->driver_features & (1ull << VIRTIO_F_RING_PACKED))
+					/* No index in memory: the walker's. */
+					rings[i].last_avail_idx = vp_net_last_avail(l->net, i);
+				else if (vp_device_ring_status(dev, i, &st) == 0)
 					rings[i].last_avail_idx = st.used_idx;
 			link_down(p, l, "eventfds replaced: re-attaching");
 			r = vp_net_new(&l->net, &cur, p->mode);
@@ -293,6 +296,11 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 			 dev->generation, dev->driver_features);
 		break;
 	case VP_EV_DEVICE_STOPPED:
+		/* A packed ring's position lives only in its walker: tell the
+		 * server before it goes (GET_VRING_BASE answers it). */
+		if (l && l->net && (dev->driver_features & (1ull << VIRTIO_F_RING_PACKED)))
+			for (unsigned q = 0; q < 2; q++)
+				vp_server_set_ring_base(p->srv, dev->id, q, vp_net_last_avail(l->net, q));
 		if (l)
 			link_down(p, l, "frontend stopped its rings");
 		break;
@@ -529,7 +537,9 @@ static unsigned config_max_links(const struct vp_port_config *c)
 static int be_new(struct vp_port *p, const struct vp_port_config *c)
 {
 	struct vp_server_config cfg = { 0 };
-	uint64_t features = c->features ? c->features : VP_NET_FEATURES;
+	/* Packed rings too: the server and vp_net drive both layouts. */
+	uint64_t features = c->features ? c->features
+					: VP_NET_FEATURES | (1ull << VIRTIO_F_RING_PACKED);
 	int r;
 
 	cfg.path = c->path;

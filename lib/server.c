@@ -369,24 +369,58 @@ static bool ring_index_ok(struct conn *c, uint32_t idx, const char *what)
 	return false;
 }
 
+static bool conn_packed(const struct conn *c)
+{
+	return c->dev.driver_features & (1ull << VIRTIO_F_RING_PACKED);
+}
+
+/*
+ * The three parts of ring idx in the negotiated layout: split (descriptor
+ * table, avail ring, used ring) or packed (descriptor ring, driver and device
+ * event suppression areas, in the avail and used fields), with their bytes,
+ * alignments and the access the backend needs (a packed device writes its
+ * used descriptors into the descriptor ring).
+ */
+struct ring_part {
+	uint64_t bytes, align;
+	uint32_t prot;
+};
+
+static void ring_parts(const struct conn *c, unsigned idx, struct ring_part p[3])
+{
+	uint16_t num = c->rings[idx].num;
+
+	if (conn_packed(c)) {
+		p[0] = (struct ring_part){ VP_VQ_PACKED_DESC_BYTES(num), 16, VP_MEM_RW };
+		p[1] = (struct ring_part){ sizeof(struct vring_packed_desc_event), 4, VP_MEM_READ };
+		p[2] = (struct ring_part){ sizeof(struct vring_packed_desc_event), 4, VP_MEM_RW };
+	} else {
+		p[0] = (struct ring_part){ VP_VQ_DESC_BYTES(num), 16, VP_MEM_READ };
+		p[1] = (struct ring_part){ VP_VQ_AVAIL_BYTES(num), 2, VP_MEM_READ };
+		p[2] = (struct ring_part){ VP_VQ_USED_BYTES(num), 4, VP_MEM_RW };
+	}
+}
+
 /* Check that a started ring lies in memory with the access the backend needs. */
 static int check_ring_gpa(struct conn *c, unsigned idx)
 {
 	struct vp_dev_ring *r = &c->rings[idx];
-	int e;
+	const uint64_t gpa[3] = { r->desc, r->avail, r->used };
+	struct ring_part p[3];
+	int e = 0;
 
-	if (r->desc % 16 || r->avail % 2 || r->used % 4) {
-		fail(c, -EINVAL, "ring %u: misaligned addresses", idx);
-		return -EINVAL;
+	ring_parts(c, idx, p);
+	for (unsigned i = 0; i < 3; i++) {
+		if (gpa[i] % p[i].align) {
+			fail(c, -EINVAL, "ring %u: misaligned addresses", idx);
+			return -EINVAL;
+		}
 	}
-	e = vp_mem_check_gpa(c->mem, r->desc, VP_VQ_DESC_BYTES(r->num), VP_MEM_READ);
-	if (!e)
-		e = vp_mem_check_gpa(c->mem, r->avail, VP_VQ_AVAIL_BYTES(r->num), VP_MEM_READ);
-	if (!e)
-		e = vp_mem_check_gpa(c->mem, r->used, VP_VQ_USED_BYTES(r->num), VP_MEM_RW);
+	for (unsigned i = 0; i < 3 && !e; i++)
+		e = vp_mem_check_gpa(c->mem, gpa[i], p[i].bytes, p[i].prot);
 	if (e)
-		fail(c, e, "ring %u (size %u) lies outside the frontend's memory: %s",
-		     idx, r->num, strerror(-e));
+		fail(c, e, "ring %u (%s, size %u) lies outside the frontend's memory: %s",
+		     idx, conn_packed(c) ? "packed" : "split", r->num, strerror(-e));
 	return e;
 }
 
@@ -394,13 +428,14 @@ static int check_ring_gpa(struct conn *c, unsigned idx)
 static int translate_ring_uva(struct conn *c, unsigned idx)
 {
 	struct vp_dev_ring *r = &c->rings[idx];
-	int e;
+	const uint64_t uva[3] = { r->desc_uva, r->avail_uva, r->used_uva };
+	uint64_t *gpa[3] = { &r->desc, &r->avail, &r->used };
+	struct ring_part p[3];
+	int e = 0;
 
-	e = vp_mem_uva_to_gpa(c->mem, r->desc_uva, VP_VQ_DESC_BYTES(r->num), &r->desc);
-	if (!e)
-		e = vp_mem_uva_to_gpa(c->mem, r->avail_uva, VP_VQ_AVAIL_BYTES(r->num), &r->avail);
-	if (!e)
-		e = vp_mem_uva_to_gpa(c->mem, r->used_uva, VP_VQ_USED_BYTES(r->num), &r->used);
+	ring_parts(c, idx, p);
+	for (unsigned i = 0; i < 3 && !e; i++)
+		e = vp_mem_uva_to_gpa(c->mem, uva[i], p[i].bytes, gpa[i]);
 	if (e) {
 		fail(c, e, "ring %u addresses (desc 0x%llx avail 0x%llx used 0x%llx) "
 		     "outside the frontend's memory", idx,
@@ -550,12 +585,20 @@ static bool vu_stop_ring(struct conn *c, uint32_t idx)
 	return was;
 }
 
-/* Where the frontend should resume, read once the backend stopped: it
- * publishes used entries in order, so used->idx is its last_avail_idx. */
-static uint16_t vu_ring_base(struct conn *c, uint32_t idx, bool started)
+/*
+ * Where the frontend should resume, read once the backend stopped: it
+ * publishes used entries in order, so used->idx is its last_avail_idx. A
+ * packed ring keeps no such index in memory: the backend tells it
+ * (vp_server_set_ring_base()), and the reply carries it twice, as the avail
+ * (bits 0..15) and used (bits 16..31) position | wrap << 15, since nothing
+ * stays in flight.
+ */
+static uint32_t vu_ring_base(struct conn *c, uint32_t idx, bool started)
 {
 	struct vp_dev_ring *r = &c->rings[idx];
 
+	if (conn_packed(c))
+		return r->last_avail_idx | (uint32_t)r->last_avail_idx << 16;
 	if (started && c->mem && r->addr_set) {
 		uint16_t used_idx;
 
@@ -634,6 +677,10 @@ static void vu_set_features(struct conn *c, struct vp_msg *m)
 	c->dev.device_features = c->srv->features;
 	c->dev.driver_features = m->p.u64;
 	c->features_set = true;
+	/* The ring layout may have changed under addresses already given. */
+	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
+		if (c->rings[i].addr_set && c->mem && translate_ring_uva(c, i) < 0)
+			return;
 }
 
 static void vu_get_protocol_features(struct conn *c, struct vp_msg *m)
@@ -734,8 +781,13 @@ static void vu_set_vring_base(struct conn *c, struct vp_msg *m)
 
 	if (!vu_ring_idle(c, idx, "SET_VRING_BASE"))
 		return;
-	if (m->p.state.num > 0xffff) {
-		fail(c, -EINVAL, "ring %u base %u out of range", idx, m->p.state.num);
+	/* Packed: avail position | wrap << 15, and the used one above it;
+	 * the walker resumes with nothing in flight, so they must agree. */
+	if (conn_packed(c) ? (m->p.state.num >> 16 && m->p.state.num >> 16 !=
+			      (m->p.state.num & 0xffff)) : m->p.state.num > 0xffff) {
+		fail(c, -EINVAL, "ring %u base 0x%x out of range%s", idx, m->p.state.num,
+		     conn_packed(c) ? " (packed: used and avail halves differ: "
+				      "buffers in flight)" : "");
 		return;
 	}
 	c->rings[idx].last_avail_idx = (uint16_t)m->p.state.num;
@@ -993,6 +1045,12 @@ static void n_got_features(struct conn *c, struct vp_msg *m)
 	}
 	if (!(want & (1ull << VIRTIO_F_VERSION_1))) {
 		fail(c, -ENOTSUP, "frontend did not negotiate VIRTIO_F_VERSION_1");
+		return;
+	}
+	/* Its rings were checked as split, and STOP carries split positions. */
+	if (want & (1ull << VIRTIO_F_RING_PACKED)) {
+		fail(c, -ENOTSUP, "packed rings (VIRTIO_F_RING_PACKED) are for vhost-user "
+		     "frontends only: the native protocol carries split rings");
 		return;
 	}
 	c->dev.device_features = m->p.features.device_features;
@@ -1790,6 +1848,19 @@ int vp_server_release_stop(struct vp_server *s, uint64_t id)
 	return 0;
 }
 
+int vp_server_set_ring_base(struct vp_server *s, uint64_t id, unsigned ring, uint16_t base)
+{
+	struct conn *c = find_conn(s, id);
+
+	if (!c)
+		return -ENOENT;
+	if (ring >= VP_DEV_MAX_RINGS || c->dev.state == VP_DEV_READY ||
+	    (conn_packed(c) && (base & 0x7fff) >= c->rings[ring].num))
+		return -EINVAL;
+	c->rings[ring].last_avail_idx = base;
+	return 0;
+}
+
 int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
 			  struct vp_ring_status *st)
 {
@@ -1803,6 +1874,8 @@ int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
 	r = &dev->rings[ring];
 	if (!dev->mem || !r->addr_set || !r->num)
 		return -ENODATA;
+	if (dev->driver_features & (1ull << VIRTIO_F_RING_PACKED))
+		return -EOPNOTSUPP;
 	/*
 	 * Every read goes through vp_mem_read_safe(): this runs in the control
 	 * plane (the daemon) and must survive a frontend that truncated its RAM.

@@ -499,6 +499,26 @@ bool vp_vq_packed_avail(struct vp_vq_packed *vq)
 			   vq->avail_wrap);
 }
 
+unsigned vp_vq_packed_avail_count(struct vp_vq_packed *vq, unsigned max)
+{
+	uint16_t pos = vq->last_avail;
+	bool wrap = vq->avail_wrap;
+	unsigned n = 0, lim = max < vq->free ? max : vq->free;
+
+	if (vq->broken)
+		return 0;
+	/* Acquire each: pairs with the driver's release of a head's flags. Only
+	 * flags are read, and nothing is kept: pop checks every chain anew. */
+	while (n < lim && pk_is_avail(le16toh(LOAD_ACQUIRE(&vq->desc[pos].flags)), wrap)) {
+		n++;
+		if (++pos == vq->num) {
+			pos = 0;
+			wrap = !wrap;
+		}
+	}
+	return n;
+}
+
 bool vp_vq_packed_enable_notify(struct vp_vq_packed *vq)
 {
 	if (vq->broken)

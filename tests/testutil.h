@@ -9,6 +9,19 @@
 #ifndef VP_TESTUTIL_H
 #define VP_TESTUTIL_H
 
+/* TU_ASAN: built with AddressSanitizer (gcc says so with a macro, clang
+ * only through __has_feature). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+#ifndef TU_ASAN
+#define TU_ASAN 0
+#endif
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>

@@ -153,7 +153,8 @@ VP_API int vp_net_rx_burst(struct vp_net *n, struct vp_pkt *pkts, unsigned count
 VP_API int vp_net_rx_into(struct vp_net *n, struct vp_pkt *pkts, unsigned count);
 
 /* Chains the frontend has made available on its transmit ring and we have
- * not taken: an upper bound of the packets waiting (0 if broken). A relay
+ * not taken: an upper bound of the packets waiting (0 if broken; on a packed
+ * ring, its available descriptors, up to VP_NET_MAX_BURST). A relay
  * reserves no more buffers than this, so that what it does not fill need
  * not be given back and walked again. */
 VP_API unsigned vp_net_rx_pending(struct vp_net *n);

@@ -92,7 +92,8 @@ struct vp_port_config {
 				    * take one half); else join the broker there.
 				    * ring: descriptors per direction (0: 256) */
 
-	/* both: backend, features accepted from frontends (0: VP_NET_FEATURES);
+	/* both: backend, features accepted from frontends (0: VP_NET_FEATURES
+	 * and VIRTIO_F_RING_PACKED);
 	 * frontend, features offered (0: VP_NETFE_DEFAULT_FEATURES) */
 	uint64_t features;
 

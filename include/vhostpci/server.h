@@ -301,6 +301,19 @@ VP_API int vp_server_hold_stop(struct vp_server *srv, uint64_t dev_id);
  * answered). Safe inside or outside a callback. */
 VP_API int vp_server_release_stop(struct vp_server *srv, uint64_t dev_id);
 
+/*
+ * Where ring `ring` of a stopped device stopped, for a frontend that
+ * negotiated VIRTIO_F_RING_PACKED: a packed ring keeps no index in memory, so
+ * GET_VRING_BASE answers what the backend tells here (position | wrap << 15,
+ * vp_net_last_avail()), and until told, the base the frontend started from.
+ * Call it from the VP_EV_DEVICE_STOPPED callback, or before releasing a held
+ * stop. Split rings need none (their used index is read) and ignore it.
+ * 0, -ENOENT (no such device), -EINVAL (device READY, ring out of range, or
+ * a packed position >= the ring size). Same thread as vp_server_dispatch().
+ */
+VP_API int vp_server_set_ring_base(struct vp_server *srv, uint64_t dev_id, unsigned ring,
+				   uint16_t base);
+
 /* A live look at one ring of a device through its mapped memory. desc is a
  * sample of bounded size for a log or vhost-pci-ctl, not a table to be
  * complete: its bound is part of this struct's layout, and ndesc says how
@@ -319,6 +332,8 @@ struct vp_ring_status {
 		bool in_memory;  /* addr..addr+len lies in the region table */
 	} desc[VP_RING_STATUS_DESC];
 };
+/* 0, -ENOENT (no such ring), -ENODATA (not set up), -EOPNOTSUPP (a packed
+ * ring: no avail or used index to show), or a fault-safe read's error. */
 VP_API int vp_device_ring_status(const struct vp_device *dev, unsigned ring,
 				 struct vp_ring_status *st);
 

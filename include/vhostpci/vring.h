@@ -252,6 +252,10 @@ VP_API void vp_vq_packed_disable_notify(struct vp_vq_packed *vq);
 VP_API bool vp_vq_packed_enable_notify(struct vp_vq_packed *vq);
 /* Is the next chain available? (false if broken) */
 VP_API bool vp_vq_packed_avail(struct vp_vq_packed *vq);
+/* Descriptors available in a row from the next one, at most max and the
+ * slots not in flight: an upper bound of the chains waiting, read from the
+ * flags alone (0 if broken). Nothing is checked or consumed. */
+VP_API unsigned vp_vq_packed_avail_count(struct vp_vq_packed *vq, unsigned max);
 
 VP_API bool vp_vq_packed_broken(const struct vp_vq_packed *vq);
 VP_API const char *vp_vq_packed_broken_reason(const struct vp_vq_packed *vq);

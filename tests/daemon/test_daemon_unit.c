@@ -399,6 +399,8 @@ TEST(spec_errors_name_the_problem)
 	CHECK(spec_fails("path=/a,features=0xzz", "not a number"));
 	CHECK(spec_fails("path=/a,offloads=gso", "not none, csum or tso"));
 	CHECK(spec_fails("path=/a,offloads=tso,features=0x100000000", "exclude each other"));
+	/* Packed rings reach no backend VM: the daemon never offers them. */
+	CHECK(spec_fails("path=/a,features=0x500000000", "RING_PACKED"));
 	CHECK(spec_fails("path=/a,design=2.1,offloads=csum", "serves a pair"));
 	CHECK(spec_fails("path=/a,features=0x", "not a number"));
 	CHECK(spec_fails("path=/a,id=bad id", "invalid"));

@@ -307,9 +307,13 @@ TEST(roundtrip_single_and_chain)
 
 	REQUIRE(e);
 	CHECK_EQ(vp_vq_packed_pop_burst(e->q, ch, 4, iov, 8), 0);
+	CHECK_EQ(vp_vq_packed_avail_count(e->q, 100), 0);
 	drv_post1(e, bufgpa(3), 64, false, 5);
 	drv_post(e, b, 3, 2);
 	CHECK(vp_vq_packed_avail(e->q));
+	/* Descriptors, not chains: an upper bound; and max caps it. */
+	CHECK_EQ(vp_vq_packed_avail_count(e->q, 100), 4);
+	CHECK_EQ(vp_vq_packed_avail_count(e->q, 3), 3);
 	CHECK_EQ(vp_vq_packed_pop_burst(e->q, ch, 4, iov, 8), 2);
 	CHECK_EQ(ch[0].head, 5);
 	CHECK_EQ(ch[0].n_out, 1);
@@ -349,16 +353,19 @@ TEST(roundtrip_single_and_chain)
 TEST(roundtrip_indirect)
 {
 	struct env *e = env_new(8, IND);
-	struct vring_packed_desc *t = (void *)(e ? e->buf + IND_GPA + 3 : NULL); /* unaligned */
+	/* Entry NEXT flags and ids are ignored in packed tables. */
+	const struct vring_packed_desc t[3] = {
+		{ bufgpa(0), 10, 99, VRING_DESC_F_NEXT },
+		{ bufgpa(1), 20, 0, VRING_DESC_F_WRITE },
+		{ bufgpa(2), 30, 0, VRING_DESC_F_WRITE },
+	};
 	struct vp_chain ch;
 	struct iovec iov[8];
 	struct tb b = { IND_GPA + 3, 3 * 16, VRING_DESC_F_INDIRECT };
 
 	REQUIRE(e);
-	/* Entry NEXT flags and ids are ignored in packed tables. */
-	t[0] = (struct vring_packed_desc){ bufgpa(0), 10, 99, VRING_DESC_F_NEXT };
-	t[1] = (struct vring_packed_desc){ bufgpa(1), 20, 0, VRING_DESC_F_WRITE };
-	t[2] = (struct vring_packed_desc){ bufgpa(2), 30, 0, VRING_DESC_F_WRITE };
+	/* An unaligned table: copied in bytes (a typed store there is UB). */
+	memcpy(e->buf + IND_GPA + 3, t, sizeof(t));
 	drv_post(e, &b, 1, 7);
 	CHECK_EQ(vp_vq_packed_pop_burst(e->q, &ch, 1, iov, 8), 1);
 	CHECK_EQ(ch.head, 7);
@@ -684,6 +691,8 @@ TEST(wrap_counter_games)
 	REQUIRE(env_queue(e, 0, WRAP_BIT | 3) == 0);
 	raw_desc(e, 0, bufgpa(1), 8, 1, F_USED);		/* wrap 0: right */
 	raw_desc(e, 3, bufgpa(0), 8, 1, F_AVAIL | VRING_DESC_F_NEXT);
+	/* The count flips its counter at the wrap too, and stops at slot 1. */
+	CHECK_EQ(vp_vq_packed_avail_count(e->q, 10), 2);
 	CHECK_EQ(vp_vq_packed_pop_burst(e->q, ch, 4, iov, 8), 1);
 	CHECK_EQ(ch[0].n_out, 2);
 	CHECK_EQ(vp_vq_packed_last_avail(e->q), 1);		/* slot 1, wrap 0 */
