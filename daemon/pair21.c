@@ -376,7 +376,7 @@ static void hp_teardown(struct vpd_pair21_qemu *g)
 
 static void hp_failed(struct vpd_pair21_qemu *g, const char *why)
 {
-	snprintf(g->why, sizeof(g->why), "%s", why);
+	snprintf(g->why, sizeof(g->why), "%.*s", (int)sizeof(g->why) - 1, why); /* cut, not an error */
 	g->plug_failures++;
 	vp_log(VP_LOG_WARN, "pair %s: cannot plug peer %u's slot into %s: %s (again in %d s)",
 	       g->pair->spec.id, g->qf.peer, g->qmp_path, why, HP_REPLUG_MS / 1000);

@@ -298,8 +298,8 @@ TEST(roundtrip_single_and_chain)
 	struct vp_chain ch[4];
 	struct iovec iov[8];
 	struct vp_used u;
-	uint16_t id;
-	uint32_t len;
+	uint16_t id = 0;
+	uint32_t len = 0;
 	struct tb b[3] = {
 		{ bufgpa(0), 12, 0 }, { bufgpa(1), 100, VRING_DESC_F_WRITE },
 		{ bufgpa(2), 200, VRING_DESC_F_WRITE },
@@ -419,8 +419,8 @@ TEST(laps_out_of_order)
 		}
 		CHECK_EQ(vp_vq_packed_push_burst(e->q, u, (unsigned)n), 0);
 		for (int c = 0; c < n; c++) {
-			uint16_t id;
-			uint32_t len;
+			uint16_t id = 0;
+			uint32_t len = 0;
 
 			CHECK_EQ(drv_used(e, &id, &len), 1);
 			CHECK_EQ(id, u[c].id);
@@ -483,8 +483,8 @@ TEST(unpop_gives_chains_back)
 	CHECK_EQ(vp_vq_packed_push_burst(e->q, &u, 1), 0);
 	/* Across the wrap: a chain in slots 3 and 0 given back, walked again. */
 	{
-		uint16_t id;
-		uint32_t len;
+		uint16_t id = 0;
+		uint32_t len = 0;
 
 		CHECK_EQ(drv_used(e, &id, &len), 1);
 		CHECK_EQ(drv_used(e, &id, &len), 1);
@@ -550,8 +550,8 @@ TEST(notify_flags_written)
 		struct vp_chain ch;
 		struct iovec iov;
 		struct vp_used u = { i % 4, 0 };
-		uint16_t id;
-		uint32_t len;
+		uint16_t id = 0;
+		uint32_t len = 0;
 
 		drv_post1(e, bufgpa(0), 8, false, i % 4);
 		CHECK_EQ(vp_vq_packed_pop_burst(e->q, &ch, 1, &iov, 1), 1);
@@ -573,8 +573,8 @@ static void complete(struct env *e, unsigned n)
 		struct vp_chain ch;
 		struct iovec iov;
 		struct vp_used u;
-		uint16_t id;
-		uint32_t len;
+		uint16_t id = 0;
+		uint32_t len = 0;
 
 		drv_post1(e, bufgpa(0), 8, false, 1);
 		REQUIRE(vp_vq_packed_pop_burst(e->q, &ch, 1, &iov, 1) == 1);
