@@ -7,7 +7,8 @@
 #      QEMU guest whose link follows a userspace backend VM that comes and goes,
 #      and an ivshmem-doorbell hot-plugged into a running guest over QMP
 #      (installs QEMU, a Debian guest kernel and DPDK from Debian's packages)
-#   3. clang build, -Werror: unit, functional and daemon tests
+#   3. clang build, -Werror: unit, functional and daemon tests; a gcc release
+#      build (-O3, -Werror) that only compiles: -O3 finds warnings -O2 does not
 #   4. ASan+UBSan build: all of 1 again
 #   5. libFuzzer targets (clang), each for FUZZ_SECONDS (default 30) from the
 #      committed seed corpus
@@ -108,6 +109,9 @@ say "clang build (-Werror): unit, functional and daemon tests"
 if build clang clang; then
 	suite clang rest
 fi
+
+say "gcc release build (-O3 -Werror): compiles warning-free (what bench/suite and packagers build)"
+build release gcc --buildtype=release
 
 say "ASan+UBSan build: everything of the gcc run again"
 if build asan gcc -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug; then
