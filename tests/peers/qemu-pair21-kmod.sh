@@ -23,24 +23,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-pcid=$(realpath "${1:?usage: $0 VHOST_PCID [VHOST_PCI_CTL VP_VM]}")
-build=$(dirname "$pcid")/..
-ctl=$(realpath "${2:-$build/tools/vhost-pci-ctl}")
-hostvm=$(realpath "${3:-$build/tools/vp-vm}")
+tg_args "$@"
+hostvm=$vpvm
 kib=${VP_P21K_KIB:-1024}
 GUEST=169.254.21.2 ADDR=169.254.21.1/24
 
-fail() {
-	echo "$vp_prog: FAIL: $*"
-	for f in daemon.log vm.log; do
-		[ -f "$work/$f" ] && { echo "  $f:"; tail -8 "$work/$f" | sed 's/^/    /'; }
-	done
-	[ -f "$work/serial.log" ] && grep -ahE "VPGUEST|vp21|vhost_pci|net21|WARNING|BUG|Oops" \
-		"$work/serial.log" | tail -20 | sed 's/^/  guest: /'
-	exit 1
-}
+fail() { tg_fail_logs "$*" daemon.log vm.log; }
 
-for f in "$ctl" "$hostvm"; do [ -x "$f" ] || { echo "$vp_prog: FAIL: no $f (build it first)"; exit 1; }; done
 tg_require  # exits 77 (SKIP) where the other guest tests skip
 command -v ip >/dev/null || { echo "$vp_prog: SKIP: no ip(8) for the host's namespace"; exit 77; }
 command -v busybox >/dev/null || { echo "$vp_prog: SKIP: no busybox (ping) on the host"; exit 77; }

@@ -24,23 +24,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-pcid=$(realpath "${1:?usage: $0 VHOST_PCID [VHOST_PCI_CTL VP_VM]}")
-build=$(dirname "$pcid")/..
-ctl=$(realpath "${2:-$build/tools/vhost-pci-ctl}")
-vpvm=$(realpath "${3:-$build/tools/vp-vm}")
+tg_args "$@"
 count=${VP_P21_COUNT:-20000}
 
-fail() {
-	echo "$vp_prog: FAIL: $*"
-	[ -f "$work/daemon.log" ] && { echo "  daemon.log:"; tail -8 "$work/daemon.log" | sed 's/^/    /'; }
-	for g in 0 1; do
-		[ -f "$work/serial$g.log" ] &&
-			grep -ah "VPGUEST" "$work/serial$g.log" | tail -10 | sed "s/^/  guest $g: /"
-	done
-	exit 1
-}
+fail() { tg_fail_logs "$*" daemon.log; }
 
-for f in "$ctl" "$vpvm"; do [ -x "$f" ] || { echo "$vp_prog: FAIL: no $f (build it first)"; exit 1; }; done
 tg_require  # exits 77 (SKIP) where the other guest tests skip
 
 work=$(mktemp -d /tmp/vp-qemu-pair21-2g.XXXXXX)

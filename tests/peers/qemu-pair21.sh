@@ -26,22 +26,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-pcid=$(realpath "${1:?usage: $0 VHOST_PCID [VHOST_PCI_CTL VP_VM]}")
-build=$(dirname "$pcid")/..
-ctl=$(realpath "${2:-$build/tools/vhost-pci-ctl}")
-vpvm=$(realpath "${3:-$build/tools/vp-vm}")
+tg_args "$@"
 count=${VP_P21_COUNT:-20000}
 
-fail() {
-	echo "$vp_prog: FAIL: $*"
-	for f in daemon.log gen.log sink.log; do
-		[ -f "$work/$f" ] && { echo "  $f:"; tail -8 "$work/$f" | sed 's/^/    /'; }
-	done
-	[ -f "$work/serial.log" ] && grep -ah "VPGUEST" "$work/serial.log" | tail -15 | sed 's/^/  /'
-	exit 1
-}
+fail() { tg_fail_logs "$*" daemon.log gen.log sink.log; }
 
-for f in "$ctl" "$vpvm"; do [ -x "$f" ] || { echo "$vp_prog: FAIL: no $f (build it first)"; exit 1; }; done
 tg_require  # exits 77 (SKIP) where the other guest tests skip
 
 work=$(mktemp -d /tmp/vp-qemu-pair21.XXXXXX)

@@ -249,6 +249,35 @@ tg_fail() {
 	exit 1
 }
 
+# tg_args VHOST_PCID [VHOST_PCI_CTL VP_VM]: the arguments of the pair21 scripts; sets pcid,
+# build, ctl and vpvm (defaults: the tools next to the daemon's build); exit 1 without them.
+tg_args() {
+	local f
+	pcid=$(realpath "${1:?usage: $0 VHOST_PCID [VHOST_PCI_CTL VP_VM]}")
+	build=$(dirname "$pcid")/..
+	ctl=$(realpath "${2:-$build/tools/vhost-pci-ctl}")
+	vpvm=$(realpath "${3:-$build/tools/vp-vm}")
+	for f in "$ctl" "$vpvm"; do
+		[ -x "$f" ] || { echo "$vp_prog: FAIL: no $f (build it first)"; exit 1; }
+	done
+}
+
+# tg_fail_logs MESSAGE LOG...: report a failed step with the tail of each $work/LOG and the
+# guests' markers and driver/kernel lines (every $work/serial*.log), and exit 1.
+tg_fail_logs() {
+	local f
+	echo "$vp_prog: FAIL: $1"
+	shift
+	for f in "$@"; do
+		[ -f "$work/$f" ] && { echo "  $f:"; tail -8 "$work/$f" | sed 's/^/    /'; }
+	done
+	for f in "$work"/serial*.log; do
+		[ -f "$f" ] && grep -ahE "VPGUEST|vp21|vhost_pci|net21|WARNING|BUG|Oops" "$f" |
+			tail -20 | sed "s/^/  $(basename "$f" .log): /"
+	done
+	exit 1
+}
+
 # What every two-guest script needs before it boots anything; exit 77 (SKIP) without it.
 tg_require() {
 	[ "$(id -u)" = 0 ] || { echo "$vp_prog: SKIP: needs root (packages)"; exit 77; }
