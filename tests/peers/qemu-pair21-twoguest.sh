@@ -62,15 +62,10 @@ for key, peer in ("qemu", 0), ("qemu1", 1):
 
 first=(sink gen)
 while read -r id header other ssize; do
+	tg_p21_slot_args "$work/ivs$id.sock" "$header" "$other" "$ssize"
 	timeout 700 "$here/../guest/run-guest.sh" -t pair21 --name "pair21-guest$id" \
 		--initrd "$work/initrd.cpio" -e VP_P21_COUNT="$count" -e VP_P21_FIRST="${first[$id]}" \
-		-T 600 -l "$work/serial$id.log" \
-		-q -chardev -q "socket,id=vp21,path=$work/ivs$id.sock" \
-		-q -device -q "ivshmem-doorbell,chardev=vp21,vectors=2,addr=0x10.0,multifunction=on" \
-		-q -object -q "memory-backend-file,id=vp21h,mem-path=$header,size=4K,share=on,readonly=on" \
-		-q -device -q "ivshmem-plain,memdev=vp21h,addr=0x10.1" \
-		-q -object -q "memory-backend-file,id=vp21o,mem-path=$other,size=$ssize,share=on,readonly=on" \
-		-q -device -q "ivshmem-plain,memdev=vp21o,addr=0x10.2" \
+		-T 600 -l "$work/serial$id.log" "${tg_p21_slot[@]}" \
 		>"$work/guest$id.out" 2>&1 &
 	gpids+=($!)
 done <"$work/qemus.txt"

@@ -354,10 +354,17 @@ q = json.load(open(sys.argv[1]))["pairs"][0]["qemu"]
 assert q["peer"] == 0
 print(q["header"], q["other_section"], q["section_size"])' "$work/pairs.json") ||
 		fail "no qemu peer in $(cat "$work/pairs.json")"
-	tg_p21_slot=(-q -chardev -q "socket,id=vp21,path=$work/ivshmem.sock"
+	tg_p21_slot_args "$work/ivshmem.sock" "$header" "$other" "$ssize"
+}
+
+# tg_p21_slot_args IVSHMEM_SOCK HEADER OTHER SECTION_SIZE: sets tg_p21_slot, the run-guest.sh
+# arguments of one guest's 2.1 slot (docs/device.md 9): .0 ivshmem-doorbell on the daemon's
+# ivshmem server, .1 the header and .2 the other's section, both readonly=on.
+tg_p21_slot_args() {
+	tg_p21_slot=(-q -chardev -q "socket,id=vp21,path=$1"
 		-q -device -q "ivshmem-doorbell,chardev=vp21,vectors=2,addr=0x10.0,multifunction=on"
-		-q -object -q "memory-backend-file,id=vp21h,mem-path=$header,size=4K,share=on,readonly=on"
+		-q -object -q "memory-backend-file,id=vp21h,mem-path=$2,size=4K,share=on,readonly=on"
 		-q -device -q "ivshmem-plain,memdev=vp21h,addr=0x10.1"
-		-q -object -q "memory-backend-file,id=vp21o,mem-path=$other,size=$ssize,share=on,readonly=on"
+		-q -object -q "memory-backend-file,id=vp21o,mem-path=$3,size=$4,share=on,readonly=on"
 		-q -device -q "ivshmem-plain,memdev=vp21o,addr=0x10.2")
 }
