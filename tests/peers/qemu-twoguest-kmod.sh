@@ -34,12 +34,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-usage="usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM"
-pcid=$(realpath "${1:?$usage}")
-ctl=$(realpath "${2:?$usage}")
+tg_args "$@"
 # Only for the hostile frontend processes on the host: the backend guest runs the module
 # (tg_initrd packs vp-vm when vpvm is set).
-hostile_vm=$(realpath "${3:?$usage}")
+hostile_vm=$vpvm
 vpvm=''
 BE=169.254.88.1 FE1=169.254.88.2 FE2=169.254.88.3
 

@@ -34,10 +34,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-usage="usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM"
-pcid=$(realpath "${1:?$usage}")
-ctl=$(realpath "${2:?$usage}")
-vpvm=$(realpath "${3:?$usage}")	# the hostile frontend on the host; step 6's backend
+tg_args "$@"	# the hostile frontend on the host; step 6's backend
 BE=169.254.88.1 FE=169.254.88.2
 export TG_KIB=${TG_KIB:-4096}
 want='CSUM GUEST_CSUM HOST_TSO4 HOST_TSO6 GUEST_TSO4 GUEST_TSO6'

@@ -21,10 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-usage="usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM"
-pcid=$(realpath "${1:?$usage}")
-ctl=$(realpath "${2:?$usage}")
-vpvm=$(realpath "${3:?$usage}")
+tg_args "$@"
 BE=169.254.88.1 FE=169.254.88.2
 
 fail() { tg_fail "$*" be fe; }

@@ -33,10 +33,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../guest/lib.sh"
 . "$here/twoguest-lib.sh"
 
-usage="usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM"
-pcid=$(realpath "${1:?$usage}")
-ctl=$(realpath "${2:?$usage}")
-vpvm=$(realpath "${3:?$usage}")
+tg_args "$@"
 BE=169.254.88.1 FE1=169.254.88.2 FE2=169.254.88.3
 
 fail() { tg_fail "$*" be fe1 fe2; }

@@ -249,7 +249,7 @@ tg_fail() {
 	exit 1
 }
 
-# tg_args VHOST_PCID [VHOST_PCI_CTL VP_VM]: the arguments of the pair21 scripts; sets pcid,
+# tg_args VHOST_PCID [VHOST_PCI_CTL VP_VM]: the arguments of the guest scripts; sets pcid,
 # build, ctl and vpvm (defaults: the tools next to the daemon's build); exit 1 without them.
 tg_args() {
 	local f
