@@ -47,6 +47,8 @@ struct vpd_spec {
 #define VPD_BACKEND_GRACE_MS 2000
 #define VPD_STOP_TIMEOUT_MS 1000
 #define VPD_STOP_TIMEOUT_MAX_MS 60000
+/* How much later the library answers a held stop if the daemon has not. */
+#define VPD_STOP_BACKSTOP_MS 1000
 #define VPD_UNPLUG_TIMEOUT_MS 10000
 #define VPD_UNPLUG_TIMEOUT_MAX_MS 600000
 

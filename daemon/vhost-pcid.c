@@ -207,9 +207,11 @@ static int start_server(struct vpd *d, struct vpd_server *s, int passed_fd)
 		 * not through QEMU's init, or not READY once it starts). */
 		.handshake_timeout_ms = d->handshake_ms ? (unsigned)d->handshake_ms :
 							  VP_SERVER_NO_TIMEOUT,
-		/* The relay holds GET_VRING_BASE for the backend's STOP ack; the
-		 * library's bound on that is the same stop-timeout. */
-		.stop_timeout_ms = s->spec.stop_timeout_ms,
+		/* The relay and a backend VM hold GET_VRING_BASE for the STOP ack
+		 * and time it out themselves at stop-timeout (logging why, counting
+		 * it, dropping the late backend). The library's bound is only a
+		 * backstop: later, or the two timers race and the reason is lost. */
+		.stop_timeout_ms = s->spec.stop_timeout_ms + VPD_STOP_BACKSTOP_MS,
 		.on_event = on_event,
 		.opaque = s,
 		.use_listen_fd = passed_fd >= 0,

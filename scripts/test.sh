@@ -72,10 +72,12 @@ print(p, f, s, " ".join(names))
 PY
 )
 	# testlog.json is rewritten per meson test run, so it holds this suite only.
-	read -r p f s names <<<"$counts"
-	pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+	local np nf ns names
+	read -r np nf ns names <<<"$counts"
+	pass=$((pass + np)); fail=$((fail + nf)); skip=$((skip + ns))
 	[ -n "${names:-}" ] && failed_names+=($names)
-	[ "$f" -eq 0 ] || tail -60 "$B/$name.$s.log"
+	# --print-errorlogs put each failed test's own output in the log.
+	[ "$nf" -eq 0 ] || tail -150 "$B/$name.$s.log"
 }
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
