@@ -1112,8 +1112,11 @@ static bool relay_zc(struct vm *vm, unsigned from, unsigned to, int64_t now, boo
 		vm->zc_rr = i + 1;
 		return true;
 	}
-	/* Nothing moved: wait for frames, or (no buffers lent) for room. */
-	*want_rx = true;
+	/* Nothing moved: wait for frames, or (no buffers lent) for room. A
+	 * fwd that has frames but no room waits for room only: the frames
+	 * waiting would end the sleep at once, and it would spin (irq mode)
+	 * until its downstream neighbour got the core. */
+	*want_rx = !blocked || from == to;
 	*want_tx = blocked;
 	return false;
 }
