@@ -7,9 +7,9 @@
  * `cur` buffers and bounds its sleep by usecs, so a batch the peer never
  * completes is still taken after that long (no lost wake-up, whatever the
  * peer does). `cur` grows (x2, up to frames) while each wake finds at least
- * twice the mark waiting, and shrinks (/2) while it finds less than half: at
- * low load it settles at 1, which is today's kick per buffer and its
- * latency. A queue that did nothing since its last sleep is idle: kick on
+ * twice the mark waiting, and shrinks (/2) while it finds less (the timer
+ * ended the sleep): at low load it settles at 1, which is the plain kick
+ * per buffer and its latency. A queue that did nothing since its last sleep is idle: kick on
  * the first buffer, no timer (an idle link costs no wake-ups).
  */
 #ifndef VP_LIB_COALESCE_H
@@ -41,7 +41,7 @@ static inline unsigned coal_ahead(const struct vp_net_coalesce *c, struct coal_s
 		return 1;
 	if (done >= 2u * s->cur)
 		s->cur = (uint16_t)(2u * s->cur > c->frames ? c->frames : 2u * s->cur);
-	else if (done < s->cur / 2u)
+	else if (done < s->cur)
 		s->cur = (uint16_t)(s->cur / 2u ? s->cur / 2u : 1u);
 	return s->cur;
 }

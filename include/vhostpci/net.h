@@ -84,7 +84,7 @@ enum vp_net_mode {
  * it: off). frames <= 1: off, a kick per buffer as before (the default).
  * Else a busy queue asks its peer to kick only after up to `frames` buffers
  * (the mark adapts: doubles while each wake finds twice as many waiting,
- * halves while it finds less than half, so at low load it falls back to 1)
+ * halves while it finds fewer than the mark, so at low load it is 1 again)
  * and sleeps at most `usecs` while fewer are there: no batch is stranded,
  * whatever the peer does. An idle queue (nothing taken since its last
  * sleep) kicks on the first buffer and sleeps without a timer. Trades up to
