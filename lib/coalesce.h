@@ -3,14 +3,15 @@
  * Interrupt moderation (internal, not installed): how many buffers a queue
  * asks its peer for before the next kick, per struct vp_net_coalesce.
  *
- * A queue that did some work since its last sleep is busy: it asks for
- * `cur` buffers and bounds its sleep by usecs, so a batch the peer never
+ * A queue that did some work since its last sleep is busy: it asks for a
+ * mark of N buffers and bounds its sleep by usecs, so a batch the peer never
  * completes is still taken after that long (no lost wake-up, whatever the
- * peer does). `cur` grows (x2, up to frames) while each wake finds at least
- * twice the mark waiting, and shrinks (/2) while it finds less (the timer
- * ended the sleep): at low load it settles at 1, which is the plain kick
- * per buffer and its latency. A queue that did nothing since its last sleep is idle: kick on
- * the first buffer, no timer (an idle link costs no wake-ups).
+ * peer does). N follows the rate the queue measured between its last two
+ * sleeps: N = rate x usecs / 2, up to frames (below 4: 1), so waiting for
+ * the mark costs at most about half the bound. Under load N grows to frames; at
+ * low load (a ping-pong, a trickle) it is 1: the plain kick per buffer and
+ * its latency. A queue that did nothing since its last sleep is idle: kick
+ * on the first buffer, no timer (an idle link costs no wake-ups).
  */
 #ifndef VP_LIB_COALESCE_H
 #define VP_LIB_COALESCE_H
@@ -20,30 +21,32 @@
 
 #include "vhostpci/net.h"
 
+#define COAL_MIN_MARK 4u
+
 struct coal_state {
 	uint16_t mark;	/* the queue's progress counter at the last arm */
-	uint16_t cur;	/* buffers asked for when busy; 0: not started */
+	int64_t t_ns;	/* and when (monotonic) */
 };
 
 /* Buffers to ask for, given the queue's progress counter now (any counter
- * that moves with each buffer taken; it may wrap). */
+ * that moves with each buffer taken; it may wrap) and the time. */
 static inline unsigned coal_ahead(const struct vp_net_coalesce *c, struct coal_state *s,
-				  uint16_t progress)
+				  uint16_t progress, int64_t now_ns)
 {
-	unsigned done = (uint16_t)(progress - s->mark);
+	uint64_t done = (uint16_t)(progress - s->mark), n;
+	int64_t dt = now_ns - s->t_ns;
 
 	s->mark = progress;
-	if (c->frames <= 1)
+	s->t_ns = now_ns;
+	if (c->frames <= 1 || !done)
 		return 1;
-	if (!s->cur)
-		s->cur = 1;
-	if (!done)
-		return 1;
-	if (done >= 2u * s->cur)
-		s->cur = (uint16_t)(2u * s->cur > c->frames ? c->frames : 2u * s->cur);
-	else if (done < s->cur)
-		s->cur = (uint16_t)(s->cur / 2u ? s->cur / 2u : 1u);
-	return s->cur;
+	if (dt <= 0)
+		return c->frames;
+	/* done / dt is the rate; usecs * 500 is half the bound in ns. */
+	n = done * c->usecs * 500u / (uint64_t)dt;
+	/* A mark of 2 or 3 saves little, and a closed loop (one frame in
+	 * flight) would pay the bound for it: below 4, no moderation. */
+	return n < COAL_MIN_MARK ? 1 : n > c->frames ? c->frames : (unsigned)n;
 }
 
 /* The longest a moderated queue may sleep, in ns: asked for more than one

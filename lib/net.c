@@ -125,7 +125,7 @@ static bool nq_arm(struct nq *q, const struct vp_net_coalesce *c, struct coal_st
 
 	if (q->packed || c->frames <= 1)
 		return nq_enable_notify(q);
-	ahead = coal_ahead(c, cs, vp_vq_dev_last_avail(q->s));
+	ahead = coal_ahead(c, cs, vp_vq_dev_last_avail(q->s), (int64_t)now_ns());
 	if (ahead > vp_vq_dev_num(q->s) / 2u)
 		ahead = vp_vq_dev_num(q->s) / 2u ? vp_vq_dev_num(q->s) / 2u : 1u;
 	pending = vp_vq_dev_enable_notify_ahead(q->s, ahead);

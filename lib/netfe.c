@@ -1226,7 +1226,7 @@ static bool fe_arm_q(struct vp_netfe *fe, struct vp_vq_drv *vq, struct coal_stat
 
 	if (fe->coal.frames <= 1)
 		return vp_vq_drv_enable_cb(vq);
-	ahead = coal_ahead(&fe->coal, cs, (uint16_t)progress);
+	ahead = coal_ahead(&fe->coal, cs, (uint16_t)progress, (int64_t)now_ns());
 	pending = vp_vq_drv_enable_cb_ahead(vq, ahead, &ahead);
 	if (pending >= ahead)
 		return true;

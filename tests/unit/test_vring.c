@@ -1673,14 +1673,15 @@ TEST(event_idx_moderated_marks)
 	}
 }
 
-/* The adaptive mark (lib/coalesce.h): idle asks for 1; busy grows while
- * each wake finds twice the mark, shrinks below it; a partial batch is
- * held at most usecs; configurations that could strand a batch refused. */
+/* The adaptive mark (lib/coalesce.h): idle asks for 1; busy asks for the
+ * measured rate times half the bound, between 1 and frames; a partial batch
+ * is held at most usecs; configurations that could strand a batch refused. */
 TEST(coalesce_policy)
 {
-	struct vp_net_coalesce c = { 64, 50 }, off = { 0, 0 };
+	struct vp_net_coalesce c = { 64, 200 }, off = { 0, 0 };
 	struct coal_state s = { 0 };
-	uint16_t prog = 65000;
+	uint16_t prog = 65500;
+	int64_t t = 1000000000;
 
 	CHECK_EQ(coal_check(&c), 0);
 	CHECK_EQ(coal_check(&off), 0);
@@ -1689,26 +1690,31 @@ TEST(coalesce_policy)
 		 -EINVAL);
 	CHECK_EQ(coal_check(&(struct vp_net_coalesce){ 8, VP_NET_COALESCE_MAX_USECS + 1 }),
 		 -EINVAL);
-	CHECK_EQ(coal_ahead(&off, &s, 5), 1);
-	s = (struct coal_state){ .mark = prog };
-	CHECK_EQ(coal_ahead(&c, &s, prog), 1);  /* idle */
-	/* Busy, each wake finding 100: 2, 4, ... up to 64, across the wrap. */
-	unsigned want = 1;
-
-	for (unsigned i = 0; i < 8; i++) {
-		prog = (uint16_t)(prog + 100);
-		want = want * 2 > 64 ? 64 : want * 2;
-		CHECK_EQ(coal_ahead(&c, &s, prog), want);
-	}
-	CHECK_EQ(coal_hold_ns(&c, 64, 10), 50000);
-	CHECK_EQ(coal_hold_ns(&c, 64, 64), -1);
-	CHECK_EQ(coal_hold_ns(&c, 1, 0), -1);
-	/* Low rate, a frame a wake: back down to 1. */
-	for (unsigned i = 0; i < 8; i++) {
-		prog++;
-		coal_ahead(&c, &s, prog);
-	}
+	CHECK_EQ(coal_ahead(&off, &s, 5, t), 1);
+	s = (struct coal_state){ .mark = prog, .t_ns = t };
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 1000), 1);  /* idle */
+	/* 100 buffers in 1 ms, across the wrap: 0.1 per us x 100 us = 10. */
+	t += 1000;
+	prog = (uint16_t)(prog + 100);
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 1000000), 10);
+	t += 1000000;
+	/* 2 Mpps: 400 in the half bound, capped at frames. */
+	prog = (uint16_t)(prog + 2000);
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 1000000), 64);
+	t += 1000000;
+	/* A ping-pong: one frame per 40 us round trip (2.5 in the half
+	 * bound): below the least mark, no moderation. */
 	prog++;
-	CHECK_EQ(coal_ahead(&c, &s, prog), 1);
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 40000), 1);
+	t += 40000;
+	/* 4 in the half bound: the least mark. */
+	prog = (uint16_t)(prog + 4);
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 100000), 4);
+	t += 100000;
+	/* No time passed (a coarse clock): the cap, the bound still holds. */
+	prog++;
+	CHECK_EQ(coal_ahead(&c, &s, prog, t), 64);
+	CHECK_EQ(coal_hold_ns(&c, 64, 10), 200000);
+	CHECK_EQ(coal_hold_ns(&c, 64, 64), -1);
 	CHECK_EQ(coal_hold_ns(&c, 1, 0), -1);
 }
