@@ -83,8 +83,8 @@ enum vp_net_mode {
  * (ring-level, with VIRTIO_RING_F_EVENT_IDX; a packed ring or a peer without
  * it: off). frames <= 1: off, a kick per buffer as before (the default).
  * Else a busy queue asks its peer to kick only after up to `frames` buffers
- * (the mark adapts: doubles while each wake finds twice as many waiting,
- * halves while it finds fewer than the mark, so at low load it is 1 again)
+ * (the mark follows the rate measured between two sleeps: rate x usecs / 2,
+ * none below 4, so at low load and in a ping-pong it is 1 again)
  * and sleeps at most `usecs` while fewer are there: no batch is stranded,
  * whatever the peer does. An idle queue (nothing taken since its last
  * sleep) kicks on the first buffer and sleeps without a timer. Trades up to
