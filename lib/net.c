@@ -46,6 +46,7 @@
 #include "mem_internal.h"
 #include "wait.h"
 #include "evfd.h"
+#include "coalesce.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
@@ -114,6 +115,28 @@ static inline bool nq_enable_notify(struct nq *q)
 	return q->packed ? vp_vq_packed_enable_notify(q->p) : vp_vq_dev_enable_notify(q->s);
 }
 
+/* Arm moderated (lib/coalesce.h; split rings only): true if the batch asked
+ * for is there, else *hold lowered to how long the sleep may last. */
+static bool nq_arm(struct nq *q, const struct vp_net_coalesce *c, struct coal_state *cs,
+		   int64_t *hold)
+{
+	unsigned ahead, pending;
+	int64_t h;
+
+	if (q->packed || c->frames <= 1)
+		return nq_enable_notify(q);
+	ahead = coal_ahead(c, cs, vp_vq_dev_last_avail(q->s), (int64_t)now_ns());
+	if (ahead > vp_vq_dev_num(q->s) / 2u)
+		ahead = vp_vq_dev_num(q->s) / 2u ? vp_vq_dev_num(q->s) / 2u : 1u;
+	pending = vp_vq_dev_enable_notify_ahead(q->s, ahead);
+	if (pending >= ahead)
+		return true;
+	h = coal_hold_ns(c, ahead, pending);
+	if (h >= 0 && (*hold < 0 || h < *hold))
+		*hold = h;
+	return false;
+}
+
 /* Chains waiting, at most: a packed ring counts its available descriptors
  * (a chain takes one or more), up to what one burst can take. */
 static inline unsigned nq_pending(struct nq *q)
@@ -165,6 +188,9 @@ struct vp_net {
 	vp_net_notify_fn notify;	/* set: called instead of the call eventfd writes */
 	void *notify_opaque;
 	struct vp_net_stats st;
+	struct vp_net_coalesce coal;	/* moderation, off by default */
+	struct coal_state cs_rx, cs_tx;
+	int64_t hold_ns;		/* the last arm's sleep bound, -1: none */
 	/* Cold. */
 	const struct vp_mem *mem;	/* the frontend's RAM: shrunk? */
 	uint64_t dev_id;
@@ -310,6 +336,7 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 	n->dev_id = dev->id;
 	n->mem = dev->mem;
 	n->mode = mode;
+	n->hold_ns = -1;
 	n->mrg = dev->driver_features & (1ull << VIRTIO_NET_F_MRG_RXBUF);
 	n->features = dev->driver_features;
 	n->tx_call = n->rx_call = n->tx_kick = n->rx_kick = -1;
@@ -911,9 +938,14 @@ static void w_woken(void *o)
 	((struct vp_net *)o)->st.wakeups++;
 }
 
+static int64_t w_hold(const void *o)
+{
+	return vp_net_hold_ns(o);
+}
+
 const struct vp_wait_ops vp_net_wait_ops = {
 	.mode = w_mode, .live = w_live, .ready = w_ready, .arm = w_arm,
-	.disarm = w_disarm, .fd = w_fd, .woken = w_woken,
+	.disarm = w_disarm, .fd = w_fd, .woken = w_woken, .hold = w_hold,
 };
 
 int vp_net_wait(struct vp_net *n, bool want_rx, bool want_tx, int timeout_ms)
@@ -949,15 +981,30 @@ int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx)
 {
 	bool hit = false;
 
+	n->hold_ns = -1;
 	if (n->broken)
 		return -EIO;
 	/* Arm, then look once more: a kick sent before the frontend saw our
 	 * request is caught here instead of being waited for. */
 	if (want_rx)
-		hit |= nq_enable_notify(&n->rxq);
+		hit |= nq_arm(&n->rxq, &n->coal, &n->cs_rx, &n->hold_ns);
 	if (want_tx)
-		hit |= nq_enable_notify(&n->txq);
+		hit |= nq_arm(&n->txq, &n->coal, &n->cs_tx, &n->hold_ns);
 	return hit ? 1 : 0;
+}
+
+int vp_net_set_coalesce(struct vp_net *n, const struct vp_net_coalesce *c)
+{
+	int r = coal_check(c);
+
+	if (r == 0)
+		n->coal = *c;
+	return r;
+}
+
+int64_t vp_net_hold_ns(const struct vp_net *n)
+{
+	return n->hold_ns;
 }
 
 void vp_net_disarm(struct vp_net *n)

@@ -56,6 +56,7 @@
 #include "internal.h"
 #include "util.h"
 #include "wait.h"
+#include "coalesce.h"
 #include "vhostpci/net.h"
 #include "vhostpci/vring.h"
 
@@ -118,6 +119,9 @@ struct vp_netfe {
 	unsigned tx_nresv;
 
 	struct vp_net_stats st;
+	struct vp_net_coalesce coal;	/* moderation, off by default */
+	struct coal_state cs_rx, cs_tx;
+	int64_t hold_ns;		/* the last arm's sleep bound, -1: none */
 
 	/* Cold. */
 	uint64_t ram_size;
@@ -318,6 +322,7 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	fe->rx_buf_size = cfg->rx_buf_size ? cfg->rx_buf_size : 2048;
 	fe->features = cfg->features ? cfg->features : VP_NETFE_DEFAULT_FEATURES;
 	fe->mode = cfg->mode;
+	fe->hold_ns = -1;
 	memcpy(fe->mac, cfg->mac, 6);
 	memcpy(fe->uuid, cfg->uuid, 16);
 	err = -EINVAL;
@@ -1180,9 +1185,14 @@ static void w_woken(void *o)
 	((struct vp_netfe *)o)->st.wakeups++;
 }
 
+static int64_t w_hold(const void *o)
+{
+	return vp_netfe_hold_ns(o);
+}
+
 const struct vp_wait_ops vp_netfe_wait_ops = {
 	.mode = w_mode, .live = w_live, .ready = w_ready, .arm = w_arm,
-	.disarm = w_disarm, .fd = w_fd, .woken = w_woken,
+	.disarm = w_disarm, .fd = w_fd, .woken = w_woken, .hold = w_hold,
 };
 
 int vp_netfe_wait(struct vp_netfe *fe, bool want_rx, bool want_tx, int timeout_ms)
@@ -1206,20 +1216,56 @@ int vp_netfe_tx_fd(const struct vp_netfe *fe)
 	return fe->efd[EFD_TX_CALL];
 }
 
+/* Arm one ring moderated (lib/coalesce.h): true if the batch asked for is
+ * there, else *hold lowered to how long the sleep may last. */
+static bool fe_arm_q(struct vp_netfe *fe, struct vp_vq_drv *vq, struct coal_state *cs,
+		     uint64_t progress)
+{
+	unsigned ahead, pending;
+	int64_t h;
+
+	if (fe->coal.frames <= 1)
+		return vp_vq_drv_enable_cb(vq);
+	ahead = coal_ahead(&fe->coal, cs, (uint16_t)progress, (int64_t)now_ns());
+	pending = vp_vq_drv_enable_cb_ahead(vq, ahead, &ahead);
+	if (pending >= ahead)
+		return true;
+	h = coal_hold_ns(&fe->coal, ahead, pending);
+	if (h >= 0 && (fe->hold_ns < 0 || h < fe->hold_ns))
+		fe->hold_ns = h;
+	return false;
+}
+
 int vp_netfe_arm(struct vp_netfe *fe, bool want_rx, bool want_tx)
 {
 	bool hit = false;
 
+	fe->hold_ns = -1;
 	if (fe_broken(fe))
 		return -EIO;
 	if (!fe->started)
 		return 0;
-	/* Arm, then look once more (enable_cb does): no lost wake-up. */
+	/* Arm, then look once more (enable_cb does): no lost wake-up. Progress:
+	 * what the device returned, as packets (a heuristic, for the mark). */
 	if (want_rx)
-		hit |= vp_vq_drv_enable_cb(fe->rxq);
+		hit |= fe_arm_q(fe, fe->rxq, &fe->cs_rx, fe->st.rx_packets);
 	if (want_tx)
-		hit |= vp_vq_drv_enable_cb(fe->txq);
+		hit |= fe_arm_q(fe, fe->txq, &fe->cs_tx, fe->st.tx_packets);
 	return hit ? 1 : 0;
+}
+
+int vp_netfe_set_coalesce(struct vp_netfe *fe, const struct vp_net_coalesce *c)
+{
+	int r = coal_check(c);
+
+	if (r == 0)
+		fe->coal = *c;
+	return r;
+}
+
+int64_t vp_netfe_hold_ns(const struct vp_netfe *fe)
+{
+	return fe->hold_ns;
 }
 
 void vp_netfe_disarm(struct vp_netfe *fe)

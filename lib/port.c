@@ -30,6 +30,7 @@
 #include "internal.h"
 #include "util.h"
 #include "wait.h"
+#include "coalesce.h"
 
 #define RETRY_NS (100 * 1000000ll)  /* frontend: reconnect backoff */
 #define DRAIN_NS (100 * 1000000ll)  /* frontend: read what is left this long */
@@ -74,6 +75,7 @@ struct vp_port {
 	char name[16];
 	char *path;
 	enum vp_net_mode mode;
+	struct vp_net_coalesce coal;	/* applied to each link's vp_net / vp_netfe */
 	char last_err[160];
 	char down_why[200];	/* holds link_broken()'s whole reason */
 	struct vp_net_stats acc;      /* totals of links gone (backend), at close (frontend) */
@@ -282,6 +284,8 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 				link_down(p, l, "device ready again");
 			r = vp_net_new(&l->net, dev, p->mode);
 		}
+		if (r == 0)
+			(void)vp_net_set_coalesce(l->net, &p->coal);  /* checked in vp_port_new() */
 		if (r < 0) {
 			l->net = NULL;
 			refuse(p, dev->id, "backend cannot drive the device: %s", strerror(-r));
@@ -1108,6 +1112,7 @@ static int fe_new(struct vp_port *p, const struct vp_port_config *c)
 		p->fe = NULL;
 		return r;
 	}
+	(void)vp_netfe_set_coalesce(p->fe, &c->coalesce);  /* checked in vp_port_new() */
 	p->give_up_ns = now() + (int64_t)c->connect_timeout_ms * 1000000;
 	fe_try_connect(p);
 	return 0;
@@ -1436,7 +1441,7 @@ int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg)
 	    (unsigned)cfg->mode > VP_NET_ADAPTIVE ||
 	    (cfg->side != VP_PORT_BACKEND && cfg->side != VP_PORT_FRONTEND &&
 	     cfg->side != VP_PORT_PEER21) ||
-	    (cfg->side == VP_PORT_FRONTEND && !cfg->ram))
+	    (cfg->side == VP_PORT_FRONTEND && !cfg->ram) || coal_check(&cfg->coalesce) < 0)
 		return -EINVAL;
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -1452,6 +1457,7 @@ int vp_port_new(struct vp_port **out, const struct vp_port_config *cfg)
 		 : cfg->guest_pci ? &guest_ops : &backend_ops;
 	snprintf(p->name, sizeof(p->name), "%s", cfg->name ? cfg->name : "port");
 	p->mode = cfg->mode;
+	p->coal = cfg->coalesce;
 	p->vu_sock = -1;
 	p->resv_link = -1;
 	r = cfg->side == VP_PORT_FRONTEND ? fe_new(p, cfg)

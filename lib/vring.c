@@ -435,12 +435,23 @@ void vp_vq_dev_disable_notify(struct vp_vq_dev *vq)
 
 bool vp_vq_dev_enable_notify(struct vp_vq_dev *vq)
 {
+	return vp_vq_dev_enable_notify_ahead(vq, 1) != 0;
+}
+
+unsigned vp_vq_dev_enable_notify_ahead(struct vp_vq_dev *vq, unsigned ahead)
+{
 	uint16_t idx;
 
 	if (vq->broken)
-		return false;
+		return 0;
+	if (ahead < 1)
+		ahead = 1;
+	if (ahead > vq->vr.num)
+		ahead = vq->vr.num;
 	if (vq->event_idx) {
-		STORE_RELAXED(&vring_avail_event(&vq->vr), htole16(vq->last_avail));
+		/* The driver kicks when its avail->idx passes this value. */
+		STORE_RELAXED(&vring_avail_event(&vq->vr),
+			      htole16((uint16_t)(vq->last_avail + ahead - 1)));
 	} else {
 		vq->used_flags &= (uint16_t)~VRING_USED_F_NO_NOTIFY;
 		STORE_RELAXED(&vq->vr.used->flags, htole16(vq->used_flags));
@@ -453,7 +464,7 @@ bool vp_vq_dev_enable_notify(struct vp_vq_dev *vq)
 	atomic_thread_fence(memory_order_seq_cst);
 	/* Acquire: pairs with the driver's release store of avail->idx. */
 	idx = le16toh(LOAD_ACQUIRE(&vq->vr.avail->idx));
-	return idx != vq->last_avail;
+	return (uint16_t)(idx - vq->last_avail);
 }
 
 unsigned vp_vq_dev_avail_pending(struct vp_vq_dev *vq)
@@ -832,12 +843,27 @@ unsigned vp_vq_drv_used_pending(const struct vp_vq_drv *vq)
 
 bool vp_vq_drv_enable_cb(struct vp_vq_drv *vq)
 {
+	return vp_vq_drv_enable_cb_ahead(vq, 1, NULL) != 0;
+}
+
+unsigned vp_vq_drv_enable_cb_ahead(struct vp_vq_drv *vq, unsigned ahead, unsigned *mark)
+{
+	/* Heads given to the device and not yet collected: more never come. */
+	unsigned out = (uint16_t)(vq->published - vq->last_used);
 	uint16_t idx;
 
+	if (ahead > out)
+		ahead = out;
+	if (ahead < 1 || !vq->event_idx)
+		ahead = 1;
+	if (mark)
+		*mark = ahead;
 	if (vq->broken)
-		return false;
+		return 0;
 	if (vq->event_idx) {
-		STORE_RELAXED(&vring_used_event(&vq->vr), htole16(vq->last_used));
+		/* The device calls when its used->idx passes this value. */
+		STORE_RELAXED(&vring_used_event(&vq->vr),
+			      htole16((uint16_t)(vq->last_used + ahead - 1)));
 	} else {
 		vq->avail_flags &= (uint16_t)~VRING_AVAIL_F_NO_INTERRUPT;
 		STORE_RELAXED(&vq->vr.avail->flags, htole16(vq->avail_flags));
@@ -849,7 +875,7 @@ bool vp_vq_drv_enable_cb(struct vp_vq_drv *vq)
 	atomic_thread_fence(memory_order_seq_cst);
 	/* Acquire: pairs with the device's release store of used->idx. */
 	idx = le16toh(LOAD_ACQUIRE(&vq->vr.used->idx));
-	return idx != vq->last_used;
+	return (uint16_t)(idx - vq->last_used);
 }
 
 void vp_vq_drv_disable_cb(struct vp_vq_drv *vq)

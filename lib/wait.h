@@ -11,6 +11,7 @@
 
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "vhostpci/net.h"
 #include "vhostpci/port.h"
@@ -29,6 +30,10 @@ struct vp_wait_ops {
 	int (*fd)(const void *obj, bool tx);
 	/* One of its fds woke the sleep: count it in its stats. */
 	void (*woken)(void *obj);
+	/* After an arm that returned 0: the longest the sleep may last, in ns
+	 * (moderation: a partial batch is taken after that), -1 unbounded.
+	 * NULL: always unbounded. */
+	int64_t (*hold)(const void *obj);
 };
 
 extern const struct vp_wait_ops vp_net_wait_ops;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "vhostpci/waitset.h"
 #include "util.h"
@@ -46,6 +47,8 @@ int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 {
 	unsigned n = nfixed, narmed = 0;
 	bool adaptive = false, blind = false;
+	int64_t hold = -1;	/* the shortest bound a moderated object asked for */
+	struct timespec ts;
 	int r = 0;
 
 	for (unsigned i = 0; i < nfixed; i++)
@@ -85,6 +88,12 @@ int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 		narmed = i + 1;
 		if (r != 0)
 			goto out;  /* work is there, or broken: no sleep */
+		if (o->ops->hold) {
+			int64_t h = o->ops->hold(o->obj);
+
+			if (h >= 0 && (hold < 0 || h < hold))
+				hold = h;
+		}
 		for (int side = 0; side < 2; side++) {
 			bool tx = side == 1;
 			int fd;
@@ -103,7 +112,16 @@ int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 	/* A queue nothing can wake us for: nap and look again. */
 	if (blind)
 		timeout_ms = cap_timeout(timeout_ms, NAP_BLIND_MS);
-	r = poll(pf, n, timeout_ms);
+	/* A moderated object bounds the sleep below the caller's timeout (in
+	 * ns: a batch is held for tens of microseconds, not milliseconds). */
+	if (hold >= 0 && (timeout_ms < 0 || hold < (int64_t)timeout_ms * 1000000)) {
+		ts = (struct timespec){ hold / 1000000000, hold % 1000000000 };
+		r = ppoll(pf, n, &ts, NULL);
+		if (r == 0)
+			r = 1;  /* held long enough: the partial batch is work */
+	} else {
+		r = poll(pf, n, timeout_ms);
+	}
 	if (r < 0) {
 		r = errno == EINTR ? 1 : -errno;
 		for (unsigned i = 0; i < nfixed; i++)

@@ -142,6 +142,10 @@ static const char usage_text[] =
 "                         (an unsealed memfd or a file; refused by default). A\n"
 "                         frontend truncating it then loses only its own link\n"
 "  --mode poll|irq|adaptive  wait strategy (default adaptive)\n"
+"  --coalesce FRAMES,USECS  interrupt moderation on every link: a busy ring\n"
+"                         asks its peer to kick after up to FRAMES buffers\n"
+"                         (adapting, 1..1024) and sleeps at most USECS\n"
+"                         (1..1000000) for a partial batch (default off)\n"
 "  --cpu N                pin to CPU N\n"
 "  --mac XX:XX:XX:XX:XX:XX  frontend MAC / gen source MAC\n"
 "  --dst-mac MAC          gen destination (default ff:ff:ff:ff:ff:ff)\n"
@@ -157,8 +161,9 @@ static const char usage_text[] =
 "\n"
 "chain N: VM1 (gen) -> VM2 (fwd) -> ... -> VMn (sink), each hop a vhost-pci\n"
 "link (VMi+1 is the backend of VMi's frontend port). Options: --seconds,\n"
-"--size, --rate, --count, --burst, --mode (default irq), --verify, --json,\n"
-"--quiet, --cpu-list A,B,..(pin VM i to the i-th CPU, cycling), --log-level.\n"
+"--size, --rate, --count, --burst, --mode (default irq), --coalesce, --verify,\n"
+"--json, --quiet, --cpu-list A,B,..(pin VM i to the i-th CPU, cycling),\n"
+"--log-level.\n"
 "\n"
 "SIGINT/SIGTERM: report and exit. Exit status: 0 ok, 1 verification failed or\n"
 "runtime error, 2 usage error.\n";
@@ -197,6 +202,8 @@ struct opts {
 	uint64_t ram;
 	unsigned ring;
 	enum vp_net_mode mode;
+	struct vp_net_coalesce coalesce;
+	const char *coalesce_arg;  /* as given, for chain's VMs */
 	int cpu;
 	uint8_t mac[6], dst_mac[6];
 	bool mac_set;
@@ -298,7 +305,7 @@ static int check_port(const struct port_spec *ps, const char *what, enum vp_net_
 enum {
 	O_FRONTEND = 256, O_BACKEND, O_CONNECT, O_LISTEN, O_VU, O_PORT2, O_CTIMEOUT, O_APP,
 	O_SIZE, O_RATE, O_COUNT, O_SECONDS, O_ENDS, O_BURST, O_VERIFY, O_INTERVAL, O_TAP,
-	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
+	O_TAPADDR, O_RAM, O_RING, O_MODE, O_COALESCE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
 	O_UNSEALED, O_TRUNCATE, O_BADDESC, O_GUESTPCI, O_SYSFS, O_PAIR21, O_PAIR21_SERVE, O_PAIR21_GUEST,
 };
@@ -338,6 +345,7 @@ static const struct option lopts[] = {
 	{ "test-truncate-ram-after", required_argument, NULL, O_TRUNCATE },
 	{ "test-bad-desc", required_argument, NULL, O_BADDESC },
 	{ "mode", required_argument, NULL, O_MODE },
+	{ "coalesce", required_argument, NULL, O_COALESCE },
 	{ "cpu", required_argument, NULL, O_CPU },
 	{ "cpu-list", required_argument, NULL, O_CPULIST },
 	{ "mac", required_argument, NULL, O_MAC },
@@ -568,6 +576,19 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 			if (vm_parse_mode(optarg, &o->mode) < 0)
 				return vm_usage_error("bad --mode '%s' (poll, irq or adaptive)", optarg);
 			break;
+		case O_COALESCE: {
+			unsigned f, us;
+			char end;
+
+			if (sscanf(optarg, "%u,%u%c", &f, &us, &end) != 2 || f < 1 ||
+			    f > VP_NET_COALESCE_MAX_FRAMES || us < 1 || us > VP_NET_COALESCE_MAX_USECS)
+				return vm_usage_error("bad --coalesce '%s' (FRAMES,USECS: 1..%u,1..%u)",
+						   optarg, VP_NET_COALESCE_MAX_FRAMES,
+						   VP_NET_COALESCE_MAX_USECS);
+			o->coalesce = (struct vp_net_coalesce){ f, us };
+			o->coalesce_arg = optarg;
+			break;
+		}
 		case O_CPU:
 			if (vm_parse_u64(optarg, &v) < 0 || v >= CPU_SETSIZE)
 				return vm_usage_error("bad --cpu '%s'", optarg);
@@ -1112,8 +1133,11 @@ static bool relay_zc(struct vm *vm, unsigned from, unsigned to, int64_t now, boo
 		vm->zc_rr = i + 1;
 		return true;
 	}
-	/* Nothing moved: wait for frames, or (no buffers lent) for room. */
-	*want_rx = true;
+	/* Nothing moved: wait for frames, or (no buffers lent) for room. A
+	 * fwd that has frames but no room waits for room only: the frames
+	 * waiting would end the sleep at once, and it would spin (irq mode)
+	 * until its downstream neighbour got the core. */
+	*want_rx = !blocked || from == to;
 	*want_tx = blocked;
 	return false;
 }
@@ -1910,6 +1934,7 @@ static int run_vm(struct opts *o)
 		snprintf(pname, sizeof(pname), "port%u", i + 1);
 		struct vp_port_config pc = {
 			.side = ps->kind, .name = pname, .path = ps->path, .mode = o->mode,
+			.coalesce = o->coalesce,
 			/* The tap app takes 64 KiB frames and hands their
 			 * offloads to the kernel: it opts in to TSO. */
 			.features = o->features ? o->features :
@@ -2209,6 +2234,10 @@ static int run_chain(int argc, char **argv)
 		a[na++] = lvl;
 		a[na++] = (char *)"--mode";
 		a[na++] = (char *)vm_mode_name(o.mode);
+		if (o.coalesce_arg) {
+			a[na++] = (char *)"--coalesce";
+			a[na++] = (char *)o.coalesce_arg;
+		}
 		a[na++] = (char *)"--burst";
 		a[na++] = burst;
 		a[na++] = (char *)"--verify";

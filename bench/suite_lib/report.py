@@ -252,13 +252,28 @@ def tables(doc, res):
                      f"{fmt_mmm(rt)} | {fmt(median(vals(rv, 'cpu_cores')))} / {fmt(median(vals(ro, 'cpu_cores')))} | "
                      f"{nvalid(rv)} / {nvalid(ro)} | {fmt(median(vals(rv, 'mpps_unfiltered')))} / "
                      f"{fmt(median(vals(ro, 'mpps_unfiltered')))} |")
+        rm = [r for r in ch if r.get("path") == "vpmod"]
+        if rm:
+            L.append(f"\nModerated: the same vhost-pci chain, every link with vp-vm --coalesce "
+                     f"{rm[0].get('coalesce')}.\n")
+            L.append("| VMs | Mpps | Mpkts/CPU-s | per CPU-s, moderated / not | CPUs busy | valid windows |")
+            L.append("|---|---|---|---|---|---|")
+            for n in sorted({r["vms"] for r in rm}):
+                rn = [r for r in rm if r.get("vms") == n]
+                rv = [r for r in ch if r.get("path") == "vp" and r.get("vms") == n]
+                cm = mmm([x / 1e6 for x in vals(rn, "pkts_per_cpu_s")])
+                rt, _ = ratio_mmm(rn, rv, "pkts_per_cpu_s")
+                S["chain"].setdefault(n, {})["mod_cpu"] = cm
+                L.append(f"| {n} | {fmt_mmm(mmm(vals(rn)), 3)} | {fmt_mmm(cm, 3)} | {fmt_mmm(rt)} | "
+                         f"{fmt(median(vals(rn, 'cpu_cores')))} | {nvalid(rn)} |")
         ns = sorted(S["chain"])
-        if ns and ns[0] == 2 and S["chain"][2]["vp_cpu"][0]:
+        if ns and ns[0] == 2 and S["chain"][2].get("vp_cpu", (None,))[0]:
             last = ns[-1]
-            for k in ("vp_cpu", "ovs_cpu"):
-                a, b = S["chain"][2][k][0], S["chain"][last][k][0]
+            for k in ("vp_cpu", "ovs_cpu", "mod_cpu"):
+                a = (S["chain"][2].get(k) or (None,))[0]
+                b = (S["chain"][last].get(k) or (None,))[0]
                 if a and b:
-                    L.append(f"\n{'vhost-pci' if k == 'vp_cpu' else 'OVS'}: {last} VMs deliver "
+                    L.append(f"\n{dict(vp_cpu='vhost-pci', ovs_cpu='OVS', mod_cpu='vhost-pci moderated')[k]}: {last} VMs deliver "
                              f"{b / a * 100:.0f}% of the 2-VM packets per CPU-second.")
         L.append("\nvhost-pci: VMs on cores 0,1 alternately, each hop a direct vhost-pci link. OVS: every VM's "
                  "ports on one OVS-DPDK (PMD on core 1, always polling), VMs on core 0. The generator is "

@@ -619,29 +619,34 @@ def run_zero_loss(ctx, path, hi_pps, size=64):
 
 def run_chain(ctx, path, n, size=64):
     """n VMs: gen -> fwd ... -> sink. 'vp': each hop a vhost-pci link, VMs on
-    cores 0,1 alternately; 'ovs': every VM's ports on one OVS (PMD on core 1),
-    VMs on core 0. All VMs in irq mode."""
+    cores 0,1 alternately; 'vpmod': the same with interrupt moderation on
+    every link (vp-vm --coalesce); 'ovs': every VM's ports on one OVS (PMD on
+    core 1), VMs on core 0. All VMs in the chain mode (irq by default)."""
     o = ctx.o
     sampler = Sampler()
     mode = o.chain_mode
     res = {"test": "chain", "path": path, "vms": n, "size": size, "mode": mode}
     res["probe_ns"] = probe(ctx)
     vms, sw = [], None
+    extra = ["--coalesce", o.chain_coalesce] if path == "vpmod" else []
+    if extra:
+        res["coalesce"] = o.chain_coalesce
     try:
-        if path == "vp":
+        if path in ("vp", "vpmod"):
             d = ctx.sockdir()
             socks = [os.path.join(d, f"vm{i + 1}.sock") for i in range(n)]
             for k in range(n - 1, -1, -1):
                 cpu = k % 2
                 if k == 0:
                     argv = vp_vm_argv(ctx.bins, "frontend", socks[1], "gen", cpu, mode, size,
-                                      seconds=600, name="vm1")
+                                      seconds=600, name="vm1", extra=extra)
                 elif k == n - 1:
                     argv = vp_vm_argv(ctx.bins, "backend", socks[k], "sink", cpu, mode, size,
-                                      name=f"vm{k + 1}")
+                                      name=f"vm{k + 1}", extra=extra)
                 else:
                     argv = vp_vm_argv(ctx.bins, "backend", socks[k], "fwd", cpu, mode, size,
-                                      port2=f"frontend,connect={socks[k + 1]}", name=f"vm{k + 1}")
+                                      port2=f"frontend,connect={socks[k + 1]}", name=f"vm{k + 1}",
+                                      extra=extra)
                 p = ctx.procs.spawn(f"chain-vm{k + 1}", argv, pipe_err=True, sampler=sampler)
                 if k > 0:
                     wait_path(socks[k], 10, p)
@@ -677,7 +682,7 @@ def run_chain(ctx, path, n, size=64):
         wins = vm_windows(sampler, sink, "rx", o.warm)
     finally:
         reps = stop_vms(ctx, vms)
-        if path != "vp" and ctx.ovs is not None:
+        if path == "ovs" and ctx.ovs is not None:
             time.sleep(0.3)
             ctx.ovs.pause()
     for w in wins:

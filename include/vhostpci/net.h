@@ -78,6 +78,26 @@ enum vp_net_mode {
 	VP_NET_ADAPTIVE,    /* poll while busy, sleep after ~50 us idle */
 };
 
+/*
+ * Interrupt moderation (coalescing) of a link's wake-ups, both directions
+ * (ring-level, with VIRTIO_RING_F_EVENT_IDX; a packed ring or a peer without
+ * it: off). frames <= 1: off, a kick per buffer as before (the default).
+ * Else a busy queue asks its peer to kick only after up to `frames` buffers
+ * (the mark follows the rate measured between two sleeps: rate x usecs / 2,
+ * none below 4, so at low load and in a ping-pong it is 1 again)
+ * and sleeps at most `usecs` while fewer are there: no batch is stranded,
+ * whatever the peer does. An idle queue (nothing taken since its last
+ * sleep) kicks on the first buffer and sleeps without a timer. Trades up to
+ * usecs of latency per hop under load for fewer wake-ups; the kicks the
+ * peer skips when we are awake (event index) are unchanged.
+ */
+struct vp_net_coalesce {
+	unsigned frames;	/* at most VP_NET_COALESCE_MAX_FRAMES */
+	unsigned usecs;		/* required when frames > 1; at most VP_NET_COALESCE_MAX_USECS */
+};
+#define VP_NET_COALESCE_MAX_FRAMES 1024u
+#define VP_NET_COALESCE_MAX_USECS 1000000u
+
 struct vp_net_stats {
 	uint64_t tx_packets, tx_bytes;   /* delivered into the peer's buffers */
 	uint64_t rx_packets, rx_bytes;   /* copied out of the peer's buffers */
@@ -202,6 +222,16 @@ VP_API int vp_net_arm(struct vp_net *n, bool want_rx, bool want_tx);
 VP_API void vp_net_disarm(struct vp_net *n);
 
 /*
+ * Moderation (struct vp_net_coalesce): 0, or -EINVAL (out of range, or
+ * frames > 1 without usecs). Takes effect at the next arm. After
+ * vp_net_arm() returned 0, a caller's own loop must sleep at most
+ * vp_net_hold_ns() (-1: no bound needed), then look at the rings again;
+ * vp_net_wait() and wait sets do so. Same thread as the data path.
+ */
+VP_API int vp_net_set_coalesce(struct vp_net *n, const struct vp_net_coalesce *c);
+VP_API int64_t vp_net_hold_ns(const struct vp_net *n);
+
+/*
  * Where there is no call eventfd to write (a backend inside a backend VM
  * rings the frontend through a doorbell register, docs/device.md 2.2): fn
  * is called with the frontend's queue number (VP_NET_Q_RX after receive
@@ -316,6 +346,12 @@ VP_API int vp_netfe_rx_fd(const struct vp_netfe *fe);
 VP_API int vp_netfe_tx_fd(const struct vp_netfe *fe);
 VP_API int vp_netfe_arm(struct vp_netfe *fe, bool want_rx, bool want_tx);
 VP_API void vp_netfe_disarm(struct vp_netfe *fe);
+
+/* Moderation, as vp_net_set_coalesce() and vp_net_hold_ns() for a backend:
+ * the driver asks for the device's call only after up to c->frames used
+ * buffers (never more than it has outstanding). */
+VP_API int vp_netfe_set_coalesce(struct vp_netfe *fe, const struct vp_net_coalesce *c);
+VP_API int64_t vp_netfe_hold_ns(const struct vp_netfe *fe);
 VP_API const struct vp_net_stats *vp_netfe_stats(const struct vp_netfe *fe);
 VP_API const char *vp_netfe_broken(const struct vp_netfe *fe);
 

@@ -110,6 +110,10 @@ struct vp_port_config {
 				    * the link never came up within this long */
 	uint32_t rx_buf_size;      /* bytes per RX buffer and TX slot incl. the
 				    * header, 0: 2048 (see vp_netfe_config) */
+
+	/* both: interrupt moderation of every link (net.h, struct
+	 * vp_net_coalesce; zero: off, a kick per buffer) */
+	struct vp_net_coalesce coalesce;
 };
 
 struct vp_port;

@@ -155,6 +155,17 @@ VP_API void vp_vq_dev_disable_notify(struct vp_vq_dev *vq);
  */
 VP_API bool vp_vq_dev_enable_notify(struct vp_vq_dev *vq);
 
+/*
+ * Interrupt moderation: ask the driver to kick us only once `ahead` (>= 1)
+ * buffers past the ones we popped are available (with EVENT_IDX: avail_event
+ * = last_avail + ahead - 1; without it, or for ahead <= 1, exactly as
+ * vp_vq_dev_enable_notify()). Returns how many are available after the
+ * request (the race check; not validated, pop does that): >= ahead, do not
+ * sleep; fewer, the caller must bound its sleep, since a driver may never
+ * publish enough to reach the mark.
+ */
+VP_API unsigned vp_vq_dev_enable_notify_ahead(struct vp_vq_dev *vq, unsigned ahead);
+
 /* Chains available but not yet popped (0 if broken). */
 VP_API unsigned vp_vq_dev_avail_pending(struct vp_vq_dev *vq);
 
@@ -334,6 +345,14 @@ VP_API unsigned vp_vq_drv_used_pending(const struct vp_vq_drv *vq);
 /* Ask for / stop interrupts (the device's "call"). enable returns true if
  * used entries are already pending (poll again instead of sleeping). */
 VP_API bool vp_vq_drv_enable_cb(struct vp_vq_drv *vq);
+/*
+ * Moderated: ask for the call only once `ahead` (>= 1) more used entries
+ * came, at most as many as are outstanding (with EVENT_IDX; else as
+ * vp_vq_drv_enable_cb()). Returns the used entries pending after the
+ * request: >= the mark (returned in *mark if not NULL), do not sleep.
+ */
+VP_API unsigned vp_vq_drv_enable_cb_ahead(struct vp_vq_drv *vq, unsigned ahead,
+					  unsigned *mark);
 VP_API void vp_vq_drv_disable_cb(struct vp_vq_drv *vq);
 
 VP_API unsigned vp_vq_drv_num_free(const struct vp_vq_drv *vq);

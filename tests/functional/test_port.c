@@ -7,7 +7,8 @@
  * takes it when a link frees, and a wait set over two ports and a pipe in
  * one process while another process sends with random pauses: every frame
  * arrives, no wait sleeps through work (a lost wake-up), the pipe is
- * reported when and only when it is readable. Every case counts its fds.
+ * reported when and only when it is readable; the same with interrupt
+ * moderation on both ends, every frame in time. Every case counts its fds.
  */
 #define TESTUTIL_MAIN
 #include <errno.h>
@@ -590,6 +591,166 @@ TEST(waitset_two_ports_and_a_pipe_lose_no_wakeup)
 	vp_port_free(p[0]);
 	vp_port_free(p[1]);
 	close(pfd[0]);
+	CHECK_EQ(tu_count_fds(), fds);
+}
+
+/*
+ * Moderation (struct vp_net_coalesce) on both ends of a link in IRQ mode:
+ * random bursts (partial batches below the mark), random short pauses and
+ * a few long ones (longer than the bound), a ring small enough that the
+ * sender waits for room (the driver's moderated call), and a last partial
+ * batch after which the sender stays quiet: every frame must arrive within
+ * MOD_BOUND_MS of being sent. A lost wake-up shows as a frame that waited
+ * for the next burst (a long pause) or for the sender to leave.
+ */
+#define MOD_FRAMES   6000u
+#define MOD_BOUND_MS 100
+#define MOD_LEN      64u
+
+static const struct vp_net_coalesce mod_coal = { 32, 300 };
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int mod_sender(const char *path)
+{
+	struct vp_port_config c = { .side = VP_PORT_FRONTEND, .name = "fe", .path = path,
+				    .mode = VP_NET_IRQ, .ring = 64, .connect_timeout_ms = 5000,
+				    .coalesce = mod_coal };
+	uint64_t sent = 0, rng = 0x853c49e6748fea9bull;
+	struct vp_waitset *ws;
+	struct vp_port *p;
+	struct ram ram;
+	int id;
+	int64_t end;
+
+	if (ram_new(&ram) < 0)
+		return 2;
+	c.ram = ram.p;
+	c.ram_size = RAM_SIZE;
+	c.ram_fd = ram.fd;
+	c.mac[0] = 2;
+	if (vp_port_new(&p, &c) < 0 || vp_waitset_new(&ws) < 0 ||
+	    (id = vp_waitset_add_port(ws, p)) < 0)
+		return 3;
+	end = now_ms() + 20000;
+	while (!vp_port_up(p) && now_ms() < end)
+		pump(ws, &p, 1, 5);
+	if (!vp_port_up(p))
+		return 4;
+	while (sent < MOD_FRAMES && now_ms() < end) {
+		unsigned want = 1 + (unsigned)(rng_next(&rng) % BURST);
+		struct vp_pkt tx[BURST];
+		uint64_t r;
+		int n;
+
+		if (want > MOD_FRAMES - sent)
+			want = (unsigned)(MOD_FRAMES - sent);
+		n = vp_port_tx_reserve(p, -1, tx, want);
+		for (int i = 0; i < n; i++) {
+			uint64_t seq = sent + (unsigned)i;
+			int64_t t = now_ns();
+
+			memset(tx[i].data, (int)(seq & 0xff), MOD_LEN);
+			memcpy(tx[i].data, &seq, 8);
+			memcpy((uint8_t *)tx[i].data + 8, &t, 8);
+			tx[i].len = MOD_LEN;
+		}
+		if (n > 0 && (n = vp_port_tx_commit(p, tx, (unsigned)n)) > 0)
+			sent += (unsigned)n;
+		if (n < 0)
+			return 5;
+		if (n == 0) {
+			/* Ring full: the moderated wait for room (bounded). */
+			vp_waitset_want(ws, id, false, true);
+			pump(ws, &p, 1, 1000);
+			continue;
+		}
+		r = rng_next(&rng) % 64;
+		if (r < 2)
+			pause_us(150000 + (unsigned)(rng_next(&rng) % 100000));
+		else if (r < 32)
+			pause_us((unsigned)(rng_next(&rng) % 300));
+	}
+	if (sent < MOD_FRAMES)
+		return 6;
+	/* The last batch is partial: quiet, but still here, while it is taken. */
+	end = now_ms() + 1000;
+	while (now_ms() < end)
+		pump(ws, &p, 1, 50);
+	vp_waitset_free(ws);
+	vp_port_free(p);
+	ram_free(&ram);
+	return 0;
+}
+
+TEST(moderated_link_irq_random_pauses_every_frame_in_time)
+{
+	int fds = tu_count_fds();
+	const char *path = sock_path("mod.sock");
+	struct vp_port_config c = { .side = VP_PORT_BACKEND, .name = "be", .path = path,
+				    .mode = VP_NET_IRQ, .coalesce = mod_coal };
+	struct vp_port *p = NULL;
+	struct vp_waitset *ws;
+	uint64_t got = 0, bad = 0, late = 0;
+	int64_t worst = 0, end;
+	int status = -1;
+	pid_t pid;
+
+	/* A moderation that could strand a batch is refused. */
+	c.coalesce = (struct vp_net_coalesce){ 8, 0 };
+	CHECK_EQ(vp_port_new(&p, &c), -EINVAL);
+	c.coalesce = mod_coal;
+	REQUIRE(vp_port_new(&p, &c) == 0);
+	REQUIRE((ws = set_of(&p, 1)) != NULL);
+	fflush(NULL);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0)
+		_exit(mod_sender(path));
+	end = now_ms() + 40000;
+	while (got < MOD_FRAMES && now_ms() < end) {
+		struct vp_pkt rx[BURST];
+		int n, link;
+
+		caps(rx, BURST, 0);
+		n = vp_port_rx(p, rx, BURST, &link);
+		for (int i = 0; i < n; i++, got++) {
+			uint64_t seq;
+			int64_t t, lat;
+			uint8_t fill = (uint8_t)(got & 0xff);
+			bool ok = rx[i].len == MOD_LEN;
+
+			memcpy(&seq, rx[i].data, 8);
+			memcpy(&t, (uint8_t *)rx[i].data + 8, 8);
+			for (unsigned k = 16; ok && k < MOD_LEN; k++)
+				ok = ((uint8_t *)rx[i].data)[k] == fill;
+			bad += !ok || seq != got;
+			lat = now_ns() - t;
+			worst = lat > worst ? lat : worst;
+			late += lat > (int64_t)MOD_BOUND_MS * 1000000;
+		}
+		if (n > 0)
+			continue;
+		vp_port_control(p);
+		/* No short timeout of our own: it would hide a lost wake-up. */
+		vp_waitset_wait(ws, 5000);
+	}
+	if (late)
+		fprintf(stderr, "  %llu frames later than %d ms, worst %.1f ms\n",
+			(unsigned long long)late, MOD_BOUND_MS, (double)worst / 1e6);
+	CHECK_EQ(got, MOD_FRAMES);
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(late, 0);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	vp_waitset_free(ws);
+	vp_port_free(p);
 	CHECK_EQ(tu_count_fds(), fds);
 }
 

@@ -146,6 +146,9 @@ t_bad_options() {
 --frontend --connect /x --test-bad-desc nope
 --frontend --connect /x --test-bad-desc loop@x
 --backend --listen /x --test-bad-desc loop
+--backend --listen /x --coalesce 0,50
+--backend --listen /x --coalesce 8,0
+--backend --listen /x --coalesce 8
 chain 1
 chain 3 --app sink
 EOF
@@ -337,6 +340,14 @@ t_chain3() {
 	expect "jumbo chain" "$T/chainj.json" delivered 20000
 	expect "jumbo chain" "$T/chainj.json" lost 0
 	expect "jumbo chain" "$T/chainj.json" ok true
+	# Interrupt moderation on every link (irq): every frame, in order.
+	"$VM" chain 4 --count 50000 --coalesce 32,50 --json --quiet >"$T/chainm.json" \
+		2>"$T/chainm.log"
+	rc=$?
+	[ $rc -eq 0 ] || failmsg+="    moderated chain exit $rc"$'\n'
+	expect "moderated chain" "$T/chainm.json" delivered 50000
+	expect "moderated chain" "$T/chainm.json" lost 0
+	expect "moderated chain" "$T/chainm.json" ok true
 }
 
 # A frontend VM survives its backend going away and comes back up when a

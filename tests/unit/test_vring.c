@@ -15,6 +15,7 @@
 #include "vhostpci/log.h"
 #include "vhostpci/mem.h"
 #include "vhostpci/vring.h"
+#include "../../lib/coalesce.h"
 
 #define MEM_SIZE   (1u << 20)	/* region 0: gpa [0, 1 MiB) */
 #define DATA_GPA   0x80000u	/* buffers live from here up */
@@ -1606,4 +1607,114 @@ TEST(throughput_single_thread)
 		       B, (double)chains / s / 1e6, s * 1e9 / (double)chains);
 	}
 	env_fini(&e);
+}
+
+/*
+ * Moderation: the device asks for a kick only `ahead` buffers on, the
+ * driver asks for a call only `ahead` used entries on (at most what it has
+ * outstanding), across the 16-bit index wrap; the race check returns what
+ * is already there.
+ */
+TEST(event_idx_moderated_marks)
+{
+	static const uint16_t starts[] = { 16, 65530 };
+
+	for (unsigned k = 0; k < 2; k++) {
+		struct vp_buf b = { bufgpa(0), 64 };
+		struct vp_chain ch[16];
+		struct iovec iov[16];
+		struct vp_used u[16];
+		void *t[16];
+		uint32_t l[16];
+		unsigned mark = 0;
+		struct env e;
+		int p;
+
+		REQUIRE(env_init(&e, 16, EV, 0) == 0);
+		cycle(&e, starts[k]);
+		/* Device: kick after 4 more; 3 published are not enough. */
+		CHECK_EQ(vp_vq_dev_enable_notify_ahead(e.dev, 4), 0);
+		CHECK_EQ(*avail_event(&e), (uint16_t)(starts[k] + 3));
+		for (unsigned i = 0; i < 3; i++) {
+			REQUIRE(vp_vq_drv_add(e.drv, &b, 1, NULL, 0, TOK(i)) == 0);
+			CHECK(!vp_vq_drv_publish(e.drv));
+		}
+		/* The race check sees the 3: fewer than asked, so bound the sleep. */
+		CHECK_EQ(vp_vq_dev_enable_notify_ahead(e.dev, 4), 3);
+		REQUIRE(vp_vq_drv_add(e.drv, &b, 1, NULL, 0, TOK(3)) == 0);
+		CHECK(vp_vq_drv_publish(e.drv));  /* the 4th: the mark */
+		/* ahead 0 is 1; more than the ring is the ring. */
+		CHECK_EQ(vp_vq_dev_enable_notify_ahead(e.dev, 0), 4);
+		CHECK_EQ(*avail_event(&e), (uint16_t)(starts[k]));
+		CHECK_EQ(vp_vq_dev_enable_notify_ahead(e.dev, 1000), 4);
+		CHECK_EQ(*avail_event(&e), (uint16_t)(starts[k] + 15));
+		p = vp_vq_dev_pop_burst(e.dev, ch, 16, iov, 16);
+		REQUIRE(p == 4);
+
+		/* Driver: 4 outstanding, asks for 8: capped at 4. */
+		CHECK_EQ(vp_vq_drv_enable_cb_ahead(e.drv, 8, &mark), 0);
+		CHECK_EQ(mark, 4);
+		CHECK_EQ(*used_event(&e), (uint16_t)(starts[k] + 3));
+		for (int i = 0; i < 3; i++) {
+			u[0] = (struct vp_used){ ch[i].head, 0 };
+			CHECK_EQ(vp_vq_dev_push_burst(e.dev, u, 1), 0);
+			CHECK(!vp_vq_dev_need_signal(e.dev));
+		}
+		CHECK_EQ(vp_vq_drv_enable_cb_ahead(e.drv, 4, &mark), 3);
+		u[0] = (struct vp_used){ ch[3].head, 0 };
+		CHECK_EQ(vp_vq_dev_push_burst(e.dev, u, 1), 0);
+		CHECK(vp_vq_dev_need_signal(e.dev));  /* the 4th: the mark */
+		CHECK_EQ(vp_vq_drv_get_used(e.drv, t, l, 16), 4);
+		/* Nothing outstanding: the plain request (call on the next). */
+		CHECK_EQ(vp_vq_drv_enable_cb_ahead(e.drv, 8, &mark), 0);
+		CHECK_EQ(mark, 1);
+		CHECK_EQ(*used_event(&e), (uint16_t)(starts[k] + 4));
+		env_fini(&e);
+	}
+}
+
+/* The adaptive mark (lib/coalesce.h): idle asks for 1; busy asks for the
+ * measured rate times half the bound, between 1 and frames; a partial batch
+ * is held at most usecs; configurations that could strand a batch refused. */
+TEST(coalesce_policy)
+{
+	struct vp_net_coalesce c = { 64, 200 }, off = { 0, 0 };
+	struct coal_state s = { 0 };
+	uint16_t prog = 65500;
+	int64_t t = 1000000000;
+
+	CHECK_EQ(coal_check(&c), 0);
+	CHECK_EQ(coal_check(&off), 0);
+	CHECK_EQ(coal_check(&(struct vp_net_coalesce){ 2, 0 }), -EINVAL);
+	CHECK_EQ(coal_check(&(struct vp_net_coalesce){ VP_NET_COALESCE_MAX_FRAMES + 1, 1 }),
+		 -EINVAL);
+	CHECK_EQ(coal_check(&(struct vp_net_coalesce){ 8, VP_NET_COALESCE_MAX_USECS + 1 }),
+		 -EINVAL);
+	CHECK_EQ(coal_ahead(&off, &s, 5, t), 1);
+	s = (struct coal_state){ .mark = prog, .t_ns = t };
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 1000), 1);  /* idle */
+	/* 100 buffers in 1 ms, across the wrap: 0.1 per us x 100 us = 10. */
+	t += 1000;
+	prog = (uint16_t)(prog + 100);
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 1000000), 10);
+	t += 1000000;
+	/* 2 Mpps: 400 in the half bound, capped at frames. */
+	prog = (uint16_t)(prog + 2000);
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 1000000), 64);
+	t += 1000000;
+	/* A ping-pong: one frame per 40 us round trip (2.5 in the half
+	 * bound): below the least mark, no moderation. */
+	prog++;
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 40000), 1);
+	t += 40000;
+	/* 4 in the half bound: the least mark. */
+	prog = (uint16_t)(prog + 4);
+	CHECK_EQ(coal_ahead(&c, &s, prog, t + 100000), 4);
+	t += 100000;
+	/* No time passed (a coarse clock): the cap, the bound still holds. */
+	prog++;
+	CHECK_EQ(coal_ahead(&c, &s, prog, t), 64);
+	CHECK_EQ(coal_hold_ns(&c, 64, 10), 200000);
+	CHECK_EQ(coal_hold_ns(&c, 64, 64), -1);
+	CHECK_EQ(coal_hold_ns(&c, 1, 0), -1);
 }
