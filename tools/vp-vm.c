@@ -127,6 +127,11 @@ static const char usage_text[] =
 "Machine:\n"
 "  --ram SIZE             RAM, power of two >= 1M (default 64M)\n"
 "  --ring N               virtqueue size of a frontend port, power of two (default 256)\n"
+"  --queues N             virtio-net queue pairs (multiqueue): a backend port offers\n"
+"                           N (1..8), a frontend port has N (1..2) and uses them\n"
+"                           if the peer takes MQ; echo and sink then walk every\n"
+"                           pair (echo answers on the pair a frame came on) and\n"
+"                           report frames per pair (default 1)\n"
 "  --features LIST|HEX    virtio-net features: a backend port accepts these from\n"
 "                         frontends (default: csum to indirect_desc below; the\n"
 "                         tap app all), a frontend port offers and wants them\n"
@@ -196,6 +201,7 @@ struct opts {
 	const char *tap_addr;
 	uint64_t ram;
 	unsigned ring;
+	unsigned queues;       /* --queues: virtio-net queue pairs per port (MQ) */
 	enum vp_net_mode mode;
 	int cpu;
 	uint8_t mac[6], dst_mac[6];
@@ -301,6 +307,7 @@ enum {
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
 	O_UNSEALED, O_TRUNCATE, O_BADDESC, O_GUESTPCI, O_SYSFS, O_PAIR21, O_PAIR21_SERVE, O_PAIR21_GUEST,
+	O_QUEUES,
 };
 
 static const struct option lopts[] = {
@@ -331,6 +338,7 @@ static const struct option lopts[] = {
 	{ "tap-addr", required_argument, NULL, O_TAPADDR },
 	{ "ram", required_argument, NULL, O_RAM },
 	{ "ring", required_argument, NULL, O_RING },
+	{ "queues", required_argument, NULL, O_QUEUES },
 	{ "features", required_argument, NULL, O_FEATURES },
 	{ "max-links", required_argument, NULL, O_MAXLINKS },
 	{ "allow-unsealed", no_argument, NULL, O_UNSEALED },
@@ -540,6 +548,12 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 				return vm_usage_error("bad --ring '%s': a power of two, 2..32768", optarg);
 			o->ring = (unsigned)v;
 			break;
+		case O_QUEUES:
+			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VP_DEV_MAX_QUEUE_PAIRS)
+				return vm_usage_error("bad --queues '%s': 1..%d queue pairs", optarg,
+						      VP_DEV_MAX_QUEUE_PAIRS);
+			o->queues = (unsigned)v;
+			break;
 		case O_FEATURES:
 			if (vm_parse_features(optarg, &o->features) < 0)
 				return vm_usage_error("bad --features '%s': a hex mask or names joined "
@@ -706,6 +720,8 @@ struct vm {
 	uint64_t fwd_pkts[2];
 	uint64_t tap_drops;
 	uint64_t echo_drops;   /* echo --tx-first: reflected frames the ring had no room for */
+	uint64_t qrx[VP_DEV_MAX_QUEUE_PAIRS], qtx[VP_DEV_MAX_QUEUE_PAIRS]; /* --queues: per pair */
+	unsigned qrr;          /* --queues: the link * pairs slot the next receive starts at */
 
 	/* gen */
 	uint64_t gen_seq;
@@ -806,6 +822,58 @@ static int txq_flush(struct vm *vm, struct vp_port *p, struct txq *q, int64_t no
 
 static void verify_burst(struct vm *vm, struct vp_pkt *pk, int n, int64_t now);
 
+/*
+ * --queues: receive from the next link and queue pair with frames, round
+ * robin over all of them, counting per pair. Returns the count (0: none).
+ */
+static int mq_rx(struct vm *vm, struct vp_port *p, struct vp_pkt *pk, int *link, unsigned *pair)
+{
+	unsigned nl = vp_port_max_links(p), slots = nl * VP_DEV_MAX_QUEUE_PAIRS;
+
+	for (unsigned k = 0; k < slots; k++) {
+		unsigned s = (vm->qrr + k) % slots, l = s / VP_DEV_MAX_QUEUE_PAIRS,
+			 q = s % VP_DEV_MAX_QUEUE_PAIRS;
+		int n;
+
+		if (q >= vp_port_queue_pairs(p, (int)l))
+			continue;
+		n = vp_port_rx_queue(p, (int)l, q, pk, vm->o.burst);
+		if (n > 0) {
+			vm->qrr = (s + 1) % slots;
+			vm->qrx[q] += (uint64_t)n;
+			*link = (int)l;
+			*pair = q;
+			return n;
+		}
+	}
+	return 0;
+}
+
+/* --queues echo: each frame goes back on the pair it came on; what does not
+ * fit is dropped (as testpmd's forwarding does) and counted. */
+static bool mq_echo(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
+{
+	struct vp_pkt *pk = vm->rx[0];
+	unsigned pair;
+	int link, n, r;
+
+	*want_rx = true;
+	*want_tx = false;
+	reset_caps(vm, pk, vm->o.burst);
+	n = mq_rx(vm, vm->port[0], pk, &link, &pair);
+	if (n <= 0)
+		return false;
+	note_rx(vm, pk, n, vm_now_ns());
+	r = vp_port_tx_queue(vm->port[0], link, pair, pk, (unsigned)n, VP_NET_TX_DROP);
+	if (r > 0) {
+		note_tx(vm, pk, r, now);
+		vm->qtx[pair] += (uint64_t)r;
+	}
+	if (r < n)
+		vm->echo_drops += (uint64_t)(n - (r > 0 ? r : 0));
+	return true;
+}
+
 /* Receive and verify a burst on port pi; returns the count. A frontend
  * port lends its receive buffers (checked in place) unless --copy. */
 static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
@@ -813,7 +881,15 @@ static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
 	struct vp_port *p = vm->port[pi];
 	struct vp_pkt *pk = vm->rx[pi];
 	int link, n;
+	unsigned pair;
 
+	if (vm->o.queues > 1) {
+		reset_caps(vm, pk, vm->o.burst);
+		n = mq_rx(vm, p, pk, &link, &pair);
+		if (n > 0)
+			verify_burst(vm, pk, n, now);
+		return n > 0 ? n : 0;
+	}
 	if (!vm->o.copy && vp_port_side(p) == VP_PORT_FRONTEND) {
 		n = vp_port_rx_borrow(p, vm->zc, vm->o.burst);
 		if (n <= 0)
@@ -1185,6 +1261,8 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 		*want_tx = q->n > 0;
 		return true;
 	}
+	if (vm->o.queues > 1)
+		return mq_echo(vm, now, want_rx, want_tx);
 	/* A backend echo receives straight into the frontend's RX buffers;
 	 * a frontend echo sends each frame back from its receive buffer. */
 	bool zc = !vm->o.copy && !q->n;
@@ -1668,6 +1746,18 @@ static void report(struct vm *vm, int64_t now)
 		vm_json_end_obj(&j);
 		vm_json_dbl(&j, "cpu_s", cpu);
 		vm_json_dbl(&j, "pkts_per_cpu_s", cpu > 0 ? (double)moved / cpu : 0);
+		if (vm->o.queues > 1) {
+			vm_json_obj(&j, "queue_pairs");  /* rxN, txN: frames per pair */
+			for (unsigned q = 0; q < vm->o.queues; q++) {
+				char k[16];
+
+				snprintf(k, sizeof(k), "rx%u", q);
+				vm_json_u64(&j, k, vm->qrx[q]);
+				snprintf(k, sizeof(k), "tx%u", q);
+				vm_json_u64(&j, k, vm->qtx[q]);
+			}
+			vm_json_end_obj(&j);
+		}
 		vm_json_u64(&j, "link_ups", links_up);
 		vm_json_u64(&j, "link_downs", links_down);
 		vm_json_bool(&j, "ok", ok);
@@ -1700,6 +1790,9 @@ static void report(struct vm *vm, int64_t now)
 		if (vm->echo_drops)
 			printf("  echo: %" PRIu64 " frames found the peer's ring full (dropped)\n",
 			       vm->echo_drops);
+		for (unsigned q = 0; vm->o.queues > 1 && q < vm->o.queues; q++)
+			printf("  queue pair %u: rx %" PRIu64 " tx %" PRIu64 "\n", q, vm->qrx[q],
+			       vm->qtx[q]);
 		if (vm->lat->count)
 			printf("  latency (%s): p50 %" PRIu64 " ns, p99 %" PRIu64 " ns, p99.9 %" PRIu64
 			       " ns, max %" PRIu64 " ns (%" PRIu64 " samples)\n",
@@ -1923,7 +2016,7 @@ static int run_vm(struct opts *o)
 			/* frontend */
 			.vhost_user = ps->vhost_user, .ram = vm->ram.p, .ram_size = vm->ram.size,
 			.ram_fd = vm->ram.fd, .ram_offset = i * (o->ram / 2), .ring = (uint16_t)o->ring,
-			.rx_buf_size = rx_buf_for(o),
+			.rx_buf_size = rx_buf_for(o), .queue_pairs = o->queues,
 			.connect_timeout_ms = (int)(o->connect_timeout * 1000),
 		};
 
