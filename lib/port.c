@@ -1768,75 +1768,83 @@ unsigned vp_port_queue_pairs(const struct vp_port *p, int link)
 	}
 }
 
-int vp_port_rx_queue(struct vp_port *p, int link, unsigned pair, struct vp_pkt *pkts,
-		     unsigned n)
+/*
+ * Where pair of link is, for a receive (rx) or a send: a backend's link *l
+ * (its pair's vp_net is link_pair()) or a frontend's pair *f: 1; 0 while
+ * the link cannot move data; -EINVAL, -ENODEV (no such pair, not live); or
+ * -ENOTSUP for a 2.1 port, whose only pair is 0 (the caller maps it).
+ */
+static int queue_find(struct vp_port *p, int link, unsigned pair, bool rx, struct link **l,
+		      struct vp_netfe **f)
 {
-	struct vp_netfe *f;
-	struct link *l;
-	int r;
-
 	if (link < 0 || link >= VP_PORT_MAX_LINKS)
 		return -EINVAL;
 	switch (p->side) {
 	case VP_PORT_BACKEND:
-		l = up_link(p, link);
-		if (!l || !link_pair(l, pair))
-			return l ? -ENODEV : 0;
+		*l = up_link(p, link);
+		if (!*l)
+			return 0;
+		return link_pair(*l, pair) ? 1 : -ENODEV;
+	case VP_PORT_FRONTEND:
+		if (link != 0)
+			return -EINVAL;
+		if (rx ? !fe_can_rx(p) : p->fe_state != VP_PORT_UP)
+			return 0;
+		*f = fe_pair(p, pair);
+		return *f ? 1 : -ENODEV;
+	default:
+		return pair ? -ENODEV : -ENOTSUP;
+	}
+}
+
+int vp_port_rx_queue(struct vp_port *p, int link, unsigned pair, struct vp_pkt *pkts,
+		     unsigned n)
+{
+	struct vp_netfe *f = NULL;
+	struct link *l = NULL;
+	int r = queue_find(p, link, pair, true, &l, &f);
+
+	if (r == -ENOTSUP)
+		return p->ops->rx_link(p, link, pkts, n, false);
+	if (r <= 0)
+		return r;
+	if (l) {
 		r = vp_net_rx_burst(link_pair(l, pair), pkts, n);
 		if (r == -EIO)
 			link_broken(p, l, "frontend's TX ring broken");
 		return r;
-	case VP_PORT_FRONTEND:
-		if (link != 0)
-			return -EINVAL;
-		if (!fe_can_rx(p))
-			return 0;
-		f = fe_pair(p, pair);
-		if (!f)
-			return -ENODEV;
-		r = vp_netfe_rx_burst(f, pkts, n);
-		return pair ? (r < 0 ? (fe_down(p, "receive ring broken"), r) : r)
-			    : fe_rx_done(p, r);
-	default:
-		return pair ? -ENODEV : p->ops->rx_link(p, link, pkts, n, false);
 	}
+	r = vp_netfe_rx_burst(f, pkts, n);
+	if (!pair)
+		return fe_rx_done(p, r);
+	if (r < 0)
+		fe_down(p, "receive ring broken");
+	return r;
 }
 
 int vp_port_tx_queue(struct vp_port *p, int link, unsigned pair, const struct vp_pkt *pkts,
 		     unsigned n, unsigned flags)
 {
-	struct vp_netfe *f;
-	struct link *l;
-	int r;
+	struct vp_netfe *f = NULL;
+	struct link *l = NULL;
+	int r = queue_find(p, link, pair, false, &l, &f);
 
-	if (link < 0 || link >= VP_PORT_MAX_LINKS)
-		return -EINVAL;
-	switch (p->side) {
-	case VP_PORT_BACKEND:
-		l = up_link(p, link);
-		if (!l || !link_pair(l, pair))
-			return l ? -ENODEV : 0;
+	if (r == -ENOTSUP)
+		return p->ops->tx(p, link, pkts, n, flags);
+	if (r <= 0)
+		return r;
+	if (l) {
 		r = vp_net_tx_burst(link_pair(l, pair), pkts, n, flags);
 		if (r < 0)
 			link_broken(p, l, "frontend's RX ring broken");
 		return r;
-	case VP_PORT_FRONTEND:
-		if (link != 0)
-			return -EINVAL;
-		if (p->fe_state != VP_PORT_UP)
-			return 0;
-		f = fe_pair(p, pair);
-		if (!f)
-			return -ENODEV;
-		r = vp_netfe_tx_burst(f, pkts, n, flags);
-		if (r < 0)
-			fe_down(p, "transmit ring broken");
-		else
-			p->tx_accepted += (uint64_t)r;
-		return r;
-	default:
-		return pair ? -ENODEV : p->ops->tx(p, link, pkts, n, flags);
 	}
+	r = vp_netfe_tx_burst(f, pkts, n, flags);
+	if (r < 0)
+		fe_down(p, "transmit ring broken");
+	else
+		p->tx_accepted += (uint64_t)r;
+	return r;
 }
 
 int vp_port_queue_stats(const struct vp_port *p, int link, unsigned pair,

@@ -160,6 +160,28 @@ static bool frame_check(const uint8_t *p, uint32_t len, unsigned *q, uint32_t *s
 	return true;
 }
 
+/* Frames received on pair q: each must be q's, next in its sequence.
+ * Returns how many were; the others are counted in *bad. */
+static unsigned take(unsigned q, const struct vp_pkt *pk, int n, uint32_t *next,
+		     uint64_t *count, unsigned *bad)
+{
+	unsigned good = 0;
+
+	for (int i = 0; i < n; i++) {
+		unsigned fq;
+		uint32_t seq;
+
+		if (!frame_check(pk[i].data, pk[i].len, &fq, &seq) || fq != q || seq != *next) {
+			(*bad)++;
+			continue;
+		}
+		(*next)++;
+		(*count)++;
+		good++;
+	}
+	return good;
+}
+
 /* The backend drains every pair it drives, checking each frame is its own
  * pair's, in order; returns the frames received. */
 static unsigned be_rx(struct be *b)
@@ -177,19 +199,7 @@ static unsigned be_rx(struct be *b)
 			for (unsigned i = 0; i < 16; i++)
 				pk[i] = (struct vp_pkt){ .data = buf[i], .len = sizeof(buf[i]) };
 			n = vp_net_rx_burst(b->net[q], pk, 16);
-			for (int i = 0; i < n; i++) {
-				unsigned fq;
-				uint32_t seq;
-
-				if (!frame_check(pk[i].data, pk[i].len, &fq, &seq) || fq != q ||
-				    seq != b->rx_seq[q]) {
-					b->bad++;
-					continue;
-				}
-				b->rx_seq[q]++;
-				b->rx[q]++;
-				total++;
-			}
+			total += take(q, pk, n, &b->rx_seq[q], &b->rx[q], &b->bad);
 		} while (n > 0);
 		CHECK(n >= 0);
 	}
@@ -293,19 +303,7 @@ static unsigned fe_rx(struct fe *f)
 			for (unsigned i = 0; i < 16; i++)
 				pk[i] = (struct vp_pkt){ .data = buf[i], .len = sizeof(buf[i]) };
 			n = vp_netfe_rx_burst(f->pair[q], pk, 16);
-			for (int i = 0; i < n; i++) {
-				unsigned fq;
-				uint32_t seq;
-
-				if (!frame_check(pk[i].data, pk[i].len, &fq, &seq) || fq != q ||
-				    seq != f->rx_seq[q]) {
-					f->bad++;
-					continue;
-				}
-				f->rx_seq[q]++;
-				f->rx[q]++;
-				total++;
-			}
+			total += take(q, pk, n, &f->rx_seq[q], &f->rx[q], &f->bad);
 		} while (n > 0);
 		CHECK(n >= 0);
 	}
