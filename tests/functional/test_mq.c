@@ -206,24 +206,37 @@ static unsigned be_rx(struct be *b)
 	return total;
 }
 
-/* The backend sends count frames on pair q; returns how many went. */
-static unsigned be_tx(struct be *b, unsigned q, unsigned count)
+/* Up to 16 frames of pair q from sequence first into pk; how many. */
+static unsigned frames(struct vp_pkt *pk, unsigned q, uint64_t first, unsigned count)
 {
 	static uint8_t buf[16][FRAME_LEN];
-	struct vp_pkt pk[16];
-	int n;
 
 	if (count > 16)
 		count = 16;
 	for (unsigned i = 0; i < count; i++) {
-		frame_make(buf[i], q, (uint32_t)(b->tx[q] + i));
+		frame_make(buf[i], q, (uint32_t)(first + i));
 		pk[i] = (struct vp_pkt){ .data = buf[i], .len = FRAME_LEN };
 	}
-	n = vp_net_tx_burst(b->net[q], pk, count, 0);
+	return count;
+}
+
+/* A send's result n: added to *tx, and returned (0 for an error, checked). */
+static unsigned sent(int n, uint64_t *tx)
+{
 	CHECK(n >= 0);
-	if (n > 0)
-		b->tx[q] += (unsigned)n;
-	return n > 0 ? (unsigned)n : 0;
+	if (n <= 0)
+		return 0;
+	*tx += (unsigned)n;
+	return (unsigned)n;
+}
+
+/* The backend sends count frames on pair q; returns how many went. */
+static unsigned be_tx(struct be *b, unsigned q, unsigned count)
+{
+	struct vp_pkt pk[16];
+	unsigned c = frames(pk, q, b->tx[q], count);
+
+	return sent(vp_net_tx_burst(b->net[q], pk, c, 0), &b->tx[q]);
 }
 
 /* ---- a frontend: pairs of vp_netfe over one memfd ---- */
@@ -273,21 +286,10 @@ static void fe_free(struct fe *f)
 /* Frontend pair q sends count tagged frames; returns how many went. */
 static unsigned fe_tx(struct fe *f, unsigned q, unsigned count)
 {
-	static uint8_t buf[16][FRAME_LEN];
 	struct vp_pkt pk[16];
-	int n;
+	unsigned c = frames(pk, q, f->tx[q], count);
 
-	if (count > 16)
-		count = 16;
-	for (unsigned i = 0; i < count; i++) {
-		frame_make(buf[i], q, (uint32_t)(f->tx[q] + i));
-		pk[i] = (struct vp_pkt){ .data = buf[i], .len = FRAME_LEN };
-	}
-	n = vp_netfe_tx_burst(f->pair[q], pk, count, 0);
-	CHECK(n >= 0);
-	if (n > 0)
-		f->tx[q] += (unsigned)n;
-	return n > 0 ? (unsigned)n : 0;
+	return sent(vp_netfe_tx_burst(f->pair[q], pk, c, 0), &f->tx[q]);
 }
 
 static unsigned fe_rx(struct fe *f)
