@@ -15,10 +15,12 @@ command -v dpdk-testpmd >/dev/null || skip "no dpdk-testpmd (tests/peers/dpdk-da
 
 work=$(mktemp -d "/tmp/vp-$vp_prog.XXXXXX")
 prefix=vpd$$
-vpid='' tpid=''
+vpid='' tpid='' dpid=''
+dp_sock=$work/be.sock  # where testpmd connects: vp-vm, or a vhost-pcid in front of it
 dp_cleanup() {
 	[ -n "$tpid" ] && kill -KILL "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null
 	[ -n "$vpid" ] && kill "$vpid" 2>/dev/null && wait "$vpid" 2>/dev/null
+	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
 	exec 3>&- 2>/dev/null
 	[ -n "${VP_KEEP_LOGS:-}" ] && echo "$vp_prog: logs kept in $work" || rm -rf "$work"
 	rm -rf "/var/run/dpdk/$prefix"
@@ -35,14 +37,27 @@ dp_vm() {
 	[ -S "$work/be.sock" ] || fail "vp-vm did not listen"
 }
 
-# dp_testpmd VDEV_OPTIONS [TESTPMD_OPTIONS...]: testpmd on $work/be.sock, commands on fd 3;
+# dp_daemon VHOST_PCID SPEC...: vhost-pcid in front of vp-vm, serving $work/net0.sock with
+# backend=$work/be.sock and SPEC; testpmd then connects to it.
+dp_daemon() {
+	local pcid=$1
+	shift
+	"$pcid" --server "path=$work/net0.sock,id=net0,backend=$work/be.sock,$*" \
+		--control "$work/ctl.sock" --log-level info 2>"$work/daemon.log" &
+	dpid=$!
+	for _ in $(seq 50); do [ -S "$work/net0.sock" ] && break; sleep 0.1; done
+	[ -S "$work/net0.sock" ] || fail "vhost-pcid did not listen"
+	dp_sock=$work/net0.sock
+}
+
+# dp_testpmd VDEV_OPTIONS [TESTPMD_OPTIONS...]: testpmd on $dp_sock, commands on fd 3;
 # then waits for vp-vm's link up and sets $feat to the features negotiated.
 dp_testpmd() {
 	local vdev=$1 line
 	shift
 	mkfifo "$work/cmd"
 	nice -n 10 dpdk-testpmd --lcores '0@0,1@0' --no-huge -m 256 --no-pci --file-prefix "$prefix" \
-		--vdev "net_virtio_user0,path=$work/be.sock,queue_size=256,$vdev" -- \
+		--vdev "net_virtio_user0,path=$dp_sock,queue_size=256,$vdev" -- \
 		-i --nb-cores=1 --total-num-mbufs=8192 "$@" <"$work/cmd" >"$work/testpmd.log" 2>&1 &
 	tpid=$!
 	exec 3>"$work/cmd"

@@ -4,7 +4,9 @@
 # running the echo app, which answers each frame on the pair it came on. testpmd
 # forwards (io) on both RX/TX queues, so frames circulate on each pair; MQ
 # (VIRTIO_NET_F_MQ, bit 22) must be negotiated and vp-vm's per-pair counters must
-# show frames both ways on both pairs.
+# show frames both ways on both pairs. Run twice: testpmd straight on vp-vm, then on
+# vhost-pcid (queues=2) relaying the device to vp-vm over the native handshake, four
+# rings; there testpmd enables pair 1 after pair 0, which the relay follows (CHANGED).
 #
 #   tests/peers/dpdk-mq.sh VHOST_PCID VHOST_PCI_CTL VP_VM
 #
@@ -12,9 +14,18 @@
 set -uo pipefail
 vp_prog=dpdk-mq
 vm=$(realpath "${3:?usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM}")
+if [ -z "${DP_MQ_DAEMON:-}" ]; then  # the two runs, each in a process of its own
+	DP_MQ_DAEMON=0 "$0" "$@" || exit $?
+	DP_MQ_DAEMON=1 exec "$0" "$@"
+fi
+[ "$DP_MQ_DAEMON" = 1 ] && vp_prog=dpdk-mq-daemon
 . "$(dirname "$0")/dpdk-lib.sh"
 
 dp_vm --app echo --queues 2
+if [ "$DP_MQ_DAEMON" = 1 ]; then
+	dp_daemon "$(realpath "$1")" queues=2,allow-unsealed=on
+	echo "$vp_prog: through vhost-pcid (queues=2, backend=vp-vm)"
+fi
 dp_testpmd "queues=2" --rxq=2 --txq=2
 (( (feat >> 22) & 1 )) || fail "MQ (bit 22) not negotiated: $feat"
 echo "$vp_prog: link up, features $feat (MQ)"
