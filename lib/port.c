@@ -1757,7 +1757,7 @@ unsigned vp_port_queue_pairs(const struct vp_port *p, int link)
 	case VP_PORT_FRONTEND: {
 		unsigned n = 0;
 
-		if (link != 0 || p->fe_state != VP_PORT_UP)
+		if (link != 0 || !fe_can_rx(p))
 			return 0;
 		while (fe_pair(p, n))
 			n++;
@@ -1814,9 +1814,9 @@ int vp_port_rx_queue(struct vp_port *p, int link, unsigned pair, struct vp_pkt *
 			link_broken(p, l, "frontend's TX ring broken");
 		return r;
 	}
+	/* An empty pair does not end a drain (others may hold frames): the
+	 * drain's deadline does. */
 	r = vp_netfe_rx_burst(f, pkts, n);
-	if (!pair)
-		return fe_rx_done(p, r);
 	if (r < 0)
 		fe_down(p, "receive ring broken");
 	return r;

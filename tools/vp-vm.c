@@ -685,6 +685,15 @@ struct txq {          /* frames waiting to be sent, in order */
 	int link;
 };
 
+#define MQ_FLOWS_PER_PAIR 4
+#define MQ_MAX_FLOWS (MQ_FLOWS_PER_PAIR * VP_DEV_MAX_QUEUE_PAIRS)
+
+/* The queue pair of a flow (a test stream), RSS-style: a hash of its id. */
+static unsigned flow_pair(uint32_t stream, unsigned npairs)
+{
+	return ((stream * 0x9e3779b1u) >> 16) % npairs;
+}
+
 struct vm {
 	struct opts o;
 	struct vm_ram ram;
@@ -722,6 +731,15 @@ struct vm {
 	uint64_t echo_drops;   /* echo --tx-first: reflected frames the ring had no room for */
 	uint64_t qrx[VP_DEV_MAX_QUEUE_PAIRS], qtx[VP_DEV_MAX_QUEUE_PAIRS]; /* --queues: per pair */
 	unsigned qrr;          /* --queues: the link * pairs slot the next receive starts at */
+	/* --queues gen: flows (a stream each), spread over the pairs by a hash
+	 * of the flow's stream id, as RSS would; fixed when the link first comes up. */
+	unsigned nflows;
+	uint32_t fstream[MQ_MAX_FLOWS];
+	uint8_t fpair[MQ_MAX_FLOWS];
+	uint64_t fseq[MQ_MAX_FLOWS];    /* frames the flow sent: its next sequence */
+	bool fend[MQ_MAX_FLOWS];        /* its END marker went */
+	unsigned frr[VP_DEV_MAX_QUEUE_PAIRS]; /* the flow of a pair's next frame */
+	uint64_t wrong_queue;  /* --queues: test frames on a pair their flow does not hash to */
 
 	/* gen */
 	uint64_t gen_seq;
@@ -886,9 +904,18 @@ static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
 	if (vm->o.queues > 1) {
 		reset_caps(vm, pk, vm->o.burst);
 		n = mq_rx(vm, p, pk, &link, &pair);
-		if (n > 0)
-			verify_burst(vm, pk, n, now);
-		return n > 0 ? n : 0;
+		if (n <= 0)
+			return 0;
+		verify_burst(vm, pk, n, now);
+		/* Each test frame must come on the pair its flow hashes to. */
+		for (int i = 0; i < n; i++) {
+			struct vm_pkt_info info;
+
+			if (vm_pkt_check(pk[i].data, pk[i].len, &info) == VM_PKT_OK &&
+			    flow_pair(info.stream, vp_port_queue_pairs(p, link)) != pair)
+				vm->wrong_queue++;
+		}
+		return n;
 	}
 	if (!vm->o.copy && vp_port_side(p) == VP_PORT_FRONTEND) {
 		n = vp_port_rx_borrow(p, vm->zc, vm->o.burst);
@@ -1057,6 +1084,146 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 		}
 	} else if (r < 0) {
 		*want_tx = true;
+	}
+	return did;
+}
+
+/* --queues gen: give the flows their streams, as many per pair, each on the
+ * pair its stream hashes to (a receiver checks that with flow_pair()). */
+static void mq_flows(struct vm *vm, unsigned np)
+{
+	unsigned per[VP_DEV_MAX_QUEUE_PAIRS] = { 0 };
+
+	for (uint32_t i = 0; vm->nflows < np * MQ_FLOWS_PER_PAIR && i < 100000; i++) {
+		uint32_t s = vm->stream + i;
+		unsigned q = flow_pair(s, np);
+
+		if (per[q] == MQ_FLOWS_PER_PAIR)
+			continue;
+		per[q]++;
+		vm->fstream[vm->nflows] = s;
+		vm->fpair[vm->nflows++] = (uint8_t)q;
+	}
+}
+
+static unsigned mq_nflows(const struct vm *vm, unsigned q)
+{
+	unsigned nf = 0;
+
+	for (unsigned f = 0; f < vm->nflows; f++)
+		nf += vm->fpair[f] == q;
+	return nf;
+}
+
+/* The flow of pair q's k-th next frame (round robin from frr), or -1 if the
+ * pair has none. */
+static int mq_flow_of(const struct vm *vm, unsigned q, unsigned k)
+{
+	unsigned n = 0, nf = mq_nflows(vm, q), want;
+
+	if (!nf)
+		return -1;
+	want = (vm->frr[q] + k) % nf;
+	for (unsigned f = 0; f < vm->nflows; f++)
+		if (vm->fpair[f] == q && n++ == want)
+			return (int)f;
+	return -1;
+}
+
+/*
+ * gen with --queues: frames of several flows (a stream each) go out on the
+ * pair each flow hashes to, every flow in order on its own pair, so the
+ * receiver verifies each flow and that it came on its pair. Copying path;
+ * END markers go per flow once the run is over.
+ */
+static bool gen_step_mq(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
+{
+	struct vp_port *p = vm->port[0];
+	struct vp_pkt *pk = vm->txq[0].pk;
+	bool did = rx_verify(vm, 0, now) > 0;
+	unsigned np, allow;
+	int link = 0, r;
+
+	*want_tx = false;
+	if (!vp_port_up(p))
+		return did;
+	while (link < (int)vp_port_max_links(p) && !vp_port_link_up(p, link))
+		link++;
+	np = vp_port_queue_pairs(p, link);
+	if (!np)
+		return did;
+	if (!vm->nflows)
+		mq_flows(vm, np);
+	if (!vm->t_up) {
+		vm->t_up = now;
+		vm->rate_base_ns = now;
+		if (vm->o.seconds_set) {
+			vm->deadline = now + (int64_t)(vm->o.seconds * 1e9);
+			vm->has_deadline = true;
+		}
+	}
+	if (!vm->gen_done && ((vm->o.count && vm->gen_seq >= vm->o.count) ||
+			      (vm->has_deadline && now >= vm->deadline))) {
+		vm->gen_done = true;
+		vm->gen_done_at = now;
+	}
+	allow = vm->gen_done ? 0 : gen_allowance(vm, now, wait_ns);
+	for (unsigned q = 0; q < np && allow; q++) {
+		unsigned k = 0, nf = mq_nflows(vm, q);
+
+		for (; k < vm->o.burst && k < allow; k++) {
+			int f = mq_flow_of(vm, q, k);
+
+			if (f < 0 || (vm->o.count && vm->gen_seq + k >= vm->o.count))
+				break;
+			/* Round robin: a flow's j-th frame of this burst is k / nf. */
+			struct vm_pkt_info in = { .type = VM_PKT_DATA, .stream = vm->fstream[f],
+						  .seq = vm->fseq[f] + k / nf, .stamp_ns = now };
+
+			pk[k].len = next_size(vm);
+			memset(&pk[k].hdr, 0, sizeof(pk[k].hdr));
+			vm_pkt_build(pk[k].data, pk[k].len, vm->o.dst_mac, vm->o.mac, &in,
+				     vm->o.verify_full);
+		}
+		if (!k)
+			continue;
+		r = vp_port_tx_queue(p, link, q, pk, k, 0);
+		if (r <= 0) {
+			*want_tx = r == 0;
+			continue;
+		}
+		for (int i = 0; i < r; i++)
+			vm->fseq[mq_flow_of(vm, q, (unsigned)i)]++;
+		vm->frr[q] = (vm->frr[q] + (unsigned)r) % nf;
+		note_tx(vm, pk, r, now);
+		vm->qtx[q] += (uint64_t)r;
+		vm->gen_seq += (uint64_t)r;
+		allow -= (unsigned)r < allow ? (unsigned)r : allow;
+		did = true;
+		if ((unsigned)r < k)
+			*want_tx = true;
+	}
+	if (vm->gen_done && !vm->end_sent) {
+		bool all = true;
+
+		for (unsigned f = 0; f < vm->nflows; f++) {
+			struct vm_pkt_info in = { .type = VM_PKT_END, .stream = vm->fstream[f],
+						  .seq = vm->fseq[f], .stamp_ns = vm_now_ns() };
+
+			if (vm->fend[f])
+				continue;
+			pk[0].len = VM_PKT_MIN + 10;
+			memset(&pk[0].hdr, 0, sizeof(pk[0].hdr));
+			vm_pkt_build(pk[0].data, pk[0].len, vm->o.dst_mac, vm->o.mac, &in, true);
+			vm->fend[f] = vp_port_tx_queue(p, link, vm->fpair[f], pk, 1, 0) == 1;
+			all = all && vm->fend[f];
+		}
+		if (all) {
+			vm->end_sent = true;
+			vm->end_sent_at = now;
+		} else {
+			*want_tx = true;
+		}
 	}
 	return did;
 }
@@ -1644,7 +1811,7 @@ static void progress(struct vm *vm, int64_t now)
 
 static bool verdict(struct vm *vm)
 {
-	bool ok = !vm->failed && vm_verify_clean(&vm->ver);
+	bool ok = !vm->failed && vm_verify_clean(&vm->ver) && !vm->wrong_queue;
 
 	switch (vm->o.app) {
 	case APP_SINK:
@@ -1747,6 +1914,7 @@ static void report(struct vm *vm, int64_t now)
 		vm_json_dbl(&j, "cpu_s", cpu);
 		vm_json_dbl(&j, "pkts_per_cpu_s", cpu > 0 ? (double)moved / cpu : 0);
 		if (vm->o.queues > 1) {
+			vm_json_u64(&j, "wrong_queue", vm->wrong_queue);
 			vm_json_obj(&j, "queue_pairs");  /* rxN, txN: frames per pair */
 			for (unsigned q = 0; q < vm->o.queues; q++) {
 				char k[16];
@@ -1793,6 +1961,9 @@ static void report(struct vm *vm, int64_t now)
 		for (unsigned q = 0; vm->o.queues > 1 && q < vm->o.queues; q++)
 			printf("  queue pair %u: rx %" PRIu64 " tx %" PRIu64 "\n", q, vm->qrx[q],
 			       vm->qtx[q]);
+		if (vm->wrong_queue)
+			printf("  %" PRIu64 " test frames came on a queue pair their flow does not "
+			       "hash to\n", vm->wrong_queue);
 		if (vm->lat->count)
 			printf("  latency (%s): p50 %" PRIu64 " ns, p99 %" PRIu64 " ns, p99.9 %" PRIu64
 			       " ns, max %" PRIu64 " ns (%" PRIu64 " samples)\n",
@@ -2072,7 +2243,8 @@ static int run_vm(struct opts *o)
 		}
 		switch (o->app) {
 		case APP_GEN:
-			did = gen_step(vm, now, &wp[0].want_tx, &wait_ns);
+			did = o->queues > 1 ? gen_step_mq(vm, now, &wp[0].want_tx, &wait_ns)
+					    : gen_step(vm, now, &wp[0].want_tx, &wait_ns);
 			finished |= gen_finished(vm, now);
 			break;
 		case APP_SINK:
