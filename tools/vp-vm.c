@@ -1003,18 +1003,10 @@ static inline void gen_build(struct vm *vm, struct vp_pkt *pk, uint32_t len, int
 	vm->gen_seq++;
 }
 
-static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
+/* The run starts at the first link up (rate and --seconds from there) and is
+ * done at --count frames or the deadline. */
+static void gen_clock(struct vm *vm, int64_t now)
 {
-	struct txq *q = &vm->txq[0];
-	struct vp_port *p = vm->port[0];
-	bool did = false;
-	int r;
-
-	*want_tx = false;
-	if (rx_verify(vm, 0, now) > 0)
-		did = true;
-	if (!vp_port_up(p))
-		return did;
 	if (!vm->t_up) {
 		vm->t_up = now;
 		vm->rate_base_ns = now;
@@ -1028,6 +1020,21 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 		vm->gen_done = true;
 	if (vm->gen_done && !vm->gen_done_at)
 		vm->gen_done_at = now;
+}
+
+static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
+{
+	struct txq *q = &vm->txq[0];
+	struct vp_port *p = vm->port[0];
+	bool did = false;
+	int r;
+
+	*want_tx = false;
+	if (rx_verify(vm, 0, now) > 0)
+		did = true;
+	if (!vp_port_up(p))
+		return did;
+	gen_clock(vm, now);
 	if (!vm->gen_done && q->n < vm->o.burst) {
 		unsigned room = vm->o.burst - q->n, allow = gen_allowance(vm, now, wait_ns);
 
@@ -1154,19 +1161,7 @@ static bool gen_step_mq(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait
 		return did;
 	if (!vm->nflows)
 		mq_flows(vm, np);
-	if (!vm->t_up) {
-		vm->t_up = now;
-		vm->rate_base_ns = now;
-		if (vm->o.seconds_set) {
-			vm->deadline = now + (int64_t)(vm->o.seconds * 1e9);
-			vm->has_deadline = true;
-		}
-	}
-	if (!vm->gen_done && ((vm->o.count && vm->gen_seq >= vm->o.count) ||
-			      (vm->has_deadline && now >= vm->deadline))) {
-		vm->gen_done = true;
-		vm->gen_done_at = now;
-	}
+	gen_clock(vm, now);
 	allow = vm->gen_done ? 0 : gen_allowance(vm, now, wait_ns);
 	for (unsigned q = 0; q < np && allow; q++) {
 		unsigned k = 0, nf = mq_nflows(vm, q);
