@@ -465,6 +465,13 @@ static int local_setup(struct vpd_bdev *b, const struct vp_device *dev)
 		set_why(b, "%s", why);
 		return -EINVAL;
 	}
+	/* The device ABI (the info window, vhost_pci_net.ko) drives one pair;
+	 * the spec refuses queues= with backend-vm=, this guards the ABI. */
+	if (dev->nrings > 2) {
+		set_why(b, "%u queue pairs: a backend VM's vhost-pci device carries one",
+			dev->nrings / 2);
+		return -EOPNOTSUPP;
+	}
 	b->nq = dev->nrings;
 	if (!vm->next_peer)
 		vm->next_peer = 1;  /* 0 is the daemon's virtual peer */

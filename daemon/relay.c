@@ -134,8 +134,15 @@ static int make_info(const struct vp_device *dev, struct vp_frontend_info *in)
 		if (in->regions[i].fd < 0)
 			goto err;
 	}
-	in->nrings = dev->nrings;
-	for (unsigned i = 0; i < dev->nrings; i++) {
+	/* Pair 0, and with MQ each further pair the frontend set up (enabled
+	 * or not: the flags say), as far as the native handshake carries. */
+	in->nrings = 2;
+	while ((dev->driver_features & (1ull << VIRTIO_NET_F_MQ)) && in->nrings + 2 <= dev->nrings &&
+	       in->nrings + 2 <= VP_PCI_MAX_RINGS && dev->rings[in->nrings].started &&
+	       dev->rings[in->nrings].addr_set && dev->rings[in->nrings + 1].started &&
+	       dev->rings[in->nrings + 1].addr_set)
+		in->nrings += 2;
+	for (unsigned i = 0; i < in->nrings; i++) {
 		const struct vp_dev_ring *r = &dev->rings[i];
 
 		uint16_t resume = r->last_avail_idx;

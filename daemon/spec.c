@@ -84,6 +84,7 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		"path", "id", "connections", "mode", "uid", "uuid", "features", "backend",
 		"allow-unsealed", "backend-grace", "stop-timeout", "backend-vm",
 		"unplug-timeout", "design", "qemu", "qemu1", "qmp", "qmp1", "offloads",
+		"queues",
 	};
 	unsigned long long n;
 	unsigned k;
@@ -95,7 +96,8 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 		return spec_err(err, errlen, -EINVAL,
 				"unknown key '%s' (known: path, id, connections, mode, uid, uuid, "
 				"features, backend, allow-unsealed, backend-grace, stop-timeout, "
-				"backend-vm, unplug-timeout, design, qemu, qemu1, qmp, qmp1, offloads)",
+				"backend-vm, unplug-timeout, design, qemu, qemu1, qmp, qmp1, offloads, "
+				"queues)",
 				key);
 	if (*seen & (1u << k))
 		return spec_err(err, errlen, -EINVAL, "key '%s' given twice", key);
@@ -234,6 +236,13 @@ static int set_key(struct vpd_spec *s, const char *key, const char *v, unsigned 
 			return spec_err(err, errlen, -EINVAL,
 					"offloads '%s' is not none, csum or tso", v);
 		return 0;
+	case 19:
+		if (!parse_uint(v, 10, VP_DEV_MAX_QUEUE_PAIRS, &n) || !n)
+			return spec_err(err, errlen, -EINVAL,
+					"queues '%s' is not a number of queue pairs in 1..%d", v,
+					VP_DEV_MAX_QUEUE_PAIRS);
+		s->queues = (unsigned)n;
+		return 0;
 	}
 	return -EINVAL; /* not reached: k indexes keys[] */
 }
@@ -330,6 +339,15 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 	if (!e && s->qemu[1] && !strcmp(s->qemu[0], s->qemu[1]))
 		e = spec_err(err, errlen, -EINVAL, "qemu= and qemu1= name the same socket '%s': "
 			     "each QEMU guest needs its own", s->qemu[1]);
+	/* Multiqueue reaches userspace backends: the native handshake carries
+	 * VP_PCI_MAX_RINGS rings, the backend-VM device one pair. */
+	if (!e && s->queues > 1 && (s->pair21 || s->backend_vm))
+		e = spec_err(err, errlen, -EINVAL, "queues=%u: %s", s->queues, s->pair21 ?
+			     "design=2.1 has no virtio queue pairs" :
+			     "a backend VM's vhost-pci device carries one queue pair");
+	if (!e && s->queues > VP_PCI_MAX_RINGS / 2 && s->backend)
+		e = spec_err(err, errlen, -EINVAL, "queues=%u: the native handshake to backend= "
+			     "carries at most %d queue pairs", s->queues, VP_PCI_MAX_RINGS / 2);
 	if (!e && s->backend && s->backend_vm)
 		e = spec_err(err, errlen, -EINVAL, "backend= and backend-vm= exclude each other: "
 			     "a device is driven by a userspace backend or by a backend VM");
@@ -400,7 +418,7 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* A new key changes the size: compare it below, then update the number. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 144,
+_Static_assert(sizeof(void *) != 8 || sizeof(struct vpd_spec) == 152,
 	       "struct vpd_spec changed: compare the new key in vpd_spec_equal()");
 
 bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
@@ -411,6 +429,7 @@ bool vpd_spec_equal(const struct vpd_spec *a, const struct vpd_spec *b)
 	       a->have_uuid == b->have_uuid &&
 	       (!a->have_uuid || !memcmp(a->uuid, b->uuid, sizeof(a->uuid))) &&
 	       a->features == b->features && a->offloads == b->offloads &&
+	       a->queues == b->queues &&
 	       str_eq(a->backend, b->backend) &&
 	       str_eq(a->backend_vm, b->backend_vm) && str_eq(a->qemu[0], b->qemu[0]) &&
 	       str_eq(a->qemu[1], b->qemu[1]) && str_eq(a->qmp[0], b->qmp[0]) &&

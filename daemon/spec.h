@@ -25,6 +25,7 @@ struct vpd_spec {
 	uint64_t features;      /* 0: the library's default */
 	uint64_t offloads;      /* offloads=: VP_SERVER_OFFLOAD_* the backend honours,
 				 * offered on top of the default; excludes features */
+	unsigned queues;        /* queues=: virtio-net queue pairs offered (MQ); 0: 1 */
 	char *backend;          /* backend VM socket to announce READY devices to, or NULL */
 	char *backend_vm;       /* QMP socket of the backend VM to hot-plug READY
 				 * devices into (bevm.c), or NULL; excludes backend */

@@ -75,6 +75,8 @@ static const char usage_text[] =
 "                                            offload features the backend honours,\n"
 "                                            offered on top of the default (none;\n"
 "                                            vhost_pci_net.ko: tso)\n"
+"                           queues=N         virtio-net queue pairs offered (MQ),\n"
+"                                            1..8 (1: no MQ; backend=: up to 2)\n"
 "                           backend=PATH     announce each READY device to the\n"
 "                                            backend VM listening on PATH (native\n"
 "                                            vhost-pci); it then drives the rings\n"
@@ -202,6 +204,7 @@ static int start_server(struct vpd *d, struct vpd_server *s, int passed_fd)
 		.allowed_uid = s->spec.uid,
 		.have_uuid = s->spec.have_uuid,
 		.features = vpd_spec_features(&s->spec),
+		.max_queue_pairs = s->spec.queues,
 		.allow_unsealed = s->spec.allow_unsealed,
 		/* The library drops a connection not READY in time (vhost-user:
 		 * not through QEMU's init, or not READY once it starts). */

@@ -433,6 +433,8 @@ static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *n
 {
 	struct vp_msg m, r;
 	uint64_t offered, feat;
+	bool mq = false;  /* protocol feature MQ in use */
+	unsigned nrings = in->nrings;
 	int e;
 
 	vp_msg_init(&m, VP_VU_GET_FEATURES, 0);
@@ -456,10 +458,33 @@ static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *n
 			return e;
 		uint64_t pf = r.p.u64 & (1ull << VP_VU_PROTOCOL_F_REPLY_ACK);
 
+		if (in->nrings > 2)
+			pf |= r.p.u64 & (1ull << VP_VU_PROTOCOL_F_MQ);
 		e = vu_simple(v, VP_VU_SET_PROTOCOL_FEATURES, pf);
 		if (e < 0)
 			return e;
-		v->ack = pf != 0;
+		v->ack = pf & (1ull << VP_VU_PROTOCOL_F_REPLY_ACK);
+		mq = pf & (1ull << VP_VU_PROTOCOL_F_MQ);
+		if (mq) {
+			vp_msg_init(&m, VP_VU_GET_QUEUE_NUM, 0);
+			e = vu_call(v, &m, &r);
+			if (e < 0)
+				return e;
+			if (r.p.u64 < in->nrings / 2) {
+				vp_log(VP_LOG_WARN, "vhost-user: backend has %llu queue pairs, "
+				       "we need %u", (unsigned long long)r.p.u64, in->nrings / 2);
+				return -EOPNOTSUPP;
+			}
+		}
+	}
+	/* Rings past pair 0 need MQ both ways (the virtio and vhost-user specs);
+	 * without, the device has one pair, as a guest's would. */
+	if (!(feat & (1ull << VIRTIO_NET_F_MQ)) || !mq) {
+		if (in->nrings > 2)
+			vp_log(VP_LOG_INFO, "vhost-user: backend without multiqueue: 1 of %u "
+			       "queue pairs", in->nrings / 2);
+		feat &= ~(1ull << VIRTIO_NET_F_MQ);
+		nrings = 2 < in->nrings ? 2 : in->nrings;
 	}
 	e = vu_simple(v, VP_VU_SET_FEATURES, feat);
 	if (e < 0)
@@ -481,7 +506,7 @@ static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *n
 	if (e < 0)
 		return e;
 
-	for (unsigned i = 0; i < in->nrings; i++) {
+	for (unsigned i = 0; i < nrings; i++) {
 		const struct vp_frontend_ring *g = &in->rings[i];
 
 		vp_msg_init(&m, VP_VU_SET_VRING_ADDR, 0);
@@ -498,7 +523,7 @@ static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *n
 			return e;
 	}
 	if (feat & (1ull << VP_VU_F_PROTOCOL_FEATURES)) {
-		for (unsigned i = 0; i < in->nrings; i++) {
+		for (unsigned i = 0; i < nrings; i++) {
 			e = vu_ring_state(v, VP_VU_SET_VRING_ENABLE, i, in->rings[i].enabled);
 			if (e < 0)
 				return e;

@@ -317,7 +317,14 @@ static int nq_new(struct nq *q, const struct vp_device *dev, unsigned ring, cons
 
 int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mode mode)
 {
-	char name[2][32];
+	return vp_net_new_queue(out, dev, 0, mode);
+}
+
+int vp_net_new_queue(struct vp_net **out, const struct vp_device *dev, unsigned pair,
+		     enum vp_net_mode mode)
+{
+	const struct vp_dev_ring *rq, *tq;  /* the pair's receiveq and transmitq */
+	char name[2][40];
 	struct vp_net *n;
 	unsigned num, nreg;
 	int err;
@@ -329,6 +336,13 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 	    !(dev->driver_features & (1ull << VIRTIO_F_VERSION_1)) || !dev->mem ||
 	    dev->nrings < 2 || (unsigned)mode > VP_NET_ADAPTIVE)
 		return -EINVAL;
+	if (pair >= dev->nrings / 2)
+		return -ENOENT;
+	/* Pair 0 of a READY device always is; a disabled pair is not walked. */
+	if (pair && !vp_device_pair_live(dev, pair))
+		return -ENODEV;
+	rq = &dev->rings[2 * pair + VP_NET_Q_RX];
+	tq = &dev->rings[2 * pair + VP_NET_Q_TX];
 
 	n = calloc(1, sizeof(*n));
 	if (!n)
@@ -341,11 +355,11 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 	n->features = dev->driver_features;
 	n->tx_call = n->rx_call = n->tx_kick = n->rx_kick = -1;
 
-	snprintf(name[0], sizeof(name[0]), "dev%" PRIu64 ".rxq", dev->id);
-	snprintf(name[1], sizeof(name[1]), "dev%" PRIu64 ".txq", dev->id);
-	err = nq_new(&n->txq, dev, VP_NET_Q_RX, name[0]);
+	snprintf(name[0], sizeof(name[0]), "dev%" PRIu64 ".rxq%u", dev->id, pair);
+	snprintf(name[1], sizeof(name[1]), "dev%" PRIu64 ".txq%u", dev->id, pair);
+	err = nq_new(&n->txq, dev, 2 * pair + VP_NET_Q_RX, name[0]);
 	if (!err)
-		err = nq_new(&n->rxq, dev, VP_NET_Q_TX, name[1]);
+		err = nq_new(&n->rxq, dev, 2 * pair + VP_NET_Q_TX, name[1]);
 	if (err)
 		goto fail;
 
@@ -356,7 +370,7 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 	 * most one piece per region. Plus slack so that bursts of one- or
 	 * two-piece chains rarely run out first. Untouched pages cost nothing.
 	 */
-	num = dev->rings[0].num > dev->rings[1].num ? dev->rings[0].num : dev->rings[1].num;
+	num = rq->num > tq->num ? rq->num : tq->num;
 	nreg = vp_mem_count(dev->mem);
 	n->chain_cap = num;
 	n->iov_cap = 2 * num * (nreg ? nreg : 1) + 2 * num;
@@ -371,10 +385,10 @@ int vp_net_new(struct vp_net **out, const struct vp_device *dev, enum vp_net_mod
 
 	{
 		const struct { int *dst; int src; const char *what; } t[4] = {
-			{ &n->tx_kick, dev->rings[VP_NET_Q_RX].kick_fd, "receiveq kick" },
-			{ &n->tx_call, dev->rings[VP_NET_Q_RX].call_fd, "receiveq call" },
-			{ &n->rx_kick, dev->rings[VP_NET_Q_TX].kick_fd, "transmitq kick" },
-			{ &n->rx_call, dev->rings[VP_NET_Q_TX].call_fd, "transmitq call" },
+			{ &n->tx_kick, rq->kick_fd, "receiveq kick" },
+			{ &n->tx_call, rq->call_fd, "receiveq call" },
+			{ &n->rx_kick, tq->kick_fd, "transmitq kick" },
+			{ &n->rx_call, tq->call_fd, "transmitq call" },
 		};
 
 		for (unsigned i = 0; i < 4; i++) {

@@ -134,6 +134,12 @@ struct vp_netfe {
 	bool ring_evidx, ring_ind;	/* what the rings were made with */
 	uint8_t mac[6];
 	uint8_t uuid[16];
+	uint64_t end;			/* gpa past our layout: the next pair's */
+	/* Queue pairs past 0 (VIRTIO_NET_F_MQ): each a vp_netfe of its own
+	 * rings, buffers and eventfds, laid out after the previous one. Only
+	 * pair 0 holds them; vp_netfe_queue() hands them out. */
+	struct vp_netfe *pair[VP_NETFE_MAX_QUEUE_PAIRS];
+	unsigned npairs;		/* pair 0: how many; others: 0 */
 	char reason[REASON_MAX];
 };
 
@@ -238,6 +244,7 @@ static int layout(struct vp_netfe *fe, uint64_t ram_offset)
 			fe->ind_cfg = 0;
 		}
 	}
+	fe->end = off;
 	return off > fe->ram_size ? -ENOSPC : 0;
 }
 
@@ -297,16 +304,52 @@ static void reset_pools(struct vp_netfe *fe)
 		fe->tx_free[i] = (uint16_t)(fe->slot0 + fe->tx_num - 1 - i);
 }
 
+static int netfe_new_one(struct vp_netfe **out, const struct vp_netfe_config *cfg,
+			 uint64_t ram_offset, uint64_t features);
+
 int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 {
-	struct vp_netfe *fe;
-	unsigned ecap, nid;
+	uint64_t features, mq = 1ull << VIRTIO_NET_F_MQ;
+	unsigned n;
 	int err;
 
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!cfg || !cfg->ram || !cfg->ram_size || cfg->ram_fd < 0 ||
+	if (!cfg || cfg->queue_pairs > VP_NETFE_MAX_QUEUE_PAIRS)
+		return -EINVAL;
+	n = cfg->queue_pairs ? cfg->queue_pairs : 1;
+	features = cfg->features ? cfg->features : VP_NETFE_DEFAULT_FEATURES;
+	features = n > 1 ? features | mq : features & ~mq;
+	err = netfe_new_one(out, cfg, cfg->ram_offset, features);
+	if (err)
+		return err;
+	(*out)->npairs = n;
+	(*out)->pair[0] = *out;
+	for (unsigned q = 1; q < n; q++) {
+		err = netfe_new_one(&(*out)->pair[q], cfg, (*out)->pair[q - 1]->end, features);
+		if (err) {
+			vp_netfe_free(*out);
+			*out = NULL;
+			return err;
+		}
+	}
+	return 0;
+}
+
+struct vp_netfe *vp_netfe_queue(struct vp_netfe *fe, unsigned pair)
+{
+	return fe && pair < fe->npairs ? fe->pair[pair] : NULL;
+}
+
+static int netfe_new_one(struct vp_netfe **out, const struct vp_netfe_config *cfg,
+			 uint64_t ram_offset, uint64_t features)
+{
+	struct vp_netfe *fe;
+	unsigned ecap, nid;
+	int err;
+
+	if (!cfg->ram || !cfg->ram_size || cfg->ram_fd < 0 ||
 	    (unsigned)cfg->mode > VP_NET_ADAPTIVE)
 		return -EINVAL;
 	fe = calloc(1, sizeof(*fe));
@@ -320,7 +363,7 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	fe->rx_num = cfg->rx_num ? cfg->rx_num : 256;
 	fe->tx_num = cfg->tx_num ? cfg->tx_num : 256;
 	fe->rx_buf_size = cfg->rx_buf_size ? cfg->rx_buf_size : 2048;
-	fe->features = cfg->features ? cfg->features : VP_NETFE_DEFAULT_FEATURES;
+	fe->features = features;
 	fe->mode = cfg->mode;
 	fe->hold_ns = -1;
 	memcpy(fe->mac, cfg->mac, 6);
@@ -329,11 +372,12 @@ int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg)
 	if (!is_pow2(fe->rx_num) || !is_pow2(fe->tx_num) ||
 	    fe->rx_num > VP_VQ_MAX_SIZE || fe->tx_num > VP_VQ_MAX_SIZE ||
 	    fe->rx_buf_size < 64 || fe->rx_buf_size > (1u << 24) ||
-	    (fe->features & ~(VP_NET_FEATURES | VP_NET_TSO_FEATURES)) || !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
+	    (fe->features & ~(VP_NET_FEATURES | VP_NET_TSO_FEATURES | (1ull << VIRTIO_NET_F_MQ))) ||
+	    !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
 		goto fail;
 	/* Slots as big as a receive buffer: a frame that fits one fits the other. */
 	fe->slot = (uint32_t)align_up(fe->rx_buf_size > TX_SLOT ? fe->rx_buf_size : TX_SLOT, 64);
-	err = layout(fe, cfg->ram_offset);
+	err = layout(fe, ram_offset);
 	if (err)
 		goto fail;
 	/* Equal buffers, back to back: one pool. Ids fit the 16-bit slot arrays. */
@@ -383,6 +427,8 @@ void vp_netfe_free(struct vp_netfe *fe)
 {
 	if (!fe)
 		return;
+	for (unsigned q = 1; q < fe->npairs; q++)
+		vp_netfe_free(fe->pair[q]);
 	free_rings(fe);
 	close_efds(fe);
 	free(fe->etok);
@@ -412,22 +458,41 @@ void vp_netfe_info(const struct vp_netfe *fe, struct vp_frontend_info *info)
 		.gpa = 0, .size = fe->ram_size, .uaddr = (uint64_t)(uintptr_t)fe->ram,
 		.fd_offset = 0, .prot = VP_MEM_RW, .fd = fe->ram_fd,
 	};
-	info->nrings = 2;
-	for (int q = 0; q < 2; q++) {
-		info->rings[q] = (struct vp_frontend_ring){
-			.num = q == VP_NET_Q_RX ? fe->rx_num : fe->tx_num,
-			.last_avail_idx = 0,
-			.desc = fe->q[q].desc, .avail = fe->q[q].avail, .used = fe->q[q].used,
-			.enabled = true,
-			.kick_fd = fe->efd[q == VP_NET_Q_RX ? EFD_RX_KICK : EFD_TX_KICK],
-			.call_fd = fe->efd[q == VP_NET_Q_RX ? EFD_RX_CALL : EFD_TX_CALL],
-		};
+	info->nrings = 2 * fe->npairs;
+	for (unsigned p = 0; p < fe->npairs; p++) {
+		const struct vp_netfe *f = fe->pair[p];
+
+		for (int q = 0; q < 2; q++) {
+			info->rings[2 * p + q] = (struct vp_frontend_ring){
+				.num = q == VP_NET_Q_RX ? f->rx_num : f->tx_num,
+				.last_avail_idx = 0,
+				.desc = f->q[q].desc, .avail = f->q[q].avail, .used = f->q[q].used,
+				.enabled = true,
+				.kick_fd = f->efd[q == VP_NET_Q_RX ? EFD_RX_KICK : EFD_TX_KICK],
+				.call_fd = f->efd[q == VP_NET_Q_RX ? EFD_RX_CALL : EFD_TX_CALL],
+			};
+		}
 	}
 	info->config_len = 6;
 	memcpy(info->config, fe->mac, 6);
 }
 
+static int netfe_start_one(struct vp_netfe *fe, uint64_t features);
+
 int vp_netfe_start(struct vp_netfe *fe, uint64_t features)
+{
+	/* Without MQ the device has pair 0 only: the others stay unstarted. */
+	unsigned n = features & (1ull << VIRTIO_NET_F_MQ) ? fe->npairs : 1;
+	int err = 0;
+
+	if (!fe->npairs)
+		return -EINVAL;  /* a pair past 0: its pair 0 starts it */
+	for (unsigned q = 0; q < n && !err; q++)
+		err = netfe_start_one(fe->pair[q], features);
+	return err;
+}
+
+static int netfe_start_one(struct vp_netfe *fe, uint64_t features)
 {
 	bool evidx = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
 	bool ind = features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
@@ -468,7 +533,18 @@ int vp_netfe_start(struct vp_netfe *fe, uint64_t features)
 	return 0;
 }
 
+static int netfe_reset_one(struct vp_netfe *fe);
+
 int vp_netfe_reset(struct vp_netfe *fe)
+{
+	int err = fe->npairs ? 0 : -EINVAL;
+
+	for (unsigned q = 0; q < fe->npairs && !err; q++)
+		err = netfe_reset_one(fe->pair[q]);
+	return err;
+}
+
+static int netfe_reset_one(struct vp_netfe *fe)
 {
 	int err;
 
@@ -1258,9 +1334,13 @@ int vp_netfe_set_coalesce(struct vp_netfe *fe, const struct vp_net_coalesce *c)
 {
 	int r = coal_check(c);
 
-	if (r == 0)
-		fe->coal = *c;
-	return r;
+	if (r < 0)
+		return r;
+	fe->coal = *c;
+	/* Pair 0 holds the others (MQ): one setting for the device. */
+	for (unsigned q = 1; q < fe->npairs; q++)
+		fe->pair[q]->coal = *c;
+	return 0;
 }
 
 int64_t vp_netfe_hold_ns(const struct vp_netfe *fe)

@@ -37,7 +37,9 @@
 #define CLOSE_NS 1000000000ll        /* frontend: let the device take what we queued */
 
 struct link {
-	struct vp_net *net;
+	struct vp_net *net;           /* queue pair 0 */
+	struct vp_net *qn[VP_DEV_MAX_QUEUE_PAIRS]; /* live pairs past 0 (MQ); [0] unused */
+	unsigned qrr;                 /* the pair the next any-pair receive starts at */
 	uint64_t dev_id;
 	bool used;                    /* a device holds the slot (up or not) */
 	const struct vp_device *dev;  /* valid while used */
@@ -141,6 +143,13 @@ static void link_down(struct vp_port *p, struct link *l, const char *why)
 		return;
 	vp_net_stats_add(&p->acc, vp_net_stats(n));
 	l->net = NULL;
+	for (unsigned q = 1; q < VP_DEV_MAX_QUEUE_PAIRS; q++) {
+		if (l->qn[q]) {
+			vp_net_stats_add(&p->acc, vp_net_stats(l->qn[q]));
+			vp_net_free(l->qn[q]);
+			l->qn[q] = NULL;
+		}
+	}
 	p->cnt.link_downs++;
 	snprintf(p->down_why, sizeof(p->down_why), "%s", why);
 	port_log(p, VP_LOG_INFO, "link down (device %" PRIu64 "): %s", l->dev_id, why);
@@ -171,6 +180,32 @@ static void link_broken(struct vp_port *p, struct link *l, const char *what)
 	link_down(p, l, why);
 	if (!guest)
 		vp_server_drop(p->srv, l->dev_id, why);
+}
+
+/* The vp_net of queue pair q of a link, or NULL (no such pair, not live). */
+static struct vp_net *link_pair(const struct link *l, unsigned q)
+{
+	return q >= VP_DEV_MAX_QUEUE_PAIRS ? NULL : q ? l->qn[q] : l->net;
+}
+
+/* Pair 0 is up: attach the device's other live pairs (MQ). A pair that
+ * cannot be driven is left alone, logged: the frontend's frames on it wait. */
+static void link_attach_pairs(struct vp_port *p, struct link *l, const struct vp_device *dev)
+{
+	for (unsigned q = 1; q < dev->nrings / 2 && q < VP_DEV_MAX_QUEUE_PAIRS; q++) {
+		int r;
+
+		if (!vp_device_pair_live(dev, q))
+			continue;
+		r = vp_net_new_queue(&l->qn[q], dev, q, p->mode);
+		if (r == 0)
+			(void)vp_net_set_coalesce(l->qn[q], &p->coal);  /* checked at new */
+		if (r < 0) {
+			l->qn[q] = NULL;
+			port_log(p, VP_LOG_WARN, "device %" PRIu64 ": queue pair %u not driven: %s",
+				 dev->id, q, strerror(-r));
+		}
+	}
 }
 
 static struct link *find_link(struct vp_port *p, uint64_t id)
@@ -271,18 +306,27 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 								    : VP_DEV_MAX_RINGS;
 			memcpy(rings, dev->rings, cur.nrings * sizeof(rings[0]));
 			cur.rings = rings;
-			for (unsigned i = 0; i < cur.nrings; i++)
-				if (dev->driver_features & (1ull << VIRTIO_F_RING_PACKED))
+			for (unsigned i = 0; i < cur.nrings; i++) {
+				struct vp_net *qn = link_pair(l, i / 2);
+
+				if (dev->driver_features & (1ull << VIRTIO_F_RING_PACKED)) {
 					/* No index in memory: the walker's. */
-					rings[i].last_avail_idx = vp_net_last_avail(l->net, i);
-				else if (vp_device_ring_status(dev, i, &st) == 0)
+					if (qn)
+						rings[i].last_avail_idx = vp_net_last_avail(qn, i % 2);
+				} else if (vp_device_ring_status(dev, i, &st) == 0) {
 					rings[i].last_avail_idx = st.used_idx;
+				}
+			}
 			link_down(p, l, "eventfds replaced: re-attaching");
 			r = vp_net_new(&l->net, &cur, p->mode);
+			if (r == 0)
+				link_attach_pairs(p, l, &cur);
 		} else {
 			if (l->net)
 				link_down(p, l, "device ready again");
 			r = vp_net_new(&l->net, dev, p->mode);
+			if (r == 0)
+				link_attach_pairs(p, l, dev);
 		}
 		if (r == 0)
 			(void)vp_net_set_coalesce(l->net, &p->coal);  /* checked in vp_port_new() */
@@ -303,8 +347,11 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 		/* A packed ring's position lives only in its walker: tell the
 		 * server before it goes (GET_VRING_BASE answers it). */
 		if (l && l->net && (dev->driver_features & (1ull << VIRTIO_F_RING_PACKED)))
-			for (unsigned q = 0; q < 2; q++)
-				vp_server_set_ring_base(p->srv, dev->id, q, vp_net_last_avail(l->net, q));
+			for (unsigned i = 0; i < dev->nrings; i++)
+				if (link_pair(l, i / 2))
+					vp_server_set_ring_base(p->srv, dev->id, i,
+								vp_net_last_avail(link_pair(l, i / 2),
+										  i % 2));
 		if (l)
 			link_down(p, l, "frontend stopped its rings");
 		break;
@@ -330,8 +377,9 @@ static int be_control(struct vp_port *p)
 	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++) {
 		struct link *l = &p->links[i];
 
-		if (l->net && vp_net_broken(l->net))
-			link_broken(p, l, "ring broken");
+		for (unsigned q = 0; q < VP_DEV_MAX_QUEUE_PAIRS && l->net; q++)
+			if (link_pair(l, q) && vp_net_broken(link_pair(l, q)))
+				link_broken(p, l, "ring broken");
 	}
 	return 0;
 }
@@ -358,15 +406,24 @@ static int be_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link)
 
 		if (!l->net)
 			continue;
-		r = vp_net_rx_burst(l->net, pkts, n);
-		if (r < 0) {
-			link_broken(p, l, "frontend's TX ring broken");
-			continue;
-		}
-		if (r > 0) {
-			p->rr = (i + 1) % VP_PORT_MAX_LINKS;
-			*link = (int)i;
-			return r;
+		/* Every live queue pair, round robin from where the last stopped. */
+		for (unsigned j = 0; j < VP_DEV_MAX_QUEUE_PAIRS && l->net; j++) {
+			unsigned q = (l->qrr + j) % VP_DEV_MAX_QUEUE_PAIRS;
+			struct vp_net *qn = link_pair(l, q);
+
+			if (!qn)
+				continue;
+			r = vp_net_rx_burst(qn, pkts, n);
+			if (r < 0) {
+				link_broken(p, l, "frontend's TX ring broken");
+				break;
+			}
+			if (r > 0) {
+				l->qrr = (q + 1) % VP_DEV_MAX_QUEUE_PAIRS;
+				p->rr = (i + 1) % VP_PORT_MAX_LINKS;
+				*link = (int)i;
+				return r;
+			}
 		}
 	}
 	return 0;
@@ -474,8 +531,9 @@ static void be_stats(const struct vp_port *p, struct vp_net_stats *out)
 {
 	*out = p->acc;
 	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
-		if (p->links[i].net)
-			vp_net_stats_add(out, vp_net_stats(p->links[i].net));
+		for (unsigned q = 0; q < VP_DEV_MAX_QUEUE_PAIRS && p->links[i].net; q++)
+			if (link_pair(&p->links[i], q))
+				vp_net_stats_add(out, vp_net_stats(link_pair(&p->links[i], q)));
 }
 
 /* Every link that is up, for a wait. -EAGAIN: one broke, control first. */
@@ -487,13 +545,15 @@ static int links_wait_items(struct vp_port *p, bool rx, bool tx, struct vp_wait_
 	if (!rx && !tx)
 		return 0;
 	for (unsigned i = 0; i < VP_PORT_MAX_LINKS && nit < max_it; i++) {
-		struct vp_net *n = p->links[i].net;
+		for (unsigned q = 0; q < VP_DEV_MAX_QUEUE_PAIRS && nit < max_it; q++) {
+			struct vp_net *n = link_pair(&p->links[i], q);
 
-		if (!n)
-			continue;
-		if (vp_net_broken(n))
-			return -EAGAIN;
-		it[nit++] = (struct vp_wait_item){ &vp_net_wait_ops, n, rx, tx };
+			if (!n)
+				continue;
+			if (vp_net_broken(n))
+				return -EAGAIN;
+			it[nit++] = (struct vp_wait_item){ &vp_net_wait_ops, n, rx, tx };
+		}
 	}
 	return (int)nit;
 }
@@ -552,6 +612,7 @@ static int be_new(struct vp_port *p, const struct vp_port_config *c)
 	 * vhost-user frontends connecting straight here get the transport bit. */
 	cfg.features = features | (1ull << VP_VU_F_PROTOCOL_FEATURES);
 	cfg.allow_unsealed = c->allow_unsealed;
+	cfg.max_queue_pairs = c->queue_pairs;
 	p->max_links = config_max_links(c);
 	cfg.on_event = on_server_event;
 	cfg.opaque = p;
@@ -888,11 +949,26 @@ static bool fe_can_rx(const struct vp_port *p)
 	return p->fe_state == VP_PORT_UP || p->fe_state == VP_PORT_DRAIN;
 }
 
+/* Our queue pair q while the device has it (MQ negotiated), or NULL. */
+static struct vp_netfe *fe_pair(const struct vp_port *p, unsigned q)
+{
+	if (!p->fe || (q && !(p->features & (1ull << VIRTIO_NET_F_MQ))))
+		return NULL;
+	return vp_netfe_queue(p->fe, q);
+}
+
 static int fe_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link)
 {
+	int r = 0;
+
 	if (!fe_can_rx(p))
 		return 0;
 	*link = 0;
+	/* Every pair the device has, pair 0 last: its emptiness ends a drain. */
+	for (unsigned q = 1; fe_pair(p, q) && r == 0; q++)
+		r = vp_netfe_rx_burst(fe_pair(p, q), pkts, n);
+	if (r != 0)
+		return fe_rx_done(p, r);
 	return fe_rx_done(p, vp_netfe_rx_burst(p->fe, pkts, n));
 }
 
@@ -989,6 +1065,8 @@ static uint64_t fe_features(const struct vp_port *p)
 static void fe_stats(const struct vp_port *p, struct vp_net_stats *out)
 {
 	*out = p->fe ? *vp_netfe_stats(p->fe) : p->acc;
+	for (unsigned q = 1; p->fe && vp_netfe_queue(p->fe, q); q++)
+		vp_net_stats_add(out, vp_netfe_stats(vp_netfe_queue(p->fe, q)));
 }
 
 /* ms until t (>= 0), or the caller's timeout if that is sooner. */
@@ -1023,12 +1101,16 @@ static int fe_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item
 	case VP_PORT_UP:
 		break;
 	}
-	if (vp_netfe_broken(p->fe))
-		return -EAGAIN;
-	if ((!rx && !tx) || !max_it)
+	unsigned nit = 0;
+
+	for (unsigned q = 0; fe_pair(p, q); q++)
+		if (vp_netfe_broken(fe_pair(p, q)))
+			return -EAGAIN;
+	if (!rx && !tx)
 		return 0;
-	it[0] = (struct vp_wait_item){ &vp_netfe_wait_ops, p->fe, rx, tx };
-	return 1;
+	for (unsigned q = 0; fe_pair(p, q) && nit < max_it; q++)
+		it[nit++] = (struct vp_wait_item){ &vp_netfe_wait_ops, fe_pair(p, q), rx, tx };
+	return (int)nit;
 }
 
 static void fe_close(struct vp_port *p)
@@ -1105,6 +1187,7 @@ static int fe_new(struct vp_port *p, const struct vp_port_config *c)
 	memcpy(cfg.mac, c->mac, 6);
 	memcpy(cfg.uuid, c->uuid, 16);
 	cfg.mode = c->mode;
+	cfg.queue_pairs = c->queue_pairs;
 	r = vp_netfe_new(&p->fe, &cfg);
 	if (r < 0) {
 		snprintf(p->last_err, sizeof(p->last_err), "cannot create the virtio-net device: %s",
@@ -1663,4 +1746,136 @@ int vp_port_wait_prep(struct vp_port *p, bool rx, bool tx, struct vp_wait_item *
 		      int *timeout_ms)
 {
 	return p->ops->wait_prep(p, rx, tx, it, max_it, pf, max_fd, nfd, timeout_ms);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Multiqueue: one pair by number                                           */
+
+unsigned vp_port_queue_pairs(const struct vp_port *p, int link)
+{
+	const struct link *l;
+
+	switch (p->side) {
+	case VP_PORT_BACKEND:
+		l = up_link(p, link);
+		if (!l)
+			return 0;
+		return l->dev && (l->dev->driver_features & (1ull << VIRTIO_NET_F_MQ)) ?
+		       l->dev->nrings / 2 : 1;
+	case VP_PORT_FRONTEND: {
+		unsigned n = 0;
+
+		if (link != 0 || !fe_can_rx(p))
+			return 0;
+		while (fe_pair(p, n))
+			n++;
+		return n;
+	}
+	default:
+		return p->ops->link_up(p, link) ? 1 : 0;
+	}
+}
+
+/*
+ * Where pair of link is, for a receive (rx) or a send: a backend's link *l
+ * (its pair's vp_net is link_pair()) or a frontend's pair *f: 1; 0 while
+ * the link cannot move data; -EINVAL, -ENODEV (no such pair, not live); or
+ * -ENOTSUP for a 2.1 port, whose only pair is 0 (the caller maps it).
+ */
+static int queue_find(struct vp_port *p, int link, unsigned pair, bool rx, struct link **l,
+		      struct vp_netfe **f)
+{
+	if (link < 0 || link >= VP_PORT_MAX_LINKS)
+		return -EINVAL;
+	switch (p->side) {
+	case VP_PORT_BACKEND:
+		*l = up_link(p, link);
+		if (!*l)
+			return 0;
+		return link_pair(*l, pair) ? 1 : -ENODEV;
+	case VP_PORT_FRONTEND:
+		if (link != 0)
+			return -EINVAL;
+		if (rx ? !fe_can_rx(p) : p->fe_state != VP_PORT_UP)
+			return 0;
+		*f = fe_pair(p, pair);
+		return *f ? 1 : -ENODEV;
+	default:
+		return pair ? -ENODEV : -ENOTSUP;
+	}
+}
+
+int vp_port_rx_queue(struct vp_port *p, int link, unsigned pair, struct vp_pkt *pkts,
+		     unsigned n)
+{
+	struct vp_netfe *f = NULL;
+	struct link *l = NULL;
+	int r = queue_find(p, link, pair, true, &l, &f);
+
+	if (r == -ENOTSUP)
+		return p->ops->rx_link(p, link, pkts, n, false);
+	if (r <= 0)
+		return r;
+	if (l) {
+		r = vp_net_rx_burst(link_pair(l, pair), pkts, n);
+		if (r == -EIO)
+			link_broken(p, l, "frontend's TX ring broken");
+		return r;
+	}
+	/* An empty pair does not end a drain (others may hold frames): the
+	 * drain's deadline does. */
+	r = vp_netfe_rx_burst(f, pkts, n);
+	if (r < 0)
+		fe_down(p, "receive ring broken");
+	return r;
+}
+
+int vp_port_tx_queue(struct vp_port *p, int link, unsigned pair, const struct vp_pkt *pkts,
+		     unsigned n, unsigned flags)
+{
+	struct vp_netfe *f = NULL;
+	struct link *l = NULL;
+	int r = queue_find(p, link, pair, false, &l, &f);
+
+	if (r == -ENOTSUP)
+		return p->ops->tx(p, link, pkts, n, flags);
+	if (r <= 0)
+		return r;
+	if (l) {
+		r = vp_net_tx_burst(link_pair(l, pair), pkts, n, flags);
+		if (r < 0)
+			link_broken(p, l, "frontend's RX ring broken");
+		return r;
+	}
+	r = vp_netfe_tx_burst(f, pkts, n, flags);
+	if (r < 0)
+		fe_down(p, "transmit ring broken");
+	else
+		p->tx_accepted += (uint64_t)r;
+	return r;
+}
+
+int vp_port_queue_stats(const struct vp_port *p, int link, unsigned pair,
+			struct vp_net_stats *out)
+{
+	const struct link *l;
+	const struct vp_netfe *f;
+
+	memset(out, 0, sizeof(*out));
+	switch (p->side) {
+	case VP_PORT_BACKEND:
+		l = up_link(p, link);
+		if (!l || !link_pair(l, pair))
+			return -ENODEV;
+		*out = *vp_net_stats(link_pair(l, pair));
+		return 0;
+	case VP_PORT_FRONTEND:
+		f = link == 0 && p->fe_state == VP_PORT_UP ? fe_pair(p, pair) : NULL;
+		if (!f)
+			return -ENODEV;
+		*out = *vp_netfe_stats(f);
+		return 0;
+	default:
+		return -ENODEV;
+	}
 }

@@ -44,7 +44,8 @@
 #include "vhostpci/sock.h"
 #include "vhostpci/vring.h"
 
-/* vhost-user protocol features we offer: acks for NEED_REPLY requests. */
+/* vhost-user protocol features we offer: acks for NEED_REPLY requests, and
+ * MQ (GET_QUEUE_NUM, rings past pair 0) when more than one pair is configured. */
 #define VU_PROTOCOL_OFFERED (1ull << VP_VU_PROTOCOL_F_REPLY_ACK)
 
 /* Where a session is, which picks the dispatch rows allowed: a native
@@ -71,6 +72,7 @@ struct conn {
 	struct vp_dev_ring rings[VP_DEV_MAX_RINGS];       /* dev.rings */
 	struct vp_mem *mem;
 	char name[48];
+	uint32_t live_pairs;       /* vp_device_pair_live() bits when last told */
 	/* vhost-user */
 	bool features_set;
 	/* native */
@@ -103,6 +105,7 @@ struct vp_server {
 	bool have_uuid;
 	uint8_t uuid[16];
 	uint64_t features;
+	unsigned pairs;            /* queue pairs a frontend may use, >= 1 */
 	bool allow_unsealed;
 	unsigned handshake_ms;     /* 0: no deadline */
 	int timerfd;               /* fires at the earliest connection deadline */
@@ -267,28 +270,72 @@ static void deadline_clear(struct conn *c)
 	c->deadline_ms = 0;
 }
 
-/* READY when memory, features and every ring are in place and running. */
+bool vp_device_pair_live(const struct vp_device *dev, unsigned pair)
+{
+	if (!dev || pair >= dev->nrings / 2 ||
+	    (pair && !(dev->driver_features & (1ull << VIRTIO_NET_F_MQ))))
+		return false;
+	for (unsigned i = 2 * pair; i < 2 * pair + 2; i++) {
+		const struct vp_dev_ring *r = &dev->rings[i];
+
+		if (!r->addr_set || !r->started || !r->enabled)
+			return false;
+	}
+	return true;
+}
+
+static uint32_t live_pairs(const struct conn *c)
+{
+	uint32_t m = 0;
+
+	for (unsigned q = 0; q < c->dev.nrings / 2; q++)
+		if (vp_device_pair_live(&c->dev, q))
+			m |= 1u << q;
+	return m;
+}
+
+static uint32_t vu_ring_base(struct conn *c, uint32_t idx, bool started);
+
+static void stop_device(struct conn *c)
+{
+	c->dev.state = VP_DEV_STOPPED;
+	vp_log(VP_LOG_INFO, "%s: device %llu stopped", c->name, (unsigned long long)c->dev.id);
+	emit(c, VP_EV_DEVICE_STOPPED);
+}
+
+/*
+ * READY when memory, features and queue pair 0 are in place and running.
+ * Other pairs come and go under a READY device (CHANGED): a frontend with
+ * VIRTIO_NET_F_MQ starts them all and enables those its driver uses.
+ */
 static void update_ready(struct conn *c)
 {
-	bool ready = c->mem && c->features_set && c->dev.nrings > 0;
+	bool ready = c->mem && c->features_set && vp_device_pair_live(&c->dev, 0);
+	uint32_t live = live_pairs(c);
 
-	for (unsigned i = 0; ready && i < c->dev.nrings; i++) {
-		const struct vp_dev_ring *r = &c->rings[i];
-
-		ready = r->addr_set && r->started && r->enabled;
-	}
 	if (ready && c->dev.state != VP_DEV_READY) {
 		c->dev.state = VP_DEV_READY;
 		c->dev.generation++;
+		c->live_pairs = live;
 		deadline_clear(c);
-		vp_log(VP_LOG_INFO, "%s: device %llu ready (generation %u)", c->name,
-		       (unsigned long long)c->dev.id, c->dev.generation);
+		vp_log(VP_LOG_INFO, "%s: device %llu ready (generation %u, queue pairs 0x%x)",
+		       c->name, (unsigned long long)c->dev.id, c->dev.generation, live);
 		emit(c, VP_EV_DEVICE_READY);
 	} else if (!ready && c->dev.state == VP_DEV_READY) {
-		c->dev.state = VP_DEV_STOPPED;
-		vp_log(VP_LOG_INFO, "%s: device %llu stopped", c->name,
-		       (unsigned long long)c->dev.id);
-		emit(c, VP_EV_DEVICE_STOPPED);
+		stop_device(c);
+	} else if (ready && live != c->live_pairs) {
+		uint32_t gone = c->live_pairs & ~live;
+
+		vp_log(VP_LOG_INFO, "%s: device %llu queue pairs 0x%x (were 0x%x)", c->name,
+		       (unsigned long long)c->dev.id, live, c->live_pairs);
+		c->live_pairs = live;
+		emit(c, VP_EV_DEVICE_CHANGED);
+		/* The backend let go of those pairs in the callback: a split ring
+		 * resumes from its used index when enabled again (a packed one
+		 * from what the backend told, vp_server_set_ring_base()). */
+		for (unsigned i = 0; i < c->dev.nrings; i++)
+			if (gone >> (i / 2) & 1)
+				vu_ring_base(c, i, true);
 	}
 }
 
@@ -361,11 +408,21 @@ static bool eventfd_ok(struct conn *c, int fd, const char *what, unsigned ring)
 	return false;
 }
 
+static bool vu_proto(struct conn *c, unsigned bit)
+{
+	return c->dev.protocol_features & (1ull << bit);
+}
+
+/* A vhost-user ring index: rings past pair 0 only with the MQ protocol
+ * feature (the vhost-user spec), and below the pairs we offer. */
 static bool ring_index_ok(struct conn *c, uint32_t idx, const char *what)
 {
-	if (idx < VP_DEV_MAX_RINGS)
+	unsigned n = vu_proto(c, VP_VU_PROTOCOL_F_MQ) ? c->dev.nrings : 2;
+
+	if (idx < n)
 		return true;
-	fail(c, -EINVAL, "%s for ring %u: only %u rings", what, idx, VP_DEV_MAX_RINGS);
+	fail(c, -EINVAL, "%s for ring %u: only %u rings (%u queue pairs%s)", what, idx, n, n / 2,
+	     n < c->dev.nrings ? ", protocol feature MQ not negotiated" : "");
 	return false;
 }
 
@@ -514,11 +571,6 @@ static void vu_reply_u64(struct conn *c, const struct vp_msg *req, uint64_t v)
 	send_msg(c, &m);
 }
 
-static bool vu_proto(struct conn *c, unsigned bit)
-{
-	return c->dev.protocol_features & (1ull << bit);
-}
-
 static bool vu_ring_idle(struct conn *c, uint32_t idx, const char *what)
 {
 	if (!ring_index_ok(c, idx, what))
@@ -652,6 +704,8 @@ static void send_held(struct conn *c)
 	}
 	set_events(c, EPOLLIN);
 	c->resume = true;  /* rx may hold what came before the hold */
+	if (c->held_req == VP_VU_GET_VRING_BASE && !c->dead)
+		update_ready(c);  /* READY again if only another pair stopped */
 }
 
 /*
@@ -683,14 +737,19 @@ static void vu_set_features(struct conn *c, struct vp_msg *m)
 			return;
 }
 
+static uint64_t vu_protocol_offered(const struct conn *c)
+{
+	return VU_PROTOCOL_OFFERED | (c->srv->pairs > 1 ? 1ull << VP_VU_PROTOCOL_F_MQ : 0);
+}
+
 static void vu_get_protocol_features(struct conn *c, struct vp_msg *m)
 {
-	vu_reply_u64(c, m, VU_PROTOCOL_OFFERED);
+	vu_reply_u64(c, m, vu_protocol_offered(c));
 }
 
 static void vu_set_protocol_features(struct conn *c, struct vp_msg *m)
 {
-	if (m->p.u64 & ~VU_PROTOCOL_OFFERED) {
+	if (m->p.u64 & ~vu_protocol_offered(c)) {
 		fail(c, -ENOTSUP, "protocol features 0x%llx not offered",
 		     (unsigned long long)m->p.u64);
 		return;
@@ -718,7 +777,12 @@ static void vu_reset(struct conn *c, struct vp_msg *m)
 
 static void vu_get_queue_num(struct conn *c, struct vp_msg *m)
 {
-	vu_reply_u64(c, m, VP_DEV_MAX_RINGS / 2);
+	if (!vu_proto(c, VP_VU_PROTOCOL_F_MQ)) {
+		fail(c, -ENOTSUP, "GET_QUEUE_NUM without the MQ protocol feature%s",
+		     c->srv->pairs > 1 ? " negotiated" : " (not offered: one queue pair)");
+		return;
+	}
+	vu_reply_u64(c, m, c->srv->pairs);
 }
 
 static void vu_set_mem_table(struct conn *c, struct vp_msg *m)
@@ -828,7 +892,12 @@ static void vu_get_vring_base(struct conn *c, struct vp_msg *m)
 		return;
 	started = vu_stop_ring(c, idx);
 	c->in_stop = true;
-	update_ready(c);  /* STOPPED: the backend may hold the reply */
+	/* A backend may walk any live ring: the device stops for it to let
+	 * go, and is READY again (without that pair) once the base is sent. */
+	if (started && c->dev.state == VP_DEV_READY && (c->live_pairs >> (idx / 2) & 1))
+		stop_device(c);
+	else
+		update_ready(c);
 	c->in_stop = false;
 	if (c->dead)
 		return;
@@ -837,6 +906,7 @@ static void vu_get_vring_base(struct conn *c, struct vp_msg *m)
 		return;
 	}
 	vu_send_base(c, idx, started);
+	update_ready(c);
 }
 
 /* SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR */
@@ -906,14 +976,21 @@ static void n_got_devinfo(struct conn *c, struct vp_msg *m)
 		reset_ring(&c->rings[i]);
 	c->dev.type = d->device_type;
 	c->dev.nrings = 0;
+	/* Queue pairs: what we offer, as far as the message carries. */
+	unsigned max = 2 * c->srv->pairs < VP_PCI_MAX_RINGS ? 2 * c->srv->pairs : VP_PCI_MAX_RINGS;
+	uint32_t seen = 0;
+
 	for (unsigned i = 0; i < d->nrings; i++) {
 		const struct vp_pci_ring *w = &d->rings[i];
 		struct vp_dev_ring *r;
 
-		if (w->index >= VP_DEV_MAX_RINGS) {
-			fail(c, -EINVAL, "ring index %u: only %u rings", w->index, VP_DEV_MAX_RINGS);
+		if (w->index >= max || (seen >> w->index & 1)) {
+			fail(c, -EINVAL, "ring index %u: %s", w->index, w->index < max ?
+			     "announced twice" : max > 2 ? "beyond the queue pairs offered" :
+			     "only rings 0 and 1 (one queue pair offered)");
 			break;
 		}
+		seen |= 1u << w->index;
 		r = &c->rings[w->index];
 		r->num = w->size;
 		r->last_avail_idx = w->last_avail_idx;
@@ -936,8 +1013,9 @@ static void n_got_devinfo(struct conn *c, struct vp_msg *m)
 	m->nfds = 0;
 	if (c->dead)
 		return;
-	if (c->dev.nrings != VP_DEV_MAX_RINGS) {
-		fail(c, -EINVAL, "a net device needs rings 0 and 1, got %u rings", d->nrings);
+	if (c->dev.nrings < 2 || c->dev.nrings % 2 || c->dev.nrings != d->nrings) {
+		fail(c, -EINVAL, "a net device needs rings 0 and 1 (0..2N-1 for N queue "
+		     "pairs), got %u rings", d->nrings);
 		return;
 	}
 	for (unsigned i = 0; i < c->dev.nrings; i++)
@@ -1045,6 +1123,10 @@ static void n_got_features(struct conn *c, struct vp_msg *m)
 	}
 	if (!(want & (1ull << VIRTIO_F_VERSION_1))) {
 		fail(c, -ENOTSUP, "frontend did not negotiate VIRTIO_F_VERSION_1");
+		return;
+	}
+	if (c->dev.nrings > 2 && !(want & (1ull << VIRTIO_NET_F_MQ))) {
+		fail(c, -EINVAL, "%u rings without VIRTIO_NET_F_MQ", c->dev.nrings);
 		return;
 	}
 	/* Its rings were checked as split, and STOP carries split positions. */
@@ -1235,7 +1317,7 @@ static void conn_handle(struct conn *c, struct vp_msg *m)
 			c->dev.dialect = VP_DIALECT_VHOST_USER;
 			c->nstate = VU_OPEN;
 			c->dev.type = VP_VIRTIO_ID_NET;
-			c->dev.nrings = VP_DEV_MAX_RINGS;
+			c->dev.nrings = 2 * c->srv->pairs;
 			if (c->srv->have_uuid) {
 				memcpy(c->dev.uuid, c->srv->uuid, 16);
 			} else {
@@ -1638,7 +1720,8 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 
 	*out = NULL;
 	if (!cfg || (cfg->path && !cfg->path[0]) ||
-	    cfg->max_connections > VP_SERVER_MAX_CONNECTIONS)
+	    cfg->max_connections > VP_SERVER_MAX_CONNECTIONS ||
+	    cfg->max_queue_pairs > VP_DEV_MAX_QUEUE_PAIRS)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -1653,6 +1736,11 @@ int vp_server_new(struct vp_server **out, const struct vp_server_config *cfg)
 	s->have_uuid = cfg->have_uuid;
 	memcpy(s->uuid, cfg->uuid, 16);
 	s->features = cfg->features ? cfg->features : VP_SERVER_DEFAULT_FEATURES;
+	s->pairs = cfg->max_queue_pairs ? cfg->max_queue_pairs : 1;
+	if (s->pairs > 1)
+		s->features |= 1ull << VIRTIO_NET_F_MQ;
+	else
+		s->features &= ~(1ull << VIRTIO_NET_F_MQ);  /* no pairs to offer */
 	s->allow_unsealed = cfg->allow_unsealed;
 	s->handshake_ms = cfg->handshake_timeout_ms == VP_SERVER_NO_TIMEOUT ? 0 :
 			  cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms :
@@ -1854,7 +1942,8 @@ int vp_server_set_ring_base(struct vp_server *s, uint64_t id, unsigned ring, uin
 
 	if (!c)
 		return -ENOENT;
-	if (ring >= VP_DEV_MAX_RINGS || c->dev.state == VP_DEV_READY ||
+	if (ring >= c->dev.nrings ||
+	    (c->dev.state == VP_DEV_READY && (c->live_pairs >> (ring / 2) & 1)) ||
 	    (conn_packed(c) && (base & 0x7fff) >= c->rings[ring].num))
 		return -EINVAL;
 	c->rings[ring].last_avail_idx = base;

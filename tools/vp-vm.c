@@ -127,6 +127,11 @@ static const char usage_text[] =
 "Machine:\n"
 "  --ram SIZE             RAM, power of two >= 1M (default 64M)\n"
 "  --ring N               virtqueue size of a frontend port, power of two (default 256)\n"
+"  --queues N             virtio-net queue pairs (multiqueue): a backend port offers\n"
+"                           N (1..8), a frontend port has N (1..2) and uses them\n"
+"                           if the peer takes MQ; echo and sink then walk every\n"
+"                           pair (echo answers on the pair a frame came on) and\n"
+"                           report frames per pair (default 1)\n"
 "  --features LIST|HEX    virtio-net features: a backend port accepts these from\n"
 "                         frontends (default: csum to indirect_desc below; the\n"
 "                         tap app all), a frontend port offers and wants them\n"
@@ -201,6 +206,7 @@ struct opts {
 	const char *tap_addr;
 	uint64_t ram;
 	unsigned ring;
+	unsigned queues;       /* --queues: virtio-net queue pairs per port (MQ) */
 	enum vp_net_mode mode;
 	struct vp_net_coalesce coalesce;
 	const char *coalesce_arg;  /* as given, for chain's VMs */
@@ -308,6 +314,7 @@ enum {
 	O_TAPADDR, O_RAM, O_RING, O_MODE, O_COALESCE, O_CPU, O_MAC, O_DSTMAC, O_UUID, O_NAME, O_JSON,
 	O_QUIET, O_LOGLEVEL, O_CPULIST, O_COPY, O_TXFIRST, O_FEATURES, O_MAXLINKS,
 	O_UNSEALED, O_TRUNCATE, O_BADDESC, O_GUESTPCI, O_SYSFS, O_PAIR21, O_PAIR21_SERVE, O_PAIR21_GUEST,
+	O_QUEUES,
 };
 
 static const struct option lopts[] = {
@@ -338,6 +345,7 @@ static const struct option lopts[] = {
 	{ "tap-addr", required_argument, NULL, O_TAPADDR },
 	{ "ram", required_argument, NULL, O_RAM },
 	{ "ring", required_argument, NULL, O_RING },
+	{ "queues", required_argument, NULL, O_QUEUES },
 	{ "features", required_argument, NULL, O_FEATURES },
 	{ "max-links", required_argument, NULL, O_MAXLINKS },
 	{ "allow-unsealed", no_argument, NULL, O_UNSEALED },
@@ -548,6 +556,12 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool chain)
 				return vm_usage_error("bad --ring '%s': a power of two, 2..32768", optarg);
 			o->ring = (unsigned)v;
 			break;
+		case O_QUEUES:
+			if (vm_parse_u64(optarg, &v) < 0 || v < 1 || v > VP_DEV_MAX_QUEUE_PAIRS)
+				return vm_usage_error("bad --queues '%s': 1..%d queue pairs", optarg,
+						      VP_DEV_MAX_QUEUE_PAIRS);
+			o->queues = (unsigned)v;
+			break;
 		case O_FEATURES:
 			if (vm_parse_features(optarg, &o->features) < 0)
 				return vm_usage_error("bad --features '%s': a hex mask or names joined "
@@ -692,6 +706,15 @@ struct txq {          /* frames waiting to be sent, in order */
 	int link;
 };
 
+#define MQ_FLOWS_PER_PAIR 4
+#define MQ_MAX_FLOWS (MQ_FLOWS_PER_PAIR * VP_DEV_MAX_QUEUE_PAIRS)
+
+/* The queue pair of a flow (a test stream), RSS-style: a hash of its id. */
+static unsigned flow_pair(uint32_t stream, unsigned npairs)
+{
+	return ((stream * 0x9e3779b1u) >> 16) % npairs;
+}
+
 struct vm {
 	struct opts o;
 	struct vm_ram ram;
@@ -727,6 +750,17 @@ struct vm {
 	uint64_t fwd_pkts[2];
 	uint64_t tap_drops;
 	uint64_t echo_drops;   /* echo --tx-first: reflected frames the ring had no room for */
+	uint64_t qrx[VP_DEV_MAX_QUEUE_PAIRS], qtx[VP_DEV_MAX_QUEUE_PAIRS]; /* --queues: per pair */
+	unsigned qrr;          /* --queues: the link * pairs slot the next receive starts at */
+	/* --queues gen: flows (a stream each), spread over the pairs by a hash
+	 * of the flow's stream id, as RSS would; fixed when the link first comes up. */
+	unsigned nflows;
+	uint32_t fstream[MQ_MAX_FLOWS];
+	uint8_t fpair[MQ_MAX_FLOWS];
+	uint64_t fseq[MQ_MAX_FLOWS];    /* frames the flow sent: its next sequence */
+	bool fend[MQ_MAX_FLOWS];        /* its END marker went */
+	unsigned frr[VP_DEV_MAX_QUEUE_PAIRS]; /* the flow of a pair's next frame */
+	uint64_t wrong_queue;  /* --queues: test frames on a pair their flow does not hash to */
 
 	/* gen */
 	uint64_t gen_seq;
@@ -827,6 +861,58 @@ static int txq_flush(struct vm *vm, struct vp_port *p, struct txq *q, int64_t no
 
 static void verify_burst(struct vm *vm, struct vp_pkt *pk, int n, int64_t now);
 
+/*
+ * --queues: receive from the next link and queue pair with frames, round
+ * robin over all of them, counting per pair. Returns the count (0: none).
+ */
+static int mq_rx(struct vm *vm, struct vp_port *p, struct vp_pkt *pk, int *link, unsigned *pair)
+{
+	unsigned nl = vp_port_max_links(p), slots = nl * VP_DEV_MAX_QUEUE_PAIRS;
+
+	for (unsigned k = 0; k < slots; k++) {
+		unsigned s = (vm->qrr + k) % slots, l = s / VP_DEV_MAX_QUEUE_PAIRS,
+			 q = s % VP_DEV_MAX_QUEUE_PAIRS;
+		int n;
+
+		if (q >= vp_port_queue_pairs(p, (int)l))
+			continue;
+		n = vp_port_rx_queue(p, (int)l, q, pk, vm->o.burst);
+		if (n > 0) {
+			vm->qrr = (s + 1) % slots;
+			vm->qrx[q] += (uint64_t)n;
+			*link = (int)l;
+			*pair = q;
+			return n;
+		}
+	}
+	return 0;
+}
+
+/* --queues echo: each frame goes back on the pair it came on; what does not
+ * fit is dropped (as testpmd's forwarding does) and counted. */
+static bool mq_echo(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
+{
+	struct vp_pkt *pk = vm->rx[0];
+	unsigned pair;
+	int link, n, r;
+
+	*want_rx = true;
+	*want_tx = false;
+	reset_caps(vm, pk, vm->o.burst);
+	n = mq_rx(vm, vm->port[0], pk, &link, &pair);
+	if (n <= 0)
+		return false;
+	note_rx(vm, pk, n, vm_now_ns());
+	r = vp_port_tx_queue(vm->port[0], link, pair, pk, (unsigned)n, VP_NET_TX_DROP);
+	if (r > 0) {
+		note_tx(vm, pk, r, now);
+		vm->qtx[pair] += (uint64_t)r;
+	}
+	if (r < n)
+		vm->echo_drops += (uint64_t)(n - (r > 0 ? r : 0));
+	return true;
+}
+
 /* Receive and verify a burst on port pi; returns the count. A frontend
  * port lends its receive buffers (checked in place) unless --copy. */
 static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
@@ -834,7 +920,24 @@ static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
 	struct vp_port *p = vm->port[pi];
 	struct vp_pkt *pk = vm->rx[pi];
 	int link, n;
+	unsigned pair;
 
+	if (vm->o.queues > 1) {
+		reset_caps(vm, pk, vm->o.burst);
+		n = mq_rx(vm, p, pk, &link, &pair);
+		if (n <= 0)
+			return 0;
+		verify_burst(vm, pk, n, now);
+		/* Each test frame must come on the pair its flow hashes to. */
+		for (int i = 0; i < n; i++) {
+			struct vm_pkt_info info;
+
+			if (vm_pkt_check(pk[i].data, pk[i].len, &info) == VM_PKT_OK &&
+			    flow_pair(info.stream, vp_port_queue_pairs(p, link)) != pair)
+				vm->wrong_queue++;
+		}
+		return n;
+	}
 	if (!vm->o.copy && vp_port_side(p) == VP_PORT_FRONTEND) {
 		n = vp_port_rx_borrow(p, vm->zc, vm->o.burst);
 		if (n <= 0)
@@ -921,18 +1024,10 @@ static inline void gen_build(struct vm *vm, struct vp_pkt *pk, uint32_t len, int
 	vm->gen_seq++;
 }
 
-static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
+/* The run starts at the first link up (rate and --seconds from there) and is
+ * done at --count frames or the deadline. */
+static void gen_clock(struct vm *vm, int64_t now)
 {
-	struct txq *q = &vm->txq[0];
-	struct vp_port *p = vm->port[0];
-	bool did = false;
-	int r;
-
-	*want_tx = false;
-	if (rx_verify(vm, 0, now) > 0)
-		did = true;
-	if (!vp_port_up(p))
-		return did;
 	if (!vm->t_up) {
 		vm->t_up = now;
 		vm->rate_base_ns = now;
@@ -946,6 +1041,21 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 		vm->gen_done = true;
 	if (vm->gen_done && !vm->gen_done_at)
 		vm->gen_done_at = now;
+}
+
+static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
+{
+	struct txq *q = &vm->txq[0];
+	struct vp_port *p = vm->port[0];
+	bool did = false;
+	int r;
+
+	*want_tx = false;
+	if (rx_verify(vm, 0, now) > 0)
+		did = true;
+	if (!vp_port_up(p))
+		return did;
+	gen_clock(vm, now);
 	if (!vm->gen_done && q->n < vm->o.burst) {
 		unsigned room = vm->o.burst - q->n, allow = gen_allowance(vm, now, wait_ns);
 
@@ -1002,6 +1112,134 @@ static bool gen_step(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns
 		}
 	} else if (r < 0) {
 		*want_tx = true;
+	}
+	return did;
+}
+
+/* --queues gen: give the flows their streams, as many per pair, each on the
+ * pair its stream hashes to (a receiver checks that with flow_pair()). */
+static void mq_flows(struct vm *vm, unsigned np)
+{
+	unsigned per[VP_DEV_MAX_QUEUE_PAIRS] = { 0 };
+
+	for (uint32_t i = 0; vm->nflows < np * MQ_FLOWS_PER_PAIR && i < 100000; i++) {
+		uint32_t s = vm->stream + i;
+		unsigned q = flow_pair(s, np);
+
+		if (per[q] == MQ_FLOWS_PER_PAIR)
+			continue;
+		per[q]++;
+		vm->fstream[vm->nflows] = s;
+		vm->fpair[vm->nflows++] = (uint8_t)q;
+	}
+}
+
+static unsigned mq_nflows(const struct vm *vm, unsigned q)
+{
+	unsigned nf = 0;
+
+	for (unsigned f = 0; f < vm->nflows; f++)
+		nf += vm->fpair[f] == q;
+	return nf;
+}
+
+/* The flow of pair q's k-th next frame (round robin from frr), or -1 if the
+ * pair has none. */
+static int mq_flow_of(const struct vm *vm, unsigned q, unsigned k)
+{
+	unsigned n = 0, nf = mq_nflows(vm, q), want;
+
+	if (!nf)
+		return -1;
+	want = (vm->frr[q] + k) % nf;
+	for (unsigned f = 0; f < vm->nflows; f++)
+		if (vm->fpair[f] == q && n++ == want)
+			return (int)f;
+	return -1;
+}
+
+/*
+ * gen with --queues: frames of several flows (a stream each) go out on the
+ * pair each flow hashes to, every flow in order on its own pair, so the
+ * receiver verifies each flow and that it came on its pair. Copying path;
+ * END markers go per flow once the run is over.
+ */
+static bool gen_step_mq(struct vm *vm, int64_t now, bool *want_tx, int64_t *wait_ns)
+{
+	struct vp_port *p = vm->port[0];
+	struct vp_pkt *pk = vm->txq[0].pk;
+	bool did = rx_verify(vm, 0, now) > 0;
+	unsigned np, allow;
+	int link = 0, r;
+
+	*want_tx = false;
+	if (!vp_port_up(p))
+		return did;
+	while (link < (int)vp_port_max_links(p) && !vp_port_link_up(p, link))
+		link++;
+	np = vp_port_queue_pairs(p, link);
+	if (!np)
+		return did;
+	if (!vm->nflows)
+		mq_flows(vm, np);
+	gen_clock(vm, now);
+	allow = vm->gen_done ? 0 : gen_allowance(vm, now, wait_ns);
+	for (unsigned q = 0; q < np && allow; q++) {
+		unsigned k = 0, nf = mq_nflows(vm, q);
+
+		for (; k < vm->o.burst && k < allow; k++) {
+			int f = mq_flow_of(vm, q, k);
+
+			if (f < 0 || (vm->o.count && vm->gen_seq + k >= vm->o.count))
+				break;
+			/* Round robin: a flow's j-th frame of this burst is k / nf. */
+			struct vm_pkt_info in = { .type = VM_PKT_DATA, .stream = vm->fstream[f],
+						  .seq = vm->fseq[f] + k / nf, .stamp_ns = now };
+
+			pk[k].len = next_size(vm);
+			memset(&pk[k].hdr, 0, sizeof(pk[k].hdr));
+			vm_pkt_build(pk[k].data, pk[k].len, vm->o.dst_mac, vm->o.mac, &in,
+				     vm->o.verify_full);
+		}
+		if (!k)
+			continue;
+		r = vp_port_tx_queue(p, link, q, pk, k, 0);
+		if (r <= 0) {
+			*want_tx = r == 0;
+			continue;
+		}
+		for (int i = 0; i < r; i++)
+			vm->fseq[mq_flow_of(vm, q, (unsigned)i)]++;
+		vm->frr[q] = (vm->frr[q] + (unsigned)r) % nf;
+		note_tx(vm, pk, r, now);
+		vm->qtx[q] += (uint64_t)r;
+		vm->gen_seq += (uint64_t)r;
+		allow -= (unsigned)r < allow ? (unsigned)r : allow;
+		did = true;
+		if ((unsigned)r < k)
+			*want_tx = true;
+	}
+	if (vm->gen_done && !vm->end_sent) {
+		bool all = true;
+
+		for (unsigned f = 0; f < vm->nflows; f++) {
+			struct vm_pkt_info in = { .type = VM_PKT_END, .stream = vm->fstream[f],
+						  .seq = vm->fseq[f], .stamp_ns = vm_now_ns() };
+
+			if (vm->fend[f])
+				continue;
+			pk[0].len = VM_PKT_MIN + 10;
+			memset(&pk[0].hdr, 0, sizeof(pk[0].hdr));
+			vm_pkt_build(pk[0].data, pk[0].len, vm->o.dst_mac, vm->o.mac, &in, true);
+			vm->fend[f] = vp_port_tx_queue(p, link, vm->fpair[f], pk, 1, 0) == 1;
+			all = all && vm->fend[f];
+		}
+		if (all) {
+			vm->end_sent = true;
+			vm->end_sent_at = now;
+		} else {
+			*want_tx = true;
+		}
 	}
 	return did;
 }
@@ -1209,6 +1447,8 @@ static bool echo_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 		*want_tx = q->n > 0;
 		return true;
 	}
+	if (vm->o.queues > 1)
+		return mq_echo(vm, now, want_rx, want_tx);
 	/* A backend echo receives straight into the frontend's RX buffers;
 	 * a frontend echo sends each frame back from its receive buffer. */
 	bool zc = !vm->o.copy && !q->n;
@@ -1590,7 +1830,7 @@ static void progress(struct vm *vm, int64_t now)
 
 static bool verdict(struct vm *vm)
 {
-	bool ok = !vm->failed && vm_verify_clean(&vm->ver);
+	bool ok = !vm->failed && vm_verify_clean(&vm->ver) && !vm->wrong_queue;
 
 	switch (vm->o.app) {
 	case APP_SINK:
@@ -1692,6 +1932,19 @@ static void report(struct vm *vm, int64_t now)
 		vm_json_end_obj(&j);
 		vm_json_dbl(&j, "cpu_s", cpu);
 		vm_json_dbl(&j, "pkts_per_cpu_s", cpu > 0 ? (double)moved / cpu : 0);
+		if (vm->o.queues > 1) {
+			vm_json_u64(&j, "wrong_queue", vm->wrong_queue);
+			vm_json_obj(&j, "queue_pairs");  /* rxN, txN: frames per pair */
+			for (unsigned q = 0; q < vm->o.queues; q++) {
+				char k[16];
+
+				snprintf(k, sizeof(k), "rx%u", q);
+				vm_json_u64(&j, k, vm->qrx[q]);
+				snprintf(k, sizeof(k), "tx%u", q);
+				vm_json_u64(&j, k, vm->qtx[q]);
+			}
+			vm_json_end_obj(&j);
+		}
 		vm_json_u64(&j, "link_ups", links_up);
 		vm_json_u64(&j, "link_downs", links_down);
 		vm_json_bool(&j, "ok", ok);
@@ -1724,6 +1977,12 @@ static void report(struct vm *vm, int64_t now)
 		if (vm->echo_drops)
 			printf("  echo: %" PRIu64 " frames found the peer's ring full (dropped)\n",
 			       vm->echo_drops);
+		for (unsigned q = 0; vm->o.queues > 1 && q < vm->o.queues; q++)
+			printf("  queue pair %u: rx %" PRIu64 " tx %" PRIu64 "\n", q, vm->qrx[q],
+			       vm->qtx[q]);
+		if (vm->wrong_queue)
+			printf("  %" PRIu64 " test frames came on a queue pair their flow does not "
+			       "hash to\n", vm->wrong_queue);
 		if (vm->lat->count)
 			printf("  latency (%s): p50 %" PRIu64 " ns, p99 %" PRIu64 " ns, p99.9 %" PRIu64
 			       " ns, max %" PRIu64 " ns (%" PRIu64 " samples)\n",
@@ -1948,7 +2207,7 @@ static int run_vm(struct opts *o)
 			/* frontend */
 			.vhost_user = ps->vhost_user, .ram = vm->ram.p, .ram_size = vm->ram.size,
 			.ram_fd = vm->ram.fd, .ram_offset = i * (o->ram / 2), .ring = (uint16_t)o->ring,
-			.rx_buf_size = rx_buf_for(o),
+			.rx_buf_size = rx_buf_for(o), .queue_pairs = o->queues,
 			.connect_timeout_ms = (int)(o->connect_timeout * 1000),
 		};
 
@@ -2004,7 +2263,8 @@ static int run_vm(struct opts *o)
 		}
 		switch (o->app) {
 		case APP_GEN:
-			did = gen_step(vm, now, &wp[0].want_tx, &wait_ns);
+			did = o->queues > 1 ? gen_step_mq(vm, now, &wp[0].want_tx, &wait_ns)
+					    : gen_step(vm, now, &wp[0].want_tx, &wait_ns);
 			finished |= gen_finished(vm, now);
 			break;
 		case APP_SINK:

@@ -146,6 +146,18 @@ struct vp_net;
  */
 VP_API int vp_net_new(struct vp_net **out, const struct vp_device *dev,
 		      enum vp_net_mode mode);
+/*
+ * The same for queue pair `pair` of a multiqueue device (VIRTIO_NET_F_MQ:
+ * rings 2 * pair and 2 * pair + 1); vp_net_new() is pair 0. Each pair is a
+ * vp_net of its own: every call below works on the pair it was made for,
+ * queue numbers (VP_NET_Q_*, the notify hook's) are within the pair, and
+ * pairs may run on different threads (one object, one thread). -ENOENT: no
+ * such pair (pair >= dev->nrings / 2); -ENODEV: the pair is not live
+ * (vp_device_pair_live(): a disabled pair is not walked; on the CHANGED
+ * event that enables it, attach it then); else as vp_net_new().
+ */
+VP_API int vp_net_new_queue(struct vp_net **out, const struct vp_device *dev, unsigned pair,
+			    enum vp_net_mode mode);
 VP_API void vp_net_free(struct vp_net *n);
 
 /*
@@ -273,7 +285,15 @@ struct vp_netfe_config {
 	uint8_t mac[6];
 	uint8_t uuid[16];
 	enum vp_net_mode mode;
+	unsigned queue_pairs;  /* 0 or 1: one; up to VP_NETFE_MAX_QUEUE_PAIRS:
+				* VIRTIO_NET_F_MQ is offered and each pair gets
+				* its rings, buffers and eventfds, one after the
+				* other from ram_offset (vp_netfe_queue()) */
 };
+
+/* What the native handshake and struct vp_frontend_info carry (rings, and
+ * eventfds in one message: VP_MSG_MAX_FDS). */
+#define VP_NETFE_MAX_QUEUE_PAIRS (VP_PCI_MAX_RINGS / 2)
 
 struct vp_netfe;
 
@@ -281,6 +301,17 @@ struct vp_netfe;
  * -ENOSPC if RAM is too small. */
 VP_API int vp_netfe_new(struct vp_netfe **out, const struct vp_netfe_config *cfg);
 VP_API void vp_netfe_free(struct vp_netfe *fe);
+
+/*
+ * Queue pair `pair` of fe: fe itself for 0, NULL past cfg->queue_pairs.
+ * Every data call (bursts, reserve, borrow, wait, fds, stats, broken) works
+ * on the pair it is given; vp_netfe_info(), _start(), _reset() and _free()
+ * take pair 0 and act on all of them (without MQ negotiated, _start()
+ * starts pair 0 only and the others answer -ENOTCONN). Pairs may be driven
+ * from different threads (one pair, one thread); the handle lives as long
+ * as fe.
+ */
+VP_API struct vp_netfe *vp_netfe_queue(struct vp_netfe *fe, unsigned pair);
 
 /* What to announce to a server (native) or a vhost-user backend. */
 VP_API void vp_netfe_info(const struct vp_netfe *fe, struct vp_frontend_info *info);
@@ -349,7 +380,8 @@ VP_API void vp_netfe_disarm(struct vp_netfe *fe);
 
 /* Moderation, as vp_net_set_coalesce() and vp_net_hold_ns() for a backend:
  * the driver asks for the device's call only after up to c->frames used
- * buffers (never more than it has outstanding). */
+ * buffers (never more than it has outstanding). Set on pair 0, it applies
+ * to every pair of the device. */
 VP_API int vp_netfe_set_coalesce(struct vp_netfe *fe, const struct vp_net_coalesce *c);
 VP_API int64_t vp_netfe_hold_ns(const struct vp_netfe *fe);
 VP_API const struct vp_net_stats *vp_netfe_stats(const struct vp_netfe *fe);

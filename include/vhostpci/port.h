@@ -114,6 +114,12 @@ struct vp_port_config {
 	/* both: interrupt moderation of every link (net.h, struct
 	 * vp_net_coalesce; zero: off, a kick per buffer) */
 	struct vp_net_coalesce coalesce;
+	/* backend (server) and frontend: virtio-net queue pairs (MQ). 0 or 1:
+	 * one. A backend offers that many (vp_server_config.max_queue_pairs)
+	 * and drives each live pair of a link; a frontend has that many
+	 * (vp_netfe_config.queue_pairs, at most VP_NETFE_MAX_QUEUE_PAIRS) and
+	 * uses them if the peer takes MQ, else pair 0 only. */
+	unsigned queue_pairs;
 };
 
 struct vp_port;
@@ -192,6 +198,25 @@ VP_API int vp_port_rx_link(struct vp_port *p, int link, struct vp_pkt *pkts, uns
 /* Send on a link; -1: the first link that is up. flags: VP_NET_TX_*. */
 VP_API int vp_port_tx(struct vp_port *p, int link, const struct vp_pkt *pkts, unsigned n,
 		      unsigned flags);
+
+/*
+ * Multiqueue (queue_pairs > 1). vp_port_rx() receives from every live pair
+ * of every link; vp_port_tx(), the zero-copy calls and rx_borrow use pair 0.
+ * These name a pair: an application spreads flows over the pairs itself
+ * (e.g. a hash of the flow -> pair, as RSS would). vp_port_queue_pairs():
+ * the pairs the link's device has (1 without MQ, 0 if the link is down);
+ * some may be disabled by the peer at any time (then -ENODEV below, until
+ * enabled again). rx/tx_queue: counts as vp_port_rx/tx, -ENODEV for a pair
+ * not live, -EINVAL for a link out of range. queue_stats: that pair's
+ * counters while it is live (0), else -ENODEV. A 2.1 port has pair 0 only.
+ */
+VP_API unsigned vp_port_queue_pairs(const struct vp_port *p, int link);
+VP_API int vp_port_rx_queue(struct vp_port *p, int link, unsigned pair, struct vp_pkt *pkts,
+			    unsigned n);
+VP_API int vp_port_tx_queue(struct vp_port *p, int link, unsigned pair,
+			    const struct vp_pkt *pkts, unsigned n, unsigned flags);
+VP_API int vp_port_queue_stats(const struct vp_port *p, int link, unsigned pair,
+			       struct vp_net_stats *out);
 
 /*
  * Zero copy. tx_reserve lends buffers of a link (-1: the first one up; a

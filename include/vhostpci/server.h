@@ -39,10 +39,12 @@ extern "C" {
 #define VP_SERVER_DEFAULT_HANDSHAKE_MS 10000
 #define VP_SERVER_NO_TIMEOUT (~0u)
 #define VP_SERVER_MAX_CONNECTIONS 1024
-/* Rings a device has at most in this version (one virtio-net queue pair).
- * A limit of the library, not of any layout: struct vp_device points at its
- * rings, so it can grow without changing the ABI. */
-#define VP_DEV_MAX_RINGS 2
+/* Queue pairs (VIRTIO_NET_F_MQ) and rings a device has at most in this
+ * version. A limit of the library, not of any layout: struct vp_device
+ * points at its rings, so it can grow without changing the ABI. Which a
+ * session really has is the server's max_queue_pairs (dev->nrings). */
+#define VP_DEV_MAX_QUEUE_PAIRS 8
+#define VP_DEV_MAX_RINGS (2 * VP_DEV_MAX_QUEUE_PAIRS)
 #define VP_VIRTIO_ID_NET VIRTIO_ID_NET
 
 enum vp_dialect {
@@ -190,6 +192,13 @@ struct vp_server_config {
 				    * server owns it from a successful
 				    * vp_server_new() on. */
 	int listen_fd;
+	unsigned max_queue_pairs;  /* virtio-net queue pairs a frontend may use:
+				    * 0 or 1, one pair and no MQ (rings 0, 1);
+				    * 2..VP_DEV_MAX_QUEUE_PAIRS: VIRTIO_NET_F_MQ and
+				    * the vhost-user protocol feature MQ are
+				    * offered, GET_QUEUE_NUM answers it, rings
+				    * 0..2N-1 are accepted (a native frontend
+				    * announces at most VP_PCI_MAX_RINGS / 2) */
 };
 
 #define VP_SERVER_DEFAULT_STOP_MS 2000
@@ -307,12 +316,24 @@ VP_API int vp_server_release_stop(struct vp_server *srv, uint64_t dev_id);
  * GET_VRING_BASE answers what the backend tells here (position | wrap << 15,
  * vp_net_last_avail()), and until told, the base the frontend started from.
  * Call it from the VP_EV_DEVICE_STOPPED callback, or before releasing a held
- * stop. Split rings need none (their used index is read) and ignore it.
- * 0, -ENOENT (no such device), -EINVAL (device READY, ring out of range, or
- * a packed position >= the ring size). Same thread as vp_server_dispatch().
+ * stop, or for a queue pair no longer live from the VP_EV_DEVICE_CHANGED
+ * callback that told it. Split rings need none (their used index is read)
+ * and ignore it. 0, -ENOENT (no such device), -EINVAL (device READY with
+ * the ring's pair live, ring out of range, or a packed position >= the
+ * ring size). Same thread as vp_server_dispatch().
  */
 VP_API int vp_server_set_ring_base(struct vp_server *srv, uint64_t dev_id, unsigned ring,
 				   uint16_t base);
+
+/*
+ * Queue pair `pair` (rings 2 * pair and 2 * pair + 1) of dev is usable: both
+ * rings have addresses, run and are enabled. A READY device has pair 0; the
+ * others come and go while it stays READY (a frontend enables them with
+ * SET_VRING_ENABLE, e.g. `ethtool -L` in a guest), each change delivered as
+ * VP_EV_DEVICE_CHANGED: a backend walks only the pairs this names. Pure
+ * function of dev, the caller's thread.
+ */
+VP_API bool vp_device_pair_live(const struct vp_device *dev, unsigned pair);
 
 /* A live look at one ring of a device through its mapped memory. desc is a
  * sample of bounded size for a log or vhost-pci-ctl, not a table to be

@@ -316,6 +316,15 @@ TEST(spec_defaults_and_keys)
 	vpd_spec_free(&s);
 	REQUIRE(vpd_spec_parse("path=/o.sock", &s, err, sizeof(err)) == 0);
 	CHECK(vpd_spec_features(&s) == VP_SERVER_DEFAULT_FEATURES);
+	CHECK(s.queues == 0);  /* one pair, no MQ */
+	vpd_spec_free(&s);
+
+	/* queues=: multiqueue, for userspace backends (docs/protocol.md). */
+	REQUIRE(vpd_spec_parse("path=/q.sock,queues=8", &s, err, sizeof(err)) == 0);
+	CHECK(s.queues == 8);
+	vpd_spec_free(&s);
+	REQUIRE(vpd_spec_parse("path=/q.sock,queues=2,backend=/b", &s, err, sizeof(err)) == 0);
+	CHECK(s.queues == 2);
 	vpd_spec_free(&s);
 
 	/* design=: 2.0 is a server (the default), 2.1 a pair broker. */
@@ -402,6 +411,12 @@ TEST(spec_errors_name_the_problem)
 	/* Packed rings reach no backend VM: the daemon never offers them. */
 	CHECK(spec_fails("path=/a,features=0x500000000", "RING_PACKED"));
 	CHECK(spec_fails("path=/a,design=2.1,offloads=csum", "serves a pair"));
+	/* queues=: multiqueue reaches userspace backends only. */
+	CHECK(spec_fails("path=/a,queues=0", "1..8"));
+	CHECK(spec_fails("path=/a,queues=9", "1..8"));
+	CHECK(spec_fails("path=/a,queues=3,backend=/b", "at most 2 queue pairs"));
+	CHECK(spec_fails("path=/a,queues=2,backend-vm=/m", "carries one queue pair"));
+	CHECK(spec_fails("path=/a,design=2.1,queues=2", "no virtio queue pairs"));
 	CHECK(spec_fails("path=/a,features=0x", "not a number"));
 	CHECK(spec_fails("path=/a,id=bad id", "invalid"));
 	CHECK(spec_fails("path=/a,id=\"x\"", "invalid"));

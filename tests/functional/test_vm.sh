@@ -173,6 +173,38 @@ t_fe_to_be() {
 	expect "sink" "$T/sink.json" ok true
 }
 
+# --queues 2 both sides: gen spreads 8 flows over the two pairs by a hash of each
+# flow's stream (4 each), the sink checks every flow whole and in order, and
+# that each came on the pair it hashes to; then the other way round.
+t_multiqueue() {
+	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --queues 2 --ends 8 --seconds 20 \
+		"${Q[@]}"
+	sock_wait "$T/be.sock"
+	bg gen "$VM" --frontend --connect "$T/be.sock" --app gen --queues 2 --count 100000 \
+		--size 64-1518 "${Q[@]}"
+	waitfor gen 20; waitfor sink 20
+	expect "generator" "$T/gen.json" tx_packets 100000
+	expect "generator" "$T/gen.json" ok true
+	expect "sink" "$T/sink.json" received 100000
+	expect "sink" "$T/sink.json" lost 0
+	expect "sink" "$T/sink.json" reordered 0
+	expect "sink" "$T/sink.json" wrong_queue 0
+	expect "sink" "$T/sink.json" ok true
+	for k in rx0 rx1; do
+		[ "$(jget "$T/sink.json" $k)" -gt 20000 ] 2>/dev/null ||
+			failmsg+="    sink: $k is '$(jget "$T/sink.json" $k)', want > 20000 (both pairs used)"$'\n'
+	done
+	bg gen2 "$VM" --backend --listen "$T/be2.sock" --app gen --queues 2 --count 50000 "${Q[@]}"
+	sock_wait "$T/be2.sock"
+	bg sink2 "$VM" --frontend --connect "$T/be2.sock" --app sink --queues 2 --ends 8 \
+		--seconds 20 "${Q[@]}"
+	waitfor gen2 20; waitfor sink2 20
+	expect "backend generator" "$T/gen2.json" tx_packets 50000
+	expect "frontend sink" "$T/sink2.json" received 50000
+	expect "frontend sink" "$T/sink2.json" wrong_queue 0
+	expect "frontend sink" "$T/sink2.json" ok true
+}
+
 t_be_to_fe() {
 	bg gen "$VM" --backend --listen "$T/be.sock" --app gen --count 100000 --size 64-1518 "${Q[@]}"
 	sock_wait "$T/be.sock"
@@ -667,6 +699,7 @@ run_case help t_help
 run_case bad-options t_bad_options
 run_case frontend-to-backend-100k t_fe_to_be
 run_case backend-to-frontend-100k t_be_to_fe
+run_case multiqueue-two-pairs t_multiqueue
 run_case copy-and-zero-copy t_copy_and_zero_copy
 run_case echo-loop-tx-first t_echo_loop
 run_case gen-peer-stalls t_gen_peer_stalls

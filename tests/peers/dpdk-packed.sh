@@ -11,79 +11,14 @@
 set -uo pipefail
 vp_prog=dpdk-packed
 vm=$(realpath "${3:?usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM}")
+. "$(dirname "$0")/dpdk-lib.sh"
 
-skip() { echo "$vp_prog: SKIP: $*"; exit 77; }
-fail() {
-	echo "$vp_prog: FAIL: $*"
-	tail -15 "$work/vm.log" "$work/testpmd.log" 2>/dev/null
-	exit 1
-}
-
-command -v dpdk-testpmd >/dev/null || skip "no dpdk-testpmd (tests/peers/dpdk-daemon.sh installs it)"
-[ "$(id -u)" = 0 ] || skip "needs root (testpmd's runtime directory)"
-
-work=$(mktemp -d /tmp/vp-dpdk-packed.XXXXXX)
-prefix=vpdp$$
-vpid='' tpid=''
-cleanup() {
-	[ -n "$tpid" ] && kill -KILL "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null
-	[ -n "$vpid" ] && kill "$vpid" 2>/dev/null && wait "$vpid" 2>/dev/null
-	exec 3>&- 2>/dev/null
-	[ -n "${VP_KEEP_LOGS:-}" ] && echo "$vp_prog: logs kept in $work" || rm -rf "$work"
-	rm -rf "/var/run/dpdk/$prefix"
-}
-trap cleanup EXIT
-
-# testpmd's --no-huge memory is an unsealed memfd: the backend opts in.
-"$vm" --backend --listen "$work/be.sock" --app echo --allow-unsealed --mode irq \
-	--seconds 60 --log-level info >"$work/vm.log" 2>&1 &
-vpid=$!
-for _ in $(seq 50); do [ -S "$work/be.sock" ] && break; sleep 0.1; done
-[ -S "$work/be.sock" ] || fail "vp-vm did not listen"
-
-mkfifo "$work/cmd"
-nice -n 10 dpdk-testpmd --lcores '0@0,1@0' --no-huge -m 256 --no-pci --file-prefix "$prefix" \
-	--vdev "net_virtio_user0,path=$work/be.sock,queues=1,queue_size=256,packed_vq=1" -- \
-	-i --nb-cores=1 --total-num-mbufs=8192 <"$work/cmd" >"$work/testpmd.log" 2>&1 &
-tpid=$!
-exec 3>"$work/cmd"
-
-for _ in $(seq 300); do
-	grep -q "link up" "$work/vm.log" && break
-	kill -0 "$tpid" 2>/dev/null || fail "testpmd exited"
-	sleep 0.1
-done
-line=$(grep -m1 "link up" "$work/vm.log") || fail "no link up in vp-vm"
-feat=$(grep -o 'features 0x[0-9a-f]*' <<<"$line" | head -1 | cut -d' ' -f2)
-[ -n "$feat" ] || fail "no features in '$line'"
+dp_vm --app echo
+dp_testpmd "queues=1,packed_vq=1"
 (( (feat >> 34) & 1 )) || fail "RING_PACKED (bit 34) not negotiated: $feat"
 echo "$vp_prog: link up, features $feat (RING_PACKED)"
-
-# io forwarding on one port: what comes back is sent again, so a burst circulates.
-echo "set fwd io" >&3
-echo "start tx_first" >&3
-sleep 2
-echo "stop" >&3
-echo "quit" >&3
-exec 3>&-
-for _ in $(seq 100); do kill -0 "$tpid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$tpid" 2>/dev/null && fail "testpmd did not quit"
-wait "$tpid"
-tpid=''
-# testpmd's output reaches its file at exit: its own count of what came back.
-rx=$(grep -A3 "Accumulated forward statistics" "$work/testpmd.log" | grep -o 'RX-packets: *[0-9]*' |
-	head -1 | grep -o '[0-9]*$')
-tx=$(grep -A3 "Accumulated forward statistics" "$work/testpmd.log" | grep -o 'TX-packets: *[0-9]*' |
-	head -1 | grep -o '[0-9]*$')
-[ -n "$rx" ] && [ "$rx" -gt 0 ] || fail "testpmd received nothing back (RX ${rx:-?}, TX ${tx:-?})"
+dp_io_round
 echo "$vp_prog: testpmd sent $tx, received $rx back over packed rings"
-
-for _ in $(seq 50); do grep -q "link down" "$work/vm.log" && break; sleep 0.1; done
-grep -q "link down (device 1): frontend" "$work/vm.log" || fail "no clean link down after testpmd quit"
-kill -TERM "$vpid"
-wait "$vpid" || fail "vp-vm exit status $?"
-vpid=''
-grep -qi "broken" "$work/vm.log" && fail "a ring broke: $(grep -i -m1 broken "$work/vm.log")"
-grep -q "result: OK" "$work/vm.log" || fail "vp-vm's echo did not report OK"
+dp_vm_end
 echo "$vp_prog: vp-vm echoed $(grep -o 'rx [0-9]* packets' "$work/vm.log")"
 echo "$vp_prog: PASS"

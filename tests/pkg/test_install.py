@@ -60,6 +60,7 @@ tools = {
     'usr/bin/vp-demo': 1,
     'usr/libexec/vhost-pci/ring-bench': 1,
     'usr/libexec/vhost-pci/net-bench': 1,
+    'usr/libexec/vhost-pci/mq-bench': 1,
 }
 
 
