@@ -39,6 +39,7 @@
 #include "mem_internal.h"
 
 #include "vring_walk.h"
+#include "vring_internal.h"
 
 #define DESC_SIZE     ((uint32_t)sizeof(struct vring_desc))  /* <linux/virtio_ring.h> */
 
@@ -499,6 +500,7 @@ struct drv_slot {
 
 struct vp_vq_drv {
 	/* Hot. */
+	struct vp_vq_pdrv *pk;		/* a packed ring: every call goes there */
 	struct vring vr;
 	struct drv_slot *slot;		/* num entries, our memory only */
 	uint16_t mask;
@@ -539,6 +541,21 @@ int vp_vq_drv_new(struct vp_vq_drv **out, const struct vp_vq_drv_config *cfg)
 	if (!out || !cfg)
 		return -EINVAL;
 	*out = NULL;
+	if (cfg->packed) {
+		struct vp_vq_pdrv *pk;
+		int err = vp_pdrv_new(&pk, cfg);
+
+		if (err)
+			return err;
+		vq = calloc(1, sizeof(*vq));
+		if (!vq) {
+			vp_pdrv_free(pk);
+			return -ENOMEM;
+		}
+		vq->pk = pk;
+		*out = vq;
+		return 0;
+	}
 	num = cfg->num;
 	if (!is_pow2(num) || num > VP_VQ_MAX_SIZE ||
 	    !cfg->desc || !cfg->avail || !cfg->used)
@@ -587,6 +604,8 @@ int vp_vq_drv_new(struct vp_vq_drv **out, const struct vp_vq_drv_config *cfg)
 
 void vp_vq_drv_free(struct vp_vq_drv *vq)
 {
+	if (vq)
+		vp_pdrv_free(vq->pk);
 	free(vq);
 }
 
@@ -630,6 +649,8 @@ int vp_vq_drv_add(struct vp_vq_drv *vq, const struct vp_buf *out,
 	uint16_t head, idx, need;
 	unsigned n;
 
+	if (vq->pk)
+		return vp_pdrv_add(vq->pk, out, nout, in, nin, token);
 	if (unlikely(vq->broken))
 		return -EIO;
 	if (!token || (nout && !out) || (nin && !in))
@@ -694,6 +715,8 @@ int vp_vq_drv_add_burst(struct vp_vq_drv *vq, const struct vp_buf *bufs,
 	uint16_t head = vq->free_head;
 	unsigned k;
 
+	if (vq->pk)
+		return vp_pdrv_add_burst(vq->pk, bufs, n, device_writable, tokens);
 	if (unlikely(vq->broken))
 		return -EIO;
 	if (n && (!bufs || !tokens))
@@ -736,6 +759,8 @@ bool vp_vq_drv_publish(struct vp_vq_drv *vq)
 {
 	uint16_t old = vq->published, new = vq->avail_idx;
 
+	if (vq->pk)
+		return vp_pdrv_publish(vq->pk);
 	if (unlikely(vq->broken) || old == new)
 		return false;
 	/*
@@ -767,6 +792,8 @@ int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 	unsigned num = vq->vr.num;
 	unsigned k;
 
+	if (vq->pk)
+		return vp_pdrv_get_used(vq->pk, tokens, lens, max);
 	if (unlikely(vq->broken))
 		return -EIO;
 	/*
@@ -824,6 +851,8 @@ int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 
 unsigned vp_vq_drv_used_pending(const struct vp_vq_drv *vq)
 {
+	if (vq->pk)
+		return vp_pdrv_used_pending(vq->pk);
 	if (vq->broken)
 		return 0;
 	/* Acquire: pairs with the device's release store of used->idx. */
@@ -834,6 +863,8 @@ bool vp_vq_drv_enable_cb(struct vp_vq_drv *vq)
 {
 	uint16_t idx;
 
+	if (vq->pk)
+		return vp_pdrv_enable_cb(vq->pk);
 	if (vq->broken)
 		return false;
 	if (vq->event_idx) {
@@ -854,6 +885,10 @@ bool vp_vq_drv_enable_cb(struct vp_vq_drv *vq)
 
 void vp_vq_drv_disable_cb(struct vp_vq_drv *vq)
 {
+	if (vq->pk) {
+		vp_pdrv_disable_cb(vq->pk);
+		return;
+	}
 	if (vq->broken)
 		return;
 	if (vq->event_idx) {
@@ -873,15 +908,21 @@ void vp_vq_drv_disable_cb(struct vp_vq_drv *vq)
 
 unsigned vp_vq_drv_num_free(const struct vp_vq_drv *vq)
 {
+	if (vq->pk)
+		return vp_pdrv_num_free(vq->pk);
 	return vq->num_free;
 }
 
 bool vp_vq_drv_broken(const struct vp_vq_drv *vq)
 {
+	if (vq->pk)
+		return vp_pdrv_broken(vq->pk);
 	return vq->broken;
 }
 
 const char *vp_vq_drv_broken_reason(const struct vp_vq_drv *vq)
 {
+	if (vq->pk)
+		return vp_pdrv_broken_reason(vq->pk);
 	return vq->reason;
 }
