@@ -784,7 +784,7 @@ bool vp_vq_drv_publish(struct vp_vq_drv *vq)
 int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 		       unsigned max)
 {
-	const vring_used_elem_t *ring = vq->vr.used->ring;
+	const vring_used_elem_t *ring;
 	uint16_t last = vq->last_used, idx, pending;
 	/* Locals: stores through tokens[] would otherwise force reloads. */
 	struct drv_slot *slot = vq->slot;
@@ -796,6 +796,7 @@ int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 		return vp_pdrv_get_used(vq->pk, tokens, lens, max);
 	if (unlikely(vq->broken))
 		return -EIO;
+	ring = vq->vr.used->ring;
 	/*
 	 * Acquire: pairs with the device's release store of used->idx, so the
 	 * entries below it are visible.
