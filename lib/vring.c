@@ -645,34 +645,21 @@ int vp_vq_drv_add(struct vp_vq_drv *vq, const struct vp_buf *out,
 		  unsigned nout, const struct vp_buf *in, unsigned nin,
 		  void *token)
 {
-	uint64_t len_out = 0, len_in = 0;
+	uint32_t len_in = 0;
 	uint16_t head, idx, need;
 	unsigned n;
+	int r;
 
 	if (vq->pk)
 		return vp_pdrv_add(vq->pk, out, nout, in, nin, token);
 	if (unlikely(vq->broken))
 		return -EIO;
-	if (!token || (nout && !out) || (nin && !in))
-		return -EINVAL;
-	if (nout > VP_VQ_MAX_SIZE || nin > VP_VQ_MAX_SIZE)
-		return -ENOSPC;
+	r = drv_add_check(out, nout, in, nin, token, vq->vr.num, vq->num_free, vq->ind_max,
+			  &len_in);
+	if (r < 0)
+		return r;
 	n = nout + nin;
-	if (n == 0)
-		return -EINVAL;
-	if (n > vq->vr.num)
-		return -ENOSPC;	/* no chain may be longer than the ring */
-	for (unsigned k = 0; k < nout; k++)
-		len_out += out[k].len;
-	for (unsigned k = 0; k < nin; k++)
-		len_in += in[k].len;
-	/* The device breaks the queue on chains whose total exceeds 32 bits. */
-	if (len_out + len_in > UINT32_MAX)
-		return -EINVAL;
-
-	need = (n > 1 && n <= vq->ind_max) ? 1 : (uint16_t)n;
-	if (need > vq->num_free)
-		return -ENOSPC;
+	need = (uint16_t)r;
 	head = vq->free_head;
 	if (need == 1 && n > 1) {
 		size_t off = ((size_t)head * vq->ind_max) * DESC_SIZE;
@@ -704,7 +691,7 @@ int vp_vq_drv_add(struct vp_vq_drv *vq, const struct vp_buf *out,
 	}
 	vq->free_head = idx;
 	vq->num_free = (uint16_t)(vq->num_free - need);
-	drv_stage(vq, head, token, (uint32_t)len_in, need);
+	drv_stage(vq, head, token, len_in, need);
 	return 0;
 }
 

@@ -455,7 +455,7 @@ int vp_vq_packed_unpop(struct vp_vq_packed *vq, unsigned n)
 
 bool vp_vq_packed_need_signal(struct vp_vq_packed *vq)
 {
-	uint16_t since = vq->unsignalled, flags, off_wrap, ev, new, old;
+	uint16_t since = vq->unsignalled, flags, off_wrap, new, old;
 	bool valid = vq->signalled_valid;
 
 	/* Nothing pushed since the last answer: that answer covered it. */
@@ -475,14 +475,10 @@ bool vp_vq_packed_need_signal(struct vp_vq_packed *vq)
 	if (flags != VRING_PACKED_EVENT_FLAG_DESC || !vq->event_idx)
 		return true;
 	off_wrap = le16toh(LOAD_RELAXED(&vq->drv_ev->off_wrap));
-	ev = off_wrap & (uint16_t)~PK_WRAP;
-	/* An offset on the other lap is num slots back (modulo 2^16). */
-	if (!!(off_wrap & PK_WRAP) != vq->used_wrap)
-		ev = (uint16_t)(ev - vq->num);
 	new = vq->used_idx;
 	old = (uint16_t)(new - since);
 	/* First answer since attach: we cannot know what it waited for. */
-	return !valid || vring_need_event(ev, new, old);
+	return !valid || pk_event_passed(off_wrap, vq->used_wrap, vq->num, new, old);
 }
 
 static void pk_set_dev_flags(struct vp_vq_packed *vq, uint16_t flags)
@@ -738,31 +734,18 @@ static inline void pd_stage(struct vp_vq_pdrv *vq, uint16_t id, void *token, uin
 int vp_pdrv_add(struct vp_vq_pdrv *vq, const struct vp_buf *out, unsigned nout,
 		const struct vp_buf *in, unsigned nin, void *token)
 {
-	uint64_t len_out = 0, len_in = 0;
+	uint32_t len_in = 0;
 	uint16_t id, hpos = 0, hflags = 0, need;
 	unsigned n;
+	int r;
 
 	if (unlikely(vq->broken))
 		return -EIO;
-	if (!token || (nout && !out) || (nin && !in))
-		return -EINVAL;
-	if (nout > VP_VQ_MAX_SIZE || nin > VP_VQ_MAX_SIZE)
-		return -ENOSPC;
+	r = drv_add_check(out, nout, in, nin, token, vq->num, vq->num_free, vq->ind_max, &len_in);
+	if (r < 0)
+		return r;
 	n = nout + nin;
-	if (n == 0)
-		return -EINVAL;
-	if (n > vq->num)
-		return -ENOSPC;	/* no chain may be longer than the ring */
-	for (unsigned k = 0; k < nout; k++)
-		len_out += out[k].len;
-	for (unsigned k = 0; k < nin; k++)
-		len_in += in[k].len;
-	/* The device breaks the queue on chains whose total exceeds 32 bits. */
-	if (len_out + len_in > UINT32_MAX)
-		return -EINVAL;
-	need = (n > 1 && n <= vq->ind_max) ? 1 : (uint16_t)n;
-	if (need > vq->num_free)
-		return -ENOSPC;
+	need = (uint16_t)r;
 	id = vq->free_id;
 	if (need == 1 && n > 1) {
 		size_t off = ((size_t)id * vq->ind_max) * WALK_DESC_SIZE;
@@ -789,7 +772,7 @@ int vp_pdrv_add(struct vp_vq_pdrv *vq, const struct vp_buf *out, unsigned nout,
 			       k == 0, &hpos, &hflags);
 		}
 	}
-	pd_stage(vq, id, token, (uint32_t)len_in, need, hpos, hflags);
+	pd_stage(vq, id, token, len_in, need, hpos, hflags);
 	return 0;
 }
 
@@ -819,7 +802,7 @@ int vp_pdrv_add_burst(struct vp_vq_pdrv *vq, const struct vp_buf *bufs, unsigned
 
 bool vp_pdrv_publish(struct vp_vq_pdrv *vq)
 {
-	uint16_t flags, off_wrap, ev, new, old;
+	uint16_t flags, off_wrap, new, old;
 
 	if (unlikely(vq->broken) || !vq->pend)
 		return false;
@@ -845,11 +828,7 @@ bool vp_pdrv_publish(struct vp_vq_pdrv *vq)
 	if (flags != VRING_PACKED_EVENT_FLAG_DESC || !vq->event_idx)
 		return true;
 	off_wrap = le16toh(LOAD_RELAXED(&vq->dev_ev->off_wrap));
-	ev = off_wrap & (uint16_t)~PK_WRAP;
-	/* An offset on the other lap is num slots back (modulo 2^16). */
-	if (!!(off_wrap & PK_WRAP) != vq->avail_wrap)
-		ev = (uint16_t)(ev - vq->num);
-	return vring_need_event(ev, new, old);
+	return pk_event_passed(off_wrap, vq->avail_wrap, vq->num, new, old);
 }
 
 /*

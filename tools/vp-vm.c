@@ -1912,10 +1912,12 @@ static int run_vm(struct opts *o)
 		struct vp_port_config pc = {
 			.side = ps->kind, .name = pname, .path = ps->path, .mode = o->mode,
 			/* The tap app takes 64 KiB frames and hands their
-			 * offloads to the kernel: it opts in to TSO. */
+			 * offloads to the kernel: it opts in to TSO (and
+			 * offers packed rings, as a backend port does). */
 			.features = o->features ? o->features :
 				    o->app == APP_TAP && ps->kind == VP_PORT_BACKEND ?
-				    VP_NET_FEATURES | VP_NET_TSO_FEATURES : 0,
+				    VP_NET_FEATURES | VP_NET_TSO_FEATURES |
+				    (1ull << VIRTIO_F_RING_PACKED) : 0,
 			/* backend */
 			.max_links = o->max_links, .allow_unsealed = o->allow_unsealed,
 			.guest_pci = ps->guest_pci, .sysfs_root = o->sysfs_root,
