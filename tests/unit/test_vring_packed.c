@@ -1214,72 +1214,48 @@ static void expect_drv_broken(struct vp_vq_drv *d, const char *why)
 	CHECK_EQ(vp_vq_drv_used_pending(d), 0);
 }
 
-TEST(driver_refuses_bad_id)
+/* Each hostile used descriptor breaks the queue with its reason, after the
+ * good entries before it were handed back. */
+TEST(driver_refuses_hostile_used_descriptors)
 {
-	struct env *e = env_new(8, 0);
-	struct vp_vq_drv *d;
-	void *tok[2];
-	uint32_t len[2];
+	static const struct {
+		unsigned good;		/* good entries (id 0, 8 bytes) before it */
+		uint16_t id;
+		uint32_t len;
+		uint16_t flags;
+		const char *why;
+	} c[] = {
+		{ 0, 11, 0, F_AVAIL | F_USED, "used slot 0: id 11 >= num 8" },
+		{ 1, 0, 8, F_AVAIL | F_USED, "used slot 1: id 0 not outstanding" },
+		{ 0, 1, 65, F_AVAIL | F_USED | VRING_DESC_F_WRITE,
+		  "used slot 0: id 1 len 65 > 64 writable bytes posted" },
+		/* Lap 1 (wrap counter 1): a used descriptor has both bits set;
+		 * the used bit alone is no descriptor of this lap. */
+		{ 0, 0, 0, F_USED,
+		  "used slot 0: flags 0x8000 have the wrong wrap bits for wrap counter 1" },
+	};
 
-	REQUIRE(e && (d = two_posted(e)));
-	used_desc(e, 0, 11, 0, F_AVAIL | F_USED);
-	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), -EIO);
-	expect_drv_broken(d, "used slot 0: id 11 >= num 8");
-	vp_vq_drv_free(d);
-	env_free(e);
-}
+	for (unsigned k = 0; k < sizeof(c) / sizeof(c[0]); k++) {
+		struct env *e = env_new(8, 0);
+		struct vp_vq_drv *d;
+		void *tok[2];
+		uint32_t len[2];
 
-TEST(driver_refuses_id_not_outstanding)
-{
-	struct env *e = env_new(8, 0);
-	struct vp_vq_drv *d;
-	void *tok[2];
-	uint32_t len[2];
-
-	REQUIRE(e && (d = two_posted(e)));
-	/* The first entry is good and handed back; the second repeats its id. */
-	used_desc(e, 1, 0, 8, F_AVAIL | F_USED);
-	used_desc(e, 0, 0, 8, F_AVAIL | F_USED);
-	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), 1);
-	CHECK(tok[0] == ptok(0));
-	CHECK_EQ(len[0], 8);
-	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), -EIO);
-	expect_drv_broken(d, "used slot 1: id 0 not outstanding");
-	vp_vq_drv_free(d);
-	env_free(e);
-}
-
-TEST(driver_refuses_len_beyond_buffer)
-{
-	struct env *e = env_new(8, 0);
-	struct vp_vq_drv *d;
-	void *tok[2];
-	uint32_t len[2];
-
-	REQUIRE(e && (d = two_posted(e)));
-	used_desc(e, 0, 1, 65, F_AVAIL | F_USED | VRING_DESC_F_WRITE);
-	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), -EIO);
-	expect_drv_broken(d, "used slot 0: id 1 len 65 > 64 writable bytes posted");
-	vp_vq_drv_free(d);
-	env_free(e);
-}
-
-TEST(driver_refuses_wrong_wrap_bits)
-{
-	struct env *e = env_new(8, 0);
-	struct vp_vq_drv *d;
-	void *tok[2];
-	uint32_t len[2];
-
-	REQUIRE(e && (d = two_posted(e)));
-	/* Lap 1 (wrap counter 1): a used descriptor has both bits set; the
-	 * used bit alone is no descriptor of this lap. */
-	used_desc(e, 0, 0, 0, F_USED);
-	CHECK_EQ(vp_vq_drv_used_pending(d), 1);	/* a peek, not a check */
-	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), -EIO);
-	expect_drv_broken(d, "used slot 0: flags 0x8000 have the wrong wrap bits for wrap counter 1");
-	vp_vq_drv_free(d);
-	env_free(e);
+		REQUIRE(e && (d = two_posted(e)));
+		used_desc(e, c[k].good, c[k].id, c[k].len, c[k].flags);
+		if (c[k].good)
+			used_desc(e, 0, 0, 8, F_AVAIL | F_USED);
+		CHECK_EQ(vp_vq_drv_used_pending(d), 1);	/* a peek, not a check */
+		if (c[k].good) {
+			CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), 1);
+			CHECK(tok[0] == ptok(0));
+			CHECK_EQ(len[0], 8);
+		}
+		CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), -EIO);
+		expect_drv_broken(d, c[k].why);
+		vp_vq_drv_free(d);
+		env_free(e);
+	}
 }
 
 TEST(driver_reads_no_slot_it_has_not_published)
