@@ -481,19 +481,40 @@ bool vp_vq_packed_need_signal(struct vp_vq_packed *vq)
 	return !valid || pk_event_passed(off_wrap, vq->used_wrap, vq->num, new, old);
 }
 
-static void pk_set_dev_flags(struct vp_vq_packed *vq, uint16_t flags)
+/* Our event-suppression area's flags (either side's): stored only when they
+ * change, *cur being what we last stored. */
+static void pk_ev_set_flags(struct vring_packed_desc_event *ev, uint16_t *cur, uint16_t flags)
 {
-	if (vq->dev_flags == flags)
+	if (*cur == flags)
 		return;
-	vq->dev_flags = flags;
-	STORE_RELAXED(&vq->dev_ev->flags, htole16(flags));
+	*cur = flags;
+	STORE_RELAXED(&ev->flags, htole16(flags));
+}
+
+/*
+ * Ask the peer to notify us: at slot pos of lap wrap with EVENT_IDX, at
+ * every one otherwise. Then a full fence, so the caller's re-read of the
+ * ring comes after the request: it pairs with the peer's full fence
+ * between its ring write and reading this area, so either the peer
+ * notifies or the caller sees its write.
+ */
+static void pk_ev_request(struct vring_packed_desc_event *ev, uint16_t *cur, bool event_idx,
+			  uint16_t pos, bool wrap)
+{
+	if (event_idx) {
+		STORE_RELAXED(&ev->off_wrap, htole16((uint16_t)(pos | (wrap ? PK_WRAP : 0))));
+		pk_ev_set_flags(ev, cur, VRING_PACKED_EVENT_FLAG_DESC);
+	} else {
+		pk_ev_set_flags(ev, cur, VRING_PACKED_EVENT_FLAG_ENABLE);
+	}
+	atomic_thread_fence(memory_order_seq_cst);
 }
 
 void vp_vq_packed_disable_notify(struct vp_vq_packed *vq)
 {
 	if (vq->broken)
 		return;
-	pk_set_dev_flags(vq, VRING_PACKED_EVENT_FLAG_DISABLE);
+	pk_ev_set_flags(vq->dev_ev, &vq->dev_flags, VRING_PACKED_EVENT_FLAG_DISABLE);
 }
 
 bool vp_vq_packed_avail(struct vp_vq_packed *vq)
@@ -529,19 +550,9 @@ bool vp_vq_packed_enable_notify(struct vp_vq_packed *vq)
 {
 	if (vq->broken)
 		return false;
-	if (vq->event_idx) {
-		STORE_RELAXED(&vq->dev_ev->off_wrap,
-			      htole16((uint16_t)(vq->last_avail | (vq->avail_wrap ? PK_WRAP : 0))));
-		pk_set_dev_flags(vq, VRING_PACKED_EVENT_FLAG_DESC);
-	} else {
-		pk_set_dev_flags(vq, VRING_PACKED_EVENT_FLAG_ENABLE);
-	}
-	/*
-	 * Request before re-reading the next descriptor: pairs with the
-	 * driver's full fence between making a chain available and reading
-	 * our area, so either it kicks or we see the chain here.
-	 */
-	atomic_thread_fence(memory_order_seq_cst);
+	/* Then the next descriptor: the driver's publish fences between making
+	 * a chain available and reading our area. */
+	pk_ev_request(vq->dev_ev, &vq->dev_flags, vq->event_idx, vq->last_avail, vq->avail_wrap);
 	return vp_vq_packed_avail(vq);
 }
 
@@ -924,30 +935,13 @@ unsigned vp_pdrv_used_pending(const struct vp_vq_pdrv *vq)
 	return pd_slot_used(vq, &flags) != 0;
 }
 
-static void pd_set_drv_flags(struct vp_vq_pdrv *vq, uint16_t flags)
-{
-	if (vq->drv_flags == flags)
-		return;
-	vq->drv_flags = flags;
-	STORE_RELAXED(&vq->drv_ev->flags, htole16(flags));
-}
-
 bool vp_pdrv_enable_cb(struct vp_vq_pdrv *vq)
 {
 	if (vq->broken)
 		return false;
-	if (vq->event_idx) {
-		STORE_RELAXED(&vq->drv_ev->off_wrap,
-			      htole16((uint16_t)(vq->used_pos | (vq->used_wrap ? PK_WRAP : 0))));
-		pd_set_drv_flags(vq, VRING_PACKED_EVENT_FLAG_DESC);
-	} else {
-		pd_set_drv_flags(vq, VRING_PACKED_EVENT_FLAG_ENABLE);
-	}
-	/*
-	 * Request before re-reading the used slot: pairs with the device's full
-	 * fence between its used flags and reading our area (need_signal).
-	 */
-	atomic_thread_fence(memory_order_seq_cst);
+	/* Then the used slot: the device's need_signal fences between its used
+	 * flags and reading our area. */
+	pk_ev_request(vq->drv_ev, &vq->drv_flags, vq->event_idx, vq->used_pos, vq->used_wrap);
 	return vp_pdrv_used_pending(vq) != 0;
 }
 
@@ -955,7 +949,7 @@ void vp_pdrv_disable_cb(struct vp_vq_pdrv *vq)
 {
 	if (vq->broken)
 		return;
-	pd_set_drv_flags(vq, VRING_PACKED_EVENT_FLAG_DISABLE);
+	pk_ev_set_flags(vq->drv_ev, &vq->drv_flags, VRING_PACKED_EVENT_FLAG_DISABLE);
 }
 
 unsigned vp_pdrv_num_free(const struct vp_vq_pdrv *vq)
