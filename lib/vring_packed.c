@@ -453,32 +453,31 @@ int vp_vq_packed_unpop(struct vp_vq_packed *vq, unsigned n)
 	return 0;
 }
 
-bool vp_vq_packed_need_signal(struct vp_vq_packed *vq)
+/*
+ * After our ring writes: does the peer's event-suppression area ask to be
+ * notified of the slots from old to new (positions modulo 2^16, new on lap
+ * wrap of a ring of num)? The full fence first pairs with the peer's fence
+ * between writing its area and re-reading the ring (pk_ev_request()).
+ * unknown: with EVENT_IDX, we cannot tell what the peer waited for: yes.
+ */
+static bool pk_ev_wants(const struct vring_packed_desc_event *ev, bool event_idx, bool wrap,
+			unsigned num, uint16_t new, uint16_t old, bool unknown)
 {
-	uint16_t since = vq->unsignalled, flags, off_wrap, new, old;
-	bool valid = vq->signalled_valid;
+	uint16_t flags, off_wrap, at;
 
-	/* Nothing pushed since the last answer: that answer covered it. */
-	if (unlikely(vq->broken) || !since)
-		return false;
-	vq->unsignalled = 0;
-	vq->signalled_valid = true;
-	/*
-	 * Our used flags before reading the driver's area: pairs with the
-	 * driver's full fence between writing it and re-reading the ring.
-	 */
 	atomic_thread_fence(memory_order_seq_cst);
-	flags = le16toh(LOAD_RELAXED(&vq->drv_ev->flags));
+	flags = le16toh(LOAD_RELAXED(&ev->flags));
 	if (flags == VRING_PACKED_EVENT_FLAG_DISABLE)
 		return false;
-	/* ENABLE, or anything we do not know: signalling too often is safe. */
-	if (flags != VRING_PACKED_EVENT_FLAG_DESC || !vq->event_idx)
+	/* ENABLE, or anything we do not know: notifying too often is safe. */
+	if (flags != VRING_PACKED_EVENT_FLAG_DESC || !event_idx || unknown)
 		return true;
-	off_wrap = le16toh(LOAD_RELAXED(&vq->drv_ev->off_wrap));
-	new = vq->used_idx;
-	old = (uint16_t)(new - since);
-	/* First answer since attach: we cannot know what it waited for. */
-	return !valid || pk_event_passed(off_wrap, vq->used_wrap, vq->num, new, old);
+	off_wrap = le16toh(LOAD_RELAXED(&ev->off_wrap));
+	at = off_wrap & (uint16_t)~PK_WRAP;
+	/* An offset on the other lap is num slots back (modulo 2^16). */
+	if (!!(off_wrap & PK_WRAP) != wrap)
+		at = (uint16_t)(at - num);
+	return vring_need_event(at, new, old);
 }
 
 /* Our event-suppression area's flags (either side's): stored only when they
@@ -508,6 +507,23 @@ static void pk_ev_request(struct vring_packed_desc_event *ev, uint16_t *cur, boo
 		pk_ev_set_flags(ev, cur, VRING_PACKED_EVENT_FLAG_ENABLE);
 	}
 	atomic_thread_fence(memory_order_seq_cst);
+}
+
+bool vp_vq_packed_need_signal(struct vp_vq_packed *vq)
+{
+	uint16_t since = vq->unsignalled, new, old;
+	bool valid = vq->signalled_valid;
+
+	/* Nothing pushed since the last answer: that answer covered it. */
+	if (unlikely(vq->broken) || !since)
+		return false;
+	vq->unsignalled = 0;
+	vq->signalled_valid = true;
+	new = vq->used_idx;
+	old = (uint16_t)(new - since);
+	/* Our used flags before the driver's area. The first answer since
+	 * attach cannot know what the driver waited for. */
+	return pk_ev_wants(vq->drv_ev, vq->event_idx, vq->used_wrap, vq->num, new, old, !valid);
 }
 
 void vp_vq_packed_disable_notify(struct vp_vq_packed *vq)
@@ -813,7 +829,7 @@ int vp_pdrv_add_burst(struct vp_vq_pdrv *vq, const struct vp_buf *bufs, unsigned
 
 bool vp_pdrv_publish(struct vp_vq_pdrv *vq)
 {
-	uint16_t flags, off_wrap, new, old;
+	uint16_t new, old;
 
 	if (unlikely(vq->broken) || !vq->pend)
 		return false;
@@ -826,20 +842,8 @@ bool vp_pdrv_publish(struct vp_vq_pdrv *vq)
 	new = vq->avail_pos;
 	old = (uint16_t)(new - vq->added);	/* modulo 2^16, as need_event() wants */
 	vq->added = 0;
-	/*
-	 * Heads before the device's area: pairs with the device's full fence
-	 * between writing its area and re-reading the next descriptor in
-	 * enable_notify.
-	 */
-	atomic_thread_fence(memory_order_seq_cst);
-	flags = le16toh(LOAD_RELAXED(&vq->dev_ev->flags));
-	if (flags == VRING_PACKED_EVENT_FLAG_DISABLE)
-		return false;
-	/* ENABLE, or anything we do not know: kicking too often is safe. */
-	if (flags != VRING_PACKED_EVENT_FLAG_DESC || !vq->event_idx)
-		return true;
-	off_wrap = le16toh(LOAD_RELAXED(&vq->dev_ev->off_wrap));
-	return pk_event_passed(off_wrap, vq->avail_wrap, vq->num, new, old);
+	/* The heads before the device's area. */
+	return pk_ev_wants(vq->dev_ev, vq->event_idx, vq->avail_wrap, vq->num, new, old, false);
 }
 
 /*

@@ -293,20 +293,4 @@ static inline int drv_add_check(const struct vp_buf *out, unsigned nout, const s
 	return (int)need;
 }
 
-/*
- * A packed ring's event suppression with EVENT_IDX: did the slots from old
- * to new (positions modulo 2^16, new on lap wrap of a ring of num) pass the
- * peer's event offset off_wrap? An offset on the other lap is num slots
- * back.
- */
-static inline bool pk_event_passed(uint16_t off_wrap, bool wrap, unsigned num, uint16_t new,
-				   uint16_t old)
-{
-	uint16_t ev = off_wrap & (uint16_t)~(1u << VRING_PACKED_EVENT_F_WRAP_CTR);
-
-	if (!!(off_wrap & (1u << VRING_PACKED_EVENT_F_WRAP_CTR)) != wrap)
-		ev = (uint16_t)(ev - num);
-	return vring_need_event(ev, new, old);
-}
-
 #endif
