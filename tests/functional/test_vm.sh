@@ -341,6 +341,19 @@ t_chain3() {
 
 # A frontend VM survives its backend going away and comes back up when a
 # new backend listens (a rebooted peer); the new backend gets verified data.
+# After a backend restart under a running generator: it linked up twice and
+# the new sink got a verified stream with the END frame.
+restart_ok() { # GEN-JSON SINK-JSON [LABEL]
+	local got l=${3:+$3 }
+	expect "${l}generator" "$1" link_ups 2
+	expect "${l}generator" "$1" ok true
+	expect "${l}new sink" "$2" corrupt 0
+	expect "${l}new sink" "$2" ends 1
+	got=$(jget "$2" received)
+	[ "${got:-0}" -gt 1000 ] || failmsg+="    ${l}new sink received only '${got}'"$'\n'
+	return 0
+}
+
 t_backend_restart() {
 	bg sink "$VM" --backend --listen "$T/be.sock" --app sink "${Q[@]}"
 	sock_wait "$T/be.sock"
@@ -350,13 +363,7 @@ t_backend_restart() {
 	rm -f "$T/be.sock"
 	bg sink2 "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 10 "${Q[@]}"
 	waitfor gen 15; waitfor sink2 15
-	expect "generator" "$T/gen.json" link_ups 2
-	expect "generator" "$T/gen.json" ok true
-	expect "new sink" "$T/sink2.json" corrupt 0
-	expect "new sink" "$T/sink2.json" ends 1
-	local got; got=$(jget "$T/sink2.json" received)
-	[ "${got:-0}" -gt 1000 ] || failmsg+="    new sink received only '${got}'"$'\n'
-	return 0
+	restart_ok "$T/gen.json" "$T/sink2.json"
 }
 
 # Packed rings with both ends ours: a frontend offering ring_packed over
@@ -370,7 +377,7 @@ packed_bit() { # LOG: 1 if the "link up" line's features have VIRTIO_F_RING_PACK
 	[ -n "$f" ] && echo $(((f >> 34) & 1))
 }
 t_packed() {
-	local QI=(--json --quiet --log-level info) got
+	local QI=(--json --quiet --log-level info)
 	bg sink "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 20 "${QI[@]}"
 	sock_wait "$T/be.sock"
 	bg gen "$VM" --frontend --connect "$T/be.sock" "${PK[@]}" --app gen --count 100000 --size 64-1518 "${QI[@]}"
@@ -407,12 +414,7 @@ t_packed() {
 	bg sink4 "$VM" --backend --listen "$T/be.sock" --app sink --ends 1 --seconds 10 "${QI[@]}"
 	waitfor gen3 15; waitfor sink4 15
 	[ "$(packed_bit "$T/sink4.log")" = 1 ] || failmsg+="    restart: new backend did not log packed features"$'\n'
-	expect "restart generator" "$T/gen3.json" link_ups 2
-	expect "restart generator" "$T/gen3.json" ok true
-	expect "restart new sink" "$T/sink4.json" corrupt 0
-	expect "restart new sink" "$T/sink4.json" ends 1
-	got=$(jget "$T/sink4.json" received)
-	[ "${got:-0}" -gt 1000 ] || failmsg+="    restart: new sink received only '${got}'"$'\n'
+	restart_ok "$T/gen3.json" "$T/sink4.json" restart
 
 	# A backend without ring_packed: the frontend falls back to split rings.
 	rm -f "$T/be.sock"
@@ -712,13 +714,7 @@ t_pair21_restart() {
 	rm -f "$T/p21.sock"
 	bg sink3 "$VM" --pair21-serve "$T/p21.sock" --app sink --ends 1 --seconds 10 "${Q[@]}"
 	waitfor gen3 15; waitfor sink3 15
-	expect "generator" "$T/gen3.json" link_ups 2
-	expect "generator" "$T/gen3.json" ok true
-	expect "new sink" "$T/sink3.json" corrupt 0
-	expect "new sink" "$T/sink3.json" ends 1
-	got=$(jget "$T/sink3.json" received)
-	[ "${got:-0}" -gt 1000 ] || failmsg+="    new sink received only '${got}'"$'\n'
-	return 0
+	restart_ok "$T/gen3.json" "$T/sink3.json"
 }
 
 run_case help t_help
