@@ -516,7 +516,9 @@ static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *n
 		    gpa_to_uva(in, g->used, &m.p.addr.used) < 0)
 			return -EFAULT;
 		if ((e = vu_ring_state(v, VP_VU_SET_VRING_NUM, i, g->num)) < 0 ||
-		    (e = vu_ring_state(v, VP_VU_SET_VRING_BASE, i, g->last_avail_idx)) < 0 ||
+		    (e = vu_ring_state(v, VP_VU_SET_VRING_BASE, i,
+					(feat & (1ull << VIRTIO_F_RING_PACKED)) ? VP_VU_PACKED_FRESH_BASE
+					: g->last_avail_idx)) < 0 ||
 		    (e = vu_call(v, &m, NULL)) < 0 ||
 		    (e = vu_ring_fd(v, VP_VU_SET_VRING_KICK, i, g->kick_fd)) < 0 ||
 		    (e = vu_ring_fd(v, VP_VU_SET_VRING_CALL, i, g->call_fd)) < 0)

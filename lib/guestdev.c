@@ -902,6 +902,11 @@ int vp_guest_new(struct vp_guest **out, const struct vp_guest_config *cfg)
 	}
 	if ((unsigned)cfg->mode > VP_NET_ADAPTIVE)
 		return -EINVAL;
+	if (cfg->features & (1ull << VIRTIO_F_RING_PACKED)) {
+		vp_log(VP_LOG_ERR, "guest-pci: packed rings (RING_PACKED) cannot be driven here: the "
+		       "info window carries split ring positions only");
+		return -EINVAL;
+	}
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;

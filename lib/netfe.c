@@ -7,6 +7,9 @@
  * RAM layout from cfg->ram_offset (gpa = offset in RAM), each ring part on
  * its own page so that the two sides' writes never share a cache line:
  *   receiveq (q0) desc | avail | used, transmitq (q1) desc | avail | used,
+ *   (with VIRTIO_F_RING_PACKED the same places hold the descriptor ring and
+ *   the driver and device event areas: one layout serves both, so the ring
+ *   addresses told before negotiation hold whichever the peer takes),
  *   rx_num receive buffers of rx_buf_size bytes,
  *   tx_num transmit slots of fe->slot bytes (the receive buffer size, at
  *   least TX_SLOT, rounded up to a cache line),
@@ -132,6 +135,7 @@ struct vp_netfe {
 	uint64_t ind_gpa;
 	uint16_t ind_cfg;		/* tables laid out for this many slots */
 	bool ring_evidx, ring_ind;	/* what the rings were made with */
+	bool ring_packed;
 	uint8_t mac[6];
 	uint8_t uuid[16];
 	uint64_t end;			/* gpa past our layout: the next pair's */
@@ -256,7 +260,7 @@ static void free_rings(struct vp_netfe *fe)
 }
 
 /* (Re)create both rings: zeroed ring memory, fresh shadow state. */
-static int make_rings(struct vp_netfe *fe, bool evidx, bool ind)
+static int make_rings(struct vp_netfe *fe, bool evidx, bool ind, bool packed)
 {
 	struct vp_vq_drv_config c;
 	int err;
@@ -265,7 +269,7 @@ static int make_rings(struct vp_netfe *fe, bool evidx, bool ind)
 	c = (struct vp_vq_drv_config){
 		.num = fe->rx_num, .desc = fe->ram + fe->q[0].desc,
 		.avail = fe->ram + fe->q[0].avail, .used = fe->ram + fe->q[0].used,
-		.event_idx = evidx, .name = "netfe.rxq",
+		.event_idx = evidx, .name = "netfe.rxq", .packed = packed,
 	};
 	err = vp_vq_drv_new(&fe->rxq, &c);
 	if (err)
@@ -273,7 +277,7 @@ static int make_rings(struct vp_netfe *fe, bool evidx, bool ind)
 	c = (struct vp_vq_drv_config){
 		.num = fe->tx_num, .desc = fe->ram + fe->q[1].desc,
 		.avail = fe->ram + fe->q[1].avail, .used = fe->ram + fe->q[1].used,
-		.event_idx = evidx, .name = "netfe.txq",
+		.event_idx = evidx, .name = "netfe.txq", .packed = packed,
 	};
 	if (ind && fe->ind_cfg) {
 		c.indirect_area = fe->ram + fe->ind_gpa;
@@ -286,6 +290,7 @@ static int make_rings(struct vp_netfe *fe, bool evidx, bool ind)
 		return err;
 	}
 	fe->ring_evidx = evidx;
+	fe->ring_packed = packed;
 	fe->ring_ind = ind && fe->ind_cfg;
 	fe->ind_max = fe->ring_ind ? fe->ind_cfg : 0;
 	return 0;
@@ -372,7 +377,8 @@ static int netfe_new_one(struct vp_netfe **out, const struct vp_netfe_config *cf
 	if (!is_pow2(fe->rx_num) || !is_pow2(fe->tx_num) ||
 	    fe->rx_num > VP_VQ_MAX_SIZE || fe->tx_num > VP_VQ_MAX_SIZE ||
 	    fe->rx_buf_size < 64 || fe->rx_buf_size > (1u << 24) ||
-	    (fe->features & ~(VP_NET_FEATURES | VP_NET_TSO_FEATURES | (1ull << VIRTIO_NET_F_MQ))) ||
+	    (fe->features & ~(VP_NET_FEATURES | VP_NET_TSO_FEATURES | (1ull << VIRTIO_NET_F_MQ) |
+			      (1ull << VIRTIO_F_RING_PACKED))) ||
 	    !(fe->features & (1ull << VIRTIO_F_VERSION_1)))
 		goto fail;
 	/* Slots as big as a receive buffer: a frame that fits one fits the other. */
@@ -412,7 +418,8 @@ static int netfe_new_one(struct vp_netfe **out, const struct vp_netfe_config *cf
 	if (err)
 		goto fail;
 	err = make_rings(fe, fe->features & (1ull << VIRTIO_RING_F_EVENT_IDX),
-			 fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC));
+			 fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC),
+			 fe->features & (1ull << VIRTIO_F_RING_PACKED));
 	if (err)
 		goto fail;
 	reset_pools(fe);
@@ -496,6 +503,7 @@ static int netfe_start_one(struct vp_netfe *fe, uint64_t features)
 {
 	bool evidx = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
 	bool ind = features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
+	bool packed = features & (1ull << VIRTIO_F_RING_PACKED);
 	int n, err;
 
 	/* vhost-user's PROTOCOL_FEATURES (bit 30) is the transport's, not the device's. */
@@ -508,8 +516,9 @@ static int netfe_start_one(struct vp_netfe *fe, uint64_t features)
 	 * and the re-zeroing forgets at most its kick-suppression hint, which
 	 * costs kicks, never a wake-up.
 	 */
-	if (evidx != fe->ring_evidx || (ind && fe->ind_cfg) != fe->ring_ind) {
-		err = make_rings(fe, evidx, ind);
+	if (evidx != fe->ring_evidx || (ind && fe->ind_cfg) != fe->ring_ind ||
+	    packed != fe->ring_packed) {
+		err = make_rings(fe, evidx, ind, packed);
 		if (err)
 			return err;
 	}
@@ -557,7 +566,8 @@ static int netfe_reset_one(struct vp_netfe *fe)
 	if (err)
 		return err;
 	err = make_rings(fe, fe->features & (1ull << VIRTIO_RING_F_EVENT_IDX),
-			 fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC));
+			 fe->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC),
+			 fe->features & (1ull << VIRTIO_F_RING_PACKED));
 	if (err)
 		return err;
 	fe->reason[0] = 0;

@@ -39,6 +39,7 @@
 #include "mem_internal.h"
 
 #include "vring_walk.h"
+#include "vring_internal.h"
 
 #define DESC_SIZE     ((uint32_t)sizeof(struct vring_desc))  /* <linux/virtio_ring.h> */
 
@@ -510,6 +511,7 @@ struct drv_slot {
 
 struct vp_vq_drv {
 	/* Hot. */
+	struct vp_vq_pdrv *pk;		/* a packed ring: every call goes there */
 	struct vring vr;
 	struct drv_slot *slot;		/* num entries, our memory only */
 	uint16_t mask;
@@ -550,6 +552,21 @@ int vp_vq_drv_new(struct vp_vq_drv **out, const struct vp_vq_drv_config *cfg)
 	if (!out || !cfg)
 		return -EINVAL;
 	*out = NULL;
+	if (cfg->packed) {
+		struct vp_vq_pdrv *pk;
+		int err = vp_pdrv_new(&pk, cfg);
+
+		if (err)
+			return err;
+		vq = calloc(1, sizeof(*vq));
+		if (!vq) {
+			vp_pdrv_free(pk);
+			return -ENOMEM;
+		}
+		vq->pk = pk;
+		*out = vq;
+		return 0;
+	}
 	num = cfg->num;
 	if (!is_pow2(num) || num > VP_VQ_MAX_SIZE ||
 	    !cfg->desc || !cfg->avail || !cfg->used)
@@ -598,6 +615,8 @@ int vp_vq_drv_new(struct vp_vq_drv **out, const struct vp_vq_drv_config *cfg)
 
 void vp_vq_drv_free(struct vp_vq_drv *vq)
 {
+	if (vq)
+		vp_pdrv_free(vq->pk);
 	free(vq);
 }
 
@@ -637,32 +656,21 @@ int vp_vq_drv_add(struct vp_vq_drv *vq, const struct vp_buf *out,
 		  unsigned nout, const struct vp_buf *in, unsigned nin,
 		  void *token)
 {
-	uint64_t len_out = 0, len_in = 0;
+	uint32_t len_in = 0;
 	uint16_t head, idx, need;
 	unsigned n;
+	int r;
 
+	if (vq->pk)
+		return vp_pdrv_add(vq->pk, out, nout, in, nin, token);
 	if (unlikely(vq->broken))
 		return -EIO;
-	if (!token || (nout && !out) || (nin && !in))
-		return -EINVAL;
-	if (nout > VP_VQ_MAX_SIZE || nin > VP_VQ_MAX_SIZE)
-		return -ENOSPC;
+	r = drv_add_check(out, nout, in, nin, token, vq->vr.num, vq->num_free, vq->ind_max,
+			  &len_in);
+	if (r < 0)
+		return r;
 	n = nout + nin;
-	if (n == 0)
-		return -EINVAL;
-	if (n > vq->vr.num)
-		return -ENOSPC;	/* no chain may be longer than the ring */
-	for (unsigned k = 0; k < nout; k++)
-		len_out += out[k].len;
-	for (unsigned k = 0; k < nin; k++)
-		len_in += in[k].len;
-	/* The device breaks the queue on chains whose total exceeds 32 bits. */
-	if (len_out + len_in > UINT32_MAX)
-		return -EINVAL;
-
-	need = (n > 1 && n <= vq->ind_max) ? 1 : (uint16_t)n;
-	if (need > vq->num_free)
-		return -ENOSPC;
+	need = (uint16_t)r;
 	head = vq->free_head;
 	if (need == 1 && n > 1) {
 		size_t off = ((size_t)head * vq->ind_max) * DESC_SIZE;
@@ -694,7 +702,7 @@ int vp_vq_drv_add(struct vp_vq_drv *vq, const struct vp_buf *out,
 	}
 	vq->free_head = idx;
 	vq->num_free = (uint16_t)(vq->num_free - need);
-	drv_stage(vq, head, token, (uint32_t)len_in, need);
+	drv_stage(vq, head, token, len_in, need);
 	return 0;
 }
 
@@ -705,6 +713,8 @@ int vp_vq_drv_add_burst(struct vp_vq_drv *vq, const struct vp_buf *bufs,
 	uint16_t head = vq->free_head;
 	unsigned k;
 
+	if (vq->pk)
+		return vp_pdrv_add_burst(vq->pk, bufs, n, device_writable, tokens);
 	if (unlikely(vq->broken))
 		return -EIO;
 	if (n && (!bufs || !tokens))
@@ -747,6 +757,8 @@ bool vp_vq_drv_publish(struct vp_vq_drv *vq)
 {
 	uint16_t old = vq->published, new = vq->avail_idx;
 
+	if (vq->pk)
+		return vp_pdrv_publish(vq->pk);
 	if (unlikely(vq->broken) || old == new)
 		return false;
 	/*
@@ -770,7 +782,7 @@ bool vp_vq_drv_publish(struct vp_vq_drv *vq)
 int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 		       unsigned max)
 {
-	const vring_used_elem_t *ring = vq->vr.used->ring;
+	const vring_used_elem_t *ring;
 	uint16_t last = vq->last_used, idx, pending;
 	/* Locals: stores through tokens[] would otherwise force reloads. */
 	struct drv_slot *slot = vq->slot;
@@ -778,8 +790,11 @@ int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 	unsigned num = vq->vr.num;
 	unsigned k;
 
+	if (vq->pk)
+		return vp_pdrv_get_used(vq->pk, tokens, lens, max);
 	if (unlikely(vq->broken))
 		return -EIO;
+	ring = vq->vr.used->ring;
 	/*
 	 * Acquire: pairs with the device's release store of used->idx, so the
 	 * entries below it are visible.
@@ -835,6 +850,8 @@ int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens, uint32_t *lens,
 
 unsigned vp_vq_drv_used_pending(const struct vp_vq_drv *vq)
 {
+	if (vq->pk)
+		return vp_pdrv_used_pending(vq->pk);
 	if (vq->broken)
 		return 0;
 	/* Acquire: pairs with the device's release store of used->idx. */
@@ -852,6 +869,12 @@ unsigned vp_vq_drv_enable_cb_ahead(struct vp_vq_drv *vq, unsigned ahead, unsigne
 	unsigned out = (uint16_t)(vq->published - vq->last_used);
 	uint16_t idx;
 
+	if (vq->pk) {
+		/* Not moderated (the packed event area): a call per buffer. */
+		if (mark)
+			*mark = 1;
+		return vp_pdrv_enable_cb(vq->pk) ? 1 : 0;
+	}
 	if (ahead > out)
 		ahead = out;
 	if (ahead < 1 || !vq->event_idx)
@@ -880,6 +903,10 @@ unsigned vp_vq_drv_enable_cb_ahead(struct vp_vq_drv *vq, unsigned ahead, unsigne
 
 void vp_vq_drv_disable_cb(struct vp_vq_drv *vq)
 {
+	if (vq->pk) {
+		vp_pdrv_disable_cb(vq->pk);
+		return;
+	}
 	if (vq->broken)
 		return;
 	if (vq->event_idx) {
@@ -899,15 +926,21 @@ void vp_vq_drv_disable_cb(struct vp_vq_drv *vq)
 
 unsigned vp_vq_drv_num_free(const struct vp_vq_drv *vq)
 {
+	if (vq->pk)
+		return vp_pdrv_num_free(vq->pk);
 	return vq->num_free;
 }
 
 bool vp_vq_drv_broken(const struct vp_vq_drv *vq)
 {
+	if (vq->pk)
+		return vp_pdrv_broken(vq->pk);
 	return vq->broken;
 }
 
 const char *vp_vq_drv_broken_reason(const struct vp_vq_drv *vq)
 {
+	if (vq->pk)
+		return vp_pdrv_broken_reason(vq->pk);
 	return vq->reason;
 }

@@ -256,4 +256,41 @@ walk_finish(void *q, vq_fail_fn fail, const struct walk_acc *a, unsigned head,
 	return 0;
 }
 
+/*
+ * The driver sides' checks of a chain to add (vp_vq_drv_add() on either
+ * layout): nout readable then nin writable buffers on a ring of num with
+ * free descriptors free, chains of 2..ind_max as one indirect descriptor.
+ * Returns the ring descriptors it takes (*len_in: its writable bytes),
+ * -EINVAL or -ENOSPC.
+ */
+static inline int drv_add_check(const struct vp_buf *out, unsigned nout, const struct vp_buf *in,
+				unsigned nin, const void *token, unsigned num, unsigned free,
+				unsigned ind_max, uint32_t *len_in)
+{
+	uint64_t lo = 0, li = 0;
+	unsigned n, need;
+
+	if (!token || (nout && !out) || (nin && !in))
+		return -EINVAL;
+	if (nout > VP_VQ_MAX_SIZE || nin > VP_VQ_MAX_SIZE)
+		return -ENOSPC;
+	n = nout + nin;
+	if (n == 0)
+		return -EINVAL;
+	if (n > num)
+		return -ENOSPC;	/* no chain may be longer than the ring */
+	for (unsigned k = 0; k < nout; k++)
+		lo += out[k].len;
+	for (unsigned k = 0; k < nin; k++)
+		li += in[k].len;
+	/* The device breaks the queue on chains whose total exceeds 32 bits. */
+	if (lo + li > UINT32_MAX)
+		return -EINVAL;
+	need = (n > 1 && n <= ind_max) ? 1 : n;
+	if (need > free)
+		return -ENOSPC;
+	*len_in = (uint32_t)li;
+	return (int)need;
+}
+
 #endif

@@ -196,6 +196,7 @@ static const struct {
 	{ "mrg_rxbuf", VIRTIO_NET_F_MRG_RXBUF },
 	{ "indirect_desc", VIRTIO_RING_F_INDIRECT_DESC },
 	{ "event_idx", VIRTIO_RING_F_EVENT_IDX },
+	{ "ring_packed", VIRTIO_F_RING_PACKED },
 	{ "version_1", VIRTIO_F_VERSION_1 },
 	{ "host_tso4", VIRTIO_NET_F_HOST_TSO4 },
 	{ "host_tso6", VIRTIO_NET_F_HOST_TSO6 },
@@ -235,7 +236,7 @@ int vm_parse_features(const char *s, uint64_t *out)
 		}
 	}
 	f |= 1ull << VIRTIO_F_VERSION_1;
-	if (f & ~(uint64_t)(VP_NET_FEATURES | VP_NET_TSO_FEATURES))
+	if (f & ~(uint64_t)(VP_NET_FEATURES | VP_NET_TSO_FEATURES | (1ull << VIRTIO_F_RING_PACKED)))
 		return -EINVAL;
 	*out = f;
 	return 0;

@@ -137,7 +137,8 @@ static const char usage_text[] =
 "                         tap app all), a frontend port offers and wants them\n"
 "                         (default: mrg_rxbuf, event_idx, indirect_desc). Names\n"
 "                         out of csum, guest_csum, mrg_rxbuf, event_idx,\n"
-"                         indirect_desc, host_tso4, host_tso6, host_ecn,\n"
+"                         indirect_desc, ring_packed (frontend, --vhost-user),\n"
+"                         host_tso4, host_tso6, host_ecn,\n"
 "                         guest_tso4, guest_tso6, guest_ecn (version_1 is\n"
 "                         implied), or a hex mask\n"
 "  --max-links N          backend ports: frontend devices driven at once, 1..%u\n"
@@ -2195,10 +2196,12 @@ static int run_vm(struct opts *o)
 			.side = ps->kind, .name = pname, .path = ps->path, .mode = o->mode,
 			.coalesce = o->coalesce,
 			/* The tap app takes 64 KiB frames and hands their
-			 * offloads to the kernel: it opts in to TSO. */
+			 * offloads to the kernel: it opts in to TSO (and
+			 * offers packed rings, as a backend port does). */
 			.features = o->features ? o->features :
 				    o->app == APP_TAP && ps->kind == VP_PORT_BACKEND ?
-				    VP_NET_FEATURES | VP_NET_TSO_FEATURES : 0,
+				    VP_NET_FEATURES | VP_NET_TSO_FEATURES |
+				    (1ull << VIRTIO_F_RING_PACKED) : 0,
 			/* backend */
 			.max_links = o->max_links, .allow_unsealed = o->allow_unsealed,
 			.guest_pci = ps->guest_pci, .sysfs_root = o->sysfs_root,

@@ -14,6 +14,8 @@ PATHS = {
     "E": "E VM -> vp-vswitch -> VM",
     "A-daemon": "A via vhost-pcid (backend=)",
     "A21": "A21 2.1 pair (vp-vm peer <-> vp-vm peer over a window)",
+    "AV": "AV vhost-pci over vhost-user, split rings (vp-vm fe <-> vp-vm be)",
+    "AP": "AP vhost-pci over vhost-user, packed rings (vp-vm fe <-> vp-vm be)",
 }
 DIRS = {"fe2be": "frontend -> backend", "be2fe": "backend -> frontend",
         "bidir": "bidirectional (sum)", "loop": "loop (per direction)"}
@@ -135,6 +137,24 @@ def tables(doc, res):
     if rows:
         L.append("## 2.1 pair (A21) vs 2.0 (A)\n")
         L.append("| direction | frame B | A21 Mpps | A Mpps | A21/A | pairs |")
+        L.append("|---|---|---|---|---|---|")
+        L += rows
+        L.append("")
+
+    # ---- packed rings vs split (the packed phase: AP and AV interleaved)
+    rows = []
+    for d in DIRS:
+        for s in sorted({r["size"] for r in tp21 if r.get("path") == "AP" and r.get("dir") == d}):
+            rp = [r for r in tp21 if r.get("path") == "AP" and r.get("dir") == d and r.get("size") == s]
+            rv = [r for r in tp21 if r.get("path") == "AV" and r.get("dir") == d and r.get("size") == s]
+            rt, n = ratio_mmm(rp, rv)
+            rows.append(f"| {DIRS[d]} | {s} | {fmt_mmm(mmm(vals(rp)))} | {fmt_mmm(mmm(vals(rv)))} | "
+                        f"{fmt_mmm(rt)} | {n} |")
+    if rows:
+        L.append("## Packed rings (AP) vs split (AV)\n")
+        L.append("Both: vp-vm frontend over vhost-user to a vp-vm backend (poll mode); AP's frontend "
+                 "offers ring_packed, so only the ring layout differs.\n")
+        L.append("| direction | frame B | AP Mpps | AV Mpps | AP/AV | pairs |")
         L.append("|---|---|---|---|---|---|")
         L += rows
         L.append("")

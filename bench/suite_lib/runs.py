@@ -237,7 +237,8 @@ def ensure_ovs(ctx):
 # ---------------------------------------------------------------- throughput: VM paths
 
 def run_vm_tput(ctx, path, direction, size):
-    """A (vhost-pci), A21 (2.1 pair), C (OVS), D (testpmd io), E (vp-vswitch) with vp-vm VMs.
+    """A (vhost-pci), A21 (2.1 pair), AV / AP (A's VMs over vhost-user on split / packed
+    rings), C (OVS), D (testpmd io), E (vp-vswitch) with vp-vm VMs.
 
     direction: fe2be | be2fe (A, A21 only) | bidir | loop. For C/D/E 'fe2be' means
     VM1 -> switch -> VM2 (the only one-way direction there). For A21 the
@@ -249,11 +250,14 @@ def run_vm_tput(ctx, path, direction, size):
     res = {"test": "tput", "path": path, "dir": direction, "size": size}
     res["probe_ns"] = probe(ctx)
     try:
-        if path in ("A", "A21"):
+        if path in ("A", "A21", "AV", "AP"):
             be_role, fe_role = ("pair21-serve", "pair21") if path == "A21" else ("backend", "frontend")
             d = ctx.sockdir()
             sock = os.path.join(d, "be.sock")
             mode = "poll"
+            # the frontend's default features, plus packed rings for AP
+            fe_extra = ["--features", "mrg_rxbuf,event_idx,indirect_desc,ring_packed"] \
+                if path == "AP" else []
             be_app, fe_app = {"fe2be": ("sink", "gen"), "be2fe": ("gen", "sink"),
                               "bidir": ("gen", "gen"), "loop": ("echo", "echo")}[direction]
             # the loop is testpmd's: both sides reflect, each injected 1024
@@ -267,7 +271,8 @@ def run_vm_tput(ctx, path, direction, size):
                 raise RunError("backend VM did not listen")
             fe = ctx.procs.spawn("vm-fe-" + fe_app, vp_vm_argv(
                 ctx.bins, fe_role, sock, fe_app, 0, mode, size, name="fe",
-                seconds=600 if fe_app == "gen" else None, extra=extra),
+                vhost_user=path in ("AV", "AP"),
+                seconds=600 if fe_app == "gen" else None, extra=extra + fe_extra),
                 pipe_err=True, sampler=sampler)
             vms = [fe, be]
             sampler.add_worker(Worker("vm-fe", fe.pid, fe.pid, 0, True))

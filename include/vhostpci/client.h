@@ -39,8 +39,9 @@ extern "C" {
  */
 struct vp_frontend_ring {
 	uint16_t num;
-	uint16_t last_avail_idx;
-	uint64_t desc, avail, used;  /* guest-physical */
+	uint16_t last_avail_idx;     /* split rings; a packed ring starts fresh */
+	uint64_t desc, avail, used;  /* guest-physical (packed: desc, driver and
+				      * device event areas) */
 	bool enabled;
 	int kick_fd;                 /* we write it when we add buffers; -1: none */
 	int call_fd;                 /* the backend writes it to interrupt us; -1: none */
@@ -116,8 +117,12 @@ VP_API int vp_client_restart(struct vp_client *c, const struct vp_frontend_info 
  * info->driver_features & offered (VERSION_1 required), SET_MEM_TABLE,
  * per ring NUM/BASE/ADDR/KICK/CALL and ENABLE. Every reply waits at most
  * timeout_ms. Returns the connected socket (>= 0) or a negative errno;
- * *negotiated gets the features in use.
+ * *negotiated gets the features in use. With VIRTIO_F_RING_PACKED
+ * negotiated the rings are packed and start fresh: BASE is
+ * VP_VU_PACKED_FRESH_BASE (position 0, wrap counter 1), whatever
+ * last_avail_idx says.
  */
+#define VP_VU_PACKED_FRESH_BASE 0x8000u
 VP_API int vp_vu_frontend_start(const char *path, const struct vp_frontend_info *info,
 				uint64_t *negotiated, int timeout_ms);
 

@@ -78,7 +78,8 @@ struct vp_guest_config {
 	bool have_uuid;            /* only the device of this frontend UUID */
 	uint8_t uuid[16];
 	enum vp_net_mode mode;     /* VP_NET_POLL or VP_NET_ADAPTIVE */
-	uint64_t features;         /* what we drive; 0: VP_NET_FEATURES. A device
+	uint64_t features;         /* what we drive; 0: VP_NET_FEATURES (never
+				    * RING_PACKED: -EINVAL). A device
 				    * whose frontend negotiated more is failed */
 	unsigned max_devices;      /* 0 or more than VP_GUEST_MAX_DEVICES: that */
 	vp_guest_event_fn on_event;

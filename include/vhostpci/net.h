@@ -281,7 +281,11 @@ struct vp_netfe_config {
 	uint16_t rx_num;      /* ring sizes; 0 = 256 */
 	uint16_t tx_num;
 	uint32_t rx_buf_size; /* bytes per RX buffer incl. header; 0 = 2048 */
-	uint64_t features;    /* offered and wanted; 0 = VP_NETFE_DEFAULT_FEATURES */
+	uint64_t features;    /* offered and wanted; 0 = VP_NETFE_DEFAULT_FEATURES.
+			       * VIRTIO_F_RING_PACKED may be added: the rings
+			       * are packed if the backend takes it (a
+			       * vhost-user one; the native protocol refuses
+			       * it), split otherwise */
 	uint8_t mac[6];
 	uint8_t uuid[16];
 	enum vp_net_mode mode;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Split virtqueues (VIRTIO 1.x, little-endian layout), driven from both sides,
- * and the device side of packed virtqueues (vp_vq_packed_*, below).
+ * and packed virtqueues: their device side (vp_vq_packed_*, below) and their
+ * driver side (vp_vq_drv_* on a ring made with vp_vq_drv_config.packed).
  *
  *  - Device side (struct vp_vq_dev): the "exotic ring". The ring and the
  *    buffers live in a PEER's memory, reached only through a struct vp_mem
@@ -284,9 +285,13 @@ struct vp_buf {
 };
 
 struct vp_vq_drv_config {
-	uint16_t num;               /* power of two, 1..32768 */
+	uint16_t num;               /* power of two, 1..32768 (packed: any 1..32768) */
 	void *desc, *avail, *used;  /* local pointers to the ring parts; the
-				     * device sees them at the GPAs we tell it */
+				     * device sees them at the GPAs we tell it.
+				     * Packed: the descriptor ring (16-byte
+				     * aligned), the driver and the device event
+				     * areas (4 bytes each, 4-byte aligned), the
+				     * spec's "driver area" and "device area" */
 	bool event_idx;
 	/*
 	 * Indirect descriptors: if indirect_max > 1, a chain of 2..indirect_max
@@ -299,6 +304,17 @@ struct vp_vq_drv_config {
 	uint64_t indirect_gpa;
 	uint16_t indirect_max;
 	const char *name;
+	/*
+	 * VIRTIO_F_RING_PACKED: the same calls drive a packed ring, with the
+	 * same checks on what the device writes back (used id < num and
+	 * outstanding, length within the writable bytes posted) and the packed
+	 * layout's: the used descriptor due next must carry this lap's wrap
+	 * bits, and where the next one is due is counted by us from each
+	 * chain's slots. The ring starts at position 0 with wrap counter 1
+	 * (0x8000 as a vhost-user ring base). Indirect tables are one per
+	 * buffer id, laid out as above.
+	 */
+	bool packed;
 };
 
 struct vp_vq_drv;
@@ -339,7 +355,8 @@ VP_API int vp_vq_drv_get_used(struct vp_vq_drv *vq, void **tokens,
 			      uint32_t *lens, unsigned max);
 
 /* Used entries the device published that get_used() has not collected yet
- * (a peek for busy-polling; 0 if broken). Not validated: get_used() is. */
+ * (a peek for busy-polling; 0 if broken; a packed ring says 1 while the next
+ * one is there). Not validated: get_used() is. */
 VP_API unsigned vp_vq_drv_used_pending(const struct vp_vq_drv *vq);
 
 /* Ask for / stop interrupts (the device's "call"). enable returns true if

@@ -300,6 +300,19 @@ TEST(irq_mode_refused)
 	CHECK(g == NULL);
 }
 
+/* The info window carries split positions: packed rings are refused up front. */
+TEST(packed_features_refused)
+{
+	struct vp_guest_config gc = {
+		.sysfs_root = "/nonexistent", .mode = VP_NET_POLL,
+		.features = VP_NET_FEATURES | (1ull << VIRTIO_F_RING_PACKED),
+	};
+	struct vp_guest *g = (struct vp_guest *)1;
+
+	CHECK_EQ(vp_guest_new(&g, &gc), -EINVAL);
+	CHECK(g == NULL);
+}
+
 TEST(traffic_stop_reattach_gone)
 {
 	int fds = tu_count_fds(), maps = rig_maps(), err, own;

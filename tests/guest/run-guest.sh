@@ -14,6 +14,7 @@
 #                           listens on SOCK (QEMU is the client, reconnect=1); repeatable
 #       --mac MAC           MAC of the next/last NIC (default derived from name and socket)
 #       --vectors N         MSI-X vectors of the NICs (default 0 under TCG: see docs)
+#       --packed            the NICs offer packed rings (virtio-net-pci packed=on)
 #   -q, --qemu-arg ARG      one extra QEMU argument (repeatable); also everything after --
 #   -l, --log FILE          serial log (default /tmp/vp-guest-NAME-XXXX.log, removed after
 #                           a PASS unless VP_KEEP_LOGS=1)
@@ -41,7 +42,7 @@ vp_prog=run-guest
 VP_DIE_RC=4
 
 tests='' mem=256M mem_path='' timeout=120 name='' initrd='' kernel='' smp=1 accel=auto
-log='' vectors='' interactive=0 append='' loglevel=5 reboot=0 any_mem=0
+log='' vectors='' packed='' interactive=0 append='' loglevel=5 reboot=0 any_mem=0
 socks=() macs=() envs=() qargs=()
 need() { [ $# -ge 2 ] || vp_die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -54,6 +55,7 @@ while [ $# -gt 0 ]; do
     -n | --vhost-user) need "$@"; socks+=("$2"); shift ;;
     --mac) need "$@"; macs[$((${#socks[@]} > 0 ? ${#socks[@]} - 1 : 0))]=$2; shift ;;
     --vectors) need "$@"; vectors=$2; shift ;;
+    --packed) packed=,packed=on ;;
     -q | --qemu-arg) need "$@"; qargs+=("$2"); shift ;;
     -l | --log) need "$@"; log=$2; shift ;;
     -T | --timeout) need "$@"; timeout=$2; shift ;;
@@ -156,7 +158,7 @@ for i in "${!socks[@]}"; do
     fi
     q+=(-chardev "socket,id=vpchr$i,path=${socks[$i]},reconnect=1"
         -netdev "vhost-user,id=vpnet$i,chardev=vpchr$i"
-        -device "virtio-net-pci,netdev=vpnet$i,mac=$mac${vectors:+,vectors=$vectors}")
+        -device "virtio-net-pci,netdev=vpnet$i,mac=$mac${vectors:+,vectors=$vectors}$packed")
     vp_log "$name: NIC $i mac=$mac on vhost-user $(printf %q "${socks[$i]}")"
 done
 

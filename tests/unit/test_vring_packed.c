@@ -1016,3 +1016,306 @@ TEST(memory_shrunk_breaks_the_queue)
 	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	vp_log_set_handler(NULL, NULL);
 }
+
+/* ---- driver side: vp_vq_drv on a packed ring, against the device side ---- */
+
+/* Our packed driver over the env's ring (re-zeroed: the device side attached
+ * fresh, so both start at position 0, wrap counter 1). */
+static struct vp_vq_drv *pdrv_new(struct env *e, unsigned flags, uint16_t ind_max)
+{
+	struct vp_vq_drv_config c = {
+		.num = e->num, .desc = e->buf + e->desc, .avail = e->buf + e->drv_ev,
+		.used = e->buf + e->dev_ev, .event_idx = flags & EV, .name = "t0.drv",
+		.packed = true,
+	};
+	struct vp_vq_drv *d = NULL;
+
+	if (ind_max) {
+		c.indirect_area = e->buf + IND_GPA;
+		c.indirect_gpa = IND_GPA;
+		c.indirect_max = ind_max;
+	}
+	return vp_vq_drv_new(&d, &c) ? NULL : d;
+}
+
+static void *ptok(unsigned i)
+{
+	return (void *)(uintptr_t)(i + 1);
+}
+
+/*
+ * Many laps of a small ring: chains of 1..5 buffers (readable ones carrying
+ * a pattern the device checks, writable ones it fills), published in
+ * batches, completed out of order; every token and length comes back, the
+ * data arrives intact, the kick and call answers follow the event areas.
+ */
+static void laps(unsigned flags, uint16_t ind_max)
+{
+	struct env *e = env_new(8, flags);
+	struct vp_vq_drv *d;
+	unsigned seq = 0, done = 0, rnd = 12345;
+
+	REQUIRE(e);
+	d = pdrv_new(e, flags, ind_max);
+	REQUIRE(d);
+	CHECK_EQ(vp_vq_drv_num_free(d), 8);
+	for (unsigned it = 0; it < 3000; it++) {
+		struct vp_buf out[5], in[5];
+		struct vp_chain ch[8];
+		struct iovec iov[64];
+		struct vp_used u[8];
+		void *tok[8];
+		uint32_t len[8];
+		unsigned posted = 0, base = seq;
+		int n, got;
+
+		/* Post until the ring is full or 3 chains are staged. */
+		while (posted < 3) {
+			unsigned no = (rnd = rnd * 1103515245 + 12345) >> 16 & 3;
+			unsigned ni = (rnd = rnd * 1103515245 + 12345) >> 16 & 1;
+			unsigned k;
+			int r;
+
+			if (no + ni == 0)
+				no = 1;
+			for (k = 0; k < no; k++) {
+				unsigned slot = (seq % 8) * 4 + k;
+
+				out[k] = (struct vp_buf){ bufgpa(slot), 32 };
+				memset(bufptr(e, slot), (int)(seq + k) & 0xff, 32);
+			}
+			for (k = 0; k < ni; k++)
+				in[k] = (struct vp_buf){ bufgpa((seq % 8) * 4 + 3), 100 };
+			r = vp_vq_drv_add(d, out, no, in, ni, ptok(seq % 64));
+			if (r == -ENOSPC)
+				break;
+			REQUIRE(r == 0);
+			seq++;
+			posted++;
+		}
+		if (it % 7 == 0) {
+			/* The device polls: no kick asked for. */
+			vp_vq_packed_disable_notify(e->q);
+			CHECK(!vp_vq_drv_publish(d));
+		} else if (it % 7 == 1) {
+			/* The device sleeps at its next descriptor: one kick. */
+			CHECK(!vp_vq_packed_enable_notify(e->q));
+			CHECK(vp_vq_drv_publish(d) == (posted > 0));
+		} else {
+			vp_vq_drv_publish(d);
+		}
+		n = vp_vq_packed_pop_burst(e->q, ch, 8, iov, 64);
+		REQUIRE(n >= 0);
+		CHECK_EQ((unsigned)n, posted);
+		for (int i = 0; i < n; i++) {
+			unsigned s = base + (unsigned)i;
+			unsigned off = 0;
+
+			for (unsigned k = 0; k < ch[i].n_out; k++) {
+				const unsigned char *p = iov[off + k].iov_base;
+
+				CHECK_EQ(iov[off + k].iov_len, 32);
+				CHECK(p[0] == ((s + k) & 0xff) && p[31] == ((s + k) & 0xff));
+			}
+			off += ch[i].n_out;
+			if (ch[i].n_in)
+				memset(iov[off].iov_base, 0xee, 100);
+			u[i] = (struct vp_used){ ch[i].head, ch[i].len_in ? 40u + (s % 60) : 0 };
+			/* iovecs of one chain follow the last's */
+			memmove(iov, iov + off + ch[i].n_in,
+				sizeof(iov[0]) * (64 - off - ch[i].n_in));
+		}
+		/* Completed newest first: ids out of ring order. */
+		for (int i = 0; i < n / 2; i++) {
+			struct vp_used t = u[i];
+
+			u[i] = u[n - 1 - i];
+			u[n - 1 - i] = t;
+		}
+		REQUIRE(vp_vq_packed_push_burst(e->q, u, (unsigned)n) == 0);
+		CHECK(vp_vq_drv_used_pending(d) == (n > 0));
+		got = vp_vq_drv_get_used(d, tok, len, 8);
+		CHECK_EQ(got, n);
+		for (int i = 0; i < got && i < n; i++) {
+			unsigned s = base + (unsigned)(n - 1 - i);
+
+			CHECK(tok[i] == ptok(s % 64));
+			CHECK_EQ(len[i], u[i].len);
+		}
+		done += got > 0 ? (unsigned)got : 0;
+		CHECK_EQ(vp_vq_drv_used_pending(d), 0);
+		CHECK_EQ(vp_vq_drv_num_free(d), 8);
+		/* Calls: none while the driver polls, one once it sleeps. */
+		vp_vq_drv_disable_cb(d);
+		CHECK(!vp_vq_packed_need_signal(e->q) || !(flags & EV) || it == 0);
+		CHECK(!vp_vq_drv_enable_cb(d));
+		vp_vq_drv_disable_cb(d);
+	}
+	CHECK(done > 3000);
+	CHECK(!vp_vq_drv_broken(d));
+	CHECK(!vp_vq_packed_broken(e->q));
+	vp_vq_drv_free(d);
+	env_free(e);
+}
+
+TEST(driver_many_laps)
+{
+	laps(0, 0);
+}
+
+TEST(driver_many_laps_event_idx_indirect)
+{
+	laps(EV | IND, 4);
+}
+
+/* Write a used descriptor over slot i as a (hostile) device would. */
+static void used_desc(struct env *e, unsigned i, uint16_t id, uint32_t len, uint16_t flags)
+{
+	struct vring_packed_desc *p = rdesc(e, i);
+
+	p->id = id;
+	p->len = len;
+	__atomic_store_n(&p->flags, flags, __ATOMIC_RELEASE);
+}
+
+/* Two chains posted (ids 0 and 1, 64 writable bytes each), published. */
+static struct vp_vq_drv *two_posted(struct env *e)
+{
+	struct vp_vq_drv *d = pdrv_new(e, 0, 0);
+	struct vp_buf b[2] = { { bufgpa(0), 64 }, { bufgpa(1), 64 } };
+	void *t[2] = { ptok(0), ptok(1) };
+
+	if (!d)
+		return NULL;
+	if (vp_vq_drv_add_burst(d, b, 2, true, t) != 2) {
+		vp_vq_drv_free(d);
+		return NULL;
+	}
+	vp_vq_drv_publish(d);
+	return d;
+}
+
+static void expect_drv_broken(struct vp_vq_drv *d, const char *why)
+{
+	struct vp_buf b = { bufgpa(2), 8 };
+	void *tok[2];
+	uint32_t len[2];
+
+	CHECK(vp_vq_drv_broken(d));
+	CHECK(strstr(vp_vq_drv_broken_reason(d), why) != NULL);
+	if (!strstr(vp_vq_drv_broken_reason(d), why))
+		fprintf(stderr, "  reason: %s\n", vp_vq_drv_broken_reason(d));
+	CHECK(strstr(last_log, "t0.drv") != NULL && strstr(last_log, why) != NULL);
+	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), -EIO);
+	CHECK_EQ(vp_vq_drv_add(d, &b, 1, NULL, 0, ptok(9)), -EIO);
+	CHECK_EQ(vp_vq_drv_add_burst(d, &b, 1, true, tok), -EIO);
+	CHECK(!vp_vq_drv_publish(d));
+	CHECK(!vp_vq_drv_enable_cb(d));
+	CHECK_EQ(vp_vq_drv_used_pending(d), 0);
+}
+
+/* Each hostile used descriptor breaks the queue with its reason, after the
+ * good entries before it were handed back. */
+TEST(driver_refuses_hostile_used_descriptors)
+{
+	static const struct {
+		unsigned good;		/* good entries (id 0, 8 bytes) before it */
+		uint16_t id;
+		uint32_t len;
+		uint16_t flags;
+		const char *why;
+	} c[] = {
+		{ 0, 11, 0, F_AVAIL | F_USED, "used slot 0: id 11 >= num 8" },
+		{ 1, 0, 8, F_AVAIL | F_USED, "used slot 1: id 0 not outstanding" },
+		{ 0, 1, 65, F_AVAIL | F_USED | VRING_DESC_F_WRITE,
+		  "used slot 0: id 1 len 65 > 64 writable bytes posted" },
+		/* Lap 1 (wrap counter 1): a used descriptor has both bits set;
+		 * the used bit alone is no descriptor of this lap. */
+		{ 0, 0, 0, F_USED,
+		  "used slot 0: flags 0x8000 have the wrong wrap bits for wrap counter 1" },
+	};
+
+	for (unsigned k = 0; k < sizeof(c) / sizeof(c[0]); k++) {
+		struct env *e = env_new(8, 0);
+		struct vp_vq_drv *d;
+		void *tok[2];
+		uint32_t len[2];
+
+		REQUIRE(e && (d = two_posted(e)));
+		used_desc(e, c[k].good, c[k].id, c[k].len, c[k].flags);
+		if (c[k].good)
+			used_desc(e, 0, 0, 8, F_AVAIL | F_USED);
+		CHECK_EQ(vp_vq_drv_used_pending(d), 1);	/* a peek, not a check */
+		if (c[k].good) {
+			CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), 1);
+			CHECK(tok[0] == ptok(0));
+			CHECK_EQ(len[0], 8);
+		}
+		CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), -EIO);
+		expect_drv_broken(d, c[k].why);
+		vp_vq_drv_free(d);
+		env_free(e);
+	}
+}
+
+TEST(driver_reads_no_slot_it_has_not_published)
+{
+	struct env *e = env_new(8, 0);
+	struct vp_vq_drv *d;
+	struct vp_buf b = { bufgpa(0), 64 };
+	void *t = ptok(0), *tok[2];
+	uint32_t len[2];
+
+	REQUIRE(e && (d = pdrv_new(e, 0, 0)));
+	/* Nothing outstanding: whatever the device writes is not read. */
+	used_desc(e, 0, 0, 0, F_USED);
+	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), 0);
+	CHECK_EQ(vp_vq_drv_used_pending(d), 0);
+	/* Staged, not published: the device cannot have seen it. */
+	REQUIRE(vp_vq_drv_add_burst(d, &b, 1, true, &t) == 1);
+	used_desc(e, 0, 0, 0, 0);
+	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), 0);
+	CHECK(!vp_vq_packed_avail(e->q));
+	CHECK(!vp_vq_drv_broken(d));
+	/* Published: available to the device, and its used entry comes back. */
+	vp_vq_drv_publish(d);
+	{
+		struct vp_chain ch;
+		struct iovec iov;
+		struct vp_used u;
+
+		REQUIRE(vp_vq_packed_pop_burst(e->q, &ch, 1, &iov, 1) == 1);
+		u = (struct vp_used){ ch.head, 64 };
+		REQUIRE(vp_vq_packed_push_burst(e->q, &u, 1) == 0);
+	}
+	CHECK_EQ(vp_vq_drv_get_used(d, tok, len, 2), 1);
+	CHECK(tok[0] == t);
+	CHECK_EQ(len[0], 64);
+	vp_vq_drv_free(d);
+	env_free(e);
+}
+
+TEST(driver_event_areas)
+{
+	struct env *e = env_new(8, EV);
+	struct vp_vq_drv *d;
+
+	REQUIRE(e && (d = pdrv_new(e, EV, 0)));
+	vp_vq_drv_disable_cb(d);
+	CHECK_EQ(drv_area(e)->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+	CHECK(!vp_vq_drv_enable_cb(d));
+	CHECK_EQ(drv_area(e)->flags, VRING_PACKED_EVENT_FLAG_DESC);
+	CHECK_EQ(drv_area(e)->off_wrap, WRAP_BIT | 0);
+	/* A reserved device flags value: kick (too often is safe). */
+	{
+		struct vp_buf b = { bufgpa(0), 8 };
+
+		dev_area(e)->flags = 3;
+		REQUIRE(vp_vq_drv_add(d, &b, 1, NULL, 0, ptok(0)) == 0);
+		CHECK(vp_vq_drv_publish(d));
+		CHECK(!vp_vq_drv_publish(d));	/* nothing new */
+	}
+	CHECK(!vp_vq_drv_broken(d));
+	vp_vq_drv_free(d);
+	env_free(e);
+}
