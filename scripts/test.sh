@@ -91,7 +91,7 @@ fi
 
 say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid (and packed and multiqueue against vp-vm)"
 if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
-	for t in qemu-daemon qemu-backend dpdk-daemon dpdk-packed dpdk-mq qemu-packed qemu-ivshmem qemu-bevm qemu-cold qemu-guestbe \
+	for t in qemu-daemon qemu-backend dpdk-daemon dpdk-packed dpdk-mq qemu-packed qemu-mq qemu-ivshmem qemu-bevm qemu-cold qemu-guestbe \
 		qemu-kmod qemu-kmod-data qemu-twoguest qemu-twoguest-resil qemu-twoguest-kmod \
 		qemu-twoguest-kmod-resil qemu-twoguest-offload qemu-pair21 qemu-pair21-kmod \
 		qemu-pair21-twoguest qemu-pair21-hotplug qemu-pair21-irq; do

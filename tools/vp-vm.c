@@ -129,9 +129,9 @@ static const char usage_text[] =
 "  --ring N               virtqueue size of a frontend port, power of two (default 256)\n"
 "  --queues N             virtio-net queue pairs (multiqueue): a backend port offers\n"
 "                           N (1..8), a frontend port has N (1..2) and uses them\n"
-"                           if the peer takes MQ; echo and sink then walk every\n"
-"                           pair (echo answers on the pair a frame came on) and\n"
-"                           report frames per pair (default 1)\n"
+"                           if the peer takes MQ; echo, sink and tap then walk\n"
+"                           every pair (echo answers on the pair a frame came\n"
+"                           on) and report frames per pair (default 1)\n"
 "  --features LIST|HEX    virtio-net features: a backend port accepts these from\n"
 "                         frontends (default: csum to indirect_desc below; the\n"
 "                         tap app all), a frontend port offers and wants them\n"
@@ -1723,6 +1723,7 @@ static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 	struct vp_pkt *pk = vm->rx[0];
 	unsigned max = vp_port_max_links(p);
 	bool did = false;
+	unsigned pair;
 	int n, link;
 
 	*want_rx = true;
@@ -1738,10 +1739,13 @@ static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 		q->link = 0;
 		q->n += tap_read(vm, 0, q->pk + q->n, vm->o.burst - q->n);
 		if (q->n) {
-			if (txq_flush(vm, p, q, now) > 0)
+			n = txq_flush(vm, p, q, now);
+			if (n > 0) {
 				did = true;
-			else
+				vm->qtx[0] += (uint64_t)n;  /* vp_port_tx() sends on pair 0 */
+			} else {
 				*want_tx = true;
+			}
 		}
 	} else {
 		/*
@@ -1764,16 +1768,20 @@ static bool tap_step(struct vm *vm, int64_t now, bool *want_rx, bool *want_tx)
 			did = true;
 			n = vp_port_link_up(p, (int)i) ? vp_port_tx(p, (int)i, q->pk, got, VP_NET_TX_DROP)
 						     : 0;
-			if (n > 0)
+			if (n > 0) {
 				note_tx(vm, q->pk, n, now);
+				vm->qtx[0] += (uint64_t)n;
+			}
 		}
 		vm->tap_rr = (vm->tap_rr + 1) % max;
 		if (!vp_port_up(p))
 			return did;
 	}
-	/* port -> tap: each link to its own TAP */
+	/* port -> tap: each link to its own TAP; with --queues, from every pair, counted per
+	 * pair (the frontend picks the pair a frame goes on) */
 	reset_caps(vm, pk, vm->o.burst);
-	n = vp_port_rx(p, pk, vm->o.burst, &link);
+	n = vm->o.queues > 1 ? mq_rx(vm, p, pk, &link, &pair)
+			     : vp_port_rx(p, pk, vm->o.burst, &link);
 	if (n > 0) {
 		int fd = link >= 0 && link < VP_PORT_MAX_LINKS ? vm->tap[link].fd : -1;
 

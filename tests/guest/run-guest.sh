@@ -15,6 +15,8 @@
 #       --mac MAC           MAC of the next/last NIC (default derived from name and socket)
 #       --vectors N         MSI-X vectors of the NICs (default 0 under TCG: see docs)
 #       --packed            the NICs offer packed rings (virtio-net-pci packed=on)
+#       --queues N          the NICs have N queue pairs (netdev queues=N, virtio-net-pci
+#                           mq=on: VIRTIO_NET_F_MQ; the backend must offer N)
 #   -q, --qemu-arg ARG      one extra QEMU argument (repeatable); also everything after --
 #   -l, --log FILE          serial log (default /tmp/vp-guest-NAME-XXXX.log, removed after
 #                           a PASS unless VP_KEEP_LOGS=1)
@@ -42,7 +44,7 @@ vp_prog=run-guest
 VP_DIE_RC=4
 
 tests='' mem=256M mem_path='' timeout=120 name='' initrd='' kernel='' smp=1 accel=auto
-log='' vectors='' packed='' interactive=0 append='' loglevel=5 reboot=0 any_mem=0
+log='' vectors='' packed='' queues='' interactive=0 append='' loglevel=5 reboot=0 any_mem=0
 socks=() macs=() envs=() qargs=()
 need() { [ $# -ge 2 ] || vp_die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
     --mac) need "$@"; macs[$((${#socks[@]} > 0 ? ${#socks[@]} - 1 : 0))]=$2; shift ;;
     --vectors) need "$@"; vectors=$2; shift ;;
     --packed) packed=,packed=on ;;
+    --queues) need "$@"; queues=$2; shift ;;
     -q | --qemu-arg) need "$@"; qargs+=("$2"); shift ;;
     -l | --log) need "$@"; log=$2; shift ;;
     -T | --timeout) need "$@"; timeout=$2; shift ;;
@@ -78,6 +81,7 @@ done
 vp_load_env
 command -v qemu-system-x86_64 >/dev/null || vp_die "qemu-system-x86_64 missing: run setup.sh"
 [ "$timeout" -gt 0 ] 2>/dev/null || vp_die "--timeout: positive number of seconds"
+[ -z "$queues" ] || [ "$queues" -ge 1 ] 2>/dev/null || vp_die "--queues: a number of queue pairs"
 [ -n "$name" ] || name=${tests%%,*}
 [ -n "$name" ] || name=boot
 [ $interactive = 0 ] || { [ -n "$tests" ] || tests=shell; }
@@ -157,8 +161,8 @@ for i in "${!socks[@]}"; do
         mac=$(printf '52:54:00:%02x:%02x:%02x' $((h >> 16 & 255)) $((h >> 8 & 255)) $((h & 255)))
     fi
     q+=(-chardev "socket,id=vpchr$i,path=${socks[$i]},reconnect=1"
-        -netdev "vhost-user,id=vpnet$i,chardev=vpchr$i"
-        -device "virtio-net-pci,netdev=vpnet$i,mac=$mac${vectors:+,vectors=$vectors}$packed")
+        -netdev "vhost-user,id=vpnet$i,chardev=vpchr$i${queues:+,queues=$queues}"
+        -device "virtio-net-pci,netdev=vpnet$i,mac=$mac${vectors:+,vectors=$vectors}$packed${queues:+,mq=on}")
     vp_log "$name: NIC $i mac=$mac on vhost-user $(printf %q "${socks[$i]}")"
 done
 

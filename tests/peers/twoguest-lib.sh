@@ -19,14 +19,15 @@ tg_lock() {
 # /tmp is a tmpfs, so build-tree paths would be hidden), the loader where vp-vm looks for it,
 # tun and bridge for the backend's TAPs (and tg_modules, a comma list, if set), virtio_net
 # for the frontends; the kernel driver in
-# /lib/modules/extra (not loaded: role bek insmods it) when tg_ko is set.
+# /lib/modules/extra (not loaded: role bek insmods it) when tg_ko is set; ethtool then, or
+# when tg_ethtool=1.
 tg_initrd() {
 	local files=() bins=() lib
 	[ -z "${tg_ko:-}" ] || files+=(-K "$tg_ko")
 	[ -z "${vpvm:-}" ] || { files+=(-f "$vpvm:/bin/vp-vm"); bins+=("$vpvm"); }
 	# ethtool (-i, -S) for the kernel driver's interfaces, where the host has it (Debian's,
 	# like the guest's userland libraries).
-	if [ -n "${tg_ko:-}" ] && command -v ethtool >/dev/null; then
+	if [ -n "${tg_ko:-}${tg_ethtool:-}" ] && command -v ethtool >/dev/null; then
 		files+=(-f "$(command -v ethtool):/bin/ethtool")
 		bins+=("$(command -v ethtool)")
 	fi
