@@ -4,9 +4,10 @@
 set -euo pipefail
 
 pkgs=(meson ninja-build gcc g++ clang libclang-rt-14-dev llvm-14 pkg-config python3 libjansson-dev
-	pandoc groff-base systemd)
+	pandoc groff-base systemd ethtool)
 # g++: the public headers as C++; pandoc: the man pages from docs/*.md; groff-base: the
-# test that renders them; systemd: systemd-analyze verify of the units (suite pkg)
+# test that renders them; systemd: systemd-analyze verify of the units (suite pkg);
+# ethtool: copied into the test guests (driver counters, multiqueue channels)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
