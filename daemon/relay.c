@@ -71,6 +71,7 @@ enum relay_state {
 	R_RETRY,       /* unreachable or refused: trying again at retry_at */
 	R_STOPPING,    /* the frontend waits in GET_VRING_BASE for the backend's STOP ack */
 	R_STOPPED,     /* the frontend stopped its rings: nothing to drive */
+	R_RESTOPPING,  /* a change to announce to a running backend: its STOP ack first */
 };
 
 struct vpd_relay {
@@ -85,7 +86,7 @@ struct vpd_relay {
 	bool reannounce;               /* changed while the backend was still asking */
 	int64_t due_ms;                /* SETTLING/RETRY: when to announce */
 	int64_t unattached_ms;         /* READY and not attached since (0: attached) */
-	int64_t stop_since_ms;         /* STOPPING: since, and the reply goes by */
+	int64_t stop_since_ms;         /* (RE)STOPPING: since, and the ack is due by */
 	int64_t stop_due_ms;
 	uint64_t stop_timeouts;        /* STOPs the backend did not ack in time */
 	unsigned backoff_ms;
@@ -97,6 +98,7 @@ struct vpd_relay {
 static const char *const state_names[] = {
 	[R_SETTLING] = "settling", [R_CONNECTING] = "connecting", [R_ATTACHED] = "attached",
 	[R_RETRY] = "waiting", [R_STOPPING] = "stopping", [R_STOPPED] = "stopped",
+	[R_RESTOPPING] = "restopping",
 };
 
 static void close_info_fds(struct vp_frontend_info *in)
@@ -302,14 +304,30 @@ static void announce(struct vpd_relay *r, const struct vp_device *dev)
 	char why[VP_PCI_REASON_MAX + 64];
 	int e;
 
-	r->attempts++;
 	r->reannounce = false;
+	if (r->cl && vp_client_state(r->cl) == VP_CLIENT_STARTED) {
+		/*
+		 * The backend runs the rings (a pair enabled, a call fd replaced):
+		 * it lets go first, acked, so the used indexes make_info() reads
+		 * are where it stopped. Read before, they lag what it consumed
+		 * until the STOP arrived, and it would resume behind the frontend.
+		 */
+		e = vp_client_stop_need_reply(r->cl);
+		if (e == 0) {
+			r->state = R_RESTOPPING;
+			r->stop_since_ms = vpd_now_ms();
+			r->stop_due_ms = r->stop_since_ms + r->s->spec.stop_timeout_ms;
+			return;
+		}
+		vp_log(VP_LOG_WARN, "device %" PRIu64 ": cannot send STOP to backend %s: %s; "
+		       "connecting anew", r->id, r->s->spec.backend, strerror(-e));
+		client_close(r);
+	}
+	r->attempts++;
 	if (make_info(dev, &info) < 0) {
 		schedule_retry(r, "out of fds to relay the device");
 		return;
 	}
-	if (r->cl && vp_client_state(r->cl) == VP_CLIENT_STARTED)
-		vp_client_stop(r->cl, VP_PCI_STOP_RESET);
 	if (r->cl && vp_client_state(r->cl) == VP_CLIENT_STOPPED) {
 		e = vp_client_restart(r->cl, &info);
 	} else {
@@ -392,6 +410,8 @@ void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_dev
 			r->reannounce = true;
 			break;
 		}
+		if (r->state == R_RESTOPPING)
+			break;  /* announced at the ack, from the device as it is then */
 		if (r->state != R_ATTACHED && !r->unattached_ms)
 			r->unattached_ms = vpd_now_ms();
 		if (r->state != R_RETRY || ev == VP_EV_DEVICE_READY) {
@@ -414,8 +434,11 @@ void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_dev
 		 * A frontend that waits on this stop (GET_VRING_BASE) waits for the
 		 * backend's ack too. A backend still asking is stopped once started.
 		 */
-		if ((st == VP_CLIENT_STARTED || st == VP_CLIENT_HANDSHAKE) &&
+		if ((st == VP_CLIENT_STARTED || st == VP_CLIENT_HANDSHAKE ||
+		     st == VP_CLIENT_STOPPING) &&
 		    vp_server_hold_stop(s->srv, dev->id) == 0) {
+			/* STOPPING: a re-announcement's STOP is on its way; its ack
+			 * releases this stop too. */
 			r->state = R_STOPPING;
 			r->stop_since_ms = vpd_now_ms();
 			r->stop_due_ms = r->stop_since_ms + s->spec.stop_timeout_ms;
@@ -474,6 +497,15 @@ void vpd_relay_readable(struct vpd_relay *r)
 		vp_log(VP_LOG_INFO, "device %" PRIu64 ": backend acked STOP in %" PRId64 " ms",
 		       r->id, vpd_now_ms() - r->stop_since_ms);
 		stop_done(r);
+	} else if (st == VP_CLIENT_STOPPED && r->state == R_RESTOPPING) {
+		const struct vp_device *dev = vp_server_find(r->s->srv, r->id);
+
+		vp_log(VP_LOG_DEBUG, "device %" PRIu64 ": backend acked STOP in %" PRId64 " ms; "
+		       "announcing the change", r->id, vpd_now_ms() - r->stop_since_ms);
+		if (dev && dev->state == VP_DEV_READY)
+			announce(r, dev);
+		else
+			r->state = R_STOPPED;
 	} else if (st == VP_CLIENT_STARTED && r->state == R_STOPPING) {
 		stop_backend(r);  /* it finished starting a device the frontend stopped */
 	} else if (st == VP_CLIENT_STARTED && r->state == R_STOPPED) {
@@ -506,7 +538,7 @@ int vpd_relay_timeout(const struct vpd *d)
 			continue;
 		if (r->state == R_SETTLING || r->state == R_RETRY)
 			t = r->due_ms;
-		if (r->state == R_STOPPING)
+		if (r->state == R_STOPPING || r->state == R_RESTOPPING)
 			t = r->stop_due_ms;
 		if (r->unattached_ms && r->s->spec.backend_grace_ms) {
 			int64_t g = r->unattached_ms + r->s->spec.backend_grace_ms;
@@ -559,6 +591,18 @@ void vpd_relay_tick(struct vpd *d)
 		if (r->state == R_STOPPING && now >= r->stop_due_ms) {
 			stop_timed_out(r);
 			continue;
+		}
+		if (r->state == R_RESTOPPING && now >= r->stop_due_ms) {
+			r->stop_timeouts++;
+			s->stop_timeouts++;
+			snprintf(r->why, sizeof(r->why), "did not acknowledge STOP within %u ms",
+				 s->spec.stop_timeout_ms);
+			vp_log(VP_LOG_WARN, "device %" PRIu64 ": backend %s %s: closing its "
+			       "connection, announcing the change on a new one", r->id,
+			       s->spec.backend, r->why);
+			client_close(r);
+			r->state = R_SETTLING;
+			r->due_ms = now;
 		}
 		dev = vp_server_find(s->srv, r->id);
 		if (!dev || dev->state != VP_DEV_READY)
