@@ -125,9 +125,8 @@ enum vm_pkt_verdict {
 	VM_PKT_BADLEN,    /* length in the header differs from the received length */
 	VM_PKT_BADSUM,    /* checksum mismatch: corrupted */
 };
-/* Check a received frame (buf is modified: the checksum field is zeroed
- * while summing and put back). */
-enum vm_pkt_verdict vm_pkt_check(uint8_t *buf, uint32_t len, struct vm_pkt_info *out);
+/* Check a received frame; it is only read. */
+enum vm_pkt_verdict vm_pkt_check(const uint8_t *buf, uint32_t len, struct vm_pkt_info *out);
 
 /* ---- latency histogram ---- */
 #define VM_HIST_SUB 64  /* buckets per power of two */
@@ -158,7 +157,7 @@ struct vm_verify {
 	struct vm_hist *lat;   /* one-way (sink) or round trip (own stream), may be NULL */
 };
 /* Account one received frame. Returns its verdict; info filled when OK. */
-enum vm_pkt_verdict vm_verify_pkt(struct vm_verify *v, uint8_t *buf, uint32_t len,
+enum vm_pkt_verdict vm_verify_pkt(struct vm_verify *v, const uint8_t *buf, uint32_t len,
 				  struct vm_pkt_info *info);
 uint64_t vm_verify_lost(const struct vm_verify *v);
 uint64_t vm_verify_received(const struct vm_verify *v);
