@@ -527,7 +527,7 @@ static uint64_t hist_value(unsigned b)
 	return lo + ((1ull << (e - 6)) >> 1);  /* middle of the bucket */
 }
 
-void vm_hist_add(struct vm_hist *h, uint64_t v)
+static inline void hist_add(struct vm_hist *h, uint64_t v)
 {
 	unsigned b = hist_bucket(v);
 
@@ -540,6 +540,11 @@ void vm_hist_add(struct vm_hist *h, uint64_t v)
 		h->max = v;
 	h->count++;
 	h->sum += v;
+}
+
+void vm_hist_add(struct vm_hist *h, uint64_t v)
+{
+	hist_add(h, v);
 }
 
 uint64_t vm_hist_pct(const struct vm_hist *h, double pct)
@@ -579,8 +584,8 @@ static struct vm_stream *find_stream(struct vm_verify *v, uint32_t id)
 	return s;
 }
 
-enum vm_pkt_verdict vm_verify_pkt(struct vm_verify *v, const uint8_t *buf, uint32_t len,
-				  struct vm_pkt_info *info)
+static inline enum vm_pkt_verdict verify_pkt(struct vm_verify *v, const uint8_t *buf,
+					      uint32_t len, struct vm_pkt_info *info)
 {
 	enum vm_pkt_verdict r = pkt_check(buf, len, info);
 	struct vm_stream *s;
@@ -628,6 +633,34 @@ enum vm_pkt_verdict vm_verify_pkt(struct vm_verify *v, const uint8_t *buf, uint3
 		s->dup++;
 	}
 	return r;
+}
+
+enum vm_pkt_verdict vm_verify_pkt(struct vm_verify *v, const uint8_t *buf, uint32_t len,
+				  struct vm_pkt_info *info)
+{
+	return verify_pkt(v, buf, len, info);
+}
+
+/* The per-frame work in one loop: no call, and no info copied out, per frame. */
+void vm_verify_burst(struct vm_verify *v, const struct vp_pkt *pk, unsigned n, int64_t now,
+		     struct vm_hist *lat, uint32_t from, struct vm_burst_seen *seen)
+{
+	struct vm_pkt_info info;
+
+	memset(seen, 0, sizeof(*seen));
+	for (unsigned i = 0; i < n; i++) {
+		if (verify_pkt(v, pk[i].data, pk[i].len, &info) != VM_PKT_OK)
+			continue;
+		if (info.type == VM_PKT_DATA) {
+			seen->data_from |= info.stream == from;
+			if (lat && now >= info.stamp_ns)
+				hist_add(lat, (uint64_t)(now - info.stamp_ns));
+		} else if (info.type == VM_PKT_END) {
+			seen->ends++;
+			seen->end_bytes += pk[i].len;
+			seen->end_from |= info.stream == from;
+		}
+	}
 }
 
 uint64_t vm_verify_lost(const struct vm_verify *v)

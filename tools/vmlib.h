@@ -159,6 +159,17 @@ struct vm_verify {
 /* Account one received frame. Returns its verdict; info filled when OK. */
 enum vm_pkt_verdict vm_verify_pkt(struct vm_verify *v, const uint8_t *buf, uint32_t len,
 				  struct vm_pkt_info *info);
+/* What vm_verify_burst() saw besides the counts it keeps in v. */
+struct vm_burst_seen {
+	bool data_from;      /* a DATA frame of stream `from` */
+	bool end_from;       /* the END marker of stream `from` */
+	unsigned ends;       /* END markers in the burst (markers, not traffic) */
+	uint64_t end_bytes;  /* their bytes */
+};
+/* vm_verify_pkt() for n frames, and each good DATA frame's age (now - its stamp,
+ * when not negative) into lat (may be NULL). */
+void vm_verify_burst(struct vm_verify *v, const struct vp_pkt *pk, unsigned n, int64_t now,
+		     struct vm_hist *lat, uint32_t from, struct vm_burst_seen *seen);
 uint64_t vm_verify_lost(const struct vm_verify *v);
 uint64_t vm_verify_received(const struct vm_verify *v);
 uint64_t vm_verify_reordered(const struct vm_verify *v);
