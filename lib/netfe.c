@@ -1030,8 +1030,14 @@ static inline int rx_do(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 	r = rx_post_held(fe);
 	if (unlikely(r < 0))
 		return r;
-	/* One entry per packet, unless packets span buffers. */
-	r = rx_pull(fe, fe->mrg ? count + count / 2 + 16 : count);
+	/*
+	 * One entry per packet; a packet that spans buffers pulls the rest
+	 * itself (rx_gather()). Pulling more here, as a guess for such packets,
+	 * would free descriptors that this burst does not post again, and then
+	 * every buffer lands in another buffer's descriptor: each one written
+	 * again (a line the device must fetch across cores) where it could stay.
+	 */
+	r = rx_pull(fe, count);
 	if (unlikely(r < 0))
 		return r;
 	fe->rx_partial = false;
