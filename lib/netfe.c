@@ -680,10 +680,6 @@ int vp_netfe_tx_reserve(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 		unsigned s = fe->tx_free[--fe->tx_nfree];
 
 		fe->tx_resv[i] = (uint16_t)s;
-		/* The device last read this slot on its core: ask for its first
-		 * lines for writing now, while the caller builds earlier frames. */
-		__builtin_prefetch(slot_ptr(fe, s), 1);
-		__builtin_prefetch(slot_ptr(fe, s) + 64, 1);
 		pkts[i].data = slot_ptr(fe, s) + HDR;
 		pkts[i].len = fe->slot - HDR;
 		memset(&pkts[i].hdr, 0, sizeof(pkts[i].hdr));
