@@ -1117,18 +1117,32 @@ static inline int rx_do(struct vp_netfe *fe, struct vp_pkt *pkts, unsigned count
 	r = rx_post_held(fe);
 	if (unlikely(r < 0))
 		return r;
-	/* One entry per packet, unless packets span buffers. */
-	r = rx_pull(fe, fe->mrg ? count + count / 2 + 16 : count);
-	if (unlikely(r < 0))
-		return r;
+	/*
+	 * One entry per packet; a packet that spans buffers pulls the rest
+	 * itself (rx_gather()). Pulling more here, as a guess for such packets,
+	 * would free descriptors that this burst does not post again, and then
+	 * every buffer lands in another buffer's descriptor: each one written
+	 * again (a line the device must fetch across cores) where it could stay.
+	 * Entries dropped on the way are made up for by pulling again.
+	 */
 	fe->rx_partial = false;
-	while (fe->ecount && got < count) {
-		unsigned e = fe->ehead;
-		uint32_t len = fe->elen[e];
-		const unsigned char *b = rx_buf(fe, idx_of(fe->etok[e]));
+	while (got < count) {
 		struct vp_pkt *p = &pkts[got];
 		struct virtio_net_hdr_v1 h;
-		unsigned nb;
+		const unsigned char *b;
+		unsigned e, nb;
+		uint32_t len;
+
+		if (!fe->ecount) {
+			r = rx_pull(fe, count - got);
+			if (unlikely(r < 0))
+				return r;
+			if (!fe->ecount)
+				break;
+		}
+		e = fe->ehead;
+		len = fe->elen[e];
+		b = rx_buf(fe, idx_of(fe->etok[e]));
 
 		/* The device wrote these lines on its core: ask for a later
 		 * packet's while this one is copied. */

@@ -100,6 +100,7 @@ struct vp_port {
 	struct vp_guest *guest;       /* guest-pci: devices of our own PCI tree */
 	unsigned max_links;           /* devices driven at once; more are refused */
 	unsigned rr;
+	uint64_t live;                /* bit i: links[i].net is set (links_live()) */
 	int resv_link;                /* the link of the last tx_reserve, -1 none */
 	struct link links[VP_PORT_MAX_LINKS];
 
@@ -135,6 +136,23 @@ static void port_log(const struct vp_port *p, enum vp_log_level lvl, const char 
 /* ------------------------------------------------------------------------ */
 /* Backend                                                                  */
 
+_Static_assert(VP_PORT_MAX_LINKS <= 64, "one bit per link in vp_port.live");
+
+/*
+ * Which links have a vp_net, for the receive poll: it visits those only
+ * instead of testing every slot on every call. Called after each place that
+ * can set or clear a link's net (link_down() and the two event handlers).
+ */
+static void links_live(struct vp_port *p)
+{
+	uint64_t live = 0;
+
+	for (unsigned i = 0; i < VP_PORT_MAX_LINKS; i++)
+		if (p->links[i].net)
+			live |= 1ull << i;
+	p->live = live;
+}
+
 static void link_down(struct vp_port *p, struct link *l, const char *why)
 {
 	struct vp_net *n = l->net;
@@ -150,6 +168,7 @@ static void link_down(struct vp_port *p, struct link *l, const char *why)
 			l->qn[q] = NULL;
 		}
 	}
+	links_live(p);
 	p->cnt.link_downs++;
 	snprintf(p->down_why, sizeof(p->down_why), "%s", why);
 	port_log(p, VP_LOG_INFO, "link down (device %" PRIu64 "): %s", l->dev_id, why);
@@ -253,8 +272,8 @@ static unsigned links_in_use(const struct vp_port *p)
 	return used;
 }
 
-static void on_server_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
-			    void *opaque)
+static void server_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
+			 void *opaque)
 {
 	struct vp_port *p = opaque;
 	struct link *l = find_link(p, dev->id);
@@ -366,6 +385,13 @@ static void on_server_event(struct vp_server *srv, enum vp_event ev, const struc
 	}
 }
 
+static void on_server_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
+			    void *opaque)
+{
+	server_event(srv, ev, dev, opaque);
+	links_live(opaque);
+}
+
 static int be_control(struct vp_port *p)
 {
 	int r = vp_server_dispatch(p->srv);
@@ -399,11 +425,17 @@ static bool be_link_up(const struct vp_port *p, int link)
 
 static int be_rx(struct vp_port *p, struct vp_pkt *pkts, unsigned n, int *link)
 {
-	for (unsigned k = 0; k < VP_PORT_MAX_LINKS; k++) {
-		unsigned i = (p->rr + k) % VP_PORT_MAX_LINKS;
+	const unsigned nl = VP_PORT_MAX_LINKS, rr = p->rr % VP_PORT_MAX_LINKS;
+	/* The live links, rotated so that bit k is link (rr + k) % nl. */
+	uint64_t all = nl == 64 ? ~0ull : (1ull << (nl % 64)) - 1;
+	uint64_t rot = rr ? ((p->live >> rr) | (p->live << (nl - rr))) & all : p->live;
+
+	while (rot) {
+		unsigned i = (rr + (unsigned)__builtin_ctzll(rot)) % nl;
 		struct link *l = &p->links[i];
 		int r;
 
+		rot &= rot - 1;
 		if (!l->net)
 			continue;
 		/* Every live queue pair, round robin from where the last stopped. */
@@ -639,8 +671,8 @@ static struct link *find_gdev(struct vp_port *p, const struct vp_guestdev *d)
 }
 
 /* A device keeps its link number from NEW to REMOVED (one TAP per link). */
-static void on_guest_event(struct vp_guest *g, enum vp_guest_event ev, struct vp_guestdev *d,
-			   void *opaque)
+static void guest_event(struct vp_guest *g, enum vp_guest_event ev, struct vp_guestdev *d,
+			void *opaque)
 {
 	struct vp_port *p = opaque;
 	struct link *l = find_gdev(p, d);
@@ -688,6 +720,13 @@ static void on_guest_event(struct vp_guest *g, enum vp_guest_event ev, struct vp
 			memset(l, 0, sizeof(*l));
 		break;
 	}
+}
+
+static void on_guest_event(struct vp_guest *g, enum vp_guest_event ev, struct vp_guestdev *d,
+			   void *opaque)
+{
+	guest_event(g, ev, d, opaque);
+	links_live(opaque);
 }
 
 static int gu_control(struct vp_port *p)

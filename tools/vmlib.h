@@ -125,9 +125,8 @@ enum vm_pkt_verdict {
 	VM_PKT_BADLEN,    /* length in the header differs from the received length */
 	VM_PKT_BADSUM,    /* checksum mismatch: corrupted */
 };
-/* Check a received frame (buf is modified: the checksum field is zeroed
- * while summing and put back). */
-enum vm_pkt_verdict vm_pkt_check(uint8_t *buf, uint32_t len, struct vm_pkt_info *out);
+/* Check a received frame; it is only read. */
+enum vm_pkt_verdict vm_pkt_check(const uint8_t *buf, uint32_t len, struct vm_pkt_info *out);
 
 /* ---- latency histogram ---- */
 #define VM_HIST_SUB 64  /* buckets per power of two */
@@ -158,8 +157,19 @@ struct vm_verify {
 	struct vm_hist *lat;   /* one-way (sink) or round trip (own stream), may be NULL */
 };
 /* Account one received frame. Returns its verdict; info filled when OK. */
-enum vm_pkt_verdict vm_verify_pkt(struct vm_verify *v, uint8_t *buf, uint32_t len,
+enum vm_pkt_verdict vm_verify_pkt(struct vm_verify *v, const uint8_t *buf, uint32_t len,
 				  struct vm_pkt_info *info);
+/* What vm_verify_burst() saw besides the counts it keeps in v. */
+struct vm_burst_seen {
+	bool data_from;      /* a DATA frame of stream `from` */
+	bool end_from;       /* the END marker of stream `from` */
+	unsigned ends;       /* END markers in the burst (markers, not traffic) */
+	uint64_t end_bytes;  /* their bytes */
+};
+/* vm_verify_pkt() for n frames, and each good DATA frame's age (now - its stamp,
+ * when not negative) into lat (may be NULL). */
+void vm_verify_burst(struct vm_verify *v, const struct vp_pkt *pk, unsigned n, int64_t now,
+		     struct vm_hist *lat, uint32_t from, struct vm_burst_seen *seen);
 uint64_t vm_verify_lost(const struct vm_verify *v);
 uint64_t vm_verify_received(const struct vm_verify *v);
 uint64_t vm_verify_reordered(const struct vm_verify *v);

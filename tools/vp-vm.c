@@ -957,28 +957,18 @@ static int rx_verify(struct vm *vm, unsigned pi, int64_t now)
 
 static void verify_burst(struct vm *vm, struct vp_pkt *pk, int n, int64_t now)
 {
-	struct vm_pkt_info info;
+	struct vm_burst_seen seen;
 
 	note_rx(vm, pk, n, now);
-	for (int i = 0; i < n; i++) {
-		if (vm_verify_pkt(&vm->ver, pk[i].data, pk[i].len, &info) != VM_PKT_OK)
-			continue;
-		if (info.type == VM_PKT_DATA) {
-			bool own = vm->o.app == APP_GEN && info.stream == vm->stream;
-
-			if (own)
-				vm->saw_own = true;
-			/* Own frames came back (round trip); others: one-way. */
-			if (now >= info.stamp_ns)
-				vm_hist_add(vm->lat, (uint64_t)(now - info.stamp_ns));
-		} else if (info.type == VM_PKT_END) {
-			/* A marker, not traffic. */
-			vm->rx_pkts--;
-			vm->rx_bytes -= pk[i].len;
-			if (info.stream == vm->stream)
-				vm->end_back = true;
-		}
-	}
+	/* Own frames came back (round trip); others: one-way. */
+	vm_verify_burst(&vm->ver, pk, (unsigned)n, now, vm->lat, vm->stream, &seen);
+	if (seen.data_from && vm->o.app == APP_GEN)
+		vm->saw_own = true;
+	/* END markers are not traffic. */
+	vm->rx_pkts -= seen.ends;
+	vm->rx_bytes -= seen.end_bytes;
+	if (seen.end_from)
+		vm->end_back = true;
 }
 
 /* ---- gen ---- */
