@@ -2195,11 +2195,12 @@ static int run_vm(struct opts *o)
 			.coalesce = o->coalesce,
 			/* The tap app takes 64 KiB frames and hands their
 			 * offloads to the kernel: it opts in to TSO (and
-			 * offers packed rings, as a backend port does). */
+			 * offers packed rings, as a backend port does, but
+			 * not in a guest: its info window is split-only). */
 			.features = o->features ? o->features :
 				    o->app == APP_TAP && ps->kind == VP_PORT_BACKEND ?
 				    VP_NET_FEATURES | VP_NET_TSO_FEATURES |
-				    (1ull << VIRTIO_F_RING_PACKED) : 0,
+				    (ps->guest_pci ? 0 : 1ull << VIRTIO_F_RING_PACKED) : 0,
 			/* backend */
 			.max_links = o->max_links, .allow_unsealed = o->allow_unsealed,
 			.guest_pci = ps->guest_pci, .sysfs_root = o->sysfs_root,
