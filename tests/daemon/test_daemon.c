@@ -2016,6 +2016,8 @@ static struct {
 	uint64_t held_id;
 	uint8_t *map;               /* region 0, our own mapping */
 	uint64_t used_off[2];       /* of each ring's used ring in it */
+	uint16_t stop_bump;         /* at STOP: completes this many more per ring first */
+	uint16_t resume[2];         /* last_avail_idx of each ring at the latest READY */
 } sb;
 
 static void sb_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
@@ -2031,9 +2033,16 @@ static void sb_event(struct vp_server *srv, enum vp_event ev, const struct vp_de
 
 			sb.map = p == MAP_FAILED ? NULL : p;
 		}
-		for (unsigned i = 0; i < 2; i++)
+		for (unsigned i = 0; i < 2; i++) {
 			sb.used_off[i] = dev->rings[i].used - dev->regions[0].gpa;
+			sb.resume[i] = dev->rings[i].last_avail_idx;
+		}
 	}
+	/* Chains it consumed before the STOP arrived: completed before the ack. */
+	for (unsigned i = 0; ev == VP_EV_DEVICE_STOPPED && sb.stop_bump && sb.map && i < 2; i++)
+		if (sb.used_off[i] + 4 <= MEM_SIZE)
+			__atomic_fetch_add((uint16_t *)(void *)(sb.map + sb.used_off[i] + 2),
+					   sb.stop_bump, __ATOMIC_RELEASE);
 	if (ev == VP_EV_DEVICE_STOPPED && sb.hold) {
 		sb.hold_rc = vp_server_hold_stop(srv, dev->id);
 		sb.held_id = dev->id;
@@ -2330,6 +2339,55 @@ static void stop_no_backend_body(struct daemon *d)
 TEST(stop_without_backend_answered_at_once)
 {
 	WITH_OWN_DAEMON(stop_no_backend_body);
+}
+
+/* (d) A change while the backend runs (QEMU replaces a call fd): the backend
+ * is stopped, acked, before the relay reads where the rings are, so chains it
+ * completed until the STOP arrived are not handed to it again. */
+static void stop_before_reannounce_body(struct daemon *d)
+{
+	struct stop_rig k;
+	uint16_t avail[2] = { 12, 6 };
+	int newcall;
+
+	REQUIRE(rig_up(d, &k, 5000));
+	/* The frontend posted 12 and 6 chains; the backend completed 3 and 0. */
+	for (unsigned i = 0; i < 2; i++)
+		memcpy(k.f.mem + ring_off(i) + 0x1002, &avail[i], 2);
+	sb_set_used(0, 3);
+
+	sb.hold = true;
+	sb.stop_bump = 5;
+	newcall = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	REQUIRE(newcall >= 0);
+	vu_raw_send(k.fd, VP_VU_SET_VRING_CALL, 0, 1, newcall);
+	for (int64_t end = now_ms() + WAIT_MS; !sb.n[VP_EV_DEVICE_STOPPED] && now_ms() < end;)
+		bk_serve(k.b, NULL, 10);
+	CHECK_EQ(sb.n[VP_EV_DEVICE_STOPPED], 1);
+	CHECK_EQ(sb.hold_rc, 0);               /* STOP came with NEED_REPLY */
+	CHECK(wait_backend(d, k.id, "restopping"));
+	bk_serve(k.b, NULL, 100);
+	CHECK_EQ(sb.n[VP_EV_DEVICE_READY], 1); /* nothing announced before the ack */
+	if (sb.hold_rc == 0)
+		CHECK_EQ(vp_server_release_stop(k.b, sb.held_id), 0);
+
+	/* Re-announced on the same connection, from where the backend stopped. */
+	CHECK(bk_wait_ready(k.b, 2));
+	CHECK_EQ(sb.n[VP_EV_DEVICE_NEW], 1);
+	CHECK_EQ(sb.resume[0], 8);
+	CHECK_EQ(sb.resume[1], 5);
+	CHECK(wait_backend(d, k.id, "attached"));
+	CHECK_EQ(dev_stop_timeouts(d, k.id), 0);
+	CHECK(log_has(d, "announcing the change"));
+	CHECK(!log_has(d, "broken"));
+	rig_down(d, &k);
+	close(newcall);
+	CHECK_EQ(sb.n[VP_EV_DEVICE_REMOVED], 1);
+}
+
+TEST(stop_acked_before_change_reannounced)
+{
+	WITH_OWN_DAEMON(stop_before_reannounce_body);
 }
 
 /* ------------------------------------------------------------------------ */
