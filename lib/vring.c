@@ -181,10 +181,9 @@ int vp_vq_dev_new(struct vp_vq_dev **out, const struct vp_mem *mem,
 		return -EINVAL;
 	}
 
-	vq = aligned_alloc(64, (sizeof(*vq) + 63) & ~(size_t)63);
+	vq = walk_zalloc_lines(sizeof(*vq));
 	if (!vq)
 		return -ENOMEM;
-	memset(vq, 0, sizeof(*vq));
 	vq->vr.num = num;
 	vq->vr.desc = desc;
 	vq->vr.avail = avail;
@@ -585,10 +584,9 @@ int vp_vq_drv_new(struct vp_vq_drv **out, const struct vp_vq_drv_config *cfg)
 	}
 
 	sz = sizeof(*vq) + num * sizeof(struct drv_slot);
-	vq = aligned_alloc(64, (sz + 63) & ~(size_t)63);
+	vq = walk_zalloc_lines(sz);
 	if (!vq)
 		return -ENOMEM;
-	memset(vq, 0, sz);
 	vq->vr.num = num;
 	vq->vr.desc = cfg->desc;
 	vq->vr.avail = cfg->avail;

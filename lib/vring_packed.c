@@ -135,7 +135,6 @@ int vp_vq_packed_new(struct vp_vq_packed **out, const struct vp_mem *mem,
 	void *desc, *drv_ev, *dev_ev;
 	struct vp_vq_packed *vq;
 	unsigned num, pos;
-	size_t sz;
 	int err;
 
 	if (!out || !mem || !cfg)
@@ -178,11 +177,9 @@ int vp_vq_packed_new(struct vp_vq_packed **out, const struct vp_mem *mem,
 		return -EINVAL;
 	}
 
-	sz = (sizeof(*vq) + 63) & ~(size_t)63;
-	vq = aligned_alloc(64, sz);
+	vq = walk_zalloc_lines(sizeof(*vq));
 	if (!vq)
 		return -ENOMEM;
-	memset(vq, 0, sizeof(*vq));
 	vq->inflight = calloc(num, sizeof(*vq->inflight));
 	vq->log = calloc(num, sizeof(*vq->log));
 	if (!vq->inflight || !vq->log) {
@@ -651,7 +648,6 @@ int vp_pdrv_new(struct vp_vq_pdrv **out, const struct vp_vq_drv_config *cfg)
 {
 	struct vp_vq_pdrv *vq;
 	unsigned num = cfg->num;
-	size_t sz;
 
 	*out = NULL;
 	if (num == 0 || num > VP_VQ_MAX_SIZE || !cfg->desc || !cfg->avail || !cfg->used ||
@@ -663,11 +659,9 @@ int vp_pdrv_new(struct vp_vq_pdrv **out, const struct vp_vq_drv_config *cfg)
 	    (!cfg->indirect_area || ((uintptr_t)cfg->indirect_area & 15) ||
 	     cfg->indirect_gpa > UINT64_MAX - (uint64_t)num * cfg->indirect_max * WALK_DESC_SIZE))
 		return -EINVAL;
-	sz = (sizeof(*vq) + 63) & ~(size_t)63;
-	vq = aligned_alloc(64, sz);
+	vq = walk_zalloc_lines(sizeof(*vq));
 	if (!vq)
 		return -ENOMEM;
-	memset(vq, 0, sizeof(*vq));
 	vq->ids = calloc(num, sizeof(*vq->ids));
 	if (!vq->ids) {
 		free(vq);

@@ -44,6 +44,17 @@ static inline bool is_pow2(unsigned x)
 	return x && !(x & (x - 1));
 }
 
+/* A ring's private state: zeroed, on its own cache lines (the hot indexes
+ * must not share a line with anything the other core writes). */
+static inline void *walk_zalloc_lines(size_t size)
+{
+	void *p = aligned_alloc(64, (size + 63) & ~(size_t)63);
+
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
 static void set_name(char *dst, const char *name)
 {
 	snprintf(dst, VQ_NAME_MAX, "%s", name ? name : "vq");
