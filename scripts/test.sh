@@ -54,7 +54,7 @@ suite() { # build-name SEL [meson test options...]
 		>"$B/$name.$s.log" 2>&1
 	grep -E '^ *[0-9]+/[0-9]+ ' "$B/$name.$s.log" | sed "s/^/  [$name] /"
 	local counts
-	counts=$(python3 - "$B/$name/meson-logs/testlog.json" "$name" <<'PY'
+	counts=$(python3 - "$B/$name/meson-logs/testlog.json" "$name" "$B/failures.txt" <<'PY'
 import json, sys
 p = f = s = 0
 names = []
@@ -67,7 +67,14 @@ for line in open(sys.argv[1]):
         s += 1
     else:
         f += 1
-        names.append(sys.argv[2] + ":" + t.get("name", "?"))
+        name = sys.argv[2] + ":" + t.get("name", "?")
+        names.append(name)
+        # Kept for the end of the run, where a CI viewer that shows only
+        # the last part of the output still sees why.
+        out = (t.get("stdout") or "").splitlines()
+        with open(sys.argv[3], "a") as fl:
+            fl.write(f"--- {name}: {r}, last {min(len(out), 60)} lines of its output\n")
+            fl.write("\n".join(out[-60:]) + "\n")
 print(p, f, s, " ".join(names))
 PY
 )
@@ -102,7 +109,9 @@ if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
 		case $rc in
 		0) ok "$t" ;;
 		77) skip=$((skip + 1)); echo "SKIP $t" ;;
-		*) tail -30 "$B/$t.log"; ko "$t" ;;
+		*) tail -30 "$B/$t.log"
+		   { echo "--- $t: exit $rc, last 30 lines of its log"; tail -30 "$B/$t.log"; } >>"$B/failures.txt"
+		   ko "$t" ;;
 		esac
 	done
 fi
@@ -133,12 +142,14 @@ if build fuzz clang -Dfuzz=true; then
 			ok "fuzz-$t ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$B/fuzz-$t.log" | grep -o '[0-9]*$') execs)"
 		else
 			tail -40 "$B/fuzz-$t.log"
+			{ echo "--- fuzz-$t, last 40 lines of its log"; tail -40 "$B/fuzz-$t.log"; } >>"$B/failures.txt"
 			ko "fuzz-$t"
 		fi
 	done
 fi
 
 echo
+[ -s "$B/failures.txt" ] && { echo "=== why the failed tests failed (repeated from above)"; cat "$B/failures.txt"; }
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
