@@ -19,7 +19,9 @@
  *   7-8    desc gpa   9-10 avail gpa   11-12 used gpa (LE, with bit5)
  *   13     number of script ops (<= 64)
  *   14     driver side: indirect_max
- *   15     reserved
+ *   15     driver side: bit0 a packed ring (VIRTIO_F_RING_PACKED), num from
+ *          byte 1 as 1..256 (any value); the honest device is then
+ *          vp_vq_packed and the forged writes are used descriptors
  *   16...  ops, 4 bytes each: code, a, b, c (see run_device / run_driver)
  *   then   guest memory image from gpa 0
  * Guest memory: region 0 is gpa [0, 0xc000) read-write; region 1 is 16 KiB
@@ -374,7 +376,8 @@ static void run_device(struct gmem *g, const uint8_t *hdr, const uint8_t *ops,
 
 struct drvrun {
 	struct vp_vq_drv *vq;
-	struct vp_vq_dev *dev;	/* an honest device on the same ring */
+	struct vp_vq_dev *dev;	/* an honest device on the same ring (split) */
+	struct vp_vq_packed *pdev;	/* or (packed) */
 	unsigned num;
 	uint32_t posted[4096];	/* writable bytes per token */
 	bool out[4096];		/* token outstanding */
@@ -478,34 +481,64 @@ static void drv_device_round(struct drvrun *d, unsigned max, uint8_t lenmode)
 	struct vp_chain ch[16];
 	struct iovec iov[64];
 	struct vp_used u[16];
-	int r = vp_vq_dev_pop_burst(d->dev, ch, max, iov, 64);
+	int r = d->pdev ? vp_vq_packed_pop_burst(d->pdev, ch, max, iov, 64) :
+		vp_vq_dev_pop_burst(d->dev, ch, max, iov, 64);
 
 	if (r <= 0)
 		return;
 	for (int i = 0; i < r; i++)
 		u[i] = (struct vp_used){ ch[i].head,
 					 lenmode ? ch[i].len_in + (lenmode == 1) : ch[i].len_in / 2 };
-	vp_vq_dev_push_burst(d->dev, u, (unsigned)r);
-	vp_vq_dev_need_signal(d->dev);
+	if (d->pdev) {
+		vp_vq_packed_push_burst(d->pdev, u, (unsigned)r);
+		vp_vq_packed_need_signal(d->pdev);
+	} else {
+		vp_vq_dev_push_burst(d->dev, u, (unsigned)r);
+		vp_vq_dev_need_signal(d->dev);
+	}
+}
+
+/* Packed: the device writes a used descriptor at any slot, with any id,
+ * length and wrap bits (the driver reads only the slot due next). */
+static void drv_forge_packed(struct drvrun *d, unsigned char *ring, uint8_t a, uint8_t b,
+			     uint8_t cc)
+{
+	struct vring_packed_desc *e = (struct vring_packed_desc *)(void *)ring + a % d->num;
+	uint16_t fl = 0;
+
+	if (cc & 1)
+		fl |= 1u << VRING_PACKED_DESC_F_AVAIL;
+	if (cc & 2)
+		fl |= 1u << VRING_PACKED_DESC_F_USED;
+	e->id = (uint16_t)(b % (d->num + 2));	/* now and then out of range */
+	e->len = (uint32_t)(cc >> 2) << (b >> 7 ? 8 : 0);
+	__atomic_store_n(&e->flags, fl, __ATOMIC_RELEASE);
 }
 
 static void run_driver(struct gmem *g, const uint8_t *hdr, const uint8_t *ops,
 		       unsigned nops)
 {
 	uint8_t mode = hdr[0];
-	unsigned num = 1u << (hdr[1] % 9);
+	bool packed = hdr[15] & 1;
+	unsigned num = packed ? hdr[1] + 1u : 1u << (hdr[1] % 9);
 	unsigned ind_max = (mode & M_INDIRECT) ? hdr[14] % 9 : 0;
-	uint64_t avail = VP_VQ_DESC_BYTES(num);
-	uint64_t used = (avail + VP_VQ_AVAIL_BYTES(num) + 3) & ~3ull;
+	/* Packed: the descriptor ring, then the driver and device event areas. */
+	uint64_t avail = packed ? VP_VQ_PACKED_DESC_BYTES(num) : VP_VQ_DESC_BYTES(num);
+	uint64_t used = packed ? avail + 4 : (avail + VP_VQ_AVAIL_BYTES(num) + 3) & ~3ull;
 	struct vp_vq_drv_config c = {
 		.num = (uint16_t)num, .desc = g->r0 + DRV_RING, .avail = g->r0 + avail,
 		.used = g->r0 + used, .event_idx = mode & M_EVENT,
 		.indirect_area = g->r0 + DRV_IND, .indirect_gpa = DRV_IND,
-		.indirect_max = (uint16_t)ind_max, .name = "fuzz-drv",
+		.indirect_max = (uint16_t)ind_max, .name = "fuzz-drv", .packed = packed,
 	};
 	struct vp_vq_dev_config dc = {
 		.num = (uint16_t)num, .desc = DRV_RING, .avail = avail, .used = used,
 		.event_idx = mode & M_EVENT, .indirect = true, .name = "fuzz-dev",
+	};
+	struct vp_vq_packed_config pc = {
+		.num = (uint16_t)num, .desc = DRV_RING, .driver = avail, .device = used,
+		.last_avail_idx = 0x8000, .event_idx = mode & M_EVENT, .indirect = true,
+		.name = "fuzz-dev",
 	};
 	struct drvrun *d = calloc(1, sizeof(*d));
 	int r;
@@ -518,7 +551,10 @@ static void run_driver(struct gmem *g, const uint8_t *hdr, const uint8_t *ops,
 		c.indirect_max = 0, ind_max = 0;
 	r = vp_vq_drv_new(&d->vq, &c);
 	MUST(r == 0);
-	MUST(vp_vq_dev_new(&d->dev, g->mem, &dc) == 0);
+	if (packed)
+		MUST(vp_vq_packed_new(&d->pdev, g->mem, &pc) == 0);
+	else
+		MUST(vp_vq_dev_new(&d->dev, g->mem, &dc) == 0);
 	d->used = (struct vring_used *)(void *)(g->r0 + used);
 	if (ind_max < 2)
 		ind_max = 0;
@@ -551,7 +587,13 @@ static void run_driver(struct gmem *g, const uint8_t *hdr, const uint8_t *ops,
 			drv_device_round(d, a % 17, b % 3);
 			break;
 		case 7: {	/* the device forges a used entry */
-			vring_used_elem_t *e = &d->used->ring[d->used->idx & (num - 1)];
+			vring_used_elem_t *e;
+
+			if (packed) {
+				drv_forge_packed(d, g->r0 + DRV_RING, a, b, cc);
+				break;
+			}
+			e = &d->used->ring[d->used->idx & (num - 1)];
 
 			e->id = (uint32_t)(a | (b & 0x7f) << 8);
 			e->len = (uint32_t)cc << (b >> 7 ? 8 : 0);
@@ -566,13 +608,21 @@ static void run_driver(struct gmem *g, const uint8_t *hdr, const uint8_t *ops,
 			break;
 		}
 		case 9:
-			d->used->idx = (uint16_t)(a | b << 8);
+			if (packed) {	/* the device's event area: any offset, wrap, flags */
+				struct vring_packed_desc_event *ev = (void *)d->used;
+
+				ev->off_wrap = (uint16_t)(a | b << 8);
+				ev->flags = cc % 4;
+			} else {
+				d->used->idx = (uint16_t)(a | b << 8);
+			}
 			break;
 		}
 		MUST(!broken || vp_vq_drv_broken(d->vq));
 		MUST(vp_vq_drv_num_free(d->vq) <= num);
 	}
 	vp_vq_dev_free(d->dev);
+	vp_vq_packed_free(d->pdev);
 	vp_vq_drv_free(d->vq);
 	free(d);
 }

@@ -357,5 +357,42 @@ int main(int argc, char **argv)
 	op(&s, COLLECT, 4, 0, 0);
 	err |= write_seed(dir, "18-driver-evil-device", &s);
 
+	/* Driver side, packed ring of 5 (not a power of two): add, publish,
+	 * honest device, collect, round the ring's end more than once. */
+	init(&s, M_DRIVER | M_INDIRECT | M_EVENT, 0);
+	s.hdr[1] = 4;	/* num 5 */
+	s.hdr[14] = 3;
+	s.hdr[15] = 1;
+	s.imglen = 0;
+	for (unsigned lap = 0; lap < 4; lap++) {
+		op(&s, ADD, 1, 0, (uint8_t)lap);
+		op(&s, ADD, 1, 2, 7);
+		op(&s, ADD_BURST, 3, 1, 3);
+		op(&s, PUBLISH, 0, 0, 0);
+		op(&s, DEV_ROUND, 16, 0, 0);
+		op(&s, ENABLE_CB, 0, 0, 0);
+		op(&s, COLLECT, 16, 0, 0);
+	}
+	err |= write_seed(dir, "21-driver-packed", &s);
+
+	/* Driver side, packed: the device forges descriptors, lengths and its
+	 * event area. */
+	init(&s, M_DRIVER, 0);
+	s.hdr[1] = 7;	/* num 8 */
+	s.hdr[15] = 1;
+	s.imglen = 0;
+	op(&s, ADD, 0, 1, 0);
+	op(&s, ADD, 0, 1, 1);
+	op(&s, PUBLISH, 0, 0, 0);
+	op(&s, DEV_ROUND, 1, 1, 0);	/* len one more than posted */
+	op(&s, COLLECT, 4, 0, 0);
+	op(&s, FORGE_USED, 1, 0, 3);	/* id 0 at slot 1, both wrap bits set */
+	op(&s, COLLECT, 4, 0, 0);
+	op(&s, FORGE_USED, 0, 9, 3);	/* id out of range at the due slot */
+	op(&s, COLLECT, 4, 0, 0);
+	op(&s, SET_USED_IDX, 2, 0x80, 1);	/* event area */
+	op(&s, COLLECT, 4, 0, 0);
+	err |= write_seed(dir, "22-driver-packed-evil-device", &s);
+
 	return err ? 1 : 0;
 }
