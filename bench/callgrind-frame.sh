@@ -9,6 +9,9 @@
 # (dump 1), then for 1 s with the peer stopped (dump 2: idle polls only), and the
 # idle polls of dump 1 are taken out with dump 2's cost per call. Prints the
 # inclusive instructions per frame of the data-path calls. Needs valgrind.
+# VP_CG_FE_ARGS adds frontend options, e.g. "--features
+# mrg_rxbuf,event_idx,indirect_desc,ring_packed" for packed rings (the backend
+# accepts them by default).
 # bench/README.md ("callgrind-frame.sh") says how to read it.
 set -u
 B=${1:?build dir}; O=${2:?output dir}; D=${3:?fe2be or be2fe}; W=${4:-3}
@@ -38,6 +41,7 @@ for meas in be fe; do
 	BP=$!
 	for _ in $(seq 100); do [ -S "$S" ] && break; sleep 0.2; done
 	"${vf[@]}" "$B/tools/vp-vm" --frontend --connect "$S" --app $FEAPP --cpu 0 "${ARGS[@]}" \
+		${VP_CG_FE_ARGS:-} \
 		>"$O/$D-$meas.fe.log" 2>&1 &
 	FP=$!
 	sleep 3
@@ -91,7 +95,9 @@ per_loop = {"main", "rx_verify", "vp_port_rx", "be_rx", "vp_net_rx_burst", "vp_p
             "vp_netfe_rx_borrow", "vp_port_tx_reserve", "vp_netfe_tx_reserve", "vp_net_tx_reserve"}
 for n in ["main", "rx_verify", "verify_burst", "vm_verify_burst", "vm_pkt_build_tmpl", "vp_port_rx",
           "be_rx", "vp_net_rx_burst", "vp_port_rx_borrow", "vp_port_rx_release", "vp_port_tx_reserve",
-          "vp_port_tx_commit", "vp_vq_drv_add_burst", "vp_vq_dev_push_burst"]:
+          "vp_port_tx_commit", "vp_vq_drv_add_burst", "vp_vq_dev_push_burst",
+          "vp_vq_dev_pop_burst", "vp_vq_packed_pop_burst", "vp_vq_packed_push_burst",
+          "vp_vq_drv_get_used"]:
     if n not in bi or not frames:
         continue
     c = loops if n == "main" else bc.get(n, 0)

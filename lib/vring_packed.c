@@ -56,7 +56,7 @@
 struct pk_inflight {
 	uint32_t seq;		/* pops counter when popped: finds its log entry */
 	uint16_t ndesc;		/* ring slots the chain holds; 0: not in flight */
-	bool mark;		/* scratch for push_burst's duplicate check */
+	uint16_t mark;		/* push_burst's duplicate check: == push_gen */
 };
 
 /* The last num chains popped, for unpop. */
@@ -74,13 +74,15 @@ struct vp_vq_packed {
 	const struct vp_mem *mem;
 	struct pk_inflight *inflight;	/* num entries, our memory only */
 	struct pk_pop *log;		/* num entries */
-	uint32_t pops;			/* chains popped since attach, minus unpopped */
+	uint64_t pops;			/* chains popped since attach, minus unpopped */
 	uint16_t num;
 	uint16_t last_avail;		/* next slot to pop */
 	uint16_t used_idx;		/* next slot to write a used descriptor in */
 	uint16_t free;			/* slots not in flight */
 	uint16_t unsignalled;		/* slots used since the last signal answer, <= num */
 	uint16_t dev_flags;		/* what we last wrote to the device area's flags */
+	uint16_t push_gen;		/* stamp of the current push_burst, never 0 */
+	uint16_t log_at;		/* next log entry: pops % num, kept without a division */
 	bool avail_wrap, used_wrap;
 	bool signalled_valid;
 	bool event_idx;
@@ -293,18 +295,27 @@ static int pk_walk(struct vp_vq_packed *vq, struct walk_ctx *w, unsigned pos, bo
 int vp_vq_packed_pop_burst(struct vp_vq_packed *vq, struct vp_chain *chains,
 			   unsigned max_chains, struct iovec *iov, unsigned iov_max)
 {
-	struct walk_ctx w = {
-		.desc = (const unsigned char *)vq->desc, .mem = vq->mem,
-		.num = vq->num, .indirect = vq->indirect,
-	};
+	struct walk_ctx w;
 	unsigned pos = vq->last_avail, free = vq->free, done, iov_used = 0;
 	bool wrap = vq->avail_wrap;
 	int r;
 
 	if (unlikely(vq->broken))
 		return -EIO;
-	if (max_chains)
-		vp_mem_cursor_load(&w.cur, w.mem, vq->hot_region);
+	/*
+	 * Nothing there (a poll loop's usual answer): no walk set-up. The
+	 * acquire is repeated for the head in the loop below.
+	 */
+	if (!max_chains || !pk_is_avail(le16toh(LOAD_ACQUIRE(&vq->desc[pos].flags)), wrap)) {
+		if (unlikely(vp_mem_is_shrunk(vq->mem)))
+			return pk_fail(vq, "%s", VP_MEM_SHRUNK_REASON);
+		return 0;
+	}
+	w = (struct walk_ctx){
+		.desc = (const unsigned char *)vq->desc, .mem = vq->mem,
+		.num = vq->num, .indirect = vq->indirect,
+	};
+	vp_mem_cursor_load(&w.cur, w.mem, vq->hot_region);
 	for (done = 0; done < max_chains; done++) {
 		/* Acquire: pairs with the driver's release of the head's flags,
 		 * written after every other field of the chain. */
@@ -315,6 +326,34 @@ int vp_vq_packed_pop_burst(struct vp_vq_packed *vq, struct vp_chain *chains,
 
 		if (!pk_is_avail(flags, wrap))
 			break;
+		/*
+		 * The common chain, as split's pop_burst has it: one direct,
+		 * non-empty descriptor in the hot region with the access it
+		 * asks for, and an id not in flight. Anything else, or no room,
+		 * takes the full walk, which checks (and refuses) it again.
+		 */
+		if (likely(!(flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) &&
+			   iov_used < iov_max && free)) {
+			struct vring_packed_desc d;
+			bool wr = flags & VRING_DESC_F_WRITE;
+			void *p;
+
+			pk_fetch_ring(&d, &vq->desc[pos]);
+			if (likely(d.len && d.id < w.num && !vq->inflight[d.id].ndesc &&
+				   vp_mem_cursor_fits(&w.cur, d.addr, d.len,
+						      wr ? VP_MEM_WRITE : VP_MEM_READ, &p))) {
+				iov[iov_used].iov_base = p;
+				iov[iov_used].iov_len = d.len;
+				ch->head = d.id;
+				ch->n_out = !wr;
+				ch->n_in = wr;
+				ch->len_out = wr ? 0 : d.len;
+				ch->len_in = wr ? d.len : 0;
+				ch->iov = iov + iov_used;
+				slots = 1;
+				goto popped;
+			}
+		}
 		r = pk_walk(vq, &w, pos, wrap, flags, free, ch, iov + iov_used,
 			    iov_max - iov_used, &slots);
 		if (unlikely(r < 0)) {
@@ -324,10 +363,12 @@ int vp_vq_packed_pop_burst(struct vp_vq_packed *vq, struct vp_chain *chains,
 			 * the chains recorded above do not matter any more. */
 			return r;
 		}
+popped:
 		/* Recorded at once so a repeated id later in the burst is seen. */
 		vq->inflight[ch->head].ndesc = (uint16_t)slots;
-		vq->inflight[ch->head].seq = vq->pops;
-		lg = &vq->log[vq->pops % vq->num];
+		vq->inflight[ch->head].seq = (uint32_t)vq->pops;
+		lg = &vq->log[vq->log_at];
+		vq->log_at = (uint16_t)(vq->log_at + 1u == w.num ? 0 : vq->log_at + 1u);
 		lg->id = ch->head;
 		lg->pos = (uint16_t)pos;
 		lg->wrap = wrap;
@@ -342,8 +383,7 @@ int vp_vq_packed_pop_burst(struct vp_vq_packed *vq, struct vp_chain *chains,
 	}
 	if (unlikely(vp_mem_is_shrunk(w.mem)))
 		return pk_fail(vq, "%s", VP_MEM_SHRUNK_REASON);
-	if (max_chains)
-		vq->hot_region = w.cur.idx;
+	vq->hot_region = w.cur.idx;
 	vq->last_avail = (uint16_t)pos;
 	vq->avail_wrap = wrap;
 	vq->free = (uint16_t)free;
@@ -353,7 +393,7 @@ int vp_vq_packed_pop_burst(struct vp_vq_packed *vq, struct vp_chain *chains,
 int vp_vq_packed_push_burst(struct vp_vq_packed *vq, const struct vp_used *used, unsigned n)
 {
 	struct vring_packed_desc *first = NULL;
-	unsigned pos = vq->used_idx, i;
+	unsigned pos = vq->used_idx, i, slots = 0;
 	bool wrap = vq->used_wrap;
 	uint16_t first_flags = 0;
 
@@ -361,21 +401,26 @@ int vp_vq_packed_push_burst(struct vp_vq_packed *vq, const struct vp_used *used,
 		return -EIO;
 	if (unlikely(n && !used))
 		return -EINVAL;
-	/* Every id popped and not pushed, none twice: else nothing is written. */
+	/*
+	 * Every id popped and not pushed, none twice: else nothing is written.
+	 * An id seen twice carries this burst's stamp; stamps need no clearing
+	 * until the 16-bit counter comes round, when all are wiped once.
+	 */
+	if (unlikely(++vq->push_gen == 0)) {
+		for (i = 0; i < vq->num; i++)
+			vq->inflight[i].mark = 0;
+		vq->push_gen = 1;
+	}
 	for (i = 0; i < n; i++) {
 		struct pk_inflight *f;
 
-		if (used[i].id >= vq->num)
-			break;
+		if (unlikely(used[i].id >= vq->num))
+			return -EINVAL;
 		f = &vq->inflight[used[i].id];
-		if (!f->ndesc || f->mark)
-			break;
-		f->mark = true;
+		if (unlikely(!f->ndesc || f->mark == vq->push_gen))
+			return -EINVAL;
+		f->mark = vq->push_gen;
 	}
-	for (unsigned k = 0; k < i; k++)
-		vq->inflight[used[k].id].mark = false;
-	if (i < n)
-		return -EINVAL;
 
 	for (i = 0; i < n; i++) {
 		struct pk_inflight *f = &vq->inflight[used[i].id];
@@ -401,11 +446,12 @@ int vp_vq_packed_push_burst(struct vp_vq_packed *vq, const struct vp_used *used,
 			pos -= vq->num;
 			wrap = !wrap;
 		}
-		vq->free = (uint16_t)(vq->free + f->ndesc);
-		vq->unsignalled = (uint16_t)(vq->unsignalled + f->ndesc > vq->num ? vq->num
-					     : vq->unsignalled + f->ndesc);
+		slots += f->ndesc;
 		f->ndesc = 0;
 	}
+	vq->free = (uint16_t)(vq->free + slots);
+	slots += vq->unsignalled;
+	vq->unsignalled = (uint16_t)(slots > vq->num ? vq->num : slots);
 	if (first)
 		STORE_RELEASE(&first->flags, htole16(first_flags));
 	vq->used_idx = (uint16_t)pos;
@@ -427,11 +473,11 @@ int vp_vq_packed_unpop(struct vp_vq_packed *vq, unsigned n)
 		return -EINVAL;
 	/* The last n popped, all still in flight (this pop of their id). */
 	for (unsigned k = 1; k <= n; k++) {
-		uint32_t seq = vq->pops - k;
+		uint64_t seq = vq->pops - k;
 		const struct pk_pop *lg = &vq->log[seq % vq->num];
 		const struct pk_inflight *f = &vq->inflight[lg->id];
 
-		if (!f->ndesc || f->seq != seq)
+		if (!f->ndesc || f->seq != (uint32_t)seq)
 			return -EINVAL;
 		slots += f->ndesc;
 		oldest = lg;
@@ -444,6 +490,7 @@ int vp_vq_packed_unpop(struct vp_vq_packed *vq, unsigned n)
 	for (unsigned k = 1; k <= n; k++)
 		vq->inflight[vq->log[(vq->pops - k) % vq->num].id].ndesc = 0;
 	vq->pops -= n;
+	vq->log_at = (uint16_t)(vq->pops % vq->num);
 	vq->free = (uint16_t)(vq->free + slots);
 	vq->last_avail = oldest->pos;
 	vq->avail_wrap = oldest->wrap;

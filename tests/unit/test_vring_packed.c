@@ -528,6 +528,41 @@ TEST(push_rejects_bad_ids_writing_nothing)
 	env_free(e);
 }
 
+/* push_burst's duplicate check stamps ids with a 16-bit burst counter: once
+ * it has come round (70000 bursts), a stale stamp must not pass for "seen in
+ * this burst" (id 7 is pushed in the first burst and again in the 65536th,
+ * where the counter is back at its first value), and a real duplicate must
+ * still be refused. */
+TEST(push_duplicate_check_survives_its_counter_wrapping)
+{
+	struct env *e = env_new(8, 0);
+	struct vp_chain ch[2];
+	struct iovec iov[2];
+	struct vp_used u[2];
+	unsigned bad = 0;
+
+	REQUIRE(e);
+	for (unsigned k = 0; k < 70000; k++) {
+		drv_post1(e, bufgpa(0), 8, false, (uint16_t)(k == 0 || k == 65535 ? 7 : k % 7));
+		if (vp_vq_packed_pop_burst(e->q, ch, 1, iov, 1) != 1)
+			bad++;
+		u[0] = (struct vp_used){ ch[0].head, 0 };
+		if (vp_vq_packed_push_burst(e->q, u, 1) != 0)
+			bad++;
+	}
+	CHECK_EQ(bad, 0);
+	drv_post1(e, bufgpa(0), 8, false, 2);
+	drv_post1(e, bufgpa(1), 8, false, 5);
+	CHECK_EQ(vp_vq_packed_pop_burst(e->q, ch, 2, iov, 2), 2);
+	u[0] = (struct vp_used){ 5, 0 };
+	u[1] = (struct vp_used){ 5, 0 };		/* twice */
+	CHECK_EQ(vp_vq_packed_push_burst(e->q, u, 2), -EINVAL);
+	u[1] = (struct vp_used){ 2, 0 };
+	CHECK_EQ(vp_vq_packed_push_burst(e->q, u, 2), 0);
+	CHECK(!vp_vq_packed_broken(e->q));
+	env_free(e);
+}
+
 /* ---- event suppression ---- */
 
 TEST(notify_flags_written)
