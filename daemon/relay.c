@@ -104,6 +104,7 @@ struct vpd_relay {
 	 * frontend's bases while the server could not take them (live rings). */
 	bool pk_known;
 	bool pk_running;               /* a backend started it since: they are stale */
+	bool pk_stop_due;              /* RESTOPPING: its STOP goes at the next tick */
 	uint16_t pk_base[VP_PCI_MAX_RINGS];
 };
 
@@ -514,16 +515,16 @@ void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_dev
 			if (st == VP_CLIENT_STARTED)
 				stop_backend(r);
 		} else if (st == VP_CLIENT_STARTED && packed(dev)) {
-			/* Nobody waits, but the positions come only with the ack:
-			 * announced again from them (READY waits for it). */
-			if (vp_client_stop_need_reply(r->cl) == 0) {
-				r->state = R_RESTOPPING;
-				r->stop_since_ms = vpd_now_ms();
-				r->stop_due_ms = r->stop_since_ms + s->spec.stop_timeout_ms;
-			} else {
-				client_close(r);
-				packed_lost(r, "cannot send STOP");
-			}
+			/*
+			 * Nobody waits, but the positions come only with the ack:
+			 * announced again from them (READY waits for it). Sent after
+			 * this batch: a frontend that hung up is REMOVED in it, and
+			 * its backend is then not asked for positions nobody needs.
+			 */
+			r->state = R_RESTOPPING;
+			r->pk_stop_due = true;
+			r->stop_since_ms = vpd_now_ms();
+			r->stop_due_ms = r->stop_since_ms + s->spec.stop_timeout_ms;
 		} else if (st == VP_CLIENT_STARTED) {
 			vp_client_stop(r->cl, VP_PCI_STOP_RESET);
 		}
@@ -634,6 +635,8 @@ int vpd_relay_timeout(const struct vpd *d)
 			continue;
 		if (r->state == R_SETTLING || r->state == R_RETRY)
 			t = r->due_ms;
+		if (r->pk_stop_due)
+			t = now;
 		if (r->state == R_STOPPING || r->state == R_RESTOPPING)
 			t = r->stop_due_ms;
 		if (r->unattached_ms && r->s->spec.backend_grace_ms) {
@@ -685,6 +688,15 @@ void vpd_relay_tick(struct vpd *d)
 
 		if (r->dead)
 			continue;
+		if (r->pk_stop_due) {
+			r->pk_stop_due = false;
+			if (r->cl && vp_client_state(r->cl) == VP_CLIENT_STARTED &&
+			    vp_client_stop_need_reply(r->cl) < 0) {
+				client_close(r);
+				if (packed_lost(r, "cannot send STOP"))
+					continue;
+			}
+		}
 		if (r->state == R_STOPPING && now >= r->stop_due_ms) {
 			stop_timed_out(r);
 			continue;
