@@ -1627,6 +1627,14 @@ static void timer_fire(struct vp_server *s)
 	for (struct conn *c = s->conns; c; c = c->next) {
 		if (c->dead)
 			continue;
+		if (c->held && now >= c->stop_deadline && c->held_req == VP_PCI_STOP &&
+		    c->stop_nrings) {
+			/* Packed: an ack now would carry positions nobody told. */
+			c->held = false;
+			fail(c, -ETIMEDOUT, "backend did not release its stop within %u ms: where "
+			     "the packed rings stopped is unknown", s->stop_ms);
+			continue;
+		}
 		if (c->held && now >= c->stop_deadline) {
 			if (c->held_req == VP_PCI_STOP)
 				vp_log(VP_LOG_WARN, "%s: backend did not release its stop within "

@@ -443,7 +443,8 @@ static void pump(struct vp_server *srv, struct vp_client *cl, enum vp_client_sta
 TEST(native_frontend_packed_positions_travel_in_stop_ack)
 {
 	struct vp_server_config c = { .features = VP_SERVER_DEFAULT_FEATURES |
-					       (1ull << VIRTIO_F_RING_PACKED), .on_event = nb_event };
+					       (1ull << VIRTIO_F_RING_PACKED), .on_event = nb_event,
+				      .stop_timeout_ms = 300 };
 	struct vp_frontend_info in;
 	struct vp_server *srv;
 	struct vp_client *cl;
@@ -515,6 +516,17 @@ TEST(native_frontend_packed_positions_travel_in_stop_ack)
 	pump(srv, cl, VP_CLIENT_HANDSHAKE);
 	CHECK_EQ(vp_client_state(cl), VP_CLIENT_FAILED);
 	CHECK(strstr(vp_client_error(cl), "past its 16 descriptors") != NULL);
+	vp_client_free(cl);
+
+	/* A backend that never releases its hold: no ack with untold positions. */
+	native_info(&in, ramfd, efd, 0x8000, 0x8000);
+	REQUIRE(vp_client_connect(&cl, sock, &in) == 0);
+	pump(srv, cl, VP_CLIENT_HANDSHAKE);
+	REQUIRE(vp_client_state(cl) == VP_CLIENT_STARTED);
+	CHECK_EQ(vp_client_stop_need_reply(cl), 0);
+	pump(srv, cl, VP_CLIENT_STOPPING);
+	CHECK_EQ(vp_client_state(cl), VP_CLIENT_FAILED);
+	CHECK(strstr(vp_client_error(cl), "where the packed rings stopped is unknown") != NULL);
 	vp_client_free(cl);
 	vp_server_free(srv);
 	for (unsigned i = 0; i < 4; i++)
