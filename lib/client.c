@@ -494,6 +494,19 @@ static int gpa_to_uva(const struct vp_frontend_info *in, uint64_t gpa, uint64_t 
 	return -EFAULT;
 }
 
+/*
+ * Where a ring starts: packed rings fresh; split ones at the info's base, which
+ * names a split position only if the info offered split rings (a packed offer
+ * the backend turned down starts fresh split rings).
+ */
+static uint32_t vu_base(const struct vp_frontend_info *in, uint64_t feat,
+			const struct vp_frontend_ring *g)
+{
+	if (feat & (1ull << VIRTIO_F_RING_PACKED))
+		return VP_VU_PACKED_FRESH_BASE;
+	return (in->driver_features & (1ull << VIRTIO_F_RING_PACKED)) ? 0 : g->last_avail_idx;
+}
+
 static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *negotiated)
 {
 	struct vp_msg m, r;
@@ -581,9 +594,7 @@ static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *n
 		    gpa_to_uva(in, g->used, &m.p.addr.used) < 0)
 			return -EFAULT;
 		if ((e = vu_ring_state(v, VP_VU_SET_VRING_NUM, i, g->num)) < 0 ||
-		    (e = vu_ring_state(v, VP_VU_SET_VRING_BASE, i,
-					(feat & (1ull << VIRTIO_F_RING_PACKED)) ? VP_VU_PACKED_FRESH_BASE
-					: g->last_avail_idx)) < 0 ||
+		    (e = vu_ring_state(v, VP_VU_SET_VRING_BASE, i, vu_base(in, feat, g))) < 0 ||
 		    (e = vu_call(v, &m, NULL)) < 0 ||
 		    (e = vu_ring_fd(v, VP_VU_SET_VRING_KICK, i, g->kick_fd)) < 0 ||
 		    (e = vu_ring_fd(v, VP_VU_SET_VRING_CALL, i, g->call_fd)) < 0)

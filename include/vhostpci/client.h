@@ -132,7 +132,8 @@ VP_API int vp_client_restart(struct vp_client *c, const struct vp_frontend_info 
  * *negotiated gets the features in use. With VIRTIO_F_RING_PACKED
  * negotiated the rings are packed and start fresh: BASE is
  * VP_VU_PACKED_FRESH_BASE (position 0, wrap counter 1), whatever
- * last_avail_idx says.
+ * last_avail_idx says; split rings that a packed offer fell back to start
+ * fresh too (0), since last_avail_idx then names a packed position.
  */
 #define VP_VU_PACKED_FRESH_BASE 0x8000u
 VP_API int vp_vu_frontend_start(const char *path, const struct vp_frontend_info *info,
