@@ -635,10 +635,10 @@ int vpd_relay_timeout(const struct vpd *d)
 			continue;
 		if (r->state == R_SETTLING || r->state == R_RETRY)
 			t = r->due_ms;
-		if (r->pk_stop_due)
-			t = now;
 		if (r->state == R_STOPPING || r->state == R_RESTOPPING)
 			t = r->stop_due_ms;
+		if (r->pk_stop_due)
+			t = now;
 		if (r->unattached_ms && r->s->spec.backend_grace_ms) {
 			int64_t g = r->unattached_ms + r->s->spec.backend_grace_ms;
 

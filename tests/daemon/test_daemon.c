@@ -3883,6 +3883,17 @@ static void pk_relay_body(struct daemon *d)
 	CHECK_EQ(pb.resume[1], 0x8003);
 	CHECK_EQ(pb.n[VP_EV_DEVICE_NEW], 1);
 	CHECK(wait_backend(d, id, "attached"));
+	/* A stop nobody waits on (a ring disabled, then enabled again): the backend is
+	 * still asked where it stopped, and resumes there. */
+	pb.stop_at[0] = 0x8000 | 100;
+	pb.stop_at[1] = 0x8000 | 7;
+	vu_raw_state(fd, VP_VU_SET_VRING_ENABLE, 0, 0);
+	CHECK(pb_wait(b, VP_EV_DEVICE_STOPPED, 3));
+	vu_raw_state(fd, VP_VU_SET_VRING_ENABLE, 0, 1);
+	CHECK(pb_wait(b, VP_EV_DEVICE_READY, 4));
+	CHECK_EQ(pb.resume[0], 0x8064);
+	CHECK_EQ(pb.resume[1], 0x8007);
+	CHECK(wait_backend(d, id, "attached"));
 	/* ... and a stop after it answers the next positions. */
 	pb.stop_at[0] = 0x8000 | 91;
 	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
