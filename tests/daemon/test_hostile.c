@@ -1422,6 +1422,20 @@ TEST(row8_backend_refusing_link_down_then_resumes)
 	row8_link_down_then_back(r, true);
 }
 
+/* The features device id negotiated, from "show" (0 if none). */
+static uint64_t dev_features(const struct rig *r, uint64_t id)
+{
+	char cmd[64];
+	struct jv *doc;
+	uint64_t feat = 0;
+
+	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
+	doc = ask(r, cmd);
+	jv_get_hex(jv_get(doc, "device"), "driver_features", &feat);
+	jv_free(doc);
+	return feat;
+}
+
 /* A gen frontend's JSON report: whether it says ok, and how many frames came back. */
 static bool gen_report(const char *out, uint64_t *rx)
 {
@@ -1454,8 +1468,7 @@ TEST(row9_csum_guest_csum_accepted)
 		"--count", "2000", "--rate", "20000", NULL };
 	struct rig *r = &the_rig;
 	struct frontend f;
-	struct jv *doc;
-	char out[160], cmd[64];
+	char out[160];
 	uint64_t id, feat = 0, rx = 0;
 	bool seen = false;
 	pid_t gen;
@@ -1470,12 +1483,8 @@ TEST(row9_csum_guest_csum_accepted)
 	REQUIRE(gen > 0);
 	for (int64_t t = now_ms(); !seen && pid_alive(gen) && now_ms() - t < WAIT_MS; sleep_ms(5)) {
 		id = dev_of_pid(r, gen);
-		snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
-		doc = id ? ask(r, cmd) : NULL;
-		if (jv_get_hex(jv_get(doc, "device"), "driver_features", &feat) &&
-		    (feat & F(VIRTIO_NET_F_CSUM)) && (feat & F(VIRTIO_NET_F_GUEST_CSUM)))
-			seen = true;
-		jv_free(doc);
+		feat = id ? dev_features(r, id) : 0;
+		seen = (feat & F(VIRTIO_NET_F_CSUM)) && (feat & F(VIRTIO_NET_F_GUEST_CSUM));
 	}
 	CHECK(seen);
 	CHECK(exited_0(reap(gen, WAIT_MS * 2)));
@@ -1497,20 +1506,6 @@ TEST(row9_csum_guest_csum_accepted)
 	fe_free(&f);
 	check_after(r);
 	rig_down(r, 0);
-}
-
-/* The features device id negotiated, from "show" (0 if none). */
-static uint64_t dev_features(const struct rig *r, uint64_t id)
-{
-	char cmd[64];
-	struct jv *doc;
-	uint64_t feat = 0;
-
-	snprintf(cmd, sizeof(cmd), "show %" PRIu64, id);
-	doc = ask(r, cmd);
-	jv_get_hex(jv_get(doc, "device"), "driver_features", &feat);
-	jv_free(doc);
-	return feat;
 }
 
 /*
