@@ -262,6 +262,7 @@ static void render_server(struct jw *w, const struct vpd_server *s)
 		jw_str(w, "backend_reason", s->backend_down ? s->backend_why : NULL);
 		jw_u64(w, "stop_timeout_ms", s->spec.stop_timeout_ms);
 		jw_u64(w, "stop_timeouts", s->stop_timeouts);
+		jw_u64(w, "packed_lost", s->packed_lost);
 	}
 	/* Every frontend refused or dropped with a reason, by the library or by us. */
 	jw_u64(w, "refused", vp_server_refused(s->srv, &last));

@@ -45,6 +45,7 @@ struct vpd_server {
 	char backend_why[320];
 	uint64_t refused_new;          /* frontends refused while closed */
 	uint64_t stop_timeouts;        /* STOPs the backend did not ack in time */
+	uint64_t packed_lost;          /* packed frontends dropped: positions lost */
 	int64_t refuse_log_ms;         /* next summary line about them */
 	/* backend-vm= state (bevm.c) */
 	struct vpd_bevm *bevm;         /* shared by the servers naming one QMP socket */

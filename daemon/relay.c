@@ -25,6 +25,13 @@
  *    within stop-timeout ms (dead, wedged, slow) cannot wedge the frontend:
  *    the reply goes anyway, the miss is logged and counted, and its
  *    connection is closed (it is out of step; the next READY opens anew).
+ *  - A packed ring (VIRTIO_F_RING_PACKED) keeps no index in memory: where the
+ *    backend stopped comes only in its STOP ack (RING_BASE per ring,
+ *    docs/protocol.md). The relay keeps those positions, tells the server
+ *    (GET_VRING_BASE answers them) and announces from them. A backend that
+ *    drove a packed device and left without acking (lost, timed out, refused
+ *    positions) took them with it: that frontend is dropped with the reason,
+ *    never resumed at a guess, which would replay or skip its buffers.
  *  - A READY device that no backend drives for backend-grace seconds is
  *    dropped: a stock QEMU then marks the guest's link down and reconnects
  *    by itself (chardev reconnect=N). While the server's backend stays
@@ -93,7 +100,18 @@ struct vpd_relay {
 	unsigned attempts;
 	char why[VP_PCI_REASON_MAX + 64]; /* the last failure, for vhost-pci-ctl */
 	bool dead;                     /* freed after the current epoll batch */
+	/* Packed: the positions of the last STOP ack, announced instead of the
+	 * frontend's bases while the server could not take them (live rings). */
+	bool pk_known;
+	bool pk_running;               /* a backend started it since: they are stale */
+	bool pk_stop_due;              /* RESTOPPING: its STOP goes at the next tick */
+	uint16_t pk_base[VP_PCI_MAX_RINGS];
 };
+
+static bool packed(const struct vp_device *dev)
+{
+	return dev && (dev->driver_features & (1ull << VIRTIO_F_RING_PACKED));
+}
 
 static const char *const state_names[] = {
 	[R_SETTLING] = "settling", [R_CONNECTING] = "connecting", [R_ATTACHED] = "attached",
@@ -121,7 +139,8 @@ static int dup_or(int fd)
 }
 
 /* The device as a native frontend describes it, with our own fd dups. */
-static int make_info(const struct vp_device *dev, struct vp_frontend_info *in)
+static int make_info(const struct vpd_relay *rl, const struct vp_device *dev,
+		     struct vp_frontend_info *in)
 {
 	memset(in, 0, sizeof(*in));
 	memcpy(in->uuid, dev->uuid, 16);
@@ -152,11 +171,16 @@ static int make_info(const struct vp_device *dev, struct vp_frontend_info *in)
 		/*
 		 * A running ring has moved on since SET_VRING_BASE: resume where the
 		 * backend got to (it completes in order, so used->idx), or a
-		 * re-attaching backend would replay old descriptors.
+		 * re-attaching backend would replay old descriptors. A packed one:
+		 * where the backend's last STOP ack said.
 		 */
-		if (r->started && dev->mem &&
-		    vp_mem_read_safe(dev->mem, r->used + 2, &resume, 2) < 0)
+		if (packed(dev)) {
+			if (rl->pk_known)
+				resume = rl->pk_base[i];
+		} else if (r->started && dev->mem &&
+			   vp_mem_read_safe(dev->mem, r->used + 2, &resume, 2) < 0) {
 			resume = r->last_avail_idx;
+		}
 		in->rings[i] = (struct vp_frontend_ring){
 			.num = r->num, .last_avail_idx = resume,
 			.desc = r->desc, .avail = r->avail, .used = r->used,
@@ -274,6 +298,49 @@ static void schedule_retry(struct vpd_relay *r, const char *why)
 	       r->s->spec.backend, why, r->backoff_ms);
 }
 
+/*
+ * A packed device whose backend drove it and left without telling where
+ * (connection lost, STOP unacked, positions refused): nobody knows where its
+ * rings are, so the frontend goes, with the reason (QEMU reconnects and starts
+ * its rings afresh). true if it was dropped: r is dead then.
+ */
+static bool packed_lost(struct vpd_relay *r, const char *why)
+{
+	const struct vp_device *dev = vp_server_find(r->s->srv, r->id);
+	char reason[VP_PCI_REASON_MAX];
+
+	if (!packed(dev) || !r->pk_running)
+		return false;
+	snprintf(reason, sizeof(reason), "where its packed rings stopped is lost: %s", why);
+	vp_log(VP_LOG_WARN, "device %" PRIu64 ": dropping its frontend: backend %s: %s", r->id,
+	       r->s->spec.backend, reason);
+	r->s->packed_lost++;
+	vp_server_drop(r->s->srv, r->id, reason);  /* REMOVED kills r */
+	return true;
+}
+
+/* The backend acked a STOP: a packed device's positions came with it. */
+static void took_positions(struct vpd_relay *r)
+{
+	const struct vp_device *dev = vp_server_find(r->s->srv, r->id);
+	bool all = true;
+
+	if (!packed(dev) || !r->cl)
+		return;
+	for (unsigned i = 0; i < VP_PCI_MAX_RINGS; i++)
+		if (vp_client_ring_base(r->cl, i, &r->pk_base[i]) < 0)
+			break;
+	r->pk_known = true;
+	r->pk_running = false;
+	/* Where the server can take them (not live), GET_VRING_BASE answers
+	 * them and the next announcement reads them back from the device. */
+	for (unsigned i = 0; i < r->info.nrings; i++)
+		if (vp_server_set_ring_base(r->s->srv, r->id, i, r->pk_base[i]) < 0)
+			all = false;
+	if (all)
+		r->pk_known = false;
+}
+
 /* The frontend's held GET_VRING_BASE reply may go now. */
 static void stop_done(struct vpd_relay *r)
 {
@@ -292,7 +359,8 @@ static void stop_backend(struct vpd_relay *r)
 		vp_log(VP_LOG_WARN, "device %" PRIu64 ": cannot send STOP to backend %s: %s; "
 		       "answering the frontend now", r->id, r->s->spec.backend, strerror(-e));
 		client_close(r);
-		stop_done(r);
+		if (!packed_lost(r, "cannot send STOP"))
+			stop_done(r);
 	}
 }
 
@@ -322,9 +390,11 @@ static void announce(struct vpd_relay *r, const struct vp_device *dev)
 		vp_log(VP_LOG_WARN, "device %" PRIu64 ": cannot send STOP to backend %s: %s; "
 		       "connecting anew", r->id, r->s->spec.backend, strerror(-e));
 		client_close(r);
+		if (packed_lost(r, "cannot send STOP"))
+			return;
 	}
 	r->attempts++;
-	if (make_info(dev, &info) < 0) {
+	if (make_info(r, dev, &info) < 0) {
 		schedule_retry(r, "out of fds to relay the device");
 		return;
 	}
@@ -444,6 +514,17 @@ void vpd_relay_event(struct vpd_server *s, enum vp_event ev, const struct vp_dev
 			r->stop_due_ms = r->stop_since_ms + s->spec.stop_timeout_ms;
 			if (st == VP_CLIENT_STARTED)
 				stop_backend(r);
+		} else if (st == VP_CLIENT_STARTED && packed(dev)) {
+			/*
+			 * Nobody waits, but the positions come only with the ack:
+			 * announced again from them (READY waits for it). Sent after
+			 * this batch: a frontend that hung up is REMOVED in it, and
+			 * its backend is then not asked for positions nobody needs.
+			 */
+			r->state = R_RESTOPPING;
+			r->pk_stop_due = true;
+			r->stop_since_ms = vpd_now_ms();
+			r->stop_due_ms = r->stop_since_ms + s->spec.stop_timeout_ms;
 		} else if (st == VP_CLIENT_STARTED) {
 			vp_client_stop(r->cl, VP_PCI_STOP_RESET);
 		}
@@ -468,6 +549,10 @@ void vpd_relay_readable(struct vpd_relay *r)
 		return;
 	vp_client_dispatch(r->cl);
 	st = vp_client_state(r->cl);
+	if (st == VP_CLIENT_STARTED)
+		r->pk_running = true;  /* it may have moved the rings on */
+	if (st == VP_CLIENT_STOPPED && (r->state == R_STOPPING || r->state == R_RESTOPPING))
+		took_positions(r);
 	if (st == VP_CLIENT_FAILED) {
 		char why[VP_PCI_REASON_MAX + 64];
 		const char *e = vp_client_error(r->cl);
@@ -481,6 +566,8 @@ void vpd_relay_readable(struct vpd_relay *r)
 			snprintf(why, sizeof(why), "%s: %s", was_attached ? "lost" : "failed",
 				 e && *e ? e : "connection closed");
 		client_close(r);
+		if (packed_lost(r, why))
+			return;
 		if (r->state == R_STOPPING) {
 			/* Its server let go of the device with the connection. */
 			vp_log(VP_LOG_INFO, "device %" PRIu64 ": backend connection ended while "
@@ -509,7 +596,17 @@ void vpd_relay_readable(struct vpd_relay *r)
 	} else if (st == VP_CLIENT_STARTED && r->state == R_STOPPING) {
 		stop_backend(r);  /* it finished starting a device the frontend stopped */
 	} else if (st == VP_CLIENT_STARTED && r->state == R_STOPPED) {
-		vp_client_stop(r->cl, VP_PCI_STOP_RESET);
+		if (!packed(vp_server_find(r->s->srv, r->id))) {
+			vp_client_stop(r->cl, VP_PCI_STOP_RESET);
+		} else if (vp_client_stop_need_reply(r->cl) == 0) {
+			/* As a stop nobody waits on: the positions come with the ack. */
+			r->state = R_RESTOPPING;
+			r->stop_since_ms = vpd_now_ms();
+			r->stop_due_ms = r->stop_since_ms + r->s->spec.stop_timeout_ms;
+		} else {
+			client_close(r);
+			packed_lost(r, "cannot send STOP");
+		}
 	} else if (st == VP_CLIENT_STARTED && r->state == R_CONNECTING) {
 		const struct vp_device *dev = vp_server_find(r->s->srv, r->id);
 
@@ -540,6 +637,8 @@ int vpd_relay_timeout(const struct vpd *d)
 			t = r->due_ms;
 		if (r->state == R_STOPPING || r->state == R_RESTOPPING)
 			t = r->stop_due_ms;
+		if (r->pk_stop_due)
+			t = now;
 		if (r->unattached_ms && r->s->spec.backend_grace_ms) {
 			int64_t g = r->unattached_ms + r->s->spec.backend_grace_ms;
 
@@ -575,7 +674,8 @@ static void stop_timed_out(struct vpd_relay *r)
 	/* It may still be using the rings, and is out of step with us: a
 	 * fresh connection at the next READY, never this one again. */
 	client_close(r);
-	stop_done(r);
+	if (!packed_lost(r, r->why))
+		stop_done(r);
 }
 
 void vpd_relay_tick(struct vpd *d)
@@ -588,6 +688,15 @@ void vpd_relay_tick(struct vpd *d)
 
 		if (r->dead)
 			continue;
+		if (r->pk_stop_due) {
+			r->pk_stop_due = false;
+			if (r->cl && vp_client_state(r->cl) == VP_CLIENT_STARTED &&
+			    vp_client_stop_need_reply(r->cl) < 0) {
+				client_close(r);
+				if (packed_lost(r, "cannot send STOP"))
+					continue;
+			}
+		}
 		if (r->state == R_STOPPING && now >= r->stop_due_ms) {
 			stop_timed_out(r);
 			continue;
@@ -601,6 +710,8 @@ void vpd_relay_tick(struct vpd *d)
 			       "connection, announcing the change on a new one", r->id,
 			       s->spec.backend, r->why);
 			client_close(r);
+			if (packed_lost(r, r->why))
+				continue;
 			r->state = R_SETTLING;
 			r->due_ms = now;
 		}

@@ -312,13 +312,18 @@ int vpd_spec_parse(const char *text, struct vpd_spec *s, char *err, size_t errle
 				s->offloads || s->allow_unsealed))
 		e = spec_err(err, errlen, -EINVAL, "design=2.1 serves a pair of peers: no backend=, "
 			     "backend-vm=, uuid=, features=, offloads= or allow-unsealed=");
-	/* A backend VM learns ring positions from split used indexes (the relay's
-	 * STOP ack, the info window's stopped[] and its kernel driver): no path
-	 * from the daemon carries a packed ring's, so none is offered. */
-	if (!e && (s->features & (1ull << VIRTIO_F_RING_PACKED)))
-		e = spec_err(err, errlen, -EINVAL, "features= offers RING_PACKED (bit 34): the "
-			     "daemon's backends drive split rings only (vp-vswitch's own socket "
-			     "takes packed rings)");
+	/*
+	 * Packed rings only where a backend can take them: a vp-vm backend on
+	 * backend= (the native protocol carries their positions, 1.1). A backend
+	 * VM learns positions from split used indexes (the info window's
+	 * stopped[] and its kernel driver), and without a backend nobody drives
+	 * the rings: not offered there. Never offered by default.
+	 */
+	if (!e && (s->features & (1ull << VIRTIO_F_RING_PACKED)) && !s->backend)
+		e = spec_err(err, errlen, -EINVAL, "features= offers RING_PACKED (bit 34): only "
+			     "a backend= (a vp-vm backend) drives packed rings; %s",
+			     s->backend_vm ? "a backend VM (backend-vm=: the info window and "
+			     "vhost_pci_net.ko) drives split rings only" : "this server has none");
 	if (!e && s->features && s->offloads)
 		e = spec_err(err, errlen, -EINVAL, "features= and offloads= exclude each other: "
 			     "features= names every bit offered");

@@ -31,6 +31,11 @@ struct vp_client {
 	bool hello_acked;
 	uint64_t dev_id;
 	uint64_t features;
+	/* Packed rings: where each stopped, from the RING_BASEs before the
+	 * last STOP ack (position | wrap << 15). */
+	uint16_t base[VP_PCI_MAX_RINGS];
+	unsigned base_seen;        /* bit per ring, since the STOP was sent */
+	bool base_valid;           /* the last ack came with every ring's */
 	char error[VP_PCI_REASON_MAX + 16];
 };
 
@@ -200,6 +205,36 @@ static void reply_devinfo(struct vp_client *c, struct vp_msg *r)
 	}
 }
 
+/*
+ * Where a packed ring stopped: vhost-user's GET_VRING_BASE encoding, the avail
+ * position | wrap << 15 and the used one above it. Both within the ring, and
+ * equal: the backend resumes with nothing in flight, so a ring that stopped
+ * with buffers out cannot be resumed by anybody and the server is wrong.
+ */
+static void got_ring_base(struct vp_client *c, const struct vp_vring_state *st)
+{
+	uint32_t i = st->index;
+	uint16_t avail = (uint16_t)st->num, used = (uint16_t)(st->num >> 16);
+
+	if (i >= c->info.nrings || (c->base_seen >> i & 1)) {
+		client_fail(c, true, "RING_BASE for ring %u: %s", i, i < c->info.nrings ?
+			    "told twice" : "no such ring");
+		return;
+	}
+	if ((avail & 0x7fff) >= c->info.rings[i].num || (used & 0x7fff) >= c->info.rings[i].num) {
+		client_fail(c, true, "RING_BASE 0x%08x for ring %u: a position past its %u "
+			    "descriptors", st->num, i, c->info.rings[i].num);
+		return;
+	}
+	if (avail != used) {
+		client_fail(c, true, "RING_BASE 0x%08x for ring %u: avail and used positions "
+			    "(and wrap counters) differ: buffers in flight", st->num, i);
+		return;
+	}
+	c->base[i] = avail;
+	c->base_seen |= 1u << i;
+}
+
 static void client_handle(struct vp_client *c, const struct vp_msg *m)
 {
 	bool reply = m->flags & VP_MSG_REPLY;
@@ -212,17 +247,37 @@ static void client_handle(struct vp_client *c, const struct vp_msg *m)
 		c->state = VP_CLIENT_FAILED;
 		return;
 	}
+	if (m->request == VP_PCI_RING_BASE && !reply && c->state == VP_CLIENT_STOPPING &&
+	    (c->features & (1ull << VIRTIO_F_RING_PACKED))) {
+		got_ring_base(c, &m->p.state);
+		return;
+	}
 	if (m->request == VP_PCI_STOP && reply && c->state == VP_CLIENT_STOPPING) {
 		if (m->p.u64) {
 			client_fail(c, false, "server refused STOP: %s",
 				    strerror((int)(m->p.u64 & 0xffff)));
 			return;
 		}
+		if ((c->features & (1ull << VIRTIO_F_RING_PACKED)) &&
+		    c->base_seen != (1u << c->info.nrings) - 1) {
+			client_fail(c, true, "STOP ack without the packed position of ring %u "
+				    "(RING_BASE)", (unsigned)__builtin_ctz(~c->base_seen));
+			return;
+		}
+		c->base_valid = c->features & (1ull << VIRTIO_F_RING_PACKED);
 		c->state = VP_CLIENT_STOPPED;
 		return;
 	}
 	if (m->request == VP_PCI_HELLO && reply && !c->hello_acked &&
 	    c->state == VP_CLIENT_HANDSHAKE) {
+		/* An older server would misread packed rings as split: refuse it. */
+		if ((c->info.driver_features & (1ull << VIRTIO_F_RING_PACKED)) &&
+		    m->p.hello.minor < VP_PCI_MINOR_PACKED) {
+			client_fail(c, true, "packed rings (VIRTIO_F_RING_PACKED) need vhost-pci "
+				    "1.%u; the server speaks 1.%u", VP_PCI_MINOR_PACKED,
+				    m->p.hello.minor);
+			return;
+		}
 		c->hello_acked = true;
 		return;
 	}
@@ -317,6 +372,8 @@ static int send_stop(struct vp_client *c, uint32_t reason, uint32_t flags,
 		return -EINVAL;
 	vp_msg_init(&m, VP_PCI_STOP, flags);
 	m.p.u64 = reason;
+	c->base_seen = 0;
+	c->base_valid = false;
 	r = vp_sock_send(c->sock, &m);
 	if (r == 0)
 		c->state = next;
@@ -331,6 +388,14 @@ int vp_client_stop(struct vp_client *c, uint32_t reason)
 int vp_client_stop_need_reply(struct vp_client *c)
 {
 	return send_stop(c, VP_PCI_STOP_RESET, VP_MSG_NEED_REPLY, VP_CLIENT_STOPPING);
+}
+
+int vp_client_ring_base(const struct vp_client *c, unsigned ring, uint16_t *base)
+{
+	if (!c->base_valid || ring >= c->info.nrings)
+		return -ENODATA;
+	*base = c->base[ring];
+	return 0;
 }
 
 int vp_client_restart(struct vp_client *c, const struct vp_frontend_info *info)
@@ -429,6 +494,19 @@ static int gpa_to_uva(const struct vp_frontend_info *in, uint64_t gpa, uint64_t 
 	return -EFAULT;
 }
 
+/*
+ * Where a ring starts: packed rings fresh; split ones at the info's base, which
+ * names a split position only if the info offered split rings (a packed offer
+ * the backend turned down starts fresh split rings).
+ */
+static uint32_t vu_base(const struct vp_frontend_info *in, uint64_t feat,
+			const struct vp_frontend_ring *g)
+{
+	if (feat & (1ull << VIRTIO_F_RING_PACKED))
+		return VP_VU_PACKED_FRESH_BASE;
+	return (in->driver_features & (1ull << VIRTIO_F_RING_PACKED)) ? 0 : g->last_avail_idx;
+}
+
 static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *negotiated)
 {
 	struct vp_msg m, r;
@@ -516,9 +594,7 @@ static int vu_setup(struct vu *v, const struct vp_frontend_info *in, uint64_t *n
 		    gpa_to_uva(in, g->used, &m.p.addr.used) < 0)
 			return -EFAULT;
 		if ((e = vu_ring_state(v, VP_VU_SET_VRING_NUM, i, g->num)) < 0 ||
-		    (e = vu_ring_state(v, VP_VU_SET_VRING_BASE, i,
-					(feat & (1ull << VIRTIO_F_RING_PACKED)) ? VP_VU_PACKED_FRESH_BASE
-					: g->last_avail_idx)) < 0 ||
+		    (e = vu_ring_state(v, VP_VU_SET_VRING_BASE, i, vu_base(in, feat, g))) < 0 ||
 		    (e = vu_call(v, &m, NULL)) < 0 ||
 		    (e = vu_ring_fd(v, VP_VU_SET_VRING_KICK, i, g->kick_fd)) < 0 ||
 		    (e = vu_ring_fd(v, VP_VU_SET_VRING_CALL, i, g->call_fd)) < 0)

@@ -472,7 +472,10 @@ void vp_netfe_info(const struct vp_netfe *fe, struct vp_frontend_info *info)
 		for (int q = 0; q < 2; q++) {
 			info->rings[2 * p + q] = (struct vp_frontend_ring){
 				.num = q == VP_NET_Q_RX ? f->rx_num : f->tx_num,
-				.last_avail_idx = 0,
+				/* Fresh: a packed ring starts on lap 1 (a native
+				 * server takes the features as offered or refuses). */
+				.last_avail_idx = (fe->features & (1ull << VIRTIO_F_RING_PACKED)) ?
+						  VP_VU_PACKED_FRESH_BASE : 0,
 				.desc = f->q[q].desc, .avail = f->q[q].avail, .used = f->q[q].used,
 				.enabled = true,
 				.kick_fd = f->efd[q == VP_NET_Q_RX ? EFD_RX_KICK : EFD_TX_KICK],

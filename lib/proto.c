@@ -171,6 +171,8 @@ static const struct msg_row msg_table[] = {
 	ROW(VP_PCI_ERROR, "VHOST_PCI_ERROR", BOTH, ERROR, NONE, false, ZERO, ZERO),
 	ROW(VP_PCI_PAIR21_JOIN, "VHOST_PCI_PAIR21_JOIN", F2B, HELLO, U64, true, ZERO,
 	    WINDOW21),
+	ROW(VP_PCI_RING_BASE, "VHOST_PCI_RING_BASE", B2F, VRING_STATE, NONE, false, ZERO,
+	    ZERO),
 };
 
 /*

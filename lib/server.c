@@ -77,6 +77,12 @@ struct conn {
 	bool features_set;
 	/* native */
 	enum nstate nstate;
+	uint16_t peer_minor;       /* the frontend's HELLO minor */
+	/* A packed device's STOP ack is preceded by RING_BASE per ring: where
+	 * each stopped, kept here since the rings are torn down before a held
+	 * ack goes (vp_server_set_ring_base() updates it meanwhile). */
+	unsigned stop_nrings;      /* 0: no RING_BASE due */
+	uint16_t stop_num[VP_PCI_MAX_RINGS], stop_base[VP_PCI_MAX_RINGS];
 	/* Dropped before its first message: the dialect is not known yet, so
 	 * the reason waits for it (a native peer is then told, in ERROR). */
 	char refuse[VP_PCI_REASON_MAX];
@@ -691,14 +697,13 @@ static void hold_begin(struct conn *c, uint32_t req, uint32_t idx, bool started)
 }
 
 /* The held reply goes (a base is read now), then the peer is read again. */
+static void send_stop_ack(struct conn *c);
+
 static void send_held(struct conn *c)
 {
 	c->held = false;
 	if (c->held_req == VP_PCI_STOP) {
-		struct vp_msg ack;
-
-		vp_msg_init(&ack, VP_PCI_STOP, VP_MSG_REPLY);
-		send_msg(c, &ack);
+		send_stop_ack(c);
 	} else {
 		vu_send_base(c, c->held_idx, c->held_started);
 	}
@@ -1018,9 +1023,6 @@ static void n_got_devinfo(struct conn *c, struct vp_msg *m)
 		     "pairs), got %u rings", d->nrings);
 		return;
 	}
-	for (unsigned i = 0; i < c->dev.nrings; i++)
-		if (check_ring_gpa(c, i) < 0)
-			return;
 	c->dev.config_len = d->config_len;
 	memcpy(c->dev.config, d->config, d->config_len);
 	n_request(c, VP_PCI_GET_FEATURE_BITS, N_WAIT_FEAT);
@@ -1037,6 +1039,17 @@ static void n_stop(struct conn *c, const struct vp_msg *m)
 		c->rings[i].started = false;
 	/* An ack is due: the STOPPED callback may hold it (vp_server_hold_stop). */
 	c->in_stop = !shutdown && (m->flags & VP_MSG_NEED_REPLY);
+	c->stop_nrings = 0;
+	if (c->in_stop && conn_packed(c)) {
+		/* Until the backend tells (in the callback or before it releases
+		 * a held ack), a ring is where it was announced. */
+		c->stop_nrings = c->dev.nrings < VP_PCI_MAX_RINGS ? c->dev.nrings
+								   : VP_PCI_MAX_RINGS;
+		for (unsigned i = 0; i < c->stop_nrings; i++) {
+			c->stop_num[i] = c->rings[i].num;
+			c->stop_base[i] = c->rings[i].last_avail_idx;
+		}
+	}
 	update_ready(c);
 	c->in_stop = false;
 	for (unsigned i = 0; i < VP_DEV_MAX_RINGS; i++)
@@ -1052,12 +1065,28 @@ static void n_stop(struct conn *c, const struct vp_msg *m)
 		hold_begin(c, VP_PCI_STOP, 0, false);
 		return;
 	}
-	if (m->flags & VP_MSG_NEED_REPLY) {
-		struct vp_msg ack;
+	if (m->flags & VP_MSG_NEED_REPLY)
+		send_stop_ack(c);
+}
 
-		vp_msg_init(&ack, VP_PCI_STOP, VP_MSG_REPLY);
-		send_msg(c, &ack);
+/*
+ * The STOP ack; for a packed device first RING_BASE per ring, as vhost-user's
+ * GET_VRING_BASE encodes it (avail half, used half: equal, as the backend
+ * resumes with nothing in flight), since no ring index in memory says it.
+ */
+static void send_stop_ack(struct conn *c)
+{
+	struct vp_msg m;
+
+	for (unsigned i = 0; i < c->stop_nrings && !c->dead; i++) {
+		vp_msg_init(&m, VP_PCI_RING_BASE, 0);
+		m.p.state.index = i;
+		m.p.state.num = c->stop_base[i] | (uint32_t)c->stop_base[i] << 16;
+		send_msg(c, &m);
 	}
+	c->stop_nrings = 0;
+	vp_msg_init(&m, VP_PCI_STOP, VP_MSG_REPLY);
+	send_msg(c, &m);
 }
 
 static void n_got_stop(struct conn *c, struct vp_msg *m)
@@ -1077,7 +1106,7 @@ static void n_hello(struct conn *c, struct vp_msg *m)
 {
 	struct vp_msg out;
 
-	(void)m;
+	c->peer_minor = m->p.hello.minor;
 	deadline_set(c, "HELLO to READY");
 	vp_msg_init(&out, VP_PCI_HELLO, VP_MSG_REPLY);
 	out.p.hello.magic = VP_PCI_MAGIC;
@@ -1129,14 +1158,24 @@ static void n_got_features(struct conn *c, struct vp_msg *m)
 		fail(c, -EINVAL, "%u rings without VIRTIO_NET_F_MQ", c->dev.nrings);
 		return;
 	}
-	/* Its rings were checked as split, and STOP carries split positions. */
-	if (want & (1ull << VIRTIO_F_RING_PACKED)) {
-		fail(c, -ENOTSUP, "packed rings (VIRTIO_F_RING_PACKED) are for vhost-user "
-		     "frontends only: the native protocol carries split rings");
+	/* Packed positions travel in RING_BASE, which an older peer does not know. */
+	if ((want & (1ull << VIRTIO_F_RING_PACKED)) && c->peer_minor < VP_PCI_MINOR_PACKED) {
+		fail(c, -ENOTSUP, "packed rings (VIRTIO_F_RING_PACKED) need vhost-pci 1.%u; "
+		     "this frontend speaks 1.%u", VP_PCI_MINOR_PACKED, c->peer_minor);
 		return;
 	}
 	c->dev.device_features = m->p.features.device_features;
 	c->dev.driver_features = want;
+	/* The rings, in the layout now known: where each lies, where it resumes. */
+	for (unsigned i = 0; i < c->dev.nrings; i++) {
+		if (check_ring_gpa(c, i) < 0)
+			return;
+		if (conn_packed(c) && (c->rings[i].last_avail_idx & 0x7fff) >= c->rings[i].num) {
+			fail(c, -EINVAL, "ring %u: packed position 0x%x past its %u descriptors", i,
+			     c->rings[i].last_avail_idx, c->rings[i].num);
+			return;
+		}
+	}
 	vp_msg_init(&out, VP_PCI_SET_FEATURE_BITS, 0);
 	out.p.u64 = want;
 	if (send_msg(c, &out) == 0)
@@ -1588,6 +1627,14 @@ static void timer_fire(struct vp_server *s)
 	for (struct conn *c = s->conns; c; c = c->next) {
 		if (c->dead)
 			continue;
+		if (c->held && now >= c->stop_deadline && c->held_req == VP_PCI_STOP &&
+		    c->stop_nrings) {
+			/* Packed: an ack now would carry positions nobody told. */
+			c->held = false;
+			fail(c, -ETIMEDOUT, "backend did not release its stop within %u ms: where "
+			     "the packed rings stopped is unknown", s->stop_ms);
+			continue;
+		}
 		if (c->held && now >= c->stop_deadline) {
 			if (c->held_req == VP_PCI_STOP)
 				vp_log(VP_LOG_WARN, "%s: backend did not release its stop within "
@@ -1942,6 +1989,15 @@ int vp_server_set_ring_base(struct vp_server *s, uint64_t id, unsigned ring, uin
 
 	if (!c)
 		return -ENOENT;
+	/* A native STOP ack still due: its rings may be torn down already. */
+	if (ring < c->stop_nrings && (c->in_stop || c->held)) {
+		if ((base & 0x7fff) >= c->stop_num[ring])
+			return -EINVAL;
+		c->stop_base[ring] = base;
+		if (ring < c->dev.nrings && c->rings[ring].num)
+			c->rings[ring].last_avail_idx = base;
+		return 0;
+	}
 	if (ring >= c->dev.nrings ||
 	    (c->dev.state == VP_DEV_READY && (c->live_pairs >> (ring / 2) & 1)) ||
 	    (conn_packed(c) && (base & 0x7fff) >= c->rings[ring].num))

@@ -96,7 +96,7 @@ if build gcc gcc; then
 	suite gcc harness --num-processes 1
 fi
 
-say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid (and packed and multiqueue against vp-vm)"
+say "real peers: stock QEMU 7.2 guest and DPDK testpmd against vhost-pcid (packed and multiqueue against vp-vm and through vhost-pcid)"
 if [ -x "$B/gcc/daemon/vhost-pcid" ]; then
 	for t in qemu-daemon qemu-backend dpdk-daemon dpdk-packed dpdk-mq qemu-packed qemu-mq qemu-ivshmem qemu-bevm qemu-cold qemu-guestbe \
 		qemu-kmod qemu-kmod-data qemu-twoguest qemu-twoguest-resil qemu-twoguest-kmod \

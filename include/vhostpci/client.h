@@ -39,7 +39,9 @@ extern "C" {
  */
 struct vp_frontend_ring {
 	uint16_t num;
-	uint16_t last_avail_idx;     /* split rings; a packed ring starts fresh */
+	uint16_t last_avail_idx;     /* where the backend resumes: split, the used
+				      * index; packed (native, minor >= 1),
+				      * position | wrap << 15 */
 	uint64_t desc, avail, used;  /* guest-physical (packed: desc, driver and
 				      * device event areas) */
 	bool enabled;
@@ -106,6 +108,16 @@ VP_API int vp_client_stop(struct vp_client *c, uint32_t reason);
  */
 VP_API int vp_client_stop_need_reply(struct vp_client *c);
 
+/*
+ * A packed device (VIRTIO_F_RING_PACKED negotiated), once STOPPED by an acked
+ * vp_client_stop_need_reply(): where ring stopped, position | wrap << 15, as
+ * the server told in RING_BASE before its ack (checked: within the ring,
+ * nothing in flight; an ack without every ring's fails the client). 0, or
+ * -ENODATA (split, not acked since the STOP, or no such ring). Event-loop
+ * thread, like the rest of vp_client.
+ */
+VP_API int vp_client_ring_base(const struct vp_client *c, unsigned ring, uint16_t *base);
+
 /* After a reset: announce the device again with new info (HELLO again). */
 VP_API int vp_client_restart(struct vp_client *c, const struct vp_frontend_info *info);
 
@@ -120,7 +132,8 @@ VP_API int vp_client_restart(struct vp_client *c, const struct vp_frontend_info 
  * *negotiated gets the features in use. With VIRTIO_F_RING_PACKED
  * negotiated the rings are packed and start fresh: BASE is
  * VP_VU_PACKED_FRESH_BASE (position 0, wrap counter 1), whatever
- * last_avail_idx says.
+ * last_avail_idx says; split rings that a packed offer fell back to start
+ * fresh too (0), since last_avail_idx then names a packed position.
  */
 #define VP_VU_PACKED_FRESH_BASE 0x8000u
 VP_API int vp_vu_frontend_start(const char *path, const struct vp_frontend_info *info,

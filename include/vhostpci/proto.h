@@ -102,6 +102,9 @@ enum {
 	VP_PCI_ERROR = VP_PCI_BASE + 9,           /* either way, then the sender closes */
 	VP_PCI_PAIR21_JOIN = VP_PCI_BASE + 10,    /* 2.1 peer -> pair broker, reply has
 						   * the window's fds (docs/window21.md) */
+	VP_PCI_RING_BASE = VP_PCI_BASE + 11,      /* server -> frontend, before a STOP ack
+						   * of a packed device: where one ring
+						   * stopped (minor >= 1) */
 };
 
 /* PAIR21_JOIN's reply: u64 peer id, and the fds of struct vp_net21_fds in
@@ -111,7 +114,11 @@ enum {
 
 #define VP_PCI_MAGIC 0x49435056u   /* "VPCI" as little-endian bytes */
 #define VP_PCI_VERSION_MAJOR 1
-#define VP_PCI_VERSION_MINOR 0
+#define VP_PCI_VERSION_MINOR 1
+/* The first minor that carries packed rings (VIRTIO_F_RING_PACKED): ring
+ * positions as position | wrap << 15, RING_BASE before a STOP ack. Neither
+ * side negotiates the bit with a peer of a lower minor. */
+#define VP_PCI_MINOR_PACKED 1
 /* Bounds of the native protocol's messages (GET_MEMORY_INFO and
  * GET_DEVICE_INFO replies below): the arrays sized by them are wire layout,
  * which grows only with a new protocol version. */

@@ -1671,12 +1671,12 @@ TEST(backend_relay_absent_backend)
 /* What QEMU sends at DRIVER_OK (no PROTOCOL_FEATURES: rings start enabled),
  * resuming ring i from base[i]; extra_fd >= 0: a second RAM region of
  * MEM_SIZE above the first, in that fd (as a guest with two memory backends). */
-static void vu_raw_start_mem(int fd, const struct frontend *f, const uint16_t base[2],
-			     int extra_fd)
+static void vu_raw_start_feat(int fd, const struct frontend *f, const uint16_t base[2],
+			      int extra_fd, uint64_t features)
 {
 	struct vp_msg m;
 
-	vu_raw_send(fd, VP_VU_SET_FEATURES, 0, F_VERSION_1 | F_MRG_RXBUF, -1);
+	vu_raw_send(fd, VP_VU_SET_FEATURES, 0, features, -1);
 	vp_msg_init(&m, VP_VU_SET_MEM_TABLE, 0);
 	m.p.mem.nregions = 1;
 	m.p.mem.regions[0] = (struct vp_mem_region_wire){ MEM_GPA, MEM_SIZE,
@@ -1703,6 +1703,12 @@ static void vu_raw_start_mem(int fd, const struct frontend *f, const uint16_t ba
 		vu_raw_send(fd, VP_VU_SET_VRING_KICK, 0, i, f->kick[i]);
 		vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, i, f->call[i]);
 	}
+}
+
+static void vu_raw_start_mem(int fd, const struct frontend *f, const uint16_t base[2],
+			     int extra_fd)
+{
+	vu_raw_start_feat(fd, f, base, extra_fd, F_VERSION_1 | F_MRG_RXBUF);
 }
 
 static void vu_raw_start(int fd, const struct frontend *f, const uint16_t base[2])
@@ -3757,4 +3763,289 @@ TEST(pair21_design_served_shown_and_full)
 	CHECK(exited_with(daemon_stop(&d), 0));
 	CHECK(gone(d.net0));
 	daemon_cleanup(&d);
+}
+
+/* ------------------------------------------------------------------------ */
+/* packed rings through the relay (native 1.1: positions in the STOP ack)  */
+
+#define F_PACKED (1ull << VIRTIO_F_RING_PACKED)
+#define PK_FEATURES (F_VERSION_1 | F_MRG_RXBUF | F_PACKED)
+
+/* A backend that drives packed rings (as vp-vm's does, lib/port.c): it tells
+ * where each ring stopped from its STOPPED callback. */
+static struct {
+	unsigned n[5];
+	uint64_t features;
+	uint16_t resume[2];        /* positions at the latest READY */
+	uint16_t stop_at[2];       /* what it tells at the next stop */
+	int set_rc;
+} pb;
+
+static void pb_event(struct vp_server *srv, enum vp_event ev, const struct vp_device *dev,
+		     void *opaque)
+{
+	(void)opaque;
+	if ((unsigned)ev < 5)
+		pb.n[ev]++;
+	if (ev == VP_EV_DEVICE_READY) {
+		pb.features = dev->driver_features;
+		for (unsigned i = 0; i < 2 && i < dev->nrings; i++)
+			pb.resume[i] = dev->rings[i].last_avail_idx;
+	}
+	if (ev == VP_EV_DEVICE_STOPPED)
+		for (unsigned i = 0; i < 2; i++)
+			pb.set_rc |= vp_server_set_ring_base(srv, dev->id, i, pb.stop_at[i]);
+}
+
+static bool pb_wait(struct vp_server *b, enum vp_event ev, unsigned n)
+{
+	int64_t end = now_ms() + WAIT_MS;
+
+	while (pb.n[ev] < n && now_ms() < end)
+		bk_serve(b, NULL, 10);
+	return pb.n[ev] >= n;
+}
+
+static bool pk_daemon(struct daemon *d, char *bpath, size_t blen)
+{
+	char spec[400];
+	char *args[] = { "--server", spec, "--control", d->ctl, "--log-level", "debug", NULL };
+
+	snprintf(bpath, blen, "%s/backend.sock", d->dir);
+	snprintf(spec, sizeof(spec), "path=%s,id=net0,backend=%s,features=0x%llx,stop-timeout=2000",
+		 d->net0, bpath, (unsigned long long)PK_FEATURES);
+	return daemon_spawn_argv(d, args);
+}
+
+static void pk_relay_body(struct daemon *d)
+{
+	struct vp_server_config bc = { .on_event = pb_event, .stop_timeout_ms = 30000,
+				       .features = VP_SERVER_DEFAULT_FEATURES | F_PACKED };
+	struct vp_server *b = NULL;
+	struct frontend f;
+	struct vp_msg rep;
+	char bpath[160];
+	uint16_t base[2] = { 0x8000, 0x8000 };
+	uint64_t id;
+	int fd, fds0, call2;
+
+	memset(&pb, 0, sizeof(pb));
+	REQUIRE(pk_daemon(d, bpath, sizeof(bpath)));
+	fds0 = daemon_fds(d);
+	bc.path = bpath;
+	REQUIRE(vp_server_new(&b, &bc) == 0);
+	REQUIRE(fe_init(&f, UUID0));
+	fd = unix_connect(d->net0);
+	REQUIRE(fd >= 0);
+	/* A stock packed frontend (DPDK packed_vq=1): fresh rings, lap 1. */
+	vu_raw_start_feat(fd, &f, base, -1, PK_FEATURES);
+	CHECK(pb_wait(b, VP_EV_DEVICE_READY, 1));
+	id = newest_dev(d, "vhost-user");
+	CHECK(wait_backend(d, id, "attached"));
+	CHECK(pb.features & F_PACKED);
+	CHECK_EQ(pb.resume[0], 0x8000);
+	CHECK_EQ(pb.resume[1], 0x8000);
+
+	/* Stop: the reply carries where the backend said it stopped, in both halves. */
+	pb.stop_at[0] = 0x8000 | 37;
+	pb.stop_at[1] = 200;  /* lap 0: it wrapped once */
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK(vu_wait_reply(b, fd, WAIT_MS, &rep) >= 0);
+	CHECK_EQ(rep.p.state.index, 0);
+	CHECK_EQ(rep.p.state.num, 0x8025u | 0x8025u << 16);
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 1, 0);
+	CHECK(vu_wait_reply(b, fd, WAIT_MS, &rep) >= 0);
+	CHECK_EQ(rep.p.state.index, 1);
+	CHECK_EQ(rep.p.state.num, 200u | 200u << 16);
+	CHECK_EQ(pb.set_rc, 0);
+	CHECK(wait_backend(d, id, "stopped"));
+	CHECK(log_has(d, "backend acked STOP"));
+
+	/* It starts again from there; the backend resumes there, same connection. */
+	base[0] = 0x8025;
+	base[1] = 200;
+	vu_raw_start_feat(fd, &f, base, -1, PK_FEATURES);
+	CHECK(pb_wait(b, VP_EV_DEVICE_READY, 2));
+	CHECK_EQ(pb.resume[0], 0x8025);
+	CHECK_EQ(pb.resume[1], 200);
+	CHECK_EQ(pb.n[VP_EV_DEVICE_NEW], 1);
+	CHECK(wait_backend(d, id, "attached"));
+
+	/* A change while running (a call fd replaced): re-announced from the positions
+	 * the backend acked, not the frontend's old bases (packed: none in memory). */
+	pb.stop_at[0] = 0x8000 | 90;
+	pb.stop_at[1] = 0x8000 | 3;
+	call2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vu_raw_send(fd, VP_VU_SET_VRING_CALL, 0, 1, call2);
+	CHECK(pb_wait(b, VP_EV_DEVICE_READY, 3));
+	CHECK_EQ(pb.n[VP_EV_DEVICE_STOPPED], 2);
+	CHECK_EQ(pb.resume[0], 0x805a);
+	CHECK_EQ(pb.resume[1], 0x8003);
+	CHECK_EQ(pb.n[VP_EV_DEVICE_NEW], 1);
+	CHECK(wait_backend(d, id, "attached"));
+	/* A stop nobody waits on (a ring disabled, then enabled again): the backend is
+	 * still asked where it stopped, and resumes there. */
+	pb.stop_at[0] = 0x8000 | 100;
+	pb.stop_at[1] = 0x8000 | 7;
+	vu_raw_state(fd, VP_VU_SET_VRING_ENABLE, 0, 0);
+	CHECK(pb_wait(b, VP_EV_DEVICE_STOPPED, 3));
+	vu_raw_state(fd, VP_VU_SET_VRING_ENABLE, 0, 1);
+	CHECK(pb_wait(b, VP_EV_DEVICE_READY, 4));
+	CHECK_EQ(pb.resume[0], 0x8064);
+	CHECK_EQ(pb.resume[1], 0x8007);
+	CHECK(wait_backend(d, id, "attached"));
+	/* ... and a stop after it answers the next positions. */
+	pb.stop_at[0] = 0x8000 | 91;
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK(vu_wait_reply(b, fd, WAIT_MS, &rep) >= 0);
+	CHECK_EQ(rep.p.state.num, 0x805bu | 0x805bu << 16);
+
+	close(fd);
+	CHECK(pb_wait(b, VP_EV_DEVICE_REMOVED, 1));
+	CHECK(wait_state(d, id, "gone"));
+	close(call2);
+	fe_free(&f);
+	vp_server_free(b);
+	sleep_ms(50);
+	CHECK_EQ(daemon_fds(d), fds0);
+}
+
+TEST(packed_relay_resumes_at_acked_positions)
+{
+	WITH_OWN_DAEMON(pk_relay_body);
+}
+
+/* ---- a raw native backend: an old one, a lying one ---- */
+
+static bool raw_recv_ms(int fd, struct vp_msg *m, int ms)
+{
+	struct vp_rx rx;
+	int r = 0;
+
+	vp_rx_init(&rx);
+	for (int64_t end = now_ms() + ms; r == 0 && now_ms() < end;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		poll(&p, 1, 10);
+		r = vp_sock_recv(fd, &rx, m);
+	}
+	vp_rx_reset(&rx);
+	return r == 1;
+}
+
+/* The daemon's relay connects: accept it and answer its HELLO as 1.minor. */
+static int raw_backend_accept(int lfd, uint16_t minor)
+{
+	struct pollfd p = { lfd, POLLIN, 0 };
+	struct vp_msg m;
+	int fd;
+
+	if (poll(&p, 1, WAIT_MS) != 1)
+		return -1;
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (!raw_recv_ms(fd, &m, WAIT_MS) || m.request != VP_PCI_HELLO) {
+		close(fd);
+		return -1;
+	}
+	vp_msg_init(&m, VP_PCI_HELLO, VP_MSG_REPLY);
+	m.p.hello = (struct vp_pci_hello){ VP_PCI_MAGIC, 1, minor, 0 };
+	vp_sock_send(fd, &m);
+	return fd;
+}
+
+/* Ask the relay for the device until START: the features it wants. */
+static uint64_t raw_backend_start(int fd)
+{
+	static const uint32_t asks[] = { VP_PCI_GET_UUID, VP_PCI_GET_MEMORY_INFO,
+					 VP_PCI_GET_DEVICE_INFO, VP_PCI_GET_FEATURE_BITS,
+					 VP_PCI_SET_FEATURE_BITS };
+	uint64_t want = 0;
+	struct vp_msg m;
+
+	for (unsigned i = 0; i < sizeof(asks) / sizeof(asks[0]); i++) {
+		vp_msg_init(&m, asks[i], 0);
+		m.p.u64 = want;
+		if (vp_sock_send(fd, &m) < 0 || !raw_recv_ms(fd, &m, WAIT_MS) ||
+		    m.request != asks[i])
+			return 0;
+		if (asks[i] == VP_PCI_GET_FEATURE_BITS)
+			want = m.p.features.driver_features;
+		vp_msg_close_fds(&m);
+	}
+	vp_msg_init(&m, VP_PCI_START, 0);
+	m.p.u64 = 1;
+	return vp_sock_send(fd, &m) == 0 ? want : 0;
+}
+
+static void pk_lying_body(struct daemon *d)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct frontend f;
+	struct vp_msg m, rep;
+	char bpath[160], st[32], why[400];
+	uint16_t base[2] = { 0x8000, 0x8000 };
+	uint64_t id;
+	int lfd, bfd, fd, fds0;
+	struct jv *doc;
+
+	REQUIRE(pk_daemon(d, bpath, sizeof(bpath)));
+	fds0 = daemon_fds(d);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	REQUIRE(strlen(bpath) < sizeof(a.sun_path));
+	memcpy(a.sun_path, bpath, strlen(bpath) + 1);
+	REQUIRE(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0);
+	REQUIRE(fe_init(&f, UUID0));
+	fd = unix_connect(d->net0);
+	REQUIRE(fd >= 0);
+	vu_raw_start_feat(fd, &f, base, -1, PK_FEATURES);
+
+	/* A 1.0 backend would misread packed rings as split: refused, the reason shown. */
+	bfd = raw_backend_accept(lfd, 0);
+	REQUIRE(bfd >= 0);
+	CHECK(raw_recv_ms(bfd, &m, WAIT_MS) && m.request == VP_PCI_ERROR);
+	CHECK(strstr(m.p.error.reason, "the server speaks 1.0") != NULL);
+	close(bfd);
+	id = newest_dev(d, "vhost-user");
+	CHECK(wait_backend(d, id, "waiting"));
+	backend_of(d, id, st, sizeof(st), why, sizeof(why));
+	CHECK(strstr(why, "need vhost-pci 1.1; the server speaks 1.0") != NULL);
+	CHECK(wait_state(d, id, "ready"));  /* the frontend's device lives on */
+
+	/* A 1.1 backend takes it (retried), then lies in its STOP ack. */
+	bfd = raw_backend_accept(lfd, 1);
+	REQUIRE(bfd >= 0);
+	CHECK(raw_backend_start(bfd) & F_PACKED);
+	CHECK(wait_backend(d, id, "attached"));
+	vu_raw_state(fd, VP_VU_GET_VRING_BASE, 0, 0);
+	CHECK(raw_recv_ms(bfd, &m, WAIT_MS) && m.request == VP_PCI_STOP &&
+	      (m.flags & VP_MSG_NEED_REPLY));
+	vp_msg_init(&m, VP_PCI_RING_BASE, 0);
+	m.p.state = (struct vp_vring_state){ 0, 0x80008000u | (RING_NUM << 16) | RING_NUM };
+	vp_sock_send(bfd, &m);
+	vp_msg_init(&m, VP_PCI_STOP, VP_MSG_REPLY);
+	vp_sock_send(bfd, &m);
+	/* Told why, its connection closed; the frontend (whose rings are lost) dropped. */
+	CHECK(raw_recv_ms(bfd, &m, WAIT_MS) && m.request == VP_PCI_ERROR);
+	CHECK(strstr(m.p.error.reason, "past its 256 descriptors") != NULL);
+	CHECK(vu_wait_reply(NULL, fd, WAIT_MS, &rep) < 0);
+	CHECK(wait_state(d, id, "gone"));
+	CHECK(log_has(d, "where its packed rings stopped is lost"));
+	doc = ask(d, "servers");
+	CHECK(u64_is(nth(jv_get(doc, "servers"), 0), "packed_lost", 1));
+	CHECK(strstr(jv_get_str(nth(jv_get(doc, "servers"), 0), "last_refusal") ?: "",
+		     "packed rings stopped is lost") != NULL);
+	jv_free(doc);
+	close(bfd);
+	close(fd);
+	close(lfd);
+	fe_free(&f);
+	sleep_ms(100);
+	CHECK_EQ(daemon_fds(d), fds0);
+}
+
+TEST(packed_relay_old_or_lying_backend_refused)
+{
+	WITH_OWN_DAEMON(pk_lying_body);
 }

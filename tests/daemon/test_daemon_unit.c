@@ -275,6 +275,13 @@ TEST(spec_defaults_and_keys)
 	CHECK_EQ(s.stop_timeout_ms, 250);
 	vpd_spec_free(&s);
 
+	/* Packed rings: offered only when asked for, and only to a backend=. */
+	CHECK(!(vpd_spec_features(&s) & (1ull << VIRTIO_F_RING_PACKED)));
+	REQUIRE(vpd_spec_parse("path=/a.sock,backend=/b.sock,features=0x500000000", &s, err,
+			       sizeof(err)) == 0);
+	CHECK_EQ(vpd_spec_features(&s), 0x500000000ull);
+	vpd_spec_free(&s);
+
 	REQUIRE(vpd_spec_parse("path=/a.sock,backend-vm=/run/vm2/qmp.sock,unplug-timeout=500", &s,
 			       err, sizeof(err)) == 0);
 	CHECK(s.backend_vm && !strcmp(s.backend_vm, "/run/vm2/qmp.sock") && !s.backend);
@@ -408,8 +415,10 @@ TEST(spec_errors_name_the_problem)
 	CHECK(spec_fails("path=/a,features=0xzz", "not a number"));
 	CHECK(spec_fails("path=/a,offloads=gso", "not none, csum or tso"));
 	CHECK(spec_fails("path=/a,offloads=tso,features=0x100000000", "exclude each other"));
-	/* Packed rings reach no backend VM: the daemon never offers them. */
-	CHECK(spec_fails("path=/a,features=0x500000000", "RING_PACKED"));
+	/* Packed rings reach a backend= only: no backend VM, nor nobody. */
+	CHECK(spec_fails("path=/a,features=0x500000000", "this server has none"));
+	CHECK(spec_fails("path=/a,features=0x500000000,backend-vm=/q", "split rings only"));
+	CHECK(spec_fails("path=/a,features=0x500000000,design=2.1", "serves a pair"));
 	CHECK(spec_fails("path=/a,design=2.1,offloads=csum", "serves a pair"));
 	/* queues=: multiqueue reaches userspace backends only. */
 	CHECK(spec_fails("path=/a,queues=0", "1..8"));

@@ -98,6 +98,8 @@ dp_vm_end() {
 	kill -TERM "$vpid"
 	wait "$vpid" || fail "vp-vm exit status $?"
 	vpid=''
-	grep -qi "broken" "$work/vm.log" && fail "a ring broke: $(grep -i -m1 broken "$work/vm.log")"
+	# (A reply to a frontend that hung up meanwhile fails with "Broken pipe": no ring.)
+	grep -i "broken" "$work/vm.log" | grep -qv "Broken pipe" &&
+		fail "a ring broke: $(grep -i broken "$work/vm.log" | grep -v -m1 "Broken pipe")"
 	grep -q "result: OK" "$work/vm.log" || fail "vp-vm's echo did not report OK"
 }

@@ -8,6 +8,10 @@
 #   2. the guest reboots (QMP system_reset): its driver makes fresh packed
 #      rings, QEMU hands them to the same backend, and the same checks pass;
 #   3. the backend stops: the guest's link goes down (its test passes then).
+# Run twice: QEMU straight on vp-vm, then on vhost-pcid (features= with RING_PACKED,
+# backend=vp-vm) relaying the device over the native handshake (1.1). There the reboot's
+# GET_VRING_BASE is answered with the positions vp-vm acked its STOP with, and the
+# backend's end drops the guest's vhost-user connection (its positions went with it).
 # A backend restarted under a running packed guest is not tried: QEMU 7.2
 # keeps no packed ring position it can restore when GET_VRING_BASE finds
 # the backend gone (it logs "ring restore failed" and resends the position
@@ -27,6 +31,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/twoguest-lib.sh"
 
 vm=$(realpath "${3:?usage: $0 VHOST_PCID VHOST_PCI_CTL VP_VM}")
+if [ -z "${QP_DAEMON:-}" ]; then  # the two runs, each in a process of its own
+	QP_DAEMON=0 "$0" "$@" || exit $?
+	QP_DAEMON=1 exec "$0" "$@"
+fi
+[ "$QP_DAEMON" = 1 ] && vp_prog=qemu-packed-daemon
 mac=52:54:00:a1:b2:d7
 # A subnet and TAP name of our own: other tests may run TAPs at once.
 net=10.$((RANDOM % 200 + 20)).$((RANDOM % 250))
@@ -44,9 +53,9 @@ fail() {
 "$here/../guest/setup.sh" >/dev/null || skip "tests/guest/setup.sh failed (no QEMU or guest kernel)"
 
 work=$(mktemp -d /tmp/vp-qemu-packed.XXXXXX)
-gpid='' bpid=''
+gpid='' bpid='' dpid=''
 cleanup() {
-	for p in $bpid $gpid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	for p in $bpid $gpid $dpid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	if [ "${VP_KEEP_LOGS:-0}" = 1 ]; then echo "$vp_prog: logs kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -77,9 +86,20 @@ boot_checks() {
 bpid=$!
 for _ in $(seq 100); do [ -S "$work/be.sock" ] && break; sleep 0.1; done
 [ -S "$work/be.sock" ] || fail "backend did not listen"
+sock=$work/be.sock
+if [ "$QP_DAEMON" = 1 ]; then
+	# The default set and RING_PACKED (bit 34): offered only when asked.
+	"$(realpath "$1")" --server "path=$work/net0.sock,id=net0,backend=$work/be.sock,features=0x570008000" \
+		--control "$work/ctl.sock" --log-level info 2>"$work/daemon.log" &
+	dpid=$!
+	for _ in $(seq 100); do [ -S "$work/net0.sock" ] && break; sleep 0.1; done
+	[ -S "$work/net0.sock" ] || fail "vhost-pcid did not listen"
+	sock=$work/net0.sock
+	echo "$vp_prog: through vhost-pcid (features=0x570008000, backend=vp-vm)"
+fi
 
 tg_lock
-"$here/../guest/run-guest.sh" -t packed -n "$work/be.sock" --mac "$mac" --packed --reboot \
+"$here/../guest/run-guest.sh" -t packed -n "$sock" --mac "$mac" --packed --reboot \
 	-e VP_MAC="$mac" -e VP_IP="$net.2/24" -e VP_PEER="$net.1" -e VP_COUNT=20 \
 	-T 400 --name pk -l "$work/pk.log" \
 	-q -qmp -q "unix:$work/pk.qmp,server=on,wait=off" >"$work/guest.out" 2>&1 &
@@ -95,6 +115,13 @@ wait_marker 120 "VPGUEST: BOOTED" "$from" || fail "the guest did not boot again"
 boot_checks "$from"
 [ "$(grep -c 'link up: device.*features' "$work/backend.log")" -ge 2 ] ||
 	fail "the backend logged no link up after the reboot"
+if [ "$QP_DAEMON" = 1 ]; then
+	grep -q "backend acked STOP" "$work/daemon.log" ||
+		fail "QEMU's GET_VRING_BASE at the reset did not wait for vp-vm's STOP ack"
+	grep -q "where its packed rings stopped is lost" "$work/daemon.log" &&
+		fail "vhost-pcid lost the packed positions"
+	echo "$vp_prog: the reset's GET_VRING_BASE waited for vp-vm's STOP ack ($(grep -o 'acked STOP in [0-9]* ms' "$work/daemon.log" | head -1))"
+fi
 
 # 3. The backend stops: the guest sees its link go down and passes.
 kill "$bpid"; wait "$bpid" 2>/dev/null; bpid=''

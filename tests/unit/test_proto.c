@@ -58,7 +58,7 @@ __attribute__((constructor)) static void setup(void)
 static const uint32_t all_requests[] = {
 	1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
 	21, 24, 25, 34, 36, 37, 38, 39, 40,
-	0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107, 0x108, 0x109, 0x10a,
+	0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107, 0x108, 0x109, 0x10a, 0x10b,
 };
 #define N_REQUESTS (sizeof(all_requests) / sizeof(all_requests[0]))
 
@@ -378,6 +378,7 @@ PTEST(table_matches_spec)
 		{ 0x108, VP_DIR_FRONT_TO_BACK, VP_PL_U64, VP_PL_NONE, false },
 		{ 0x109, VP_DIR_BOTH, VP_PL_ERROR, VP_PL_NONE, false },
 		{ 0x10a, VP_DIR_FRONT_TO_BACK, VP_PL_HELLO, VP_PL_U64, true },
+		{ 0x10b, VP_DIR_BACK_TO_FRONT, VP_PL_VRING_STATE, VP_PL_NONE, false },
 	};
 	CHECK_EQ(sizeof(want) / sizeof(want[0]), N_REQUESTS);
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -656,7 +657,7 @@ PTEST(golden_hello)
 {
 	static const uint8_t want[] = {
 		0x01, 0x01, 0, 0, 0x09, 0, 0, 0, 0x10, 0, 0, 0, /* NEED_REPLY */
-		'V', 'P', 'C', 'I', 0x01, 0x00, 0x00, 0x00,     /* magic, 1.0 */
+		'V', 'P', 'C', 'I', 0x01, 0x00, 0x01, 0x00,     /* magic, 1.1 */
 		0, 0, 0, 0, 0, 0, 0, 0,
 	};
 	struct vp_msg m;
@@ -800,7 +801,7 @@ PTEST(reject_bad_flags)
 PTEST(reject_unknown_request)
 {
 	static const uint32_t unknown[] = { 0, 22, 23, 26, 33, 35, 41, 0x100,
-					    0x10b, 0xffffffffu };
+					    0x10c, 0xffffffffu };
 	uint8_t b[BUF_MAX] = { 0 };
 
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
