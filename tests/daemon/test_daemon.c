@@ -3053,7 +3053,16 @@ static void bevm_garbage_body(struct daemon *d)
 		drv.driver_gen = g;
 		drv.stopped[0] = 0x12345;  /* valid bit missing, bits set */
 		drv_write(&k.v, &drv);
-		sleep_ms(20);
+		/* Each page read before the next is written (a slow daemon
+		 * would see only the last of a quick series). */
+		for (int64_t end = now_ms() + WAIT_MS; g < 8 && now_ms() < end; sleep_ms(10)) {
+			doc = bv_show(d, k.id, &b);
+			bad = 0;
+			jv_get_u64(b, "bad_pages", &bad);
+			jv_free(doc);
+			if (bad >= g)
+				break;
+		}
 	}
 	CHECK(fv_unplug(&k.v, true));
 	CHECK(log_has(d, "driver wrote 8 bad pages in a row"));
