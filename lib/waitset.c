@@ -27,7 +27,7 @@
 #include "wait.h"
 
 #define ADAPTIVE_SPIN_NS 50000  /* ADAPTIVE: look this long before sleeping */
-#define YIELD_RAN_OTHERS_NS 2000 /* a yield that took longer ran other tasks */
+#define YIELD_RAN_OTHERS_NS 10000 /* a yield counts up to this (longer: others ran) */
 #define ADAPTIVE_WALL_NS 1000000 /* others' turns included: sleep after this */
 #define NAP_BLIND_MS 1          /* a queue without a wake-up fd: look again this soon */
 #define NAP_NOT_LIVE_MS 10      /* no rings yet (frontend before start) */
@@ -76,8 +76,10 @@ int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 		 * tasks (the VMs of a chain on fewer cores than VMs) they run
 		 * meanwhile, and a neighbour that fills our ring while we are
 		 * not armed costs no wake-up. Alone on the core, a yield
-		 * returns at once and this is the plain spin. Our own looking
-		 * is what the budget counts; others' turns are bounded apart. */
+		 * returns at once and this is the plain spin. Each yield counts
+		 * its time up to 10 us against the budget (5 turns of others at
+		 * least, then sleep: a futile turn is a context switch), and
+		 * 1 ms of wall clock ends it whatever ran. */
 		uint64_t t0 = now_ns(), t = t0, spent = 0;
 
 		for (;;) {
