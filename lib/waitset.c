@@ -27,6 +27,7 @@
 #include "wait.h"
 
 #define ADAPTIVE_SPIN_NS 50000  /* ADAPTIVE: look this long before sleeping */
+#define ADAPTIVE_SPIN_FIRST_NS 2000 /* then yield between looks */
 #define YIELD_RAN_OTHERS_NS 10000 /* a yield counts up to this (longer: others ran) */
 #define ADAPTIVE_WALL_NS 1000000 /* others' turns included: sleep after this */
 #define NAP_BLIND_MS 1          /* a queue without a wake-up fd: look again this soon */
@@ -79,13 +80,21 @@ int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 		 * returns at once and this is the plain spin. Each yield counts
 		 * its time up to 10 us against the budget (5 turns of others at
 		 * least, then sleep: a futile turn is a context switch), and
-		 * 1 ms of wall clock ends it whatever ran. */
+		 * 1 ms of wall clock ends it whatever ran. The first 2 us are a
+		 * plain spin: an answer due within a microsecond (a ping-pong)
+		 * must not wait for another task's time slice. */
 		uint64_t t0 = now_ns(), t = t0, spent = 0;
 
-		for (;;) {
+		for (unsigned k = 1;; k++) {
 			if (any_ready(it, nit))
 				return 1;
-			sched_yield();
+			if (spent < ADAPTIVE_SPIN_FIRST_NS) {
+				cpu_relax();
+				if (k & 15)
+					continue;
+			} else {
+				sched_yield();
+			}
 			uint64_t t2 = now_ns(), dt = t2 - t;
 
 			t = t2;
