@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,9 @@
 #include "wait.h"
 
 #define ADAPTIVE_SPIN_NS 50000  /* ADAPTIVE: look this long before sleeping */
+#define ADAPTIVE_SPIN_FIRST_NS 2000 /* then yield between looks */
+#define YIELD_RAN_OTHERS_NS 10000 /* a yield counts up to this (longer: others ran) */
+#define ADAPTIVE_WALL_NS 1000000 /* others' turns included: sleep after this */
 #define NAP_BLIND_MS 1          /* a queue without a wake-up fd: look again this soon */
 #define NAP_NOT_LIVE_MS 10      /* no rings yet (frontend before start) */
 
@@ -69,13 +73,33 @@ int vp_wait_core(const struct vp_wait_item *it, unsigned nit, struct pollfd *pf,
 			return 1;
 	}
 	if (adaptive && timeout_ms != 0) {
-		uint64_t end = now_ns() + ADAPTIVE_SPIN_NS;
+		/* Look between yields: on a core shared with other runnable
+		 * tasks (the VMs of a chain on fewer cores than VMs) they run
+		 * meanwhile, and a neighbour that fills our ring while we are
+		 * not armed costs no wake-up. Alone on the core, a yield
+		 * returns at once and this is the plain spin. Each yield counts
+		 * its time up to 10 us against the budget (5 turns of others at
+		 * least, then sleep: a futile turn is a context switch), and
+		 * 1 ms of wall clock ends it whatever ran. The first 2 us are a
+		 * plain spin: an answer due within a microsecond (a ping-pong)
+		 * must not wait for another task's time slice. */
+		uint64_t t0 = now_ns(), t = t0, spent = 0;
 
 		for (unsigned k = 1;; k++) {
 			if (any_ready(it, nit))
 				return 1;
-			cpu_relax();
-			if (!(k & 63) && now_ns() > end)
+			if (spent < ADAPTIVE_SPIN_FIRST_NS) {
+				cpu_relax();
+				if (k & 15)
+					continue;
+			} else {
+				sched_yield();
+			}
+			uint64_t t2 = now_ns(), dt = t2 - t;
+
+			t = t2;
+			spent += dt > YIELD_RAN_OTHERS_NS ? YIELD_RAN_OTHERS_NS : dt;
+			if (spent > ADAPTIVE_SPIN_NS || t - t0 > ADAPTIVE_WALL_NS)
 				break;
 		}
 	}

@@ -75,7 +75,7 @@ struct vp_pkt {
 enum vp_net_mode {
 	VP_NET_POLL = 0,    /* never sleep: busy-poll */
 	VP_NET_IRQ,         /* sleep in poll() on the eventfds whenever idle */
-	VP_NET_ADAPTIVE,    /* poll while busy, sleep after ~50 us idle */
+	VP_NET_ADAPTIVE,    /* poll while busy (yielding), sleep after ~50 us idle */
 };
 
 /*

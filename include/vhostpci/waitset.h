@@ -14,7 +14,9 @@
  *  - one in VP_NET_POLL: the wait returns at once (the caller busy-polls,
  *    and reads its own fds itself: they are not looked at, a polling pass
  *    must stay short);
- *  - else one in VP_NET_ADAPTIVE: look at the rings for about 50 us, then
+ *  - else one in VP_NET_ADAPTIVE: look at the rings for about 50 us of our
+ *    own time, after the first 2 us yielding the CPU between looks (other
+ *    runnable tasks on the core run meanwhile; at most 1 ms in all), then
  *    sleep;
  *  - VP_NET_IRQ: arm and sleep at once.
  * vp_net_wait() and vp_netfe_wait() are this same wait over one object.

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
@@ -526,6 +527,7 @@ struct tp_opts {
 	uint64_t count;
 	enum vp_net_mode mode;
 	bool pauses;		/* random 0..2 ms sleeps at random points */
+	bool one_cpu;		/* both processes on one CPU: each wait's yields run the peer */
 	uint64_t reset_at;	/* frontend resets when it has sent this many; 0: never */
 	struct pkt_shape shape;
 	uint64_t features;
@@ -801,9 +803,16 @@ static void two_process(const struct tp_opts *o)
 	struct fe_result res;
 	uint64_t b2f, f2b;
 	int status = 0, fr;
+	cpu_set_t was, one;
 	pid_t pid;
 
 	REQUIRE(sh != MAP_FAILED);
+	if (o->one_cpu) {
+		REQUIRE(sched_getaffinity(0, sizeof(was), &was) == 0);
+		CPU_ZERO(&one);
+		CPU_SET(sched_getcpu(), &one);
+		REQUIRE(sched_setaffinity(0, sizeof(one), &one) == 0);  /* the child too */
+	}
 	memset(sh, 0, sizeof(*sh));
 	sock_path("tp");	/* one temporary directory for both processes */
 	memset(&res, 0, sizeof(res));
@@ -815,6 +824,8 @@ static void two_process(const struct tp_opts *o)
 	fr = fe_main(o, sh, &res);
 	if (waitpid(pid, &status, 0) != pid)
 		status = -1;
+	if (o->one_cpu)
+		CHECK_EQ(sched_setaffinity(0, sizeof(was), &was), 0);
 	if (sh->be_fail)
 		fprintf(stderr, "  backend: %s\n", sh->be_msg);
 	CHECK_EQ(fr, 0);
@@ -912,6 +923,21 @@ TEST(two_process_adaptive_no_event_idx)
 		.count = big_count(1000000) / 20, .mode = VP_NET_ADAPTIVE, .pauses = true,
 		.shape = { PKT_MIN, PKT_MAX, false },
 		.features = F_V1 | F_MRG | F_INDIRECT, .timeout_s = 150,
+	};
+
+	two_process(&o);
+}
+
+/* Adaptive waits with both ends on one CPU: each wait's look-and-yield runs
+ * the peer, which fills the rings while this side is not armed; random
+ * pauses make the spin run out and sleep too. Every frame arrives, none
+ * stalls (a lost wake-up would hang until timeout_s). */
+TEST(two_process_adaptive_one_cpu_random_pauses)
+{
+	struct tp_opts o = {
+		.count = big_count(1000000) / 20, .mode = VP_NET_ADAPTIVE, .pauses = true,
+		.one_cpu = true, .shape = { PKT_MIN, 1514, true }, .features = F_ALL,
+		.timeout_s = 150,
 	};
 
 	two_process(&o);
